@@ -1,0 +1,48 @@
+# tcpwise: two commands do everything on a fresh Debian machine.
+#   make demo   set up .venv, install, run the flagship demo
+#   make test   set up, install the system packages the suite needs, run the whole suite
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+SYSSTAMP := .sysdeps.installed
+# System packages: nftables (lab faults), tshark (pcap validation, trace benchmark), tcptrace (trace benchmark),
+# chromium (HTML report browser test), iproute2 (namespaces), tcpdump (bench captures), procps (sysctl).
+APT_PACKAGES := nftables tshark tcptrace chromium iproute2 tcpdump procps
+
+.PHONY: demo test bench lint venv sysdeps clean
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test,dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+sysdeps:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing system packages:$$missing"; \
+	  if [ "$$(id -u)" != 0 ]; then echo "make: need root to apt-get install$$missing" >&2; exit 2; fi; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
+demo: venv sysdeps
+	$(BIN)/tcpwise demo
+
+test: venv sysdeps
+	@set +e; $(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests - failing" >&2; exit 1; fi; exit $$rc
+
+bench: venv sysdeps
+	@for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+lint: venv
+	$(BIN)/ruff check src tests bench
+	$(BIN)/mypy
+
+clean:
+	rm -rf $(VENV) build *.egg-info src/*.egg-info

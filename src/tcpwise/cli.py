@@ -1,0 +1,103 @@
+"""The ``tcpwise`` command: one argparse tree, each product area registering its own subcommands.
+
+Each area owns ``tcpwise/<area>/cli.py`` with ``register(subparsers)``; it must stay cheap to import (heavy
+modules are imported inside the handler), because interpreter start-up is part of every user's wait —
+``tcpwise doctor`` races ``ss -tanp``. argparse (stdlib) instead of typer for the same reason: typer+rich cost
+~110 ms of imports before any work is done.
+
+Errors: :class:`tcpwise.errors.TcpwiseError` -> ``tcpwise: error: <one line>`` and its exit code (2);
+Ctrl-C -> exit 130 after the area's own cleanup has run; any other exception is a bug: one line naming it and
+exit 70, with the traceback only when ``TCPWISE_DEBUG=1``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from collections.abc import Sequence
+
+from tcpwise import __version__
+from tcpwise.errors import TcpwiseError
+
+__all__ = ["main", "build_parser"]
+
+# Order = order in --help.
+_AREAS = (
+    "tcpwise.scenarios.cli",
+    "tcpwise.render.cli",
+    "tcpwise.lab.cli",
+    "tcpwise.doctor.cli",
+    "tcpwise.trace.cli",
+    "tcpwise.guard.cli",
+    "tcpwise.demo",
+)
+
+EPILOG = """examples:
+  tcpwise scenarios                      list the scenario catalogue
+  tcpwise sim close                      four-way teardown as a sequence diagram
+  tcpwise sim lost-last-ack --set time_wait=0 --format json
+  tcpwise report -o report/              HTML gallery of every scenario
+  tcpwise lab run close                  the same story on the real kernel (root)
+  tcpwise doctor                         diagnose this host's TCP connections
+  tcpwise trace capture.pcap             the life of every connection in a capture
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tcpwise",
+        description="See, test and fix the life of TCP connections.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"tcpwise {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for modname in _AREAS:
+        try:
+            mod = importlib.import_module(modname)
+        except ModuleNotFoundError as exc:
+            # An area that is not built yet (or not installed) simply has no subcommands.
+            if exc.name and modname.startswith(exc.name):
+                continue
+            raise
+        mod.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler = getattr(args, "handler", None)
+    if handler is None:
+        parser.print_help()
+        return 2
+    try:
+        rc = handler(args)
+    except TcpwiseError as exc:
+        print(f"tcpwise: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("tcpwise: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        # `tcpwise ... | head` closed the pipe: not an error worth a traceback.
+        try:
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - silence the flush at exit
+        except OSError:
+            pass
+        return 0
+    except Exception as exc:  # a bug: say so in one line, traceback on request
+        if os.environ.get("TCPWISE_DEBUG"):
+            raise
+        print(
+            f"tcpwise: internal error: {type(exc).__name__}: {exc} (set TCPWISE_DEBUG=1 for the traceback)",
+            file=sys.stderr,
+        )
+        return 70
+    return int(rc or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,89 @@
+"""Every knob a kernel sysctl or socket option changes, as one frozen dataclass with Linux defaults.
+
+Names follow the sysctl (``net.ipv4.tcp_*``) or socket option they model, so that the lab can map a scenario's
+parameters onto the real kernel one to one (see :data:`SYSCTL_OF`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+__all__ = ["EndpointConfig", "SYSCTL_OF", "LINUX", "RFC"]
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointConfig:
+    # --- segment size and windows -------------------------------------------------------------------------
+    mss: int = 1460  # advertised MSS option (RFC 9293 §3.7.1); 1460 = Ethernet MTU 1500 - 40
+    rcv_buf: int = 65535  # receive buffer; the advertised window is what is free of it
+    snd_buf: int = 1 << 20  # send buffer (bytes the application may queue)
+    wscale: int | None = None  # window scale shift to offer (RFC 7323 §2); None = don't offer
+    timestamps: bool = True  # net.ipv4.tcp_timestamps (RFC 7323 §3)
+    sack: bool = False  # offer SACK-permitted (RFC 2018); the model does not use SACK blocks
+    # --- retransmission (RFC 6298, Linux TCP_RTO_MIN/MAX, tcp_retries2) ------------------------------------
+    rto_initial: float = 1.0  # RFC 6298 §2.1: initial RTO of 1 s
+    rto_min: float = 0.2  # Linux TCP_RTO_MIN (RFC 6298 says 1 s; Linux uses 200 ms)
+    rto_max: float = 120.0  # Linux TCP_RTO_MAX
+    retries1: int = 3  # net.ipv4.tcp_retries1: after this many, "negative advice" to IP (not modelled further)
+    retries2: int = 15  # net.ipv4.tcp_retries2: give up on an established connection
+    syn_retries: int = 6  # net.ipv4.tcp_syn_retries
+    synack_retries: int = 5  # net.ipv4.tcp_synack_retries
+    orphan_retries: int = 8  # net.ipv4.tcp_orphan_retries: 0 means 8 in Linux; FIN retries once orphaned
+    # --- close --------------------------------------------------------------------------------------------
+    time_wait: float = 60.0  # TCP_TIMEWAIT_LEN: fixed at compile time in Linux (not a sysctl!)
+    fin_timeout: float = 60.0  # net.ipv4.tcp_fin_timeout: FIN_WAIT_2 orphan timeout, NOT TIME_WAIT
+    # --- liveness -----------------------------------------------------------------------------------------
+    keepalive: bool = False  # SO_KEEPALIVE
+    keepalive_time: float = 7200.0  # net.ipv4.tcp_keepalive_time / TCP_KEEPIDLE
+    keepalive_intvl: float = 75.0  # net.ipv4.tcp_keepalive_intvl / TCP_KEEPINTVL
+    keepalive_probes: int = 9  # net.ipv4.tcp_keepalive_probes / TCP_KEEPCNT
+    user_timeout: float = 0.0  # TCP_USER_TIMEOUT (RFC 5482) in seconds; 0 = off
+    delayed_ack: float = 0.0  # delayed-ACK timeout; 0 = ACK at once (Linux quickack at connection start)
+    # --- listener -----------------------------------------------------------------------------------------
+    backlog: int = 128  # listen() backlog, capped by somaxconn (accept queue length)
+    somaxconn: int = 4096  # net.core.somaxconn
+    max_syn_backlog: int = 1024  # net.ipv4.tcp_max_syn_backlog (SYN queue)
+    syncookies: int = 1  # net.ipv4.tcp_syncookies: 0 off, 1 when SYN queue overflows, 2 always
+    abort_on_overflow: bool = False  # net.ipv4.tcp_abort_on_overflow
+    # --- TIME_WAIT reuse ----------------------------------------------------------------------------------
+    tw_reuse: int = 2  # net.ipv4.tcp_tw_reuse: 0 off, 1 on, 2 loopback only (default since 4.x)
+    # --- RFC 5961 -----------------------------------------------------------------------------------------
+    challenge_ack_limit: int = 1000  # net.ipv4.tcp_challenge_ack_limit per second (Linux; RFC 5961 §7)
+    # --- behaviour profile --------------------------------------------------------------------------------
+    # "linux": follow the kernel where it deviates from RFC 9293 (docs/deviations.md): FIN piggybacked on the
+    # ACK when the application closes at once, RST instead of FIN on close with unread data, etc.
+    profile: str = "linux"
+
+    def with_(self, **changes: Any) -> EndpointConfig:
+        return replace(self, **changes)
+
+    @classmethod
+    def field_names(cls) -> list[str]:
+        return [f.name for f in fields(cls)]
+
+
+LINUX = EndpointConfig()
+RFC = EndpointConfig(rto_min=1.0, profile="rfc")
+
+# Parameter -> per-namespace sysctl the lab writes (None = not a sysctl: a socket option or compile-time).
+SYSCTL_OF: dict[str, str | None] = {
+    "timestamps": "net.ipv4.tcp_timestamps",
+    "sack": "net.ipv4.tcp_sack",
+    "retries1": "net.ipv4.tcp_retries1",
+    "retries2": "net.ipv4.tcp_retries2",
+    "syn_retries": "net.ipv4.tcp_syn_retries",
+    "synack_retries": "net.ipv4.tcp_synack_retries",
+    "orphan_retries": "net.ipv4.tcp_orphan_retries",
+    "time_wait": None,  # TCP_TIMEWAIT_LEN is compiled in
+    "fin_timeout": "net.ipv4.tcp_fin_timeout",
+    "keepalive_time": "net.ipv4.tcp_keepalive_time",
+    "keepalive_intvl": "net.ipv4.tcp_keepalive_intvl",
+    "keepalive_probes": "net.ipv4.tcp_keepalive_probes",
+    "somaxconn": "net.core.somaxconn",
+    "max_syn_backlog": "net.ipv4.tcp_max_syn_backlog",
+    "syncookies": "net.ipv4.tcp_syncookies",
+    "abort_on_overflow": "net.ipv4.tcp_abort_on_overflow",
+    "tw_reuse": "net.ipv4.tcp_tw_reuse",
+    "challenge_ack_limit": "net.ipv4.tcp_challenge_ack_limit",
+}

@@ -1,0 +1,24 @@
+"""The error every tcpwise command turns into a one-line message and exit code 2.
+
+Anything the *user* got wrong or the *machine* lacks (unknown scenario, bad ``--set``, corrupt pcap, not root,
+no nftables) is raised as :class:`UsageError` with a message that says what is valid or what is missing.
+The CLI prints ``tcpwise: error: <message>`` and exits with :attr:`UsageError.exit_code`; never a traceback.
+"""
+
+from __future__ import annotations
+
+__all__ = ["TcpwiseError", "UsageError", "MissingCapability"]
+
+
+class TcpwiseError(Exception):
+    """Base class of errors the CLI reports in one line."""
+
+    exit_code = 2
+
+
+class UsageError(TcpwiseError):
+    """Bad input from the user: unknown id, bad parameter, unreadable file."""
+
+
+class MissingCapability(TcpwiseError):
+    """The machine lacks something: root, a namespace, nftables, a kernel feature, a binary."""
