@@ -47,6 +47,7 @@ class Listen(Step):
     port: int = 80
     backlog: int | None = None  # None = host config's backlog
     accept: bool = True  # the server application accept()s at once (False: a slow/never-accepting server)
+    on_eof: str = ""  # "close": the accepted socket's application close()s as soon as it reads EOF
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +57,7 @@ class Connect(Step):
     port: int = 80
     sport: int | None = None  # None = ephemeral
     sock: str = "c"
+    on_eof: str = ""  # "close": the application close()s as soon as it reads EOF
 
 
 @dataclass(frozen=True, slots=True)
