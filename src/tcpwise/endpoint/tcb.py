@@ -1,0 +1,916 @@
+"""A sans-IO TCP endpoint: one transmission control block (RFC 9293 §3.3.1) and everything that happens to it.
+
+Theory of operation
+-------------------
+Read RFC 9293 §3.10 ("Event Processing") first: this module follows its structure. The endpoint is driven by
+three kinds of input, each taking the current time ``now`` (seconds, supplied by the caller — there is no clock,
+socket, thread or randomness in here):
+
+* user calls: :meth:`connect`, :meth:`send`, :meth:`recv`, :meth:`shutdown`, :meth:`close`, :meth:`abort`
+  (passive opens are made by :class:`~tcpwise.endpoint.listener.Listener`);
+* :meth:`receive` of a segment addressed to this connection;
+* :meth:`handle_timer` when :meth:`get_timer` says a deadline has come.
+
+Output is pulled (aioquic style): :meth:`segments_to_send` returns the segments to put on the wire now and
+:meth:`next_event` the events for the application. State changes go through :meth:`_set_state`, which checks
+them against the one table in :mod:`tcpwise.endpoint.transitions`.
+
+The "linux" profile (default) follows the kernel where it deviates from the RFC; each such place says so and
+docs/deviations.md lists them with evidence.
+
+Not implemented (honestly): SACK-based recovery (SACK-permitted may be offered, blocks are ignored), urgent
+data, Nagle, IP options, PMTU discovery. Congestion control is RFC 5681 slow start / congestion avoidance with
+fast retransmit (no fast-recovery window inflation).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+from tcpwise.endpoint.config import EndpointConfig
+from tcpwise.endpoint.events import (
+    Closed,
+    Connected,
+    ConnectionError,
+    DataReceived,
+    EndOfStream,
+    EndpointEvent,
+    StateChanged,
+    TimerFired,
+)
+from tcpwise.endpoint.rto import RttEstimator, linux_retrans_timeout
+from tcpwise.endpoint.transitions import TRANSITIONS
+from tcpwise.vocab import ACK, FIN, PSH, RST, SYN, TcpState
+from tcpwise.wire.segment import (
+    MssOption,
+    NopOption,
+    SackPermittedOption,
+    TcpOption,
+    TcpSegment,
+    TimestampsOption,
+    WindowScaleOption,
+)
+from tcpwise.wire.seq import seq_add, seq_between, seq_diff, seq_ge, seq_gt, seq_le, seq_lt
+
+__all__ = ["Endpoint", "LocalProtocolError"]
+
+S = TcpState
+_SYNCHRONIZED = frozenset(
+    {S.ESTABLISHED, S.FIN_WAIT_1, S.FIN_WAIT_2, S.CLOSE_WAIT, S.CLOSING, S.LAST_ACK, S.TIME_WAIT}
+)
+# States in which our FIN has been sent (and so no new data may be queued).
+_FIN_QUEUED_STATES = frozenset({S.FIN_WAIT_1, S.FIN_WAIT_2, S.CLOSING, S.TIME_WAIT, S.LAST_ACK})
+_RECEIVING = frozenset({S.ESTABLISHED, S.FIN_WAIT_1, S.FIN_WAIT_2})
+DEFAULT_MSS = 536  # RFC 9293 §3.7.1: assume 536 when the peer sends no MSS option
+
+
+class LocalProtocolError(Exception):
+    """The caller asked for something the state does not allow (h11's LocalProtocolError): raised at once,
+    nothing changes. Message names the state and the call."""
+
+
+class Endpoint:
+    """One TCP connection's TCB. Create with :meth:`Endpoint.active` (connect) or via a Listener."""
+
+    __slots__ = (
+        "cfg", "laddr", "lport", "raddr", "rport", "label", "state", "passive", "orphan", "rd_shut",
+        # send sequence space (§3.3.1)
+        "iss", "snd_una", "snd_nxt", "snd_max", "snd_wnd", "snd_wl1", "snd_wl2", "max_snd_wnd",
+        "snd_buf", "snd_buf_seq", "fin_queued", "data_end",
+        # receive sequence space
+        "irs", "rcv_nxt", "rcv_data", "ooo", "fin_seq", "rcv_adv",
+        # options
+        "eff_mss", "ts_ok", "ts_recent", "ts_offset", "snd_wscale", "rcv_wscale", "sack_ok",
+        # timers and retransmission
+        "timers", "rtt", "rtt_seq", "rtt_time", "retransmits", "una_since", "cwnd", "ssthresh", "dupacks",
+        "ka_probes", "last_rcv", "persist_probes", "challenge_count", "challenge_window",
+        # output
+        "_out", "_events", "ack_pending", "error", "closed_at",
+    )
+
+    def __init__(
+        self,
+        cfg: EndpointConfig,
+        laddr: str,
+        lport: int,
+        raddr: str,
+        rport: int,
+        iss: int,
+        now: float,
+        *,
+        ts_offset: int = 0,
+    ) -> None:
+        self.cfg = cfg
+        self.laddr, self.lport, self.raddr, self.rport = laddr, lport, raddr, rport
+        self.label = f"{laddr}:{lport}>{raddr}:{rport}"
+        self.state = S.CLOSED
+        self.passive = False
+        self.orphan = False  # the application has close()d: nobody will read or write any more
+        self.rd_shut = False
+        self.iss = iss
+        self.snd_una = iss
+        self.snd_nxt = iss
+        self.snd_max = iss  # highest sequence number sent + 1 (what an ACK may acknowledge)
+        self.snd_wnd = 0
+        self.snd_wl1 = 0
+        self.snd_wl2 = 0
+        self.max_snd_wnd = 0
+        self.snd_buf = bytearray()  # unacknowledged + unsent data; snd_buf[0] has sequence number snd_buf_seq
+        self.snd_buf_seq = seq_add(iss, 1)
+        self.fin_queued = False
+        self.data_end = seq_add(iss, 1)  # sequence number after the last queued data byte (= our FIN's seq)
+        self.irs = 0
+        self.rcv_nxt = 0
+        self.rcv_data = bytearray()  # in-order data the application has not read yet
+        self.ooo: dict[int, bytes] = {}  # out-of-order segments waiting for the hole to fill (seq -> data)
+        self.fin_seq: int | None = None  # sequence number of a FIN seen out of order
+        self.rcv_adv = 0
+        self.eff_mss = DEFAULT_MSS
+        self.ts_ok = False
+        self.ts_recent = 0
+        self.ts_offset = ts_offset
+        self.snd_wscale = 0
+        self.rcv_wscale = 0
+        self.sack_ok = False
+        self.timers: dict[str, float] = {}
+        self.rtt = RttEstimator(cfg.rto_initial, cfg.rto_min, cfg.rto_max)
+        self.rtt_seq: int | None = None
+        self.rtt_time = 0.0
+        self.retransmits = 0
+        self.una_since = now  # when the oldest unacknowledged data was (first) sent: user timeout, retries2
+        self.cwnd = 10 * cfg.mss  # RFC 6928 initial window (Linux default)
+        self.ssthresh = 1 << 30
+        self.dupacks = 0
+        self.ka_probes = 0
+        self.last_rcv = now
+        self.persist_probes = 0
+        self.challenge_count = 0
+        self.challenge_window = -1
+        self._out: list[TcpSegment] = []
+        self._events: deque[EndpointEvent] = deque()
+        self.ack_pending = False
+        self.error: str | None = None
+        self.closed_at: float | None = None
+
+    # =====================================================================================================
+    # Construction
+    # =====================================================================================================
+    @classmethod
+    def active(
+        cls, cfg: EndpointConfig, laddr: str, lport: int, raddr: str, rport: int, iss: int, now: float,
+        *, ts_offset: int = 0,
+    ) -> Endpoint:
+        """connect(): CLOSED -> SYN_SENT, SYN queued (RFC 9293 §3.10.1 OPEN call, active)."""
+        ep = cls(cfg, laddr, lport, raddr, rport, iss, now, ts_offset=ts_offset)
+        ep.snd_nxt = seq_add(iss, 1)
+        ep.snd_max = ep.snd_nxt
+        ep._set_state(S.SYN_SENT, "connect()")
+        ep._out.append(ep._syn_segment(now, ack=False))
+        ep._arm_rto(now)
+        return ep
+
+    @classmethod
+    def passive_from_syn(
+        cls, cfg: EndpointConfig, laddr: str, lport: int, raddr: str, rport: int, iss: int,
+        syn: TcpSegment, now: float, *, ts_offset: int = 0, send_synack: bool = True,
+    ) -> Endpoint:
+        """A listener's child for an arriving SYN: LISTEN -> SYN_RCVD, SYN-ACK queued (§3.10.7.2)."""
+        ep = cls(cfg, laddr, lport, raddr, rport, iss, now, ts_offset=ts_offset)
+        ep.passive = True
+        ep.state = S.LISTEN
+        ep._take_syn(syn)
+        ep.snd_nxt = seq_add(iss, 1)
+        ep.snd_max = ep.snd_nxt
+        ep._set_state(S.SYN_RCVD, "rcv SYN")
+        if send_synack:
+            ep._out.append(ep._syn_segment(now, ack=True))
+            ep._arm_rto(now)
+        return ep
+
+    # =====================================================================================================
+    # User calls (RFC 9293 §3.10.1 - §3.10.6)
+    # =====================================================================================================
+    def send(self, data: bytes, now: float) -> int:
+        """Queue data (SEND call, §3.10.2). Returns bytes accepted (bounded by the send buffer).
+        Raises LocalProtocolError after shutdown()/close() or on a dead connection."""
+        if self.state in (S.CLOSED, S.LISTEN) or self.fin_queued or self.state in _FIN_QUEUED_STATES:
+            raise LocalProtocolError(f"send() in state {self.state}: connection is closing or closed")
+        room = max(0, self.cfg.snd_buf - len(self.snd_buf))
+        chunk = bytes(data[:room])
+        self.snd_buf += chunk
+        self.data_end = seq_add(self.data_end, len(chunk))
+        return len(chunk)
+
+    def recv(self, max_bytes: int = 1 << 30) -> bytes:
+        """Read in-order data (RECEIVE call, §3.10.3); b"" when none is buffered. Reading opens the window."""
+        n = min(max_bytes, len(self.rcv_data))
+        data = bytes(self.rcv_data[:n])
+        del self.rcv_data[:n]
+        if n and self.state in _SYNCHRONIZED:
+            # Window update: the RFC's receiver-side SWS avoidance (§3.8.6.2.2) sends an update once the window
+            # has opened by a full MSS or half the buffer; we do the same.
+            if self._rcv_window() - self.rcv_adv >= min(self.eff_mss, self.cfg.rcv_buf // 2):
+                self.ack_pending = True
+        return data
+
+    @property
+    def readable(self) -> int:
+        return len(self.rcv_data)
+
+    def shutdown(self, now: float) -> None:
+        """shutdown(SHUT_WR): send FIN after queued data, keep receiving (half-close, §3.6)."""
+        if self.state in (S.ESTABLISHED, S.CLOSE_WAIT):
+            self.fin_queued = True
+            self._set_state(S.FIN_WAIT_1 if self.state is S.ESTABLISHED else S.LAST_ACK, "shutdown()")
+        elif self.state is S.SYN_SENT:
+            self.close(now)
+        elif self.state is S.SYN_RCVD:
+            self.fin_queued = True  # sent once established (§3.10.4: queue until ESTABLISHED)
+        # In any other state the write side is already shut: nothing to do (like shutdown(2) on Linux).
+
+    def close(self, now: float) -> None:
+        """CLOSE call (§3.10.4). Linux profile: unread received data -> RST instead of FIN (RFC 2525 §2.17,
+        RFC 9293 §3.6 allows it; net/ipv4/tcp.c __tcp_close)."""
+        st = self.state
+        if st is S.CLOSED:
+            raise LocalProtocolError("close() on a CLOSED connection")
+        self.orphan = True
+        self.rd_shut = True
+        if self.cfg.profile == "linux" and self.rcv_data and st in _SYNCHRONIZED and st is not S.TIME_WAIT:
+            self.rcv_data.clear()
+            self._send_rst_abort(now, "close() with unread data")
+            self._set_state(S.CLOSED, "abort()")
+            return
+        if st in (S.LISTEN, S.SYN_SENT):
+            self._set_state(S.CLOSED, "close()")
+        elif st is S.SYN_RCVD:
+            self.fin_queued = True
+            self._set_state(S.FIN_WAIT_1, "close()")
+        elif st is S.ESTABLISHED:
+            self.fin_queued = True
+            self._set_state(S.FIN_WAIT_1, "close()")
+        elif st is S.CLOSE_WAIT:
+            self.fin_queued = True
+            self._set_state(S.LAST_ACK, "close()")
+        elif st is S.FIN_WAIT_2:
+            # Already shut for writing; now orphaned: the FIN_WAIT_2 orphan timer applies (tcp_fin_timeout).
+            self._arm("fin_wait_2", now + self.cfg.fin_timeout)
+        # FIN_WAIT_1, CLOSING, LAST_ACK, TIME_WAIT: the FIN is already on its way.
+
+    def abort(self, now: float) -> None:
+        """ABORT (§3.10.5), i.e. close() with SO_LINGER {1, 0}: send RST, drop everything, no TIME_WAIT."""
+        st = self.state
+        if st is S.CLOSED:
+            return
+        self.orphan = True
+        if st in (S.SYN_RCVD, S.ESTABLISHED, S.FIN_WAIT_1, S.FIN_WAIT_2, S.CLOSE_WAIT):
+            self._send_rst_abort(now, "abort()")
+        self.snd_buf.clear()
+        self._set_state(S.CLOSED, "abort()")
+
+    def yield_to_new_syn(self) -> None:
+        """TIME_WAIT gives way to a new incarnation's SYN (RFC 9293 §3.10.7.4 note, RFC 6191; Linux
+        tcp_timewait_state_process -> TCP_TW_SYN). The stack checks the SYN is acceptable first."""
+        self._set_state(S.CLOSED, "rcv SYN new incarnation")
+
+    # =====================================================================================================
+    # Output
+    # =====================================================================================================
+    def segments_to_send(self, now: float) -> list[TcpSegment]:
+        """Everything to transmit now: queued control segments, new data the windows allow, FIN, ACK."""
+        if self.state in _SYNCHRONIZED and self.state is not S.TIME_WAIT:
+            self._transmit(now)
+        if self.ack_pending:
+            self.ack_pending = False
+            if self.state in _SYNCHRONIZED or self.state is S.SYN_RCVD:
+                self._out.append(self._seg(ACK, self.snd_nxt, now))
+        out, self._out = self._out, []
+        return out
+
+    def next_event(self) -> EndpointEvent | None:
+        return self._events.popleft() if self._events else None
+
+    def events(self) -> list[EndpointEvent]:
+        evs = list(self._events)
+        self._events.clear()
+        return evs
+
+    def get_timer(self) -> float | None:
+        """Earliest deadline of any armed timer (None when nothing is pending)."""
+        t = self.timers
+        return min(t.values()) if t else None
+
+    # =====================================================================================================
+    # Timers
+    # =====================================================================================================
+    def handle_timer(self, now: float) -> None:
+        """Fire every timer whose deadline has passed (in a fixed order, so runs are deterministic)."""
+        for name in ("time_wait", "fin_wait_2", "rto", "persist", "keepalive", "delack"):
+            due = self.timers.get(name)
+            if due is not None and due <= now + 1e-9:
+                del self.timers[name]
+                self._events.append(TimerFired(name))
+                getattr(self, "_on_" + name)(now)
+                if self.state is S.CLOSED:
+                    return
+
+    def _arm(self, name: str, at: float) -> None:
+        self.timers[name] = at
+
+    def _disarm(self, name: str) -> None:
+        self.timers.pop(name, None)
+
+    def _arm_rto(self, now: float) -> None:
+        at = now + self.rtt.current()
+        if self.cfg.user_timeout > 0 and self.state in _SYNCHRONIZED:
+            # Linux tcp_clamp_rto_to_user_timeout: never sleep past the user timeout.
+            at = min(at, max(now, self.una_since + self.cfg.user_timeout))
+        self.timers["rto"] = at
+
+    def _on_time_wait(self, now: float) -> None:
+        self._set_state(S.CLOSED, "timer time_wait")
+
+    def _on_fin_wait_2(self, now: float) -> None:
+        # Linux tcp_fin_timeout: an orphaned FIN_WAIT_2 socket is killed (silently: no RST in the model's view;
+        # Linux sends none either unless data arrives).
+        if self.state is S.FIN_WAIT_2:
+            self._set_state(S.CLOSED, "timer fin_wait_2")
+
+    def _on_delack(self, now: float) -> None:
+        self.ack_pending = True
+
+    def _give_up(self, now: float, why: str) -> None:
+        """Retransmission or keepalive gave up (ETIMEDOUT). Linux sends no RST for a timed-out connection
+        except tcp_write_err -> tcp_done: none on the wire; the peer, if alive, learns nothing."""
+        self._error("ETIMEDOUT", why)
+        self._set_state(S.CLOSED, "timeout")
+
+    def _retrans_expired(self, now: float) -> bool:
+        cfg = self.cfg
+        elapsed = now - self.una_since
+        if cfg.user_timeout > 0 and self.state in _SYNCHRONIZED:
+            return elapsed >= cfg.user_timeout - 1e-9
+        st = self.state
+        if st is S.SYN_SENT:
+            if cfg.profile == "linux":
+                return elapsed >= linux_retrans_timeout(cfg.syn_retries, cfg.rto_initial, cfg.rto_max) - 1e-9
+            return self.retransmits >= cfg.syn_retries
+        if st is S.SYN_RCVD:
+            return self.retransmits >= cfg.synack_retries
+        limit = cfg.retries2
+        if self.orphan and st in (S.FIN_WAIT_1, S.CLOSING, S.LAST_ACK):
+            limit = cfg.orphan_retries or 8  # Linux: tcp_orphan_retries=0 means 8
+        if cfg.profile == "linux":
+            return elapsed >= linux_retrans_timeout(limit, cfg.rto_min, cfg.rto_max) - 1e-9
+        return self.retransmits >= limit
+
+    def _on_rto(self, now: float) -> None:
+        """Retransmission timeout (RFC 6298 §5.4-5.6): retransmit the earliest unacknowledged segment, back off."""
+        if self.snd_una == self.snd_max:
+            return  # everything acknowledged meanwhile
+        if self._retrans_expired(now):
+            self._give_up(now, f"no ACK after {self.retransmits} retransmissions ({now - self.una_since:.1f} s)")
+            return
+        self.retransmits += 1
+        self.rtt.back_off()
+        self.rtt_seq = None  # Karn: the timed segment is ambiguous now
+        st = self.state
+        if st is S.SYN_SENT:
+            self._out.append(self._syn_segment(now, ack=False))
+        elif st is S.SYN_RCVD and seq_le(self.snd_una, self.iss):
+            self._out.append(self._syn_segment(now, ack=True))
+        else:
+            # RFC 5681 §3.1 eq. 4: ssthresh = max(FlightSize / 2, 2*SMSS); cwnd = 1 SMSS (loss window).
+            flight = seq_diff(self.snd_max, self.snd_una)
+            self.ssthresh = max(flight // 2, 2 * self.eff_mss)
+            self.cwnd = self.eff_mss
+            self.snd_nxt = self.snd_una  # go back: resend from the first unacknowledged byte
+            self._transmit(now, retransmission=True)
+        self._arm_rto(now)
+
+    def _on_persist(self, now: float) -> None:
+        """Zero-window probe (RFC 9293 §3.8.6.1). Linux sends a segment with SEG.SEQ = SND.UNA - 1 and no data
+        (tcp_xmit_probe_skb) which the receiver must ACK with its current window; backoff like the RTO."""
+        if self.snd_wnd > 0 or not self._unsent():
+            return
+        self.persist_probes += 1
+        if self.persist_probes > self.cfg.retries2 or (
+            self.cfg.user_timeout > 0 and now - self.una_since >= self.cfg.user_timeout
+        ):
+            self._give_up(now, f"peer window stayed zero for {self.persist_probes} probes")
+            return
+        self._out.append(self._seg(ACK, seq_add(self.snd_una, -1), now))
+        self.rtt.back_off()
+        self._arm("persist", now + self.rtt.current())
+
+    def _on_keepalive(self, now: float) -> None:
+        """Keepalive (RFC 1122 §4.2.3.6; Linux tcp_keepalive_timer): after keepalive_time idle, a probe with
+        SEG.SEQ = SND.NXT - 1 and no data every keepalive_intvl; give up after keepalive_probes unanswered
+        (so detection takes time + intvl * probes), or when TCP_USER_TIMEOUT has passed since the last reply."""
+        cfg = self.cfg
+        if self.state not in (S.ESTABLISHED, S.CLOSE_WAIT, S.FIN_WAIT_2) or not cfg.keepalive:
+            return
+        if self.snd_una != self.snd_max or self._unsent():
+            # Data in flight: the retransmission timer watches the peer instead (tcp_keepalive_timer does the same).
+            self._arm("keepalive", now + cfg.keepalive_time)
+            return
+        idle = now - self.last_rcv
+        if idle < cfg.keepalive_time - 1e-9:
+            self._arm("keepalive", self.last_rcv + cfg.keepalive_time)
+            return
+        if (cfg.user_timeout > 0 and idle >= cfg.user_timeout and self.ka_probes > 0) or (
+            cfg.user_timeout <= 0 and self.ka_probes >= cfg.keepalive_probes
+        ):
+            self._give_up(now, f"{self.ka_probes} keepalive probes unanswered")
+            return
+        self._out.append(self._seg(ACK, seq_add(self.snd_nxt, -1), now))
+        self.ka_probes += 1
+        self._arm("keepalive", now + cfg.keepalive_intvl)
+
+    # =====================================================================================================
+    # SEGMENT ARRIVES (RFC 9293 §3.10.7)
+    # =====================================================================================================
+    def receive(self, seg: TcpSegment, now: float) -> None:
+        st = self.state
+        if st is S.CLOSED:
+            return  # the stack answers segments for unknown connections, not a dead TCB
+        if st is S.SYN_SENT:
+            self._rcv_syn_sent(seg, now)
+            return
+        if st is S.LISTEN:
+            return  # listeners are handled by Listener
+        self._rcv_other(seg, now)
+
+    # -- §3.10.7.3 SYN-SENT ------------------------------------------------------------------------------
+    def _rcv_syn_sent(self, seg: TcpSegment, now: float) -> None:
+        flags = seg.flags
+        if flags & ACK:
+            # First: check the ACK field. Unacceptable: RST (unless the segment is a RST).
+            if seq_le(seg.ack, self.iss) or seq_gt(seg.ack, self.snd_max):
+                if not flags & RST:
+                    self._out.append(self._bare(RST, seg.ack, 0))
+                return
+        if flags & RST:
+            if flags & ACK:  # acceptable ACK + RST: the port is closed
+                self._error("ECONNREFUSED", "connection refused (RST in reply to SYN)")
+                self._set_state(S.CLOSED, "rcv RST")
+            return
+        if not flags & SYN:
+            return
+        self._take_syn(seg)
+        if flags & ACK:
+            self._ack_advance(seg.ack, now)
+            self._update_window(seg, force=True)
+            self._set_state(S.ESTABLISHED, "rcv SYN+ACK")
+            self._events.append(Connected())
+            self.ack_pending = True
+            self._start_keepalive(now)
+        else:
+            # Simultaneous open (§3.5 Figure 7): SYN_RCVD and send SYN,ACK with our ISS.
+            self._set_state(S.SYN_RCVD, "rcv SYN")
+            self.snd_wnd = seg.window
+            self._out.append(self._syn_segment(now, ack=True))
+            self._arm_rto(now)
+
+    # -- §3.10.7.4 other states -------------------------------------------------------------------------
+    def _rcv_other(self, seg: TcpSegment, now: float) -> None:
+        flags = seg.flags
+        st = self.state
+        self.last_rcv = now
+        self.ka_probes = 0
+
+        # Linux simultaneous open: the peer's SYN-ACK in SYN_RCVD completes the handshake (tcp_validate_incoming
+        # lets it pass; RFC 793 Figure 8 agrees). Strict RFC 9293 would challenge-ACK it.
+        if (
+            st is S.SYN_RCVD and flags & SYN and flags & ACK and not self.passive
+            and seq_add(seg.seq, 1) == self.rcv_nxt and seg.ack == self.snd_nxt
+        ):
+            self._ack_advance(seg.ack, now)
+            self._update_window(seg, force=True)
+            self._set_state(S.ESTABLISHED, "rcv SYN+ACK")
+            self._events.append(Connected())
+            self._start_keepalive(now)
+            return
+
+        # PAWS (RFC 7323 §5.3): a segment whose timestamp is older than TS.Recent is an old duplicate.
+        if self.ts_ok and not flags & RST:
+            ts = seg.timestamps
+            if ts is not None and seq_lt(ts[0], self.ts_recent) and st is not S.SYN_RCVD:
+                self.ack_pending = True
+                return
+
+        # First: sequence number check (acceptability table).
+        if not self._acceptable(seg):
+            if not flags & RST:
+                self.ack_pending = True  # <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>
+                if st is S.TIME_WAIT and flags & FIN:
+                    self._restart_time_wait(now)
+            return
+
+        # Second: RST (RFC 5961 §3.2): exact match resets, in-window gets a challenge ACK.
+        if flags & RST:
+            if seg.seq == self.rcv_nxt or (st is S.SYN_RCVD):
+                self._on_reset(now)
+            else:
+                self._challenge_ack(now)
+            return
+
+        # Fourth: SYN in a synchronized state (RFC 5961 §4.2): challenge ACK, never a reset.
+        if flags & SYN:
+            if st is S.SYN_RCVD and self.passive:
+                # A retransmitted SYN for an existing SYN queue entry: resend the SYN-ACK (Linux does).
+                if seg.seq == self.irs:
+                    self._out.append(self._syn_segment(now, ack=True))
+                return
+            self._challenge_ack(now)
+            return
+
+        # Fifth: ACK field.
+        if not flags & ACK:
+            return
+        if st is S.SYN_RCVD:
+            if seq_lt(self.snd_una, seg.ack) and seq_le(seg.ack, self.snd_max):
+                self._ack_advance(seg.ack, now)
+                self._update_window(seg, force=True)
+                self._set_state(S.ESTABLISHED, "rcv ACK")
+                self._events.append(Connected())
+                self._start_keepalive(now)
+                if self.fin_queued:  # close() while SYN_RCVD: now send the FIN (§3.10.4)
+                    self._set_state(S.FIN_WAIT_1, "close()")
+                st = self.state
+            else:
+                self._out.append(self._bare(RST, seg.ack, 0))
+                return
+        else:
+            # RFC 5961 §5.2: acceptable if SND.UNA - MAX.SND.WND <= SEG.ACK <= SND.NXT (we use SND.MAX, the
+            # highest sent, since go-back-N may have pulled SND.NXT back).
+            if seq_gt(seg.ack, self.snd_max):
+                self.ack_pending = True
+                return
+            if seq_lt(seg.ack, seq_add(self.snd_una, -max(self.max_snd_wnd, 1))):
+                self.ack_pending = True
+                return
+            if seq_gt(seg.ack, self.snd_una):
+                self._ack_advance(seg.ack, now)
+            elif seg.ack == self.snd_una and not seg.payload and not flags & FIN:
+                self._dupack(seg, now)
+            self._update_window(seg)
+
+        our_fin_acked = self.fin_queued and self.snd_una == seq_add(self.data_end, 1)
+        if st is S.FIN_WAIT_1 and our_fin_acked:
+            self._set_state(S.FIN_WAIT_2, "rcv ACK")
+            if self.orphan:
+                self._arm("fin_wait_2", now + self.cfg.fin_timeout)
+            st = self.state
+        elif st is S.CLOSING and our_fin_acked:
+            self._enter_time_wait(now, "rcv ACK")
+            return
+        elif st is S.LAST_ACK and our_fin_acked:
+            self._set_state(S.CLOSED, "rcv ACK")
+            return
+        elif st is S.TIME_WAIT:
+            if flags & FIN:
+                # §3.10.7.4 eighth step: a retransmitted FIN in TIME_WAIT is acknowledged and the 2 MSL
+                # timeout restarted.
+                self.ack_pending = True
+                self._restart_time_wait(now)
+            return
+
+        # Seventh: segment text.
+        if seg.payload:
+            if st in _RECEIVING:
+                if self.orphan and self.cfg.profile == "linux":
+                    # Linux tcp_rcv_state_process: data for a socket the application has closed -> RST
+                    # (nobody can read it; LINUX_MIB_TCPABORTONDATA).
+                    self._send_rst_abort(now, "data after close()")
+                    self._set_state(S.CLOSED, "rcv data after close")
+                    return
+                self._take_data(seg, now)
+            # CLOSE_WAIT, CLOSING, LAST_ACK, TIME_WAIT: the peer already sent FIN; ignore the text.
+
+        # Eighth: FIN.
+        if flags & FIN:
+            fin_seq = seq_add(seg.seq, len(seg.payload))
+            if fin_seq == self.rcv_nxt:
+                self._take_fin(now)
+            elif seq_gt(fin_seq, self.rcv_nxt):
+                self.fin_seq = fin_seq  # out of order: processed when the hole fills
+                self.ack_pending = True
+
+    # -- helpers for SEGMENT ARRIVES ------------------------------------------------------------------------
+    def _acceptable(self, seg: TcpSegment) -> bool:
+        """The RFC 9293 §3.10.7.4 acceptability test (four cases on SEG.LEN and RCV.WND)."""
+        seg_len = seg.seg_len
+        wnd = max(self._rcv_window(), self.rcv_adv)  # never shrink the window we advertised
+        if seg_len == 0:
+            if wnd == 0:
+                return seg.seq == self.rcv_nxt
+            return seq_between(self.rcv_nxt, seg.seq, seq_add(self.rcv_nxt, wnd))
+        if wnd == 0:
+            return False
+        end = seq_add(seg.seq, seg_len - 1)
+        right = seq_add(self.rcv_nxt, wnd)
+        return seq_between(self.rcv_nxt, seg.seq, right) or seq_between(self.rcv_nxt, end, right)
+
+    def _take_syn(self, seg: TcpSegment) -> None:
+        """Record the peer's ISN and options (§3.10.7.2/3, RFC 7323 §2.2/§3.2)."""
+        self.irs = seg.seq
+        self.rcv_nxt = seq_add(seg.seq, 1)
+        mss = seg.mss
+        self.eff_mss = min(self.cfg.mss, mss if mss else DEFAULT_MSS)  # §3.7.1
+        ts = seg.timestamps
+        self.ts_ok = self.cfg.timestamps and ts is not None
+        if self.ts_ok and ts is not None:
+            self.ts_recent = ts[0]
+        ws = seg.wscale
+        if ws is not None and self.cfg.wscale is not None:
+            self.snd_wscale = min(ws, 14)  # RFC 7323 §2.3: a shift above 14 is treated as 14
+            self.rcv_wscale = self.cfg.wscale
+        self.sack_ok = self.cfg.sack and seg.sack_permitted
+        self.snd_wnd = seg.window  # never scaled in a SYN (RFC 7323 §2.2)
+        self.snd_wl1 = seg.seq
+        self.max_snd_wnd = max(self.max_snd_wnd, self.snd_wnd)
+
+    def _ack_advance(self, ack: int, now: float) -> None:
+        """SND.UNA moves forward: drop acknowledged data, take an RTT sample, reset backoff (§3.10.7.4)."""
+        acked = seq_diff(ack, self.snd_una)
+        # Bytes of buffered data acknowledged (SYN and FIN take sequence space but no buffer).
+        data_acked = seq_diff(ack, self.snd_buf_seq)
+        if data_acked > 0:
+            n = min(data_acked, len(self.snd_buf))
+            del self.snd_buf[:n]
+            self.snd_buf_seq = seq_add(self.snd_buf_seq, n)
+        self.snd_una = ack
+        if seq_lt(self.snd_nxt, ack):
+            self.snd_nxt = ack
+        if self.rtt_seq is not None and seq_ge(ack, self.rtt_seq):
+            self.rtt.sample(now - self.rtt_time)
+            self.rtt_seq = None
+        self.rtt.reset_backoff()
+        self.retransmits = 0
+        self.una_since = now
+        self.dupacks = 0
+        self.persist_probes = 0
+        # RFC 5681 §3.1: slow start below ssthresh, congestion avoidance above.
+        if self.cwnd < self.ssthresh:
+            self.cwnd += min(acked, self.eff_mss)
+        else:
+            self.cwnd += max(1, self.eff_mss * self.eff_mss // self.cwnd)
+        if self.snd_una == self.snd_max:
+            self._disarm("rto")
+        else:
+            self._arm_rto(now)
+
+    def _dupack(self, seg: TcpSegment, now: float) -> None:
+        """RFC 5681 §3.2 fast retransmit on the third duplicate ACK."""
+        if self.snd_una == self.snd_max:
+            return
+        self.dupacks += 1
+        if self.dupacks == 3:
+            flight = seq_diff(self.snd_max, self.snd_una)
+            self.ssthresh = max(flight // 2, 2 * self.eff_mss)
+            self.cwnd = self.ssthresh
+            self._retransmit_first(now)
+
+    def _retransmit_first(self, now: float) -> None:
+        n = min(self.eff_mss, len(self.snd_buf))
+        if n == 0:
+            return
+        self.rtt_seq = None
+        self._out.append(self._seg(ACK | PSH, self.snd_una, now, bytes(self.snd_buf[:n])))
+
+    def _update_window(self, seg: TcpSegment, force: bool = False) -> None:
+        """§3.10.7.4 fifth step: update SND.WND only from a segment newer than the last update."""
+        if force or seq_lt(self.snd_wl1, seg.seq) or (
+            self.snd_wl1 == seg.seq and seq_le(self.snd_wl2, seg.ack)
+        ):
+            wnd = seg.window if seg.syn else seg.window << self.snd_wscale
+            opened = self.snd_wnd == 0 and wnd > 0
+            self.snd_wnd = wnd
+            self.snd_wl1 = seg.seq
+            self.snd_wl2 = seg.ack
+            self.max_snd_wnd = max(self.max_snd_wnd, wnd)
+            if opened:
+                self._disarm("persist")
+                self.persist_probes = 0
+
+    def _take_data(self, seg: TcpSegment, now: float) -> None:
+        """Seventh step: deliver in-order text, queue out-of-order text, ACK (§3.10.7.4, §3.8.6.2)."""
+        seq = seg.seq
+        data = seg.payload
+        off = seq_diff(self.rcv_nxt, seq)
+        if off > 0:  # partly old: trim the front
+            data = data[off:]
+            seq = self.rcv_nxt
+        room = self._rcv_window()
+        if seq == self.rcv_nxt:
+            data = data[:room]
+            self._deliver(data)
+            # Pull in whatever the hole was hiding.
+            while self.ooo:
+                nxt = self.ooo.pop(self.rcv_nxt, None)
+                if nxt is None:
+                    # Drop entries now entirely old, trim overlaps.
+                    for s in [s for s in self.ooo if seq_le(seq_add(s, len(self.ooo[s])), self.rcv_nxt)]:
+                        del self.ooo[s]
+                    overl = [s for s in self.ooo if seq_lt(s, self.rcv_nxt)]
+                    if not overl:
+                        break
+                    s = overl[0]
+                    chunk = self.ooo.pop(s)[seq_diff(self.rcv_nxt, s):]
+                    self.ooo[self.rcv_nxt] = chunk
+                    continue
+                self._deliver(nxt[: self._rcv_window()])
+            if self.fin_seq is not None and self.fin_seq == self.rcv_nxt:
+                self.fin_seq = None
+                self._take_fin(now)
+        elif data:
+            self.ooo.setdefault(seq, bytes(data[:room]))
+        self.ack_pending = True
+
+    def _deliver(self, data: bytes) -> None:
+        if not data:
+            return
+        self.rcv_nxt = seq_add(self.rcv_nxt, len(data))
+        self.rcv_data += data
+        self._events.append(DataReceived(bytes(data)))
+
+    def _take_fin(self, now: float) -> None:
+        """Eighth step: the peer's FIN, in order (§3.10.7.4)."""
+        self.rcv_nxt = seq_add(self.rcv_nxt, 1)
+        self.ack_pending = True
+        st = self.state
+        if st in (S.SYN_RCVD, S.ESTABLISHED):
+            self._set_state(S.CLOSE_WAIT, "rcv FIN")
+        elif st is S.FIN_WAIT_1:
+            # Our FIN not yet acknowledged (else we would be in FIN_WAIT_2 already): simultaneous close.
+            self._set_state(S.CLOSING, "rcv FIN")
+        elif st is S.FIN_WAIT_2:
+            self._enter_time_wait(now, "rcv FIN")
+        self._events.append(EndOfStream())
+
+    def _enter_time_wait(self, now: float, trigger: str) -> None:
+        self._set_state(S.TIME_WAIT, trigger)
+        for name in ("rto", "persist", "keepalive", "fin_wait_2", "delack"):
+            self._disarm(name)
+        if self.cfg.time_wait <= 0:
+            # A model-only variant (Linux cannot do this: TCP_TIMEWAIT_LEN is compiled in): no TIME_WAIT at all.
+            self._set_state(S.CLOSED, "timer time_wait")
+            return
+        self._arm("time_wait", now + self.cfg.time_wait)
+
+    def _restart_time_wait(self, now: float) -> None:
+        if self.state is S.TIME_WAIT:
+            self._arm("time_wait", now + self.cfg.time_wait)
+
+    def _on_reset(self, now: float) -> None:
+        """§3.10.7.4 second step: a valid RST."""
+        st = self.state
+        if st is S.SYN_RCVD and self.passive:
+            self._set_state(S.CLOSED, "rcv RST")  # the listener forgets the SYN queue entry
+            return
+        if st is S.SYN_RCVD:
+            self._error("ECONNREFUSED", "connection refused")
+        elif st in (S.ESTABLISHED, S.FIN_WAIT_1, S.FIN_WAIT_2, S.CLOSE_WAIT):
+            self._error("ECONNRESET", "connection reset by peer")
+        elif st in (S.CLOSING, S.LAST_ACK):
+            # The application has closed; a lingering close() or the next call would report the reset.
+            self._error("ECONNRESET", "connection reset by peer while closing")
+        self._set_state(S.CLOSED, "rcv RST")
+
+    def _challenge_ack(self, now: float) -> None:
+        """RFC 5961 §3.2/§4.2 challenge ACK, rate limited (§7; Linux tcp_challenge_ack_limit per second)."""
+        window = int(now)
+        if window != self.challenge_window:
+            self.challenge_window = window
+            self.challenge_count = 0
+        if self.challenge_count < self.cfg.challenge_ack_limit:
+            self.challenge_count += 1
+            self._out.append(self._seg(ACK, self.snd_nxt, now))
+
+    def _start_keepalive(self, now: float) -> None:
+        if self.cfg.keepalive:
+            self._arm("keepalive", now + self.cfg.keepalive_time)
+
+    def _error(self, errno: str, reason: str) -> None:
+        if self.error is None:
+            self.error = errno
+            self._events.append(ConnectionError(errno, reason))
+
+    # =====================================================================================================
+    # Transmission
+    # =====================================================================================================
+    def _unsent(self) -> int:
+        """Data bytes queued but not yet sent (from SND.NXT)."""
+        return seq_diff(self.data_end, self.snd_nxt) if seq_lt(self.snd_nxt, self.data_end) else 0
+
+    def _transmit(self, now: float, retransmission: bool = False) -> None:
+        """Send what the peer's window and cwnd allow, then the FIN if queued and all data went out."""
+        st = self.state
+        if st not in (S.ESTABLISHED, S.CLOSE_WAIT, S.FIN_WAIT_1, S.CLOSING, S.LAST_ACK):
+            return
+        sent_any = False
+        while True:
+            unsent = self._unsent()
+            if unsent <= 0:
+                break
+            in_flight = seq_diff(self.snd_nxt, self.snd_una)
+            usable = min(self.snd_wnd, self.cwnd) - in_flight
+            if usable <= 0:
+                if self.snd_wnd == 0 and in_flight == 0 and "persist" not in self.timers:
+                    self._arm("persist", now + self.rtt.current())
+                break
+            n = min(unsent, self.eff_mss, usable)
+            off = seq_diff(self.snd_nxt, self.snd_buf_seq)
+            payload = bytes(self.snd_buf[off : off + n])
+            seq = self.snd_nxt
+            flags = ACK | PSH if n == unsent else ACK
+            end = seq_add(seq, n)
+            if self.fin_queued and end == self.data_end and self._may_send_fin(seq_add(end, 1)):
+                flags |= FIN  # piggyback the FIN on the last data segment
+                end = seq_add(end, 1)
+            self._emit_new(flags, seq, payload, end, now, retransmission)
+            sent_any = True
+        if self.fin_queued and self.snd_nxt == self.data_end and self._may_send_fin(seq_add(self.data_end, 1)):
+            self._emit_new(FIN | ACK, self.data_end, b"", seq_add(self.data_end, 1), now, retransmission)
+            sent_any = True
+        if sent_any and "rto" not in self.timers:
+            self._arm_rto(now)
+
+    def _may_send_fin(self, fin_end: int) -> bool:
+        # Send the FIN once (and again only when retransmitting from before it).
+        return seq_lt(self.snd_nxt, fin_end)
+
+    def _emit_new(self, flags: int, seq: int, payload: bytes, end: int, now: float, retrans: bool) -> None:
+        if self.snd_una == self.snd_max:
+            self.una_since = now  # the oldest unacknowledged data starts its clock now
+        if seq_ge(seq, self.snd_max) and self.rtt_seq is None and not retrans:
+            self.rtt_seq = end  # time this segment (one at a time, RFC 6298 §3 / Karn)
+            self.rtt_time = now
+        self._out.append(self._seg(flags, seq, now, payload))
+        self.ack_pending = False
+        self.snd_nxt = end
+        if seq_gt(end, self.snd_max):
+            self.snd_max = end
+
+    def _rcv_window(self) -> int:
+        return max(0, self.cfg.rcv_buf - len(self.rcv_data))
+
+    def _ts_options(self, now: float) -> tuple[TcpOption, ...]:
+        tsval = (int(now * 1000) + self.ts_offset) & 0xFFFFFFFF
+        return (NopOption(), NopOption(), TimestampsOption(tsval, self.ts_recent))
+
+    def _seg(self, flags: int, seq: int, now: float, payload: bytes = b"") -> TcpSegment:
+        wnd = self._rcv_window()
+        self.rcv_adv = wnd
+        opts = self._ts_options(now) if self.ts_ok else ()
+        return TcpSegment(
+            self.lport, self.rport, seq, self.rcv_nxt if flags & ACK else 0, flags,
+            min(0xFFFF, wnd >> self.rcv_wscale), opts, payload,
+        )
+
+    def _bare(self, flags: int, seq: int, ack: int) -> TcpSegment:
+        return TcpSegment(self.lport, self.rport, seq, ack, flags, 0)
+
+    def _syn_segment(self, now: float, ack: bool) -> TcpSegment:
+        """SYN or SYN-ACK with the options Linux puts there (MSS, SACK-permitted, timestamps, window scale)."""
+        cfg = self.cfg
+        opts: list[TcpOption] = [MssOption(cfg.mss)]
+        offer_ts = cfg.timestamps and (not ack or self.ts_ok or not self.passive)
+        if ack and self.passive:
+            offer_ts = self.ts_ok
+        if cfg.sack and (not ack or self.sack_ok or not self.passive):
+            opts.append(SackPermittedOption())
+            if offer_ts:
+                opts.append(TimestampsOption((int(now * 1000) + self.ts_offset) & 0xFFFFFFFF,
+                                             self.ts_recent if ack else 0))
+            else:
+                opts += [NopOption(), NopOption()]
+        elif offer_ts:
+            opts += [NopOption(), NopOption(),
+                     TimestampsOption((int(now * 1000) + self.ts_offset) & 0xFFFFFFFF, self.ts_recent if ack else 0)]
+        if cfg.wscale is not None and (not ack or not self.passive or self.rcv_wscale):
+            opts += [NopOption(), WindowScaleOption(cfg.wscale)]
+        flags = SYN | ACK if ack else SYN
+        wnd = min(0xFFFF, self._rcv_window())
+        self.rcv_adv = wnd
+        return TcpSegment(self.lport, self.rport, self.iss, self.rcv_nxt if ack else 0, flags, wnd,
+                          tuple(opts))
+
+    def _send_rst_abort(self, now: float, why: str) -> None:
+        """RST for an abortive close: <SEQ=SND.NXT><CTL=RST,ACK> (Linux tcp_send_active_reset)."""
+        self._out.append(TcpSegment(self.lport, self.rport, self.snd_nxt, self.rcv_nxt, RST | ACK, 0))
+
+    # =====================================================================================================
+    # The one writer of state
+    # =====================================================================================================
+    def _set_state(self, new: TcpState, trigger: str) -> None:
+        old = self.state
+        expect = TRANSITIONS.get((old, trigger))
+        if expect is not new:
+            raise AssertionError(f"transition {old} --{trigger}--> {new} is not in the table (bug)")
+        self.state = new
+        self._events.append(StateChanged(old, new, trigger))
+        if new is S.CLOSED:
+            self.timers.clear()
+            self._events.append(Closed())

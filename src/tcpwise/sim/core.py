@@ -1,0 +1,314 @@
+"""The deterministic discrete-event simulator: a heap of timed actions, hosts running model TCP stacks, channels.
+
+Theory of operation
+-------------------
+Virtual time only moves when the next action is popped from the heap (ties broken by insertion order, so a run
+is a pure function of its seed and script). A host is a :class:`~tcpwise.endpoint.stack.TcpStack` plus a tiny
+application layer (sockets by label, read-everything, close-on-EOF, custom reactions). After every input to a
+host the simulator drains the stack: application events first (so an application that closes at once lets its
+FIN ride on the pending ACK, as Linux does), then outgoing segments, then re-arms the host's one timer entry
+(lazily: a popped timer whose deadline no longer matches is ignored).
+
+Every observable thing becomes a :class:`tcpwise.events.Event` in one log — unless ``record=False``, for runs
+that only want counters.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Callable
+from typing import Any
+
+from tcpwise.endpoint.config import EndpointConfig
+from tcpwise.endpoint.events import (
+    Connected,
+    ConnectionError,
+    DataReceived,
+    EndOfStream,
+    EndpointEvent,
+    StateChanged,
+    TimerFired,
+)
+from tcpwise.endpoint.stack import TcpStack
+from tcpwise.endpoint.tcb import Endpoint
+from tcpwise.events import Event, Host, SegmentInfo
+from tcpwise.sim.network import Channel, Impairments, Packet
+from tcpwise.sim.rng import Rng
+from tcpwise.vocab import TcpState
+from tcpwise.wire.segment import TcpSegment
+
+__all__ = ["Simulator", "SimHost", "Reaction"]
+
+# A custom application reaction: called with (host, endpoint, event, now) for every endpoint event.
+Reaction = Callable[["SimHost", Endpoint, EndpointEvent, float], None]
+
+
+class SimHost:
+    """A node with a TCP stack and an application layer."""
+
+    def __init__(self, sim: Simulator, name: str, addr: str, cfg: EndpointConfig, role: str = "",
+                 port_range: tuple[int, int] = (32768, 60999)) -> None:
+        self.sim = sim
+        self.name = name
+        self.addr = addr
+        self.role = role
+        self.cfg = cfg
+        self.port_range = port_range
+        self.boots = 0
+        self.stack = self._new_stack()
+        self.down = False
+        self.socks: dict[str, Endpoint] = {}
+        self.labels: dict[int, str] = {}
+        self.policy: dict[str, dict[str, Any]] = {}  # per-socket-label app policy (on_eof, auto_read)
+        self.listen_policy: dict[int, dict[str, Any]] = {}
+        self.reactions: list[Reaction] = []
+        self.received: dict[str, bytearray] = {}
+        self.errors: dict[str, str] = {}
+        self.timer_at: float | None = None
+        self.accepted = 0
+
+    def _new_stack(self) -> TcpStack:
+        secret = self.sim.rng_for(f"secret|{self.name}|{self.boots}").bytes(32)
+        return TcpStack(self.cfg, self.addr, secret, self.port_range)
+
+    # -- application API (what a script step does) ---------------------------------------------------------
+    def label_of(self, ep: Endpoint) -> str:
+        return self.labels.get(id(ep), "")
+
+    def bind_label(self, ep: Endpoint, label: str) -> None:
+        self.socks[label] = ep
+        self.labels[id(ep)] = label
+
+    def sock(self, label: str) -> Endpoint:
+        return self.socks[label]
+
+    def app(self, text: str, ep: Endpoint | None = None) -> None:
+        self.sim.log_app(self, text, ep)
+
+    def after_call(self, ep: Endpoint | None = None) -> None:
+        if ep is not None:
+            self.stack.touch(ep)
+        self.sim.drain(self)
+
+    # -- input -------------------------------------------------------------------------------------------
+    def deliver(self, pkt: Packet, now: float) -> None:
+        if self.down:
+            self.sim.log_drop(pkt, now, f"{self.name} is down")
+            return
+        self.sim.log_seg("recv", self.name, pkt, now)
+        self.stack.receive(pkt.src, pkt.dst, pkt.seg, now)
+        self.sim.drain(self)
+
+    def on_timer(self, at: float) -> None:
+        if self.down or self.timer_at != at:
+            return
+        self.timer_at = None
+        self.stack.handle_timer(at)
+        self.sim.drain(self)
+
+    # -- crash and reboot --------------------------------------------------------------------------------
+    def crash(self) -> None:
+        self.stack.crash()
+        self.down = True
+        self.socks.clear()
+        self.labels.clear()
+        self.timer_at = None
+
+    def reboot(self) -> None:
+        self.boots += 1
+        self.stack = self._new_stack()
+        self.down = False
+
+
+class Simulator:
+    def __init__(self, seed: int = 1, *, record: bool = True, record_payload: bool = False) -> None:
+        self.seed = seed
+        self.now = 0.0
+        self.record = record
+        self.record_payload = record_payload
+        self._heap: list[tuple[float, int, Callable[..., None], tuple[Any, ...]]] = []
+        self._n = 0
+        self.hosts: dict[str, SimHost] = {}
+        self.by_addr: dict[str, Any] = {}  # address -> node (SimHost or a forwarding element)
+        self.channels: dict[tuple[str, str], Channel] = {}
+        self.default_imp = Impairments()
+        self.events: list[Event] = []
+        self.counters: dict[str, int] = {"segments": 0, "drops": 0, "events": 0}
+
+    # -- construction --------------------------------------------------------------------------------------
+    def rng_for(self, stream: str) -> Rng:
+        return Rng(self.seed, stream)
+
+    def add_host(self, name: str, addr: str, cfg: EndpointConfig, role: str = "",
+                 port_range: tuple[int, int] = (32768, 60999)) -> SimHost:
+        h = SimHost(self, name, addr, cfg, role, port_range)
+        self.hosts[name] = h
+        self.by_addr[addr] = h
+        return h
+
+    def channel(self, src: str, dst: str) -> Channel:
+        """The one-way channel from node ``src`` to node ``dst`` (created with default impairments)."""
+        key = (src, dst)
+        ch = self.channels.get(key)
+        if ch is None:
+            imp = Impairments(**{k: getattr(self.default_imp, k) for k in Impairments.__slots__})  # copy
+            ch = Channel(f"{src}->{dst}", imp, self.rng_for(f"chan|{src}|{dst}"))
+            self.channels[key] = ch
+        return ch
+
+    def host_models(self) -> list[Host]:
+        return [Host(h.name, h.addr, h.role) for h in self.hosts.values()]
+
+    # -- scheduling ------------------------------------------------------------------------------------------
+    def at(self, t: float, fn: Callable[..., None], *args: Any) -> None:
+        self._n += 1
+        heapq.heappush(self._heap, (t, self._n, fn, args))
+
+    def run(self, until: float) -> None:
+        heap = self._heap
+        while heap and heap[0][0] <= until + 1e-12:
+            t, _, fn, args = heapq.heappop(heap)
+            if t > self.now:
+                self.now = t
+            fn(*args)
+        self.now = until
+
+    def idle(self) -> bool:
+        return not self._heap
+
+    # -- the host drain loop -------------------------------------------------------------------------------------
+    def drain(self, host: SimHost) -> None:
+        now = self.now
+        stack = host.stack
+        for _ in range(64):  # reactions may produce more output; bounded so a bug cannot spin forever
+            evs = stack.take_events()
+            n_evs = len(evs)
+            for _ in range(64):
+                for ep, ev in evs:
+                    self._on_endpoint_event(host, ep, ev, now)
+                evs = stack.take_events()  # what the reactions caused (close() -> LAST_ACK), in order
+                if not evs:
+                    break
+                n_evs += len(evs)
+            out = stack.poll(now)  # after the reactions: a close() on EOF puts its FIN on the pending ACK
+            for src, dst, seg, _ep in out:
+                self.transmit(host.name, Packet(src, dst, seg, host.name), now)
+            if not n_evs and not out:
+                break
+        at = stack.get_timer()
+        if at is not None and at != host.timer_at:
+            host.timer_at = at
+            self.at(at, host.on_timer, at)
+
+    def transmit(self, sender: str, pkt: Packet, now: float) -> None:
+        """Put a packet on the network: route by destination address, apply the channel, schedule arrival."""
+        self.counters["segments"] += 1
+        self.log_seg("send", sender, pkt, now)
+        node = self.by_addr.get(pkt.dst)
+        if node is None:
+            self.log_drop(pkt, now, "no route")
+            return
+        ch = self.channel(sender, node.name)
+        arrivals, reason = ch.transmit(pkt, now)
+        if not arrivals:
+            self.log_drop(pkt, now, reason)
+            return
+        for t, p in arrivals:
+            self.at(t, node.deliver, p, t)
+
+    # -- endpoint events -> application reactions and the log --------------------------------------------------
+    def _on_endpoint_event(self, host: SimHost, ep: Endpoint, ev: EndpointEvent, now: float) -> None:
+        tev = type(ev)
+        if tev is StateChanged:
+            self.log_state(host, ep, ev.old, ev.new, now)  # type: ignore[attr-defined]
+        elif tev is TimerFired:
+            self.log_timer(host, ep, ev.name, now)  # type: ignore[attr-defined]
+        elif tev is Connected:
+            if ep.passive:
+                self._maybe_accept(host, ep, now)
+            else:
+                host.app("connect() returns", ep)
+        elif tev is DataReceived:
+            label = host.label_of(ep)
+            pol = host.policy.get(label, {})
+            if pol.get("auto_read", True):
+                data = ep.recv()
+                if data:
+                    host.received.setdefault(label, bytearray()).extend(data)
+                    if self.record and pol.get("log_reads", True):
+                        host.app(f"recv() {len(data)} bytes", ep)
+                    host.stack.touch(ep)
+        elif tev is EndOfStream:
+            label = host.label_of(ep)
+            pol = host.policy.get(label, {})
+            if pol.get("auto_read", True):
+                host.app("recv() returns EOF", ep)
+                if pol.get("on_eof") == "close":
+                    ep.close(now)
+                    host.app("close()", ep)
+                    host.stack.touch(ep)
+        elif tev is ConnectionError:
+            host.errors[host.label_of(ep)] = ev.errno  # type: ignore[attr-defined]
+            if not ep.passive or host.label_of(ep):
+                host.app(f"error {ev.errno}: {ev.reason}", ep)  # type: ignore[attr-defined]
+        for react in host.reactions:
+            react(host, ep, ev, now)
+
+    def _maybe_accept(self, host: SimHost, ep: Endpoint, now: float) -> None:
+        pol = host.listen_policy.get(ep.lport)
+        if pol is None or not pol.get("accept", True):
+            return
+        got = host.stack.accept(ep.lport)
+        while got is not None:
+            host.accepted += 1
+            label = pol.get("label", "s") if host.accepted == 1 else f"{pol.get('label', 's')}{host.accepted}"
+            host.bind_label(got, label)
+            host.policy[label] = {"on_eof": pol.get("on_eof", ""), "auto_read": pol.get("auto_read", True)}
+            host.app("accept() returns", got)
+            got = host.stack.accept(ep.lport)
+
+    # -- the event log ---------------------------------------------------------------------------------------
+    def conn_label(self, host: SimHost, ep: Endpoint) -> str:
+        peer = self.by_addr.get(ep.raddr)
+        pname = peer.name if peer is not None else ep.raddr
+        return f"{host.name}:{ep.lport}>{pname}:{ep.rport}"
+
+    def _append(self, ev: Event) -> None:
+        self.counters["events"] += 1
+        if self.record:
+            self.events.append(ev)
+
+    def seg_info(self, pkt: Packet) -> SegmentInfo:
+        seg: TcpSegment = pkt.seg
+        return SegmentInfo(
+            src=pkt.src, dst=pkt.dst, sport=seg.sport, dport=seg.dport, seq=seg.seq, ack=seg.ack,
+            flags=seg.flag_str, len=len(seg.payload), win=seg.window, opts=seg.options_dict() or None,
+            payload=seg.payload.hex() if (self.record_payload and seg.payload) else None,
+        )
+
+    def log_seg(self, kind: str, host: str, pkt: Packet, now: float) -> None:
+        if self.record:
+            self._append(Event(now, host, kind, segment=self.seg_info(pkt)))
+
+    def log_drop(self, pkt: Packet, now: float, reason: str) -> None:
+        self.counters["drops"] += 1
+        if self.record:
+            self._append(Event(now, pkt.sender, "drop", segment=self.seg_info(pkt), text=reason))
+
+    def log_state(self, host: SimHost, ep: Endpoint, old: TcpState, new: TcpState, now: float) -> None:
+        if self.record:
+            self._append(Event(now, host.name, "state", from_state=old.value, to_state=new.value,
+                               conn=self.conn_label(host, ep)))
+
+    def log_timer(self, host: SimHost, ep: Endpoint, name: str, now: float) -> None:
+        if self.record:
+            self._append(Event(now, host.name, "timer", name=name, conn=self.conn_label(host, ep)))
+
+    def log_app(self, host: SimHost, text: str, ep: Endpoint | None) -> None:
+        if self.record:
+            self._append(Event(self.now, host.name, "app", text=text,
+                               conn=self.conn_label(host, ep) if ep is not None else None))
+
+    def log_note(self, host: str, text: str) -> None:
+        if self.record:
+            self._append(Event(self.now, host, "note", text=text))
