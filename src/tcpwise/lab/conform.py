@@ -1,0 +1,235 @@
+"""Conformance: does the model tell the same story as the kernel?
+
+Theory of operation
+-------------------
+For each lab-capable scenario, run it in both worlds with the same script and parameters — the model through
+``tcpwise.scenarios.run_scenario`` (Linux profile), the kernel through :mod:`tcpwise.lab.executor` — and compare,
+per host, two sequences read from the two Runs:
+
+* the **state sequence**: the ``to`` state of every ``state`` event in time order, consecutive repeats folded;
+* the **flag sequence**: the flag string of every segment the host *sent* (``send`` events), in time order.
+
+ISNs, windows, options, payload sizes and exact times are ignored on purpose: they differ between any two runs
+of the same kernel. Both runs are cut at the same horizon (the lab run's duration), because lab runs are
+bounded in wall-clock time while the model can jump 60 s of TIME_WAIT in no time.
+
+A difference is either a bug (model or lab) or a *documented Linux deviation* (:data:`DEVIATIONS`): something
+the kernel does on purpose that RFC 9293 does not say, which the model reproduces only in its "linux" profile
+or not at all. ``match`` is exact equality; ``deviation`` names the documented reason when they differ.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+from tcpwise.events import Run
+
+__all__ = [
+    "sequences",
+    "compare",
+    "HostDiff",
+    "ConformResult",
+    "DEVIATIONS",
+    "lab_scenario_run",
+    "conform_scenario",
+    "conform_all",
+    "format_table",
+]
+
+# Scenario id -> the documented Linux deviation that explains a difference (docs/lab.md, "Linux deviations").
+DEVIATIONS: dict[str, str] = {}
+
+
+def sequences(run: Run, host: str, horizon: float | None = None) -> tuple[list[str], list[str]]:
+    """(state sequence, sent-flags sequence) of ``host`` in ``run``, up to ``horizon`` seconds."""
+    states: list[str] = []
+    flags: list[str] = []
+    for e in run.events:
+        if e.host != host or (horizon is not None and e.t > horizon):
+            continue
+        if e.kind == "state" and e.to_state:
+            if not states or states[-1] != e.to_state:
+                states.append(e.to_state)
+        elif e.kind == "send" and e.segment is not None:
+            flags.append(e.segment.flags)
+    return states, flags
+
+
+@dataclass
+class HostDiff:
+    host: str
+    what: str  # "states" | "flags"
+    sim: list[str]
+    lab: list[str]
+    ops: list[str] = field(default_factory=list)  # human-readable edit script, e.g. "lab adds FA at 3"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"host": self.host, "what": self.what, "sim": self.sim, "lab": self.lab, "ops": self.ops}
+
+
+def _ops(a: list[str], b: list[str]) -> list[str]:
+    out = []
+    for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(a=a, b=b, autojunk=False).get_opcodes():
+        if tag == "equal":
+            continue
+        if tag == "replace":
+            out.append(f"at {i1}: model {' '.join(a[i1:i2])} / kernel {' '.join(b[j1:j2])}")
+        elif tag == "delete":
+            out.append(f"at {i1}: only the model has {' '.join(a[i1:i2])}")
+        else:
+            out.append(f"at {i1}: only the kernel has {' '.join(b[j1:j2])}")
+    return out
+
+
+def compare(sim: Run, lab: Run, horizon: float | None = None) -> list[HostDiff]:
+    """Per-host differences between a model run and a lab run (empty list = they conform).
+
+    Hosts are matched by name; ``horizon`` cuts both runs at the same time."""
+    diffs: list[HostDiff] = []
+    names = [h.name for h in sim.hosts] or sorted({e.host for e in sim.events})
+    for host in names:
+        s_states, s_flags = sequences(sim, host, horizon)
+        l_states, l_flags = sequences(lab, host, horizon)
+        if s_states != l_states:
+            diffs.append(HostDiff(host, "states", s_states, l_states, _ops(s_states, l_states)))
+        if s_flags != l_flags:
+            diffs.append(HostDiff(host, "flags", s_flags, l_flags, _ops(s_flags, l_flags)))
+    return diffs
+
+
+@dataclass
+class ConformResult:
+    scenario: str
+    match: bool
+    diffs: list[HostDiff]
+    horizon: float
+    deviation: str | None = None
+    error: str | None = None
+    sequences: dict[str, dict[str, list[str]]] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"scenario": self.scenario, "match": self.match, "horizon": self.horizon,
+                             "diff": [x.to_dict() for x in self.diffs], "sequences": self.sequences}
+        if self.deviation:
+            d["deviation"] = self.deviation
+        if self.error:
+            d["error"] = self.error
+        return d
+
+
+# --- the scenario API glue (tcpwise.scenarios: catalogue / get_scenario / run_scenario) ------------------------
+def _scenario(scenario_id: str) -> Any:
+    from tcpwise.errors import MissingCapability, UsageError
+
+    try:
+        from tcpwise.scenarios import get_scenario
+    except ImportError:
+        raise MissingCapability("the scenario catalogue (tcpwise.scenarios) is not installed") from None
+    sc = get_scenario(scenario_id)
+    if not getattr(sc, "lab", False):
+        from tcpwise.scenarios import catalogue
+
+        labs = [s.id for s in catalogue() if getattr(s, "lab", False)]
+        raise UsageError(f"scenario {scenario_id!r} is not lab-capable (lab-capable: {', '.join(labs)})")
+    return sc
+
+
+def _params(sc: Any, overrides: dict[str, str]) -> dict[str, Any]:
+    """Scenario parameters with ``--set`` overrides, resolved the way the scenario API does it."""
+    from tcpwise.errors import UsageError
+
+    for attr in ("resolve_params", "resolve", "parse_params"):
+        fn = getattr(sc, attr, None)
+        if callable(fn):
+            return dict(fn(overrides))
+    params: dict[str, Any] = {}
+    for name, p in getattr(sc, "params", {}).items():
+        params[name] = getattr(p, "default", p)
+    for k, v in overrides.items():
+        if k not in params:
+            raise UsageError(f"unknown parameter {k!r} for {sc.id} (valid: {', '.join(params) or 'none'})")
+        p = sc.params[k]
+        parse = getattr(p, "parse", None)
+        params[k] = parse(v) if callable(parse) else type(params[k])(v) if params[k] is not None else v
+    return params
+
+
+def lab_scenario_run(scenario_id: str, *, seed: int = 1, overrides: dict[str, str] | None = None,
+                     ipv6: bool = False, max_duration: float | None = None, pcap: IO[bytes] | None = None) -> Run:
+    """Run a catalogue scenario in the lab and fill in its checks."""
+    from tcpwise.lab.executor import run_script
+
+    sc = _scenario(scenario_id)
+    params = _params(sc, overrides or {})
+    script = sc.script(params)
+    run = run_script(script, scenario=sc.id, title=getattr(sc, "title", ""), params=params, seed=seed,
+                     ipv6=ipv6, max_duration=max_duration, pcap=pcap)
+    try:
+        run.checks = list(sc.check(run, params))
+    except Exception as exc:  # a check written for the model may not read a kernel run: say so, don't crash
+        from tcpwise.events import Check
+
+        run.checks = [Check(claim="scenario checks run on the lab record", ok=False,
+                            detail=f"{type(exc).__name__}: {exc}")]
+    return run
+
+
+def conform_scenario(scenario_id: str, *, max_duration: float = 8.0, seed: int = 1) -> ConformResult:
+    from tcpwise.scenarios import run_scenario
+
+    sc = _scenario(scenario_id)
+    horizon = min(float(sc.script(_params(sc, {})).duration), max_duration)
+    sim = run_scenario(scenario_id, seed=seed, overrides={})
+    lab = lab_scenario_run(scenario_id, seed=seed, max_duration=horizon)
+    diffs = compare(sim, lab, horizon)
+    seqs: dict[str, dict[str, list[str]]] = {}
+    for h in sim.hosts:
+        ss, sf = sequences(sim, h.name, horizon)
+        ls, lf = sequences(lab, h.name, horizon)
+        seqs[h.name] = {"sim_states": ss, "lab_states": ls, "sim_flags": sf, "lab_flags": lf}
+    match = not diffs
+    return ConformResult(scenario_id, match, diffs, horizon,
+                         deviation=None if match else DEVIATIONS.get(scenario_id), sequences=seqs)
+
+
+def conform_all(ids: list[str] | None = None, *, max_duration: float = 8.0) -> list[ConformResult]:
+    from tcpwise.lab.netns import check_capabilities
+
+    check_capabilities()
+    if ids is None:
+        from tcpwise.scenarios import catalogue
+
+        ids = [s.id for s in catalogue() if getattr(s, "lab", False)]
+    results = []
+    for sid in ids:
+        try:
+            results.append(conform_scenario(sid, max_duration=max_duration))
+        except KeyboardInterrupt:
+            raise
+        except Exception as exc:  # one broken scenario must not hide the others' results
+            from tcpwise.errors import UsageError
+
+            if isinstance(exc, UsageError):
+                raise
+            results.append(ConformResult(sid, False, [], max_duration, error=f"{type(exc).__name__}: {exc}"))
+    return results
+
+
+def format_table(results: list[ConformResult]) -> str:
+    lines = [f"{'scenario':24} {'match':6} {'horizon':>7}  difference / documented deviation", "-" * 90]
+    for r in results:
+        if r.error:
+            note = "error: " + r.error
+        elif r.match:
+            note = ""
+        else:
+            first = r.diffs[0]
+            note = f"{first.host} {first.what}: {first.ops[0] if first.ops else ''}"
+            if r.deviation:
+                note += f"  [Linux deviation: {r.deviation}]"
+        lines.append(f"{r.scenario:24} {'yes' if r.match else 'NO':6} {r.horizon:7.1f}  {note}")
+    n = sum(r.match for r in results)
+    lines.append(f"{n}/{len(results)} scenarios match the model")
+    return "\n".join(lines)

@@ -1,0 +1,505 @@
+"""Run a scenario :class:`~tcpwise.scenarios.script.Script` on the real kernel and record it as an events.Run.
+
+Theory of operation
+-------------------
+1. Build the topology (:mod:`tcpwise.lab.netns`): script host 1 -> A, host 2 -> B. Write each host's
+   EndpointConfig (Linux defaults + the script's overrides) into its namespace's sysctls via
+   :data:`tcpwise.endpoint.config.SYSCTL_OF`; socket-level knobs (keepalive, user_timeout, mss) travel with the
+   socket commands. ``time_wait`` has no sysctl (TCP_TIMEWAIT_LEN is compiled in): a script asking for another
+   value runs with 60 s anyway and the run says so in a note.
+2. Create the fault table at R (:mod:`tcpwise.lab.nft`), the capture socket and the delay line (R's namespace),
+   one sock_diag recorder per host, and start one agent process per host (:mod:`tcpwise.lab.agent`).
+3. One selector loop, one clock (``time.monotonic``): it sends each step's command at its time, reads agent
+   reports, captured frames and TUN packets as they come, releases delayed packets when due, and polls the
+   hosts' socket states every ``poll_interval``.
+4. Turn it all into one ``Run(world="lab")``: ``app`` events from the agents, ``state`` events from the
+   recorders, ``send``/``recv``/``drop`` from the capture, ``note`` for Note/Crash/Reboot steps.
+
+Every exit path (normal, exception, Ctrl-C, SIGTERM) kills the agents, deletes the fault table and the three
+namespaces; a SIGKILLed executor leaves namespaces that ``tcpwise lab clean`` removes. The run is bounded by the
+script's duration (and ``max_duration``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import selectors
+import signal
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from typing import IO, Any
+
+from tcpwise.endpoint.config import LINUX, SYSCTL_OF, EndpointConfig
+from tcpwise.errors import UsageError
+from tcpwise.events import Event, Host, Run
+from tcpwise.lab.capture import Capture, Frame, parse_frame, segment_key, write_pcap
+from tcpwise.lab.forward import Forwarder, Route
+from tcpwise.lab.netns import TUN_DEV, Topology, check_capabilities, in_netns
+from tcpwise.lab.nft import Faults
+from tcpwise.lab.observe import StateRecorder
+from tcpwise.scenarios import script as S
+
+__all__ = ["run_script", "sysctls_for", "socket_opts_for", "LabRun"]
+
+AGENT_START_TIMEOUT = 15.0
+# Socket-level knobs that go with each socket command (tcp(7), socket(7)).
+_SOCKET_KNOBS = ("keepalive", "keepalive_time", "keepalive_intvl", "keepalive_probes", "user_timeout", "mss")
+
+
+def host_config(spec: S.HostSpec) -> EndpointConfig:
+    try:
+        return dataclasses.replace(LINUX, **spec.config)
+    except TypeError as exc:
+        raise UsageError(f"host {spec.name}: unknown EndpointConfig field ({exc})") from None
+
+
+def _sysctl_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "1" if v else "0"
+    if isinstance(v, float):
+        return str(int(round(v)))
+    return str(v)
+
+
+def sysctls_for(cfg: EndpointConfig) -> dict[str, str]:
+    """EndpointConfig -> {sysctl: value} for every knob that is a per-namespace sysctl."""
+    out: dict[str, str] = {}
+    for name, key in SYSCTL_OF.items():
+        if key is None:
+            continue
+        out[key] = _sysctl_value(getattr(cfg, name))
+    # tcp_orphan_retries=0 means "8" to the kernel (tcp_orphan_retries() in tcp_timer.c): write 0 for 8.
+    return out
+
+
+def socket_opts_for(cfg: EndpointConfig) -> dict[str, Any]:
+    return {k: getattr(cfg, k) for k in _SOCKET_KNOBS}
+
+
+class _AgentProc:
+    def __init__(self, host: str, ns: str) -> None:
+        self.host = host
+        env = dict(os.environ)
+        src = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        env["PYTHONPATH"] = src + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+        self.proc = subprocess.Popen(
+            ["ip", "netns", "exec", ns, sys.executable, "-m", "tcpwise.lab.agent"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, start_new_session=True,
+        )
+        assert self.proc.stdout is not None
+        os.set_blocking(self.proc.stdout.fileno(), False)
+        self.buf = b""
+        self.ready = False
+
+    def send(self, cmd: dict[str, Any]) -> None:
+        assert self.proc.stdin is not None
+        try:
+            self.proc.stdin.write((json.dumps(cmd) + "\n").encode())
+            self.proc.stdin.flush()
+        except (BrokenPipeError, ValueError):
+            pass  # the host crashed: its application is gone
+
+    def read(self) -> list[dict[str, Any]]:
+        assert self.proc.stdout is not None
+        try:
+            chunk = os.read(self.proc.stdout.fileno(), 65536)
+        except BlockingIOError:
+            return []
+        except OSError:
+            chunk = b""
+        if not chunk:
+            return []
+        self.buf += chunk
+        out = []
+        while b"\n" in self.buf:
+            line, self.buf = self.buf.split(b"\n", 1)
+            with contextlib.suppress(ValueError):
+                out.append(json.loads(line))
+        return out
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.kill()
+        with contextlib.suppress(Exception):
+            self.proc.wait(timeout=5)
+        for f in (self.proc.stdin, self.proc.stdout):
+            with contextlib.suppress(Exception):
+                if f is not None:
+                    f.close()
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM takes the same cleanup path as Ctrl-C (only possible from the main thread)."""
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        old = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+@dataclasses.dataclass
+class LabRun:
+    """Everything the executor saw, before it becomes a Run."""
+
+    run: Run
+    frames: list[Frame]
+    run_id: str
+
+
+def run_script(
+    script: S.Script,
+    *,
+    scenario: str = "custom",
+    title: str = "",
+    params: dict[str, Any] | None = None,
+    seed: int | None = None,
+    max_duration: float | None = None,
+    ipv6: bool = False,
+    pcap: IO[bytes] | None = None,
+    poll_interval: float = 0.002,
+    delay: float | None = None,
+    on_start: Any = None,
+) -> Run:
+    """Execute ``script`` in a fresh lab and return the recorded Run (world="lab")."""
+    return run_script_full(script, scenario=scenario, title=title, params=params, seed=seed,
+                           max_duration=max_duration, ipv6=ipv6, pcap=pcap, poll_interval=poll_interval,
+                           delay=delay, on_start=on_start).run
+
+
+def run_script_full(
+    script: S.Script,
+    *,
+    scenario: str = "custom",
+    title: str = "",
+    params: dict[str, Any] | None = None,
+    seed: int | None = None,
+    max_duration: float | None = None,
+    ipv6: bool = False,
+    pcap: IO[bytes] | None = None,
+    poll_interval: float = 0.002,
+    delay: float | None = None,
+    on_start: Any = None,
+) -> LabRun:
+    check_capabilities()
+    if len(script.hosts) != 2:
+        raise UsageError(f"the lab runs two-host scripts (this one has {len(script.hosts)} hosts)")
+    topo = Topology(ipv6=ipv6)
+    with _sigterm_as_interrupt():
+        ex = _Executor(script, topo, ipv6=ipv6, poll_interval=poll_interval,
+                       delay=script.link.delay if delay is None else delay, seed=seed or 1)
+        try:
+            ex.setup()
+            if on_start is not None:
+                on_start(topo)
+            end = script.duration if max_duration is None else min(script.duration, max_duration)
+            ex.loop(end)
+            run = ex.build_run(scenario, title, params or {}, seed, end)
+            if pcap is not None:
+                n = write_pcap(ex.capture.frames if ex.capture else [], pcap)
+                run.summary.setdefault("values", {})["pcap_packets"] = n
+            return LabRun(run, ex.capture.frames if ex.capture else [], topo.run_id)
+        finally:
+            ex.teardown()
+
+
+class _Executor:
+    def __init__(self, script: S.Script, topo: Topology, *, ipv6: bool, poll_interval: float, delay: float,
+                 seed: int) -> None:
+        self.script = script
+        self.topo = topo
+        self.ipv6 = ipv6
+        self.poll_interval = poll_interval
+        self.delay = delay
+        self.seed = seed
+        # Script host names -> topology hosts, in order.
+        self.map = {script.hosts[0].name: "A", script.hosts[1].name: "B"}
+        self.rev = {v: k for k, v in self.map.items()}
+        self.cfg = {h.name: host_config(h) for h in script.hosts}
+        self.faults = Faults(topo.router_ns, topo.run_id)
+        self.capture: Capture | None = None
+        self.fwd: Forwarder | None = None
+        self.recorders: dict[str, StateRecorder] = {}
+        self.agents: dict[str, _AgentProc] = {}
+        self.sel = selectors.DefaultSelector()
+        self.events: list[Event] = []
+        self.t0 = 0.0
+        self.crashed: set[str] = set()
+        self.rule_no = 0
+        self.partitions: dict[tuple[str, str], str] = {}
+
+    def addr(self, name: str) -> str:
+        return self.topo.hosts[self.map[name]].addr(self.ipv6)
+
+    # --- set-up / tear-down ----------------------------------------------------------------------------------
+    def setup(self) -> None:
+        self.topo.create()
+        for spec in self.script.hosts:
+            for key, value in sysctls_for(self.cfg[spec.name]).items():
+                self.topo.set_sysctl(self.map[spec.name], key, value)
+        self.faults.create()
+        link = self.script.link
+        if link.loss > 0:
+            a, b = (h.name for h in self.script.hosts)
+            self.faults.loss("loss-ab", self.addr(a), self.addr(b), link.loss)
+            self.faults.loss("loss-ba", self.addr(b), self.addr(a), link.loss)
+        routes = {}
+        for h in self.topo.hosts.values():
+            routes[h.addr4] = Route(h.router_if, h.mac)
+            routes[h.addr6] = Route(h.router_if, h.mac)
+        with in_netns(self.topo.router_ns):
+            self.capture = Capture(tuple(h.router_if for h in self.topo.hosts.values()))
+            self.fwd = Forwarder(TUN_DEV, routes, self.delay, link.jitter, link.duplicate, self.seed)
+        self.sel.register(self.capture.fileno(), selectors.EVENT_READ, ("cap", None))
+        self.sel.register(self.fwd.fileno(), selectors.EVENT_READ, ("tun", None))
+        names = {}
+        for h in self.topo.hosts.values():
+            names[h.addr4] = self.rev[h.name]
+            names[h.addr6] = self.rev[h.name]
+        for spec in self.script.hosts:
+            self._start_host(spec.name, names)
+
+    def _start_host(self, name: str, names: dict[str, str] | None = None) -> None:
+        th = self.topo.hosts[self.map[name]]
+        import socket as _socket
+
+        fams = (_socket.AF_INET6,) if self.ipv6 else (_socket.AF_INET,)
+        rec = self.recorders.get(name) or StateRecorder(name, names or {}, families=fams)
+        with in_netns(th.ns):
+            rec.open()
+        self.recorders[name] = rec
+        agent = _AgentProc(name, th.ns)
+        self.agents[name] = agent
+        deadline = time.monotonic() + AGENT_START_TIMEOUT
+        while not agent.ready:
+            if time.monotonic() > deadline or agent.proc.poll() is not None:
+                raise RuntimeError(f"lab agent for host {name} did not start")
+            for rep in agent.read():
+                if rep.get("text") == "ready":
+                    agent.ready = True
+            time.sleep(0.005)
+        self.sel.register(agent.proc.stdout.fileno(), selectors.EVENT_READ, ("agent", name))  # type: ignore[union-attr]
+
+    def teardown(self) -> None:
+        for a in self.agents.values():
+            a.kill()
+        for r in self.recorders.values():
+            r.close()
+        if self.capture is not None:
+            self.capture.close()
+        if self.fwd is not None:
+            self.fwd.close()
+        with contextlib.suppress(Exception):
+            self.faults.destroy()
+        self.topo.destroy()
+
+    # --- the loop ----------------------------------------------------------------------------------------------
+    def loop(self, end: float) -> None:
+        steps = sorted(self.script.steps, key=lambda s: s.t)
+        i = 0
+        self.t0 = t0 = time.monotonic()
+        next_poll = t0
+        while True:
+            now = time.monotonic()
+            rel = now - t0
+            if rel >= end:
+                break
+            while i < len(steps) and steps[i].t <= rel:
+                self.step(steps[i], now)
+                i += 1
+            assert self.fwd is not None and self.capture is not None
+            self.fwd.release(now)
+            # Read the capture right after a release, so a delivery is stamped before the states it causes.
+            self.capture.read()
+            if now >= next_poll:
+                self.poll(now)
+                next_poll = now + self.poll_interval
+            wake = [t0 + end, next_poll]
+            if i < len(steps):
+                wake.append(t0 + steps[i].t)
+            due = self.fwd.next_due()
+            if due is not None:
+                wake.append(due)
+            timeout = max(0.0, min(wake) - time.monotonic())
+            for key, _mask in self.sel.select(timeout):
+                kind, arg = key.data
+                if kind == "cap":
+                    self.capture.read()
+                elif kind == "tun":
+                    self.fwd.read(time.monotonic())
+                else:
+                    self._agent_reports(arg)
+        self.poll(time.monotonic())
+        self.capture.read()
+        for name in self.agents:
+            self._agent_reports(name)
+
+    def poll(self, now: float) -> None:
+        for name, rec in self.recorders.items():
+            if name in self.crashed:
+                continue
+            self.events.extend(rec.poll(now - self.t0))
+
+    def _agent_reports(self, name: str) -> None:
+        agent = self.agents.get(name)
+        if agent is None:
+            return
+        for rep in agent.read():
+            if rep.get("text") == "ready":
+                continue
+            self.events.append(Event(t=max(0.0, rep["t"] - self.t0), host=name, kind="app", text=rep["text"],
+                                     conn=rep.get("sock")))
+
+    def _rule(self, what: str) -> str:
+        self.rule_no += 1
+        return f"tw{self.rule_no}-{what}"
+
+    def step(self, st: S.Step, now: float) -> None:
+        t = now - self.t0
+        if isinstance(st, S.Listen):
+            cfg = self.cfg[st.host]
+            self._cmd(st.host, {"op": "listen", "port": st.port, "backlog": st.backlog or cfg.backlog,
+                                "accept": st.accept, "on_eof": getattr(st, "on_eof", ""), "ipv6": self.ipv6,
+                                "opts": socket_opts_for(cfg)})
+        elif isinstance(st, S.Connect):
+            self._cmd(st.host, {"op": "connect", "sock": st.sock, "to": self.addr(st.to), "port": st.port,
+                                "sport": st.sport, "on_eof": getattr(st, "on_eof", ""),
+                                "opts": socket_opts_for(self.cfg[st.host])})
+        elif isinstance(st, S.Accept):
+            self._cmd(st.host, {"op": "accept", "port": st.port, "sock": st.sock})
+        elif isinstance(st, S.Send):
+            data = st.data.hex() if st.data is not None else None
+            cmd: dict[str, Any] = {"op": "send", "sock": st.sock, "nbytes": st.nbytes}
+            if data:
+                cmd["data"] = data
+            self._cmd(st.host, cmd)
+        elif isinstance(st, S.Shutdown):
+            self._cmd(st.host, {"op": "shutdown", "sock": st.sock})
+        elif isinstance(st, S.Close):
+            self._cmd(st.host, {"op": "close", "sock": st.sock})
+        elif isinstance(st, S.Abort):
+            self._cmd(st.host, {"op": "abort", "sock": st.sock})
+        elif isinstance(st, S.DropNext):
+            self.faults.drop_next(self._rule("dropnext"), self.addr(st.src), self.addr(st.dst), st.flags, st.count)
+        elif isinstance(st, S.Partition):
+            label = self._rule("partition")
+            self.partitions[(st.src, st.dst)] = label
+            self.faults.partition(label, self.addr(st.src), self.addr(st.dst))
+            self._note(t, f"partition {st.src}->{st.dst}")
+        elif isinstance(st, S.Heal):
+            label = self.partitions.pop((st.src, st.dst), None)
+            if label:
+                self.faults.delete(label)
+            self._note(t, f"heal {st.src}->{st.dst}")
+        elif isinstance(st, S.Crash):
+            self._crash(st.host, t)
+        elif isinstance(st, S.Reboot):
+            self._reboot(st.host, t)
+        elif isinstance(st, S.Note):
+            self._note(t, st.text)
+        else:
+            raise UsageError(f"the lab cannot run step {type(st).__name__}")
+
+    def _cmd(self, host: str, cmd: dict[str, Any]) -> None:
+        if host not in self.map:
+            raise UsageError(f"script step names unknown host {host!r}")
+        agent = self.agents.get(host)
+        if agent is not None and host not in self.crashed:
+            agent.send(cmd)
+
+    def _note(self, t: float, text: str, host: str | None = None) -> None:
+        self.events.append(Event(t=t, host=host or self.script.hosts[0].name, kind="note", text=text))
+
+    def _crash(self, host: str, t: float) -> None:
+        # Order matters: first cut the host off at R, then kill its processes. The kernel closes the killed
+        # process's sockets (FIN or RST), and those must not reach the peer: a crashed host says nothing.
+        self.faults.isolate(f"crash-{host}", self.addr(host))
+        agent = self.agents.pop(host, None)
+        if agent is not None:
+            with contextlib.suppress(KeyError, ValueError):
+                self.sel.unregister(agent.proc.stdout.fileno())  # type: ignore[union-attr]
+            self.topo.kill_host_processes(self.map[host])
+            agent.kill()
+        self.crashed.add(host)
+        self.events.append(Event(t=t, host=host, kind="app", text="crash"))
+        self.events.extend(self.recorders[host].forget_all(t, "host crashed"))
+
+    def _reboot(self, host: str, t: float) -> None:
+        if host not in self.crashed:
+            self._crash(host, t)
+        self.topo.reboot_host(self.map[host])
+        self.faults.unisolate(f"crash-{host}")
+        self.crashed.discard(host)
+        self.recorders[host].last = {}
+        self._start_host(host)
+        self.events.append(Event(t=time.monotonic() - self.t0, host=host, kind="app", text="reboot"))
+
+    # --- the record ----------------------------------------------------------------------------------------------
+    def build_run(self, scenario: str, title: str, params: dict[str, Any], seed: int | None, end: float) -> Run:
+        assert self.capture is not None
+        by_if = {h.router_if: self.rev[h.name] for h in self.topo.hosts.values()}
+        sent: list[tuple[Frame, Any]] = []
+        delivered: dict[tuple[object, ...], int] = defaultdict(int)
+        for f in self.capture.frames:
+            seg = parse_frame(f.data)
+            if seg is None:
+                continue
+            host = by_if.get(f.ifname)
+            if host is None:
+                continue
+            t = f.t - self.t0
+            src_host = self.recorders[host].names.get(seg.src, host)
+            dst_host = self.recorders[host].names.get(seg.dst, host)
+            if f.outgoing:
+                delivered[segment_key(seg)] += 1
+                self.events.append(Event(t=t, host=dst_host, kind="recv", segment=seg,
+                                         conn=f"{dst_host}:{seg.dport}>{src_host}:{seg.sport}"))
+            else:
+                sent.append((f, seg))
+                self.events.append(Event(t=t, host=src_host, kind="send", segment=seg,
+                                         conn=f"{src_host}:{seg.sport}>{dst_host}:{seg.dport}"))
+        horizon = end - self.delay - 0.05  # frames sent later may still be in the delay line: not drops
+        for f, seg in sent:
+            key = segment_key(seg)
+            if delivered[key] > 0:
+                delivered[key] -= 1
+                continue
+            t = f.t - self.t0
+            if t < horizon:
+                host = by_if[f.ifname]
+                self.events.append(Event(t=t, host=host, kind="drop", segment=seg, text="dropped at R (nftables)"))
+        order = {"app": 0, "send": 1, "drop": 2, "recv": 3, "state": 4, "note": 5, "timer": 6}
+        self.events.sort(key=lambda e: (e.t, order.get(e.kind, 9)))
+        for spec in self.script.hosts:
+            if self.cfg[spec.name].time_wait != LINUX.time_wait:
+                self.events.insert(0, Event(t=0.0, host=spec.name, kind="note",
+                                            text=f"time_wait={self.cfg[spec.name].time_wait:g} has no sysctl: "
+                                                 "Linux keeps TIME_WAIT for 60 s (TCP_TIMEWAIT_LEN)"))
+        hosts = [Host(h.name, self.addr(h.name), h.role) for h in self.script.hosts]
+        counters = {}
+        with contextlib.suppress(Exception):
+            counters = self.faults.counters()
+        values = {
+            "lab_run_id": self.topo.run_id,
+            "duration": end,
+            "delay": self.delay,
+            "polls": sum(r.polls for r in self.recorders.values()),
+            "packets_forwarded": self.fwd.forwarded if self.fwd else 0,
+            "nft_drops": counters,
+        }
+        return Run(scenario=scenario, title=title, world="lab", seed=seed, params=params, hosts=hosts,
+                   events=self.events, summary={"values": values})

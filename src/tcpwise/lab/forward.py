@@ -1,0 +1,130 @@
+"""The user-space half of the router R: a delay line between R's kernel and the veth it forwards to.
+
+Theory of operation
+-------------------
+R's kernel forwards every packet between A and B (so nftables faults in its ``forward`` hook apply), but its
+policy routes (:mod:`tcpwise.lab.netns`) send the forwarded packet into the TUN device ``tw0`` instead of out a
+veth. This module reads those IP packets from the TUN file descriptor, holds each one for the link's one-way
+delay (a heap ordered by due time, FIFO among equals, so no reordering unless asked for), and then transmits it
+on the veth of the destination host with an ``AF_PACKET``/``SOCK_DGRAM`` socket, addressed to that host's MAC
+(packet(7): the kernel builds the Ethernet header from ``sll_addr`` and ``sll_protocol``).
+
+Why: this kernel has neither ``sch_netem`` nor nft ``queue`` (NFQUEUE), and without a delay the handshake
+completes in tens of microseconds, far below what sock_diag polling can see; with the model's 50 ms the lab
+observes every intermediate state (SYN_SENT, LAST_ACK, CLOSING, ...). Jitter and duplication are applied here
+with a seeded RNG; loss is nftables' job (numgen), partitions and counted drops too.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import heapq
+import os
+import random
+import socket
+import struct
+from dataclasses import dataclass, field
+
+__all__ = ["Forwarder", "open_tun"]
+
+TUNSETIFF = 0x400454CA
+IFF_TUN = 0x0001
+IFF_NO_PI = 0x1000
+ETH_P_IP = 0x0800
+ETH_P_IPV6 = 0x86DD
+
+
+def open_tun(name: str) -> int:
+    """Attach to the existing (persistent) TUN device ``name`` of the *current* namespace; returns the fd."""
+    fd = os.open("/dev/net/tun", os.O_RDWR | os.O_CLOEXEC)
+    try:
+        fcntl.ioctl(fd, TUNSETIFF, struct.pack("16sH", name.encode(), IFF_TUN | IFF_NO_PI))
+    except OSError:
+        os.close(fd)
+        raise
+    os.set_blocking(fd, False)
+    return fd
+
+
+@dataclass(order=True)
+class _Held:
+    due: float
+    seq: int
+    packet: bytes = field(compare=False)
+    ifname: str = field(compare=False)
+    mac: bytes = field(compare=False)
+    proto: int = field(compare=False)
+
+
+@dataclass
+class Route:
+    ifname: str  # R's interface toward the host
+    mac: str  # the host's MAC
+
+
+class Forwarder:
+    """Create inside R's namespace (the TUN attach and the packet socket bind to the current namespace)."""
+
+    def __init__(self, tun_name: str, routes: dict[str, Route], delay: float, jitter: float = 0.0,
+                 duplicate: float = 0.0, seed: int = 1) -> None:
+        self.tun = open_tun(tun_name)
+        self.out = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, 0)
+        self.routes = routes  # destination address -> Route
+        self.delay = delay
+        self.jitter = jitter
+        self.duplicate = duplicate
+        self.rng = random.Random(seed)
+        self.heap: list[_Held] = []
+        self.seq = 0
+        self.forwarded = 0
+        self.unroutable = 0
+
+    def fileno(self) -> int:
+        return self.tun
+
+    def read(self, now: float) -> None:
+        while True:
+            try:
+                pkt = os.read(self.tun, 65535)
+            except BlockingIOError:
+                return
+            if not pkt:
+                return
+            version = pkt[0] >> 4
+            if version == 4 and len(pkt) >= 20:
+                dst = socket.inet_ntop(socket.AF_INET, pkt[16:20])
+                proto = ETH_P_IP
+            elif version == 6 and len(pkt) >= 40:
+                dst = socket.inet_ntop(socket.AF_INET6, pkt[24:40])
+                proto = ETH_P_IPV6
+            else:
+                continue
+            route = self.routes.get(dst)
+            if route is None:  # never leave the lab: anything not for A or B is dropped here
+                self.unroutable += 1
+                continue
+            copies = 2 if self.duplicate and self.rng.random() < self.duplicate else 1
+            for _ in range(copies):
+                d = self.delay
+                if self.jitter:
+                    d = max(0.0, d + self.rng.uniform(-self.jitter, self.jitter))
+                self.seq += 1
+                heapq.heappush(self.heap, _Held(now + d, self.seq, pkt, route.ifname,
+                                                bytes.fromhex(route.mac.replace(":", "")), proto))
+
+    def next_due(self) -> float | None:
+        return self.heap[0].due if self.heap else None
+
+    def release(self, now: float) -> None:
+        while self.heap and self.heap[0].due <= now:
+            h = heapq.heappop(self.heap)
+            try:
+                self.out.sendto(h.packet, (h.ifname, h.proto, 0, 0, h.mac))
+                self.forwarded += 1
+            except OSError:
+                # The interface is gone (a Reboot step is re-creating it): the packet is lost, as on a real link.
+                pass
+
+    def close(self) -> None:
+        os.close(self.tun)
+        self.out.close()

@@ -1,0 +1,321 @@
+"""The lab topology: hosts A and B and a router R, each in its own network namespace, joined by veth pairs.
+
+Theory of operation
+-------------------
+::
+
+    A (198.18.0.1, fd00:0::1) --veth-- R (198.18.0.254 | 198.18.1.254) --veth-- B (198.18.1.1, fd00:1::1)
+
+Every namespace is named ``tcpwise-<run id>-{a,r,b}`` with a run id ``lab`` + 6 hex digits, so that
+``tcpwise lab clean`` can find a SIGKILLed run's leftovers by name and never touches namespaces other tools
+made. Each veth pair is created *directly inside* its two namespaces (``ip link add NAME netns A type veth peer
+name P netns R``), so no interface ever lives in the root namespace: deleting the namespaces deletes the links,
+and a crash at any moment leaves at most namespaces behind (which ``clean`` removes).
+
+R forwards in the kernel (``net.ipv4.ip_forward=1``) so that nftables faults apply in its ``forward`` hook, but
+its routes send every forwarded packet into a TUN device ``tw0`` (policy routing: ``ip rule iif ra/rb lookup
+100``). The user-space half of the router (:mod:`tcpwise.lab.forward`) reads them, holds them for the link
+delay and writes them out the other veth with an AF_PACKET socket. This is how the lab gets the model's 50 ms
+one-way delay on a kernel without ``sch_netem`` or ``nft queue``.
+
+Configuration uses the ``ip`` tool (iproute2) through :func:`subprocess.run` rather than a netlink library:
+the set-up is a few dozen commands once per run, ``ip`` is already a system dependency (and what users type to
+inspect the lab by hand), and it avoids a new Python dependency (pyroute2) for no speed gain that matters here.
+
+Sockets are created *inside* a namespace by a process that switches its network namespace with ``setns(2)``
+(:func:`in_netns`): a socket stays in the namespace it was created in (network_namespaces(7)), so the executor
+can own capture, TUN and sock_diag sockets of R, A and B in one process and one selector loop.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import ctypes.util
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from tcpwise.errors import MissingCapability, UsageError
+
+__all__ = [
+    "Topology",
+    "HostNet",
+    "check_capabilities",
+    "in_netns",
+    "new_run_id",
+    "list_lab_namespaces",
+    "clean",
+    "ns_pids",
+    "sh",
+]
+
+NS_PREFIX = "tcpwise-"
+RUN_ID_RE = re.compile(r"^lab[0-9a-f]{6}$")
+NS_RE = re.compile(r"^tcpwise-(lab[0-9a-f]{6})-(a|r|b)$")
+CLONE_NEWNET = 0x40000000
+TUN_DEV = "tw0"
+ROUTE_TABLE = "100"
+
+_libc: ctypes.CDLL | None = None
+
+
+def _setns(fd: int) -> None:
+    global _libc
+    if _libc is None:
+        _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    if _libc.setns(fd, CLONE_NEWNET) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"setns: {os.strerror(err)}")
+
+
+@contextlib.contextmanager
+def in_netns(name: str) -> Iterator[None]:
+    """Run the body with the calling thread inside network namespace ``name`` (setns(2)), then switch back.
+
+    Only sockets (and TUN fds) created inside the body belong to ``name``; everything else keeps working."""
+    own = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        try:
+            target = os.open(f"/run/netns/{name}", os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            raise UsageError(f"network namespace {name} does not exist") from None
+        try:
+            _setns(target)
+        finally:
+            os.close(target)
+        try:
+            yield
+        finally:
+            _setns(own)
+    finally:
+        os.close(own)
+
+
+def sh(*args: str, input: str | None = None, check: bool = True, timeout: float = 20.0) -> str:
+    """Run a command (no shell), return stdout; a failure becomes a one-line error naming the command."""
+    try:
+        p = subprocess.run(list(args), input=input, capture_output=True, text=True, timeout=timeout)
+    except FileNotFoundError:
+        raise MissingCapability(f"{args[0]} not found (install iproute2 / nftables)") from None
+    if check and p.returncode != 0:
+        msg = (p.stderr or p.stdout).strip().splitlines()
+        raise RuntimeError(f"{' '.join(args)}: {msg[0] if msg else 'exit ' + str(p.returncode)}")
+    return p.stdout
+
+
+def check_capabilities() -> None:
+    """Raise MissingCapability (one line) unless we are root with ``ip netns`` and ``nft``."""
+    if os.geteuid() != 0:
+        raise MissingCapability("the lab needs root (network namespaces, nftables): run it with sudo")
+    for tool, pkg in (("ip", "iproute2"), ("nft", "nftables")):
+        if shutil.which(tool) is None:
+            raise MissingCapability(f"the lab needs `{tool}` ({pkg}); install it with apt-get install {pkg}")
+    if not os.path.exists("/proc/self/ns/net"):
+        raise MissingCapability("this kernel has no network namespaces (CONFIG_NET_NS)")
+    if not os.path.exists("/dev/net/tun"):
+        raise MissingCapability("the lab router needs /dev/net/tun (CONFIG_TUN)")
+
+
+def new_run_id() -> str:
+    return "lab" + secrets.token_hex(3)
+
+
+def list_lab_namespaces() -> list[str]:
+    """Namespaces whose name matches a lab run (``tcpwise-lab??????-{a,r,b}``)."""
+    out = sh("ip", "-j", "netns", "list", check=False).strip()
+    names: list[str] = []
+    if out:
+        try:
+            names = [d["name"] for d in json.loads(out)]
+        except (ValueError, KeyError, TypeError):
+            names = [line.split()[0] for line in out.splitlines() if line.strip()]
+    return sorted(n for n in names if NS_RE.match(n))
+
+
+def ns_pids(ns: str) -> list[int]:
+    out = sh("ip", "netns", "pids", ns, check=False)
+    return [int(x) for x in out.split() if x.isdigit()]
+
+
+def _kill_ns_processes(ns: str) -> None:
+    """SIGKILL everything in ``ns`` and wait (bounded) until it is gone: the Crash step and cleanup."""
+    me = os.getpid()
+    for _ in range(50):
+        pids = [p for p in ns_pids(ns) if p != me]
+        if not pids:
+            return
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.02)
+
+
+def _delete_ns(ns: str) -> None:
+    _kill_ns_processes(ns)
+    sh("ip", "netns", "delete", ns, check=False)
+
+
+def clean(run_id: str | None = None) -> list[str]:
+    """Remove every lab namespace (of one run, or of all runs): kill its processes, delete it. Deleting a
+    namespace deletes its veth ends and its nftables tables. Returns what was removed."""
+    if run_id is not None and not RUN_ID_RE.match(run_id):
+        raise UsageError(f"bad lab run id {run_id!r} (expected lab + 6 hex digits, e.g. lab3f09a1)")
+    removed = []
+    for ns in list_lab_namespaces():
+        m = NS_RE.match(ns)
+        if m and (run_id is None or m.group(1) == run_id):
+            _delete_ns(ns)
+            removed.append(ns)
+    return removed
+
+
+@dataclass
+class HostNet:
+    """One end host: its namespace, interface and addresses (IPv4 and IPv6)."""
+
+    name: str  # "A" / "B"
+    ns: str
+    ifname: str  # interface inside the host namespace
+    router_if: str  # the peer interface inside R
+    addr4: str
+    router4: str
+    addr6: str
+    router6: str
+    mac: str = ""  # the host interface's MAC (the user-space router needs it to address frames)
+
+    def addr(self, ipv6: bool) -> str:
+        return self.addr6 if ipv6 else self.addr4
+
+
+@dataclass
+class Topology:
+    """A, R and B in namespaces. Use as a context manager: the namespaces are deleted on every exit path."""
+
+    run_id: str = field(default_factory=new_run_id)
+    ipv6: bool = False
+    hosts: dict[str, HostNet] = field(default_factory=dict)
+    sysctls: dict[str, dict[str, str]] = field(default_factory=dict)  # host -> sysctl -> value (re-applied on reboot)
+    created: bool = False
+
+    def __post_init__(self) -> None:
+        if not RUN_ID_RE.match(self.run_id):
+            raise UsageError(f"bad lab run id {self.run_id!r}")
+        self.hosts = {
+            "A": HostNet("A", self.ns("a"), "eth0", "ra", "198.18.0.1", "198.18.0.254", "fd00:0::1", "fd00:0::fe"),
+            "B": HostNet("B", self.ns("b"), "eth0", "rb", "198.18.1.1", "198.18.1.254", "fd00:1::1", "fd00:1::fe"),
+        }
+
+    def ns(self, suffix: str) -> str:
+        return f"{NS_PREFIX}{self.run_id}-{suffix}"
+
+    @property
+    def router_ns(self) -> str:
+        return self.ns("r")
+
+    def host_by_addr(self, addr: str) -> str | None:
+        for h in self.hosts.values():
+            if addr in (h.addr4, h.addr6):
+                return h.name
+        return None
+
+    # --- life cycle -------------------------------------------------------------------------------------------
+    def __enter__(self) -> Topology:
+        self.create()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.destroy()
+
+    def create(self) -> None:
+        check_capabilities()
+        self.created = True  # from here on, destroy() has something to do even if set-up fails halfway
+        try:
+            r = self.router_ns
+            sh("ip", "netns", "add", r)
+            self._ns_sysctl(r, "net.ipv4.ip_forward", "1")
+            self._ns_sysctl(r, "net.ipv6.conf.all.forwarding", "1")
+            sh("ip", "-n", r, "link", "set", "lo", "up")
+            # The TUN device the kernel routes forwarded packets into (the user-space half of the router).
+            sh("ip", "-n", r, "tuntap", "add", "dev", TUN_DEV, "mode", "tun")
+            sh("ip", "-n", r, "link", "set", TUN_DEV, "up")
+            sh("ip", "-n", r, "route", "add", "default", "dev", TUN_DEV, "table", ROUTE_TABLE)
+            sh("ip", "-n", r, "-6", "route", "add", "default", "dev", TUN_DEV, "table", ROUTE_TABLE)
+            for h in self.hosts.values():
+                sh("ip", "netns", "add", h.ns)
+                self._wire_host(h)
+                sh("ip", "-n", r, "rule", "add", "iif", h.router_if, "lookup", ROUTE_TABLE)
+                sh("ip", "-n", r, "-6", "rule", "add", "iif", h.router_if, "lookup", ROUTE_TABLE)
+        except BaseException:
+            self.destroy()
+            raise
+
+    def _wire_host(self, h: HostNet) -> None:
+        """veth pair host<->R created inside both namespaces at once, addresses, routes, static neighbours."""
+        r = self.router_ns
+        sh("ip", "link", "add", h.ifname, "netns", h.ns, "type", "veth", "peer", "name", h.router_if, "netns", r)
+        # No IPv6 duplicate address detection: addresses are usable at once (DAD would hold them ~1 s).
+        for ns, ifn in ((h.ns, h.ifname), (r, h.router_if)):
+            self._ns_sysctl(ns, f"net.ipv6.conf.{ifn}.accept_dad", "0")
+        sh("ip", "-n", h.ns, "link", "set", "lo", "up")
+        sh("ip", "-n", h.ns, "addr", "add", f"{h.addr4}/24", "dev", h.ifname)
+        sh("ip", "-n", h.ns, "addr", "add", f"{h.addr6}/64", "dev", h.ifname, "nodad")
+        sh("ip", "-n", h.ns, "link", "set", h.ifname, "up")
+        sh("ip", "-n", r, "addr", "add", f"{h.router4}/24", "dev", h.router_if)
+        sh("ip", "-n", r, "addr", "add", f"{h.router6}/64", "dev", h.router_if, "nodad")
+        sh("ip", "-n", r, "link", "set", h.router_if, "up")
+        sh("ip", "-n", h.ns, "route", "add", "default", "via", h.router4)
+        sh("ip", "-n", h.ns, "-6", "route", "add", "default", "via", h.router6)
+        h.mac = json.loads(sh("ip", "-j", "-n", h.ns, "link", "show", h.ifname))[0]["address"]
+        rmac = json.loads(sh("ip", "-j", "-n", r, "link", "show", h.router_if))[0]["address"]
+        # Static neighbour entries both ways: no ARP/ND traffic in the capture and no first-packet ARP wait.
+        sh("ip", "-n", h.ns, "neigh", "replace", h.router4, "lladdr", rmac, "dev", h.ifname, "nud", "permanent")
+        sh("ip", "-n", h.ns, "neigh", "replace", h.router6, "lladdr", rmac, "dev", h.ifname, "nud", "permanent")
+        sh("ip", "-n", r, "neigh", "replace", h.addr4, "lladdr", h.mac, "dev", h.router_if, "nud", "permanent")
+        sh("ip", "-n", r, "neigh", "replace", h.addr6, "lladdr", h.mac, "dev", h.router_if, "nud", "permanent")
+        for key, value in self.sysctls.get(h.name, {}).items():
+            self._ns_sysctl(h.ns, key, value)
+
+    def destroy(self) -> None:
+        """Delete the three namespaces (killing whatever still runs in them); safe to call twice."""
+        if not self.created:
+            return
+        for ns in (self.hosts["A"].ns, self.hosts["B"].ns, self.router_ns):
+            if os.path.exists(f"/run/netns/{ns}"):
+                _delete_ns(ns)
+        self.created = False
+
+    # --- knobs and faults that need the topology ---------------------------------------------------------------
+    @staticmethod
+    def _ns_sysctl(ns: str, key: str, value: str) -> None:
+        # /proc/sys/net is per network namespace; write it from inside the namespace (sysctl(8) semantics).
+        sh("ip", "netns", "exec", ns, "sysctl", "-q", "-w", f"{key}={value}")
+
+    def set_sysctl(self, host: str, key: str, value: str) -> None:
+        self.sysctls.setdefault(host, {})[key] = value
+        self._ns_sysctl(self.hosts[host].ns, key, value)
+
+    def kill_host_processes(self, host: str) -> None:
+        _kill_ns_processes(self.hosts[host].ns)
+
+    def reboot_host(self, host: str) -> None:
+        """A fresh TCP stack for ``host``: kill its processes, delete its namespace and the veth pair (so the old
+        sockets, which may keep the dead namespace alive, lose their link), then build it again with the same
+        addresses and sysctls. Segments of old connections now meet a stack that answers RST (RFC 9293 §3.10.7.1)."""
+        h = self.hosts[host]
+        _kill_ns_processes(h.ns)
+        sh("ip", "-n", self.router_ns, "link", "del", h.router_if, check=False)
+        sh("ip", "netns", "delete", h.ns, check=False)
+        sh("ip", "netns", "add", h.ns)
+        self._wire_host(h)
+        # The router's ip rule for this interface survives (it names the interface, not its index).
+
+    def router_ifindex(self, host: str) -> int:
+        return int(json.loads(sh("ip", "-j", "-n", self.router_ns, "link", "show", self.hosts[host].router_if))[0]["ifindex"])
