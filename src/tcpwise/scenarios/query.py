@@ -1,0 +1,111 @@
+"""Questions checks ask of a recorded Run — the same for a sim run, a lab run and a traced connection.
+
+Kept deliberately small and schema-only (no endpoint objects), so that checks written against the model also
+judge the kernel.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from tcpwise.events import Event, Run, SegmentInfo
+
+__all__ = ["state_events", "state_path", "sends", "recvs", "drops", "apps", "first_time_in", "time_in_state",
+           "isn_of", "rel", "entered", "flags_seq"]
+
+
+def _is_listener(ev: Event) -> bool:
+    return ev.conn is not None and ev.conn.endswith("(listen)")
+
+
+def state_events(run: Run, host: str, *, listeners: bool = False) -> list[Event]:
+    return [e for e in run.events if e.kind == "state" and e.host == host and (listeners or not _is_listener(e))]
+
+
+def state_path(run: Run, host: str, conn: str | None = None, *, start: str | None = None) -> list[str]:
+    """The states one connection of ``host`` went through, e.g. ``[SYN_SENT, ESTABLISHED, FIN_WAIT_1, ...]``.
+    ``conn`` selects a connection label; default: the first non-listener connection of the host. The initial
+    CLOSED (or LISTEN) is left out unless ``start`` names it."""
+    evs = state_events(run, host)
+    if conn is None and evs:
+        conn = evs[0].conn
+    path: list[str] = []
+    for e in evs:
+        if conn is not None and e.conn != conn:
+            continue
+        if not path:
+            if start is not None and e.from_state == start:
+                path.append(start)
+        path.append(e.to_state or "")
+    return path
+
+
+def entered(run: Run, host: str, state: str) -> list[float]:
+    """Times at which any connection of ``host`` entered ``state``."""
+    return [e.t for e in state_events(run, host) if e.to_state == state]
+
+
+def first_time_in(run: Run, host: str, state: str) -> float | None:
+    ts = entered(run, host, state)
+    return ts[0] if ts else None
+
+
+def time_in_state(run: Run, host: str, state: str, conn: str | None = None) -> float | None:
+    """How long the first stay of a connection in ``state`` lasted (None if it never left within the run)."""
+    evs = state_events(run, host)
+    if conn is None and evs:
+        conn = evs[0].conn
+    t_in: float | None = None
+    for e in evs:
+        if e.conn != conn:
+            continue
+        if e.to_state == state and t_in is None:
+            t_in = e.t
+        elif e.from_state == state and t_in is not None:
+            return e.t - t_in
+    return None
+
+
+def _segs(run: Run, kind: str, host: str | None) -> list[Event]:
+    return [e for e in run.events if e.kind == kind and e.segment is not None and (host is None or e.host == host)]
+
+
+def sends(run: Run, host: str | None = None) -> list[Event]:
+    return _segs(run, "send", host)
+
+
+def recvs(run: Run, host: str | None = None) -> list[Event]:
+    return _segs(run, "recv", host)
+
+
+def drops(run: Run, host: str | None = None) -> list[Event]:
+    return _segs(run, "drop", host)
+
+
+def apps(run: Run, host: str | None = None, contains: str = "") -> list[Event]:
+    return [e for e in run.events if e.kind == "app" and (host is None or e.host == host)
+            and contains in (e.text or "")]
+
+
+def isn_of(run: Run, host: str) -> int | None:
+    """The ISN a host chose: the seq of its first SYN or SYN-ACK."""
+    for e in sends(run, host):
+        assert e.segment is not None
+        if "S" in e.segment.flags:
+            return e.segment.seq
+    return None
+
+
+def rel(value: int, base: int | None) -> int:
+    """A sequence number relative to an ISN, modulo 2**32 (what Wireshark calls relative)."""
+    return value if base is None else (value - base) & 0xFFFFFFFF
+
+
+def flags_seq(events: Iterable[Event]) -> list[str]:
+    """The flag strings of segment events, in order (what conform compares)."""
+    out = []
+    for e in events:
+        seg: SegmentInfo | None = e.segment
+        if seg is not None:
+            out.append(seg.flags)
+    return out
