@@ -1,0 +1,280 @@
+"""The sequence-diagram model every drawing renderer (text, mermaid, svg) shares.
+
+Theory of operation
+-------------------
+A :class:`tcpwise.events.Run` records each segment up to three times: a ``send`` event at the sender, a ``recv``
+event at the receiver after the network delay, or a ``drop`` event (at the sender's host) when the network lost
+it. A diagram wants one *arrow* per transmitted segment, from send time to receive time, so :func:`build` pairs
+them: every ``send`` opens an arrow keyed by the segment's header fields; the first ``recv`` or ``drop`` with the
+same key closes it (FIFO, so reordering and identical retransmissions pair correctly). A second ``recv`` of an
+already-delivered key is a network duplicate and becomes a duplicate arrow; a ``recv`` nobody sent (a trace that
+saw one side only, an injected old duplicate) becomes an arrow that starts at its arrival time.
+
+Lanes are the run's hosts, in order; a host that appears only in events is appended. Everything that is not a
+segment (state changes, timers, application calls, notes) becomes a :class:`Mark` on its host's lane.
+
+Sequence numbers are shown relative to each direction's initial sequence number by default, as Wireshark does
+(RFC 9293 §3.4: the SYN consumes the ISN, so the first data byte is relative 1). A direction's ISN is the
+sequence number of its first SYN; a later SYN with a different number on the same 4-tuple is a new incarnation
+and resets it. A direction first seen without a SYN (a run that starts ESTABLISHED, a mid-stream trace) takes
+``seq - 1`` as its ISN, so its first byte is 1, like the textbook's "seq=u". The acknowledgment number is shown
+relative to the *reverse* direction's ISN.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+from tcpwise.events import Event, Run, SegmentInfo
+from tcpwise.wire.seq import seq_diff
+
+__all__ = ["Lane", "Arrow", "Mark", "Item", "Diagram", "build", "seg_label", "MAX_EVENTS"]
+
+# Beyond this many events a sequence diagram is unreadable anyway (and an SVG of it weighs megabytes): draw the
+# first MAX_EVENTS and say how many were left out. Large scenarios report time series instead (Run.series).
+MAX_EVENTS = 1500
+
+
+@dataclass(slots=True)
+class Lane:
+    name: str
+    addr: str
+    role: str
+    # initial state of each connection on this lane (conn label or "" -> state), from its first state event
+    initial: dict[str, str] = field(default_factory=dict)
+    conns: list[str] = field(default_factory=list)  # distinct connection labels in order of appearance
+
+    @property
+    def title(self) -> str:
+        parts = [self.name]
+        if self.addr and self.addr != self.name:
+            parts.append(self.addr)
+        if self.role:
+            parts.append(f"({self.role})")
+        return " ".join(parts)
+
+
+@dataclass(slots=True)
+class Arrow:
+    """One transmitted segment. ``t1`` is the arrival time (None: lost or still in flight at the end)."""
+
+    seg: SegmentInfo
+    src: int  # lane index of the sender
+    dst: int  # lane index of the receiver
+    t0: float
+    t1: float | None = None
+    lost: bool = False
+    reason: str = ""  # drop reason from the drop event's text
+    dup: bool = False  # a second delivery of the same transmission (network duplication)
+    orphan: bool = False  # received but never seen sent
+    label: str = ""
+    conn: str | None = None
+    send_index: int = -1  # index into Diagram.items of the arrow's start
+    recv_index: int = -1  # index into Diagram.items of its end (-1 when none)
+
+
+@dataclass(slots=True)
+class Mark:
+    """A lane annotation: ``kind`` is state, timer, app, note (or drop, for a loss with no recorded send)."""
+
+    kind: str
+    lane: int
+    t: float
+    text: str
+    from_state: str | None = None
+    to_state: str | None = None
+    conn: str | None = None
+
+
+@dataclass(slots=True)
+class Item:
+    """One row of the diagram in event order: an arrow's start ("send"), an arrow's end ("recv") or a mark."""
+
+    kind: str  # "send" | "recv" | "mark"
+    t: float
+    arrow: Arrow | None = None
+    mark: Mark | None = None
+
+
+@dataclass(slots=True)
+class Diagram:
+    lanes: list[Lane]
+    items: list[Item]
+    arrows: list[Arrow]
+    marks: list[Mark]
+    t_end: float
+    truncated: int = 0  # events left out (beyond MAX_EVENTS)
+    absolute: bool = False
+
+    def state_changes(self, lane: int) -> list[Mark]:
+        return [m for m in self.marks if m.kind == "state" and m.lane == lane]
+
+
+def seg_label(seg: SegmentInfo, rel_seq: int, rel_ack: int | None) -> str:
+    """``"SA seq=0 ack=1 len=0 win=65535"``; ``ack`` is left out when the ACK flag is not set (its field is then
+    meaningless, RFC 9293 §3.1)."""
+    parts = [seg.flags or "-", f"seq={rel_seq}"]
+    if rel_ack is not None and "A" in seg.flags:
+        parts.append(f"ack={rel_ack}")
+    parts.append(f"len={seg.len}")
+    parts.append(f"win={seg.win}")
+    return " ".join(parts)
+
+
+class _Numbering:
+    """Per-direction ISNs for relative sequence numbers (see module docstring)."""
+
+    def __init__(self, absolute: bool) -> None:
+        self.absolute = absolute
+        self.isn: dict[tuple[str, int, str, int], int] = {}
+
+    def label(self, seg: SegmentInfo) -> str:
+        if self.absolute:
+            return seg_label(seg, seg.seq, seg.ack)
+        fwd = (seg.src, seg.sport, seg.dst, seg.dport)
+        rev = (seg.dst, seg.dport, seg.src, seg.sport)
+        if "S" in seg.flags:
+            # first SYN, or a SYN with a new ISN (a new incarnation of the 4-tuple); a retransmitted SYN keeps it
+            self.isn[fwd] = seg.seq
+        elif fwd not in self.isn:
+            self.isn[fwd] = (seg.seq - 1) & 0xFFFFFFFF
+        rel_ack: int | None = None
+        if "A" in seg.flags:
+            if rev not in self.isn:
+                self.isn[rev] = (seg.ack - 1) & 0xFFFFFFFF
+            rel_ack = seq_diff(seg.ack, self.isn[rev])
+        return seg_label(seg, seq_diff(seg.seq, self.isn[fwd]), rel_ack)
+
+
+def _key(seg: SegmentInfo) -> tuple[object, ...]:
+    return (seg.src, seg.dst, seg.sport, seg.dport, seg.seq, seg.ack, seg.flags, seg.len, seg.win)
+
+
+def build(run: Run, *, absolute: bool = False, max_events: int = MAX_EVENTS) -> Diagram:
+    """Pair sends with receives/drops and lay events on lanes. Pure function of the run."""
+    lanes: list[Lane] = [Lane(h.name, h.addr, h.role) for h in run.hosts]
+    by_name: dict[str, int] = {lane.name: i for i, lane in enumerate(lanes)}
+    by_addr: dict[str, int] = {lane.addr: i for i, lane in enumerate(lanes) if lane.addr}
+
+    def lane_of(host: str) -> int:
+        i = by_name.get(host)
+        if i is None:
+            i = by_addr.get(host)
+        if i is None:
+            lanes.append(Lane(host, "", ""))
+            i = by_name[host] = len(lanes) - 1
+        return i
+
+    def lane_of_addr(addr: str, other: int) -> int:
+        i = by_addr.get(addr)
+        if i is not None:
+            return i
+        if len(lanes) == 2:
+            return 1 - other
+        if addr in by_name:
+            return by_name[addr]
+        # an address outside the run's hosts (e.g. a trace peer): give it a lane of its own
+        lanes.append(Lane(addr, addr, ""))
+        i = by_addr[addr] = by_name[addr] = len(lanes) - 1
+        return i
+
+    events: list[Event] = run.events
+    truncated = 0
+    if len(events) > max_events:
+        truncated = len(events) - max_events
+        events = events[:max_events]
+
+    numbering = _Numbering(absolute)
+    items: list[Item] = []
+    arrows: list[Arrow] = []
+    marks: list[Mark] = []
+    pending: dict[tuple[object, ...], deque[Arrow]] = {}
+    delivered: dict[tuple[object, ...], Arrow] = {}
+
+    def add_conn(lane: int, conn: str | None) -> None:
+        c = conn or ""
+        if c not in lanes[lane].conns:
+            lanes[lane].conns.append(c)
+
+    for ev in events:
+        kind = ev.kind
+        seg = ev.segment
+        if kind == "send" and seg is not None:
+            src = lane_of(ev.host)
+            arrow = Arrow(seg, src, lane_of_addr(seg.dst, src), ev.t, label=numbering.label(seg), conn=ev.conn)
+            arrow.send_index = len(items)
+            items.append(Item("send", ev.t, arrow=arrow))
+            arrows.append(arrow)
+            pending.setdefault(_key(seg), deque()).append(arrow)
+        elif kind == "recv" and seg is not None:
+            dst = lane_of(ev.host)
+            key = _key(seg)
+            queue = pending.get(key)
+            if queue:
+                arrow = queue.popleft()
+                arrow.dst = dst
+                arrow.t1 = ev.t
+                delivered[key] = arrow
+            else:
+                first = delivered.get(key)
+                if first is not None:  # the network duplicated it: same send, second arrival
+                    arrow = Arrow(seg, first.src, dst, first.t0, ev.t, dup=True, label=first.label, conn=ev.conn)
+                    arrow.send_index = first.send_index
+                else:
+                    src = lane_of_addr(seg.src, dst)
+                    arrow = Arrow(seg, src, dst, ev.t, ev.t, orphan=True, label=numbering.label(seg), conn=ev.conn)
+                    arrow.send_index = len(items)
+                arrows.append(arrow)
+            arrow.recv_index = len(items)
+            items.append(Item("recv", ev.t, arrow=arrow))
+        elif kind == "drop" and seg is not None:
+            key = _key(seg)
+            queue = pending.get(key)
+            if queue:
+                arrow = queue.popleft()
+                arrow.lost = True
+                arrow.reason = ev.text or ""
+            else:
+                # a loss whose send was not recorded: draw it as a lost arrow starting here
+                sender = by_addr.get(seg.src)
+                src = sender if sender is not None else lane_of(ev.host)
+                arrow = Arrow(seg, src, lane_of_addr(seg.dst, src), ev.t, lost=True, reason=ev.text or "",
+                              label=numbering.label(seg), conn=ev.conn)
+                arrow.send_index = len(items)
+                items.append(Item("send", ev.t, arrow=arrow))
+                arrows.append(arrow)
+        else:
+            lane = lane_of(ev.host)
+            if kind == "state":
+                add_conn(lane, ev.conn)
+                c = ev.conn or ""
+                if c not in lanes[lane].initial and ev.from_state:
+                    lanes[lane].initial[c] = ev.from_state
+                text = f"{ev.from_state or '?'} -> {ev.to_state or '?'}"
+            elif kind == "timer":
+                text = ev.name or ev.text or "timer"
+            else:
+                text = ev.text or ev.name or kind
+            mark = Mark(kind, lane, ev.t, text, ev.from_state, ev.to_state, ev.conn)
+            marks.append(mark)
+            items.append(Item("mark", ev.t, mark=mark))
+    t_end = max((ev.t for ev in events), default=0.0)
+    return Diagram(lanes, items, arrows, marks, t_end, truncated, absolute)
+
+
+def states_over_time(diagram: Diagram, lane: int) -> dict[str, list[tuple[float, float, str]]]:
+    """Per connection on ``lane``: the intervals ``(t_start, t_end, state)`` it spent in each state, from the
+    start of the run to its end (the last interval ends at ``diagram.t_end``)."""
+    out: dict[str, list[tuple[float, float, str]]] = {}
+    ln = diagram.lanes[lane]
+    current: dict[str, tuple[float, str]] = {c: (0.0, s) for c, s in ln.initial.items()}
+    for m in diagram.state_changes(lane):
+        c = m.conn or ""
+        start, state = current.get(c, (m.t, m.from_state or "CLOSED"))
+        if m.t > start or state != (m.to_state or ""):
+            out.setdefault(c, []).append((start, m.t, state))
+        current[c] = (m.t, m.to_state or "CLOSED")
+    for c, (start, state) in current.items():
+        out.setdefault(c, []).append((start, max(diagram.t_end, start), state))
+    return out

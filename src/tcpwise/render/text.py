@@ -1,0 +1,377 @@
+"""Terminal sequence diagram: one column per host, one row per event, the checks and the narrative at the end.
+
+Theory of operation
+-------------------
+:func:`tcpwise.render.diagram.build` pairs sends with receives; here every row is one item of that diagram in
+event order. A transmitted segment is drawn once, on the row of its *send*, as a horizontal arrow between the two
+lanes labelled ``FA seq=1 ack=1 len=0 win=65535``; its arrival time is printed at the end of the row (``arr
+0.310``). A lost segment stops short of the receiver and ends in ``x``. State changes, timers, application calls
+and notes are written beside their host's lane. A long idle gap (TIME_WAIT's 60 s) becomes one ``≈ 60 s`` row
+instead of scrolling.
+
+Rows are built on a character canvas (with a parallel style array, so ANSI colour stays optional and cannot
+break alignment); East Asian wide characters take two cells, so ``--lang zh`` output lines up too.
+"""
+
+from __future__ import annotations
+
+import math
+import textwrap
+import unicodedata
+from collections.abc import Sequence
+
+from tcpwise.events import Run
+from tcpwise.render.diagram import Arrow, Diagram, Mark, build
+from tcpwise.render.i18n import check_claim, label, narrative
+
+__all__ = ["render_text", "cell_width", "sparkline"]
+
+# ANSI SGR codes, used only when the caller says the output is a terminal.
+_STYLE = {
+    "": "",
+    "dim": "\x1b[2m",
+    "bold": "\x1b[1m",
+    "red": "\x1b[31m",
+    "green": "\x1b[32m",
+    "yellow": "\x1b[33m",
+    "blue": "\x1b[34m",
+    "magenta": "\x1b[35m",
+    "cyan": "\x1b[36m",
+}
+_RESET = "\x1b[0m"
+_MARK_STYLE = {"state": "cyan", "timer": "magenta", "app": "yellow", "note": "dim", "drop": "red"}
+_TIME_W = 10  # the time column
+
+
+def cell_width(s: str) -> int:
+    """Terminal cells ``s`` occupies (wide and full-width characters take two)."""
+    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in s)
+
+
+def _wrap(s: str, width: int) -> list[str]:
+    """Wrap by terminal cells; CJK text (no spaces) is cut anywhere, Latin text at spaces."""
+    width = max(8, width)
+    if cell_width(s) == len(s):
+        return textwrap.wrap(s, width) or [""]
+    lines: list[str] = []
+    cur = ""
+    for ch in s:
+        if cell_width(cur + ch) > width:
+            lines.append(cur)
+            cur = ""
+        cur += ch
+    if cur:
+        lines.append(cur)
+    return lines
+
+
+class _Canvas:
+    """One row of cells. ``put`` writes text with a style; wide characters occupy two cells."""
+
+    def __init__(self, width: int) -> None:
+        self.cells: list[str] = [" "] * width
+        self.styles: list[str] = [""] * width
+
+    def put(self, x: int, s: str, style: str = "") -> None:
+        for ch in s:
+            w = 2 if unicodedata.east_asian_width(ch) in "WF" else 1
+            if x < 0 or x + w > len(self.cells):
+                x += w
+                continue
+            self.cells[x] = ch
+            self.styles[x] = style
+            if w == 2:
+                self.cells[x + 1] = ""  # continuation cell of a wide character
+                self.styles[x + 1] = style
+            x += w
+
+    def render(self, color: bool) -> str:
+        if not color:
+            return "".join(self.cells).rstrip()
+        out: list[str] = []
+        cur = ""
+        for ch, st in zip(self.cells, self.styles, strict=True):
+            if st != cur:
+                out.append(_RESET if cur else "")
+                out.append(_STYLE[st])
+                cur = st
+            out.append(ch)
+        if cur:
+            out.append(_RESET)
+        return "".join(out).rstrip()
+
+
+def _time_fmt(times: Sequence[float]) -> str:
+    # millisecond resolution is what every scenario uses; show µs only when some event needs it
+    if all(abs(t * 1000 - round(t * 1000)) < 1e-6 for t in times):
+        return "{:9.3f}"
+    return "{:9.6f}"
+
+
+def _human_gap(dt: float) -> str:
+    if dt >= 100:
+        return f"{dt:.0f} s"
+    if dt >= 1:
+        return f"{dt:.1f} s".replace(".0 s", " s")
+    return f"{dt * 1000:.0f} ms"
+
+
+class _Layout:
+    def __init__(self, n: int, width: int) -> None:
+        self.width = width
+        right_margin = 30 if n > 1 else 40
+        span = width - _TIME_W - right_margin
+        if n == 1:
+            self.x = [_TIME_W + 2]
+        else:
+            step = max(40, span // (n - 1))  # room for a full segment label
+            self.x = [_TIME_W + 2 + i * step for i in range(n)]
+            self.width = max(width, self.x[-1] + right_margin)
+
+    def bars(self, c: _Canvas) -> None:
+        for x in self.x:
+            c.put(x, "|", "dim")
+
+
+def _arrow_row(c: _Canvas, lay: _Layout, a: Arrow, lang: str) -> None:
+    xa, xb = lay.x[a.src], lay.x[a.dst]
+    style = "red" if a.lost else ("dim" if a.dup else "")
+    tag = ""
+    if a.dup:
+        tag = " dup"
+    elif a.orphan:
+        tag = " ?"
+    text = f" {a.label}{tag} "
+    if xa == xb:  # a segment to itself (or to an unknown lane): a short loop to the right
+        c.put(xa + 1, f"--{text}-->", style)
+        return
+    right = xb > xa
+    lo, hi = (xa, xb) if right else (xb, xa)
+    span = hi - lo - 1
+    if a.lost:
+        # the lost arrow stops ~2/3 of the way (or just past its label) and ends in "x"
+        drawn = min(span - 2, max(cell_width(text) + 6, int(span * 0.66)))
+        if right:
+            body_lo, body_hi = lo + 1, lo + drawn
+        else:
+            body_lo, body_hi = hi - drawn, hi - 1
+    else:
+        body_lo, body_hi = lo + 1, hi - 1
+    length = body_hi - body_lo + 1
+    body = ["-"] * length
+    if a.lost:
+        body[-1 if right else 0] = "x"
+    else:
+        body[-1 if right else 0] = ">" if right else "<"
+    tw = cell_width(text)
+    if tw > length - 4:
+        text = text[: max(0, length - 6)] + "… "
+        tw = cell_width(text)
+    start = (length - tw) // 2
+    c.put(body_lo, "".join(body), style)
+    c.put(body_lo + start, text, style or "bold")
+    end = lay.x[-1] + 2
+    if a.lost:
+        why = f"{label('lost', lang)}" + (f" ({a.reason})" if a.reason and a.reason != "loss" else "")
+        c.put(end, why, "red")
+    elif a.t1 is None:
+        c.put(end, label("in_flight", lang), "dim")
+    elif a.t1 != a.t0:
+        c.put(end, f"{label('arrives', lang)} {a.t1:.3f}", "dim")
+
+
+def _mark_lines(m: Mark, multi_conn: bool) -> str:
+    if m.kind == "state":
+        text = f"[{m.from_state or '?'} -> {m.to_state or '?'}]"
+        if multi_conn and m.conn:
+            text = f"{m.conn} {text}"
+        return text
+    if m.kind == "timer":
+        return f"(timer {m.text})"
+    if m.kind == "app":
+        return f"app: {m.text}" if not m.text.endswith(")") else m.text
+    return m.text
+
+
+def _mark_rows(lay: _Layout, m: Mark, multi_conn: bool) -> list[_Canvas]:
+    text = _mark_lines(m, multi_conn)
+    n = len(lay.x)
+    x = lay.x[m.lane]
+    style = _MARK_STYLE.get(m.kind, "")
+    room_right = (lay.x[m.lane + 1] - x - 3) if m.lane + 1 < n else (lay.width - x - 2)
+    rows: list[_Canvas] = []
+    if m.lane == n - 1 and n > 1 and cell_width(text) > room_right:
+        # too long for the right margin: write it left of the last lane, right-aligned against it
+        room = x - lay.x[m.lane - 1] - 3
+        for line in _wrap(text, room):
+            c = _Canvas(lay.width)
+            lay.bars(c)
+            c.put(x - 1 - cell_width(line), line, style)
+            rows.append(c)
+        return rows
+    for line in _wrap(text, room_right):
+        c = _Canvas(lay.width)
+        lay.bars(c)
+        c.put(x + 2, line, style)
+        rows.append(c)
+    return rows
+
+
+def _diagram_lines(d: Diagram, lang: str, color: bool, width: int) -> list[str]:
+    lay = _Layout(max(1, len(d.lanes)), width)
+    out: list[str] = []
+    # header: host titles and their first states
+    head = _Canvas(lay.width)
+    head.put(1, label("time_s", lang), "dim")
+    for i, lane in enumerate(d.lanes):
+        head.put(lay.x[i], lane.title, "bold")
+    out.append(head.render(color))
+    init = _Canvas(lay.width)
+    lay.bars(init)
+    for i, lane in enumerate(d.lanes):
+        if lane.initial:
+            first = ", ".join(dict.fromkeys(lane.initial.values()))
+            init.put(lay.x[i] + 2, first, "cyan")
+    out.append(init.render(color))
+    if not d.items:
+        out.append("   " + label("no_events", lang))
+        return out
+    fmt = _time_fmt([it.t for it in d.items])
+    times = sorted({it.t for it in d.items})
+    gaps = [b - a for a, b in zip(times, times[1:], strict=False) if b > a]
+    # a gap is "idle" when it is both long in absolute terms and far above the run's typical spacing
+    typical = sorted(gaps)[len(gaps) // 2] if gaps else 0.0
+    idle = max(1.0, 20 * typical)
+    last_t: float | None = None
+    multi = {i: len(lane.conns) > 1 for i, lane in enumerate(d.lanes)}
+    for it in d.items:
+        if it.kind == "recv":
+            a = it.arrow
+            assert a is not None
+            # an arrow is drawn at its send; only duplicates and unsent arrivals need a row of their own
+            if not (a.dup or a.orphan):
+                continue
+        if last_t is not None and it.t - last_t >= idle:
+            gap = _Canvas(lay.width)
+            for x in lay.x:
+                gap.put(x, ":", "dim")
+            gap.put(1, f"≈ {_human_gap(it.t - last_t)}", "yellow")
+            out.append(gap.render(color))
+        show_t = it.t != last_t
+        last_t = it.t
+        if it.arrow is not None:
+            c = _Canvas(lay.width)
+            lay.bars(c)
+            _arrow_row(c, lay, it.arrow, lang)
+            rows = [c]
+        else:
+            assert it.mark is not None
+            rows = _mark_rows(lay, it.mark, multi.get(it.mark.lane, False))
+        if show_t:
+            rows[0].put(0, fmt.format(it.t), "dim")
+        out.extend(r.render(color) for r in rows)
+    if d.truncated:
+        out.append(f"   … {d.truncated} {label('truncated', lang)}")
+    legend = label("legend_flags_abs" if d.absolute else "legend_flags", lang)
+    out.append(("\x1b[2m" + legend + _RESET) if color else legend)
+    return out
+
+
+_SPARK = "▁▂▃▄▅▆▇█"
+
+
+def sparkline(values: Sequence[float], width: int = 40) -> str:
+    """Values resampled to ``width`` buckets (bucket maximum) as block characters."""
+    if not values:
+        return ""
+    n = len(values)
+    if n <= width:
+        buckets = list(values)
+    else:
+        buckets = [max(values[i * n // width : (i + 1) * n // width]) for i in range(width)]
+    lo, hi = min(buckets), max(buckets)
+    if hi == lo:
+        return _SPARK[0 if hi == 0 else 4] * len(buckets)
+    return "".join(_SPARK[min(7, int((v - lo) / (hi - lo) * 7.999))] for v in buckets)
+
+
+def _num(v: float) -> str:
+    if v == int(v):
+        return f"{int(v)}"
+    return f"{v:.3g}"
+
+
+def series_lines(run: Run, lang: str, width: int) -> list[str]:
+    """A compact table (about 12 sampled rows) and one sparkline per series."""
+    s = run.series or {}
+    t = list(s.get("t", []))
+    keys = [k for k in s if k != "t"]
+    out = [f"{label('series', lang)}:"]
+    if not t or not keys:
+        return out + ["   " + label("no_events", lang)]
+    name_w = max(len(k) for k in keys)
+    spark_w = max(10, min(48, width - name_w - 30))
+    for k in keys:
+        vals = [float(v) for v in s[k]]
+        if not vals:
+            continue
+        peak = max(vals)
+        at = t[vals.index(peak)] if len(t) == len(vals) else math.nan
+        out.append(
+            f"  {k:<{name_w}} {sparkline(vals, spark_w)}  {label('max', lang)} {_num(peak)} "
+            f"{label('at', lang)} t={_num(at)}  {label('last', lang)} {_num(vals[-1])}"
+        )
+    rows = 12
+    idx = sorted({round(i * (len(t) - 1) / (rows - 1)) for i in range(rows)}) if len(t) > rows else range(len(t))
+    col_w = [max(9, len(k) + 1) for k in keys]
+    out.append("  " + f"{'t':>9}" + "".join(f"{k:>{w}}" for k, w in zip(keys, col_w, strict=True)))
+    for i in idx:
+        cells = []
+        for k, w in zip(keys, col_w, strict=True):
+            v = s[k][i] if i < len(s[k]) else math.nan
+            cells.append(f"{_num(float(v)):>{w}}")
+        out.append("  " + f"{_num(float(t[i])):>9}" + "".join(cells))
+    return out
+
+
+def _check_lines(run: Run, lang: str, color: bool, width: int) -> list[str]:
+    out: list[str] = []
+    if not run.checks:
+        return out
+    ok = sum(1 for ch in run.checks if ch.ok)
+    out.append(f"{label('checks', lang)} ({ok}/{len(run.checks)}):")
+    for ch in run.checks:
+        mark = "✓" if ch.ok else "✗"
+        if color:
+            mark = ("\x1b[32m" if ch.ok else "\x1b[31m") + mark + _RESET
+        lines = _wrap(check_claim(ch, lang), width - 6)
+        out.append(f"  {mark} {lines[0]}")
+        out.extend(f"    {ln}" for ln in lines[1:])
+        if ch.detail:
+            for ln in _wrap(ch.detail, width - 8):
+                out.append(("\x1b[2m" if color else "") + f"      {ln}" + (_RESET if color else ""))
+    return out
+
+
+def render_text(run: Run, *, absolute: bool = False, lang: str = "en", color: bool = False, width: int = 96) -> str:
+    """The whole terminal view of ``run``: title, diagram (or series), checks, narrative."""
+    title = f"{run.scenario}" + (f" — {run.title}" if run.title else "")
+    meta = f"{label('world', lang)} {run.world}" + (f", {label('seed', lang)} {run.seed}" if run.seed is not None else "")
+    lines = [(("\x1b[1m" + title + _RESET) if color else title) + f"  ({meta})"]
+    if run.params:
+        params = " ".join(f"{k}={v}" for k, v in run.params.items())
+        lines.extend(_wrap(f"{label('parameters', lang)}: {params}", width))
+    lines.append("")
+    if run.series:
+        lines.extend(series_lines(run, lang, width))
+        lines.append("")
+    if run.events or not run.series:
+        lines.extend(_diagram_lines(build(run, absolute=absolute), lang, color, width))
+        lines.append("")
+    lines.extend(_check_lines(run, lang, color, width))
+    text = narrative(run.summary, lang)
+    if text:
+        lines.append("")
+        lines.append(f"{label('summary', lang)}:")
+        lines.extend("  " + ln for ln in _wrap(text, width - 2))
+    return "\n".join(lines).rstrip() + "\n"
