@@ -113,10 +113,20 @@ def _load() -> None:
         importlib.import_module("tcpwise.scenarios.library")
 
 
+# The order of ../DESIGN.md's catalogue table; anything not listed comes after, in registration order.
+CATALOGUE_ORDER = (
+    "handshake", "why-three", "simultaneous-open", "close", "close-three-segments", "half-close",
+    "simultaneous-close", "lost-last-ack", "old-duplicate", "server-close", "timewait-pileup", "half-open-crash",
+    "half-open-partition", "heartbeat-asymmetry", "keepalive", "middlebox-idle-timeout", "close-wait-leak",
+    "client-leak", "syn-flood", "accept-queue-overflow", "rst-on-timeout", "pool-dead-connections",
+)
+
+
 def catalogue() -> list[Scenario]:
     if not _REGISTRY:
         _load()
-    return list(_REGISTRY.values())
+    rank = {sid: i for i, sid in enumerate(CATALOGUE_ORDER)}
+    return sorted(_REGISTRY.values(), key=lambda sc: rank.get(sc.id, len(rank)))
 
 
 def get_scenario(sid: str) -> Scenario:
