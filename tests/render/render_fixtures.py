@@ -57,28 +57,44 @@ def close_run(*, fail: bool = False) -> Run:
     send(0.31, "A", seg("A", "A", J + 102, K + 2), lost=True)
     ev.append(Event(0.51, "B", "timer", name="rto"))
     send(0.51, "B", seg("B", "FA", K + 1, J + 102))
-    ev.append(Event(0.52, "A", "note", text="TIME_WAIT re-ACKs the retransmitted FIN and restarts its 60 s timer"))
+    ev.append(
+        Event(0.52, "A", "note", text="TIME_WAIT re-ACKs the retransmitted FIN and restarts its 60 s timer")
+    )
     send(0.52, "A", seg("A", "A", J + 102, K + 2))
     state(0.53, "B", "LAST_ACK", "CLOSED")
     ev.append(Event(60.52, "A", "timer", name="time_wait"))
     state(60.52, "A", "TIME_WAIT", "CLOSED")
     ev.sort(key=lambda e: e.t)  # stable: same-time events keep their order
     checks = [
-        Check("A enters TIME_WAIT only after B's FIN arrives", True,
-              claim_zh="A 只有在收到 B 的 FIN 之后才进入 TIME_WAIT", detail="FIN at 0.310 s, TIME_WAIT at 0.310 s"),
-        Check("TIME_WAIT lasts 60 s after the last FIN", not fail,
-              claim_zh="TIME_WAIT 在最后一个 FIN 之后持续 60 秒", detail="measured 60.000 s"),
+        Check(
+            "A enters TIME_WAIT only after B's FIN arrives",
+            True,
+            claim_zh="A 只有在收到 B 的 FIN 之后才进入 TIME_WAIT",
+            detail="FIN at 0.310 s, TIME_WAIT at 0.310 s",
+        ),
+        Check(
+            "TIME_WAIT lasts 60 s after the last FIN",
+            not fail,
+            claim_zh="TIME_WAIT 在最后一个 FIN 之后持续 60 秒",
+            detail="measured 60.000 s",
+        ),
     ]
     return Run(
-        scenario="close", title="Four-way teardown", world="sim", seed=1,
+        scenario="close",
+        title="Four-way teardown",
+        world="sim",
+        seed=1,
         params={"delay": 0.01, "time_wait": 60.0, "drop_last_ack": True},
         hosts=[Host("A", A, "client"), Host("B", B, "server")],
-        events=ev, checks=checks,
-        summary={"text": "A closes first; B's FIN is acknowledged by A, the ACK is lost, B retransmits after 200 ms "
-                         "and A, still in TIME_WAIT, answers again. A leaves TIME_WAIT 60.0 s later.",
-                 "text_zh": "A 先关闭；A 对 B 的 FIN 的确认丢失，B 在 200 毫秒后重传，仍处于 TIME_WAIT 的 A 再次确认。"
-                            "60.0 秒后 A 离开 TIME_WAIT。",
-                 "values": {"time_wait_s": 60.0, "rto_s": 0.2}},
+        events=ev,
+        checks=checks,
+        summary={
+            "text": "A closes first; B's FIN is acknowledged by A, the ACK is lost, B retransmits after 200 ms "
+            "and A, still in TIME_WAIT, answers again. A leaves TIME_WAIT 60.0 s later.",
+            "text_zh": "A 先关闭；A 对 B 的 FIN 的确认丢失，B 在 200 毫秒后重传，仍处于 TIME_WAIT 的 A 再次确认。"
+            "60.0 秒后 A 离开 TIME_WAIT。",
+            "values": {"time_wait_s": 60.0, "rto_s": 0.2},
+        },
     )
 
 
@@ -88,7 +104,10 @@ def series_run() -> Run:
     ports = [min(28232.0, v) for v in tw]
     failed = [max(0.0, v - 28232.0) for v in tw]
     return Run(
-        scenario="timewait-pileup", title="TIME_WAIT pile-up", world="sim", seed=1,
+        scenario="timewait-pileup",
+        title="TIME_WAIT pile-up",
+        world="sim",
+        seed=1,
         params={"rate": 10000, "duration": 120},
         hosts=[Host("A", A, "client"), Host("B", B, "server")],
         checks=[Check("~rate*60 sockets in TIME_WAIT", True, detail="600000 at t=60")],

@@ -29,8 +29,11 @@ def test_mermaid_sequence_diagram() -> None:
 
 
 def test_mermaid_escapes_its_reserved_characters() -> None:
-    run = Run("x", hosts=[Host("host-1", "198.18.0.1"), Host("B", "198.18.1.1")],
-              events=[Event(0.0, "host-1", "note", text="a; b #1")])
+    run = Run(
+        "x",
+        hosts=[Host("host-1", "198.18.0.1"), Host("B", "198.18.1.1")],
+        events=[Event(0.0, "host-1", "note", text="a; b #1")],
+    )
     out = render(run, "mermaid")
     assert "participant host_1 as host-1 198.18.0.1" in out
     assert "Note over host_1: a#59; b #35;1" in out
@@ -60,7 +63,15 @@ def test_svg_draws_arrows_labels_drop_bands_timers() -> None:
     texts = ["".join(t.itertext()) for t in root.iter(SVG + "text")]
     assert "SA seq=0 ack=1 len=0 win=65160" in texts
     assert "A seq=102 ack=2 len=0 win=65535 ×" in texts  # the lost one
-    assert {"SYN_SENT", "ESTABLISHED", "FIN_WAIT_1", "FIN_WAIT_2", "TIME_WAIT", "CLOSE_WAIT", "LAST_ACK"} <= set(texts)
+    assert {
+        "SYN_SENT",
+        "ESTABLISHED",
+        "FIN_WAIT_1",
+        "FIN_WAIT_2",
+        "TIME_WAIT",
+        "CLOSE_WAIT",
+        "LAST_ACK",
+    } <= set(texts)
     assert "timer rto" in texts and "timer time_wait" in texts
     arrows = [ln for ln in root.iter(SVG + "line") if ln.get("stroke-width") == "1.6"]
     assert len(arrows) == 11
@@ -77,8 +88,11 @@ def test_svg_draws_arrows_labels_drop_bands_timers() -> None:
 
 def test_svg_time_is_monotonic() -> None:
     root = _svg(close_run())
-    times = [(float(t.get("y", 0)), "".join(t.itertext())) for t in root.iter(SVG + "text")
-             if t.get("class") == "tw-time" and re.fullmatch(r"\d+\.\d+", "".join(t.itertext()))]
+    times = [
+        (float(t.get("y", 0)), "".join(t.itertext()))
+        for t in root.iter(SVG + "text")
+        if t.get("class") == "tw-time" and re.fullmatch(r"\d+\.\d+", "".join(t.itertext()))
+    ]
     ys = [y for y, _ in times]
     ts = [float(v) for _, v in times]
     assert ys == sorted(ys) and ts == sorted(ts) and ts[-1] == 60.52

@@ -36,17 +36,22 @@ def test_relative_numbers_follow_each_sides_isn_across_the_wrap() -> None:
 
 def test_run_without_handshake_counts_from_one() -> None:
     # a run that starts ESTABLISHED: the first segment seen in each direction is byte 1 (textbook "seq=u")
-    ev = [Event(0.0, "A", "send", segment=seg("A", "FA", 5000, 9000)),
-          Event(0.01, "B", "recv", segment=seg("A", "FA", 5000, 9000))]
+    ev = [
+        Event(0.0, "A", "send", segment=seg("A", "FA", 5000, 9000)),
+        Event(0.01, "B", "recv", segment=seg("A", "FA", 5000, 9000)),
+    ]
     run = Run("x", hosts=[Host("A", "198.18.0.1"), Host("B", "198.18.1.1")], events=ev)
     assert build(run).arrows[0].label == "FA seq=1 ack=1 len=0 win=65535"
 
 
 def test_duplicate_and_unsent_arrivals_get_their_own_arrows() -> None:
     s1, s2 = seg("A", "PA", J + 1, K + 1, 10), seg("B", "A", K + 1, J + 11)
-    ev = [Event(0.0, "A", "send", segment=s1), Event(0.01, "B", "recv", segment=s1),
-          Event(0.02, "B", "recv", segment=s1),  # network duplicate
-          Event(0.03, "A", "recv", segment=s2)]  # never seen sent (e.g. a one-sided trace)
+    ev = [
+        Event(0.0, "A", "send", segment=s1),
+        Event(0.01, "B", "recv", segment=s1),
+        Event(0.02, "B", "recv", segment=s1),  # network duplicate
+        Event(0.03, "A", "recv", segment=s2),
+    ]  # never seen sent (e.g. a one-sided trace)
     d = build(Run("x", hosts=[Host("A", "198.18.0.1"), Host("B", "198.18.1.1")], events=ev))
     assert [(a.dup, a.orphan) for a in d.arrows] == [(False, False), (True, False), (False, True)]
     out = render(Run("x", hosts=[Host("A", "198.18.0.1"), Host("B", "198.18.1.1")], events=ev), "text")
@@ -56,8 +61,16 @@ def test_duplicate_and_unsent_arrivals_get_their_own_arrows() -> None:
 def test_text_diagram_shows_states_timers_drops_gap_and_checks() -> None:
     out = render(close_run(), "text")
     assert isinstance(out, str)
-    for needle in ("[SYN_SENT -> ESTABLISHED]", "[FIN_WAIT_2 -> TIME_WAIT]", "[LAST_ACK -> CLOSED]",
-                   "(timer rto)", "(timer time_wait)", "close()", "≈ 60 s", "✓ A enters TIME_WAIT"):
+    for needle in (
+        "[SYN_SENT -> ESTABLISHED]",
+        "[FIN_WAIT_2 -> TIME_WAIT]",
+        "[LAST_ACK -> CLOSED]",
+        "(timer rto)",
+        "(timer time_wait)",
+        "close()",
+        "≈ 60 s",
+        "✓ A enters TIME_WAIT",
+    ):
         assert needle in out, needle
     lost_row = next(line for line in out.splitlines() if "lost" in line)
     assert "A seq=102 ack=2 len=0 win=65535" in lost_row and "--x" in lost_row
@@ -97,7 +110,9 @@ def test_several_connections_on_one_host_are_labelled() -> None:
     for e in run.events:
         if e.kind == "state" and e.host == "A":
             e.conn = CONN_A
-    run.events.append(Event(61.0, "A", "state", from_state="CLOSED", to_state="SYN_SENT", conn="A:40001>B:80"))
+    run.events.append(
+        Event(61.0, "A", "state", from_state="CLOSED", to_state="SYN_SENT", conn="A:40001>B:80")
+    )
     assert f"{CONN_A} [CLOSED -> SYN_SENT]" in render(run, "text")
 
 

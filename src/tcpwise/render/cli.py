@@ -23,8 +23,12 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "  tcpwise report -o /tmp/r --only close lost-last-ack",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("-o", "--output", required=True, metavar="DIR", help="folder to write (created if missing)")
-    p.add_argument("--lang", default="en", choices=("en", "zh"), help="language of labels, claims, narratives")
+    p.add_argument(
+        "-o", "--output", required=True, metavar="DIR", help="folder to write (created if missing)"
+    )
+    p.add_argument(
+        "--lang", default="en", choices=("en", "zh"), help="language of labels, claims, narratives"
+    )
     p.add_argument("--only", nargs="+", metavar="ID", help="only these scenario ids")
     p.add_argument("--seed", type=int, default=1, help="simulator seed (default 1)")
     p.add_argument("--absolute", action="store_true", help="raw sequence numbers instead of relative ones")

@@ -191,6 +191,7 @@ def build(run: Run, *, absolute: bool = False, max_events: int = MAX_EVENTS) -> 
     marks: list[Mark] = []
     pending: dict[tuple[object, ...], deque[Arrow]] = {}
     delivered: dict[tuple[object, ...], Arrow] = {}
+    seen_conn: dict[int, set[str]] = {}
 
     def add_conn(lane: int, conn: str | None) -> None:
         c = conn or ""
@@ -202,7 +203,9 @@ def build(run: Run, *, absolute: bool = False, max_events: int = MAX_EVENTS) -> 
         seg = ev.segment
         if kind == "send" and seg is not None:
             src = lane_of(ev.host)
-            arrow = Arrow(seg, src, lane_of_addr(seg.dst, src), ev.t, label=numbering.label(seg), conn=ev.conn)
+            arrow = Arrow(
+                seg, src, lane_of_addr(seg.dst, src), ev.t, label=numbering.label(seg), conn=ev.conn
+            )
             arrow.send_index = len(items)
             items.append(Item("send", ev.t, arrow=arrow))
             arrows.append(arrow)
@@ -219,11 +222,15 @@ def build(run: Run, *, absolute: bool = False, max_events: int = MAX_EVENTS) -> 
             else:
                 first = delivered.get(key)
                 if first is not None:  # the network duplicated it: same send, second arrival
-                    arrow = Arrow(seg, first.src, dst, first.t0, ev.t, dup=True, label=first.label, conn=ev.conn)
+                    arrow = Arrow(
+                        seg, first.src, dst, first.t0, ev.t, dup=True, label=first.label, conn=ev.conn
+                    )
                     arrow.send_index = first.send_index
                 else:
                     src = lane_of_addr(seg.src, dst)
-                    arrow = Arrow(seg, src, dst, ev.t, ev.t, orphan=True, label=numbering.label(seg), conn=ev.conn)
+                    arrow = Arrow(
+                        seg, src, dst, ev.t, ev.t, orphan=True, label=numbering.label(seg), conn=ev.conn
+                    )
                     arrow.send_index = len(items)
                 arrows.append(arrow)
             arrow.recv_index = len(items)
@@ -239,8 +246,16 @@ def build(run: Run, *, absolute: bool = False, max_events: int = MAX_EVENTS) -> 
                 # a loss whose send was not recorded: draw it as a lost arrow starting here
                 sender = by_addr.get(seg.src)
                 src = sender if sender is not None else lane_of(ev.host)
-                arrow = Arrow(seg, src, lane_of_addr(seg.dst, src), ev.t, lost=True, reason=ev.text or "",
-                              label=numbering.label(seg), conn=ev.conn)
+                arrow = Arrow(
+                    seg,
+                    src,
+                    lane_of_addr(seg.dst, src),
+                    ev.t,
+                    lost=True,
+                    reason=ev.text or "",
+                    label=numbering.label(seg),
+                    conn=ev.conn,
+                )
                 arrow.send_index = len(items)
                 items.append(Item("send", ev.t, arrow=arrow))
                 arrows.append(arrow)
@@ -249,8 +264,13 @@ def build(run: Run, *, absolute: bool = False, max_events: int = MAX_EVENTS) -> 
             if kind == "state":
                 add_conn(lane, ev.conn)
                 c = ev.conn or ""
-                if c not in lanes[lane].initial and ev.from_state:
-                    lanes[lane].initial[c] = ev.from_state
+                if c not in seen_conn.setdefault(lane, set()):
+                    # A connection's first from-state held since the start of the run -- unless it is a child
+                    # socket born from a listener ("LISTEN -> SYN_RCVD" on a lane that already has a socket):
+                    # that one did not exist before this event.
+                    if ev.from_state and not (ev.from_state == "LISTEN" and seen_conn[lane]):
+                        lanes[lane].initial[c] = ev.from_state
+                    seen_conn[lane].add(c)
                 text = f"{ev.from_state or '?'} -> {ev.to_state or '?'}"
             elif kind == "timer":
                 text = ev.name or ev.text or "timer"

@@ -118,7 +118,7 @@ def _checks(run: Run, lang: str) -> str:
         detail = f'<div class="detail">{_e(c.detail)}</div>' if c.detail else ""
         rows.append(
             f'<tr class="{cls}"><td class="mark" title="{_e(label("pass" if c.ok else "fail", lang))}">'
-            f'{"✓" if c.ok else "✗"}</td><td>{_e(check_claim(c, lang))}{detail}</td></tr>'
+            f"{'✓' if c.ok else '✗'}</td><td>{_e(check_claim(c, lang))}{detail}</td></tr>"
         )
     return f'<table class="checks"><tbody>{"".join(rows)}</tbody></table>'
 
@@ -190,16 +190,16 @@ def body(
     text = narrative(run.summary, lang)
     if text:
         parts.append(f'<h2>{_e(label("summary", lang))}</h2><p class="narrative">{_e(text)}</p>')
-    parts.append(f'<h2>{_e(label("checks", lang))}</h2>{_checks(run, lang)}')
-    parts.append(f'<h2>{_e(label("series" if run.series and not run.events else "diagram", lang))}</h2>')
+    parts.append(f"<h2>{_e(label('checks', lang))}</h2>{_checks(run, lang)}")
+    parts.append(f"<h2>{_e(label('series' if run.series and not run.events else 'diagram', lang))}</h2>")
     parts.append(f'<div class="diagram">{render_svg(run, absolute=absolute, lang=lang)}</div>')
     if run.events:
-        parts.append(f'<h2>{_e(label("state_timeline", lang))}</h2>{_timeline(run, lang)}')
+        parts.append(f"<h2>{_e(label('state_timeline', lang))}</h2>{_timeline(run, lang)}")
     params = dict(run.params)
-    parts.append(f'<h2>{_e(label("parameters", lang))}</h2>{_kv(params, lang) or "<p>—</p>"}')
+    parts.append(f"<h2>{_e(label('parameters', lang))}</h2>{_kv(params, lang) or '<p>—</p>'}")
     values = run.summary.get("values") or {}
     if values:
-        parts.append(f'<h2>{_e(label("values", lang))}</h2>{_kv(dict(values), lang)}')
+        parts.append(f"<h2>{_e(label('values', lang))}</h2>{_kv(dict(values), lang)}")
     if downloads:
         links = "".join(f'<a href="{_e(href)}">{_e(name)}</a>' for name, href in downloads.items())
         parts.append(f'<h2>{_e(label("downloads", lang))}</h2><p class="downloads">{links}</p>')

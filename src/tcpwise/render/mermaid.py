@@ -43,7 +43,9 @@ def _arrow(a: Arrow, ids: list[str], lang: str) -> str:
     text = a.label
     if a.lost:
         op = "-x"
-        text += f" ({label('lost', lang)}" + (f": {a.reason}" if a.reason and a.reason != "loss" else "") + ")"
+        text += (
+            f" ({label('lost', lang)}" + (f": {a.reason}" if a.reason and a.reason != "loss" else "") + ")"
+        )
     elif a.dup or a.orphan:
         op = "-->>"
         text += " (dup)" if a.dup else ""

@@ -97,7 +97,7 @@ def _card(e: ReportEntry, lang: str) -> str:
         if run.checks:
             badge = (
                 f'<span class="badge {cls}">{"✓" if run.ok else "✗"} {ok}/{len(run.checks)} '
-                f'{_e(label("pass" if run.ok else "fail", lang))}</span>'
+                f"{_e(label('pass' if run.ok else 'fail', lang))}</span>"
             )
         else:
             badge = f'<span class="badge none">{_e(label("no_checks", lang))}</span>'
@@ -126,8 +126,14 @@ def build_report(
             run = e.run
             _write(os.path.join(files, f"{sid}.svg"), str(render(run, "svg", absolute=absolute, lang=lang)))
             _write(os.path.join(files, f"{sid}.json"), run.to_json())
-            _write(os.path.join(files, f"{sid}.mmd"), str(render(run, "mermaid", absolute=absolute, lang=lang)))
-            downloads = {"SVG": f"files/{sid}.svg", "JSON": f"files/{sid}.json", "Mermaid": f"files/{sid}.mmd"}
+            _write(
+                os.path.join(files, f"{sid}.mmd"), str(render(run, "mermaid", absolute=absolute, lang=lang))
+            )
+            downloads = {
+                "SVG": f"files/{sid}.svg",
+                "JSON": f"files/{sid}.json",
+                "Mermaid": f"files/{sid}.mmd",
+            }
             if any(ev.kind in ("send", "recv") and ev.segment for ev in run.events):
                 _write(os.path.join(files, f"{sid}.pcap"), render(run, "pcap"))
                 downloads["pcap"] = f"files/{sid}.pcap"
@@ -150,7 +156,7 @@ def build_report(
         f'<p class="meta">{_e(summary)}</p>'
         f'<div class="filters"><button type="button" data-filter="all" aria-pressed="true">'
         f'{_e(label("show_all", lang))}</button><button type="button" data-filter="failing" aria-pressed="false">'
-        f'{_e(label("show_failing", lang))} ({n_fail})</button></div></header>'
+        f"{_e(label('show_failing', lang))} ({n_fail})</button></div></header>"
         f'<main><div class="grid">{"".join(cards)}</div></main><footer>tcpwise</footer>'
     )
     _write(result.index, page(label("gallery", lang), gallery, lang=lang, script=GALLERY_JS))

@@ -43,7 +43,7 @@ STATE_COLORS: dict[str, str] = {
     "ESTABLISHED": "#74c476",
     "FIN_WAIT_1": "#9ecae1",
     "FIN_WAIT_2": "#6baed6",
-    "CLOSING": "#c6dbef",
+    "CLOSING": "#80cdc1",
     "CLOSE_WAIT": "#fc9272",
     "LAST_ACK": "#ef6548",
     "TIME_WAIT": "#b4a7d6",
@@ -183,7 +183,9 @@ def _mark_lines(m: Mark, d: Diagram) -> list[str]:
     return [m.text]
 
 
-def _arrow_svg(a: Arrow, geo: _Geo, lang: str) -> list[str]:
+def _arrow_svg(a: Arrow, geo: _Geo, lang: str) -> tuple[list[str], list[str]]:
+    """The arrow's line (and cross) and, separately, its label: all labels are drawn after all lines so that a
+    crossing arrow (simultaneous close) never strikes through another arrow's text."""
     x0 = geo.lane_x[a.src]
     x1 = geo.lane_x[a.dst]
     y0 = geo.y[a.send_index]
@@ -232,15 +234,22 @@ def _arrow_svg(a: Arrow, geo: _Geo, lang: str) -> list[str]:
     ax, ay = x0 + ux * off, y0 + uy * off
     anchor = "start" if rightward else "end"
     cls = "tw-seg tw-lost" if a.lost else "tw-seg"
-    out.append(
-        f'<text class="{cls}" x="{ax:.1f}" y="{ay - 5:.1f}" text-anchor="{anchor}" '
-        f'transform="rotate({angle:.2f} {ax:.1f} {ay:.1f})">{_x(text)}</text>'
+    out.append("</g>")
+    lab = [f"<g><title>{_x(tip)}</title>"]
+    tw = _text_w(text)
+    bx = ax if rightward else ax - tw
+    lab.append(
+        f'<g transform="rotate({angle:.2f} {ax:.1f} {ay:.1f})">'
+        f'<rect x="{bx - 2:.1f}" y="{ay - 16:.1f}" width="{tw + 4:.1f}" height="13" fill="#fff" opacity="0.8"/>'
+        f'<text class="{cls}" x="{ax:.1f}" y="{ay - 5:.1f}" text-anchor="{anchor}">{_x(text)}</text></g>'
     )
     if a.lost:
         reason = label("lost", lang) + (f": {a.reason}" if a.reason and a.reason != "loss" else "")
-        out.append(f'<text class="tw-seg tw-lost" x="{ex:.1f}" y="{ey + 20:.1f}" text-anchor="middle">{_x(reason)}</text>')
-    out.append("</g>")
-    return out
+        lab.append(
+            f'<text class="tw-seg tw-lost" x="{ex:.1f}" y="{ey + 20:.1f}" text-anchor="middle">{_x(reason)}</text>'
+        )
+    lab.append("</g>")
+    return out, lab
 
 
 def _outer(geo: _Geo, lane: int) -> tuple[float, str]:
@@ -263,20 +272,22 @@ def _mark_svg(m: Mark, y: float, geo: _Geo, d: Diagram, lang: str) -> list[str]:
         rx = x if anchor == "start" else x - w
         color = STATE_COLORS.get(name, "#ddd")
         out.append(
-            f'<g><title>{_x(f"{m.from_state} -> {m.to_state} at t={_fmt_t(m.t)}")}</title>'
+            f"<g><title>{_x(f'{m.from_state} -> {m.to_state} at t={_fmt_t(m.t)}')}</title>"
             f'<line x1="{lx:.1f}" y1="{y:.1f}" x2="{x:.1f}" y2="{y:.1f}" stroke="#999" stroke-width="1"/>'
             f'<rect x="{rx:.1f}" y="{y - 8:.1f}" width="{w:.1f}" height="16" rx="8" fill="{color}" stroke="#777" stroke-width="0.6"/>'
             f'<text class="tw-state" x="{rx + w / 2:.1f}" y="{y + 4:.1f}" text-anchor="middle">{_x(text)}</text></g>'
         )
     elif m.kind == "timer":
         out.append(
-            f'<g><title>{_x(f"timer {m.text} fired at t={_fmt_t(m.t)}")}</title>'
+            f"<g><title>{_x(f'timer {m.text} fired at t={_fmt_t(m.t)}')}</title>"
             f'<circle cx="{lx:.1f}" cy="{y:.1f}" r="5" fill="#fff" stroke="#8e24aa" stroke-width="2"/>'
             f'<path d="M{lx:.1f},{y - 3:.1f}V{y:.1f}H{lx + 2.5:.1f}" stroke="#8e24aa" stroke-width="1.2" fill="none"/>'
             f'<text class="tw-mark tw-timer" x="{x:.1f}" y="{y + 4:.1f}" text-anchor="{anchor}">{_x(label("timer", lang))} {_x(m.text)}</text></g>'
         )
     else:
-        cls = {"app": "tw-mark tw-app", "note": "tw-mark tw-note", "drop": "tw-mark tw-lost"}.get(m.kind, "tw-mark")
+        cls = {"app": "tw-mark tw-app", "note": "tw-mark tw-note", "drop": "tw-mark tw-lost"}.get(
+            m.kind, "tw-mark"
+        )
         lines = _mark_lines(m, d)
         parts = [f'<text class="{cls}" x="{x:.1f}" y="{y + 4:.1f}" text-anchor="{anchor}">']
         for i, ln in enumerate(lines):
@@ -320,7 +331,9 @@ def _bands(d: Diagram, geo: _Geo) -> list[str]:
     return out
 
 
-def diagram_svg(run: Run, *, absolute: bool = False, lang: str = "en", y_offset: float = 0.0) -> tuple[list[str], float, float]:
+def diagram_svg(
+    run: Run, *, absolute: bool = False, lang: str = "en", y_offset: float = 0.0
+) -> tuple[list[str], float, float]:
     """The sequence diagram as SVG elements (no ``<svg>`` wrapper), its width and height."""
     d = build(run, absolute=absolute)
     geo = _layout(d)
@@ -329,14 +342,26 @@ def diagram_svg(run: Run, *, absolute: bool = False, lang: str = "en", y_offset:
     # lane heads and lines
     for i, lane in enumerate(d.lanes):
         x = geo.lane_x[i]
-        out.append(f'<line x1="{x:.1f}" y1="{_TOP - 18}" x2="{x:.1f}" y2="{geo.bottom:.1f}" stroke="#bbb" stroke-width="1.2"/>')
-        out.append(f'<text class="tw-t tw-host" x="{x:.1f}" y="{_TOP - 54}" text-anchor="middle">{_x(lane.name)}</text>')
-        sub = " ".join(p for p in (lane.addr if lane.addr != lane.name else "", f"({lane.role})" if lane.role else "") if p)
+        out.append(
+            f'<line x1="{x:.1f}" y1="{_TOP - 18}" x2="{x:.1f}" y2="{geo.bottom:.1f}" stroke="#bbb" stroke-width="1.2"/>'
+        )
+        out.append(
+            f'<text class="tw-t tw-host" x="{x:.1f}" y="{_TOP - 54}" text-anchor="middle">{_x(lane.name)}</text>'
+        )
+        sub = " ".join(
+            p
+            for p in (lane.addr if lane.addr != lane.name else "", f"({lane.role})" if lane.role else "")
+            if p
+        )
         if sub:
-            out.append(f'<text class="tw-t tw-addr" x="{x:.1f}" y="{_TOP - 38}" text-anchor="middle">{_x(sub)}</text>')
+            out.append(
+                f'<text class="tw-t tw-addr" x="{x:.1f}" y="{_TOP - 38}" text-anchor="middle">{_x(sub)}</text>'
+            )
         if lane.initial:
             first = ", ".join(dict.fromkeys(lane.initial.values()))
-            out.append(f'<text class="tw-state" x="{x:.1f}" y="{_TOP - 22}" text-anchor="middle">{_x(first)}</text>')
+            out.append(
+                f'<text class="tw-state" x="{x:.1f}" y="{_TOP - 22}" text-anchor="middle">{_x(first)}</text>'
+            )
     out.append(f'<text class="tw-time" x="8" y="{_TOP - 22}">{_x(label("time_s", lang))}</text>')
     out.extend(_bands(d, geo))
     # time column: one label per distinct time, skipped when it would overlap the previous one
@@ -349,27 +374,40 @@ def diagram_svg(run: Run, *, absolute: bool = False, lang: str = "en", y_offset:
         if y - last_label < 13:
             continue
         last_label = y
-        out.append(f'<text class="tw-time" x="{_TIME_COL - 8}" y="{y + 4:.1f}" text-anchor="end">{_fmt_t(it.t)}</text>')
-        out.append(f'<line x1="{_TIME_COL - 4}" y1="{y:.1f}" x2="{_TIME_COL + 2}" y2="{y:.1f}" stroke="#999"/>')
+        out.append(
+            f'<text class="tw-time" x="{_TIME_COL - 8}" y="{y + 4:.1f}" text-anchor="end">{_fmt_t(it.t)}</text>'
+        )
+        out.append(
+            f'<line x1="{_TIME_COL - 4}" y1="{y:.1f}" x2="{_TIME_COL + 2}" y2="{y:.1f}" stroke="#999"/>'
+        )
     for it, y in zip(d.items, geo.y, strict=True):
         if it.mark is not None:
             out.extend(_mark_svg(it.mark, y, geo, d, lang))
+    labels: list[str] = []
     for a in d.arrows:
-        out.extend(_arrow_svg(a, geo, lang))
+        line, lab = _arrow_svg(a, geo, lang)
+        out.extend(line)
+        labels.extend(lab)
+    out.extend(labels)
     # broken axis over long idle gaps, drawn last so it sits on top of bands and lanes
     for y0, y1, dt in geo.breaks:
         # two parallel zigzags across the lanes (the classic broken-axis sign); bands show through between them
         for yy in (y0 + 4, y1 - 4):
             wave = " ".join(
-                f"L{x:.1f},{yy - 4 + (8 if (i % 2) else 0):.1f}" for i, x in enumerate(range(_TIME_COL + 8, int(geo.width) - 8, 14))
+                f"L{x:.1f},{yy - 4 + (8 if (i % 2) else 0):.1f}"
+                for i, x in enumerate(range(_TIME_COL + 8, int(geo.width) - 8, 14))
             )
-            out.append(f'<path d="M{_TIME_COL},{yy:.1f} {wave}" stroke="#c9a13b" stroke-width="1.3" fill="none"/>')
+            out.append(
+                f'<path d="M{_TIME_COL},{yy:.1f} {wave}" stroke="#c9a13b" stroke-width="1.3" fill="none"/>'
+            )
         out.append(
             f'<text class="tw-gap" x="{_TIME_COL - 8}" y="{(y0 + y1) / 2 + 5:.1f}" text-anchor="end">≈ {_x(_human_gap(dt))}</text>'
         )
     y = geo.bottom + 8
     if d.truncated:
-        out.append(f'<text class="tw-legend" x="8" y="{y:.1f}">… {d.truncated} {_x(label("truncated", lang))}</text>')
+        out.append(
+            f'<text class="tw-legend" x="8" y="{y:.1f}">… {d.truncated} {_x(label("truncated", lang))}</text>'
+        )
         y += 18
     # legend: colours of the states that appear, then how to read labels
     seen_states: list[str] = []
@@ -383,11 +421,16 @@ def diagram_svg(run: Run, *, absolute: bool = False, lang: str = "en", y_offset:
         if x + w > geo.width - 8:
             x = 8.0
             y += 18
-        out.append(f'<rect x="{x:.1f}" y="{y - 10:.1f}" width="12" height="12" fill="{STATE_COLORS[s]}" stroke="#777" stroke-width="0.5"/>')
+        out.append(
+            f'<rect x="{x:.1f}" y="{y - 10:.1f}" width="12" height="12" fill="{STATE_COLORS[s]}" stroke="#777" stroke-width="0.5"/>'
+        )
         out.append(f'<text class="tw-legend" x="{x + 16:.1f}" y="{y:.1f}">{_x(s)}</text>')
         x += w
     y += 20
-    legend = label("legend_flags_abs" if d.absolute else "legend_flags", lang) + f";  ✕ {label('lost', lang)};  ◯ {label('timer', lang)}"
+    legend = (
+        label("legend_flags_abs" if d.absolute else "legend_flags", lang)
+        + f";  ✕ {label('lost', lang)};  ◯ {label('timer', lang)}"
+    )
     out.append(f'<text class="tw-legend" x="8" y="{y:.1f}">{_x(legend)}</text>')
     out.append("</g>")
     return out, geo.width, y + 12
@@ -425,17 +468,23 @@ def _exact(v: float) -> str:
 _SERIES_COLORS = ["#5e35b1", "#1e88e5", "#e53935", "#43a047", "#fb8c00", "#00897b", "#6d4c41"]
 
 
-def series_svg(run: Run, *, lang: str = "en", y_offset: float = 0.0, width: float = 900.0) -> tuple[list[str], float, float]:
+def series_svg(
+    run: Run, *, lang: str = "en", y_offset: float = 0.0, width: float = 900.0
+) -> tuple[list[str], float, float]:
     """One panel per series (own y axis, shared time axis): readable even when the magnitudes differ 1000x."""
     s = run.series or {}
     t = [float(v) for v in s.get("t", [])]
     keys = [k for k in s if k != "t" and len(s[k]) == len(t) and t]
     out = [f'<g transform="translate(0 {y_offset:.1f})">']
     ph, left, right, top = 150.0, 80.0, 30.0, 10.0
-    out.append(f'<text class="tw-t tw-host" x="{left:.1f}" y="{top + 14:.1f}">{_x(label("series", lang))}</text>')
+    out.append(
+        f'<text class="tw-t tw-host" x="{left:.1f}" y="{top + 14:.1f}">{_x(label("series", lang))}</text>'
+    )
     y = top + 30
     if not keys:
-        out.append(f'<text class="tw-legend" x="{left:.1f}" y="{y + 14:.1f}">{_x(label("no_events", lang))}</text>')
+        out.append(
+            f'<text class="tw-legend" x="{left:.1f}" y="{y + 14:.1f}">{_x(label("no_events", lang))}</text>'
+        )
         out.append("</g>")
         return out, width, y + 30
     t0, t1 = min(t), max(t)
@@ -456,11 +505,17 @@ def series_svg(run: Run, *, lang: str = "en", y_offset: float = 0.0, width: floa
         def py(v: float, _vmin: float = vmin, _vspan: float = vspan, _y: float = y) -> float:
             return _y + ph - (v - _vmin) / _vspan * ph
 
-        out.append(f'<rect x="{left:.1f}" y="{y:.1f}" width="{pw:.1f}" height="{ph:.1f}" fill="#fafafa" stroke="#ccc"/>')
+        out.append(
+            f'<rect x="{left:.1f}" y="{y:.1f}" width="{pw:.1f}" height="{ph:.1f}" fill="#fafafa" stroke="#ccc"/>'
+        )
         for tv in ticks:
             yy = py(tv)
-            out.append(f'<line x1="{left:.1f}" y1="{yy:.1f}" x2="{left + pw:.1f}" y2="{yy:.1f}" stroke="#e3e3e3"/>')
-            out.append(f'<text class="tw-axis" x="{left - 6:.1f}" y="{yy + 4:.1f}" text-anchor="end">{_num(tv)}</text>')
+            out.append(
+                f'<line x1="{left:.1f}" y1="{yy:.1f}" x2="{left + pw:.1f}" y2="{yy:.1f}" stroke="#e3e3e3"/>'
+            )
+            out.append(
+                f'<text class="tw-axis" x="{left - 6:.1f}" y="{yy + 4:.1f}" text-anchor="end">{_num(tv)}</text>'
+            )
         # decimate to ~2 points per pixel column, keeping each bucket's min and max so peaks survive
         n = len(t)
         step = max(1, n // int(pw))
@@ -478,14 +533,18 @@ def series_svg(run: Run, *, lang: str = "en", y_offset: float = 0.0, width: floa
         out.append(f'<circle cx="{px(t[pi]):.1f}" cy="{py(peak):.1f}" r="3.5" fill="{color}"/>')
         out.append(
             f'<text class="tw-legend" x="{left + 8:.1f}" y="{y + 16:.1f}" font-weight="bold" fill="{color}">'
-            f'{_x(k)}  ({label("max", lang)} {_x(_exact(peak))} {label("at", lang)} t={_x(_exact(t[pi]))} s)</text>'
+            f"{_x(k)}  ({label('max', lang)} {_x(_exact(peak))} {label('at', lang)} t={_x(_exact(t[pi]))} s)</text>"
         )
         y += ph + 16
     for tv in _nice_ticks(t0, t1, 8):
         xx = left + (tv - t0) / tspan * pw
         out.append(f'<line x1="{xx:.1f}" y1="{y - 16:.1f}" x2="{xx:.1f}" y2="{y - 10:.1f}" stroke="#777"/>')
-        out.append(f'<text class="tw-axis" x="{xx:.1f}" y="{y + 2:.1f}" text-anchor="middle">{_num(tv)}</text>')
-    out.append(f'<text class="tw-axis" x="{left + pw / 2:.1f}" y="{y + 18:.1f}" text-anchor="middle">{_x(label("time_s", lang))}</text>')
+        out.append(
+            f'<text class="tw-axis" x="{xx:.1f}" y="{y + 2:.1f}" text-anchor="middle">{_num(tv)}</text>'
+        )
+    out.append(
+        f'<text class="tw-axis" x="{left + pw / 2:.1f}" y="{y + 18:.1f}" text-anchor="middle">{_x(label("time_s", lang))}</text>'
+    )
     out.append("</g>")
     return out, width, y + 30
 
@@ -514,21 +573,21 @@ def render_svg(run: Run, *, absolute: bool = False, lang: str = "en") -> str:
         verdict = ("✓ " if run.ok else "✗ ") + verdict
     else:
         verdict = label("no_checks", lang)
-    meta = f"{label('world', lang)} {run.world}" + (f" · {label('seed', lang)} {run.seed}" if run.seed is not None else "")
+    meta = f"{label('world', lang)} {run.world}" + (
+        f" · {label('seed', lang)} {run.seed}" if run.seed is not None else ""
+    )
     header = [
         f'<text class="tw-t tw-title" x="8" y="24">{_x(title)}</text>',
         f'<text class="tw-t tw-sub" x="8" y="44">{_x(meta)}  <tspan class="{verdict_cls}">{_x(verdict)}</tspan></text>',
     ]
     defs = (
-        "<defs><marker id=\"tw-head\" viewBox=\"0 0 10 10\" refX=\"9\" refY=\"5\" markerWidth=\"9\" markerHeight=\"9\" "
-        "orient=\"auto-start-reverse\" markerUnits=\"userSpaceOnUse\"><path d=\"M0,0L10,5L0,10z\" fill=\"context-stroke\"/>"
+        '<defs><marker id="tw-head" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="9" markerHeight="9" '
+        'orient="auto-start-reverse" markerUnits="userSpaceOnUse"><path d="M0,0L10,5L0,10z" fill="context-stroke"/>'
         "</marker></defs>"
     )
     return (
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0f}" height="{y:.0f}" viewBox="0 0 {width:.0f} {y:.0f}" '
         f'font-size="12" role="img" aria-label="{_x(title)}">\n'
         f"<style>{_STYLE}</style>\n{defs}\n"
-        f'<rect width="100%" height="100%" fill="#fff"/>\n'
-        + "\n".join(header + parts)
-        + "\n</svg>\n"
+        f'<rect width="100%" height="100%" fill="#fff"/>\n' + "\n".join(header + parts) + "\n</svg>\n"
     )

@@ -117,9 +117,10 @@ def _human_gap(dt: float) -> str:
 
 
 class _Layout:
-    def __init__(self, n: int, width: int) -> None:
+    def __init__(self, n: int, width: int, right_text: int = 28) -> None:
         self.width = width
-        right_margin = 30 if n > 1 else 40
+        # the last lane's marks go to its right: give them the room they need (24..40 cells)
+        right_margin = max(24, min(40, right_text + 3)) if n > 1 else 40
         span = width - _TIME_W - right_margin
         if n == 1:
             self.x = [_TIME_W + 2]
@@ -218,7 +219,17 @@ def _mark_rows(lay: _Layout, m: Mark, multi_conn: bool) -> list[_Canvas]:
 
 
 def _diagram_lines(d: Diagram, lang: str, color: bool, width: int) -> list[str]:
-    lay = _Layout(max(1, len(d.lanes)), width)
+    multi = {i: len(lane.conns) > 1 for i, lane in enumerate(d.lanes)}
+    last = len(d.lanes) - 1
+    right_text = max(
+        (
+            cell_width(_mark_lines(m, multi.get(m.lane, False)))
+            for m in d.marks
+            if m.lane == last and m.kind != "note"
+        ),
+        default=20,
+    )
+    lay = _Layout(max(1, len(d.lanes)), width, right_text)
     out: list[str] = []
     # header: host titles and their first states
     head = _Canvas(lay.width)
@@ -243,7 +254,6 @@ def _diagram_lines(d: Diagram, lang: str, color: bool, width: int) -> list[str]:
     typical = sorted(gaps)[len(gaps) // 2] if gaps else 0.0
     idle = max(1.0, 20 * typical)
     last_t: float | None = None
-    multi = {i: len(lane.conns) > 1 for i, lane in enumerate(d.lanes)}
     for it in d.items:
         if it.kind == "recv":
             a = it.arrow
@@ -322,7 +332,11 @@ def series_lines(run: Run, lang: str, width: int) -> list[str]:
             f"{label('at', lang)} t={_num(at)}  {label('last', lang)} {_num(vals[-1])}"
         )
     rows = 12
-    idx = sorted({round(i * (len(t) - 1) / (rows - 1)) for i in range(rows)}) if len(t) > rows else range(len(t))
+    idx = (
+        sorted({round(i * (len(t) - 1) / (rows - 1)) for i in range(rows)})
+        if len(t) > rows
+        else range(len(t))
+    )
     col_w = [max(9, len(k) + 1) for k in keys]
     out.append("  " + f"{'t':>9}" + "".join(f"{k:>{w}}" for k, w in zip(keys, col_w, strict=True)))
     for i in idx:
@@ -353,10 +367,14 @@ def _check_lines(run: Run, lang: str, color: bool, width: int) -> list[str]:
     return out
 
 
-def render_text(run: Run, *, absolute: bool = False, lang: str = "en", color: bool = False, width: int = 96) -> str:
+def render_text(
+    run: Run, *, absolute: bool = False, lang: str = "en", color: bool = False, width: int = 96
+) -> str:
     """The whole terminal view of ``run``: title, diagram (or series), checks, narrative."""
     title = f"{run.scenario}" + (f" — {run.title}" if run.title else "")
-    meta = f"{label('world', lang)} {run.world}" + (f", {label('seed', lang)} {run.seed}" if run.seed is not None else "")
+    meta = f"{label('world', lang)} {run.world}" + (
+        f", {label('seed', lang)} {run.seed}" if run.seed is not None else ""
+    )
     lines = [(("\x1b[1m" + title + _RESET) if color else title) + f"  ({meta})"]
     if run.params:
         params = " ".join(f"{k}={v}" for k, v in run.params.items())
