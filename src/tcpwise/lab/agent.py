@@ -53,6 +53,7 @@ class Agent:
         self.on_eof: dict[str, str] = {}
         self.outbuf: dict[str, bytes] = {}
         self.connecting: set[str] = set()
+        self.ends: dict[str, tuple[int, str, int]] = {}  # label -> (local port, peer address, peer port)
         self.out = out or sys.stdout
         self.inbuf = b""
         self.running = True
@@ -62,6 +63,8 @@ class Agent:
         d: dict[str, Any] = {"t": time.monotonic(), "text": text}
         if sock is not None:
             d["sock"] = sock
+            if sock in self.ends:
+                d["lport"], d["raddr"], d["rport"] = self.ends[sock]
         d.update(extra)
         self.out.write(json.dumps(d) + "\n")
         self.out.flush()
@@ -113,28 +116,31 @@ class Agent:
         self.listeners[port] = s
         self.listen_cfg[port] = {"accept": bool(cmd.get("accept", True)), "on_eof": cmd.get("on_eof", ""), "n": 0}
         self.pending_accept[port] = []
-        self.report(f"listen({port}, backlog={backlog})")
+        self.report(f"listen(port={port}, backlog={backlog})")
         # A never-accepting server is not watched at all: a readable listener would wake the loop forever.
         if self.listen_cfg[port]["accept"]:
             self.sel.register(s, selectors.EVENT_READ, ("listen", port))
 
     def op_accept(self, cmd: dict[str, Any]) -> None:
         port = int(cmd.get("port", 80))
-        self.pending_accept.setdefault(port, []).append(cmd.get("sock", "s"))
         lst = self.listeners.get(port)
-        if lst is not None:
-            try:
-                self.sel.register(lst, selectors.EVENT_READ, ("listen", port))
-            except KeyError:
-                pass
-        self._try_accept(port)
+        if lst is None:
+            self.report(f"accept(): no listener on port {port} (EINVAL)", error="EINVAL")
+            return
+        # One non-blocking accept(), like the model's Accept step: an empty queue is EAGAIN, not a wait.
+        self.pending_accept.setdefault(port, []).append(cmd.get("sock", "s"))
+        before = len(self.pending_accept[port])
+        self._try_accept(port, once=True)
+        if len(self.pending_accept[port]) == before:
+            self.pending_accept[port].pop()
+            self.report("accept(): nothing queued (EAGAIN)")
 
     def _label_for(self, port: int) -> str:
         cfg = self.listen_cfg[port]
         cfg["n"] += 1
         return "s" if cfg["n"] == 1 else f"s{cfg['n']}"
 
-    def _try_accept(self, port: int) -> None:
+    def _try_accept(self, port: int, once: bool = False) -> None:
         lst = self.listeners.get(port)
         if lst is None:
             return
@@ -156,9 +162,12 @@ class Agent:
             label = self.pending_accept[port].pop(0) if self.pending_accept.get(port) else self._label_for(port)
             conn.setblocking(False)
             self.socks[label] = conn
-            self.on_eof[label] = cfg["on_eof"]
+            self.ends[label] = (port, peer[0], peer[1])
+            self.on_eof[label] = cfg["on_eof"] if not once else ""
             self.sel.register(conn, selectors.EVENT_READ, ("conn", label))
-            self.report(f"accept() -> {label}", label, peer=f"{peer[0]}:{peer[1]}")
+            self.report("accept() returns", label)
+            if once:
+                return
 
     def op_connect(self, cmd: dict[str, Any]) -> None:
         label = cmd.get("sock", "c")
@@ -172,19 +181,19 @@ class Agent:
         self.socks[label] = s
         self.on_eof[label] = cmd.get("on_eof", "")
         rc = s.connect_ex((to, int(cmd.get("port", 80))))
-        sport = s.getsockname()[1]
-        self.report("connect()", label, sport=sport)
+        self.ends[label] = (s.getsockname()[1], to, int(cmd.get("port", 80)))
+        self.report("connect()", label)
         if rc in (0, errno.EISCONN):
             self._connected(label)
         elif rc == errno.EINPROGRESS:
             self.connecting.add(label)
             self.sel.register(s, selectors.EVENT_WRITE, ("conn", label))
         else:
-            self.report(f"connect(): {errno.errorcode.get(rc, rc)}", label, error=errno.errorcode.get(rc, str(rc)))
+            self.report(f"connect() fails: {errno.errorcode.get(rc, rc)}", label, error=errno.errorcode.get(rc, str(rc)))
             self._drop(label)
 
     def _connected(self, label: str) -> None:
-        self.report("connected", label)
+        self.report("connect() returns", label)
 
     def op_send(self, cmd: dict[str, Any]) -> None:
         label = cmd.get("sock", "c")
@@ -212,8 +221,8 @@ class Agent:
     def op_close(self, cmd: dict[str, Any]) -> None:
         label = cmd.get("sock", "c")
         if self._sock(label) is not None:
-            self._drop(label)
             self.report("close()", label)
+            self._drop(label)
 
     def op_abort(self, cmd: dict[str, Any]) -> None:
         label = cmd.get("sock", "c")
@@ -221,8 +230,8 @@ class Agent:
         if s is not None:
             # SO_LINGER {l_onoff=1, l_linger=0}: close() sends RST and skips TIME_WAIT (socket(7), tcp_close()).
             s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.report("close() with SO_LINGER {1, 0}", label)
             self._drop(label)
-            self.report("close() with SO_LINGER{1,0}", label)
 
     def op_quit(self, cmd: dict[str, Any]) -> None:
         self.running = False
@@ -261,7 +270,7 @@ class Agent:
             err = s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
             if err:
                 name = errno.errorcode.get(err, str(err))
-                self.report(f"connect(): {name}", label, error=name)
+                self.report(f"error {name}: {os.strerror(err)}", label, error=name)
                 self._drop(label)
                 return
             self._connected(label)
@@ -287,19 +296,19 @@ class Agent:
                 self._error(label, exc)
                 return
             if data:
-                self.report(f"recv({len(data)})", label)
+                self.report(f"recv() {len(data)} bytes", label)
                 return
-            self.report("read EOF", label)
+            self.report("recv() returns EOF", label)
             if self.on_eof.get(label) == "close":
-                self._drop(label)
                 self.report("close()", label)
+                self._drop(label)
             else:
                 # EOF stays readable forever: stop watching for reads, keep the socket (CLOSE_WAIT) open.
                 self.sel.unregister(s)
 
     def _error(self, label: str, exc: OSError) -> None:
         name = errno.errorcode.get(exc.errno or 0, str(exc.errno))
-        self.report(name, label, error=name)
+        self.report(f"error {name}: {os.strerror(exc.errno or 0)}", label, error=name)
         # The socket is dead in the kernel (CLOSED); the application closes its descriptor.
         self._drop(label)
 

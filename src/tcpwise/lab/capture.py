@@ -156,13 +156,14 @@ class Capture:
 
 
 def write_pcap(frames: list[Frame], fileobj: BinaryIO) -> int:
-    """Write the frames the hosts sent (not the router's deliveries) as a pcap; returns the count."""
+    """Write the TCP frames the hosts sent (not the router's deliveries) as a pcap; returns the count."""
     from tcpwise.wire.pcap import PcapWriter  # the one pcap writer (wire area)
 
     writer = PcapWriter(fileobj, linktype=LINKTYPE_ETHERNET)
     n = 0
     for f in frames:
-        if not f.outgoing:
+        # TCP only: IPv6 neighbour discovery / MLD chatter on the veths is not part of the scenario.
+        if not f.outgoing and parse_frame(f.data) is not None:
             writer.write_packet(f.wall, f.data)
             n += 1
     return n

@@ -42,18 +42,34 @@ __all__ = [
 DEVIATIONS: dict[str, str] = {}
 
 
-def sequences(run: Run, host: str, horizon: float | None = None) -> tuple[list[str], list[str]]:
-    """(state sequence, sent-flags sequence) of ``host`` in ``run``, up to ``horizon`` seconds."""
+# A state held for less than this is "transient": the kernel passes through it inside one segment's processing
+# (FIN_WAIT_1 -> FIN_WAIT_2 -> TIME_WAIT on a FIN+ACK) or one application step (CLOSE_WAIT -> LAST_ACK when the
+# application closes on EOF). sock_diag polling cannot see such states, so both worlds drop them alike. Every
+# other state lasts at least one link delay (50 ms).
+MIN_STATE = 0.010
+
+
+def sequences(run: Run, host: str, horizon: float | None = None,
+              min_state: float = MIN_STATE) -> tuple[list[str], list[str]]:
+    """(state sequence, sent-flags sequence) of ``host`` in ``run``, up to ``horizon`` seconds.
+
+    States held for less than ``min_state`` seconds on their connection are left out (see MIN_STATE)."""
+    evs = [e for e in run.events if e.host == host and (horizon is None or e.t <= horizon)]
+    state_evs = [e for e in evs if e.kind == "state" and e.to_state]
+    next_t: dict[int, float] = {}
+    last_by_conn: dict[str | None, int] = {}
+    for i, e in enumerate(state_evs):
+        j = last_by_conn.get(e.conn)
+        if j is not None:
+            next_t[j] = e.t
+        last_by_conn[e.conn] = i
     states: list[str] = []
-    flags: list[str] = []
-    for e in run.events:
-        if e.host != host or (horizon is not None and e.t > horizon):
+    for i, e in enumerate(state_evs):
+        if i in next_t and next_t[i] - e.t < min_state:
             continue
-        if e.kind == "state" and e.to_state:
-            if not states or states[-1] != e.to_state:
-                states.append(e.to_state)
-        elif e.kind == "send" and e.segment is not None:
-            flags.append(e.segment.flags)
+        if not states or states[-1] != e.to_state:
+            states.append(e.to_state)  # type: ignore[arg-type]
+    flags = [e.segment.flags for e in evs if e.kind == "send" and e.segment is not None]
     return states, flags
 
 

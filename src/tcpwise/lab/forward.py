@@ -78,6 +78,8 @@ class Forwarder:
         self.seq = 0
         self.forwarded = 0
         self.unroutable = 0
+        self.late_max = 0.0  # worst release lateness (s): how far the delay line fell behind on a busy machine
+        self.late_sum = 0.0
 
     def fileno(self) -> int:
         return self.tun
@@ -118,6 +120,10 @@ class Forwarder:
     def release(self, now: float) -> None:
         while self.heap and self.heap[0].due <= now:
             h = heapq.heappop(self.heap)
+            late = now - h.due
+            self.late_sum += late
+            if late > self.late_max:
+                self.late_max = late
             try:
                 self.out.sendto(h.packet, (h.ifname, h.proto, 0, 0, h.mac))
                 self.forwarded += 1

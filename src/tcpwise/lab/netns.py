@@ -209,7 +209,7 @@ class Topology:
         if not RUN_ID_RE.match(self.run_id):
             raise UsageError(f"bad lab run id {self.run_id!r}")
         self.hosts = {
-            "A": HostNet("A", self.ns("a"), "eth0", "ra", "198.18.0.1", "198.18.0.254", "fd00:0::1", "fd00:0::fe"),
+            "A": HostNet("A", self.ns("a"), "eth0", "ra", "198.18.0.1", "198.18.0.254", "fd00::1", "fd00::fe"),
             "B": HostNet("B", self.ns("b"), "eth0", "rb", "198.18.1.1", "198.18.1.254", "fd00:1::1", "fd00:1::fe"),
         }
 

@@ -63,7 +63,7 @@ class StateRecorder:
         laddr, lport, raddr, rport = key
         me = f"{self.host}:{lport}"
         if rport == 0:
-            return me  # a listener
+            return f"{me} (listen)"
         return f"{me}>{self.names.get(raddr, _fmt(raddr, rport))}:{rport}"
 
     def sample(self) -> dict[ConnKey, str]:
