@@ -74,7 +74,7 @@ body.failing-only .card.ok{display:none}
 # Records script errors and failed resource loads into <html data-js>; the browser test reads it back.
 ERROR_JS = """
 (function(){var d=document.documentElement;
-function fail(m){d.setAttribute('data-js','ERR: '+m);}
+function fail(m){if(!/^ERR/.test(d.getAttribute('data-js')||'')){d.setAttribute('data-js','ERR: '+m);}}
 window.addEventListener('error',function(e){
  if(e.target&&e.target!==window&&(e.target.src||e.target.href)){fail('cannot load '+(e.target.src||e.target.href));}
  else{fail(e.message||'script error');}},true);
