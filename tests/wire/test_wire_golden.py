@@ -217,3 +217,25 @@ def test_high_flag_bits_and_big_window_scale_kept_raw() -> None:
 def test_trailing_ethernet_padding_is_ignored() -> None:
     hdr, seg = parse_packet(SYN_V4 + b"\x00" * 6, verify=True)  # 60-byte IP packet in a padded frame
     assert seg.payload == b"" and hdr.total_length == 60
+
+
+def test_fast_constructor_builds_ordinary_instances_and_falls_back() -> None:
+    from dataclasses import dataclass
+
+    from tcpwise.wire.tcp import fast_constructor
+
+    names = ("sport", "dport", "seq", "ack", "flags", "window", "options", "payload", "urgent", "checksum")
+    make = fast_constructor(TcpSegment, names)
+    values = (1, 2, 3, 4, SYN, 6, (MssOption(1460),), b"x", 0, 7)
+    fast, slow = make(*values), TcpSegment(*values)
+    assert fast == slow and hash(fast) == hash(slow) and repr(fast) == repr(slow)
+    with pytest.raises(AttributeError):
+        fast.seq = 9  # type: ignore[misc]  # still frozen
+
+    @dataclass(frozen=True, slots=True)
+    class Grown:  # a class whose fields no longer match what the caller passes: keyword fallback
+        a: int
+        b: int = 5
+        c: int = 6
+
+    assert fast_constructor(Grown, ("a", "c"))(1, 2) == Grown(1, 5, 2)

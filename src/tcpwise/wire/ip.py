@@ -32,7 +32,7 @@ from typing import TypeAlias
 from tcpwise.wire.checksum import IPPROTO_TCP, internet_checksum, ones_sum
 from tcpwise.wire.errors import WireError
 from tcpwise.wire.segment import TcpSegment
-from tcpwise.wire.tcp import addr_bytes, emit_tcp, parse_tcp
+from tcpwise.wire.tcp import addr_bytes, emit_tcp, fast_constructor, parse_tcp
 
 __all__ = [
     "IPv4Header",
@@ -173,6 +173,28 @@ class IPv6Header:
 
 IpHeader: TypeAlias = IPv4Header | IPv6Header
 
+_make_v4 = fast_constructor(
+    IPv4Header,
+    (
+        "src",
+        "dst",
+        "proto",
+        "ttl",
+        "ident",
+        "tos",
+        "flags",
+        "frag_offset",
+        "total_length",
+        "checksum",
+        "options",
+    ),
+)
+_make_v6 = fast_constructor(
+    IPv6Header,
+    ("src", "dst", "proto", "hop_limit", "traffic_class", "flow_label", "payload_length", "next_header",
+     "ext_headers", "frag_offset", "mf", "frag_id"),
+)  # fmt: skip
+
 
 @lru_cache(maxsize=4096)
 def addr_str(packed: bytes) -> str:
@@ -199,7 +221,7 @@ def _parse_v4(
     mv = memoryview(buf)
     if verify and ones_sum(mv[:hl]) != 0xFFFF:
         raise WireError(f"IPv4 header checksum 0x{csum:04x} does not verify")
-    hdr = IPv4Header(
+    hdr = _make_v4(
         addr_str(src),
         addr_str(dst),
         proto,
@@ -256,7 +278,7 @@ def _parse_v6(buf: bytes | bytearray | memoryview, n: int) -> tuple[IPv6Header, 
                 break  # RFC 8200 §4.5: a non-first fragment carries fragment data, not the next header
         else:
             proto = next_proto
-    hdr = IPv6Header(
+    hdr = _make_v6(
         addr_str(src),
         addr_str(dst),
         proto,
