@@ -192,7 +192,7 @@ def body(
         parts.append(f'<h2>{_e(label("summary", lang))}</h2><p class="narrative">{_e(text)}</p>')
     parts.append(f"<h2>{_e(label('checks', lang))}</h2>{_checks(run, lang)}")
     parts.append(f"<h2>{_e(label('series' if run.series and not run.events else 'diagram', lang))}</h2>")
-    parts.append(f'<div class="diagram">{render_svg(run, absolute=absolute, lang=lang)}</div>')
+    parts.append(f'<div class="diagram">{render_svg(run, absolute=absolute, lang=lang, header=False)}</div>')
     if run.events:
         parts.append(f"<h2>{_e(label('state_timeline', lang))}</h2>{_timeline(run, lang)}")
     params = dict(run.params)

@@ -549,9 +549,10 @@ def series_svg(
     return out, width, y + 30
 
 
-def render_svg(run: Run, *, absolute: bool = False, lang: str = "en") -> str:
-    """The complete standalone SVG document: title, verdict, then the series plot and/or the diagram."""
-    head_h = 40.0
+def render_svg(run: Run, *, absolute: bool = False, lang: str = "en", header: bool = True) -> str:
+    """The complete standalone SVG document: title, verdict, then the series plot and/or the diagram.
+    ``header=False`` leaves out the title lines (the HTML page shows them already)."""
+    head_h = 40.0 if header else 0.0
     parts: list[str] = []
     width = 900.0
     y = head_h
@@ -576,7 +577,7 @@ def render_svg(run: Run, *, absolute: bool = False, lang: str = "en") -> str:
     meta = f"{label('world', lang)} {run.world}" + (
         f" · {label('seed', lang)} {run.seed}" if run.seed is not None else ""
     )
-    header = [
+    head = [
         f'<text class="tw-t tw-title" x="8" y="24">{_x(title)}</text>',
         f'<text class="tw-t tw-sub" x="8" y="44">{_x(meta)}  <tspan class="{verdict_cls}">{_x(verdict)}</tspan></text>',
     ]
@@ -589,5 +590,7 @@ def render_svg(run: Run, *, absolute: bool = False, lang: str = "en") -> str:
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0f}" height="{y:.0f}" viewBox="0 0 {width:.0f} {y:.0f}" '
         f'font-size="12" role="img" aria-label="{_x(title)}">\n'
         f"<style>{_STYLE}</style>\n{defs}\n"
-        f'<rect width="100%" height="100%" fill="#fff"/>\n' + "\n".join(header + parts) + "\n</svg>\n"
+        f'<rect width="100%" height="100%" fill="#fff"/>\n'
+        + "\n".join((head if header else []) + parts)
+        + "\n</svg>\n"
     )

@@ -120,7 +120,7 @@ class _Layout:
     def __init__(self, n: int, width: int, right_text: int = 28) -> None:
         self.width = width
         # the last lane's marks go to its right: give them the room they need (24..40 cells)
-        right_margin = max(24, min(40, right_text + 3)) if n > 1 else 40
+        right_margin = max(24, min(44, right_text + 3)) if n > 1 else 40
         span = width - _TIME_W - right_margin
         if n == 1:
             self.x = [_TIME_W + 2]
@@ -368,7 +368,7 @@ def _check_lines(run: Run, lang: str, color: bool, width: int) -> list[str]:
 
 
 def render_text(
-    run: Run, *, absolute: bool = False, lang: str = "en", color: bool = False, width: int = 96
+    run: Run, *, absolute: bool = False, lang: str = "en", color: bool = False, width: int = 100
 ) -> str:
     """The whole terminal view of ``run``: title, diagram (or series), checks, narrative."""
     title = f"{run.scenario}" + (f" — {run.title}" if run.title else "")
