@@ -121,7 +121,7 @@ class _Layout:
         self.width = width
         # the last lane's marks go to its right: give them the room they need (24..40 cells)
         right_margin = max(24, min(44, right_text + 3)) if n > 1 else 40
-        span = width - _TIME_W - right_margin
+        span = width - _TIME_W - 2 - right_margin
         if n == 1:
             self.x = [_TIME_W + 2]
         else:
