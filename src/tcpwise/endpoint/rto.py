@@ -18,9 +18,10 @@ CLOCK_G = 0.001  # clock granularity G: 1 ms (Linux jiffies at HZ=1000)
 
 
 class RttEstimator:
-    __slots__ = ("srtt", "rttvar", "rto", "rto_min", "rto_max", "backoff")
+    __slots__ = ("srtt", "rttvar", "rto", "rto_min", "rto_max", "backoff", "linux")
 
-    def __init__(self, rto_initial: float, rto_min: float, rto_max: float) -> None:
+    def __init__(self, rto_initial: float, rto_min: float, rto_max: float, linux: bool = False) -> None:
+        self.linux = linux
         self.srtt: float | None = None
         self.rttvar = 0.0
         self.rto_min = rto_min
@@ -36,7 +37,13 @@ class RttEstimator:
         else:
             self.rttvar = (1 - BETA) * self.rttvar + BETA * abs(self.srtt - r)  # §2.3, RTTVAR first
             self.srtt = (1 - ALPHA) * self.srtt + ALPHA * r
-        self.rto = min(self.rto_max, max(self.rto_min, self.srtt + max(CLOCK_G, K * self.rttvar)))
+        if self.linux:
+            # Linux tcp_rtt_estimator/__tcp_set_rto: the variance term is floored at TCP_RTO_MIN, so the RTO is
+            # SRTT + max(4*RTTVAR, 200 ms) — never closer than 200 ms to the smoothed RTT.
+            rto = self.srtt + max(K * self.rttvar, self.rto_min)
+        else:
+            rto = max(self.rto_min, self.srtt + max(CLOCK_G, K * self.rttvar))
+        self.rto = min(self.rto_max, rto)
         self.backoff = 0
 
     def current(self) -> float:

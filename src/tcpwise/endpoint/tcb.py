@@ -133,7 +133,7 @@ class Endpoint:
         self.rcv_wscale = 0
         self.sack_ok = False
         self.timers: dict[str, float] = {}
-        self.rtt = RttEstimator(cfg.rto_initial, cfg.rto_min, cfg.rto_max)
+        self.rtt = RttEstimator(cfg.rto_initial, cfg.rto_min, cfg.rto_max, linux=cfg.profile == "linux")
         self.rtt_seq: int | None = None
         self.rtt_time = 0.0
         self.retransmits = 0
@@ -166,6 +166,7 @@ class Endpoint:
         ep.snd_max = ep.snd_nxt
         ep._set_state(S.SYN_SENT, "connect()")
         ep._out.append(ep._syn_segment(now, ack=False))
+        ep.rtt_seq, ep.rtt_time = ep.snd_nxt, now  # the handshake gives the first RTT sample
         ep._arm_rto(now)
         return ep
 
@@ -184,6 +185,7 @@ class Endpoint:
         ep._set_state(S.SYN_RCVD, "rcv SYN")
         if send_synack:
             ep._out.append(ep._syn_segment(now, ack=True))
+            ep.rtt_seq, ep.rtt_time = ep.snd_nxt, now
             ep._arm_rto(now)
         return ep
 
@@ -283,7 +285,10 @@ class Endpoint:
         if self.ack_pending:
             self.ack_pending = False
             if self.state in _SYNCHRONIZED or self.state is S.SYN_RCVD:
-                self._out.append(self._seg(ACK, self.snd_nxt, now))
+                # SEQ = the highest sequence number sent: after a go-back-N retransmission SND.NXT was pulled
+                # back, and a pure ACK carrying that old number would fail the peer's acceptability test (its
+                # ACK field ignored): both sides could then retransmit forever. Linux never moves snd_nxt back.
+                self._out.append(self._seg(ACK, self.snd_max, now))
         out, self._out = self._out, []
         return out
 
@@ -423,7 +428,7 @@ class Endpoint:
         ):
             self._give_up(now, f"{self.ka_probes} keepalive probes unanswered")
             return
-        self._out.append(self._seg(ACK, seq_add(self.snd_nxt, -1), now))
+        self._out.append(self._seg(ACK, seq_add(self.snd_max, -1), now))
         self.ka_probes += 1
         self._arm("keepalive", now + cfg.keepalive_intvl)
 
@@ -444,6 +449,7 @@ class Endpoint:
     # -- §3.10.7.3 SYN-SENT ------------------------------------------------------------------------------
     def _rcv_syn_sent(self, seg: TcpSegment, now: float) -> None:
         flags = seg.flags
+        self.last_rcv = now
         if flags & ACK:
             # First: check the ACK field. Unacceptable: RST (unless the segment is a RST).
             if seq_le(seg.ack, self.iss) or seq_gt(seg.ack, self.snd_max):
@@ -755,6 +761,9 @@ class Endpoint:
             self._disarm(name)
         if self.cfg.time_wait <= 0:
             # A model-only variant (Linux cannot do this: TCP_TIMEWAIT_LEN is compiled in): no TIME_WAIT at all.
+            # The FIN is still acknowledged, then the connection is forgotten at once.
+            self._out.append(self._seg(ACK, self.snd_max, now))
+            self.ack_pending = False
             self._set_state(S.CLOSED, "timer time_wait")
             return
         self._arm("time_wait", now + self.cfg.time_wait)
@@ -786,7 +795,7 @@ class Endpoint:
             self.challenge_count = 0
         if self.challenge_count < self.cfg.challenge_ack_limit:
             self.challenge_count += 1
-            self._out.append(self._seg(ACK, self.snd_nxt, now))
+            self._out.append(self._seg(ACK, self.snd_max, now))
 
     def _start_keepalive(self, now: float) -> None:
         if self.cfg.keepalive:
@@ -899,7 +908,7 @@ class Endpoint:
 
     def _send_rst_abort(self, now: float, why: str) -> None:
         """RST for an abortive close: <SEQ=SND.NXT><CTL=RST,ACK> (Linux tcp_send_active_reset)."""
-        self._out.append(TcpSegment(self.lport, self.rport, self.snd_nxt, self.rcv_nxt, RST | ACK, 0))
+        self._out.append(TcpSegment(self.lport, self.rport, self.snd_max, self.rcv_nxt, RST | ACK, 0))
 
     # =====================================================================================================
     # The one writer of state

@@ -30,7 +30,8 @@ def config_for(overrides: dict[str, Any], base: EndpointConfig = LINUX) -> Endpo
 def payload_bytes(n: int, offset: int = 0) -> bytes:
     """Deterministic printable payload (so captures and diagrams show recognisable bytes)."""
     alphabet = b"abcdefghijklmnopqrstuvwxyz0123456789"
-    return bytes(alphabet[(offset + i) % len(alphabet)] for i in range(n))
+    start = offset % len(alphabet)
+    return (alphabet * (n // len(alphabet) + 2))[start : start + n]
 
 
 def build_sim(script: sc.Script, seed: int, *, record: bool = True, record_payload: bool = False,
