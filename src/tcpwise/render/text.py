@@ -16,6 +16,7 @@ break alignment); East Asian wide characters take two cells, so ``--lang zh`` ou
 from __future__ import annotations
 
 import math
+import re
 import textwrap
 import unicodedata
 from collections.abc import Sequence
@@ -49,20 +50,27 @@ def cell_width(s: str) -> int:
 
 
 def _wrap(s: str, width: int) -> list[str]:
-    """Wrap by terminal cells; CJK text (no spaces) is cut anywhere, Latin text at spaces."""
+    """Wrap by terminal cells. Latin words (and numbers, state names like TIME_WAIT) are never split; CJK text,
+    which has no spaces, may break between any two of its characters."""
     width = max(8, width)
     if cell_width(s) == len(s):
         return textwrap.wrap(s, width) or [""]
+    # tokens: runs of non-space narrow characters, single wide characters, single spaces
+    tokens = re.findall(r"[^\s\u1100-\uffff]+|\s|.", s)
     lines: list[str] = []
     cur = ""
-    for ch in s:
-        if cell_width(cur + ch) > width:
-            lines.append(cur)
-            cur = ""
-        cur += ch
-    if cur:
-        lines.append(cur)
-    return lines
+    for tok in tokens:
+        if cell_width(cur + tok) > width and cur.strip():
+            lines.append(cur.rstrip())
+            cur = "" if tok.isspace() else tok
+            while cell_width(cur) > width:  # a single word longer than the line
+                lines.append(cur[:width])
+                cur = cur[width:]
+        else:
+            cur += tok
+    if cur.strip():
+        lines.append(cur.rstrip())
+    return lines or [""]
 
 
 class _Canvas:
