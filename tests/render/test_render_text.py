@@ -6,7 +6,7 @@ import pytest
 from render_fixtures import CONN_A, J, K, close_run, seg, series_run
 
 from tcpwise.errors import UsageError
-from tcpwise.events import Event, Host, Run
+from tcpwise.events import Event, Host, Run, SegmentInfo
 from tcpwise.render import FORMATS, render
 from tcpwise.render.diagram import build
 from tcpwise.render.text import cell_width, sparkline
@@ -136,3 +136,20 @@ def test_json_is_the_schema() -> None:
     out = render(close_run(), "json")
     assert isinstance(out, str)
     assert Run.from_json(out).to_dict() == close_run().to_dict()
+
+
+def test_many_hosts_fall_back_to_one_line_per_event() -> None:
+    hosts = [Host(f"H{i}", f"198.18.{i}.1") for i in range(6)]
+    ev = [Event(0.0, "H3", "state", from_state="CLOSED", to_state="LISTEN")]
+    for i in range(1, 6):
+        s = SegmentInfo("198.18.0.1", f"198.18.{i}.1", 40000 + i, 80, 100, 0, "S", 0, 65535)
+        ev += [Event(i * 0.01, "H0", "send", segment=s), Event(i * 0.01 + 0.005, f"H{i}", "recv", segment=s)]
+    ev.append(Event(5.0, "H0", "drop", segment=s, text="loss"))
+    out = render(Run("many", hosts=hosts, events=ev), "text")
+    assert isinstance(out, str)
+    lines = out.splitlines()
+    assert "    0.010  H0 -> H1  S seq=0 len=0 win=65535  arr 0.015" in lines
+    assert "    0.000  H3    [CLOSED -> LISTEN]" in lines
+    assert any("≈ 5" in line for line in lines)
+    assert "    5.000  H0 -> H5  S seq=0 len=0 win=65535  x lost (loss)" in lines
+    assert max(cell_width(line) for line in lines) <= 100

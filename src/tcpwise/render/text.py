@@ -226,7 +226,59 @@ def _mark_rows(lay: _Layout, m: Mark, multi_conn: bool) -> list[_Canvas]:
     return rows
 
 
+def _idle_gap(d: Diagram) -> float:
+    """A gap is "idle" (drawn as one ``≈ 60 s`` row) when it is both long in absolute terms (>= 1 s) and far
+    above the run's typical spacing between events (20x the median)."""
+    times = sorted({it.t for it in d.items})
+    gaps = sorted(b - a for a, b in zip(times, times[1:], strict=False) if b > a)
+    typical = gaps[len(gaps) // 2] if gaps else 0.0
+    return max(1.0, 20 * typical)
+
+
+# Beyond this many hosts, lanes no longer fit a terminal: print one line per event instead.
+MAX_LANES = 4
+
+
+def _list_lines(d: Diagram, lang: str, color: bool, width: int) -> list[str]:
+    """The many-host layout: ``time  A -> B  label`` / ``time  A  [X -> Y]``, same rows as the lane view."""
+    names = [lane.name for lane in d.lanes]
+    name_w = min(16, max((cell_width(n) for n in names), default=1))
+    fmt = _time_fmt([it.t for it in d.items]) if d.items else "{:9.3f}"
+    out = [f"{label('time_s', lang):>9}  {label('host', lang)}"]
+    out.extend(f"{'':9}  {lane.title}" for lane in d.lanes)
+    st = (lambda code, s: f"{_STYLE[code]}{s}{_RESET}") if color else (lambda code, s: s)
+    idle = _idle_gap(d)
+    last_t: float | None = None
+    for it in d.items:
+        a = it.arrow
+        if it.kind == "recv" and a is not None and not (a.dup or a.orphan):
+            continue
+        if last_t is not None and it.t - last_t >= idle:
+            out.append(st("yellow", f"{'≈ ' + _human_gap(it.t - last_t):>9}"))
+        t = fmt.format(it.t) if it.t != last_t else " " * 9
+        last_t = it.t
+        if a is not None:
+            route = f"{names[a.src]:>{name_w}} -> {names[a.dst]:<{name_w}}"
+            tail = ""
+            if a.lost:
+                tail = st("red", f"  x {label('lost', lang)}" + (f" ({a.reason})" if a.reason else ""))
+            elif a.dup:
+                tail = "  (dup)"
+            elif a.t1 is not None and a.t1 != a.t0:
+                tail = st("dim", f"  {label('arrives', lang)} {a.t1:.3f}")
+            out.append(f"{t}  {route}  {a.label}{tail}")
+        elif it.mark is not None:
+            m = it.mark
+            text = _mark_lines(m, len(d.lanes[m.lane].conns) > 1)
+            out.append(f"{t}  {names[m.lane]:>{name_w}}    " + st(_MARK_STYLE.get(m.kind, ""), text))
+    if d.truncated:
+        out.append(f"   … {d.truncated} {label('truncated', lang)}")
+    return out
+
+
 def _diagram_lines(d: Diagram, lang: str, color: bool, width: int) -> list[str]:
+    if len(d.lanes) > MAX_LANES:
+        return _list_lines(d, lang, color, width)
     multi = {i: len(lane.conns) > 1 for i, lane in enumerate(d.lanes)}
     last = len(d.lanes) - 1
     right_text = max(
@@ -256,11 +308,7 @@ def _diagram_lines(d: Diagram, lang: str, color: bool, width: int) -> list[str]:
         out.append("   " + label("no_events", lang))
         return out
     fmt = _time_fmt([it.t for it in d.items])
-    times = sorted({it.t for it in d.items})
-    gaps = [b - a for a, b in zip(times, times[1:], strict=False) if b > a]
-    # a gap is "idle" when it is both long in absolute terms and far above the run's typical spacing
-    typical = sorted(gaps)[len(gaps) // 2] if gaps else 0.0
-    idle = max(1.0, 20 * typical)
+    idle = _idle_gap(d)
     last_t: float | None = None
     for it in d.items:
         if it.kind == "recv":
