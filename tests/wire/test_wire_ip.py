@@ -149,3 +149,24 @@ def test_emit_ip_keep_lengths_is_verbatim() -> None:
     odd = IPv4Header(**{f: getattr(hdr, f) for f in IPv4Header.__dataclass_fields__} | {"total_length": 99})
     out = emit_ip(odd, bytes(payload), keep_lengths=True)
     assert out[2:4] == b"\x00\x63" and out[10:12] == pkt[10:12]  # stored (now stale) checksum kept as is
+
+
+@pytest.mark.parametrize("rtype", [0, 2, 4])
+def test_ipv6_routing_header_final_destination_in_pseudo_header(rtype: int) -> None:
+    """RFC 8200 §8.1: with segments left, the TCP checksum covers the Routing header's final destination."""
+    final = "fd00::99"
+    if rtype == 4:  # SRH: Segment List[0] is the final segment, list stored last-hop first
+        seglist = addr_bytes(final) + addr_bytes(B6)
+        rt = bytes([0, 4, 4, 1, 1, 0, 0, 0]) + seglist  # hdr ext len 4 = 40 octets, segments left 1
+    elif rtype == 2:  # Mobile IPv6 type 2: exactly one address, the home address
+        rt = bytes([0, 2, 2, 1, 0, 0, 0, 0]) + addr_bytes(final)
+    else:  # type 0: addresses in path order, the last one is the final destination
+        rt = bytes([0, 4, 0, 2, 0, 0, 0, 0]) + addr_bytes("fd00::50") + addr_bytes(final)
+    body = emit_tcp(SEG, A6, final)
+    pkt = v6_packet([(IPPROTO_ROUTING, rt)], payload=body)
+    hdr, seg = parse_packet(pkt, verify=True)
+    assert isinstance(hdr, IPv6Header) and hdr.pseudo_dst == final and hdr.dst == B6
+    # With no segments left the Destination Address field is already the final destination.
+    done = rt[:3] + b"\x00" + rt[4:]
+    with pytest.raises(WireError, match="does not verify"):
+        parse_packet(v6_packet([(IPPROTO_ROUTING, done)], payload=body), verify=True)

@@ -43,6 +43,7 @@ __all__ = [
     "build_packet",
     "parse_packet",
     "addr_str",
+    "final_destination",
     "IPV4_HEADER_LEN",
     "IPV6_HEADER_LEN",
     "IPPROTO_TCP",
@@ -163,6 +164,16 @@ class IPv6Header:
         return self.mf or self.frag_offset != 0
 
     @property
+    def pseudo_dst(self) -> str:
+        """The destination the TCP pseudo-header uses: ``dst``, or the final hop of a Routing header that still
+        has segments left (RFC 8200 §8.1; see :func:`final_destination`)."""
+        packed = addr_bytes(self.dst)
+        for kind, raw in self.ext_headers:
+            if kind == IPPROTO_ROUTING:
+                packed = final_destination(raw, packed)
+        return addr_str(packed)
+
+    @property
     def ttl(self) -> int:
         return self.hop_limit
 
@@ -248,6 +259,7 @@ def _parse_v6(buf: bytes | bytearray | memoryview, n: int) -> tuple[IPv6Header, 
     exts: list[tuple[int, bytes]] = []
     off = IPV6_HEADER_LEN
     proto = nh
+    final_dst = dst
     frag_offset = 0
     mf = False
     frag_id: int | None = None
@@ -277,6 +289,8 @@ def _parse_v6(buf: bytes | bytearray | memoryview, n: int) -> tuple[IPv6Header, 
             if frag_offset:
                 break  # RFC 8200 §4.5: a non-first fragment carries fragment data, not the next header
         else:
+            if proto == IPPROTO_ROUTING:
+                final_dst = final_destination(raw, final_dst)
             proto = next_proto
     hdr = _make_v6(
         addr_str(src),
@@ -292,7 +306,27 @@ def _parse_v6(buf: bytes | bytearray | memoryview, n: int) -> tuple[IPv6Header, 
         mf,
         frag_id,
     )
-    return hdr, mv[off:end], src, dst
+    return hdr, mv[off:end], src, final_dst
+
+
+def final_destination(routing: bytes, dst: bytes) -> bytes:
+    """The final destination named by a Routing header ``routing`` (raw bytes) given the packed IPv6 destination.
+
+    RFC 8200 §8.1: the upper-layer pseudo-header uses the *final* destination. While segments are left it is not
+    the Destination Address field but the Routing header's last hop: the last address for type 0 (RFC 2460,
+    deprecated by RFC 5095 but still seen in captures) and type 2 (RFC 6275, one address), and Segment List[0]
+    for the Segment Routing Header, type 4 (RFC 8754 §2: the list is stored in reverse order). Other types and
+    ``Segments Left == 0`` leave ``dst`` as it is.
+    """
+    rtype, segs_left = routing[2], routing[3]
+    if segs_left == 0 or len(routing) < 24:
+        return dst
+    if rtype in (0, 2):
+        count = (len(routing) - 8) // 16
+        return routing[8 + 16 * (count - 1) : 8 + 16 * count]
+    if rtype == 4:
+        return routing[8:24]
+    return dst
 
 
 def _parse(buf: bytes | bytearray | memoryview, verify: bool) -> tuple[IpHeader, memoryview, bytes, bytes]:
