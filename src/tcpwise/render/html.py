@@ -140,6 +140,8 @@ def _timeline(run: Run, lang: str) -> str:
         per_conn = states_over_time(d, li)
         for conn, intervals in per_conn.items():
             for t0, t1, state in intervals:
+                if t1 <= t0 and len(intervals) > 1:
+                    continue  # passed through within one instant (CLOSED -> SYN_SENT at t=0): no time spent
                 open_end = t1 >= d.t_end and intervals[-1] == (t0, t1, state)
                 dur = f"{_dur(t1 - t0)}" + (f" ({_e(label('until_end', lang))})" if open_end else "")
                 rows.append(
@@ -149,7 +151,7 @@ def _timeline(run: Run, lang: str) -> str:
     if not rows:
         return f"<p>{_e(label('no_events', lang))}</p>"
     head = (
-        f"<tr><th>{_e(label('host', lang))}</th><th>{_e(label('conn', lang))}</th><th>State</th>"
+        f"<tr><th>{_e(label('host', lang))}</th><th>{_e(label('conn', lang))}</th><th>{_e(label('state', lang))}</th>"
         f"<th>{_e(label('time_s', lang))}</th><th>{_e(label('duration', lang))}</th></tr>"
     )
     return f'<table class="timeline"><thead>{head}</thead><tbody>{"".join(rows)}</tbody></table>'
@@ -173,9 +175,10 @@ def body(
     claim: str | None = None,
     back_href: str | None = None,
     downloads: dict[str, str] | None = None,
+    title: str | None = None,
 ) -> str:
     """The page content for ``run`` (used by :func:`render_html` and the report)."""
-    title = run.title or run.scenario
+    title = title or run.title or run.scenario
     parts = ["<header>"]
     if back_href:
         parts.append(f'<p><a href="{_e(back_href)}">← {_e(label("back", lang))}</a></p>')

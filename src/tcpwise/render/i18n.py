@@ -36,6 +36,7 @@ _LABELS: dict[str, dict[str, str]] = {
     "in_flight": {"en": "in flight at end", "zh": "结束时仍在途中"},
     "timer": {"en": "timer", "zh": "定时器"},
     "host": {"en": "Host", "zh": "主机"},
+    "state": {"en": "State", "zh": "状态"},
     "conn": {"en": "Connection", "zh": "连接"},
     "from": {"en": "From", "zh": "从"},
     "to": {"en": "To", "zh": "到"},

@@ -138,7 +138,13 @@ def build_report(
                 _write(os.path.join(files, f"{sid}.pcap"), render(run, "pcap"))
                 downloads["pcap"] = f"files/{sid}.pcap"
             content = page_body(
-                run, absolute=absolute, lang=lang, claim=e.claim, back_href="index.html", downloads=downloads
+                run,
+                absolute=absolute,
+                lang=lang,
+                claim=e.claim,
+                back_href="index.html",
+                downloads=downloads,
+                title=e.title,
             )
         else:
             content = (
