@@ -46,7 +46,12 @@ def register(sub: Any) -> None:
     c.add_argument("ids", nargs="*", metavar="ID", help="scenarios (default: every lab-capable one)")
     c.add_argument("--json", action="store_true")
     c.add_argument("--max-duration", type=float, default=8.0, metavar="S",
-                   help="compare the first S seconds of each scenario (default 8)")
+                   help="compare at most the first S seconds of each scenario (default 8)")
+    c.add_argument("--settle", type=float, default=2.5, metavar="S",
+                   help="run and compare until S seconds after the scenario's last step (default 2.5)")
+    c.add_argument("--retries", type=int, default=1, metavar="N",
+                   help="run a differing scenario again up to N times (timing-sensitive kernel choices on a "
+                        "loaded machine; default 1)")
     c.set_defaults(handler=_conform)
 
     d = lsub.add_parser("demo", help="kernel demonstrations (TIME_WAIT length, port exhaustion, ...)")
@@ -112,7 +117,7 @@ def _conform(args: argparse.Namespace) -> int:
 
     from tcpwise.lab.conform import conform_all, format_table
 
-    results = conform_all(args.ids or None, max_duration=args.max_duration)
+    results = conform_all(args.ids or None, max_duration=args.max_duration, settle=args.settle, retries=args.retries)
     if args.json:
         print(json.dumps([r.to_dict() for r in results], indent=1))
     else:

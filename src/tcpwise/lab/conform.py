@@ -39,7 +39,18 @@ __all__ = [
 ]
 
 # Scenario id -> the documented Linux deviation that explains a difference (docs/lab.md, "Linux deviations").
-DEVIATIONS: dict[str, str] = {}
+DEVIATIONS: dict[str, str] = {
+    # tcp_rcv_state_process(), TCP_SYN_RECV: Linux answers the peer's SYN-ACK of a simultaneous open with a pure
+    # ACK (since 2015, "tcp: fix simultaneous open" path via tcp_ack_snd_check); RFC 9293 §3.5 Figure 8 shows
+    # four segments and no ACKs. Tested in tests/lab/test_lab_conform_kernel.py.
+    "simultaneous-open": "Linux ACKs the SYN-ACK in a simultaneous open: each side sends S, SA, A (RFC 9293 "
+                         "Figure 8: S, SA only)",
+}
+# The exact per-host flag sequences each documented deviation produces in the kernel (asserted by the tests).
+DEVIATION_FLAGS: dict[str, dict[str, list[str]]] = {
+    "simultaneous-open": {"A": ["S", "SA", "A"], "B": ["S", "SA", "A"]},
+}
+SETTLE = 2.5  # seconds after the last step that both runs are compared over (retransmissions, TIME_WAIT entry)
 
 
 # A state held for less than this is "transient": the kernel passes through it inside one segment's processing
@@ -124,10 +135,12 @@ class ConformResult:
     deviation: str | None = None
     error: str | None = None
     sequences: dict[str, dict[str, list[str]]] = field(default_factory=dict)
+    attempts: int = 1
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"scenario": self.scenario, "match": self.match, "horizon": self.horizon,
-                             "diff": [x.to_dict() for x in self.diffs], "sequences": self.sequences}
+                             "diff": [x.to_dict() for x in self.diffs], "sequences": self.sequences,
+                             "attempts": self.attempts}
         if self.deviation:
             d["deviation"] = self.deviation
         if self.error:
@@ -192,11 +205,18 @@ def lab_scenario_run(scenario_id: str, *, seed: int = 1, overrides: dict[str, st
     return run
 
 
-def conform_scenario(scenario_id: str, *, max_duration: float = 8.0, seed: int = 1) -> ConformResult:
+def horizon_of(script: Any, max_duration: float, settle: float = SETTLE) -> float:
+    """How long to run and compare: until ``settle`` s after the last step, within the script and the cap."""
+    last = max((st.t for st in script.steps), default=0.0)
+    return min(float(script.duration), max_duration, last + settle)
+
+
+def conform_scenario(scenario_id: str, *, max_duration: float = 8.0, seed: int = 1,
+                     settle: float = SETTLE) -> ConformResult:
     from tcpwise.scenarios import run_scenario
 
     sc = _scenario(scenario_id)
-    horizon = min(float(sc.script(_params(sc, {})).duration), max_duration)
+    horizon = horizon_of(sc.script(_params(sc, {})), max_duration, settle)
     sim = run_scenario(scenario_id, seed=seed, overrides={})
     lab = lab_scenario_run(scenario_id, seed=seed, max_duration=horizon)
     diffs = compare(sim, lab, horizon)
@@ -206,11 +226,22 @@ def conform_scenario(scenario_id: str, *, max_duration: float = 8.0, seed: int =
         ls, lf = sequences(lab, h.name, horizon)
         seqs[h.name] = {"sim_states": ss, "lab_states": ls, "sim_flags": sf, "lab_flags": lf}
     match = not diffs
-    return ConformResult(scenario_id, match, diffs, horizon,
-                         deviation=None if match else DEVIATIONS.get(scenario_id), sequences=seqs)
+    deviation = None
+    if not match and scenario_id in DEVIATIONS:
+        # Only the documented difference counts as the deviation: the kernel's flags must be exactly the ones
+        # documented and the states must agree; anything else is still a plain mismatch.
+        want = DEVIATION_FLAGS.get(scenario_id, {})
+        if all(d.what == "flags" and want.get(d.host) == d.lab for d in diffs):
+            deviation = DEVIATIONS[scenario_id]
+    return ConformResult(scenario_id, match, diffs, horizon, deviation=deviation, sequences=seqs)
 
 
-def conform_all(ids: list[str] | None = None, *, max_duration: float = 8.0) -> list[ConformResult]:
+def conform_all(ids: list[str] | None = None, *, max_duration: float = 8.0,
+                settle: float = SETTLE, retries: int = 0) -> list[ConformResult]:
+    """Conform each scenario; one that differs is run again up to ``retries`` times (``attempts`` says how many
+    runs it took). Why retry: a few kernel choices depend on how fast the application reacts — e.g. the FIN rides
+    on the ACK only if the application close()s within the delayed-ACK timeout (~40 ms) — and a loaded machine
+    can make the lab's agent slower than that."""
     from tcpwise.lab.netns import check_capabilities
 
     check_capabilities()
@@ -221,7 +252,12 @@ def conform_all(ids: list[str] | None = None, *, max_duration: float = 8.0) -> l
     results = []
     for sid in ids:
         try:
-            results.append(conform_scenario(sid, max_duration=max_duration))
+            for attempt in range(1, retries + 2):
+                r = conform_scenario(sid, max_duration=max_duration, settle=settle)
+                r.attempts = attempt
+                if r.match or r.deviation:
+                    break
+            results.append(r)
         except KeyboardInterrupt:
             raise
         except Exception as exc:  # one broken scenario must not hide the others' results
@@ -244,8 +280,11 @@ def format_table(results: list[ConformResult]) -> str:
             first = r.diffs[0]
             note = f"{first.host} {first.what}: {first.ops[0] if first.ops else ''}"
             if r.deviation:
-                note += f"  [Linux deviation: {r.deviation}]"
-        lines.append(f"{r.scenario:24} {'yes' if r.match else 'NO':6} {r.horizon:7.1f}  {note}")
+                note = f"documented Linux deviation: {r.deviation}"
+        mark = "yes" if r.match else "dev" if r.deviation else "NO"
+        lines.append(f"{r.scenario:24} {mark:6} {r.horizon:7.1f}  {note}")
     n = sum(r.match for r in results)
-    lines.append(f"{n}/{len(results)} scenarios match the model")
+    dev = sum(bool(r.deviation) for r in results)
+    lines.append(f"{n}/{len(results)} scenarios match the model"
+                 + (f", {dev} differ by a documented Linux deviation" if dev else ""))
     return "\n".join(lines)

@@ -295,8 +295,17 @@ class Topology:
     # --- knobs and faults that need the topology ---------------------------------------------------------------
     @staticmethod
     def _ns_sysctl(ns: str, key: str, value: str) -> None:
-        # /proc/sys/net is per network namespace; write it from inside the namespace (sysctl(8) semantics).
-        sh("ip", "netns", "exec", ns, "sysctl", "-q", "-w", f"{key}={value}")
+        # /proc/sys/net/* resolves to the network namespace of the thread that *opens* it, so writing it inside
+        # in_netns() is sysctl(8) run in that namespace, without a process per knob.
+        path = "/proc/sys/" + key.replace(".", "/")
+        with in_netns(ns):
+            try:
+                with open(path, "w") as f:
+                    f.write(value)
+            except FileNotFoundError:
+                raise MissingCapability(f"this kernel has no sysctl {key}") from None
+            except OSError as exc:
+                raise UsageError(f"sysctl {key}={value} refused: {exc.strerror}") from None
 
     def set_sysctl(self, host: str, key: str, value: str) -> None:
         self.sysctls.setdefault(host, {})[key] = value
