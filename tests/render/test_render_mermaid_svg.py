@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import shutil
+import subprocess
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
+import pytest
 from render_fixtures import close_run, series_run
 
 from tcpwise.events import Event, Host, Run
@@ -121,3 +127,42 @@ def test_svg_many_events_are_capped() -> None:
     out = render(Run("big", hosts=base.hosts, events=ev), "svg")
     assert "more events not drawn" in out
     assert len(out) < 3_000_000
+
+
+MERMAID_JS = os.environ.get("TCPWISE_MERMAID_JS", "")  # path to mermaid.min.js (npm package "mermaid")
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(
+    not (MERMAID_JS and os.path.isfile(MERMAID_JS) and shutil.which("chromium")),
+    reason="set TCPWISE_MERMAID_JS to a mermaid.min.js to check the output with real Mermaid",
+)
+def test_real_mermaid_parses_every_diagram(tmp_path: Path) -> None:
+    from tcpwise.scenarios import catalogue, run_scenario
+
+    srcs = {s.id: render(run_scenario(s.id), "mermaid") for s in catalogue()}
+    srcs["fixture-zh"] = render(close_run(), "mermaid", lang="zh")
+    srcs["escapes"] = render(
+        Run("x", hosts=[Host("h-1", "198.18.0.1")], events=[Event(0.0, "h-1", "note", text="a; b #1")]),
+        "mermaid",
+    )
+    page = tmp_path / "m.html"
+    page.write_text(
+        f'<html><body><div id="out"></div><script src="{Path(MERMAID_JS).as_uri()}"></script><script>'
+        f"const srcs = {json.dumps(srcs)}; mermaid.initialize({{startOnLoad: false}});"
+        "(async () => { const res = []; for (const [k, v] of Object.entries(srcs)) {"
+        " try { await mermaid.render('m' + res.length, v); res.push(k + ':ok'); }"
+        " catch (e) { res.push(k + ':ERR ' + (e.message || e)); } }"
+        " document.getElementById('out').setAttribute('data-res', res.join('|')); })();</script></body></html>"
+    )
+    profile = tmp_path / "profile"
+    p = subprocess.run(
+        ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-sync",
+         "--disable-background-networking", f"--user-data-dir={profile}", "--virtual-time-budget=30000",
+         "--dump-dom", page.as_uri()],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    m = re.search(r'data-res="([^"]*)"', p.stdout)
+    assert m, p.stderr[-2000:]
+    results = m.group(1).split("|")
+    assert len(results) == len(srcs) and all(r.endswith(":ok") for r in results), results
