@@ -153,3 +153,11 @@ def test_many_hosts_fall_back_to_one_line_per_event() -> None:
     assert any("≈ 5" in line for line in lines)
     assert "    5.000  H0 -> H5  S seq=0 len=0 win=65535  x lost (loss)" in lines
     assert max(cell_width(line) for line in lines) <= 100
+
+
+def test_segments_rewritten_by_a_nat_still_pair() -> None:
+    sent = SegmentInfo("198.18.0.1", "198.18.1.1", 40000, 80, 100, 0, "S", 0, 65535)
+    natted = SegmentInfo("198.18.1.254", "198.18.1.1", 61000, 80, 100, 0, "S", 0, 65535)
+    ev = [Event(0.0, "A", "send", segment=sent), Event(0.01, "B", "recv", segment=natted)]
+    d = build(Run("nat", hosts=[Host("A", "198.18.0.1"), Host("B", "198.18.1.1")], events=ev))
+    assert len(d.arrows) == 1 and d.arrows[0].t1 == 0.01 and not d.arrows[0].orphan

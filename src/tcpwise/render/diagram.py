@@ -6,7 +6,8 @@ A :class:`tcpwise.events.Run` records each segment up to three times: a ``send``
 event at the receiver after the network delay, or a ``drop`` event (at the sender's host) when the network lost
 it. A diagram wants one *arrow* per transmitted segment, from send time to receive time, so :func:`build` pairs
 them: every ``send`` opens an arrow keyed by the segment's header fields; the first ``recv`` or ``drop`` with the
-same key closes it (FIFO, so reordering and identical retransmissions pair correctly). A second ``recv`` of an
+same key closes it (FIFO, so reordering and identical retransmissions pair correctly; when a
+middlebox rewrote addresses or ports on the way, as a NAT does, the key falls back to seq, ack, flags, length). A second ``recv`` of an
 already-delivered key is a network duplicate and becomes a duplicate arrow; a ``recv`` nobody sent (a trace that
 saw one side only, an injected old duplicate) becomes an arrow that starts at its arrival time.
 
@@ -151,6 +152,19 @@ def _key(seg: SegmentInfo) -> tuple[object, ...]:
     return (seg.src, seg.dst, seg.sport, seg.dport, seg.seq, seg.ack, seg.flags, seg.len, seg.win)
 
 
+def _loose_key(seg: SegmentInfo) -> tuple[object, ...]:
+    return (seg.seq, seg.ack, seg.flags, seg.len)
+
+
+def _take(queue: deque[Arrow] | None) -> Arrow | None:
+    """The oldest arrow of ``queue`` still in flight (one arrow sits in two queues; the other may have taken it)."""
+    while queue:
+        a = queue.popleft()
+        if a.t1 is None and not a.lost:
+            return a
+    return None
+
+
 def build(run: Run, *, absolute: bool = False, max_events: int = MAX_EVENTS) -> Diagram:
     """Pair sends with receives/drops and lay events on lanes. Pure function of the run."""
     lanes: list[Lane] = [Lane(h.name, h.addr, h.role) for h in run.hosts]
@@ -190,6 +204,9 @@ def build(run: Run, *, absolute: bool = False, max_events: int = MAX_EVENTS) -> 
     arrows: list[Arrow] = []
     marks: list[Mark] = []
     pending: dict[tuple[object, ...], deque[Arrow]] = {}
+    # a middlebox that rewrites addresses/ports/window (NAT) changes the exact key between send and recv: fall
+    # back to the fields it leaves alone
+    loose: dict[tuple[object, ...], deque[Arrow]] = {}
     delivered: dict[tuple[object, ...], Arrow] = {}
     seen_conn: dict[int, set[str]] = {}
 
@@ -210,12 +227,13 @@ def build(run: Run, *, absolute: bool = False, max_events: int = MAX_EVENTS) -> 
             items.append(Item("send", ev.t, arrow=arrow))
             arrows.append(arrow)
             pending.setdefault(_key(seg), deque()).append(arrow)
+            loose.setdefault(_loose_key(seg), deque()).append(arrow)
         elif kind == "recv" and seg is not None:
             dst = lane_of(ev.host)
             key = _key(seg)
-            queue = pending.get(key)
-            if queue:
-                arrow = queue.popleft()
+            found = _take(pending.get(key)) or _take(loose.get(_loose_key(seg)))
+            if found is not None:
+                arrow = found
                 arrow.dst = dst
                 arrow.t1 = ev.t
                 delivered[key] = arrow
@@ -236,10 +254,9 @@ def build(run: Run, *, absolute: bool = False, max_events: int = MAX_EVENTS) -> 
             arrow.recv_index = len(items)
             items.append(Item("recv", ev.t, arrow=arrow))
         elif kind == "drop" and seg is not None:
-            key = _key(seg)
-            queue = pending.get(key)
-            if queue:
-                arrow = queue.popleft()
+            found = _take(pending.get(_key(seg))) or _take(loose.get(_loose_key(seg)))
+            if found is not None:
+                arrow = found
                 arrow.lost = True
                 arrow.reason = ev.text or ""
             else:
