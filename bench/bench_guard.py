@@ -1,0 +1,251 @@
+"""Benchmark: what the guard costs, side by side with a plain asyncio server in the same run.
+
+1. Idle connections held by one server process (goal >= 15,000) and RSS per connection: a guarded server
+   (limits, first-byte/idle timeouts, keepalive + user timeout all on) and a plain ``asyncio.start_server``
+   server each accept N idle connections opened by two client processes (fd limit ~20k per process) from
+   several 127.0.3.x source addresses.
+2. Echo throughput, guarded vs plain, on the default asyncio loop: request/response round trips per second
+   (64-byte messages, 50 connections) and bulk echo MB/s (64 KiB chunks, 8 connections); the client runs in
+   its own process on uvloop so it is not the bottleneck. Runs alternate plain/guard to spread machine noise;
+   the best of each is reported with the ratio guard/plain (goal >= 0.8).
+
+Loopback only, every loop bounded in count and time. Usage: python bench/bench_guard.py [--conns 16000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+HERE = os.path.abspath(__file__)
+
+
+def rss_kib() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def raise_nofile(n: int = 20_000) -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(max(soft, n), hard), hard))
+
+
+# -- server role ------------------------------------------------------------------------------------------------
+
+async def _echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    while data := await reader.read(65536):
+        writer.write(data)
+        await writer.drain()
+    writer.close()
+
+
+async def serve(kind: str, target: int, timeout: float) -> None:
+    from tcpwise.guard import Guard, GuardConfig, Keepalive, Limits, Timeouts
+
+    count = 0
+
+    async def plain_handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal count
+        count += 1
+        try:
+            await _echo(reader, writer)
+        finally:
+            count -= 1
+
+    base = rss_kib()
+    if kind == "guard":
+        cfg = GuardConfig(
+            limits=Limits(max_connections=19_500, max_per_ip=5_000),
+            timeouts=Timeouts(first_byte=120, idle=300, write=60),
+            keepalive=Keepalive(idle=60, interval=10, count=3, user_timeout=30),
+        )
+        guard = Guard(_echo, cfg)
+        server = await guard.start_server("127.0.0.1", 0, backlog=4096)
+        held = lambda: guard.admission.active  # noqa: E731
+    else:
+        server = await asyncio.start_server(plain_handler, "127.0.0.1", 0, backlog=4096)
+        held = lambda: count  # noqa: E731
+    print(json.dumps({"port": server.sockets[0].getsockname()[1]}), flush=True)
+    loop = asyncio.get_running_loop()
+    if target:
+        end = loop.time() + timeout
+        while held() < target and loop.time() < end:
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.3)
+        print(json.dumps({"held": held(), "rss_base_kib": base, "rss_kib": rss_kib()}), flush=True)
+    # Serve until the parent closes our stdin.
+    await loop.run_in_executor(None, sys.stdin.read)
+    server.close()
+
+
+# -- client roles ----------------------------------------------------------------------------------------------
+
+def hold(port: int, n: int, first_ip: int, seconds: float) -> None:
+    """Open ``n`` idle connections from 127.0.3.<first_ip...>, report, hold them until stdin closes."""
+    import socket
+
+    socks = []
+    per_ip = 4000
+    t0 = time.monotonic()
+    for i in range(n):
+        if time.monotonic() - t0 > seconds:
+            break
+        s = socket.socket()
+        s.bind((f"127.0.3.{first_ip + i // per_ip}", 0))
+        s.settimeout(5)
+        try:
+            s.connect(("127.0.0.1", port))
+        except OSError:
+            s.close()
+            continue
+        socks.append(s)
+    print(json.dumps({"opened": len(socks)}), flush=True)
+    sys.stdin.read()
+    for s in socks:
+        s.close()
+
+
+async def load(port: int, mode: str, seconds: float) -> None:
+    """Round trips (``rr``) or bulk echo (``bulk``) for ``seconds``; prints ops and bytes."""
+    conns = 50 if mode == "rr" else 8
+    size = 64 if mode == "rr" else 65536
+    payload = b"x" * size
+    ops = 0
+    pairs = [await asyncio.open_connection("127.0.0.1", port) for _ in range(conns)]
+    loop = asyncio.get_running_loop()
+    end = loop.time() + seconds
+
+    async def worker(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        nonlocal ops
+        while loop.time() < end:
+            w.write(payload)
+            await r.readexactly(size)
+            ops += 1
+
+    t0 = loop.time()
+    await asyncio.gather(*(worker(r, w) for r, w in pairs))
+    dt = loop.time() - t0
+    for _, w in pairs:
+        w.close()
+    print(json.dumps({"ops_per_s": ops / dt, "mb_per_s": ops * size * 2 / dt / 1e6}), flush=True)
+
+
+# -- orchestration ---------------------------------------------------------------------------------------------
+
+def _spawn(*args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, HERE, *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+
+
+def _line(p: subprocess.Popen[str]) -> dict[str, float]:
+    assert p.stdout is not None
+    line = p.stdout.readline()
+    if not line:
+        raise RuntimeError(f"child {p.args} exited without output")
+    return json.loads(line)
+
+
+def _stop(*procs: subprocess.Popen[str]) -> None:
+    for p in procs:
+        try:
+            if p.stdin:
+                p.stdin.close()
+            p.wait(timeout=30)
+        except Exception:  # noqa: BLE001
+            p.kill()
+            p.wait()
+
+
+def bench_idle(kind: str, n: int) -> dict[str, float]:
+    srv = _spawn("--role", "server", "--kind", kind, "--target", str(n))
+    clients: list[subprocess.Popen[str]] = []
+    try:
+        port = int(_line(srv)["port"])
+        half = n // 2
+        t0 = time.monotonic()
+        clients = [
+            _spawn("--role", "hold", "--port", str(port), "--n", str(half), "--first-ip", "1"),
+            _spawn("--role", "hold", "--port", str(port), "--n", str(n - half), "--first-ip", "11"),
+        ]
+        opened = sum(int(_line(c)["opened"]) for c in clients)
+        rep = _line(srv)
+        dt = time.monotonic() - t0
+        held = int(rep["held"])
+        per = (rep["rss_kib"] - rep["rss_base_kib"]) * 1024 / max(held, 1)
+        return {"opened": opened, "held": held, "rss_mib": rep["rss_kib"] / 1024, "bytes_per_conn": per, "secs": dt}
+    finally:
+        _stop(*clients, srv)
+
+
+def bench_echo(kind: str, mode: str, seconds: float) -> float:
+    srv = _spawn("--role", "server", "--kind", kind, "--target", "0")
+    try:
+        port = int(_line(srv)["port"])
+        cl = _spawn("--role", "load", "--port", str(port), "--mode", mode, "--seconds", str(seconds))
+        try:
+            rep = _line(cl)
+        finally:
+            _stop(cl)
+        return float(rep["ops_per_s"] if mode == "rr" else rep["mb_per_s"])
+    finally:
+        _stop(srv)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--role", default="main", choices=("main", "server", "hold", "load"))
+    ap.add_argument("--kind", default="guard", choices=("guard", "plain"))
+    ap.add_argument("--target", type=int, default=0)
+    ap.add_argument("--port", type=int, default=0)
+    ap.add_argument("--n", type=int, default=0)
+    ap.add_argument("--first-ip", type=int, default=1)
+    ap.add_argument("--mode", default="rr", choices=("rr", "bulk"))
+    ap.add_argument("--seconds", type=float, default=1.5)
+    ap.add_argument("--conns", type=int, default=16_000, help="idle connections to hold (main role)")
+    ap.add_argument("--repeat", type=int, default=3, help="alternating echo runs per server kind")
+    a = ap.parse_args()
+    raise_nofile()
+    if a.role == "server":
+        asyncio.run(serve(a.kind, a.target, timeout=60))
+        return 0
+    if a.role == "hold":
+        hold(a.port, a.n, a.first_ip, seconds=60)
+        return 0
+    if a.role == "load":
+        import uvloop
+
+        uvloop.run(load(a.port, a.mode, a.seconds))
+        return 0
+
+    print(f"bench_guard: {a.conns} idle connections per server process, then echo throughput (loopback)")
+    idle = {k: bench_idle(k, a.conns) for k in ("plain", "guard")}
+    print(f"{'server':<8} {'held':>7} {'RSS MiB':>8} {'bytes/conn':>11} {'fill s':>7}")
+    for k, r in idle.items():
+        print(f"{k:<8} {r['held']:>7.0f} {r['rss_mib']:>8.1f} {r['bytes_per_conn']:>11.0f} {r['secs']:>7.1f}")
+    g, p = idle["guard"], idle["plain"]
+    print(f"guard holds {g['held']:.0f} idle connections in one process (goal >= 15000): "
+          f"{'MET' if g['held'] >= 15000 else 'NOT MET'}; RSS per connection guard/plain = "
+          f"{g['bytes_per_conn'] / max(p['bytes_per_conn'], 1):.2f}")
+    for mode, unit in (("rr", "round trips/s"), ("bulk", "MB/s")):
+        best = {"plain": 0.0, "guard": 0.0}
+        for _ in range(a.repeat):
+            for k in ("plain", "guard"):
+                best[k] = max(best[k], bench_echo(k, mode, a.seconds))
+        ratio = best["guard"] / best["plain"] if best["plain"] else 0.0
+        print(f"echo {mode:<4}: plain {best['plain']:>9.0f} {unit}, guard {best['guard']:>9.0f} {unit}, "
+              f"ratio guard/plain {ratio:.2f} (goal >= 0.8: {'MET' if ratio >= 0.8 else 'NOT MET'})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
