@@ -6,10 +6,11 @@ A :class:`tcpwise.events.Run` records each segment up to three times: a ``send``
 event at the receiver after the network delay, or a ``drop`` event (at the sender's host) when the network lost
 it. A diagram wants one *arrow* per transmitted segment, from send time to receive time, so :func:`build` pairs
 them: every ``send`` opens an arrow keyed by the segment's header fields; the first ``recv`` or ``drop`` with the
-same key closes it (FIFO, so reordering and identical retransmissions pair correctly; when a
-middlebox rewrote addresses or ports on the way, as a NAT does, the key falls back to seq, ack, flags, length). A second ``recv`` of an
-already-delivered key is a network duplicate and becomes a duplicate arrow; a ``recv`` nobody sent (a trace that
-saw one side only, an injected old duplicate) becomes an arrow that starts at its arrival time.
+same key closes it (FIFO, so reordering and identical retransmissions pair correctly; when a middlebox rewrote
+addresses or ports on the way, as a NAT does, the key falls back to seq, ack, flags and length). A second
+``recv`` of an already-delivered key is a network duplicate and becomes a duplicate arrow; a ``recv`` nobody
+sent (a trace that saw one side only, an injected old duplicate) becomes an arrow that starts at its arrival
+time.
 
 Lanes are the run's hosts, in order; a host that appears only in events is appended. Everything that is not a
 segment (state changes, timers, application calls, notes) becomes a :class:`Mark` on its host's lane.
