@@ -657,8 +657,10 @@ class Endpoint:
         self.una_since = now
         self.dupacks = 0
         self.persist_probes = 0
-        # RFC 5681 §3.1: slow start below ssthresh, congestion avoidance above.
-        if self.cwnd < self.ssthresh:
+        # RFC 5681 §3.1: slow start below ssthresh, congestion avoidance above (the ACK of a SYN is no data).
+        if self.state not in _SYNCHRONIZED:
+            pass
+        elif self.cwnd < self.ssthresh:
             self.cwnd += min(acked, self.eff_mss)
         else:
             self.cwnd += max(1, self.eff_mss * self.eff_mss // self.cwnd)
