@@ -161,3 +161,17 @@ def test_segments_rewritten_by_a_nat_still_pair() -> None:
     ev = [Event(0.0, "A", "send", segment=sent), Event(0.01, "B", "recv", segment=natted)]
     d = build(Run("nat", hosts=[Host("A", "198.18.0.1"), Host("B", "198.18.1.1")], events=ev))
     assert len(d.arrows) == 1 and d.arrows[0].t1 == 0.01 and not d.arrows[0].orphan
+
+
+def test_empty_and_hostless_and_unsorted_runs_render() -> None:
+    empty = Run("empty")
+    for fmt in ("text", "mermaid", "svg", "html", "pcap", "json"):
+        assert render(empty, fmt)
+    assert "(no events recorded)" in str(render(empty, "text"))
+    run = close_run()
+    run.hosts = []
+    run.events = run.events[-2:] + run.events[:-2]  # the 60.52 s timer logged first
+    d = build(run)
+    assert [lane.name for lane in d.lanes] == ["A", "B"]  # lanes from the events, in time order
+    assert [it.t for it in d.items] == sorted(it.t for it in d.items)
+    assert len(d.arrows) == 11 and sum(a.lost for a in d.arrows) == 1

@@ -194,7 +194,18 @@ def build(run: Run, *, absolute: bool = False, max_events: int = MAX_EVENTS) -> 
         i = by_addr[addr] = by_name[addr] = len(lanes) - 1
         return i
 
+    # the sim logs in time order; a lab or trace run merged from several sources may not (sorted() is stable, so
+    # same-time events keep their logged order)
     events: list[Event] = run.events
+    if any(b.t < a.t for a, b in zip(events, events[1:], strict=False)):
+        events = sorted(events, key=lambda e: e.t)
+    # learn which address belongs to which host from the events themselves (runs without a host list, hosts
+    # with several addresses): a sender owns the source address, a receiver the destination address
+    for ev in events:
+        if ev.segment is not None and ev.kind in ("send", "recv"):
+            addr = ev.segment.src if ev.kind == "send" else ev.segment.dst
+            if addr not in by_addr:
+                by_addr[addr] = lane_of(ev.host)
     truncated = 0
     if len(events) > max_events:
         truncated = len(events) - max_events
