@@ -116,6 +116,7 @@ class GuardedProtocol(asyncio.StreamReaderProtocol):
         self._drain_timer: asyncio.TimerHandle | None = None
         self._handler_task: asyncio.Task[None] | None = None
         self._tr: asyncio.Transport | None = None
+        self._guard_closing = False
 
     # -- asyncio.Protocol ---------------------------------------------------------------------------------
 
@@ -228,7 +229,9 @@ class GuardedProtocol(asyncio.StreamReaderProtocol):
                 )
         finally:
             tr = self._tr
-            if tr is not None and not tr.is_closing():
+            if self._guard_closing:
+                pass  # close() owns the transport now (a graceful close is waiting for the peer's FIN)
+            elif tr is not None and not tr.is_closing():
                 # The handler is finished with the connection: close it whatever it did or forgot.
                 if self.reason is None:
                     self.reason = CloseReason.PEER_CLOSED if self._eof else CloseReason.HANDLER_DONE
@@ -272,6 +275,7 @@ class GuardedProtocol(asyncio.StreamReaderProtocol):
         if self.reason is not None or tr is None or tr.is_closing():
             return
         self.reason = reason
+        self._guard_closing = True
         mode = mode or self._guard.config.close_mode
         if self._timer is not None:
             self._timer.cancel()
