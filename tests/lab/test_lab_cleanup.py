@@ -56,7 +56,7 @@ def _start_long_run() -> tuple[subprocess.Popen[str], str]:
     assert m, f"lab run did not start: {line!r}"
     run_id = m.group(1)
     time.sleep(0.5)  # let the connection establish: sockets and agents exist now
-    assert len([ns for ns in netns.list_lab_namespaces() if run_id in ns]) == 3
+    assert len([ns for ns in netns.list_lab_namespaces() if run_id in ns]) == 4
     return p, run_id
 
 
@@ -64,7 +64,7 @@ def test_topology_context_manager_leaves_nothing() -> None:
     _need_root()
     with netns.Topology() as topo:
         run_id = topo.run_id
-        assert len([ns for ns in netns.list_lab_namespaces() if run_id in ns]) == 3
+        assert len([ns for ns in netns.list_lab_namespaces() if run_id in ns]) == 4
         out = netns.sh("ip", "netns", "exec", topo.hosts["A"].ns, "ip", "-o", "addr")
         assert "198.18.0.1/24" in out and "fd00::1/64" in out
     assert _leftovers(run_id) == []
@@ -85,7 +85,7 @@ def test_sigkill_then_lab_clean_leaves_nothing() -> None:
     p, run_id = _start_long_run()
     p.send_signal(signal.SIGKILL)
     p.wait(timeout=10)
-    assert len([ns for ns in netns.list_lab_namespaces() if run_id in ns]) == 3  # SIGKILL cleans nothing
+    assert len([ns for ns in netns.list_lab_namespaces() if run_id in ns]) == 4  # SIGKILL cleans nothing
     from tcpwise.cli import main
 
     assert main(["lab", "clean", "--run", run_id]) == 0

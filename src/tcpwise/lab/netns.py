@@ -6,7 +6,7 @@ Theory of operation
 
     A (198.18.0.1, fd00:0::1) --veth-- R (198.18.0.254 | 198.18.1.254) --veth-- B (198.18.1.1, fd00:1::1)
 
-Every namespace is named ``tcpwise-<run id>-{a,r,b}`` with a run id ``lab`` + 6 hex digits, so that
+Every namespace is named ``tcpwise-<run id>-{a,r,b}`` (plus ``-p``, their parent, see below) with a run id ``lab`` + 6 hex digits, so that
 ``tcpwise lab clean`` can find a SIGKILLed run's leftovers by name and never touches namespaces other tools
 made. Each veth pair is created *directly inside* its two namespaces (``ip link add NAME netns A type veth peer
 name P netns R``), so no interface ever lives in the root namespace: deleting the namespaces deletes the links,
@@ -17,6 +17,10 @@ its routes send every forwarded packet into a TUN device ``tw0`` (policy routing
 100``). The user-space half of the router (:mod:`tcpwise.lab.forward`) reads them, holds them for the link
 delay and writes them out the other veth with an AF_PACKET socket. This is how the lab gets the model's 50 ms
 one-way delay on a kernel without ``sch_netem`` or ``nft queue``.
+
+A, R and B are created as children of the ``-p`` namespace, whose ``net.ipv4.tcp_child_ehash_entries`` gives
+each of them a private TCP hash table (Linux 6.1+): sock_diag dumps then cost microseconds instead of walking
+every socket of the machine (:func:`_add_child_ns`).
 
 Configuration uses the ``ip`` tool (iproute2) through :func:`subprocess.run` rather than a netlink library:
 the set-up is a few dozen commands once per run, ``ip`` is already a system dependency (and what users type to
@@ -59,7 +63,7 @@ __all__ = [
 
 NS_PREFIX = "tcpwise-"
 RUN_ID_RE = re.compile(r"^lab[0-9a-f]{6}$")
-NS_RE = re.compile(r"^tcpwise-(lab[0-9a-f]{6})-(a|r|b)$")
+NS_RE = re.compile(r"^tcpwise-(lab[0-9a-f]{6})-(a|r|b|p)$")
 CLONE_NEWNET = 0x40000000
 TUN_DEV = "tw0"
 ROUTE_TABLE = "100"
@@ -67,13 +71,48 @@ ROUTE_TABLE = "100"
 _libc: ctypes.CDLL | None = None
 
 
-def _setns(fd: int) -> None:
+def _lib() -> ctypes.CDLL:
     global _libc
     if _libc is None:
         _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-    if _libc.setns(fd, CLONE_NEWNET) != 0:
+    return _libc
+
+
+def _setns(fd: int) -> None:
+    if _lib().setns(fd, CLONE_NEWNET) != 0:
         err = ctypes.get_errno()
         raise OSError(err, f"setns: {os.strerror(err)}")
+
+
+MS_BIND = 4096
+CHILD_EHASH = "1024"
+
+
+def _add_child_ns(parent: str, name: str) -> None:
+    """``ip netns add name``, but with the new namespace created as a child of ``parent``.
+
+    Why: sock_diag dumps walk the TCP established hash, which by default is one global table shared by every
+    namespace — on a host with 60k sockets elsewhere one dump of an empty lab namespace costs ~60 ms. A child of
+    a namespace whose ``net.ipv4.tcp_child_ehash_entries`` is set gets a private hash table (Linux 6.1+,
+    ip-sysctl.rst), and its dumps cost microseconds. Same steps as ip-netns(8): unshare(CLONE_NEWNET) in this
+    thread (inside ``parent``), bind-mount the thread's namespace on /run/netns/<name>, switch back."""
+    path = f"/run/netns/{name}"
+    fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0o444)
+    os.close(fd)
+    try:
+        with in_netns(parent):
+            libc = _lib()
+            if libc.unshare(CLONE_NEWNET) != 0:
+                err = ctypes.get_errno()
+                raise OSError(err, f"unshare(CLONE_NEWNET): {os.strerror(err)}")
+            src = b"/proc/thread-self/ns/net"
+            if libc.mount(src, path.encode(), b"none", MS_BIND, None) != 0:
+                err = ctypes.get_errno()
+                raise OSError(err, f"mount --bind {src.decode()} {path}: {os.strerror(err)}")
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        raise
 
 
 @contextlib.contextmanager
@@ -204,6 +243,7 @@ class Topology:
     hosts: dict[str, HostNet] = field(default_factory=dict)
     sysctls: dict[str, dict[str, str]] = field(default_factory=dict)  # host -> sysctl -> value (re-applied on reboot)
     created: bool = False
+    ehash_private: bool = False
 
     def __post_init__(self) -> None:
         if not RUN_ID_RE.match(self.run_id):
@@ -238,8 +278,15 @@ class Topology:
         check_capabilities()
         self.created = True  # from here on, destroy() has something to do even if set-up fails halfway
         try:
+            # The parent namespace only holds the knob that gives A, R and B private TCP hash tables.
+            sh("ip", "netns", "add", self.parent_ns)
+            self.ehash_private = True
+            try:
+                self._ns_sysctl(self.parent_ns, "net.ipv4.tcp_child_ehash_entries", CHILD_EHASH)
+            except (MissingCapability, UsageError):
+                self.ehash_private = False  # kernel < 6.1: shared table, slower polling on busy hosts
             r = self.router_ns
-            sh("ip", "netns", "add", r)
+            self._add_ns(r)
             self._ns_sysctl(r, "net.ipv4.ip_forward", "1")
             self._ns_sysctl(r, "net.ipv6.conf.all.forwarding", "1")
             sh("ip", "-n", r, "link", "set", "lo", "up")
@@ -249,13 +296,23 @@ class Topology:
             sh("ip", "-n", r, "route", "add", "default", "dev", TUN_DEV, "table", ROUTE_TABLE)
             sh("ip", "-n", r, "-6", "route", "add", "default", "dev", TUN_DEV, "table", ROUTE_TABLE)
             for h in self.hosts.values():
-                sh("ip", "netns", "add", h.ns)
+                self._add_ns(h.ns)
                 self._wire_host(h)
                 sh("ip", "-n", r, "rule", "add", "iif", h.router_if, "lookup", ROUTE_TABLE)
                 sh("ip", "-n", r, "-6", "rule", "add", "iif", h.router_if, "lookup", ROUTE_TABLE)
         except BaseException:
             self.destroy()
             raise
+
+    @property
+    def parent_ns(self) -> str:
+        return self.ns("p")
+
+    def _add_ns(self, name: str) -> None:
+        if self.ehash_private:
+            _add_child_ns(self.parent_ns, name)
+        else:
+            sh("ip", "netns", "add", name)
 
     def _wire_host(self, h: HostNet) -> None:
         """veth pair host<->R created inside both namespaces at once, addresses, routes, static neighbours."""
@@ -287,7 +344,7 @@ class Topology:
         """Delete the three namespaces (killing whatever still runs in them); safe to call twice."""
         if not self.created:
             return
-        for ns in (self.hosts["A"].ns, self.hosts["B"].ns, self.router_ns):
+        for ns in (self.hosts["A"].ns, self.hosts["B"].ns, self.router_ns, self.parent_ns):
             if os.path.exists(f"/run/netns/{ns}"):
                 _delete_ns(ns)
         self.created = False
@@ -322,7 +379,7 @@ class Topology:
         _kill_ns_processes(h.ns)
         sh("ip", "-n", self.router_ns, "link", "del", h.router_if, check=False)
         sh("ip", "netns", "delete", h.ns, check=False)
-        sh("ip", "netns", "add", h.ns)
+        self._add_ns(h.ns)
         self._wire_host(h)
         # The router's ip rule for this interface survives (it names the interface, not its index).
 
