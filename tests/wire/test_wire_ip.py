@@ -170,3 +170,17 @@ def test_ipv6_routing_header_final_destination_in_pseudo_header(rtype: int) -> N
     done = rt[:3] + b"\x00" + rt[4:]
     with pytest.raises(WireError, match="does not verify"):
         parse_packet(v6_packet([(IPPROTO_ROUTING, done)], payload=body), verify=True)
+
+
+def test_emit_ip_refuses_fields_that_would_spill() -> None:
+    v4 = IPv4Header(A4, B4, frag_offset=0x2000)
+    with pytest.raises(WireError, match="fragment offset"):
+        emit_ip(v4, b"")
+    with pytest.raises(WireError, match="fragment offset"):
+        emit_ip(IPv4Header(A4, B4, flags=8), b"")
+    with pytest.raises(WireError, match="flow label"):
+        emit_ip(IPv6Header(A6, B6, flow_label=1 << 20), b"")
+    with pytest.raises(WireError, match="traffic class"):
+        build_packet(A6, B6, SEG, tos=256)
+    with pytest.raises(WireError, match="cannot encode"):
+        build_packet(A4, B4, SEG, ttl=256)

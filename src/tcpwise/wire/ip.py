@@ -387,6 +387,10 @@ def emit_ip(hdr: IpHeader, payload: bytes, keep_lengths: bool = False) -> bytes:
             hl = IPV4_HEADER_LEN + len(opts)
             if hl > 60:
                 raise WireError(f"IPv4 options take {len(opts)} bytes; at most 40 fit (4-bit IHL)")
+            if not (0 <= hdr.flags <= 7 and 0 <= hdr.frag_offset <= 0x1FFF):
+                raise WireError(
+                    f"IPv4 flags {hdr.flags} / fragment offset {hdr.frag_offset} do not fit 3 + 13 bits"
+                )
             total = hdr.total_length if keep_lengths else hl + len(payload)
             head = bytearray(
                 _V4.pack(
@@ -408,6 +412,10 @@ def emit_ip(hdr: IpHeader, payload: bytes, keep_lengths: bool = False) -> bytes:
             return bytes(head) + payload
         ext = b"".join(raw for _, raw in hdr.ext_headers)
         plen = hdr.payload_length if keep_lengths else len(ext) + len(payload)
+        if not (0 <= hdr.traffic_class <= 0xFF and 0 <= hdr.flow_label <= 0xFFFFF):
+            raise WireError(
+                f"IPv6 traffic class {hdr.traffic_class} / flow label {hdr.flow_label} do not fit"
+            )
         vtf = (6 << 28) | (hdr.traffic_class << 20) | hdr.flow_label
         return (
             _V6.pack(vtf, plen, hdr.next_header, hdr.hop_limit, addr_bytes(hdr.src), addr_bytes(hdr.dst))
@@ -441,6 +449,8 @@ def build_packet(
             raise WireError(f"cannot encode IPv4 header: {e}") from None
         struct.pack_into("!H", head, 10, internet_checksum(head))
         return bytes(head) + tcp
+    if not 0 <= tos <= 0xFF:
+        raise WireError(f"traffic class {tos} does not fit 8 bits")
     try:
         return _V6.pack((6 << 28) | (tos << 20), len(tcp), IPPROTO_TCP, ttl, s, d) + tcp
     except struct.error as e:
