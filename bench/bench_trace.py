@@ -1,0 +1,220 @@
+"""Benchmark: `tcpwise trace --format json` vs `tshark -q -z conv,tcp` vs `tcptrace -n` on one loopback capture.
+
+The benchmark records its own capture: `tcpdump -i lo` on a port it picks, while worker processes generate
+bounded traffic to 127.0.0.1 only (many short request/response connections, some chatty ones with many small
+exchanges, a few bulk transfers). Every loop is bounded in count and in time; tcpdump and the server are stopped
+in `finally`. Then each tool reads the same file (output to /dev/null), timed as wall clock including start-up,
+best of --repeat runs, and the script prints packets/s and ratios measured in this run.
+
+    sudo .venv/bin/python bench/bench_trace.py [--packets 320000] [--keep FILE] [--pcap EXISTING]
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+HOST = "127.0.0.1"
+DEADLINE_S = 90.0  # traffic generation never runs longer than this
+
+
+def _server(lsock: socket.socket, ready: mp.synchronize.Event, stop: mp.synchronize.Event) -> None:  # type: ignore[name-defined]
+    import asyncio
+
+    async def handle(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                line = await r.readline()
+                if not line:
+                    break
+                cmd = line.split()
+                if cmd[0] == b"BULK":
+                    n = int(cmd[1])
+                    chunk = b"b" * 16384
+                    while n > 0:
+                        w.write(chunk[: min(n, len(chunk))])
+                        n -= len(chunk)
+                        await w.drain()
+                else:
+                    w.write(b"ok " + line)
+                    await w.drain()
+        except (ConnectionError, IndexError, ValueError):
+            pass
+        finally:
+            w.close()
+
+    async def main() -> None:
+        srv = await asyncio.start_server(handle, sock=lsock, backlog=1024)
+        ready.set()
+        while not stop.is_set():
+            await asyncio.sleep(0.1)
+        srv.close()
+
+    asyncio.run(main())
+
+
+def _client(port: int, kind: str, count: int, deadline: float) -> None:
+    end = time.monotonic() + deadline
+    for i in range(count):
+        if time.monotonic() > end:
+            break
+        try:
+            s = socket.create_connection((HOST, port), timeout=5)
+        except OSError:
+            time.sleep(0.01)
+            continue
+        try:
+            if kind == "short":
+                s.sendall(b"GET /%d\n" % i)
+                s.recv(4096)
+            elif kind == "chatty":
+                s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                f = s.makefile("rb")
+                for j in range(200):
+                    s.sendall(b"PING %d\n" % j)
+                    f.readline()
+            else:  # bulk: small receive buffer -> many window updates and segments
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8192)
+                s.sendall(b"BULK 8000000\n")
+                got = 0
+                while got < 8_000_000:
+                    b = s.recv(4096)
+                    if not b:
+                        break
+                    got += len(b)
+        except OSError:
+            pass
+        finally:
+            s.close()
+
+
+def record(path: str, target_packets: int) -> int:
+    if os.geteuid() != 0:
+        sys.exit("bench_trace: needs root for tcpdump -i lo (run with sudo)")
+    lsock = socket.socket()
+    lsock.bind((HOST, 0))  # a free port, owned by us before tcpdump starts filtering on it
+    lsock.listen(1024)
+    port = lsock.getsockname()[1]
+    dump = subprocess.Popen(
+        ["tcpdump", "-i", "lo", "-w", path, "-s", "128", "-B", "65536", "-U", f"tcp port {port}"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    ctx = mp.get_context("fork")
+    ready, stop = ctx.Event(), ctx.Event()
+    srv = ctx.Process(target=_server, args=(lsock, ready, stop), daemon=True)
+    procs: list[mp.Process] = []  # type: ignore[name-defined]
+    try:
+        time.sleep(1.0)  # tcpdump needs a moment before it captures
+        srv.start()
+        if not ready.wait(10):
+            raise SystemExit("bench_trace: server did not start")
+        # ~11 packets per short connection, ~400 per chatty one, bulk fills the rest.
+        short = max(1, target_packets * 55 // 100 // 11)
+        chatty = max(1, target_packets * 35 // 100 // 400)
+        plan = [("short", short // 3)] * 3 + [("chatty", chatty)] + [("bulk", 3)]
+        for kind, n in plan:
+            p = ctx.Process(target=_client, args=(port, kind, n, DEADLINE_S))
+            p.start()
+            procs.append(p)
+        for p in procs:
+            p.join(DEADLINE_S + 10)
+    finally:
+        for p in procs:
+            if p.is_alive():
+                p.terminate()
+        stop.set()
+        srv.join(5)
+        if srv.is_alive():
+            srv.terminate()
+        lsock.close()
+        time.sleep(0.5)
+        dump.send_signal(signal.SIGINT)
+        try:
+            _, err = dump.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            dump.kill()
+            err = b""
+    for line in err.decode(errors="replace").splitlines():
+        if "captured" in line or "dropped" in line:
+            print("  tcpdump:", line.strip())
+    return 0
+
+
+def count_packets(path: str) -> int:
+    from tcpwise.trace.reader import open_capture
+
+    with open_capture(path) as cap:
+        return sum(len(b) for b in cap.batches())
+
+
+def timed(cmd: list[str], repeat: int, timeout: float) -> float | None:
+    best: float | None = None
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        try:
+            r = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            print(f"  {cmd[0]}: timed out after {timeout:.0f} s")
+            return best
+        dt = time.perf_counter() - t0
+        if r.returncode != 0:
+            print(
+                f"  {' '.join(cmd[:3])}: exit {r.returncode}: {r.stderr.decode(errors='replace').strip()[:200]}"
+            )
+            return None
+        best = dt if best is None else min(best, dt)
+    return best
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--packets", type=int, default=330_000, help="traffic to aim for (packets)")
+    ap.add_argument("--pcap", default=None, help="use this existing capture instead of recording one")
+    ap.add_argument("--keep", default=None, help="keep the recorded capture at this path")
+    ap.add_argument("--repeat", type=int, default=2)
+    a = ap.parse_args()
+
+    tmpdir = tempfile.mkdtemp(prefix="tcpwise-bench-trace-")
+    try:
+        path = a.pcap or os.path.join(tmpdir, "lo.pcap")
+        if not a.pcap:
+            t0 = time.monotonic()
+            record(path, a.packets)
+            print(f"recorded {path} in {time.monotonic() - t0:.1f} s")
+            if a.keep:
+                shutil.copy(path, a.keep)
+        n = count_packets(path)
+        print(f"capture: {n} packets, {os.path.getsize(path) / 1e6:.1f} MB")
+        tcpwise = [sys.executable, "-m", "tcpwise.cli", "trace", path, "--format", "json", "-o", os.devnull]
+        tools: list[tuple[str, list[str]]] = [("tcpwise trace --format json", tcpwise)]
+        if shutil.which("tshark"):
+            tools.append(("tshark -q -z conv,tcp", ["tshark", "-n", "-q", "-z", "conv,tcp", "-r", path]))
+        if shutil.which("tcptrace"):
+            tools.append(("tcptrace -n", ["tcptrace", "-n", path]))
+        res: dict[str, float] = {}
+        for name, cmd in tools:
+            dt = timed(cmd, a.repeat, timeout=300)
+            if dt is not None:
+                res[name] = dt
+                print(f"{name:32s} {dt:7.2f} s  {n / dt / 1000:8.0f} kpkt/s")
+        ours = res.get("tcpwise trace --format json")
+        if ours:
+            for name in ("tshark -q -z conv,tcp", "tcptrace -n"):
+                if name in res:
+                    print(f"throughput vs {name}: {res[name] / ours:.2f}x")
+    finally:
+        shutil.rmtree(tmpdir, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

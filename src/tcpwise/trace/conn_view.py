@@ -1,0 +1,154 @@
+"""One traced connection as a :class:`tcpwise.events.Run`, drawn by the same renderers as the simulator.
+
+Theory of operation: a first pass runs the normal tracker over the whole capture and keeps connection ``n``
+(its 4-tuple, packet-number range and inferred state changes). A second pass re-reads only that packet range,
+keeps the packets of that 4-tuple and decodes each one fully through the one codec
+(:func:`tcpwise.wire.parse_packet`, so options such as MSS, window scale, SACK and timestamps appear). A capture
+sees each packet at one point, so every packet becomes a ``send`` at its sender and a ``recv`` at its receiver
+with the same timestamp; the tracker's inferred transitions become ``state`` events. Host A is the originator
+(client), B the responder (server), as in the sim.
+"""
+
+from __future__ import annotations
+
+import struct
+
+from tcpwise.errors import UsageError
+from tcpwise.events import Event, Host, Run, SegmentInfo
+from tcpwise.trace import linktypes as lt
+from tcpwise.trace.decode import AddrTable
+from tcpwise.trace.output import story, trace_file
+from tcpwise.trace.reader import open_capture
+from tcpwise.trace.tracker import Conn
+from tcpwise.trace.zeek import conn_state
+
+__all__ = ["connection_run", "draw_connection"]
+
+
+def _l3_offset(linktype: int, data: bytes) -> int | None:
+    """Where the IP header starts in one frame (the same rules as the batch decoder, one packet at a time)."""
+    if linktype == lt.EN10MB:
+        pos = 14
+        if len(data) < 14:
+            return None
+        et = struct.unpack_from("!H", data, 12)[0]
+        while et in lt.VLAN_TPIDS and len(data) >= pos + 4:
+            et = struct.unpack_from("!H", data, pos + 2)[0]
+            pos += 4
+        return pos
+    if linktype == lt.LINUX_SLL:
+        return 16
+    if linktype == lt.LINUX_SLL2:
+        return 20
+    if linktype in (lt.NULL, lt.LOOP):
+        return 4
+    return 0
+
+
+def connection_run(path: str, n: int) -> Run:
+    """Connection number ``n`` (1-based, the ``#`` column of ``tcpwise trace``) of ``path`` as a Run."""
+    if n < 1:
+        raise UsageError(f"--conn must be a connection number >= 1, got {n}")
+    addrs = AddrTable()
+    res = trace_file(path, lambda c: None, addrs, want=n)
+    c: Conn | None = res.wanted
+    if c is None:
+        raise UsageError(
+            f"no connection {n} in {path}: it has {res.connections} (see the # column of `tcpwise trace`)"
+        )
+    from tcpwise.wire import WireError, parse_packet
+
+    orig_h, resp_h = addrs.name(c.orig_ep >> 16), addrs.name(c.resp_ep >> 16)
+    orig_p, resp_p = c.orig_ep & 0xFFFF, c.resp_ep & 0xFFFF
+    events: list[Event] = []
+    t0 = c.ts
+    trans = list(c.transitions)
+    ti = 0
+    names = ("A", "B")
+    with open_capture(path) as cap:
+        for idx, (ts, linktype, data, _ol) in enumerate(cap.packets(), start=1):
+            if idx < c.first_index:
+                continue
+            if idx > c.last_index:
+                break
+            off = _l3_offset(linktype, data)
+            if off is None:
+                continue
+            l3 = data[off:]
+            try:
+                hdr, seg = parse_packet(l3)
+            except WireError:
+                # A snaplen-cut packet: pad to the IP length so the header fields still decode (payload unknown).
+                try:
+                    total = (
+                        struct.unpack_from("!H", l3, 2)[0]
+                        if l3[0] >> 4 == 4
+                        else 40 + struct.unpack_from("!H", l3, 4)[0]
+                    )
+                    hdr, seg = parse_packet(l3 + b"\0" * max(0, total - len(l3)))
+                except (WireError, IndexError, struct.error):
+                    continue
+            ports = (seg.sport, seg.dport)
+            if ports == (orig_p, resp_p) and hdr.src == orig_h and hdr.dst == resp_h:
+                d = 0
+            elif ports == (resp_p, orig_p) and hdr.src == resp_h and hdr.dst == orig_h:
+                d = 1
+            else:
+                continue
+            t = ts - t0
+            while ti < len(trans) and trans[ti][0] < ts:
+                _state_event(events, trans[ti], t0, names)
+                ti += 1
+            info = SegmentInfo(
+                src=hdr.src, dst=hdr.dst, sport=seg.sport, dport=seg.dport, seq=seg.seq, ack=seg.ack,
+                flags=seg.flag_str, len=len(seg.payload), win=seg.window, opts=seg.options_dict() or None,
+            )  # fmt: skip
+            events.append(Event(t=t, host=names[d], kind="send", segment=info))
+            events.append(Event(t=t, host=names[1 - d], kind="recv", segment=info))
+            while ti < len(trans) and trans[ti][0] <= ts:
+                _state_event(events, trans[ti], t0, names)
+                ti += 1
+    while ti < len(trans):
+        _state_event(events, trans[ti], t0, names)
+        ti += 1
+    st = conn_state(c)
+    text = story(c)
+    return Run(
+        scenario="trace",
+        title=f"{path} #{n}: {orig_h}:{orig_p} > {resp_h}:{resp_p} ({st}, {c.history})",
+        world="trace",
+        params={"file": path, "conn": n},
+        hosts=[Host("A", orig_h, "client"), Host("B", resp_h, "server")],
+        events=events,
+        summary={
+            "text": f"Connection #{n}, Zeek conn_state {st}, history {c.history}: {text}.",
+            "values": {
+                "conn_state": st,
+                "history": c.history,
+                "orig_bytes": c.o.bytes,
+                "resp_bytes": c.r.bytes,
+            },
+        },
+    )
+
+
+def _state_event(
+    events: list[Event], tr: tuple[float, int, str, str], t0: float, names: tuple[str, str]
+) -> None:
+    t, d, a, b = tr
+    events.append(Event(t=t - t0, host=names[d], kind="state", from_state=a, to_state=b))
+
+
+def draw_connection(
+    path: str, n: int, fmt: str, absolute: bool = False, lang: str = "en", color: bool = False
+) -> str:
+    """Render connection ``n`` of ``path`` with :func:`tcpwise.render.render` (text, svg, html, json, mermaid)."""
+    run = connection_run(path, n)
+    try:
+        from tcpwise.render import render
+    except ImportError:
+        raise UsageError("drawing a connection needs tcpwise.render, which is not installed") from None
+    out = render(run, fmt, absolute=absolute, lang=lang, color=color)
+    if isinstance(out, bytes):
+        raise UsageError(f"--format {fmt} is binary; use text, svg, html, json or mermaid with --conn")
+    return out
