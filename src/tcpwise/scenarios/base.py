@@ -91,6 +91,7 @@ class Scenario:
 
 
 _REGISTRY: dict[str, Scenario] = {}
+_LOADED = False  # a test importing one group module first must not stop the rest of the catalogue loading
 
 
 def register(sc: Scenario) -> Scenario:
@@ -105,6 +106,8 @@ def register(sc: Scenario) -> Scenario:
 
 def _load() -> None:
     # Importing the modules registers their scenarios (catalogue order = import order).
+    global _LOADED
+    _LOADED = True
     from tcpwise.scenarios import basic  # noqa: F401
 
     import importlib.util
@@ -123,14 +126,14 @@ CATALOGUE_ORDER = (
 
 
 def catalogue() -> list[Scenario]:
-    if not _REGISTRY:
+    if not _LOADED:
         _load()
     rank = {sid: i for i, sid in enumerate(CATALOGUE_ORDER)}
     return sorted(_REGISTRY.values(), key=lambda sc: rank.get(sc.id, len(rank)))
 
 
 def get_scenario(sid: str) -> Scenario:
-    if not _REGISTRY:
+    if not _LOADED:
         _load()
     sc = _REGISTRY.get(sid)
     if sc is None:
