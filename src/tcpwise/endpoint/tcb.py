@@ -426,6 +426,10 @@ class Endpoint:
         if (cfg.user_timeout > 0 and idle >= cfg.user_timeout and self.ka_probes > 0) or (
             cfg.user_timeout <= 0 and self.ka_probes >= cfg.keepalive_probes
         ):
+            if cfg.profile == "linux":
+                # tcp_keepalive_timer: tcp_send_active_reset() then tcp_write_err() — a peer that is alive
+                # again (or a middlebox) hears that the connection is gone.
+                self._send_rst_abort(now, "keepalive timeout")
             self._give_up(now, f"{self.ka_probes} keepalive probes unanswered")
             return
         self._out.append(self._seg(ACK, seq_add(self.snd_max, -1), now))
@@ -782,6 +786,10 @@ class Endpoint:
             return
         if st is S.SYN_RCVD:
             self._error("ECONNREFUSED", "connection refused")
+        elif st is S.CLOSE_WAIT and self.cfg.profile == "linux":
+            # Linux tcp_reset: a RST in CLOSE_WAIT sets sk_err = EPIPE ("as BSD sees it"), so the next write
+            # fails with "Broken pipe", not "Connection reset by peer".
+            self._error("EPIPE", "broken pipe (connection reset by peer in CLOSE_WAIT)")
         elif st in (S.ESTABLISHED, S.FIN_WAIT_1, S.FIN_WAIT_2, S.CLOSE_WAIT):
             self._error("ECONNRESET", "connection reset by peer")
         elif st in (S.CLOSING, S.LAST_ACK):
