@@ -132,6 +132,12 @@ def test_emit_refuses_what_cannot_be_encoded() -> None:
         emit_tcp(TcpSegment(1, 2, 3, 4, 0x10, 5, (SackOption(((1, 2**32),)),)), "198.18.0.1", "198.18.1.1")
     with pytest.raises(WireError, match="12-bit"):
         emit_tcp(TcpSegment(1, 2, 3, 4, 0x1000, 5), "198.18.0.1", "198.18.1.1")
+    with pytest.raises(WireError, match="12-bit"):
+        emit_tcp(TcpSegment(1, 2, 3, 4, -1, 5), "198.18.0.1", "198.18.1.1")
+    with pytest.raises(WireError, match="16 bits"):
+        emit_tcp(
+            TcpSegment(1, 2, 3, 4, 0x10, 5, checksum=0x10000), "198.18.0.1", "198.18.1.1", keep_checksum=True
+        )
     with pytest.raises(WireError, match="invalid IP address"):
         emit_tcp(TcpSegment(1, 2, 3, 4, 0x10, 5), "198.18.0.300", "198.18.1.1")
     with pytest.raises(WireError, match="families differ"):

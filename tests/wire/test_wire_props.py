@@ -207,3 +207,27 @@ ext_types = st.sampled_from([0, 43, 44, 51, 60, 6, 59])
 def test_random_ipv6_extension_chains_only_raise_wireerror(first: int, rest: bytes) -> None:
     head = bytes([0x60, 0, 0, 0]) + len(rest).to_bytes(2, "big") + bytes([first, 64]) + bytes(32)
     _only_wire_errors(head + rest)
+
+
+wild = st.integers(-(2**33), 2**33)
+
+
+@settings(max_examples=200, deadline=None)
+@given(wild, wild, wild, wild, wild, wild, wild, st.one_of(st.none(), wild), st.booleans())
+def test_emit_with_out_of_range_fields_only_raises_wireerror(
+    sport: int,
+    dport: int,
+    seq: int,
+    ack: int,
+    flags: int,
+    window: int,
+    urgent: int,
+    csum: int | None,
+    keep: bool,
+) -> None:
+    seg = TcpSegment(sport, dport, seq, ack, flags, window, (), b"", urgent, csum)
+    try:
+        wire = emit_tcp(seg, "198.18.0.1", "198.18.1.1", keep_checksum=keep)
+    except WireError:
+        return
+    assert parse_tcp(wire).with_(checksum=None) == seg.with_(checksum=None)

@@ -347,16 +347,18 @@ def emit_tcp(
     opt = emit_options(seg.options) if seg.options else b""
     hl = TCP_HEADER_LEN + len(opt)
     payload = seg.payload
+    if not 0 <= seg.flags <= 0x0FFF:
+        raise WireError(f"TCP flags 0x{seg.flags:x} do not fit the 12-bit field")
     try:
         head = _FIXED.pack(
             seg.sport, seg.dport, seg.seq, seg.ack, ((hl >> 2) << 12) | seg.flags, seg.window, 0, seg.urgent
         )
     except struct.error as e:
         raise WireError(f"cannot encode TCP header of {seg!r}: {e}") from None
-    if seg.flags > 0x0FFF:
-        raise WireError(f"TCP flags 0x{seg.flags:x} do not fit the 12-bit field")
     if keep_checksum and seg.checksum is not None:
         csum = seg.checksum
+        if not 0 <= csum <= 0xFFFF:
+            raise WireError(f"TCP checksum {csum} does not fit 16 bits")
     else:
         s = addr_bytes(src_ip)
         d = addr_bytes(dst_ip)
