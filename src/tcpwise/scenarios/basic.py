@@ -410,7 +410,7 @@ def _lla_check(run: Run, p: P) -> list[Check]:
                   len(acks_in_tw) >= 1, f"{len(acks_in_tw)} ACK(s) from A after the second FIN"),
             claim("A restarts its TIME_WAIT timer when the retransmitted FIN arrives.",
                   "重传的 FIN 到达时，A 重新开始 TIME_WAIT 计时。",
-                  restarted, f"TIME_WAIT from {_fmt(t_tw)} for {tw} s; second FIN arrived at {_fmt(second_fin_at_a)}"),
+                  restarted, f"TIME_WAIT from {_fmt(t_tw)} for {tw if tw is None else round(tw, 3)} s; second FIN arrived at {_fmt(second_fin_at_a)}"),
             claim("B closes cleanly (LAST_ACK -> CLOSED by the ACK) with no error.",
                   "B 正常关闭（收到 ACK：LAST_ACK -> CLOSED），没有错误。",
                   pb[-2:] == ["LAST_ACK", "CLOSED"] and not q.apps(run, "B", "error"), " -> ".join(pb)),
