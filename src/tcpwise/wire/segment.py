@@ -76,7 +76,7 @@ class TimestampsOption(TcpOption):
 class UnknownOption(TcpOption):
     """An option we do not interpret, kept byte for byte so a parse -> emit round trip is exact."""
 
-    kind: int  # type: ignore[misc]
+    kind: int
     data: bytes
 
 
