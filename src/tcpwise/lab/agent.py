@@ -54,6 +54,7 @@ class Agent:
         self.outbuf: dict[str, bytes] = {}
         self.connecting: set[str] = set()
         self.ends: dict[str, tuple[int, str, int]] = {}  # label -> (local port, peer address, peer port)
+        self.stalled: set[int] = set()  # listeners whose accept() failed for lack of descriptors
         self.out = out or sys.stdout
         self.inbuf = b""
         self.running = True
@@ -157,7 +158,14 @@ class Agent:
             except BlockingIOError:
                 return
             except OSError as exc:  # EMFILE etc.: the application learns it, the connection stays queued
-                self.report(f"accept(): {errno.errorcode.get(exc.errno or 0, exc.errno)}", error=str(exc.errno))
+                name = errno.errorcode.get(exc.errno or 0, str(exc.errno))
+                self.report(f"accept(): {name}", error=name)
+                # The listener stays readable: stop watching it until a descriptor is freed, or the loop spins.
+                try:
+                    self.sel.unregister(lst)
+                except KeyError:
+                    pass
+                self.stalled.add(port)
                 return
             label = self.pending_accept[port].pop(0) if self.pending_accept.get(port) else self._label_for(port)
             conn.setblocking(False)
@@ -260,6 +268,10 @@ class Agent:
             except (KeyError, ValueError):
                 pass
             s.close()
+            for port in list(self.stalled):  # a descriptor is free again: retry the stalled listeners
+                self.stalled.discard(port)
+                if self.listen_cfg[port]["accept"]:
+                    self.sel.register(self.listeners[port], selectors.EVENT_READ, ("listen", port))
 
     def _on_conn(self, label: str, mask: int) -> None:
         s = self.socks.get(label)

@@ -26,6 +26,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import resource
 import selectors
 import signal
 import subprocess
@@ -45,7 +46,7 @@ from tcpwise.lab.nft import Faults
 from tcpwise.lab.observe import StateRecorder
 from tcpwise.scenarios import script as S
 
-__all__ = ["run_script", "sysctls_for", "socket_opts_for", "LabRun"]
+__all__ = ["run_script", "run_script_full", "sysctls_for", "socket_opts_for", "LabRun", "AgentProc"]
 
 AGENT_START_TIMEOUT = 15.0
 # Socket-level knobs that go with each socket command (tcp(7), socket(7)).
@@ -82,8 +83,8 @@ def socket_opts_for(cfg: EndpointConfig) -> dict[str, Any]:
     return {k: getattr(cfg, k) for k in _SOCKET_KNOBS}
 
 
-class _AgentProc:
-    def __init__(self, host: str, ns: str) -> None:
+class AgentProc:
+    def __init__(self, host: str, ns: str, nofile: int | None = None) -> None:
         self.host = host
         env = dict(os.environ)
         src = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -91,6 +92,7 @@ class _AgentProc:
         self.proc = subprocess.Popen(
             ["ip", "netns", "exec", ns, sys.executable, "-m", "tcpwise.lab.agent"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, start_new_session=True,
+            preexec_fn=(lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))) if nofile else None,
         )
         assert self.proc.stdout is not None
         os.set_blocking(self.proc.stdout.fileno(), False)
@@ -239,7 +241,7 @@ class _Executor:
         self.capture: Capture | None = None
         self.fwd: Forwarder | None = None
         self.recorders: dict[str, StateRecorder] = {}
-        self.agents: dict[str, _AgentProc] = {}
+        self.agents: dict[str, AgentProc] = {}
         self.sel = selectors.DefaultSelector()
         self.events: list[Event] = []
         self.t0 = 0.0
@@ -288,7 +290,7 @@ class _Executor:
         with in_netns(th.ns):
             rec.open()
         self.recorders[name] = rec
-        agent = _AgentProc(name, th.ns)
+        agent = AgentProc(name, th.ns)
         self.agents[name] = agent
         deadline = time.monotonic() + AGENT_START_TIMEOUT
         while not agent.ready:

@@ -244,6 +244,7 @@ class Topology:
     sysctls: dict[str, dict[str, str]] = field(default_factory=dict)  # host -> sysctl -> value (re-applied on reboot)
     created: bool = False
     ehash_private: bool = False
+    delay_line: bool = True  # False: R forwards in the kernel straight to the other veth (no TUN, no delay)
 
     def __post_init__(self) -> None:
         if not RUN_ID_RE.match(self.run_id):
@@ -290,16 +291,18 @@ class Topology:
             self._ns_sysctl(r, "net.ipv4.ip_forward", "1")
             self._ns_sysctl(r, "net.ipv6.conf.all.forwarding", "1")
             sh("ip", "-n", r, "link", "set", "lo", "up")
-            # The TUN device the kernel routes forwarded packets into (the user-space half of the router).
-            sh("ip", "-n", r, "tuntap", "add", "dev", TUN_DEV, "mode", "tun")
-            sh("ip", "-n", r, "link", "set", TUN_DEV, "up")
-            sh("ip", "-n", r, "route", "add", "default", "dev", TUN_DEV, "table", ROUTE_TABLE)
-            sh("ip", "-n", r, "-6", "route", "add", "default", "dev", TUN_DEV, "table", ROUTE_TABLE)
+            if self.delay_line:
+                # The TUN device the kernel routes forwarded packets into (the user-space half of the router).
+                sh("ip", "-n", r, "tuntap", "add", "dev", TUN_DEV, "mode", "tun")
+                sh("ip", "-n", r, "link", "set", TUN_DEV, "up")
+                sh("ip", "-n", r, "route", "add", "default", "dev", TUN_DEV, "table", ROUTE_TABLE)
+                sh("ip", "-n", r, "-6", "route", "add", "default", "dev", TUN_DEV, "table", ROUTE_TABLE)
             for h in self.hosts.values():
                 self._add_ns(h.ns)
                 self._wire_host(h)
-                sh("ip", "-n", r, "rule", "add", "iif", h.router_if, "lookup", ROUTE_TABLE)
-                sh("ip", "-n", r, "-6", "rule", "add", "iif", h.router_if, "lookup", ROUTE_TABLE)
+                if self.delay_line:
+                    sh("ip", "-n", r, "rule", "add", "iif", h.router_if, "lookup", ROUTE_TABLE)
+                    sh("ip", "-n", r, "-6", "rule", "add", "iif", h.router_if, "lookup", ROUTE_TABLE)
         except BaseException:
             self.destroy()
             raise
