@@ -88,7 +88,9 @@ async def _demo(out: TextIO) -> int:
     guard = Guard(echo, GuardConfig(timeouts=Timeouts(idle=SERVER_IDLE)))
     server = await guard.start_server("127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
-    p = lambda s: print(s, file=out)  # noqa: E731
+    def p(s: str) -> None:
+        print(s, file=out)
+
     p('tcpwise demo pool - the notes\' "connection count keeps growing" problem, on loopback')
     p(f"server: guarded echo on 127.0.0.1:{port}, closes connections idle for {SERVER_IDLE} s (FIN)")
     p(f"client: {ROUNDS} rounds of {BURST} concurrent requests, {PAUSE} s pause between rounds (> server idle)")
@@ -105,6 +107,7 @@ async def _demo(out: TextIO) -> int:
     rows: list[tuple[int, int, int, int, tuple[int, int, int]]] = []
 
     n_failed = 0
+    naive_errors: tuple[type[BaseException], ...] = (*RETRYABLE, ValueError)
 
     async def naive_one(n: int) -> None:
         nonlocal n_errors, n_failed
@@ -112,7 +115,7 @@ async def _demo(out: TextIO) -> int:
             c = await naive.get()
             try:
                 await _request(c.reader, c.writer, n)
-            except (*RETRYABLE, ValueError) as exc:
+            except naive_errors as exc:
                 n_errors += 1
                 if isinstance(exc, ConnectionResetError):
                     name = "Connection reset by peer"

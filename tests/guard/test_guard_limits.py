@@ -153,3 +153,28 @@ def test_guard_rate_limit_refuses_burst(loop: str) -> None:
         server.close()
 
     run(main(), loop)
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_guard_ipv6_loopback_per_prefix_limit(loop: str) -> None:
+    async def main() -> None:
+        guard = Guard(echo, GuardConfig(limits=Limits(max_per_ip=2)))
+        try:
+            server = await guard.start_server("::1", 0)
+        except OSError:
+            pytest.skip("no IPv6 loopback")
+        port = server.sockets[0].getsockname()[1]
+        got, keep = [], []
+        for _ in range(3):
+            r, w = await asyncio.open_connection("::1", port)
+            keep.append(w)  # a dropped StreamWriter closes its transport when collected
+            if not w.is_closing():
+                w.write(b"x")
+            got.append(await probe_closed(r, timeout=3.0))
+        assert got == ["data", "data", "rst"]
+        assert guard.admission.per_key == {"::/64": 2}
+        for w in keep:
+            w.close()
+        server.close()
+
+    run(main(), loop)

@@ -146,3 +146,26 @@ def test_guard_always_closes_after_handler(loop: str) -> None:
         server.close()
 
     run(main(), loop)
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_guard_heartbeat_detects_asymmetric_timeouts_live(loop: str) -> None:
+    from tcpwise.guard import HeartbeatMismatch, heartbeat
+
+    async def sink(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while await reader.read(4096):
+            pass
+
+    async def main() -> None:
+        guard = Guard(sink, GuardConfig(timeouts=Timeouts(idle=0.3)))
+        server = await guard.start_server("127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        r, w = await connect_from("127.0.0.14", "127.0.0.1", port)
+        assert await heartbeat(w, 0.1, reader=r, max_beats=8) == 8  # 0.1 s beats keep a 0.3 s idle timeout happy
+        with pytest.raises(HeartbeatMismatch, match=r"closed this connection during a 0.5 s heartbeat gap"):
+            await heartbeat(w, 0.5, reader=r, max_beats=3)  # the asymmetric mistake, found without knowing 0.3
+        w.close()
+        assert guard.stats()["closes_total"] == {"idle_timeout": 1}
+        server.close()
+
+    run(main(), loop)

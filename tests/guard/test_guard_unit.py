@@ -6,7 +6,15 @@ import warnings
 
 import pytest
 
-from tcpwise.guard import CloseReason, HeartbeatMismatch, Keepalive, Limits, Timeouts, check_heartbeat, source_key
+from tcpwise.guard import (
+    CloseReason,
+    HeartbeatMismatch,
+    Keepalive,
+    Limits,
+    Timeouts,
+    check_heartbeat,
+    source_key,
+)
 from tcpwise.guard.heartbeat import HeartbeatWarning
 from tcpwise.guard.limits import Admission
 from tcpwise.guard.metrics import Metrics

@@ -10,8 +10,8 @@ import struct
 
 import pytest
 
-from tcpwise.pool import Liveness, Pool, PoolConfig, PoolTimeout, peek_liveness
 from tcpwise.guard.testing import LOOPS, run
+from tcpwise.pool import Liveness, Pool, PoolConfig, PoolTimeout, peek_liveness
 
 
 def test_pool_peek_liveness_alive_eof_rst_data() -> None:

@@ -69,22 +69,35 @@ async def heartbeat(
     interval: float,
     payload: bytes = b"\n",
     *,
+    reader: asyncio.StreamReader | None = None,
     server_idle_timeout: float | None = None,
     max_beats: int | None = None,
 ) -> int:
-    """Write ``payload`` every ``interval`` seconds until the connection closes, is cancelled or ``max_beats``.
+    """Write ``payload`` every ``interval`` seconds until cancelled or ``max_beats`` have been sent.
 
     The check against ``server_idle_timeout`` (when known) runs first, so a mismatched configuration fails at
-    start-up with an explanation instead of as a reset hours later. Returns the number of heartbeats sent;
-    a write error (the server has closed) ends the loop and is re-raised.
+    start-up with an explanation instead of as a reset hours later. Returns the number of heartbeats sent.
+
+    When the server's idle timeout is *not* known, pass the connection's ``reader`` (the caller must not be
+    reading it concurrently for this to work — e.g. a connection idle in a pool): if the server has closed the
+    connection during a heartbeat gap, its FIN is seen before the next beat and :class:`HeartbeatMismatch` is
+    raised saying that the server's idle timeout is evidently shorter than ``interval``. A connection the server
+    closed while we were silent answers the next beat with RST, which is raised as the usual
+    ``ConnectionResetError``/``BrokenPipeError``.
     """
     if server_idle_timeout is not None:
         check_heartbeat(interval, server_idle_timeout)
     sent = 0
     while max_beats is None or sent < max_beats:
         await asyncio.sleep(interval)
-        if writer.is_closing():
-            break
+        if reader is not None:
+            await asyncio.sleep(0)  # let a FIN that arrived during the gap reach the reader
+            if reader.at_eof() or writer.is_closing():
+                raise HeartbeatMismatch(
+                    f"the server closed this connection during a {interval:g} s heartbeat gap (after {sent} "
+                    f"heartbeats): its idle timeout is shorter than the heartbeat interval. Send heartbeats at "
+                    f"most every half of the server's idle timeout."
+                )
         writer.write(payload)
         await writer.drain()
         sent += 1

@@ -36,7 +36,7 @@ import asyncio
 import errno
 import logging
 import signal
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -102,6 +102,7 @@ class GuardedProtocol(asyncio.StreamReaderProtocol):
     def __init__(self, guard: Guard, loop: asyncio.AbstractEventLoop) -> None:
         reader = asyncio.StreamReader(limit=guard.config.stream_limit, loop=loop)
         super().__init__(reader, loop=loop)
+        self._lp = loop
         self._guard = guard
         self._reader_strong: asyncio.StreamReader | None = reader
         self._key: str | None = None
@@ -122,13 +123,14 @@ class GuardedProtocol(asyncio.StreamReaderProtocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         g = self._guard
-        loop = self._loop
+        loop = self._lp
         now = loop.time()
         # uvloop's transports implement the Transport interface without subclassing asyncio.Transport.
         self._tr = transport  # type: ignore[assignment]
         peer = transport.get_extra_info("peername")
         self.peer = peer
         host = peer[0] if isinstance(peer, tuple) and peer else str(peer or "")
+        reason: CloseReason | None
         if g.draining:
             key, reason = "", CloseReason.REFUSED_DRAINING
         else:
@@ -150,14 +152,14 @@ class GuardedProtocol(asyncio.StreamReaderProtocol):
         super().connection_made(transport)
         reader = self._reader_strong
         assert reader is not None
-        writer = asyncio.StreamWriter(transport, self, reader, loop)
+        writer = asyncio.StreamWriter(self._tr, self, reader, loop)  # type: ignore[arg-type]
         self._handler_task = loop.create_task(self._run(reader, writer))
 
     def data_received(self, data: bytes) -> None:
         if self.reason is not None:
             return  # closing: whatever the peer still sends is of no use (and must not fill the buffer)
         first = self.clock.last_read is None
-        self.clock.last_read = self._loop.time()
+        self.clock.last_read = self._lp.time()
         self.bytes_in += len(data)
         if first:
             t = self._guard.config.timeouts
@@ -179,14 +181,14 @@ class GuardedProtocol(asyncio.StreamReaderProtocol):
     def pause_writing(self) -> None:
         super().pause_writing()
         if self._refused is None and self.reason is None:
-            self.clock.write_paused_since = self._loop.time()
+            self.clock.write_paused_since = self._lp.time()
             self._arm()
 
     def resume_writing(self) -> None:
         super().resume_writing()
         self.clock.write_paused_since = None
 
-    def connection_lost(self, exc: BaseException | None) -> None:
+    def connection_lost(self, exc: Exception | None) -> None:
         g = self._guard
         if self._refused is not None:
             super().connection_lost(exc)
@@ -251,7 +253,7 @@ class GuardedProtocol(asyncio.StreamReaderProtocol):
                 return  # the armed timer fires first and will re-check
             self._timer.cancel()
         self._timer_when = when
-        self._timer = self._loop.call_at(when, self._on_timer)
+        self._timer = self._lp.call_at(when, self._on_timer)
 
     def _on_timer(self) -> None:
         self._timer = None
@@ -261,11 +263,11 @@ class GuardedProtocol(asyncio.StreamReaderProtocol):
         if nd is None:
             return
         when, reason = nd
-        if when - self._loop.time() <= _EPS:
+        if when - self._lp.time() <= _EPS:
             self.close(reason)
         else:
             self._timer_when = when
-            self._timer = self._loop.call_at(when, self._on_timer)
+            self._timer = self._lp.call_at(when, self._on_timer)
 
     # -- closing ------------------------------------------------------------------------------------------
 
@@ -290,7 +292,7 @@ class GuardedProtocol(asyncio.StreamReaderProtocol):
             if self._eof:
                 tr.close()
             else:
-                self._drain_timer = self._loop.call_later(self._guard.config.timeouts.drain, self._drain_expired)
+                self._drain_timer = self._lp.call_later(self._guard.config.timeouts.drain, self._drain_expired)
         else:
             tr.close()
         task = self._handler_task
@@ -345,7 +347,7 @@ class Guard:
         return make
 
     async def start_server(
-        self, host: str | Iterable[str] | None = None, port: int = 0, *, backlog: int = 4096, **kw: Any
+        self, host: str | Sequence[str] | None = None, port: int = 0, *, backlog: int = 4096, **kw: Any
     ) -> asyncio.base_events.Server:
         """``loop.create_server`` with this guard; extra keywords go to it (``sock=``, ``reuse_port=``...)."""
         loop = asyncio.get_running_loop()
@@ -355,7 +357,7 @@ class Guard:
 
     # -- refusals and bookkeeping ----------------------------------------------------------------------------
 
-    def _refuse(self, transport: asyncio.BaseTransport, reason: CloseReason, peer: Any, key: str) -> None:
+    def _refuse(self, transport: Any, reason: CloseReason, peer: Any, key: str) -> None:
         if self.config.refuse_mode == "rst":
             sock = transport.get_extra_info("socket")
             if sock is not None:
@@ -445,7 +447,12 @@ class Guard:
             if self.draining:
                 return
             task = loop.create_task(self.drain(timeout))
-            task.add_done_callback(lambda t: done.done() or done.set_result(t.result()))
+
+            def _finish(t: asyncio.Task[int]) -> None:
+                if not done.done():
+                    done.set_result(t.result())
+
+            task.add_done_callback(_finish)
 
         for sig in signals:
             loop.add_signal_handler(sig, _start)
@@ -454,7 +461,7 @@ class Guard:
 
 async def start_guarded_server(
     handler: Handler,
-    host: str | Iterable[str] | None = None,
+    host: str | Sequence[str] | None = None,
     port: int = 0,
     config: GuardConfig | None = None,
     **kw: Any,

@@ -129,7 +129,7 @@ class _PoolProtocol(asyncio.StreamReaderProtocol):
         self.eof = True
         return bool(super().eof_received())
 
-    def connection_lost(self, exc: BaseException | None) -> None:
+    def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
         super().connection_lost(exc)
 
@@ -314,7 +314,8 @@ class Pool:
             conn.last_used = now
             # Park the connection: with reading paused, a FIN/RST/stray byte waits in the kernel for the
             # borrow-time MSG_PEEK instead of being swallowed into the StreamReader.
-            conn.writer.transport.pause_reading()
+            tr: Any = conn.writer.transport
+            tr.pause_reading()
             self._idle.append(conn)
         self._wake()
 
@@ -340,11 +341,13 @@ class Pool:
         limit = self.config.retries if retries is None else retries
         attempt = 0
         while True:
-            conn = await self.acquire()
+            conn: PooledConnection | None = None
             try:
+                conn = await self.acquire()  # a refused connect (server restarting) is retried as well
                 result = await op(conn)
             except RETRYABLE as exc:
-                self.release(conn, discard=True)
+                if conn is not None:
+                    self.release(conn, discard=True)
                 if attempt >= limit:
                     raise
                 attempt += 1
@@ -357,7 +360,8 @@ class Pool:
                 await asyncio.sleep(self._backoff(attempt))
                 continue
             except BaseException:
-                self.release(conn, discard=True)
+                if conn is not None:
+                    self.release(conn, discard=True)
                 raise
             self.release(conn)
             return result
@@ -391,7 +395,7 @@ class Pool:
         conn.leak_reported = False
         if self.config.track_borrow_site:
             conn.borrow_site = _borrow_site()
-        tr = conn.writer.transport
+        tr: Any = conn.writer.transport
         if not tr.is_reading():
             tr.resume_reading()
         self._borrowed[conn.id] = conn
@@ -466,7 +470,8 @@ class Pool:
                 conn = await self._connect()
             finally:
                 self._connecting -= 1
-            conn.writer.transport.pause_reading()
+            tr: Any = conn.writer.transport
+            tr.pause_reading()
             self._idle.insert(0, conn)
             self._wake()
 
