@@ -29,7 +29,7 @@ from functools import lru_cache
 from ipaddress import IPv6Address
 from typing import TypeAlias
 
-from tcpwise.wire.checksum import IPPROTO_TCP, internet_checksum, ones_sum
+from tcpwise.wire.checksum import IPPROTO_TCP, internet_checksum, partial_sum
 from tcpwise.wire.errors import WireError
 from tcpwise.wire.segment import TcpSegment
 from tcpwise.wire.tcp import addr_bytes, emit_tcp, fast_constructor, parse_tcp
@@ -230,7 +230,8 @@ def _parse_v4(
     if total > n:
         raise WireError(f"IPv4 total length {total} runs past the {n}-byte packet (truncated capture?)")
     mv = memoryview(buf)
-    if verify and ones_sum(mv[:hl]) != 0xFFFF:
+    # A correct header sums to ones' complement zero (0xFFFF, residue 0); an all-zero header cannot reach here.
+    if verify and partial_sum(mv[:hl]):
         raise WireError(f"IPv4 header checksum 0x{csum:04x} does not verify")
     hdr = _make_v4(
         addr_str(src),
@@ -243,7 +244,7 @@ def _parse_v4(
         ffo & 0x1FFF,
         total,
         csum,
-        bytes(mv[IPV4_HEADER_LEN:hl]),
+        bytes(mv[IPV4_HEADER_LEN:hl]) if hl > IPV4_HEADER_LEN else b"",
     )
     return hdr, mv[hl:total], src, dst
 
