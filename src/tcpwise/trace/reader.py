@@ -135,7 +135,12 @@ class Capture:
         mm = self.mm
         for b in self.batches(4096):
             for ts, off, cl, ol, lt in zip(
-                b.ts.tolist(), b.data_off.tolist(), b.caplen.tolist(), b.origlen.tolist(), b.linktype.tolist(), strict=False
+                b.ts.tolist(),
+                b.data_off.tolist(),
+                b.caplen.tolist(),
+                b.origlen.tolist(),
+                b.linktype.tolist(),
+                strict=False,
             ):
                 yield ts, lt, bytes(mm[off : off + cl]), ol
 

@@ -89,7 +89,7 @@ class Side:
     __slots__ = (
         "pkts", "ipbytes", "z", "zprev", "nxt", "isn", "bytes", "holes", "rxmt", "rxmt_th", "zw", "zw_th",
         "ooo", "keepalive", "winprobe", "last_syn", "last_fin", "last_rst", "fin_end", "fin_t", "fin_pending",
-        "syn_pending", "state", "fast", "win0", "rst_t", "rst_state",
+        "syn_pending", "state", "fast", "win0", "rst_t", "rst_state", "est_at",
     )  # fmt: skip
 
     def __init__(self) -> None:
@@ -120,6 +120,9 @@ class Side:
         self.win0 = False  # our last advertised window was zero
         self.rst_t: float | None = None
         self.rst_state: str | None = None
+        # SYN_SENT host whose SYN was answered by a SYN+ACK: (time, index in transitions) of that SYN+ACK. It
+        # becomes ESTABLISHED there only once its own next segment proves it accepted it (an ACK, not a RST).
+        self.est_at: tuple[float, int] | None = None
 
     @property
     def missed(self) -> int:
@@ -216,7 +219,17 @@ class Tracker:
         zero = self._zero
         bit_d, bit_a, ch_d, ch_a = _BIT_D, _BIT_A, _CH_D, _CH_A
         for ts, fi, db, seq, ack, fl, win, pl, ipl, pno in zip(
-            dec.ts, dec.fidx, dec.dirbit, dec.seq, dec.ack, dec.flags, dec.win, dec.plen, dec.iplen, dec.index, strict=False
+            dec.ts,
+            dec.fidx,
+            dec.dirbit,
+            dec.seq,
+            dec.ack,
+            dec.flags,
+            dec.win,
+            dec.plen,
+            dec.iplen,
+            dec.index,
+            strict=False,
         ):
             c = bconn[fi]
             if c is None or fl & 7 or c.watch:
@@ -512,16 +525,24 @@ class Tracker:
     def _states(self, c: Conn, d: int, s: Side, p: Side, ts: float, seq: int, ack: int, fl: int) -> None:
         """Infer both hosts' RFC 9293 states from one packet sent by side ``d``."""
         syn, fin, rst, ackf = fl & SYN, fl & FIN, fl & RST, fl & ACK
+        if s.est_at is not None and not rst:
+            self._confirm_established(c, d)
         if rst:
+            s.est_at = None  # a SYN_SENT host answering the SYN+ACK with RST never accepted it (why-three)
             if c.rst_by is None:
                 c.rst_by = d
             s.rst_t = ts
             s.rst_state = s.state
             if s.state not in (None, "CLOSED", "LISTEN"):
                 c._set(d, "CLOSED", ts)
-            if p.state not in (None, "CLOSED", "LISTEN"):
+            # RFC 9293 §3.10.7.4 first check: a RST is acceptable only in the receive window; one that lies behind
+            # what its sender already sent (an answer to an old duplicate) is ignored by the receiver.
+            accepted = s.nxt is None or ((seq - s.nxt) & M32) < HALF
+            if accepted and p.state not in (None, "CLOSED", "LISTEN"):
                 c._set(1 - d, "CLOSED", ts)
-            s.syn_pending = s.fin_pending = p.syn_pending = p.fin_pending = False
+                p.syn_pending = p.fin_pending = False
+                p.est_at = None
+            s.syn_pending = s.fin_pending = False
             return
         if syn and not ackf:
             if c.syn_t is None and d == 0:
@@ -543,7 +564,9 @@ class Tracker:
                 p.syn_pending = False
                 if d == 0 and c.ack_t is None and c.synack_t is not None:
                     c.ack_t = ts
-                if p.state in ("SYN_SENT", "SYN_RCVD"):
+                if p.state == "SYN_SENT" and syn:
+                    p.est_at = (ts, len(c.transitions))
+                elif p.state in ("SYN_SENT", "SYN_RCVD"):
                     c._set(1 - d, "ESTABLISHED", ts)
             # Our ACK of the peer's FIN.
             if p.fin_pending and p.fin_end is not None and ((ack - p.fin_end) & M32) < HALF:
@@ -579,8 +602,20 @@ class Tracker:
             elif p.state == "FIN_WAIT_2":
                 c._set(1 - d, "TIME_WAIT", ts)
 
+    def _confirm_established(self, c: Conn, d: int) -> None:
+        """Side ``d`` accepted the SYN+ACK it got: record SYN_SENT -> ESTABLISHED at the SYN+ACK's time."""
+        s = c.sides[d]
+        t, i = s.est_at  # type: ignore[misc]
+        s.est_at = None
+        if s.state == "SYN_SENT":
+            c.transitions.insert(i, (t, d, "SYN_SENT", "ESTABLISHED"))
+            s.state = "ESTABLISHED"
+
     # -- expiry ---------------------------------------------------------------------------------------------------
     def _finish(self, c: Conn) -> None:
+        for d in (0, 1):
+            if c.sides[d].est_at is not None:  # the capture ended before its ACK: most likely it was accepted
+                self._confirm_established(c, d)
         if self.conns.get(c.key) is c:
             del self.conns[c.key]
             self.sink(c)
