@@ -1,0 +1,117 @@
+"""``tcpwise doctor``, ``tcpwise top`` and ``tcpwise exporter``: argparse registration only.
+
+Importing this module costs nothing beyond argparse: every handler imports its modules when it runs, and the
+``doctor --json`` path never imports rich or prometheus_client (interpreter start-up is part of the user's
+wait, and doctor races ``ss -tanp``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+from tcpwise.errors import UsageError
+
+__all__ = ["register"]
+
+DOCTOR_EPILOG = """examples:
+  tcpwise doctor                          tables: states, processes, findings with advice
+  tcpwise doctor --json | jq .findings    machine-readable
+  tcpwise doctor --pid 1234 --lang zh     one process, advice in Chinese
+  tcpwise doctor --interval 5             two samples 5 s apart: is CLOSE_WAIT growing?
+  tcpwise doctor --netns tcpwise-lab-b    look inside a network namespace (root)
+  tcpwise doctor --fail-on warn           exit 1 when anything is warn or worse (cron, CI)
+"""
+
+
+def _positive(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if v <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0: {text!r}")
+    return v
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--netns", metavar="NAME", help="look inside network namespace NAME (/run/netns/NAME, root)")
+    p.add_argument("--lang", choices=("en", "zh"), default="en", help="language of messages and advice")
+    p.add_argument("--idle", type=_positive, default=600.0, metavar="SECONDS",
+                   help="an ESTABLISHED socket without data for this long is idle (no-keepalive; default 600)")
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    d = sub.add_parser(
+        "doctor",
+        help="diagnose this host's TCP connections (read-only)",
+        description="Diagnose the live host's TCP sockets: states, owning processes, findings with advice.",
+        epilog=DOCTOR_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    d.add_argument("--json", action="store_true", help="print one JSON document")
+    d.add_argument("--pid", type=int, metavar="PID", help="only this process's sockets and findings")
+    d.add_argument("--fail-on", choices=("warn", "crit"), help="exit 1 if a finding is at least this severe")
+    d.add_argument("--interval", type=_positive, metavar="SECONDS",
+                   help="take a second sample after SECONDS to measure growth")
+    d.add_argument("--top", type=int, default=15, metavar="N", help="processes shown in the table (default 15)")
+    _common(d)
+    d.set_defaults(handler=_doctor)
+
+    t = sub.add_parser("top", help="live view of TCP states per process (refresh 1 s)",
+                       description="A live terminal view of TCP sockets per state and per process; growth "
+                                   "since the previous refresh is highlighted. q or Ctrl-C quits.")
+    t.add_argument("--interval", type=_positive, default=1.0, metavar="SECONDS", help="refresh period (1 s)")
+    t.add_argument("--count", type=int, metavar="N", help="stop after N refreshes")
+    t.add_argument("--rows", type=int, default=20, metavar="N", help="processes shown (default 20)")
+    _common(t)
+    t.set_defaults(handler=_top)
+
+    e = sub.add_parser("exporter", help="Prometheus metrics of TCP states, processes, queues and findings",
+                       description="Serve Prometheus metrics (per state, top processes, listener queues, "
+                                   "findings) at http://LISTEN/metrics. Dashboard: docs/grafana-tcpwise.json.")
+    e.add_argument("--listen", default="127.0.0.1:9477", metavar="HOST:PORT", help="default 127.0.0.1:9477")
+    e.add_argument("--top", type=int, default=20, metavar="N", help="per-process series for the top N (20)")
+    e.add_argument("--proc-interval", type=float, default=10.0, metavar="SECONDS",
+                   help="rescan /proc for process attribution at most this often (default 10 s; 0 = every scrape)")
+    _common(e)
+    e.set_defaults(handler=_exporter)
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    t0 = time.perf_counter()
+    from tcpwise.doctor import collect, findings, report
+
+    if args.pid is not None and not os.path.exists(f"/proc/{args.pid}"):
+        raise UsageError(f"no process with pid {args.pid}")
+    pids = [args.pid] if args.pid is not None else None
+    th = findings.Thresholds(idle_s=args.idle)
+    prev = None
+    if args.interval:
+        prev = collect.take(netns=args.netns, pids=pids)
+        time.sleep(args.interval)
+    snap = collect.take(netns=args.netns, pids=pids)
+    found = findings.analyze(snap, th, lang=args.lang, prev=prev, pid=args.pid)
+    doc = report.to_dict(snap, found, time.perf_counter() - t0 - (args.interval or 0))
+    if args.json:
+        report.write_json(doc)
+    else:
+        report.write_text(doc, lang=args.lang, top=args.top, netns=args.netns)
+    if args.fail_on:
+        level = findings.severity_rank(args.fail_on)
+        if any(findings.severity_rank(f.severity) >= level for f in found):
+            return 1
+    return 0
+
+
+def _top(args: argparse.Namespace) -> int:
+    from tcpwise.doctor import top
+
+    return top.run(args)
+
+
+def _exporter(args: argparse.Namespace) -> int:
+    from tcpwise.doctor import exporter
+
+    return exporter.run(args)

@@ -1,0 +1,383 @@
+"""A small, fast NETLINK_SOCK_DIAG client: every TCP socket of a network namespace in one bulk dump.
+
+Theory of operation
+-------------------
+``ss`` does not read /proc/net/tcp: it asks the kernel through sock_diag (see sock_diag(7)). We do the same.
+One request per address family (AF_INET, AF_INET6): a ``struct nlmsghdr`` with ``NLM_F_REQUEST|NLM_F_DUMP`` and
+``SOCK_DIAG_BY_FAMILY`` followed by a ``struct inet_diag_req_v2`` (linux/inet_diag.h) selecting IPPROTO_TCP, a
+bit mask of states and a bit mask of extensions (``idiag_ext``: which attributes the kernel should append, e.g.
+``INET_DIAG_INFO`` = struct tcp_info). The kernel answers with a stream of ``struct inet_diag_msg`` records,
+each followed by netlink attributes (``struct rtattr``: u16 len, u16 type, payload padded to 4), batched into
+datagrams of up to ~32 KiB, ending with ``NLMSG_DONE``.
+
+Speed is the point (pyroute2 needs ~4.6 s for 54k sockets, ``ss -tan`` 0.11 s): we recv into one reusable
+buffer, decode each record with a single precompiled :class:`struct.Struct` (header + inet_diag_msg in one
+``unpack_from``), walk attributes only when the record has more bytes than the fixed part, and decode only the
+handful of ``tcp_info`` fields the findings use. Ports arrive in network byte order inside an otherwise
+host-order struct; a 64k-entry swap table turns them around with one index. Addresses stay raw bytes (16 bytes,
+IPv4 in the first 4) and are formatted only for the few sockets a finding names.
+
+Records are plain tuples shaped as :class:`Sock` (a NamedTuple, built with ``tuple.__new__`` so there is no
+per-record constructor call); an unknown state number is kept as is (``vocab.kernel_state_name`` renders it).
+
+Kernel facts used (include/net/tcp_states.h, net/ipv4/inet_diag.c, net/ipv4/tcp_diag.c):
+- LISTEN sockets report the accept-queue length in ``idiag_rqueue`` and the backlog in ``idiag_wqueue``.
+- NEW_SYN_RECV (12) request sockets (SYN queue entries) are dumped too; they have no inode.
+- ``idiag_timer``: 0 none, 1 retransmit (also SYN-ACK retransmit of a request sock), 2 keepalive (sk_timer),
+  3 TIME_WAIT, 4 zero-window probe (persist). ``idiag_retrans`` is the retransmit count (timer 1) or the
+  keepalive probes sent (timer 2); ``idiag_expires`` is milliseconds until the timer fires.
+"""
+
+from __future__ import annotations
+
+import array
+import os
+import socket
+import struct
+import sys
+from collections.abc import Iterable
+from typing import NamedTuple
+
+__all__ = [
+    "Sock",
+    "TcpInfo",
+    "SkMem",
+    "ALL_STATES",
+    "EXT_MEMINFO",
+    "EXT_INFO",
+    "EXT_SKMEMINFO",
+    "TIMER_NAMES",
+    "dump",
+    "format_addr",
+    "DiagError",
+]
+
+NETLINK_SOCK_DIAG = 4
+SOCK_DIAG_BY_FAMILY = 20
+NLMSG_ERROR = 2
+NLMSG_DONE = 3
+NLM_F_REQUEST = 0x1
+NLM_F_DUMP = 0x100 | 0x200  # NLM_F_ROOT | NLM_F_MATCH
+
+# inet_diag attribute types (enum in linux/inet_diag.h); idiag_ext asks for type T with bit 1 << (T - 1).
+INET_DIAG_MEMINFO = 1
+INET_DIAG_INFO = 2
+INET_DIAG_SKMEMINFO = 7
+EXT_MEMINFO = 1 << (INET_DIAG_MEMINFO - 1)
+EXT_INFO = 1 << (INET_DIAG_INFO - 1)
+EXT_SKMEMINFO = 1 << (INET_DIAG_SKMEMINFO - 1)
+
+# Kernel states 1..12 (TCP_ESTABLISHED .. TCP_NEW_SYN_RECV); idiag_states is a bit mask indexed by state number.
+ALL_STATES = sum(1 << s for s in range(1, 13))
+
+TIMER_NAMES = {0: "off", 1: "retransmit", 2: "keepalive", 3: "timewait", 4: "persist"}
+
+# nlmsghdr (len, type, flags, seq, pid) + inet_diag_msg (family, state, timer, retrans, sport, dport, src[16],
+# dst[16], if, cookie[2], expires, rqueue, wqueue, uid, inode). Ports are big-endian; fixed up via _SWAP.
+_MSG = struct.Struct("=BBBBHH16s16s4x8xIIIII")  # inet_diag_msg without idiag_if and idiag_cookie
+_REC_LEN = 16 + _MSG.size  # 88
+_NLHDR = struct.Struct("=IHHII")
+_NLLT = struct.Struct("=IH")  # just nlmsg_len, nlmsg_type
+_RTA = struct.Struct("=HH")
+_ERR = struct.Struct("=i")
+# inet_diag_req_v2: family, protocol, ext, pad, states, then a zeroed inet_diag_sockid (48 bytes).
+_REQ = struct.Struct("=IHHIIBBBxI48x")
+
+# struct tcp_info (linux/tcp.h) — only the fields the findings read:
+# retransmits@2 probes@3 backoff@4 rto@8 unacked@24 last_data_sent@44 last_ack_sent@48 last_data_recv@52
+# last_ack_recv@56 rtt@68 total_retrans@100; snd_wnd@228 exists since Linux 5.4 (read when present).
+_TCPI = struct.Struct("=2xBBB3xI12xI16xIIII8xI28xI")
+_TCPI_SND_WND = struct.Struct("=I")
+_TCPI_SND_WND_OFF = 228
+_TCPI_FULL = struct.Struct(_TCPI.format + f"{_TCPI_SND_WND_OFF - _TCPI.size}xI")  # one unpack incl. snd_wnd
+_SKMEM = struct.Struct("=9I")
+
+
+
+def _swap_table() -> array.array[int]:
+    """Index = port as read in host order, value = the real (network-order) port. Built from bytes: the
+    big-endian encodings of 0..65535 laid end to end, read back as host-order u16 (~0.1 ms, not a 65k loop)."""
+    if sys.byteorder == "big":
+        return array.array("H", range(65536))
+    raw = bytearray(131072)
+    raw[0::2] = b"".join(bytes([hi]) * 256 for hi in range(256))
+    raw[1::2] = bytes(range(256)) * 256
+    return array.array("H", bytes(raw))
+
+
+_SWAP = _swap_table()
+
+
+class TcpInfo(NamedTuple):
+    """The decoded subset of ``struct tcp_info``; times in milliseconds, rtt in microseconds."""
+
+    retransmits: int
+    probes: int
+    backoff: int
+    rto_us: int
+    unacked: int
+    last_data_sent_ms: int
+    last_ack_sent_ms: int
+    last_data_recv_ms: int
+    last_ack_recv_ms: int
+    rtt_us: int
+    total_retrans: int
+    snd_wnd: int  # -1 when the kernel is older than 5.4
+
+
+class SkMem(NamedTuple):
+    """``INET_DIAG_SKMEMINFO`` (SK_MEMINFO_* in linux/sock_diag.h), bytes."""
+
+    rmem_alloc: int
+    rcvbuf: int
+    wmem_alloc: int
+    sndbuf: int
+    fwd_alloc: int
+    wmem_queued: int
+    optmem: int
+    backlog: int
+    drops: int
+
+
+class Sock(NamedTuple):
+    """One dumped socket. ``src``/``dst`` are 16 raw bytes (IPv4 in the first four); ports are host order."""
+
+    family: int
+    state: int  # kernel number; vocab.kernel_state_name() for the canonical name
+    timer: int
+    retrans: int
+    sport_n: int  # port as read in host order; .sport is the real port
+    dport_n: int
+    src: bytes
+    dst: bytes
+    expires_ms: int
+    rqueue: int
+    wqueue: int
+    uid: int
+    inode: int
+    info: TcpInfo | None
+    skmem: SkMem | None
+
+    @property
+    def sport(self) -> int:
+        """Local port."""
+        return _SWAP[self.sport_n]
+
+    @property
+    def dport(self) -> int:
+        """Remote port."""
+        return _SWAP[self.dport_n]
+
+
+class DiagError(OSError):
+    """The kernel refused the dump (NLMSG_ERROR); carries the errno."""
+
+
+def format_addr(family: int, raw: bytes) -> str:
+    """Raw inet_diag address -> text; IPv6 in brackets-free form (callers add ``[]`` with a port)."""
+    if family == socket.AF_INET:
+        return socket.inet_ntop(socket.AF_INET, raw[:4])
+    return socket.inet_ntop(socket.AF_INET6, raw)
+
+
+def _request(family: int, states: int, ext: int, seq: int) -> bytes:
+    return _REQ.pack(
+        _REQ.size,
+        SOCK_DIAG_BY_FAMILY,
+        NLM_F_REQUEST | NLM_F_DUMP,
+        seq,
+        0,
+        family,
+        socket.IPPROTO_TCP,
+        ext,
+        states,
+    )
+
+
+def _control(buf: bytearray, off: int, mtype: int) -> bool:
+    """Handle a non-record message: True for NLMSG_DONE, raise for NLMSG_ERROR, False to skip it."""
+    if mtype == NLMSG_DONE:
+        return True
+    if mtype == NLMSG_ERROR:
+        err = -_ERR.unpack_from(buf, off + 16)[0]
+        if err == 0:  # an ACK, not an error
+            return False
+        raise DiagError(err, f"sock_diag dump refused: {os.strerror(err)}")
+    return False
+
+
+def _parse_into(buf: bytearray, n: int, out: list[Sock], want_info: bool, want_mem: bool,
+                hint: list[int]) -> bool:
+    """Decode the records in ``buf[:n]`` onto ``out``; True when NLMSG_DONE was seen.
+
+    Per record: one tiny unpack for (len, type), one for the inet_diag_msg fields, one tuple concatenation —
+    the decoded tuple *is* the Sock. ``hint`` caches where INET_DIAG_INFO sat in the previous full socket's
+    record (offset, length): the kernel emits attributes in a fixed order (inet_diag.c inet_sk_diag_fill), so
+    one check at the cached offset usually replaces the attribute walk; the walk is the fallback.
+    """
+    lt = _NLLT.unpack_from
+    msg = _MSG.unpack_from
+    rta = _RTA.unpack_from
+    tcpi_full = _TCPI_FULL.unpack_from
+    new = tuple.__new__
+    append = out.append
+    none2 = (None, None)
+    full_need = 4 + _TCPI_FULL.size
+    walk = want_info or want_mem
+    off = 0
+    while off + 16 <= n:
+        msg_len, mtype = lt(buf, off)
+        if mtype != SOCK_DIAG_BY_FAMILY or msg_len < _REC_LEN:
+            if msg_len < 16:
+                raise DiagError(0, "malformed netlink message (length < 16)")
+            if _control(buf, off, mtype):
+                return True
+            off += (msg_len + 3) & ~3
+            continue
+        if walk and msg_len > _REC_LEN:
+            info = mem = None
+            end = off + msg_len
+            h = off + hint[0]
+            if (not want_mem and h + full_need <= end and rta(buf, h) == (hint[1], INET_DIAG_INFO)):
+                info = new(TcpInfo, tcpi_full(buf, h + 4))
+            else:
+                a = off + _REC_LEN
+                while a + 4 <= end:
+                    alen, atype = rta(buf, a)
+                    if alen < 4:
+                        break
+                    if atype == INET_DIAG_INFO and want_info:
+                        info = _tcp_info(buf, a, alen)
+                        if alen >= full_need:
+                            hint[0] = a - off
+                            hint[1] = alen
+                    elif atype == INET_DIAG_SKMEMINFO and want_mem and alen >= 4 + _SKMEM.size:
+                        mem = new(SkMem, _SKMEM.unpack_from(buf, a + 4))
+                    a += (alen + 3) & ~3
+            append(new(Sock, msg(buf, off + 16) + (info, mem)))
+        else:
+            append(new(Sock, msg(buf, off + 16) + none2))
+        off += (msg_len + 3) & ~3
+    return False
+
+
+def _tcp_info(buf: bytearray, a: int, alen: int) -> TcpInfo | None:
+    """Decode a tcp_info attribute at ``a`` of length ``alen`` (older kernels send a shorter struct)."""
+    if alen >= 4 + _TCPI_FULL.size:
+        return tuple.__new__(TcpInfo, _TCPI_FULL.unpack_from(buf, a + 4))
+    if alen >= 4 + _TCPI.size:
+        return tuple.__new__(TcpInfo, (*_TCPI.unpack_from(buf, a + 4), -1))
+    return None
+
+
+def dump(
+    families: Iterable[int] = (socket.AF_INET, socket.AF_INET6),
+    states: int = ALL_STATES,
+    ext: int = EXT_INFO,
+    sock: socket.socket | None = None,
+) -> list[Sock]:
+    """Every TCP socket of the caller's network namespace (or of ``sock``'s, see :func:`open_diag_socket`).
+
+    Args:
+        families: address families to dump, in order.
+        states: bit mask ``1 << kernel_state`` (default: all twelve).
+        ext: ``EXT_*`` bits: which attributes to ask the kernel for (tcp_info by default).
+        sock: an already-open NETLINK_SOCK_DIAG socket; the socket is tied to the netns it was created in.
+    Raises:
+        DiagError: the kernel answered NLMSG_ERROR (e.g. EPROTONOSUPPORT without IPv6).
+    """
+    own = sock is None
+    s = sock if sock is not None else open_diag_socket()
+    out: list[Sock] = []
+    buf = bytearray(1 << 16)
+    want_info = bool(ext & EXT_INFO)
+    want_mem = bool(ext & EXT_SKMEMINFO)
+    hint = [0, 0]
+    try:
+        for seq, fam in enumerate(families, 1):
+            s.sendto(_request(fam, states, ext, seq), (0, 0))
+            while True:
+                n = s.recv_into(buf)
+                if n == 0:
+                    break
+                try:
+                    done = _parse_into(buf, n, out, want_info, want_mem, hint)
+                except DiagError as exc:
+                    # No IPv6 in this kernel/namespace: no IPv6 sockets, not an error.
+                    if fam == socket.AF_INET6 and exc.errno in (2, 93, 97):
+                        break
+                    raise
+                if done:
+                    break
+    finally:
+        if own:
+            s.close()
+    return out
+
+
+def census(
+    families: Iterable[int] = (socket.AF_INET, socket.AF_INET6),
+    sock: socket.socket | None = None,
+) -> tuple[list[int], list[Sock], dict[tuple[int, bytes, int], int]]:
+    """The exporter's per-scrape fast path: state counts without building a record per socket.
+
+    Returns ``(counts, listeners, syn_recv)``: ``counts[kernel_state]`` for states 0..15, the LISTEN sockets
+    fully decoded (accept queue / backlog), and SYN_RCVD request sockets counted per (family, local address,
+    local port). Only the state byte (offset 17 = nlmsghdr 16 + idiag_family 1) is read for the rest.
+    """
+    own = sock is None
+    s = sock if sock is not None else open_diag_socket()
+    counts = [0] * 16
+    listeners: list[Sock] = []
+    syn: dict[tuple[int, bytes, int], int] = {}
+    buf = bytearray(1 << 16)
+    lt = _NLLT.unpack_from
+    msg = _MSG.unpack_from
+    none2 = (None, None)
+    try:
+        for seq, fam in enumerate(families, 1):
+            s.sendto(_request(fam, ALL_STATES, 0, seq), (0, 0))
+            done = False
+            while not done:
+                n = s.recv_into(buf)
+                if n == 0:
+                    break
+                off = 0
+                while off + 16 <= n:
+                    msg_len, mtype = lt(buf, off)
+                    if mtype != SOCK_DIAG_BY_FAMILY or msg_len < _REC_LEN:
+                        if msg_len < 16:
+                            raise DiagError(0, "malformed netlink message (length < 16)")
+                        try:
+                            done = _control(buf, off, mtype)
+                        except DiagError as exc:
+                            if fam == socket.AF_INET6 and exc.errno in (2, 93, 97):
+                                done = True
+                            else:
+                                raise
+                        if done:
+                            break
+                    else:
+                        st = buf[off + 17] & 15
+                        counts[st] += 1
+                        if st == 10:
+                            listeners.append(tuple.__new__(Sock, msg(buf, off + 16) + none2))
+                        elif st == 12 or st == 3:
+                            key = (buf[off + 16], bytes(buf[off + 24 : off + 40]), (buf[off + 20] << 8) | buf[off + 21])
+                            syn[key] = syn.get(key, 0) + 1
+                    off += (msg_len + 3) & ~3
+    finally:
+        if own:
+            s.close()
+    return counts, listeners, syn
+
+
+def open_diag_socket() -> socket.socket:
+    """A NETLINK_SOCK_DIAG socket with a receive buffer large enough for the kernel's 32 KiB dump batches."""
+    s = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, NETLINK_SOCK_DIAG)
+    try:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+    except OSError:
+        pass
+    s.bind((0, 0))
+    return s
