@@ -175,3 +175,29 @@ def test_empty_and_hostless_and_unsorted_runs_render() -> None:
     assert [lane.name for lane in d.lanes] == ["A", "B"]  # lanes from the events, in time order
     assert [it.t for it in d.items] == sorted(it.t for it in d.items)
     assert len(d.arrows) == 11 and sum(a.lost for a in d.arrows) == 1
+
+
+def test_a_note_without_host_spans_the_lanes() -> None:
+    run = close_run()
+    run.events.insert(
+        20, Event(run.events[20].t, "", "note", text="... 5100 events of the bulk transfer ...")
+    )
+    d = build(run)
+    assert len(d.lanes) == 2
+    out = str(render(run, "text"))
+    row = next(line for line in out.splitlines() if "5100 events" in line)
+    assert row.startswith(" " * 12 + "|") and row.rstrip().endswith("|")
+    assert "Note over A,B: ... 5100 events" in str(render(run, "mermaid"))
+    assert 'fill="#fff8dc"' in str(render(run, "svg"))
+
+
+def test_a_dropped_segment_delivered_later_is_one_long_arrow() -> None:
+    s = seg("A", "PA", J + 1, K + 1, 10)
+    ev = [
+        Event(0.0, "A", "send", segment=s),
+        Event(0.0, "A", "drop", segment=s, text="held back by the delay box"),
+        Event(3.0, "B", "recv", segment=s),
+    ]
+    d = build(Run("held", hosts=[Host("A", "198.18.0.1"), Host("B", "198.18.1.1")], events=ev))
+    (a,) = d.arrows
+    assert (a.lost, a.t0, a.t1, a.reason) == (False, 0.0, 3.0, "held back by the delay box")

@@ -37,12 +37,17 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 def _report(args: argparse.Namespace) -> int:
     from tcpwise.errors import UsageError
-    from tcpwise.render.report import build_report, catalogue_entries
+    from tcpwise.render.report import ReportEntry, build_report, catalogue_entries
 
     out = args.output
     if os.path.exists(out) and not os.path.isdir(out):
         raise UsageError(f"{out} exists and is not a directory")
-    entries = catalogue_entries(lang=args.lang, seed=args.seed, only=args.only)
+
+    def progress(entry: ReportEntry, seconds: float) -> None:
+        mark = "✓" if entry.ok else "✗"
+        print(f"  {mark} {entry.id:<24} {seconds:6.2f} s", file=sys.stderr, flush=True)
+
+    entries = catalogue_entries(lang=args.lang, seed=args.seed, only=args.only, progress=progress)
     try:
         result = build_report(out, entries, lang=args.lang, absolute=args.absolute)
     except OSError as exc:
@@ -52,6 +57,6 @@ def _report(args: argparse.Namespace) -> int:
     print(f"wrote {result.index} ({n} scenarios, {n - len(failing)} passing)")
     for e in failing:
         why = e.error or "; ".join(c.claim for c in (e.run.checks if e.run else []) if not c.ok)
-        print(f"  ✗ {e.id}: {why}", file=sys.stderr)
+        print(f"failing: {e.id}: {why}", file=sys.stderr)
     print(f"open file://{os.path.abspath(result.index)}")
     return 1 if failing else 0

@@ -31,7 +31,9 @@ from dataclasses import dataclass, field
 from tcpwise.events import Event, Run, SegmentInfo
 from tcpwise.wire.seq import seq_diff
 
-__all__ = ["Lane", "Arrow", "Mark", "Item", "Diagram", "build", "seg_label", "MAX_EVENTS"]
+__all__ = ["Lane", "Arrow", "Mark", "Item", "Diagram", "build", "seg_label", "MAX_EVENTS", "GLOBAL"]
+
+GLOBAL = -1  # Mark.lane of a note about the whole run (event with an empty host)
 
 # Beyond this many events a sequence diagram is unreadable anyway (and an SVG of it weighs megabytes): draw the
 # first MAX_EVENTS and say how many were left out. Large scenarios report time series instead (Run.series).
@@ -78,7 +80,8 @@ class Arrow:
 
 @dataclass(slots=True)
 class Mark:
-    """A lane annotation: ``kind`` is state, timer, app, note (or drop, for a loss with no recorded send)."""
+    """A lane annotation: ``kind`` is state, timer, app or note; ``lane`` is :data:`GLOBAL` for a note about the
+    whole run."""
 
     kind: str
     lane: int
@@ -220,6 +223,7 @@ def build(run: Run, *, absolute: bool = False, max_events: int = MAX_EVENTS) -> 
     # back to the fields it leaves alone
     loose: dict[tuple[object, ...], deque[Arrow]] = {}
     delivered: dict[tuple[object, ...], Arrow] = {}
+    dropped: dict[tuple[object, ...], deque[Arrow]] = {}
     seen_conn: dict[int, set[str]] = {}
 
     def add_conn(lane: int, conn: str | None) -> None:
@@ -244,6 +248,13 @@ def build(run: Run, *, absolute: bool = False, max_events: int = MAX_EVENTS) -> 
             dst = lane_of(ev.host)
             key = _key(seg)
             found = _take(pending.get(key)) or _take(loose.get(_loose_key(seg)))
+            if found is None:
+                # a segment the network reported dropped but delivered after all (held back by a delay box
+                # and released): it was in flight all along, so draw it as one long arrow, keeping the reason
+                held = dropped.get(key)
+                if held:
+                    found = held.popleft()
+                    found.lost = False
             if found is not None:
                 arrow = found
                 arrow.dst = dst
@@ -271,6 +282,7 @@ def build(run: Run, *, absolute: bool = False, max_events: int = MAX_EVENTS) -> 
                 arrow = found
                 arrow.lost = True
                 arrow.reason = ev.text or ""
+                dropped.setdefault(_key(seg), deque()).append(arrow)
             else:
                 # a loss whose send was not recorded: draw it as a lost arrow starting here
                 sender = by_addr.get(seg.src)
@@ -289,7 +301,8 @@ def build(run: Run, *, absolute: bool = False, max_events: int = MAX_EVENTS) -> 
                 items.append(Item("send", ev.t, arrow=arrow))
                 arrows.append(arrow)
         else:
-            lane = lane_of(ev.host)
+            # a note without a host is about the whole run ("... 5100 events not shown ..."): it spans the lanes
+            lane = GLOBAL if (kind == "note" and not ev.host) else lane_of(ev.host)
             if kind == "state":
                 add_conn(lane, ev.conn)
                 c = ev.conn or ""

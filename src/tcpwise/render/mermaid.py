@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 
 from tcpwise.events import Run
-from tcpwise.render.diagram import Arrow, Diagram, Mark, build
+from tcpwise.render.diagram import GLOBAL, Arrow, Diagram, Mark, build
 from tcpwise.render.i18n import label
 from tcpwise.render.text import _human_gap
 
@@ -63,6 +63,9 @@ def _note(m: Mark, ids: list[str], multi: bool) -> str:
         text = f"⏱ {m.text}"
     else:
         text = m.text
+    if m.lane == GLOBAL:
+        span = f"{ids[0]},{ids[-1]}" if len(ids) > 1 else ids[0]
+        return f"    Note over {span}: {_esc(text)}"
     return f"    Note over {ids[m.lane]}: {_esc(text)}"
 
 
@@ -91,7 +94,7 @@ def render_mermaid(run: Run, *, absolute: bool = False, lang: str = "en") -> str
         last_t = it.t
         if it.arrow is not None:
             lines.append(_arrow(it.arrow, ids, lang))
-        elif it.mark is not None:
+        elif it.mark is not None and ids:
             lines.append(_note(it.mark, ids, multi.get(it.mark.lane, False)))
     if d.truncated and span:
         lines.append(f"    Note over {span}: … {d.truncated} {label('truncated', lang)}")

@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from html import escape
 from typing import Any
@@ -169,8 +170,14 @@ def build_report(
     return result
 
 
-def catalogue_entries(lang: str = "en", seed: int = 1, only: list[str] | None = None) -> list[ReportEntry]:
-    """Run every scenario of the catalogue (or the ``only`` ids, in catalogue order) in the simulator."""
+def catalogue_entries(
+    lang: str = "en",
+    seed: int = 1,
+    only: list[str] | None = None,
+    progress: Callable[[ReportEntry, float], None] | None = None,
+) -> list[ReportEntry]:
+    """Run every scenario of the catalogue (or the ``only`` ids, in catalogue order) in the simulator;
+    ``progress(entry, seconds)`` is called after each one."""
     from tcpwise.errors import UsageError
     from tcpwise.scenarios import catalogue, run_scenario
 
@@ -186,9 +193,12 @@ def catalogue_entries(lang: str = "en", seed: int = 1, only: list[str] | None = 
         title = (getattr(s, "title_zh", None) if lang == "zh" else None) or s.title
         claim = (getattr(s, "claim_zh", None) if lang == "zh" else None) or s.claim
         entry = ReportEntry(s.id, title, claim)
+        t0 = time.perf_counter()
         try:
             entry.run = run_scenario(s.id, seed=seed)
         except Exception as exc:  # noqa: BLE001 - one broken scenario must not hide the others
             entry.error = f"{type(exc).__name__}: {exc}"
         entries.append(entry)
+        if progress is not None:
+            progress(entry, time.perf_counter() - t0)
     return entries

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from xml.sax.saxutils import escape
 
 from tcpwise.events import Run
-from tcpwise.render.diagram import Arrow, Diagram, Mark, build
+from tcpwise.render.diagram import GLOBAL, Arrow, Diagram, Mark, build
 from tcpwise.render.i18n import label
 from tcpwise.render.text import _human_gap, cell_width
 
@@ -72,7 +72,7 @@ _STYLE = f"""
 .tw-axis{{font-family:{_MONO};font-size:11px;fill:#555}}
 """
 
-_TIME_COL = 64  # width of the left time column
+_TIME_COL = 76  # width of the left time column (room for "≈ 59.5 s")
 _OUTER = 200  # room for state pills / marks outside the outer lanes
 _TOP = 128  # y of the first event
 _LABEL_ROOM = 17  # vertical room one label line needs
@@ -144,10 +144,17 @@ def _layout(d: Diagram) -> _Geo:
                 y = prev_y + _BREAK
             else:
                 y = prev_y + advance(dt)
-        if it.kind == "mark" and it.mark is not None:
+        if it.kind == "mark" and it.mark is not None and it.mark.lane == GLOBAL:
+            # a note across the lanes: clear of every label above it, and everything below clears its box
+            y = max(y, *(v + _LABEL_ROOM for v in last_outer + last_inner + last_end))
+            bottom = y + (len(_global_lines(it.mark, geo)) - 1) * 14 + 8
+            last_outer = [bottom] * n
+            last_inner = [bottom] * n
+            last_end = [bottom] * n
+        elif it.kind == "mark" and it.mark is not None:
             m = it.mark
             y = max(y, last_outer[m.lane] + _LABEL_ROOM)
-            lines = len(_mark_lines(m, d)) if m.kind == "note" else 1
+            lines = len(_mark_lines(m, d))
             last_outer[m.lane] = y + (lines - 1) * 14
         elif it.kind == "send" and it.arrow is not None:
             a = it.arrow
@@ -177,8 +184,19 @@ def _layout(d: Diagram) -> _Geo:
     return geo
 
 
+def _global_span(geo: _Geo) -> tuple[float, float]:
+    if len(geo.lane_x) > 1:
+        return geo.lane_x[0] + 24, geo.lane_x[-1] - 24
+    return _TIME_COL + 8, geo.width - 8
+
+
+def _global_lines(m: Mark, geo: _Geo) -> list[str]:
+    x0, x1 = _global_span(geo)
+    return _wrap(m.text, max(20, int((x1 - x0 - 16) / 6.8)))
+
+
 def _mark_lines(m: Mark, d: Diagram) -> list[str]:
-    if m.kind == "note":
+    if m.kind in ("note", "app"):
         return _wrap(m.text, int((_OUTER - 24) / 6.6))
     return [m.text]
 
@@ -261,6 +279,19 @@ def _outer(geo: _Geo, lane: int) -> tuple[float, str]:
 
 
 def _mark_svg(m: Mark, y: float, geo: _Geo, d: Diagram, lang: str) -> list[str]:
+    if m.lane == GLOBAL:
+        x0, x1 = _global_span(geo)
+        lines = _global_lines(m, geo)
+        h = 14 * len(lines) + 8
+        parts = [
+            f'<rect x="{x0:.1f}" y="{y - 11:.1f}" width="{x1 - x0:.1f}" height="{h}" rx="4" fill="#fff8dc" '
+            f'stroke="#d9c27a" stroke-width="0.8"/>',
+            f'<text class="tw-mark tw-note" x="{(x0 + x1) / 2:.1f}" y="{y + 4:.1f}" text-anchor="middle">',
+        ]
+        for i, ln in enumerate(lines):
+            parts.append(f'<tspan x="{(x0 + x1) / 2:.1f}" dy="{0 if i == 0 else 14}">{_x(ln)}</tspan>')
+        parts.append("</text>")
+        return ["".join(parts)]
     x, anchor = _outer(geo, m.lane)
     lx = geo.lane_x[m.lane]
     multi = len(d.lanes[m.lane].conns) > 1
@@ -380,15 +411,17 @@ def diagram_svg(
         out.append(
             f'<line x1="{_TIME_COL - 4}" y1="{y:.1f}" x2="{_TIME_COL + 2}" y2="{y:.1f}" stroke="#999"/>'
         )
+    notes: list[str] = []  # run-wide notes go on top of everything, arrows included
     for it, y in zip(d.items, geo.y, strict=True):
         if it.mark is not None:
-            out.extend(_mark_svg(it.mark, y, geo, d, lang))
+            (notes if it.mark.lane == GLOBAL else out).extend(_mark_svg(it.mark, y, geo, d, lang))
     labels: list[str] = []
     for a in d.arrows:
         line, lab = _arrow_svg(a, geo, lang)
         out.extend(line)
         labels.extend(lab)
     out.extend(labels)
+    out.extend(notes)
     # broken axis over long idle gaps, drawn last so it sits on top of bands and lanes
     for y0, y1, dt in geo.breaks:
         # two parallel zigzags across the lanes (the classic broken-axis sign); bands show through between them

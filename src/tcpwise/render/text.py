@@ -22,7 +22,7 @@ import unicodedata
 from collections.abc import Sequence
 
 from tcpwise.events import Run
-from tcpwise.render.diagram import Arrow, Diagram, Mark, build
+from tcpwise.render.diagram import GLOBAL, Arrow, Diagram, Mark, build
 from tcpwise.render.i18n import check_claim, label, narrative
 
 __all__ = ["render_text", "cell_width", "sparkline"]
@@ -142,7 +142,8 @@ class _Layout:
             c.put(x, "|", "dim")
 
 
-def _arrow_row(c: _Canvas, lay: _Layout, a: Arrow, lang: str) -> None:
+def _arrow_row(c: _Canvas, lay: _Layout, a: Arrow, lang: str) -> list[tuple[int, str, str]]:
+    """Draw ``a`` on row ``c``; returns continuation lines (x, text, style) of a long drop reason."""
     xa, xb = lay.x[a.src], lay.x[a.dst]
     style = "red" if a.lost else ("dim" if a.dup else "")
     tag = ""
@@ -153,10 +154,13 @@ def _arrow_row(c: _Canvas, lay: _Layout, a: Arrow, lang: str) -> None:
     text = f" {a.label}{tag} "
     if xa == xb:  # a segment to itself (or to an unknown lane): a short loop to the right
         c.put(xa + 1, f"--{text}-->", style)
-        return
+        return []
     right = xb > xa
     lo, hi = (xa, xb) if right else (xb, xa)
     span = hi - lo - 1
+    if cell_width(text) > span - 6:
+        # too long for the gap: the window is the field readers need least, drop it before cutting anything
+        text = re.sub(r" win=\d+", "", text)
     if a.lost:
         # the lost arrow stops ~2/3 of the way (or just past its label) and ends in "x"
         drawn = min(span - 2, max(cell_width(text) + 6, int(span * 0.66)))
@@ -182,11 +186,17 @@ def _arrow_row(c: _Canvas, lay: _Layout, a: Arrow, lang: str) -> None:
     end = lay.x[-1] + 2
     if a.lost:
         why = f"{label('lost', lang)}" + (f" ({a.reason})" if a.reason and a.reason != "loss" else "")
-        c.put(end, why, "red")
-    elif a.t1 is None:
+        lines = _wrap(why, lay.width - end - 1)
+        c.put(end, lines[0], "red")
+        return [(end, line, "red") for line in lines[1:]]
+    if a.t1 is None:
         c.put(end, label("in_flight", lang), "dim")
     elif a.t1 != a.t0:
-        c.put(end, f"{label('arrives', lang)} {a.t1:.3f}", "dim")
+        arr = f"{label('arrives', lang)} {a.t1:.3f}" + (f" ({a.reason})" if a.reason else "")
+        lines = _wrap(arr, lay.width - end - 1)
+        c.put(end, lines[0], "dim")
+        return [(end, line, "dim") for line in lines[1:]]
+    return []
 
 
 def _mark_lines(m: Mark, multi_conn: bool) -> str:
@@ -205,6 +215,16 @@ def _mark_lines(m: Mark, multi_conn: bool) -> str:
 def _mark_rows(lay: _Layout, m: Mark, multi_conn: bool) -> list[_Canvas]:
     text = _mark_lines(m, multi_conn)
     n = len(lay.x)
+    if m.lane == GLOBAL:  # a note about the whole run: across the lanes, between the first and the last
+        x0 = lay.x[0] + 2
+        room = max(20, (lay.x[-1] - 2 if n > 1 else lay.width - 2) - x0)
+        rows_g: list[_Canvas] = []
+        for line in _wrap(text, room):
+            c = _Canvas(lay.width)
+            lay.bars(c)
+            c.put(x0, line.center(room) if n > 1 else line, "dim")
+            rows_g.append(c)
+        return rows_g
     x = lay.x[m.lane]
     style = _MARK_STYLE.get(m.kind, "")
     room_right = (lay.x[m.lane + 1] - x - 3) if m.lane + 1 < n else (lay.width - x - 2)
@@ -269,6 +289,9 @@ def _list_lines(d: Diagram, lang: str, color: bool, width: int) -> list[str]:
             out.append(f"{t}  {route}  {a.label}{tail}")
         elif it.mark is not None:
             m = it.mark
+            if m.lane == GLOBAL:
+                out.append(f"{t}  {'':>{name_w}}    " + st("dim", m.text))
+                continue
             text = _mark_lines(m, len(d.lanes[m.lane].conns) > 1)
             out.append(f"{t}  {names[m.lane]:>{name_w}}    " + st(_MARK_STYLE.get(m.kind, ""), text))
     if d.truncated:
@@ -328,8 +351,12 @@ def _diagram_lines(d: Diagram, lang: str, color: bool, width: int) -> list[str]:
         if it.arrow is not None:
             c = _Canvas(lay.width)
             lay.bars(c)
-            _arrow_row(c, lay, it.arrow, lang)
             rows = [c]
+            for x, line, style in _arrow_row(c, lay, it.arrow, lang):
+                more = _Canvas(lay.width)
+                lay.bars(more)
+                more.put(x, line, style)
+                rows.append(more)
         else:
             assert it.mark is not None
             rows = _mark_rows(lay, it.mark, multi.get(it.mark.lane, False))
