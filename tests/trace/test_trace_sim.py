@@ -15,8 +15,13 @@ from tcpwise.trace.output import trace_file  # noqa: E402
 # Verified to match exactly when this test was written; any scenario added later runs in test_other_scenarios.
 VERIFIED = (
     "handshake why-three simultaneous-open close close-three-segments half-close simultaneous-close lost-last-ack "
-    "old-duplicate server-close timewait-pileup"
+    "old-duplicate server-close timewait-pileup close-wait-leak client-leak"
 ).split()
+# Known, explained differences (a capture cannot show these).
+KNOWN = {
+    "syn-flood": "the sim's SYN queue entries enter SYN_RCVD on the SYN alone; its pcap has no SYN-ACK for them, and "
+    "a SYN alone does not prove the server queued it (a full queue drops it)",
+}
 
 
 def _stories(sc_id: str, tmp_path) -> tuple[dict, dict]:
@@ -43,6 +48,14 @@ def _stories(sc_id: str, tmp_path) -> tuple[dict, dict]:
             )
     for k, seq in sim.items():  # 2*MSL expiry of TIME_WAIT never shows on the wire
         sim[k] = [s for i, s in enumerate(seq) if not (s == "CLOSED" and i and seq[i - 1] == "TIME_WAIT")]
+    # Spoofed sources (syn-flood) send SYNs without owning a socket; a capture cannot know that, so only hosts the
+    # sim models are compared.
+    trace = {k: v for k, v in trace.items() if k[0] in name_of.values() and (v or k in sim)}
+    for k, seq in trace.items():
+        # A socket that ends by a local timeout or abort without a segment (connect() giving up) closes silently:
+        # the sim's last CLOSED has no packet behind it.
+        if sim.get(k) == seq + ["CLOSED"]:
+            sim[k] = seq
     return dict(sim), dict(trace)
 
 
@@ -54,9 +67,19 @@ def test_trace_tells_the_sim_story(sc_id: str, tmp_path) -> None:
     assert trace == sim
 
 
+@pytest.mark.parametrize("sc_id", sorted(KNOWN))
+def test_known_differences_still_differ(sc_id: str, tmp_path) -> None:
+    if sc_id not in {s.id for s in scenarios.catalogue()}:
+        pytest.skip(f"{sc_id} is not in the catalogue")
+    sim, trace = _stories(sc_id, tmp_path)
+    if sim == trace:
+        pytest.fail(f"{sc_id} now matches: move it to VERIFIED")
+    pytest.xfail(KNOWN[sc_id])
+
+
 def test_other_scenarios(tmp_path) -> None:
     """Scenarios added after VERIFIED: report differences (xfail), never break the build for them."""
-    others = [s.id for s in scenarios.catalogue() if s.id not in VERIFIED]
+    others = [s.id for s in scenarios.catalogue() if s.id not in VERIFIED and s.id not in KNOWN]
     if not others:
         pytest.skip("no unverified scenarios")
     diffs = []
