@@ -509,7 +509,7 @@ def series_svg(
     t = [float(v) for v in s.get("t", [])]
     keys = [k for k in s if k != "t" and len(s[k]) == len(t) and t]
     out = [f'<g transform="translate(0 {y_offset:.1f})">']
-    ph, left, right, top = 150.0, 80.0, 30.0, 10.0
+    ph, left, right, top = 150.0, 80.0, 30.0, 22.0
     out.append(
         f'<text class="tw-t tw-host" x="{left:.1f}" y="{top + 14:.1f}">{_x(label("series", lang))}</text>'
     )
@@ -568,15 +568,15 @@ def series_svg(
             f'<text class="tw-legend" x="{left + 8:.1f}" y="{y + 16:.1f}" font-weight="bold" fill="{color}">'
             f"{_x(k)}  ({label('max', lang)} {_x(_exact(peak))} {label('at', lang)} t={_x(_exact(t[pi]))} s)</text>"
         )
-        y += ph + 16
+        y += ph + 28
     for tv in _nice_ticks(t0, t1, 8):
         xx = left + (tv - t0) / tspan * pw
-        out.append(f'<line x1="{xx:.1f}" y1="{y - 16:.1f}" x2="{xx:.1f}" y2="{y - 10:.1f}" stroke="#777"/>')
+        out.append(f'<line x1="{xx:.1f}" y1="{y - 28:.1f}" x2="{xx:.1f}" y2="{y - 22:.1f}" stroke="#777"/>')
         out.append(
-            f'<text class="tw-axis" x="{xx:.1f}" y="{y + 2:.1f}" text-anchor="middle">{_num(tv)}</text>'
+            f'<text class="tw-axis" x="{xx:.1f}" y="{y - 10:.1f}" text-anchor="middle">{_num(tv)}</text>'
         )
     out.append(
-        f'<text class="tw-axis" x="{left + pw / 2:.1f}" y="{y + 18:.1f}" text-anchor="middle">{_x(label("time_s", lang))}</text>'
+        f'<text class="tw-axis" x="{left + pw / 2:.1f}" y="{y + 6:.1f}" text-anchor="middle">{_x(label("time_s", lang))}</text>'
     )
     out.append("</g>")
     return out, width, y + 30
