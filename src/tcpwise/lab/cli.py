@@ -38,7 +38,9 @@ def register(sub: Any) -> None:
     r.add_argument("--seed", type=int, default=1)
     r.add_argument("--ipv6", action="store_true", help="run over fd00::/8 instead of 198.18.0.0/15")
     r.add_argument("--max-duration", type=float, default=None, metavar="S",
-                   help="stop the run after S seconds (default: the script's duration)")
+                   help="stop the run after S seconds (default: 2.5 s after the script's last step)")
+    r.add_argument("--full", action="store_true",
+                   help="run the script's whole duration (e.g. 60 s more to see TIME_WAIT expire)")
     r.add_argument("--lang", default="en", choices=("en", "zh"))
     r.set_defaults(handler=_run)
 
@@ -99,7 +101,7 @@ def _run(args: argparse.Namespace) -> int:
         raise UsageError("--format pcap writes binary: use -o FILE or redirect stdout")
     buf = io.BytesIO()
     run = lab_scenario_run(args.scenario, seed=args.seed, overrides=_parse_sets(args.set), ipv6=args.ipv6,
-                           max_duration=args.max_duration, pcap=buf)
+                           max_duration=args.max_duration, pcap=buf, full=args.full)
     if args.format == "pcap":
         _emit(buf.getvalue(), args.output)
     elif args.format == "json":

@@ -20,6 +20,7 @@ or not at all. ``match`` is exact equality; ``deviation`` names the documented r
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 from dataclasses import dataclass, field
 from typing import IO, Any
@@ -166,35 +167,38 @@ def _scenario(scenario_id: str) -> Any:
 
 
 def _params(sc: Any, overrides: dict[str, str]) -> dict[str, Any]:
-    """Scenario parameters with ``--set`` overrides, resolved the way the scenario API does it."""
-    from tcpwise.errors import UsageError
+    """Scenario parameters with ``--set`` overrides, typed and checked by the scenario API itself."""
+    from tcpwise.scenarios import parse_overrides
 
-    for attr in ("resolve_params", "resolve", "parse_params"):
-        fn = getattr(sc, attr, None)
-        if callable(fn):
-            return dict(fn(overrides))
-    params: dict[str, Any] = {}
-    for name, p in getattr(sc, "params", {}).items():
-        params[name] = getattr(p, "default", p)
-    for k, v in overrides.items():
-        if k not in params:
-            raise UsageError(f"unknown parameter {k!r} for {sc.id} (valid: {', '.join(params) or 'none'})")
-        p = sc.params[k]
-        parse = getattr(p, "parse", None)
-        params[k] = parse(v) if callable(parse) else type(params[k])(v) if params[k] is not None else v
-    return params
+    return dict(sc.resolve(parse_overrides(sc, overrides)))
 
 
 def lab_scenario_run(scenario_id: str, *, seed: int = 1, overrides: dict[str, str] | None = None,
-                     ipv6: bool = False, max_duration: float | None = None, pcap: IO[bytes] | None = None) -> Run:
-    """Run a catalogue scenario in the lab and fill in its checks."""
+                     ipv6: bool = False, max_duration: float | None = None, pcap: IO[bytes] | None = None,
+                     full: bool = False) -> Run:
+    """Run a catalogue scenario in the lab and fill in its checks.
+
+    Wall-clock bound: unless ``full``, the run stops ``SETTLE`` s after the last step (or at ``max_duration``);
+    a note in the run says where it was cut."""
+    from tcpwise.events import Event
     from tcpwise.lab.executor import run_script
 
     sc = _scenario(scenario_id)
     params = _params(sc, overrides or {})
     script = sc.script(params)
+    cap = float("inf") if max_duration is None else max_duration
+    if not full:
+        max_duration = horizon_of(script, cap)
     run = run_script(script, scenario=sc.id, title=getattr(sc, "title", ""), params=params, seed=seed,
                      ipv6=ipv6, max_duration=max_duration, pcap=pcap)
+    if max_duration is not None and max_duration < script.duration:
+        run.events.append(Event(t=max_duration, host=script.hosts[0].name, kind="note",
+                                text=f"lab run stopped at {max_duration:g} s of the script's {script.duration:g} s "
+                                     "(--full runs it all)"))
+    run.summary.update({"claim": sc.claim, "claim_zh": sc.claim_zh, "title_zh": sc.title_zh})
+    with contextlib.suppress(Exception):  # a narrative written for complete model runs may not fit a cut run
+        en, zh = sc.narrate(run, params)
+        run.summary.update({"text": en, "text_zh": zh})
     try:
         run.checks = list(sc.check(run, params))
     except Exception as exc:  # a check written for the model may not read a kernel run: say so, don't crash
@@ -202,6 +206,7 @@ def lab_scenario_run(scenario_id: str, *, seed: int = 1, overrides: dict[str, st
 
         run.checks = [Check(claim="scenario checks run on the lab record", ok=False,
                             detail=f"{type(exc).__name__}: {exc}")]
+    run.summary["ok"] = run.ok
     return run
 
 

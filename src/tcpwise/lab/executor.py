@@ -334,7 +334,9 @@ class _Executor:
             # Read the capture right after a release, so a delivery is stamped before the states it causes.
             self.capture.read()
             if now >= next_poll:
-                self.poll(now)
+                # Stamp a state change with the time of the dump that saw it (the upper bound of when it
+                # happened), never with the loop's start: the change must not precede the segment causing it.
+                self.poll(time.monotonic())
                 next_poll = now + self.poll_interval
             wake = [t0 + end, next_poll]
             if i < len(steps):
