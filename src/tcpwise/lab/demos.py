@@ -148,7 +148,12 @@ def time_wait(quick: bool = False) -> DemoResult:
         def st(port: int) -> Any:
             return next((s for s in _sockets(topo, "A") if s.sport == port), None)
 
-        _wait(lambda: (st(p1) is not None and st(p1).state == TIME_WAIT), 2.0)
+        def entered() -> bool:
+            # B's ACK of a FIN may be delayed (~40 ms, delayed-ACK pingpong mode): wait for both states.
+            a, b = st(p1), st(p2)
+            return a is not None and a.state == TIME_WAIT and b is not None and b.state == FIN_WAIT2
+
+        _wait(entered, 2.0)
         tw, fw2 = st(p1), st(p2)
         facts: dict[str, Any] = {"tcp_fin_timeout": fin_timeout,
                                  "time_wait_state_seen": bool(tw and tw.state == TIME_WAIT),
