@@ -331,6 +331,8 @@ class ShortConnClient:
         if tev is Connected:
             self.stats.established += 1
             host.app("connect() returns", ep)
+            if not self.request_bytes:
+                return  # connect-only client: it just holds the connection
             try:
                 ep.send(b"q" * self.request_bytes, now)
             except LocalProtocolError:
@@ -371,6 +373,7 @@ class PoolStats:
     opened: int = 0
     reused: int = 0
     errors: int = 0  # requests that failed with "Connection reset by peer" (or EPIPE) on a pooled connection
+    errnos: dict[str, int] = field(default_factory=dict)
     discarded_dead: int = 0  # dead connections a validating pool found and closed before use
     evicted_idle: int = 0
     completed: int = 0
@@ -461,6 +464,7 @@ class PoolClient:
     def _fail(self, ep: Endpoint, now: float, errno: str) -> None:
         entry = self.busy.pop(id(ep), None)
         self.stats.errors += 1
+        self.stats.errnos[errno] = self.stats.errnos.get(errno, 0) + 1
         self.host.app(f"request fails: {errno} (Connection reset by peer)" if errno == "ECONNRESET"
                       else f"request fails: {errno}", ep)
         if self.validate:
@@ -556,3 +560,39 @@ class StateSampler:
             self.series[name].append(fn())
         if now + self.interval <= self.until + 1e-9:
             self.sim.at(now + self.interval, self._sample)
+
+
+# ============================================================================================================
+# attacker
+# ============================================================================================================
+class SynFlood:
+    """A raw-socket program on host ``sender`` that sends bare SYNs to ``dst``:``dport`` with spoofed source
+    addresses from ``sources`` (addresses nobody answers for: the SYN-ACKs go nowhere). ``rate`` SYNs per second
+    from ``start`` for ``duration`` seconds. It never completes a handshake, so each SYN leaves one SYN_RCVD
+    entry in the server's SYN queue for as long as the server keeps retransmitting its SYN-ACK."""
+
+    def __init__(self, sim: Simulator, sender: str, dst: str, dport: int, sources: list[str], *, rate: float,
+                 start: float, duration: float) -> None:
+        from tcpwise.sim.rng import Rng
+
+        self.sim = sim
+        self.sender = sender
+        self.dst = dst
+        self.dport = dport
+        self.sources = sources
+        self.rng: Rng = sim.rng_for(f"synflood|{sender}")
+        self.sent = 0
+        n = int(rate * duration)
+        for i in range(n):
+            sim.at(start + i / rate, self._send_one)
+
+    def _send_one(self) -> None:
+        from tcpwise.sim.network import Packet
+        from tcpwise.vocab import SYN
+        from tcpwise.wire.segment import MssOption, TcpSegment
+
+        src = self.sources[self.sent % len(self.sources)]
+        sport = 1024 + self.rng.randbelow(64000)
+        seg = TcpSegment(sport, self.dport, self.rng.randbelow(1 << 32), 0, SYN, 64240, (MssOption(1460),))
+        self.sent += 1
+        self.sim.transmit(self.sender, Packet(src, self.dst, seg, self.sender), self.sim.now)
