@@ -16,7 +16,7 @@ import re
 from tcpwise.events import Run
 from tcpwise.render.diagram import GLOBAL, Arrow, Diagram, Mark, build
 from tcpwise.render.i18n import label
-from tcpwise.render.text import _human_gap
+from tcpwise.render.textutil import human_gap
 
 __all__ = ["render_mermaid"]
 
@@ -90,7 +90,7 @@ def render_mermaid(run: Run, *, absolute: bool = False, lang: str = "en") -> str
         if it.kind == "recv" and it.arrow is not None and not (it.arrow.dup or it.arrow.orphan):
             continue
         if last_t is not None and it.t - last_t >= idle and span:
-            lines.append(f"    Note over {span}: ≈ {_human_gap(it.t - last_t)} {label('gap', lang)}")
+            lines.append(f"    Note over {span}: ≈ {human_gap(it.t - last_t)} {label('gap', lang)}")
         last_t = it.t
         if it.arrow is not None:
             lines.append(_arrow(it.arrow, ids, lang))

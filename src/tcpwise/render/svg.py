@@ -29,7 +29,7 @@ from xml.sax.saxutils import escape
 from tcpwise.events import Run
 from tcpwise.render.diagram import GLOBAL, Arrow, Diagram, Mark, build
 from tcpwise.render.i18n import label
-from tcpwise.render.text import _human_gap, cell_width
+from tcpwise.render.textutil import cell_width, human_gap, wrap
 
 __all__ = ["render_svg", "diagram_svg", "series_svg", "STATE_COLORS"]
 
@@ -92,12 +92,6 @@ def _fmt_t(t: float) -> str:
     if abs(t * 1000 - round(t * 1000)) < 1e-6:
         return f"{t:.3f}"
     return f"{t:.6f}"
-
-
-def _wrap(s: str, cells: int) -> list[str]:
-    from tcpwise.render.text import _wrap as wrap
-
-    return wrap(s, cells)
 
 
 @dataclass
@@ -192,12 +186,12 @@ def _global_span(geo: _Geo) -> tuple[float, float]:
 
 def _global_lines(m: Mark, geo: _Geo) -> list[str]:
     x0, x1 = _global_span(geo)
-    return _wrap(m.text, max(20, int((x1 - x0 - 16) / 6.8)))
+    return wrap(m.text, max(20, int((x1 - x0 - 16) / 6.8)))
 
 
 def _mark_lines(m: Mark, d: Diagram) -> list[str]:
     if m.kind in ("note", "app"):
-        return _wrap(m.text, int((_OUTER - 24) / 6.6))
+        return wrap(m.text, int((_OUTER - 24) / 6.6))
     return [m.text]
 
 
@@ -434,7 +428,7 @@ def diagram_svg(
                 f'<path d="M{_TIME_COL},{yy:.1f} {wave}" stroke="#c9a13b" stroke-width="1.3" fill="none"/>'
             )
         out.append(
-            f'<text class="tw-gap" x="{_TIME_COL - 8}" y="{(y0 + y1) / 2 + 5:.1f}" text-anchor="end">≈ {_x(_human_gap(dt))}</text>'
+            f'<text class="tw-gap" x="{_TIME_COL - 8}" y="{(y0 + y1) / 2 + 5:.1f}" text-anchor="end">≈ {_x(human_gap(dt))}</text>'
         )
     y = geo.bottom + 8
     if d.truncated:

@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import math
 import re
-import textwrap
 import unicodedata
 from collections.abc import Sequence
 
 from tcpwise.events import Run
 from tcpwise.render.diagram import GLOBAL, Arrow, Diagram, Mark, build
 from tcpwise.render.i18n import check_claim, label, narrative
+from tcpwise.render.textutil import cell_width, human_gap, wrap
 
 __all__ = ["render_text", "cell_width", "sparkline"]
 
@@ -42,35 +42,6 @@ _STYLE = {
 _RESET = "\x1b[0m"
 _MARK_STYLE = {"state": "cyan", "timer": "magenta", "app": "yellow", "note": "dim", "drop": "red"}
 _TIME_W = 10  # the time column
-
-
-def cell_width(s: str) -> int:
-    """Terminal cells ``s`` occupies (wide and full-width characters take two)."""
-    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in s)
-
-
-def _wrap(s: str, width: int) -> list[str]:
-    """Wrap by terminal cells. Latin words (and numbers, state names like TIME_WAIT) are never split; CJK text,
-    which has no spaces, may break between any two of its characters."""
-    width = max(8, width)
-    if cell_width(s) == len(s):
-        return textwrap.wrap(s, width) or [""]
-    # tokens: runs of non-space narrow characters, single wide characters, single spaces
-    tokens = re.findall(r"[^\s\u1100-\uffff]+|\s|.", s)
-    lines: list[str] = []
-    cur = ""
-    for tok in tokens:
-        if cell_width(cur + tok) > width and cur.strip():
-            lines.append(cur.rstrip())
-            cur = "" if tok.isspace() else tok
-            while cell_width(cur) > width:  # a single word longer than the line
-                lines.append(cur[:width])
-                cur = cur[width:]
-        else:
-            cur += tok
-    if cur.strip():
-        lines.append(cur.rstrip())
-    return lines or [""]
 
 
 class _Canvas:
@@ -114,14 +85,6 @@ def _time_fmt(times: Sequence[float]) -> str:
     if all(abs(t * 1000 - round(t * 1000)) < 1e-6 for t in times):
         return "{:9.3f}"
     return "{:9.6f}"
-
-
-def _human_gap(dt: float) -> str:
-    if dt >= 100:
-        return f"{dt:.0f} s"
-    if dt >= 1:
-        return f"{dt:.1f} s".replace(".0 s", " s")
-    return f"{dt * 1000:.0f} ms"
 
 
 class _Layout:
@@ -186,14 +149,14 @@ def _arrow_row(c: _Canvas, lay: _Layout, a: Arrow, lang: str) -> list[tuple[int,
     end = lay.x[-1] + 2
     if a.lost:
         why = f"{label('lost', lang)}" + (f" ({a.reason})" if a.reason and a.reason != "loss" else "")
-        lines = _wrap(why, lay.width - end - 1)
+        lines = wrap(why, lay.width - end - 1)
         c.put(end, lines[0], "red")
         return [(end, line, "red") for line in lines[1:]]
     if a.t1 is None:
         c.put(end, label("in_flight", lang), "dim")
     elif a.t1 != a.t0:
         arr = f"{label('arrives', lang)} {a.t1:.3f}" + (f" ({a.reason})" if a.reason else "")
-        lines = _wrap(arr, lay.width - end - 1)
+        lines = wrap(arr, lay.width - end - 1)
         c.put(end, lines[0], "dim")
         return [(end, line, "dim") for line in lines[1:]]
     return []
@@ -219,7 +182,7 @@ def _mark_rows(lay: _Layout, m: Mark, multi_conn: bool) -> list[_Canvas]:
         x0 = lay.x[0] + 2
         room = max(20, (lay.x[-1] - 2 if n > 1 else lay.width - 2) - x0)
         rows_g: list[_Canvas] = []
-        for line in _wrap(text, room):
+        for line in wrap(text, room):
             c = _Canvas(lay.width)
             lay.bars(c)
             c.put(x0, line.center(room) if n > 1 else line, "dim")
@@ -232,13 +195,13 @@ def _mark_rows(lay: _Layout, m: Mark, multi_conn: bool) -> list[_Canvas]:
     if m.lane == n - 1 and n > 1 and cell_width(text) > room_right:
         # too long for the right margin: write it left of the last lane, right-aligned against it
         room = x - lay.x[m.lane - 1] - 3
-        for line in _wrap(text, room):
+        for line in wrap(text, room):
             c = _Canvas(lay.width)
             lay.bars(c)
             c.put(x - 1 - cell_width(line), line, style)
             rows.append(c)
         return rows
-    for line in _wrap(text, room_right):
+    for line in wrap(text, room_right):
         c = _Canvas(lay.width)
         lay.bars(c)
         c.put(x + 2, line, style)
@@ -274,7 +237,7 @@ def _list_lines(d: Diagram, lang: str, color: bool, width: int) -> list[str]:
         if it.kind == "recv" and a is not None and not (a.dup or a.orphan):
             continue
         if last_t is not None and it.t - last_t >= idle:
-            out.append(st("yellow", f"{'≈ ' + _human_gap(it.t - last_t):>9}"))
+            out.append(st("yellow", f"{'≈ ' + human_gap(it.t - last_t):>9}"))
         t = fmt.format(it.t) if it.t != last_t else " " * 9
         last_t = it.t
         if a is not None:
@@ -344,7 +307,7 @@ def _diagram_lines(d: Diagram, lang: str, color: bool, width: int) -> list[str]:
             gap = _Canvas(lay.width)
             for x in lay.x:
                 gap.put(x, ":", "dim")
-            gap.put(1, f"≈ {_human_gap(it.t - last_t)}", "yellow")
+            gap.put(1, f"≈ {human_gap(it.t - last_t)}", "yellow")
             out.append(gap.render(color))
         show_t = it.t != last_t
         last_t = it.t
@@ -441,11 +404,11 @@ def _check_lines(run: Run, lang: str, color: bool, width: int) -> list[str]:
         mark = "✓" if ch.ok else "✗"
         if color:
             mark = ("\x1b[32m" if ch.ok else "\x1b[31m") + mark + _RESET
-        lines = _wrap(check_claim(ch, lang), width - 6)
+        lines = wrap(check_claim(ch, lang), width - 6)
         out.append(f"  {mark} {lines[0]}")
         out.extend(f"    {ln}" for ln in lines[1:])
         if ch.detail:
-            for ln in _wrap(ch.detail, width - 8):
+            for ln in wrap(ch.detail, width - 8):
                 out.append(("\x1b[2m" if color else "") + f"      {ln}" + (_RESET if color else ""))
     return out
 
@@ -461,7 +424,7 @@ def render_text(
     lines = [(("\x1b[1m" + title + _RESET) if color else title) + f"  ({meta})"]
     if run.params:
         params = " ".join(f"{k}={v}" for k, v in run.params.items())
-        lines.extend(_wrap(f"{label('parameters', lang)}: {params}", width))
+        lines.extend(wrap(f"{label('parameters', lang)}: {params}", width))
     lines.append("")
     if run.series:
         lines.extend(series_lines(run, lang, width))
@@ -474,5 +437,5 @@ def render_text(
     if text:
         lines.append("")
         lines.append(f"{label('summary', lang)}:")
-        lines.extend("  " + ln for ln in _wrap(text, width - 2))
+        lines.extend("  " + ln for ln in wrap(text, width - 2))
     return "\n".join(lines).rstrip() + "\n"
