@@ -153,13 +153,16 @@ class GuardedProtocol(asyncio.StreamReaderProtocol):
         reader = self._reader_strong
         assert reader is not None
         writer = asyncio.StreamWriter(self._tr, self, reader, loop)  # type: ignore[arg-type]
-        self._handler_task = loop.create_task(self._run(reader, writer))
+        task: asyncio.Task[None] = loop.create_task(self._guard.handler(reader, writer))  # type: ignore[arg-type]
+        task.add_done_callback(self._handler_done)
+        self._handler_task = task
 
     def data_received(self, data: bytes) -> None:
         if self.reason is not None:
             return  # closing: whatever the peer still sends is of no use (and must not fill the buffer)
-        first = self.clock.last_read is None
-        self.clock.last_read = self._lp.time()
+        clock = self.clock
+        first = clock.last_read is None
+        clock.last_read = self._lp.time()
         self.bytes_in += len(data)
         if first:
             t = self._guard.config.timeouts
@@ -212,34 +215,35 @@ class GuardedProtocol(asyncio.StreamReaderProtocol):
 
     # -- handler ------------------------------------------------------------------------------------------
 
-    async def _run(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            await self._guard.handler(reader, writer)
-        except asyncio.CancelledError:
+    def _handler_done(self, task: asyncio.Task[None]) -> None:
+        # A done-callback rather than a wrapper coroutine: a wrapper would add a frame to every resumption of
+        # the handler (every read), this runs once per connection.
+        self._handler_task = None
+        if task.cancelled():
             # Cancelled by the guard after it decided to close (timeout/shutdown): the reason is already set.
             if self.reason is None:
                 self.reason = CloseReason.SHUTDOWN
-        except Exception as exc:
-            if self.reason is None and self._tr is not None and not self._tr.is_closing():
+        else:
+            exc = task.exception()
+            if exc is not None and self.reason is None and self._tr is not None and not self._tr.is_closing():
                 self.reason = CloseReason.HANDLER_ERROR
                 log.warning(
                     "handler raised %s for %s",
                     type(exc).__name__,
                     self.peer,
-                    exc_info=True,
+                    exc_info=(type(exc), exc, exc.__traceback__),
                     extra={"event": "handler_error", "peer": self.peer},
                 )
-        finally:
-            tr = self._tr
-            if self._guard_closing:
-                pass  # close() owns the transport now (a graceful close is waiting for the peer's FIN)
-            elif tr is not None and not tr.is_closing():
-                # The handler is finished with the connection: close it whatever it did or forgot.
-                if self.reason is None:
-                    self.reason = CloseReason.PEER_CLOSED if self._eof else CloseReason.HANDLER_DONE
-                tr.close()
-            elif self.reason is None:
+        tr = self._tr
+        if self._guard_closing:
+            return  # close() owns the transport now (a graceful close may be waiting for the peer's FIN)
+        if tr is not None and not tr.is_closing():
+            # The handler is finished with the connection: close it whatever it did or forgot.
+            if self.reason is None:
                 self.reason = CloseReason.PEER_CLOSED if self._eof else CloseReason.HANDLER_DONE
+            tr.close()
+        elif self.reason is None:
+            self.reason = CloseReason.PEER_CLOSED if self._eof else CloseReason.HANDLER_DONE
 
     # -- timers -------------------------------------------------------------------------------------------
 
