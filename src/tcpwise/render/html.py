@@ -178,7 +178,8 @@ def body(
     title: str | None = None,
 ) -> str:
     """The page content for ``run`` (used by :func:`render_html` and the report)."""
-    title = title or run.title or run.scenario
+    zh_title = run.summary.get("title_zh") if lang == "zh" else None  # run_scenario records the catalogue's zh title
+    title = title or zh_title or run.title or run.scenario
     parts = ["<header>"]
     if back_href:
         parts.append(f'<p><a href="{_e(back_href)}">← {_e(label("back", lang))}</a></p>')
