@@ -410,6 +410,17 @@ class Guard:
         """Counters and gauges as a plain dict (what Prometheus would scrape)."""
         return self.metrics.snapshot()
 
+    def check_client_heartbeat(self, interval: float) -> str:
+        """Check a client heartbeat interval against this guard's idle timeout (see
+        :func:`tcpwise.guard.heartbeat.check_heartbeat`): raises ``HeartbeatMismatch`` with the explanation when
+        the interval is not below the idle timeout. Publish the result next to the server's configuration."""
+        from tcpwise.guard.heartbeat import check_heartbeat
+
+        idle = self.config.timeouts.idle
+        if idle is None:
+            return f"ok: no idle timeout configured, a heartbeat every {interval:g} s is never cut off"
+        return check_heartbeat(interval, idle)
+
     # -- shutdown -----------------------------------------------------------------------------------------
 
     async def drain(self, timeout: float = 30.0) -> int:
