@@ -7,7 +7,7 @@ Every case runs once (module cache); the run must pass all its checks, match its
 from __future__ import annotations
 
 import json
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import pytest
@@ -33,7 +33,7 @@ def _name(sid: str, overrides: tuple[tuple[str, str], ...]) -> str:
     return sid + "".join(f"__{k}={v}" for k, v in sorted(overrides)) + ".json"
 
 
-@lru_cache(maxsize=None)
+@cache
 def _run(sid: str, overrides: tuple[tuple[str, str], ...] = ()) -> Run:
     return run_scenario(sid, seed=1, overrides=dict(overrides))
 

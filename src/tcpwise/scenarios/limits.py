@@ -125,7 +125,8 @@ def _finish(sim: Simulator, scenario: str, seed: int, events: list[Event] | None
 
 
 def _v(run: Run) -> dict[str, Any]:
-    return run.summary.get("values", {})
+    values: dict[str, Any] = run.summary.get("values", {})
+    return values
 
 
 # ============================================================================================================
@@ -178,7 +179,7 @@ def _cwl_simulate(p: P, seed: int) -> Run:
 def _cwl_check(run: Run, p: P) -> list[Check]:
     v = _v(run)
     cw = run.series["B.CLOSE_WAIT"] if run.series else []
-    grows = all(b >= a for a, b in zip(cw, cw[1:]))
+    grows = all(b >= a for a, b in zip(cw, cw[1:], strict=False))
     usable = p["fd_limit"] - BASE_FDS
     return [
         claim("The server never close()s: CLOSE_WAIT grows by one per answered request and never shrinks.",

@@ -36,7 +36,7 @@ from tcpwise.errors import UsageError
 from tcpwise.events import Check, Run
 from tcpwise.scenarios import query as q
 from tcpwise.scenarios.base import Param, Scenario, claim, register
-from tcpwise.sim.apps import PoolClient, Server, ShortConnClient
+from tcpwise.sim.apps import Server, ShortConnClient
 from tcpwise.sim.core import SimHost, Simulator
 from tcpwise.sim.fleet import FlowResult, Lifecycle, simulate_flow, simulate_pool
 from tcpwise.sim.network import Impairments
@@ -127,7 +127,7 @@ def calibrate(p: P, seed: int = 1, *, close_mode: str = "close", a: dict[str, An
         established=est, close=t_close, time_wait_at=tw_at, time_wait=tw or 0.0,
         port_free=t_free if t_free is not None else (tw_at or t_close) + (tw or 0.0),
         reuse_after=reuse_after, segments=len(q.sends(run)),
-        rsts=sum(1 for e in q.sends(run) if "R" in e.segment.flags),  # type: ignore[union-attr]
+        rsts=sum(1 for e in q.sends(run) if e.segment is not None and "R" in e.segment.flags),
     )
     errs = [(e.text or "").replace("error ", "") for e in q.apps(run, "B", "error")]
     return Calibration(lc, run, max(done - est, 1e-6), errs)
@@ -278,14 +278,15 @@ def _simulate(p: P, seed: int) -> Run:
 
 
 def _v(run: Run) -> dict[str, Any]:
-    return run.summary.get("values", {})
+    values: dict[str, Any] = run.summary.get("values", {})
+    return values
 
 
 def _expected_tw(p: P, v: dict[str, Any]) -> float:
     """TIME_WAIT count expected at the end of the run from R and the measured timeline (no port limit)."""
     tw_at = v["time_wait_at"] or 0.0
     span = min(max(p["duration"] - tw_at, 0.0), v["time_wait"])
-    return p["rate"] * span
+    return float(p["rate"] * span)
 
 
 def _check(run: Run, p: P) -> list[Check]:

@@ -30,7 +30,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from tcpwise.endpoint.events import Closed, Connected, ConnectionError, DataReceived, EndOfStream, EndpointEvent
+from tcpwise.endpoint.events import (
+    Closed,
+    Connected,
+    ConnectionError,
+    DataReceived,
+    EndOfStream,
+    EndpointEvent,
+)
 from tcpwise.endpoint.stack import ConnectError
 from tcpwise.endpoint.tcb import Endpoint, LocalProtocolError
 from tcpwise.sim.core import SimHost, Simulator

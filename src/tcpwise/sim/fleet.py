@@ -121,7 +121,8 @@ def simulate_flow(rate: float, duration: float, ports: int, lc: Lifecycle, *, sa
 
     # Populations at every bucket (a connect in bucket j is in a state from j + start to j + end).
     def pop(start: float, end: float) -> np.ndarray:
-        return _lag(c, int(round(start / dt))) - _lag(c, int(round(end / dt)))
+        out: np.ndarray = _lag(c, int(round(start / dt))) - _lag(c, int(round(end / dt)))
+        return out
 
     ports_in_use = np.minimum(pop(0.0, lc.port_free), ports)
     established = pop(lc.established, lc.close)
