@@ -125,3 +125,10 @@ def test_rst_on_timeout_graceful_variant_leaves_time_wait() -> None:
 def test_bad_parameters_are_usage_errors(sid: str, bad: dict[str, str]) -> None:
     with pytest.raises(UsageError):
         run_scenario(sid, overrides=bad)
+
+
+def test_middlebox_that_resets_gives_immediate_errors() -> None:
+    run = run_scenario("middlebox-idle-timeout", overrides={"on_expired": "rst"})
+    assert run.ok, _failed(run)
+    assert _err_time(run, "A", "ECONNRESET") == pytest.approx(500.05)
+    assert not q.apps(run, None, "ETIMEDOUT") and run.summary["values"]["box_resets"] == 2

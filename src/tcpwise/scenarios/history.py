@@ -371,8 +371,10 @@ def _od_check(run: Run, p: P) -> list[Check]:
     a_tw = q.time_in_state(run, "A", "TIME_WAIT")
     if v.get("reconnect_error"):
         checks += [
-            claim("While A holds TIME_WAIT the new connect() on the same 4-tuple is refused.",
-                  "A 处于 TIME_WAIT 期间，同一四元组上的新 connect() 被拒绝。",
+            claim("While A holds TIME_WAIT the same 4-tuple cannot be opened again (Linux: bind() to the port fails "
+                  "with EADDRINUSE; with SO_REUSEADDR connect() fails with EADDRNOTAVAIL).",
+                  "A 处于 TIME_WAIT 期间，同一四元组无法再次打开（Linux：bind() 该端口返回 EADDRINUSE；设置 SO_REUSEADDR "
+                  "后 connect() 返回 EADDRNOTAVAIL）。",
                   q.first_time_in(run, "A", "TIME_WAIT") is not None and q.apps(run, "A", "connect() fails") != [],
                   f"connect() at {p['reconnect_at']:g} s: {v.get('reconnect_error')}; A in TIME_WAIT since "
                   f"{_fmt(q.first_time_in(run, 'A', 'TIME_WAIT'))} for {p['time_wait']:g} s"),

@@ -161,7 +161,8 @@ def _hoc_check(run: Run, p: P) -> list[Check]:
         claim(f"With SO_KEEPALIVE A probes the silent peer: {p['keepalive_probes']} probes, "
               f"{p['keepalive_intvl']:g} s apart, none answered.",
               f"开启 SO_KEEPALIVE 后 A 探测沉默的对端：{p['keepalive_probes']} 个探测，间隔 {p['keepalive_intvl']:g} 秒，无一应答。",
-              len(probes) == p["keepalive_probes"] and dead,
+              len(probes) == p["keepalive_probes"] and dead
+              and all(abs(b.t - a.t - p["keepalive_intvl"]) < EPS for a, b in zip(probes, probes[1:])),
               f"{len(probes)} probes at {', '.join(f'{e.t:.1f}' for e in probes[:3])}{' ...' if len(probes) > 3 else ''}"),
         claim(f"A learns of the crash keepalive_time + intvl*probes = {p['keepalive_time']:g} + "
               f"{p['keepalive_intvl']:g}*{p['keepalive_probes']} = {expect:g} s after the last segment it received "
@@ -590,6 +591,8 @@ def _mb_simulate(p: P, seed: int) -> Run:
     _check_ka(p)
     if p["idle_timeout"] <= 0 or p["send_at"] <= 1.0:
         raise UsageError("idle_timeout must be > 0 and send_at > 1 s")
+    if p["on_expired"] not in ("drop", "rst"):
+        raise UsageError("--set on_expired= must be drop (silent, like conntrack INVALID) or rst (like an AWS NLB)")
     a = {**_ka_cfg(p, p["keepalive"])}
     t_send = p["send_at"]
     steps = (Listen(0.0, "B", 80), Connect(0.0, "A", "B", 80), Send(0.5, "A", 100), Send(0.6, "B", 100, sock="s"),
@@ -599,14 +602,15 @@ def _mb_simulate(p: P, seed: int) -> Run:
     boxes: list[Any] = []
 
     def setup(sim: Any) -> None:
-        fw = StatefulFirewall(idle_timeout=p["idle_timeout"])
+        fw = StatefulFirewall(idle_timeout=p["idle_timeout"], reply_rst=p["on_expired"] == "rst", sim=sim)
         sim.channel("A", "B").elements.append((fw, "fwd"))
         sim.channel("B", "A").elements.append((fw, "rev"))
         boxes.append(fw)
 
     _, run = run_script(script, seed, scenario="middlebox-idle-timeout", params=p, setup=setup)
     fw = boxes[0]
-    run.summary["values"] = {"expired": [t for _, t in fw.expired], "dropped": fw.dropped, "passed": fw.passed}
+    run.summary["values"] = {"expired": [t for _, t in fw.expired], "dropped": fw.dropped, "passed": fw.passed,
+                             "box_resets": fw.resets}
     return run
 
 
@@ -640,6 +644,24 @@ def _mb_check(run: Run, p: P) -> list[Check]:
     quiet = [e for e in q.recvs(run) if t_exp is not None and t_exp - 1e-9 <= e.t < t_send]
     changes = [e for e in q.state_events(run, "A") + q.state_events(run, "B") if e.t < t_send and e.to_state != "ESTABLISHED"
                and e.to_state not in ("SYN_SENT", "SYN_RCVD")]
+    if p["on_expired"] == "rst":
+        a_rst, b_rst = _err(run, "A", "ECONNRESET"), _err(run, "B", "ECONNRESET")
+        return [
+            claim(f"The box forgets the flow after {p['idle_timeout']:g} s of silence; both ends still believe in it.",
+                  f"中间设备在沉默 {p['idle_timeout']:g} 秒后遗忘该流；两端仍然相信连接存在。",
+                  t_exp is not None and not quiet and not changes,
+                  f"flow forgotten at {_fmt(t_exp)}; state changes before {t_send:g} s: {len(changes)}"),
+            claim("A box that answers with RST (like an AWS NLB) turns the black hole into an immediate error: A's "
+                  "next send gets ECONNRESET within one round trip.",
+                  "回复 RST 的中间设备（如 AWS NLB）把黑洞变成即时错误：A 的下一次发送在一个往返之内得到 ECONNRESET。",
+                  a_rst is not None and a_rst.t - t_send <= 2 * p["delay"] + EPS,
+                  f"ECONNRESET at {_fmt(a_rst.t if a_rst else None)} for a send at {t_send:g} s"),
+            claim("B's push is reset the same way: neither end retransmits into the void.",
+                  "B 的推送同样被复位：两端都没有向虚空重传。",
+                  b_rst is not None and len(fw_drops) == 2 and v.get("box_resets") == 2,
+                  f"B: {b_rst.text if b_rst else 'no error'}; packets dropped {len(fw_drops)}, RSTs from the box "
+                  f"{v.get('box_resets')}"),
+        ]
     a_err, b_err = _err(run, "A", "ETIMEDOUT"), _err(run, "B", "ETIMEDOUT")
     a_drops = [e for e in fw_drops if e.host == "A"]
     b_drops = [e for e in fw_drops if e.host == "B"]
@@ -677,17 +699,30 @@ def _mb_narrate(run: Run, p: P) -> tuple[str, str]:
               f"小于该值：{len(probes)} 个探测及其 ACK 让防火墙条目保持新鲜，所以 {p['send_at']:g} 秒时 A 的请求和 B 的推送"
               f"照常通过。规则：keepalive（或应用层 ping）要短于路径上最短的空闲超时。")
         return en, zh
+    if p["on_expired"] == "rst":
+        a_rst, b_rst = _err(run, "A", "ECONNRESET"), _err(run, "B", "ECONNRESET")
+        en = (f"This box ({p['idle_timeout']:g} s idle timeout) answers packets of a forgotten flow with a RST, as an "
+              f"AWS Network Load Balancer does. The flow expires at {_fmt(expired[0] if expired else None)}; A sends "
+              f"at {p['send_at']:g} s and gets ECONNRESET at {_fmt(a_rst.t if a_rst else None)}, B's push gets "
+              f"ECONNRESET at {_fmt(b_rst.t if b_rst else None)}. The connection is still lost, but nobody waits "
+              f"15 minutes to find out.")
+        zh = (f"这个中间设备（空闲超时 {p['idle_timeout']:g} 秒）对已遗忘流的报文回复 RST，就像 AWS 网络负载均衡器那样。"
+              f"流在 {_fmt(expired[0] if expired else None)} 过期；A 在 {p['send_at']:g} 秒发送，在 "
+              f"{_fmt(a_rst.t if a_rst else None)} 得到 ECONNRESET，B 的推送在 {_fmt(b_rst.t if b_rst else None)} 得到 "
+              f"ECONNRESET。连接依然丢失，但没有人需要等 15 分钟才发现。")
+        return en, zh
     a_err, b_err = _err(run, "A", "ETIMEDOUT"), _err(run, "B", "ETIMEDOUT")
     ka = (f" A's keepalive ({p['keepalive_time']:g} s) is longer than the firewall's timeout, so it does not help."
           if p["keepalive"] else "")
     ka_zh = (f"A 的 keepalive（{p['keepalive_time']:g} 秒）长于防火墙超时，所以无济于事。" if p["keepalive"] else "")
-    en = (f"A stateful firewall (like a cloud NAT gateway or load balancer; here {p['idle_timeout']:g} s) sits between "
+    en = (f"A stateful firewall that drops silently (conntrack with an INVALID drop rule, a cloud VPC firewall; here "
+          f"{p['idle_timeout']:g} s) sits between "
           f"A and B. After a request and a response the connection is idle; at {_fmt(expired[0] if expired else None)} "
           f"the firewall drops its entry without a word.{ka} At {p['send_at']:g} s A sends: the packet matches no "
           f"state and is dropped, as are all {v.get('dropped')} packets that follow from either side. Both ends are "
           f"half-open and keep retransmitting; A gives up at {_fmt(a_err.t if a_err else None)} and B at "
           f"{_fmt(b_err.t if b_err else None)} (tcp_retries2). Nobody ever sees a RST.")
-    zh = (f"A 与 B 之间有一个状态防火墙（类似云 NAT 网关或负载均衡器；这里为 {p['idle_timeout']:g} 秒）。一次请求和响应后连接空闲；"
+    zh = (f"A 与 B 之间有一个静默丢包的状态防火墙（带 INVALID 丢弃规则的 conntrack、云 VPC 防火墙；这里为 {p['idle_timeout']:g} 秒）。一次请求和响应后连接空闲；"
           f"{_fmt(expired[0] if expired else None)} 时防火墙悄悄删除了它的条目。{ka_zh}{p['send_at']:g} 秒时 A 发送数据：报文匹配不到"
           f"状态而被丢弃，此后双方共 {v.get('dropped')} 个报文都被丢弃。两端都处于半开状态并不断重传；A 在 "
           f"{_fmt(a_err.t if a_err else None)}、B 在 {_fmt(b_err.t if b_err else None)} 放弃（tcp_retries2）。从头到尾没有人看到 RST。")
@@ -700,8 +735,11 @@ register(Scenario(
           "the void; keepalive below the middlebox timeout keeps the flow alive.",
     claim_zh="状态防火墙/NAT 悄悄丢弃空闲流：两端半开，下一次发送重传到虚空中；短于中间设备超时的 keepalive 能让流保持存活。",
     params={
-        "idle_timeout": Param(350.0, "firewall/NAT idle timeout (s); 350 = AWS NAT gateway / NLB, GCP firewall 600",
-                              "防火墙/NAT 空闲超时（秒）；350 = AWS NAT 网关/NLB，GCP 防火墙为 600"),
+        "idle_timeout": Param(350.0, "middlebox idle timeout (s); AWS NLB / NAT gateway 350, GCP VPC firewall 600",
+                              "中间设备空闲超时（秒）；AWS NLB / NAT 网关 350，GCP VPC 防火墙 600"),
+        "on_expired": Param("drop", "what the box does with a packet of a forgotten flow: drop (silently: conntrack "
+                                    "INVALID, cloud firewalls) or rst (answer RST, like an AWS NLB)",
+                            "中间设备如何处理已遗忘流的报文：drop（静默丢弃：conntrack INVALID、云防火墙）或 rst（回复 RST，如 AWS NLB）"),
         "keepalive": Param(False, "SO_KEEPALIVE on A", "A 是否开启 SO_KEEPALIVE"),
         **KA_PARAMS,
         "send_at": Param(500.0, "when A sends again (B pushes 10 s later) (s)", "A 何时再次发送（B 在 10 秒后推送）（秒）"),

@@ -15,7 +15,9 @@ reason).
   an ``iptables -m conntrack --ctstate INVALID -j DROP`` firewall with ``nf_conntrack_tcp_loose=0``): a flow
   is created by a SYN, refreshed by every packet in either direction, and forgotten after ``idle_timeout``
   seconds of silence. A packet of a forgotten flow that is not a SYN is dropped silently — neither end is told,
-  so both are left half-open (AWS NAT gateway: 350 s idle timeout; GCP VPC firewall tracking: 600 s).
+  so both are left half-open (GCP VPC firewall connection tracking: 10 min; a Linux box with conntrack and an
+  INVALID drop rule). Some boxes answer with a RST instead (``reply_rst``: AWS NLB after 350 s; an AWS NAT
+  gateway does so towards the hosts behind it) — the ends then learn at once.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from typing import TYPE_CHECKING
 
 from tcpwise.sim.network import Packet, PathElement
 from tcpwise.vocab import ACK, RST, SYN
+from tcpwise.wire.segment import TcpSegment
 
 if TYPE_CHECKING:
     from tcpwise.sim.core import Simulator
@@ -87,9 +90,15 @@ class StatefulFirewall(PathElement):
 
     ``idle_timeout``: seconds of silence after which a flow is forgotten (checked lazily when its next packet
     arrives, which is indistinguishable from a periodic garbage collector for the packets that matter).
-    ``expired`` records (flow, time it expired) for every flow forgotten; ``dropped`` counts packets dropped."""
+    ``reply_rst``: instead of dropping silently, answer the sender with a RST (what an AWS Network Load
+    Balancer does after its 350 s idle timeout); needs ``sim`` to deliver it.
+    ``expired`` records (flow, time it expired) for every flow forgotten; ``dropped`` counts packets dropped,
+    ``resets`` the RSTs the box sent."""
 
     idle_timeout: float = 350.0
+    reply_rst: bool = False
+    sim: Simulator | None = None
+    resets: int = 0
     flows: dict[FlowKey, _Flow] = field(default_factory=dict)
     expired: list[tuple[FlowKey, float]] = field(default_factory=list)
     dropped: int = 0
@@ -112,6 +121,8 @@ class StatefulFirewall(PathElement):
                 # conntrack INVALID (no state, not a SYN): dropped, no RST, no ICMP — both ends stay half-open.
                 self.dropped += 1
                 self.last_drop = f"{self.name}: no state for this flow (forgotten after {self.idle_timeout:g} s idle)"
+                if self.reply_rst and not flags & RST:
+                    self._reset_sender(pkt, now)
                 return None
         flow.last_seen = now
         flow.packets += 1
@@ -119,6 +130,25 @@ class StatefulFirewall(PathElement):
         if flags & RST:
             del self.flows[key]  # a reset ends the flow (conntrack moves it to CLOSE)
         return pkt
+
+    def _reset_sender(self, pkt: Packet, now: float) -> None:
+        """Answer like a host with no such connection would (RFC 9293 §3.10.7.1): <SEQ=SEG.ACK><CTL=RST>."""
+        sim = self.sim
+        if sim is None:
+            return
+        seg = pkt.seg
+        if seg.flags & ACK:
+            rst = TcpSegment(seg.dport, seg.sport, seg.ack, 0, RST, 0)
+        else:
+            rst = TcpSegment(seg.dport, seg.sport, 0, (seg.seq + seg.seg_len) & 0xFFFFFFFF, RST | ACK, 0)
+        back = Packet(pkt.dst, pkt.src, rst, self.name)
+        node = sim.by_addr.get(pkt.src)
+        if node is None:
+            return
+        self.resets += 1
+        sim.log_note(self.name, f"{self.name} answers {node.name}'s packet with RST (flow expired)")
+        at = now + sim.default_imp.delay
+        sim.at(at, node.deliver, back, at)
 
     def expiry_of(self, key: FlowKey) -> float | None:
         """When the flow ``key`` will be (or was) forgotten, if the box still tracks it."""
