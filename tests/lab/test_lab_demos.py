@@ -65,3 +65,9 @@ def test_unknown_demo_is_usage_error() -> None:
 
     with pytest.raises(UsageError, match="valid: time-wait"):
         demos.run_demo("nope")
+
+
+def test_middlebox_idle_timeout_and_keepalive() -> None:
+    r = demos.run_demo("middlebox-idle-timeout", quick=True)
+    assert r.ok, r.text()
+    assert r.facts["plain"].startswith("lost") and r.facts["with_keepalive_1s"] == "delivered"

@@ -447,6 +447,53 @@ def rst_on_linger(quick: bool = False) -> DemoResult:
                        f"TIME_WAIT on closer: {results['linger0']['time_wait']}"])
 
 
+def middlebox_idle_timeout(quick: bool = False) -> DemoResult:
+    """A firewall that forgets idle flows drops their next segment silently; keepalive below its timeout
+    keeps the flow alive."""
+    timeout = 2 if quick else 5
+    with _lab(faults=True) as (topo, faults):
+        assert faults is not None
+        faults.middlebox_idle_timeout(timeout)
+        lst = _listener(topo)
+        conns = {}
+        for name, ka in (("plain", False), ("keepalive", True)):
+            c = _sock(topo, "A")
+            if ka:  # probes every second, well below the middlebox's timeout
+                c.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+                c.setsockopt(socket.IPPROTO_TCP, TCP_KEEPIDLE, 1)
+                c.setsockopt(socket.IPPROTO_TCP, TCP_KEEPINTVL, 1)
+            c.connect((B_ADDR, 80))
+            s, _ = lst.accept()
+            s.settimeout(1.5)
+            conns[name] = (c, s)
+        time.sleep(timeout + 1.0)  # both connections idle longer than the middlebox remembers
+        got = {}
+        for name, (c, s) in conns.items():
+            c.send(b"hello")
+            try:
+                got[name] = "delivered" if s.recv(10) == b"hello" else "other"
+            except TimeoutError:
+                got[name] = "lost (A retransmits into the void)"
+        dropped = faults.counters().get("middlebox-idle", 0)
+        states = {name: next((x.state for x in _sockets(topo, "A") if x.sport == c.getsockname()[1]), None)
+                  for name, (c, _s) in conns.items()}
+        for c, s in conns.values():
+            c.close()
+            s.close()
+        lst.close()
+    facts = {"middlebox_timeout_s": timeout, "plain": got["plain"], "with_keepalive_1s": got["keepalive"],
+             "segments_dropped_by_middlebox": dropped, "plain_state_on_A": states["plain"]}
+    ok = got["plain"].startswith("lost") and got["keepalive"] == "delivered" and dropped >= 1 \
+        and states["plain"] == ESTABLISHED
+    return DemoResult("middlebox-idle-timeout", "a middlebox that forgets idle flows silently drops their next "
+                      "segment; keepalive below its timeout keeps the flow", ok, facts,
+                      [f"stateful firewall at R forgets TCP flows after {timeout} s idle",
+                       f"idle {timeout + 1} s, then send: without keepalive -> {got['plain']} "
+                       f"(A still ESTABLISHED: {states['plain'] == ESTABLISHED})",
+                       f"with keepalive every 1 s -> {got['keepalive']}",
+                       f"segments dropped by the middlebox: {dropped}"])
+
+
 DEMOS: dict[str, Callable[[bool], DemoResult]] = {
     "time-wait": time_wait,
     "port-exhaustion": port_exhaustion,
@@ -455,6 +502,7 @@ DEMOS: dict[str, Callable[[bool], DemoResult]] = {
     "syn-flood": syn_flood,
     "accept-queue-overflow": accept_queue_overflow,
     "rst-on-linger": rst_on_linger,
+    "middlebox-idle-timeout": middlebox_idle_timeout,
 }
 
 

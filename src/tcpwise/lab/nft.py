@@ -115,6 +115,18 @@ class Faults:
         n = int(round(probability * 1_000_000))
         return self.add(label, f"{self._dir(src, dst)} numgen random mod 1000000 < {n} counter drop")
 
+    def middlebox_idle_timeout(self, seconds: int) -> None:
+        """Make R a stateful firewall that forgets a TCP flow after ``seconds`` idle, then drops its segments
+        silently. R's conntrack gets an ESTABLISHED timeout of ``seconds``
+        (``net.netfilter.nf_conntrack_tcp_timeout_established``, per namespace), and a segment that is not a SYN
+        but creates a *new* conntrack entry — its flow was forgotten — is dropped (``ct state new`` without SYN:
+        the classic firewall rule). Both ends stay ESTABLISHED and hear nothing: a half-open connection made by
+        the network. (An nft ``ct timeout`` object would be the per-flow way; this kernel ignores it.)"""
+        # The rule first: it makes R's namespace track connections, which creates the conntrack sysctls.
+        self.add("middlebox-idle", "meta l4proto tcp ct state new tcp flags & syn != syn counter drop")
+        sh("ip", "netns", "exec", self.ns, "sysctl", "-q", "-w",
+           f"net.netfilter.nf_conntrack_tcp_timeout_established={int(seconds)}")
+
     def counters(self) -> dict[str, int]:
         """label -> packets dropped so far (from the rules' counters)."""
         out = sh("ip", "netns", "exec", self.ns, "nft", "-j", "list", "chain", "inet", self.table, "forward",
