@@ -114,15 +114,20 @@ def main() -> int:
                 time.sleep(0.2)
         total = count_tcp()
         scrapes = []
+        ss_tan = []
         size = 0
         for _ in range(10):
             t = time.perf_counter()
             body = urllib.request.urlopen(url, timeout=10).read()
             scrapes.append(time.perf_counter() - t)
             size = len(body)
+            ss_tan.append(timed(["ss", "-tan"])[0])
             time.sleep(0.2)
-        print(f"\nexporter: {total} TCP sockets, {size} bytes per scrape, scrape median "
-              f"{statistics.median(scrapes) * 1000:.1f} ms, max {max(scrapes) * 1000:.1f} ms (goal < 100 ms)")
+        med = statistics.median(scrapes)
+        ref_tan = statistics.median(ss_tan)
+        print(f"\nexporter: {total} TCP sockets, {size} bytes per scrape, scrape median {med * 1000:.1f} ms, "
+              f"max {max(scrapes) * 1000:.1f} ms (goal < 100 ms); `ss -tan` in the same run "
+              f"{ref_tan * 1000:.1f} ms -> scrape/ss-tan = {med / ref_tan:.2f}")
         return 0
     finally:
         if exporter is not None:

@@ -139,3 +139,38 @@ def test_live_dump_sees_our_listener_and_pair():
     finally:
         for x in (c, s, ls):
             x.close()
+
+
+class FakeDiagSocket:
+    """Replays datagrams as a NETLINK_SOCK_DIAG socket would (one per recv)."""
+
+    def __init__(self, datagrams: list[bytes]) -> None:
+        self.datagrams = list(datagrams)
+
+    def sendto(self, data: bytes, addr) -> int:
+        return len(data)
+
+    def recv_into(self, buf: bytearray) -> int:
+        d = self.datagrams.pop(0)
+        buf[: len(d)] = d
+        return len(d)
+
+
+def test_census_bulk_counting_matches_record_by_record():
+    shut = attr(8, b"\0") + attr(21, b"\0" * 8)
+    est = [record(1, 5000 + i, 80, attrs=shut) for i in range(300)]
+    tw = [record(6, 6000 + i, 443) for i in range(50)]
+    cw = [record(8, 7000 + i, 80, attrs=shut) for i in range(7)]
+    lst = record(10, 80, 0, src="0.0.0.0", dst="0.0.0.0", rq=3, wq=128, attrs=shut)
+    synr = [record(12, 80, 9000 + i, src="10.0.0.1", dst="10.9.0.1") for i in range(5)]
+    # Interleave runs the way the kernel's hash walk does, split over two datagrams; IPv6 dump empty.
+    d1 = b"".join(est[:100] + tw[:20] + [lst] + est[100:200] + cw + synr[:2])
+    d2 = b"".join(synr[2:] + tw[20:] + est[200:]) + DONE
+    fake = FakeDiagSocket([d1, d2, DONE])
+    counts, listeners, syn = netlink.census(sock=fake)  # type: ignore[arg-type]
+    ref, _ = parse(d1 + d2)
+    for st in range(16):
+        assert counts[st] == sum(1 for s in ref if s.state == st), st
+    assert counts[1] == 300 and counts[6] == 50 and counts[8] == 7 and counts[12] == 5
+    assert [(x.sport, x.rqueue, x.wqueue) for x in listeners] == [(80, 3, 128)]
+    assert syn == {(2, socket.inet_aton("10.0.0.1").ljust(16, b"\0"), 80): 5}
