@@ -199,3 +199,22 @@ def test_pool_run_retries_after_reset(loop: str) -> None:
         server.close()
 
     run(main(), loop)
+
+
+def test_pool_sets_keepalive_on_client_sockets() -> None:
+    from tcpwise.guard import Keepalive
+
+    async def main() -> None:
+        srv = Server()
+        server = await asyncio.start_server(srv.handle, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        cfg = PoolConfig(keepalive=Keepalive(idle=5, interval=2, count=3, user_timeout=4))
+        async with Pool("127.0.0.1", port, cfg) as pool:
+            async with pool.connection() as c:
+                s = c.writer.get_extra_info("socket")
+                assert s.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+                assert s.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == 5
+                assert s.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT) == 4000
+        server.close()
+
+    run(main())

@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from tcpwise.guard.metrics import Metrics
+from tcpwise.guard.sockopts import Keepalive, apply_keepalive
 from tcpwise.pool.validate import Liveness, peek_liveness
 
 __all__ = ["PoolConfig", "Pool", "PooledConnection", "PoolTimeout", "PoolClosed", "RETRYABLE"]
@@ -83,6 +84,8 @@ class PoolConfig:
         retries / backoff_base / backoff_max: :meth:`Pool.run` retry policy.
         leak_timeout: report a borrow held longer than this.
         track_borrow_site: record where each borrow happened (costs a short stack walk per borrow).
+        keepalive: TCP keepalive / TCP_USER_TIMEOUT for pooled sockets, so a server that vanished silently
+            (no FIN, no RST: crash, cable, black-holing middlebox) is noticed while the connection idles.
     """
 
     max_size: int = 10
@@ -99,6 +102,7 @@ class PoolConfig:
     backoff_max: float = 1.0
     leak_timeout: float | None = 60.0
     track_borrow_site: bool = True
+    keepalive: Keepalive | None = None
 
     def __post_init__(self) -> None:
         if self.max_size < 1:
@@ -411,6 +415,10 @@ class Pool:
             self.config.connect_timeout,
         )
         writer = asyncio.StreamWriter(transport, proto, reader, loop)
+        if self.config.keepalive is not None:
+            sock = transport.get_extra_info("socket")
+            if sock is not None:
+                apply_keepalive(sock, self.config.keepalive)
         self.opened[""] += 1
         now = loop.time()
         return PooledConnection(reader=reader, writer=writer, created=now, protocol=proto, last_used=now)
