@@ -15,10 +15,13 @@ from tcpwise.trace.output import trace_file  # noqa: E402
 # Verified to match exactly when this test was written; any scenario added later runs in test_other_scenarios.
 VERIFIED = (
     "handshake why-three simultaneous-open close close-three-segments half-close simultaneous-close lost-last-ack "
-    "old-duplicate server-close timewait-pileup close-wait-leak client-leak"
+    "old-duplicate server-close timewait-pileup close-wait-leak client-leak half-open-partition middlebox-idle-timeout"
 ).split()
 # Known, explained differences (a capture cannot show these).
 KNOWN = {
+    "half-open-crash": "the rebooted server's socket vanishes without a segment and its new stack answers with a RST; "
+    "on the wire that RST is indistinguishable from the old socket aborting (ESTABLISHED -> CLOSED)",
+    "keepalive": "as half-open-crash: the peer that died answers the probe with a RST from a fresh stack",
     "syn-flood": "the sim's SYN queue entries enter SYN_RCVD on the SYN alone; its pcap has no SYN-ACK for them, and "
     "a SYN alone does not prove the server queued it (a full queue drops it)",
 }

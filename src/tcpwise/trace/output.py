@@ -217,22 +217,22 @@ def conn_json(c: Conn, name: Callable[[int], str], salt: int = 0) -> str:
     who = ("orig", "resp")
     ts = c.ts
     if c.syn_t is not None and c.synack_t is not None:
-        hs = f'{{"syn_to_synack":{_r6(c.synack_t - c.syn_t)!r}'
+        hs = f'{{"syn_to_synack":{c.synack_t - c.syn_t:.6f}'
         if c.ack_t is not None:
-            hs += f',"synack_to_ack":{_r6(c.ack_t - c.synack_t)!r}'
+            hs += f',"synack_to_ack":{c.ack_t - c.synack_t:.6f}'
         hs += "}"
     else:
         hs = "null"
     if c.rst_by is not None:
         s = c.sides[c.rst_by]
-        rst = f'{{"by":"{who[c.rst_by]}","state":{_jv(s.rst_state)},"t":{_r6(s.rst_t or 0.0)!r}}}'
+        rst = f'{{"by":"{who[c.rst_by]}","state":{_jv(s.rst_state)},"t":{s.rst_t or 0.0:.6f}}}'
     else:
         rst = "null"
     tw = ",".join(f'"{who[i]}"' for i in (0, 1) if c.sides[i].state == "TIME_WAIT")
-    states = ",".join(f'[{_r6(t - ts)!r},"{who[d]}","{a}","{b}"]' for (t, d, a, b) in c.transitions)
+    states = ",".join([f'[{t - ts:.6f},"{who[d]}","{a}","{b}"]' for (t, d, a, b) in c.transitions])
     ff = f'"{who[c.first_fin]}"' if c.first_fin is not None else "null"
     return (
-        f'{{"n":{c.n},"uid":"{uid(c, salt)}","ts":{ts!r},"duration":{_r6(c.last - ts)!r},'
+        f'{{"n":{c.n},"uid":"{uid(c, salt)}","ts":{ts!r},"duration":{c.last - ts:.6f},'
         f'"orig_h":"{name(c.orig_ep >> 16)}","orig_p":{c.orig_ep & 0xFFFF},'
         f'"resp_h":"{name(c.resp_ep >> 16)}","resp_p":{c.resp_ep & 0xFFFF},'
         f'"conn_state":"{conn_state(c)}","history":"{c.history}","partial":{_jv(c.partial)},'

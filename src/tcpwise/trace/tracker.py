@@ -214,6 +214,7 @@ class Tracker:
         keys = dec.keys
         bconn: list[Conn | None] = [conns.get(k) for k in keys]
         slow = self._slow
+        watch_ack = self._watch_ack
         data = self._data
         odd_ack = self._odd_ack
         zero = self._zero
@@ -232,13 +233,16 @@ class Tracker:
             strict=False,
         ):
             c = bconn[fi]
-            if c is None or fl & 7 or c.watch:
+            if c is None or fl & 7:
                 slow(bconn, fi, keys[fi], ts, db, seq, ack, fl, win, pl, ipl, pno)
                 continue
             d = db ^ c.odir
             s = c.r if d else c.o
             if not s.fast:
                 slow(bconn, fi, keys[fi], ts, db, seq, ack, fl, win, pl, ipl, pno)
+                continue
+            if c.watch:
+                watch_ack(c, d, s, ts, seq, ack, fl, win, pl, ipl, pno)
                 continue
             c.last = ts
             c.last_index = pno
@@ -392,6 +396,9 @@ class Tracker:
         if c is None:
             c = self._new(key, db, fl, ts, pno)
             bconn[fi] = c
+            if fl == SYN and not pl:
+                self._open(c, ts, seq, win, ipl)
+                return
         elif fl & SYN and not fl & ACK:
             s0 = c.sides[db ^ c.odir]
             ended = c.done or (c.o.fin_end is not None and c.r.fin_end is not None)
@@ -409,8 +416,17 @@ class Tracker:
         s.ipbytes += ipl
         syn, fin, rst = fl & SYN, fl & FIN, fl & RST
 
-        self._zeek_update(c, d, s, p, fl, pl)
-        self._history(c, d, s, seq, fl, pl)
+        ctl = fl & (SYN | FIN | RST)
+        if (
+            ctl or s.z < PARTIAL
+        ):  # without SYN/FIN/RST, Zeek's machine moves only from INACTIVE/SYN_SENT states
+            self._zeek_update(c, d, s, p, fl, pl)
+        if ctl:
+            self._history(c, d, s, seq, fl, pl)
+        elif pl:
+            c.add_hist("D", d)
+        elif fl & ACK:
+            c.add_hist("A", d)
 
         # -- sequence space --
         if syn:
@@ -444,9 +460,28 @@ class Tracker:
         self._states(c, d, s, p, ts, seq, ack, fl)
         c.watch = c.o.syn_pending or c.r.syn_pending or c.o.fin_pending or c.r.fin_pending
         s.fast = s.nxt is not None and s.z >= PARTIAL
+        p.fast = p.nxt is not None and p.z >= PARTIAL
         if not c.done and (rst or (c.o.fin_end is not None and c.r.fin_end is not None and not c.watch)):
             c.done = True
             self.closing.append(c)
+
+    def _open(self, c: Conn, ts: float, seq: int, win: int, ipl: int) -> None:
+        """The usual first packet: a bare SYN opening a new connection (what :meth:`_slow` would do, directly)."""
+        o = c.o
+        o.pkts = 1
+        o.ipbytes = ipl
+        o.z = SYN_SENT
+        c.hseen |= _HBIT["S", 0]
+        c.hist.append("S")
+        o.last_syn = o.isn = seq
+        o.nxt = (seq + 1) & M32
+        o.syn_pending = True
+        o.state = "SYN_SENT"
+        c.transitions.append((ts, 0, "CLOSED", "SYN_SENT"))
+        c.syn_t = ts
+        c.watch = True
+        if win == 0:
+            o.win0 = True
 
     def _zeek_update(self, c: Conn, d: int, s: Side, p: Side, fl: int, pl: int) -> None:
         """Zeek's per-endpoint state machine (TCP_Analyzer::UpdateStateMachine and its Update*State helpers).
@@ -559,24 +594,7 @@ class Tracker:
                 c._set(d, "SYN_RCVD", ts)
             s.syn_pending = True
         if ackf:
-            # Our ACK of the peer's SYN: the peer's handshake is complete.
-            if p.syn_pending and p.isn is not None and ((ack - p.isn - 1) & M32) < HALF:
-                p.syn_pending = False
-                if d == 0 and c.ack_t is None and c.synack_t is not None:
-                    c.ack_t = ts
-                if p.state == "SYN_SENT" and syn:
-                    p.est_at = (ts, len(c.transitions))
-                elif p.state in ("SYN_SENT", "SYN_RCVD"):
-                    c._set(1 - d, "ESTABLISHED", ts)
-            # Our ACK of the peer's FIN.
-            if p.fin_pending and p.fin_end is not None and ((ack - p.fin_end) & M32) < HALF:
-                p.fin_pending = False
-                if p.state == "FIN_WAIT_1":
-                    c._set(1 - d, "FIN_WAIT_2", ts)
-                elif p.state == "CLOSING":
-                    c._set(1 - d, "TIME_WAIT", ts)
-                elif p.state == "LAST_ACK":
-                    c._set(1 - d, "CLOSED", ts)
+            self._acks(c, d, p, ts, ack, syn)
         if fin and s.fin_t == ts and s.fin_pending:
             if c.first_fin is None:
                 c.first_fin = d
@@ -602,13 +620,82 @@ class Tracker:
             elif p.state == "FIN_WAIT_2":
                 c._set(1 - d, "TIME_WAIT", ts)
 
+    def _acks(self, c: Conn, d: int, p: Side, ts: float, ack: int, syn: int) -> None:
+        """What side ``d``'s acknowledgment number proves about the peer ``p``'s SYN and FIN."""
+        # Our ACK of the peer's SYN: the peer's handshake is complete.
+        if p.syn_pending and p.isn is not None and ((ack - p.isn - 1) & M32) < HALF:
+            p.syn_pending = False
+            if d == 0 and c.ack_t is None and c.synack_t is not None:
+                c.ack_t = ts
+            if p.state == "SYN_SENT" and syn:
+                p.est_at = (ts, len(c.transitions))
+            elif p.state in ("SYN_SENT", "SYN_RCVD"):
+                c._set(1 - d, "ESTABLISHED", ts)
+        # Our ACK of the peer's FIN.
+        if p.fin_pending and p.fin_end is not None and ((ack - p.fin_end) & M32) < HALF:
+            p.fin_pending = False
+            if p.state == "FIN_WAIT_1":
+                c._set(1 - d, "FIN_WAIT_2", ts)
+            elif p.state == "CLOSING":
+                c._set(1 - d, "TIME_WAIT", ts)
+            elif p.state == "LAST_ACK":
+                c._set(1 - d, "CLOSED", ts)
+
+    def _watch_ack(
+        self,
+        c: Conn,
+        d: int,
+        s: Side,
+        ts: float,
+        seq: int,
+        ack: int,
+        fl: int,
+        win: int,
+        pl: int,
+        ipl: int,
+        pno: int,
+    ) -> None:
+        """A segment without SYN/FIN/RST on a connection waiting for the ACK of a SYN or FIN (the common
+        handshake-completing and FIN-acknowledging packets): :meth:`_slow` minus what cannot apply."""
+        c.last = ts
+        c.last_index = pno
+        s.pkts += 1
+        s.ipbytes += ipl
+        if pl:
+            if seq == s.nxt:
+                s.nxt = (seq + pl) & M32
+                s.bytes += pl
+            else:
+                self._data(c, s, d, seq, pl, fl)
+            c.add_hist("D", d)
+        elif seq != s.nxt:
+            self._odd_ack(c, s, d, seq, fl)
+        elif fl & ACK:
+            c.add_hist("A", d)
+        if win == 0:
+            self._zero(c, s, d, fl)
+        elif s.win0:
+            s.win0 = False
+        if s.est_at is not None:
+            self._confirm_established(c, d)
+        o, r = c.o, c.r
+        if fl & ACK:
+            self._acks(c, d, r if d == 0 else o, ts, ack, 0)
+        c.watch = o.syn_pending or r.syn_pending or o.fin_pending or r.fin_pending
+        if not c.watch and not c.done and o.fin_end is not None and r.fin_end is not None:
+            c.done = True
+            self.closing.append(c)
+
     def _confirm_established(self, c: Conn, d: int) -> None:
         """Side ``d`` accepted the SYN+ACK it got: record SYN_SENT -> ESTABLISHED at the SYN+ACK's time."""
         s = c.sides[d]
         t, i = s.est_at  # type: ignore[misc]
         s.est_at = None
         if s.state == "SYN_SENT":
-            c.transitions.insert(i, (t, d, "SYN_SENT", "ESTABLISHED"))
+            if i == len(c.transitions):
+                c.transitions.append((t, d, "SYN_SENT", "ESTABLISHED"))
+            else:
+                c.transitions.insert(i, (t, d, "SYN_SENT", "ESTABLISHED"))
             s.state = "ESTABLISHED"
 
     # -- expiry ---------------------------------------------------------------------------------------------------

@@ -52,6 +52,7 @@ TYPES = (
 # main.zeek: an originator RST after its SYN, with no originator H/A/F/G/I/Q in between.
 _RSTOS0 = re.compile(r"\^?S[^HAFGIQ]*R.*")
 _B62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+_B62_3 = [a + b + c for a in _B62 for b in _B62 for c in _B62]
 
 
 def conn_state(c: Conn) -> str:
@@ -87,10 +88,10 @@ def uid(c: Conn, salt: int = 0) -> str:
     multiplicative hash, enough to make uids of different captures differ) so reruns give the same uids."""
     h = (c.n * 0x9E3779B97F4A7C15 + int(c.ts * 1e6) * 0xC2B2AE3D27D4EB4F + salt) & ((1 << 101) - 1)
     out = ["C"]
-    for _ in range(17):
-        h, r = divmod(h, 62)
-        out.append(_B62[r])
-    return "".join(out)
+    for _ in range(6):  # three base62 digits at a time: 6 * 3 = 18 >= 17
+        h, r = divmod(h, 238328)  # 62**3
+        out.append(_B62_3[r])
+    return "".join(out)[:18]
 
 
 def _fmt_time(t: float) -> str:
