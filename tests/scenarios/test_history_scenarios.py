@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from tcpwise.errors import UsageError
-from tcpwise.scenarios import run_scenario
 from tcpwise.scenarios import query as q
+from tcpwise.scenarios import run_scenario
 
 
 def _failed(run):  # type: ignore[no-untyped-def]

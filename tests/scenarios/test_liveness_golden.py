@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from test_history_golden import check_golden, golden_name  # type: ignore[import-not-found]
 
 CASES = [

@@ -3,6 +3,8 @@ outcome, and bad parameters are usage errors."""
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import pytest
 
 from tcpwise.endpoint.rto import linux_retrans_timeout
@@ -43,7 +45,7 @@ def test_half_open_partition_retries2_and_backoff() -> None:
     data = [e.t for e in q.sends(run, "A") if e.segment.len > 0]
     gave_up = _err_time(run, "A", "ETIMEDOUT") - data[0]
     assert budget <= gave_up < budget + 2.0  # first expiry past the budget with a ~200 ms first RTO
-    gaps = [b - a for a, b in zip(data, data[1:])]
+    gaps = [b - a for a, b in pairwise(data)]
     assert max(gaps) == pytest.approx(120.0) and gaps[1] == pytest.approx(2 * gaps[0])
 
 

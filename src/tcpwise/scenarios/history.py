@@ -109,7 +109,7 @@ def _why3_facts(run: Run) -> dict[str, Any]:
     new_syns = [e for e in q.sends(run, "A") if e.segment.flags == "S" and e.t > t_del]  # type: ignore[union-attr]
     j_new = new_syns[0].segment.seq if new_syns else None  # type: ignore[union-attr]
     a_est = [t for t in q.entered(run, "A", "ESTABLISHED") if t > t_del]
-    ghost_bytes = sum(e.segment.len for e in b_sends if ghost_end is None or e.t <= ghost_end)  # type: ignore[union-attr]
+    ghost_bytes = sum(e.segment.len if e.segment else 0 for e in b_sends if ghost_end is None or e.t <= ghost_end)
     return {"j_old": j_old, "k": k, "synack": synack, "rst": rst, "path": ghost_path, "ghost_end": ghost_end,
             "t_est": t_est, "acked_k": acked_k, "j_new": j_new, "a_est": a_est, "t_del": t_del,
             "ghost_bytes": ghost_bytes, "v": v}
@@ -129,12 +129,12 @@ def _why3_check(run: Run, p: P) -> list[Check]:
               f["synack"] is not None, f"SA seq={k} ack={None if j_old is None else (j_old + 1) & M32}"),
     ]
     if p["handshake"] == 3:
-        rst_ok = rst is not None and rst.segment.seq == ((j_old or 0) + 1) & M32  # type: ignore[union-attr]
+        rst_ok = rst is not None and rst.segment.seq == ((j_old or 0) + 1) & M32
         checks += [
             claim("A has no such connection: it answers the SYN-ACK with RST, seq = its ACK field (RFC 9293 "
                   "§3.10.7.1).",
                   "A 没有这条连接：它以 RST 回应 SYN-ACK，seq 等于对方的确认号（RFC 9293 §3.10.7.1）。",
-                  rst_ok, f"{rst.segment.flags if rst else None} seq={rst.segment.seq if rst else None}"),  # type: ignore[union-attr]
+                  rst_ok, f"{rst.segment.flags if rst else None} seq={rst.segment.seq if rst else None}"),
             claim("B drops the bogus half-connection: LISTEN -> SYN_RCVD -> CLOSED (back to LISTEN), never "
                   "ESTABLISHED.",
                   "B 丢弃这个伪造的半连接：LISTEN -> SYN_RCVD -> CLOSED（回到 LISTEN），从未进入 ESTABLISHED。",
@@ -262,7 +262,7 @@ def _od_simulate(p: P, seed: int) -> Run:
             if not isn or not seg.payload:
                 return False
             off = _seq_rel(seg.seq, isn[0]) - 1
-            return off <= target < off + len(seg.payload)
+            return bool(off <= target < off + len(seg.payload))
 
         hb = HoldBack(sim, old_segment, t2 + 4 * d)  # arrives after the new connection is up at B
         sim.channel("A", "B").elements.append((hb, "fwd"))

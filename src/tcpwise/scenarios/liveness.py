@@ -21,6 +21,7 @@ Every number a narrative quotes is measured from the run (or, for the default-kn
 
 from __future__ import annotations
 
+from itertools import pairwise
 from typing import Any
 
 from tcpwise.endpoint.rto import linux_retrans_timeout
@@ -149,7 +150,7 @@ def _hoc_check(run: Run, p: P) -> list[Check]:
                   "A 终于发送数据时，重启后的 B 没有这条连接，回复 RST（RFC 9293 §3.10.7.1）。",
                   _has_rst(rst), " ".join(e.segment.flags for e in rst if e.segment) or "no segment from B"),
             claim("A's application learns only now: ECONNRESET.", "A 的应用直到此时才知道：ECONNRESET。",
-                  err is not None and err.t >= send, err.text if err else "no error"),
+                  err is not None and err.t >= send, (err.text or "") if err else "no error"),
         ]
         return checks
     expect = p["keepalive_time"] + p["keepalive_intvl"] * p["keepalive_probes"]
@@ -162,7 +163,7 @@ def _hoc_check(run: Run, p: P) -> list[Check]:
               f"{p['keepalive_intvl']:g} s apart, none answered.",
               f"开启 SO_KEEPALIVE 后 A 探测沉默的对端：{p['keepalive_probes']} 个探测，间隔 {p['keepalive_intvl']:g} 秒，无一应答。",
               len(probes) == p["keepalive_probes"] and dead
-              and all(abs(b.t - a.t - p["keepalive_intvl"]) < EPS for a, b in zip(probes, probes[1:])),
+              and all(abs(b.t - a.t - p["keepalive_intvl"]) < EPS for a, b in pairwise(probes)),
               f"{len(probes)} probes at {', '.join(f'{e.t:.1f}' for e in probes[:3])}{' ...' if len(probes) > 3 else ''}"),
         claim(f"A learns of the crash keepalive_time + intvl*probes = {p['keepalive_time']:g} + "
               f"{p['keepalive_intvl']:g}*{p['keepalive_probes']} = {expect:g} s after the last segment it received "
@@ -239,7 +240,7 @@ def _hop_facts(run: Run, p: P) -> dict[str, Any]:
     data = [e for e in q.sends(run, "A") if e.segment is not None and e.segment.len > 0]
     seq0 = data[0].segment.seq if data else None  # type: ignore[union-attr]
     tx = [e.t for e in data if e.segment is not None and e.segment.seq == seq0]
-    intervals = [round(b - a, 6) for a, b in zip(tx, tx[1:])]
+    intervals = [round(b - a, 6) for a, b in pairwise(tx)]
     err = _err(run, "A", "ETIMEDOUT")
     gave_up = None if err is None or not tx else err.t - tx[0]
     return {"tx": tx, "intervals": intervals, "err": err, "gave_up": gave_up,
@@ -251,7 +252,7 @@ def _hop_check(run: Run, p: P) -> list[Check]:
     got_b = [e for e in q.recvs(run, "B") if e.segment is not None and e.segment.len > 0]
     dropped_b = [e for e in q.drops(run, "B") if (e.text or "") == "partition"]
     iv = f["intervals"]
-    doubling = len(iv) >= 2 and all(abs(b - min(2 * a, 120.0)) < 1e-3 for a, b in zip(iv, iv[1:]))
+    doubling = len(iv) >= 2 and all(abs(b - min(2 * a, 120.0)) < 1e-3 for a, b in pairwise(iv))
     checks = [
         claim("A->B still works (B receives A's data and ACKs it) but every segment B->A is dropped.",
               "A->B 仍然畅通（B 收到 A 的数据并确认），但 B->A 的每个报文都被丢弃。",
@@ -484,7 +485,8 @@ def _ka_facts(run: Run, p: P) -> dict[str, Any]:
     die = p["die_at"] if p["die_at"] > 0 else 2.5 * p["keepalive_time"]
     end = _data_end(run, "A")
     probes = _probes(run, "A")
-    answered, silent = [], []
+    answered: list[tuple[Event, Event | None]] = []
+    silent: list[tuple[Event, Event | None]] = []
     for pr in probes:
         ack = next((e for e in q.recvs(run, "A") if e.t > pr.t and e.segment is not None
                     and e.segment.flags == "A" and e.segment.ack == end and e.t <= pr.t + 4 * p["delay"] + 1e-6), None)
@@ -501,13 +503,13 @@ def _ka_check(run: Run, p: P) -> list[Check]:
     v = run.summary.get("values", {})
     pr = f["probes"]
     ans = f["answered"]
-    gaps_alive = [round(b[0].t - a[1].t, 6) for a, b in zip(ans, ans[1:])]
+    gaps_alive = [round(b[0].t - a[1].t, 6) for a, b in pairwise(ans)]
     first_gap = None
     if pr:
         prev_rx = _last_recv_before(run, "A", pr[0].t - 1e-6)
         first_gap = None if prev_rx is None else pr[0].t - prev_rx
     silent_t = [s[0].t for s in f["silent"]]
-    silent_gaps = [round(b - a, 6) for a, b in zip(silent_t, silent_t[1:])]
+    silent_gaps = [round(b - a, 6) for a, b in pairwise(silent_t)]
     rst_a = [e for e in q.sends(run, "A") if e.segment is not None and "R" in e.segment.flags]
     dd, de = v.get("default_detect"), v.get("default_expect")
     return [

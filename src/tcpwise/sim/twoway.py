@@ -46,7 +46,7 @@ class TwoWayServer:
     def react(self, host: SimHost, ep: Endpoint, ev: EndpointEvent, now: float) -> None:
         if type(ev) is not StateChanged or not ep.passive or ep.lport != self.port:
             return
-        if ev.new is not S.SYN_RCVD:  # type: ignore[attr-defined]
+        if ev.new is not S.SYN_RCVD:
             return
         # The two-way rule: the SYN opens the connection. Nothing will acknowledge our SYN, so stop waiting
         # for it (no SYN-ACK retransmissions) and count it as done.
