@@ -57,12 +57,13 @@ class Snapshot:
         p = self.procs.get(pid)
         if p is None:
             return {}
-        c: Counter[str] = Counter()
-        for ino in set(p.inodes):
-            s = self.by_inode.get(ino)
-            if s is not None:
-                c[kernel_state_name(s.state)] += 1
-        return dict(c)
+        get = self.by_inode.get
+        nums = Counter(s.state for s in map(get, set(p.inodes)) if s is not None)
+        out: dict[str, int] = {}
+        for num, n in nums.items():
+            name = kernel_state_name(num)
+            out[name] = out.get(name, 0) + n
+        return out
 
     def pid_of(self, s: Sock) -> int | None:
         """First process holding socket ``s`` (None for TIME_WAIT, SYN_RCVD, orphans, unattributed)."""

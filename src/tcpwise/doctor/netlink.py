@@ -234,7 +234,8 @@ def _parse_into(buf: bytearray, n: int, out: list[Sock], want_info: bool, want_m
                 return True
             off += (msg_len + 3) & ~3
             continue
-        if walk and msg_len > _REC_LEN:
+        # tcp_info is decoded for ESTABLISHED sockets only (the findings read it there); other states skip it.
+        if walk and msg_len > _REC_LEN and (want_mem or buf[off + 17] == 1):
             info = mem = None
             end = off + msg_len
             h = off + hint[0]
