@@ -169,3 +169,27 @@ def test_guard_heartbeat_detects_asymmetric_timeouts_live(loop: str) -> None:
         server.close()
 
     run(main(), loop)
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_guard_graceful_close_lingers_for_peer_fin(loop: str) -> None:
+    """Graceful mode sends FIN, keeps the connection until the peer's FIN (or the drain deadline), then closes."""
+
+    async def main() -> None:
+        guard = Guard(echo, GuardConfig(timeouts=Timeouts(idle=0.2, drain=5.0)))
+        server = await guard.start_server("127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        r, w = await connect_from("127.0.0.15", "127.0.0.1", port)
+        w.write(b"a")
+        assert await r.readexactly(1) == b"a"
+        assert await probe_closed(r, timeout=5.0) == "fin"
+        await asyncio.sleep(0.2)
+        assert len(guard.connections) == 1  # half-closed: waiting for our FIN to be answered
+        assert count_states(local_port=port)["FIN_WAIT_2"] == 1
+        w.close()  # the client's FIN
+        assert await _wait(lambda: not guard.connections, 3.0)
+        assert guard.stats()["closes_total"] == {"idle_timeout": 1}
+        assert await _wait(lambda: count_states(local_port=port)["TIME_WAIT"] == 1)
+        server.close()
+
+    run(main(), loop)

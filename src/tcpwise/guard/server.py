@@ -117,6 +117,7 @@ class GuardedProtocol(asyncio.StreamReaderProtocol):
         self._drain_timer: asyncio.TimerHandle | None = None
         self._handler_task: asyncio.Task[None] | None = None
         self._tr: asyncio.Transport | None = None
+        self._writer: asyncio.StreamWriter | None = None
         self._guard_closing = False
 
     # -- asyncio.Protocol ---------------------------------------------------------------------------------
@@ -153,6 +154,9 @@ class GuardedProtocol(asyncio.StreamReaderProtocol):
         reader = self._reader_strong
         assert reader is not None
         writer = asyncio.StreamWriter(self._tr, self, reader, loop)  # type: ignore[arg-type]
+        # Hold the writer for the connection's whole life: since CPython 3.11.5 a collected StreamWriter closes its
+        # transport, which would cut short a graceful close still waiting for the peer's FIN.
+        self._writer = writer
         task: asyncio.Task[None] = loop.create_task(self._guard.handler(reader, writer))  # type: ignore[arg-type]
         task.add_done_callback(self._handler_done)
         self._handler_task = task
@@ -209,6 +213,7 @@ class GuardedProtocol(asyncio.StreamReaderProtocol):
         g._record_close(self, exc)
         super().connection_lost(exc)
         self._reader_strong = None
+        self._writer = None
         self._tr = None
         if not g.connections and g._idle_event is not None:
             g._idle_event.set()
