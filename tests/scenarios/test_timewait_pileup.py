@@ -67,6 +67,19 @@ def test_flow_model_matches_packet_model_through_exhaustion() -> None:
     assert sim.counters["segments"] >= 7 * (packet.succeeded - 5)  # every lifecycle went over the wire
 
 
+def test_flow_model_matches_packet_model_with_tw_reuse() -> None:
+    """With tcp_tw_reuse=1 the packet model's allocator takes TIME_WAIT ports over; the flow model, fed the
+    measured reuse delay, gives the same TIME_WAIT and port series."""
+    p = {"rate": 40.0, "duration": 12.0, "port_range": "40000-40199", "delay": 0.05, "tw_reuse": 1,
+         "timestamps": True, "fin_timeout": 60.0}
+    packet, _ = packet_pileup(p)
+    flow = simulate_flow(40.0, 12.0, 200, calibrate(p).lc)
+    assert packet.failed == flow.failed == 0
+    for key in ("TIME_WAIT", "ports_in_use", "connects"):
+        assert packet.series[key] == flow.series[key], key
+    assert max(flow.series["ports_in_use"]) == 200  # every port used, TIME_WAIT taken over instead of failing
+
+
 def test_tw_reuse_needs_timestamps_on_the_packet_model() -> None:
     p = {"rate": 1.0, "duration": 1.0, "port_range": "32768-60999", "delay": 0.05, "tw_reuse": 1,
          "timestamps": True, "fin_timeout": 60.0}
@@ -84,7 +97,7 @@ def test_flow_model_port_limit_is_exact() -> None:
 
 @pytest.mark.parametrize("bad", [{"rate": "0"}, {"rate": "-5"}, {"duration": "1e9"}, {"model": "quantum"},
                                  {"port_range": "9-1"}, {"port_range": "abc"}, {"tw_reuse": "3"},
-                                 {"rate": "5000", "model": "packet"}])
+                                 {"rate": "5000", "model": "packet"}, {"delay": "1"}])
 def test_bad_parameters_are_usage_errors(bad: dict[str, str]) -> None:
     with pytest.raises(UsageError):
         run_scenario("timewait-pileup", overrides=bad)

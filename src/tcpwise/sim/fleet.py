@@ -73,8 +73,8 @@ class FlowResult:
 
 
 def bucket_width(duration: float) -> float:
-    """1 ms buckets, coarser for very long runs so memory stays bounded (at most ~2 million buckets)."""
-    return max(0.001, duration / 2_000_000)
+    """1 ms buckets, coarser for very long runs so memory stays bounded (at most 1 million buckets)."""
+    return max(0.001, duration / 1_000_000)
 
 
 def _arrivals(rate: float, k: int, dt: float) -> np.ndarray:
