@@ -18,6 +18,7 @@ GOLDEN = Path(__file__).resolve().parent.parent / "golden"
 CASES = [
     ("why-three", {}),
     ("why-three", {"handshake": "2"}),
+    ("why-three", {"client": "gone"}),
     ("old-duplicate", {}),
     ("old-duplicate", {"time_wait": "1"}),
 ]

@@ -25,6 +25,14 @@ def test_why_three_three_way_rst_clears_the_bogus_half() -> None:
     assert "ESTABLISHED" in q.state_path(run, "A")  # the real connection afterwards
 
 
+def test_why_three_client_gone_answers_from_closed() -> None:
+    run = run_scenario("why-three", overrides={"client": "gone"})
+    assert run.ok, _failed(run)
+    # No SYN_SENT at A when the SYN-ACK arrives: the RST comes from the stack's CLOSED-state rule.
+    t_rst = next(e.t for e in q.sends(run, "A") if "R" in e.segment.flags)
+    assert not [e for e in q.state_events(run, "A") if 0.5 < e.t <= t_rst]
+
+
 def test_why_three_two_way_opens_a_ghost() -> None:
     run = run_scenario("why-three", overrides={"handshake": "2"})
     assert run.ok, _failed(run)
@@ -75,6 +83,7 @@ def test_old_duplicate_paws_catches_it() -> None:
 @pytest.mark.parametrize("sid,bad", [
     ("why-three", {"handshake": "4"}),
     ("why-three", {"old_syn_at": "0.1"}),
+    ("why-three", {"client": "asleep"}),
     ("old-duplicate", {"old_bytes": "1000"}),
     ("old-duplicate", {"reconnect_at": "0.5"}),
     ("old-duplicate", {"land_at": "-1"}),

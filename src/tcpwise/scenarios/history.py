@@ -25,7 +25,17 @@ from tcpwise.events import Check, Event, Run
 from tcpwise.scenarios import query as q
 from tcpwise.scenarios.base import Param, Scenario, claim, register
 from tcpwise.scenarios.basic import A_ADDR, B_ADDR, TW_PARAM, _fmt
-from tcpwise.scenarios.script import Close, Connect, HostSpec, LinkSpec, Listen, Script, Send, Shutdown
+from tcpwise.scenarios.script import (
+    Close,
+    Connect,
+    DropNext,
+    HostSpec,
+    LinkSpec,
+    Listen,
+    Script,
+    Send,
+    Shutdown,
+)
 from tcpwise.sim.middlebox import HoldBack
 from tcpwise.sim.network import Packet
 from tcpwise.sim.runner import payload_bytes, run_script
@@ -52,13 +62,21 @@ def _why3_simulate(p: P, seed: int) -> Run:
         raise UsageError("--set handshake= must be 3 (TCP) or 2 (the counterfactual two-way server)")
     if p["old_syn_at"] <= 0.6:
         raise UsageError("--set old_syn_at= must be later than 0.6 s (after the client has given up)")
+    if p["client"] not in ("connecting", "gone"):
+        raise UsageError("--set client= must be connecting (RFC 9293 Figure 9: A is in SYN_SENT again) or gone")
     t_old = p["old_syn_at"]
-    t_new = t_old + 1.0
-    steps = (Listen(0.0, "B", 80), Connect(0.0, "A", "B", 80, sport=CPORT),
-             Close(0.5, "A"),  # connect() timeout: the application gives up; the SYN is still in the network
-             Connect(t_new, "A", "B", 80, sport=CPORT))
+    base: tuple[Any, ...] = (Listen(0.0, "B", 80), Connect(0.0, "A", "B", 80, sport=CPORT),
+                             Close(0.5, "A"))  # connect() timeout: the application gives up; the SYN stays in flight
+    if p["client"] == "connecting":
+        # RFC 9293 §3.5 Figure 9: A is opening a new connection (new ISN) when the old SYN reaches B. A's new SYN
+        # is lost once, so the old one arrives first, as in the figure; A retransmits it one RTO later.
+        t_new = t_old
+        steps = base + (DropNext(t_old - 1e-3, "A", "B", flags="S"), Connect(t_new, "A", "B", 80, sport=CPORT))
+    else:
+        t_new = t_old + 1.0
+        steps = base + (Connect(t_new, "A", "B", 80, sport=CPORT),)
     hosts = (HostSpec("A", A_ADDR, "client"), HostSpec("B", B_ADDR, "server"))
-    script = Script(hosts, steps, LinkSpec(delay=p["delay"]), duration=t_new + 2.0)
+    script = Script(hosts, steps, LinkSpec(delay=p["delay"]), duration=t_old + 3.0)
     box: list[HoldBack] = []
     ghost: list[Any] = []
 
@@ -80,7 +98,7 @@ def _why3_simulate(p: P, seed: int) -> Run:
         "old_syn_seq": hb.held.seg.seq if hb.held else None,
         "held_at": hb.held_at, "delivered_at": hb.delivered_at,
         "syn_queue_at_end": len(lst.syn_queue) if lst else None,
-        "ghosts": sum(1 for t, _, _ in ghost[0].opened if t < t_new) if ghost else 0,
+        "ghosts": sum(1 for t, irs, _ in ghost[0].opened if hb.held and irs == hb.held.seg.seq) if ghost else 0,
     }
     return run
 
@@ -106,7 +124,8 @@ def _why3_facts(run: Run) -> dict[str, Any]:
     t_est = next((e.t for e in b_states[: len(ghost_path) - 1] if e.to_state == "ESTABLISHED"), None)
     acked_k = [e for e in q.sends(run, "A") if k is not None and "A" in e.segment.flags  # type: ignore[union-attr]
                and e.segment.ack == (k + 1) & M32]  # type: ignore[union-attr]
-    new_syns = [e for e in q.sends(run, "A") if e.segment.flags == "S" and e.t > t_del]  # type: ignore[union-attr]
+    new_syns = [e for e in q.sends(run, "A") if e.segment is not None and e.segment.flags == "S"
+                and e.t >= t_del - 1e-9 and e.segment.seq != j_old]
     j_new = new_syns[0].segment.seq if new_syns else None  # type: ignore[union-attr]
     a_est = [t for t in q.entered(run, "A", "ESTABLISHED") if t > t_del]
     ghost_bytes = sum(e.segment.len if e.segment else 0 for e in b_sends if ghost_end is None or e.t <= ghost_end)
@@ -130,11 +149,24 @@ def _why3_check(run: Run, p: P) -> list[Check]:
     ]
     if p["handshake"] == 3:
         rst_ok = rst is not None and rst.segment.seq == ((j_old or 0) + 1) & M32
+        if p["client"] == "connecting":
+            a_states = [e for e in q.state_events(run, "A") if rst is not None and f["t_del"] <= e.t <= rst.t]
+            rst_claim = claim(
+                "A, in SYN_SENT with its new ISN, finds the SYN-ACK's ACK field (J_old+1) unacceptable and answers "
+                "RST with seq = that ACK field, staying in SYN_SENT (RFC 9293 §3.10.7.3, Figure 9).",
+                "处于 SYN_SENT、使用新 ISN 的 A 认为 SYN-ACK 的确认号（J_old+1）不可接受，回复 seq 等于该确认号的 RST，"
+                "自己仍停留在 SYN_SENT（RFC 9293 §3.10.7.3，图 9）。",
+                rst_ok and f["j_new"] is not None and [e.to_state for e in a_states] == ["SYN_SENT"],
+                f"{rst.segment.flags if rst and rst.segment else None} seq={rst.segment.seq if rst and rst.segment else None}; "
+                f"A's ISN J_new={f['j_new']}")
+        else:
+            rst_claim = claim(
+                "A has no such connection: it answers the SYN-ACK with RST, seq = its ACK field (RFC 9293 §3.10.7.1).",
+                "A 没有这条连接：它以 RST 回应 SYN-ACK，seq 等于对方的确认号（RFC 9293 §3.10.7.1）。",
+                rst_ok, f"{rst.segment.flags if rst and rst.segment else None} "
+                        f"seq={rst.segment.seq if rst and rst.segment else None}")
         checks += [
-            claim("A has no such connection: it answers the SYN-ACK with RST, seq = its ACK field (RFC 9293 "
-                  "§3.10.7.1).",
-                  "A 没有这条连接：它以 RST 回应 SYN-ACK，seq 等于对方的确认号（RFC 9293 §3.10.7.1）。",
-                  rst_ok, f"{rst.segment.flags if rst else None} seq={rst.segment.seq if rst else None}"),
+            rst_claim,
             claim("B drops the bogus half-connection: LISTEN -> SYN_RCVD -> CLOSED (back to LISTEN), never "
                   "ESTABLISHED.",
                   "B 丢弃这个伪造的半连接：LISTEN -> SYN_RCVD -> CLOSED（回到 LISTEN），从未进入 ESTABLISHED。",
@@ -174,15 +206,18 @@ def _why3_narrate(run: Run, p: P) -> tuple[str, str]:
     j_old, k = f["j_old"], f["k"]
     t_del = v.get("delivered_at") or 0.0
     if p["handshake"] == 3:
+        who = ("A, by now in SYN_SENT with a new ISN, sees an ACK for a SYN it never sent in this connection and "
+               "answers RST" if p["client"] == "connecting" else "A has no such connection and answers RST")
+        who_zh = ("此时 A 正以新的 ISN 处于 SYN_SENT，看到的是对它在本连接中从未发送过的 SYN 的确认，于是回复 RST"
+                  if p["client"] == "connecting" else "A 没有这条连接，回复 RST")
         en = (f"A's first SYN (seq {j_old}) gets stuck in the network; A's application gives up at 0.5 s. At "
               f"{t_del:.3f} s the old SYN reaches B, which cannot tell it from a fresh one: it goes to SYN_RCVD and "
-              f"answers SYN-ACK seq={k} ack={None if j_old is None else (j_old + 1) & M32}. A has no such "
-              f"connection and answers RST; B drops the entry — LISTEN -> SYN_RCVD -> CLOSED, nothing accepted, "
+              f"answers SYN-ACK seq={k} ack={None if j_old is None else (j_old + 1) & M32}. {who}; B drops the entry — LISTEN -> SYN_RCVD -> CLOSED, nothing accepted, "
               f"SYN queue {v.get('syn_queue_at_end')}. That third segment is the client's veto: the server commits "
               f"nothing until the client confirms K+1. A's real connection (ISN {f['j_new']}) then opens normally.")
         zh = (f"A 的第一个 SYN（seq {j_old}）滞留在网络中；A 的应用在 0.5 秒时放弃。{t_del:.3f} 秒时这个旧 SYN 到达 B，"
               f"B 无法把它和新的 SYN 区分开：进入 SYN_RCVD 并回复 SYN-ACK seq={k} ack="
-              f"{None if j_old is None else (j_old + 1) & M32}。A 没有这条连接，回复 RST；B 删除该条目——"
+              f"{None if j_old is None else (j_old + 1) & M32}。{who_zh}；B 删除该条目——"
               f"LISTEN -> SYN_RCVD -> CLOSED，没有 accept 任何连接，SYN 队列为 {v.get('syn_queue_at_end')}。"
               f"第三个报文就是客户端的否决权：在客户端确认 K+1 之前服务端不作任何承诺。随后 A 的真正连接（ISN {f['j_new']}）正常建立。")
     else:
@@ -208,6 +243,9 @@ register(Scenario(
     params={
         "handshake": Param(3, "3 = TCP; 2 = a counterfactual two-way server (the SYN alone opens the connection)",
                            "3 = TCP；2 = 假想的两次握手服务端（仅凭 SYN 就打开连接）"),
+        "client": Param("connecting", "what A is doing when the old SYN arrives: connecting (RFC 9293 Figure 9: "
+                                      "SYN_SENT with a new ISN) or gone (the attempt was abandoned, nothing open)",
+                        "旧 SYN 到达时 A 在做什么：connecting（RFC 9293 图 9：以新的 ISN 处于 SYN_SENT）或 gone（已放弃，没有打开的连接）"),
         "old_syn_at": Param(5.0, "when the delayed old SYN is released towards B (seconds)",
                             "延迟的旧 SYN 何时被放行到 B（秒）"),
     },
