@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import socket
 import subprocess
 import sys
@@ -14,6 +16,8 @@ import pytest
 from tcpwise.doctor.fixtures import CLIENTS, SERVER_NO_CLOSE, Child, env_pythonpath
 
 pytestmark = [pytest.mark.kernel]
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def run(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -100,6 +104,12 @@ def test_exporter_serves_metrics():
             assert float(line.split()[-1]) >= 1
             assert f'tcpwise_listener_backlog{{listen="127.0.0.63:{srv.info["port"]}"}} 1024.0' in body
             assert "tcpwise_kernel_listen_overflows_total" in body
+            # Every metric the Grafana dashboard queries is one the exporter serves.
+            dash = open(os.path.join(ROOT, "docs", "grafana-tcpwise.json")).read()
+            served = set(re.findall(r"^(tcpwise_\w+)", body, re.M))
+            served |= set(re.findall(r"^# TYPE (tcpwise_\w+) ", body, re.M))  # families with no sample now
+            for name in set(re.findall(r"tcpwise_[a-z_]+", dash)):
+                assert name in served, name
         finally:
             p.terminate()
             p.wait(timeout=10)

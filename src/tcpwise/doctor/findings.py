@@ -177,7 +177,8 @@ def _close_wait(c: _Ctx) -> list[Finding]:
         ports = Counter(s.sport for s in cw).most_common(3)
         ev: dict[str, Any] = {
             "close_wait": n,
-            "with_unread_data": sum(1 for s in cw if s.rqueue > 0),
+            # idiag_rqueue = rcv_nxt - copied_seq counts the peer's FIN too, so unread *data* means > 1.
+            "with_unread_data": sum(1 for s in cw if s.rqueue > 1),
             "fds": proc.fds if proc else None,
             "fd_limit": limit,
             "top_peers": dict(peers),

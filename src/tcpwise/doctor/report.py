@@ -61,8 +61,8 @@ def write_text(doc: dict[str, Any], lang: str = "en", top: int = 15, netns: str 
     con = Console()
     where = f" (netns {netns})" if netns else ""
     total = sum(doc["states"].values())
-    st = Table(title=("TCP 套接字状态" if zh else "TCP sockets by state") + where + f" — {total}",
-               title_justify="left")
+    con.print(f"[bold]{total}[/] " + ("个 TCP 套接字" if zh else "TCP sockets") + where, highlight=False)
+    st = Table(title="按状态" if zh else "by state", title_justify="left")
     st.add_column("state" if not zh else "状态")
     st.add_column("count" if not zh else "数量", justify="right")
     for name, n in doc["states"].items():
