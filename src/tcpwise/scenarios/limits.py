@@ -124,6 +124,11 @@ def _finish(sim: Simulator, scenario: str, seed: int, events: list[Event] | None
                world="sim")
 
 
+def _t(x: float | None) -> str:
+    """A measured time for a narrative; 'never' when the run did not get there (odd parameters)."""
+    return "never" if x is None else f"{x:.2f}"
+
+
 def _v(run: Run) -> dict[str, Any]:
     values: dict[str, Any] = run.summary.get("values", {})
     return values
@@ -208,14 +213,14 @@ def _cwl_narrate(run: Run, p: P) -> tuple[str, str]:
     en = (f"Client A sends {v['requests']} requests at {p['rate']:g}/s; the server answers each one but never calls "
           f"close(). Each client closes, so each server socket sits in CLOSE_WAIT holding an fd: CLOSE_WAIT "
           f"reached {v['peak_close_wait']}. With {p['fd_limit']} fds (3 standard + the listener + "
-          f"{v['accepted']} sockets) accept() started failing with EMFILE at t={v['first_emfile_t']:.2f} s. "
+          f"{v['accepted']} sockets) accept() started failing with EMFILE at t={_t(v['first_emfile_t'])} s. "
           f"The kernel still completed handshakes into the accept queue ({v['peak_accept_queue']} = backlog + 1), "
           f"then dropped new SYNs ({v['listen_overflows']} ListenOverflows): {v['connect_timeouts']} clients "
           f"gave up connecting after {p['timeout']:g} s. The fix is in the application: close() every socket "
           f"(CLOSE_WAIT is always the application's bug, never the kernel's).")
     zh = (f"客户端 A 以每秒 {p['rate']:g} 个的速率发出 {v['requests']} 个请求；服务端逐个应答，却从不调用 close()。客户端都会关闭，"
           f"于是服务端每个套接字停在 CLOSE_WAIT 并占用一个 fd：CLOSE_WAIT 达到 {v['peak_close_wait']}。fd 上限 {p['fd_limit']}"
-          f"（3 个标准 fd + 监听套接字 + {v['accepted']} 个连接）用尽后，accept() 在 t={v['first_emfile_t']:.2f} 秒开始以 EMFILE 失败。"
+          f"（3 个标准 fd + 监听套接字 + {v['accepted']} 个连接）用尽后，accept() 在 t={_t(v['first_emfile_t'])} 秒开始以 EMFILE 失败。"
           f"内核仍把完成握手的连接放进全连接队列（{v['peak_accept_queue']} = backlog + 1），之后丢弃新的 SYN"
           f"（ListenOverflows {v['listen_overflows']}）：{v['connect_timeouts']} 个客户端在 {p['timeout']:g} 秒后放弃连接。"
           f"修复在应用：每个套接字都要 close()（CLOSE_WAIT 永远是应用的问题，不是内核的）。")
@@ -451,14 +456,14 @@ def _flood_narrate(run: Run, p: P) -> tuple[str, str]:
           f"the legitimate client A, whose connect() gives up after {p['timeout']:g} s. With tcp_syncookies=1 the "
           f"server stops queueing when the queue (limit backlog={on['syn_queue_limit']}) is full and encodes the "
           f"connection in the SYN-ACK's sequence number ({on['stats']['SyncookiesSent']} cookies sent): A's ACK "
-          f"returns a valid cookie and A is ESTABLISHED at t={on['established_at']:.2f} s. Note: the SYN queue "
+          f"returns a valid cookie and A is ESTABLISHED at t={_t(on['established_at'])} s. Note: the SYN queue "
           f"holds half-finished handshakes; 'half-open connections' (one side gone) are a different thing.")
     zh = (f"主机 X 在 {p['flood_duration']:g} 秒内用伪造地址发出 {off['flood_syns']} 个 SYN。每个都留下一个 SYN_RCVD 条目，其 SYN-ACK "
           f"无人接收并持续重传约一分钟：tcp_syncookies=0 时 SYN 队列（半连接队列，上限 tcp_max_syn_backlog={off['syn_queue_limit']}）"
           f"立刻被占满，{off['stats']['TCPReqQFullDrop']} 个 SYN 被丢弃——包括正常客户端 A 的全部 {off['a_syns']} 个，A 的 connect() "
           f"在 {p['timeout']:g} 秒后放弃。tcp_syncookies=1 时，队列（上限 backlog={on['syn_queue_limit']}）满后服务端不再入队，而是把连接信息"
           f"编码进 SYN-ACK 的序列号（发出 {on['stats']['SyncookiesSent']} 个 cookie）：A 的 ACK 带回有效 cookie，A 在 "
-          f"t={on['established_at']:.2f} 秒进入 ESTABLISHED。注意：SYN 队列里是未完成的握手；“半开连接”（一方已消失）是另一回事。")
+          f"t={_t(on['established_at'])} 秒进入 ESTABLISHED。注意：SYN 队列里是未完成的握手；“半开连接”（一方已消失）是另一回事。")
     return en, zh
 
 
@@ -586,14 +591,14 @@ def _aq_narrate(run: Run, p: P) -> tuple[str, str]:
               f"{p['accept_interval']:g} s. The accept queue fills to {v['peak_accept_queue']} (backlog + 1). "
               f"Three clients then connect at once: their SYNs still fit the SYN queue, but only one final ACK fits "
               f"the accept queue. For port {v['ghost_port']} the client is ESTABLISHED at "
-              f"t={v['ghost_client_established']:.2f} s while the server drops the ACK, keeps SYN_RCVD and sends "
+              f"t={_t(v['ghost_client_established'])} s while the server drops the ACK, keeps SYN_RCVD and sends "
               f"{v['ghost_synacks']} SYN-ACKs in all; the server side only completes at "
-              f"t={v['ghost_server_established']:.2f} s. A later client's SYN is dropped too ({v['late_syns']} "
+              f"t={_t(v['ghost_server_established'])} s. A later client's SYN is dropped too ({v['late_syns']} "
               f"SYNs sent; ListenOverflows {st['ListenOverflows']}). Nothing is reset: the client just waits.")
         zh = (f"服务端以 backlog {v['backlog']} 监听，但每 {p['accept_interval']:g} 秒才 accept() 一个连接。全连接队列涨到 "
               f"{v['peak_accept_queue']}（backlog + 1）。随后三个客户端同时连接：它们的 SYN 还能进入 SYN 队列，但只有一个 ACK 能进入全连接队列。"
-              f"端口 {v['ghost_port']} 的客户端在 t={v['ghost_client_established']:.2f} 秒已 ESTABLISHED，而服务端丢弃该 ACK、保持 "
-              f"SYN_RCVD，共发出 {v['ghost_synacks']} 个 SYN-ACK；服务端一侧直到 t={v['ghost_server_established']:.2f} 秒才完成。"
+              f"端口 {v['ghost_port']} 的客户端在 t={_t(v['ghost_client_established'])} 秒已 ESTABLISHED，而服务端丢弃该 ACK、保持 "
+              f"SYN_RCVD，共发出 {v['ghost_synacks']} 个 SYN-ACK；服务端一侧直到 t={_t(v['ghost_server_established'])} 秒才完成。"
               f"之后的客户端 SYN 也被丢弃（发出 {v['late_syns']} 个 SYN；ListenOverflows {st['ListenOverflows']}）。没有复位：客户端只是在等。")
     else:
         en = (f"Same slow server with tcp_abort_on_overflow=1: when a final ACK meets the full accept queue "

@@ -79,6 +79,8 @@ def _validate(p: P) -> None:
         raise UsageError(f"delay={p['delay']}: must be between 0 and 0.4 s (round trip below the 1 s initial RTO)")
     if not (2 <= p["nat_clients"] <= 10):
         raise UsageError(f"nat_clients={p['nat_clients']}: must be between 2 and 10")
+    if not (1 <= p["nat_requests"] <= 100):
+        raise UsageError(f"nat_requests={p['nat_requests']}: must be between 1 and 100")
     parse_port_range(p["port_range"])
 
 
@@ -397,14 +399,14 @@ def _narrate(run: Run, p: P) -> tuple[str, str]:
     rem = v["remedies"]
     how = ("the packet model (every segment of every connection)" if v["model"] == "packet" else
            f"the flow model, calibrated from one packet-model lifecycle with the same parameters "
-           f"({v['segments_per_lifecycle']} segments, TIME_WAIT from t={v['time_wait_at']:.3f} s for "
+           f"({v['segments_per_lifecycle']} segments, TIME_WAIT from t={v['time_wait_at'] or 0.0:.3f} s for "
            f"{v['time_wait']:g} s)")
     how_zh = ("报文级模型（每条连接的每个报文段）" if v["model"] == "packet" else
               f"流级模型：由一次相同参数的报文级完整生命周期标定（{v['segments_per_lifecycle']} 个报文段，"
-              f"TIME_WAIT 自 t={v['time_wait_at']:.3f} 秒起持续 {v['time_wait']:g} 秒）")
+              f"TIME_WAIT 自 t={v['time_wait_at'] or 0.0:.3f} 秒起持续 {v['time_wait']:g} 秒）")
     fail = (f"{v['failed']} of {v['attempts']} connect() calls failed with EADDRNOTAVAIL, the first at "
-            f"t={v['first_failure']:.3f} s" if v["failed"] else f"all {v['attempts']} connects succeeded")
-    fail_zh = (f"{v['attempts']} 次 connect() 中有 {v['failed']} 次以 EADDRNOTAVAIL 失败，第一次在 t={v['first_failure']:.3f} 秒"
+            f"t={v['first_failure'] or 0.0:.3f} s" if v["failed"] else f"all {v['attempts']} connects succeeded")
+    fail_zh = (f"{v['attempts']} 次 connect() 中有 {v['failed']} 次以 EADDRNOTAVAIL 失败，第一次在 t={v['first_failure'] or 0.0:.3f} 秒"
                if v["failed"] else f"{v['attempts']} 次连接全部成功")
     r_cmp = v["compare_rate"]
     en = (f"Client A opens {p['rate']:g} short connections per second to B:80 for {p['duration']:g} s and closes "
