@@ -71,8 +71,8 @@ def test_guard_first_byte_then_idle(loop: str) -> None:
         assert await r2.readexactly(1) == b"b"
         assert await probe_closed(r1, timeout=5.0) == "fin"
         assert await probe_closed(r2, timeout=0.5) == "open"
-        assert guard.stats()["closes_total"] == {"first_byte_timeout": 1}
         w1.close()
+        assert await _wait(lambda: guard.stats()["closes_total"] == {"first_byte_timeout": 1})
         w2.close()
         assert await _wait(lambda: not guard.connections)
         assert guard.stats()["closes_total"] == {"first_byte_timeout": 1, "peer_closed": 1}
@@ -165,7 +165,7 @@ def test_guard_heartbeat_detects_asymmetric_timeouts_live(loop: str) -> None:
         with pytest.raises(HeartbeatMismatch, match=r"closed this connection during a 0.5 s heartbeat gap"):
             await heartbeat(w, 0.5, reader=r, max_beats=3)  # the asymmetric mistake, found without knowing 0.3
         w.close()
-        assert guard.stats()["closes_total"] == {"idle_timeout": 1}
+        assert await _wait(lambda: guard.stats()["closes_total"] == {"idle_timeout": 1})
         server.close()
 
     run(main(), loop)
