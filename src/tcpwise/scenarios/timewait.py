@@ -386,7 +386,7 @@ def _check(run: Run, p: P) -> list[Check]:
               v["linger_time_wait_at"] is None and rem["SO_LINGER{1,0}"]["peak_time_wait"] == 0
               and (lin_f == 0 if r_cmp < cap_l else lin_f < base_f)
               and v["linger_rsts"] >= 1 and bool(v["linger_server_errors"]),
-              f"{v['linger_rsts']} RST per lifecycle, server saw {v['linger_server_errors']}, "
+              f"{v['linger_rsts']} RST per lifecycle, server saw {', '.join(v['linger_server_errors']) or 'nothing'}, "
               f"TIME_WAIT peak {rem['SO_LINGER{1,0}']['peak_time_wait']}, failed {rem['SO_LINGER{1,0}']['failed']}"),
     ]
     return checks
@@ -414,12 +414,12 @@ def _narrate(run: Run, p: P) -> tuple[str, str]:
           f"{p['fin_timeout']:g}: that knob only ended the FIN_WAIT_2 orphan, after {v['fin_wait_2']:g} s). "
           f"Run on {how}: TIME_WAIT peaked at {v['peak_time_wait']} and {fail}. Each port is held "
           f"{v['hold']:.2f} s, so {v['ports']} ports carry at most {v['threshold']:.0f} connections/s to one "
-          f"destination. At {r_cmp:g} conn/s: no remedy {rem['none']['failed']} failures; tcp_tw_reuse=1 "
-          f"{rem['tw_reuse=1']['failed']} (port taken over {v['reuse_after']} s into TIME_WAIT); tcp_tw_reuse=1 "
-          f"without timestamps {rem['tw_reuse=1,timestamps=0']['failed']}; a keep-alive pool "
-          f"{rem['pool']['failed']} with {rem['pool']['connections_opened']} connections; SO_LINGER {{1,0}} "
-          f"{rem['SO_LINGER{1,0}']['failed']}, no TIME_WAIT, but every close is a RST the server sees as "
-          f"{', '.join(v['linger_server_errors']) or 'an error'}.")
+          f"destination. Failed connects at {r_cmp:g} conn/s — no remedy: {rem['none']['failed']}; "
+          f"tcp_tw_reuse=1: {rem['tw_reuse=1']['failed']} (a TIME_WAIT port is taken over {v['reuse_after']} s "
+          f"into TIME_WAIT); tcp_tw_reuse=1 without timestamps: {rem['tw_reuse=1,timestamps=0']['failed']}; "
+          f"keep-alive pool: {rem['pool']['failed']} ({rem['pool']['connections_opened']} connections carry all "
+          f"requests); SO_LINGER {{1,0}}: {rem['SO_LINGER{1,0}']['failed']} and no TIME_WAIT, but every close is a "
+          f"RST the server sees as {', '.join(v['linger_server_errors']) or 'an error'}.")
     zh = (f"客户端 A 每秒向 B:80 建立 {p['rate']:g} 条短连接，持续 {p['duration']:g} 秒，且每次都先关闭，所以 TIME_WAIT 全在 A 上"
           f"（{v['time_wait']:g} 秒；即使 tcp_fin_timeout={p['fin_timeout']:g}：它只结束 FIN_WAIT_2 孤儿连接，实测 {v['fin_wait_2']:g} 秒）。"
           f"使用{how_zh}：TIME_WAIT 峰值 {v['peak_time_wait']}，{fail_zh}。每个端口被占用 {v['hold']:.2f} 秒，"
