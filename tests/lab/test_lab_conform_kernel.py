@@ -28,7 +28,9 @@ def test_conform_every_lab_scenario(capsys: pytest.CaptureFixture[str]) -> None:
     _root()
     from tcpwise.cli import main
 
-    rc = main(["lab", "conform", "--json"])
+    # --retries 2: close-three-segments depends on the application closing before the kernel sends its ACK
+    # of the FIN; on a loaded machine ~1 run in 5 gets four segments (docs/lab.md, deviations).
+    rc = main(["lab", "conform", "--json", "--retries", "2"])
     results = {r["scenario"]: r for r in json.loads(capsys.readouterr().out)}
     assert results, "no lab-capable scenario in the catalogue"
     for sid, r in results.items():

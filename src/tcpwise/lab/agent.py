@@ -61,7 +61,17 @@ class Agent:
 
     # --- reporting ---------------------------------------------------------------------------------------------
     def report(self, text: str, sock: str | None = None, **extra: Any) -> None:
-        d: dict[str, Any] = {"t": time.monotonic(), "text": text}
+        d: dict[str, Any] = {"text": text}
+        s = self.socks.get(sock) if sock is not None else None
+        if s is not None:
+            # The socket's state at this instant, measured: tcp_info.tcpi_state is the first byte of struct
+            # tcp_info (linux/tcp.h). It catches states too short for sock_diag polling to see (CLOSE_WAIT when
+            # the application closes on EOF at once, SYN_SENT at connect()).
+            try:
+                d["kstate"] = s.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 8)[0]
+            except OSError:
+                pass
+        d["t"] = time.monotonic()
         if sock is not None:
             d["sock"] = sock
             if sock in self.ends:

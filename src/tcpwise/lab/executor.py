@@ -45,6 +45,7 @@ from tcpwise.lab.netns import TUN_DEV, Topology, check_capabilities, in_netns
 from tcpwise.lab.nft import Faults
 from tcpwise.lab.observe import StateRecorder
 from tcpwise.scenarios import script as S
+from tcpwise.vocab import kernel_state_name
 
 __all__ = ["run_script", "run_script_full", "sysctls_for", "socket_opts_for", "LabRun", "AgentProc"]
 
@@ -249,6 +250,7 @@ class _Executor:
         self.rule_no = 0
         self.partitions: dict[tuple[str, str], str] = {}
         self.down: dict[str, list[tuple[float, float]]] = {}  # host -> [(crash t, reboot t)]
+        self.app_states: list[tuple[float, str, str, str]] = []  # (t, host, conn, state) measured by the agents
 
     def addr(self, name: str) -> str:
         return self.topo.hosts[self.map[name]].addr(self.ipv6)
@@ -377,8 +379,13 @@ class _Executor:
                 conn = f"{name}:{rep['lport']}>{peer}:{rep['rport']}"
             elif rep["text"].startswith("listen("):
                 conn = f"{name}:{rep['text'].split('port=')[1].split(',')[0]} (listen)"
-            self.events.append(Event(t=max(0.0, rep["t"] - self.t0), host=name, kind="app", text=rep["text"],
-                                     conn=conn))
+            t = max(0.0, rep["t"] - self.t0)
+            self.events.append(Event(t=t, host=name, kind="app", text=rep["text"], conn=conn))
+            # CLOSED from an fd is not the connection's state: when a socket still held by the application
+            # enters TIME_WAIT, the kernel moves the connection to a separate timewait sock and leaves the fd's
+            # sock in TCP_CLOSE (tcp_time_wait() -> tcp_done()). sock_diag reports the timewait sock.
+            if conn is not None and "kstate" in rep and kernel_state_name(int(rep["kstate"])) != "CLOSED":
+                self.app_states.append((t, name, conn, kernel_state_name(int(rep["kstate"]))))
 
     def _rule(self, what: str) -> str:
         self.rule_no += 1
@@ -472,6 +479,30 @@ class _Executor:
         self.events.append(Event(t=time.monotonic() - self.t0, host=host, kind="app", text="reboot"))
 
     # --- the record ----------------------------------------------------------------------------------------------
+    def _merge_states(self, events: list[Event]) -> list[Event]:
+        """Merge the two state sources — sock_diag polls (every state that lasts a poll interval) and the agents'
+        tcp_info readings at each application call (states that last less) — into one chain of transitions per
+        connection, in time order."""
+        obs: dict[tuple[str, str | None], list[tuple[float, str, str | None]]] = defaultdict(list)
+        rest: list[Event] = []
+        for e in events:
+            if e.kind == "state" and e.to_state:
+                obs[(e.host, e.conn)].append((e.t, e.to_state, e.from_state))
+            else:
+                rest.append(e)
+        for t, host, conn, state in self.app_states:
+            key = (host, conn)
+            if key in obs:  # only connections sock_diag saw too (it knows where they came from)
+                obs[key].append((t, state, None))
+        for (host, conn), items in obs.items():
+            items.sort(key=lambda x: x[0])
+            prev = items[0][2] or "CLOSED"
+            for t, state, _hint in items:
+                if state != prev:
+                    rest.append(Event(t=t, host=host, kind="state", from_state=prev, to_state=state, conn=conn))
+                    prev = state
+        return rest
+
     def build_run(self, scenario: str, title: str, params: dict[str, Any], seed: int | None, end: float) -> Run:
         assert self.capture is not None
         by_if = {h.router_if: self.rev[h.name] for h in self.topo.hosts.values()}
@@ -510,6 +541,7 @@ class _Executor:
             if t < horizon:
                 host = by_if[f.ifname]
                 self.events.append(Event(t=t, host=host, kind="drop", segment=seg, text="dropped at R (nftables)"))
+        self.events = self._merge_states(self.events)
         order = {"app": 0, "send": 1, "drop": 2, "recv": 3, "state": 4, "note": 5, "timer": 6}
         self.events.sort(key=lambda e: (e.t, order.get(e.kind, 9)))
         for spec in self.script.hosts:
