@@ -150,25 +150,24 @@ def _print_table(rows: list[Any], addrs: Any, res: Any, f: Any) -> None:
     t = Table(title=f"{res.connections} TCP connection(s), {res.stats.tcp} TCP packets", title_justify="left")
     for col, kw in (
         ("#", {"justify": "right"}),
-        ("client", {}),
-        ("server", {}),
+        ("client > server", {"no_wrap": True}),
         ("state", {}),
         ("history", {}),
-        ("pkts", {"justify": "right"}),
+        ("pkts c/s", {"justify": "right"}),
         ("dur s", {"justify": "right"}),
-        ("story", {"overflow": "fold"}),
+        ("story", {"overflow": "fold", "min_width": 40}),
     ):
         t.add_column(col, **kw)
     for c in rows:
         t.add_row(
             str(c.n),
-            f"{name(c.orig_ep >> 16)}:{c.orig_ep & 0xFFFF}",
-            f"{name(c.resp_ep >> 16)}:{c.resp_ep & 0xFFFF}",
+            f"{name(c.orig_ep >> 16)}:{c.orig_ep & 0xFFFF} > {name(c.resp_ep >> 16)}:{c.resp_ep & 0xFFFF}",
             conn_state(c),
             c.history,
             f"{c.o.pkts}/{c.r.pkts}",
             f"{c.last - c.ts:.3f}",
             story(c),
         )
-    console = Console(file=f, width=None if f is sys.stdout else 160)
+    # Not a terminal (a pipe, a file): rich would assume 80 columns; give the story room instead.
+    console = Console(file=f, width=None if f is sys.stdout and f.isatty() else 180)
     console.print(t)

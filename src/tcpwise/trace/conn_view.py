@@ -63,6 +63,7 @@ def connection_run(path: str, n: int) -> Run:
     events: list[Event] = []
     t0 = c.ts
     trans = list(c.transitions)
+    tpkt = list(c.trans_pkt)
     ti = 0
     names = ("A", "B")
     with open_capture(path) as cap:
@@ -96,7 +97,7 @@ def connection_run(path: str, n: int) -> Run:
             else:
                 continue
             t = ts - t0
-            while ti < len(trans) and trans[ti][0] < ts:
+            while ti < len(trans) and tpkt[ti] < idx:
                 _state_event(events, trans[ti], t0, names)
                 ti += 1
             info = SegmentInfo(
@@ -105,7 +106,7 @@ def connection_run(path: str, n: int) -> Run:
             )  # fmt: skip
             events.append(Event(t=t, host=names[d], kind="send", segment=info))
             events.append(Event(t=t, host=names[1 - d], kind="recv", segment=info))
-            while ti < len(trans) and trans[ti][0] <= ts:
+            while ti < len(trans) and tpkt[ti] <= idx:  # the state changes this packet caused
                 _state_event(events, trans[ti], t0, names)
                 ti += 1
     while ti < len(trans):

@@ -212,6 +212,17 @@ def _side_json(s: Any) -> str:
     )
 
 
+class _TailCache(dict):  # type: ignore[type-arg]
+    """``(side, from, to)`` -> the JSON text after the time of a state entry, built once per combination."""
+
+    def __missing__(self, k: tuple[int, str, str]) -> str:
+        v = self[k] = f',"{("orig", "resp")[k[0]]}","{k[1]}","{k[2]}"]'
+        return v
+
+
+_STATE_TAIL = _TailCache()
+
+
 def conn_json(c: Conn, name: Callable[[int], str], salt: int = 0) -> str:
     """``json.dumps(conn_dict(c))`` written directly: the JSON sink's hot path (tests hold the two equal)."""
     who = ("orig", "resp")
@@ -229,7 +240,8 @@ def conn_json(c: Conn, name: Callable[[int], str], salt: int = 0) -> str:
     else:
         rst = "null"
     tw = ",".join(f'"{who[i]}"' for i in (0, 1) if c.sides[i].state == "TIME_WAIT")
-    states = ",".join([f'[{t - ts:.6f},"{who[d]}","{a}","{b}"]' for (t, d, a, b) in c.transitions])
+    tail = _STATE_TAIL
+    states = ",".join([f"[{t - ts:.6f}{tail[d, a, b]}" for (t, d, a, b) in c.transitions])
     ff = f'"{who[c.first_fin]}"' if c.first_fin is not None else "null"
     return (
         f'{{"n":{c.n},"uid":"{uid(c, salt)}","ts":{ts!r},"duration":{c.last - ts:.6f},'

@@ -89,7 +89,7 @@ class Side:
     __slots__ = (
         "pkts", "ipbytes", "z", "zprev", "nxt", "isn", "bytes", "holes", "rxmt", "rxmt_th", "zw", "zw_th",
         "ooo", "keepalive", "winprobe", "last_syn", "last_fin", "last_rst", "fin_end", "fin_t", "fin_pending",
-        "syn_pending", "state", "fast", "win0", "rst_t", "rst_state", "est_at",
+        "syn_pending", "state", "fast", "win0", "rst_t", "rst_state", "est_at", "last_ack",
     )  # fmt: skip
 
     def __init__(self) -> None:
@@ -122,7 +122,8 @@ class Side:
         self.rst_state: str | None = None
         # SYN_SENT host whose SYN was answered by a SYN+ACK: (time, index in transitions) of that SYN+ACK. It
         # becomes ESTABLISHED there only once its own next segment proves it accepted it (an ACK, not a RST).
-        self.est_at: tuple[float, int] | None = None
+        self.est_at: tuple[float, int, int] | None = None
+        self.last_ack: int | None = None  # acknowledgment number of our last control / watched segment
 
     @property
     def missed(self) -> int:
@@ -134,7 +135,7 @@ class Conn:
 
     __slots__ = (
         "n", "key", "odir", "o", "r", "sides", "ts", "last", "hist", "hseen", "watch", "done", "flipped",
-        "transitions", "partial", "syn_t", "synack_t", "ack_t", "orig_ep", "resp_ep", "rst_by", "first_fin",
+        "transitions", "trans_pkt", "partial", "syn_t", "synack_t", "ack_t", "orig_ep", "resp_ep", "rst_by", "first_fin",
         "first_index", "last_index",
     )  # fmt: skip
 
@@ -153,6 +154,7 @@ class Conn:
         self.done = False
         self.flipped = False
         self.transitions: list[tuple[float, int, str, str]] = []  # (t, side 0=orig 1=resp, from, to)
+        self.trans_pkt: list[int] = []  # number of the packet in the file that caused each transition
         self.partial = False
         self.syn_t: float | None = None
         self.synack_t: float | None = None
@@ -180,6 +182,7 @@ class Conn:
         s = self.sides[d]
         if s.state != to:
             self.transitions.append((t, d, s.state or "CLOSED", to))
+            self.trans_pkt.append(self.last_index)
             s.state = to
 
 
@@ -205,6 +208,7 @@ class Tracker:
         self.count = 0
         self.now = 0.0
         self.peak = 0  # most connections held at once (streaming check)
+        self._isn_jump = False  # the SYN being processed carries a new ISN for its sender
         self.want: int | None = None  # keep a reference to connection number ``want`` in ``wanted``
         self.wanted: Conn | None = None
 
@@ -415,6 +419,7 @@ class Tracker:
         s.pkts += 1
         s.ipbytes += ipl
         syn, fin, rst = fl & SYN, fl & FIN, fl & RST
+        self._isn_jump = False
 
         ctl = fl & (SYN | FIN | RST)
         if (
@@ -431,6 +436,7 @@ class Tracker:
         # -- sequence space --
         if syn:
             if s.isn is None or seq != s.isn:
+                self._isn_jump = s.isn is not None and not fl & ACK
                 s.isn = seq
                 s.nxt = (seq + 1) & M32
                 s.holes.clear()
@@ -458,6 +464,8 @@ class Tracker:
             s.win0 = False
 
         self._states(c, d, s, p, ts, seq, ack, fl)
+        if fl & ACK:
+            s.last_ack = ack
         c.watch = c.o.syn_pending or c.r.syn_pending or c.o.fin_pending or c.r.fin_pending
         s.fast = s.nxt is not None and s.z >= PARTIAL
         p.fast = p.nxt is not None and p.z >= PARTIAL
@@ -478,6 +486,7 @@ class Tracker:
         o.syn_pending = True
         o.state = "SYN_SENT"
         c.transitions.append((ts, 0, "CLOSED", "SYN_SENT"))
+        c.trans_pkt.append(c.first_index)
         c.syn_t = ts
         c.watch = True
         if win == 0:
@@ -568,11 +577,15 @@ class Tracker:
                 c.rst_by = d
             s.rst_t = ts
             s.rst_state = s.state
-            if s.state not in (None, "CLOSED", "LISTEN"):
+            if s.state == "SYN_SENT" and s.syn_pending and p.isn is not None:
+                # RFC 9293 §3.10.7.3: a SYN_SENT host answers a SYN+ACK that does not acknowledge its SYN with
+                # <SEQ=SEG.ACK><CTL=RST> and stays in SYN_SENT (an old duplicate's SYN+ACK, why-three).
+                pass
+            elif s.state not in (None, "CLOSED", "LISTEN"):
                 c._set(d, "CLOSED", ts)
             # RFC 9293 §3.10.7.4 first check: a RST is acceptable only in the receive window; one that lies behind
             # what its sender already sent (an answer to an old duplicate) is ignored by the receiver.
-            accepted = s.nxt is None or ((seq - s.nxt) & M32) < HALF
+            accepted = s.nxt is None or ((seq - s.nxt) & M32) < HALF or seq == p.last_ack
             if accepted and p.state not in (None, "CLOSED", "LISTEN"):
                 c._set(1 - d, "CLOSED", ts)
                 p.syn_pending = p.fin_pending = False
@@ -582,6 +595,9 @@ class Tracker:
         if syn and not ackf:
             if c.syn_t is None and d == 0:
                 c.syn_t = ts
+            if s.state == "SYN_SENT" and self._isn_jump:
+                # A SYN with a new ISN is a new connect(): the earlier attempt was given up without a segment.
+                c._set(d, "CLOSED", ts)
             if s.state in (None, "CLOSED", "LISTEN"):
                 c._set(d, "SYN_SENT", ts)
             if p.state == "SYN_SENT":  # simultaneous open: both sent a SYN (RFC 9293 Figure 8)
@@ -605,6 +621,7 @@ class Tracker:
                     if c.transitions[i][1] == d and c.transitions[i][3] == "CLOSE_WAIT":
                         s.state = c.transitions[i][2]
                         del c.transitions[i]
+                        del c.trans_pkt[i]
                         break
                 c._set(d, "FIN_WAIT_1", ts)
                 c._set(d, "CLOSING", ts)
@@ -628,7 +645,7 @@ class Tracker:
             if d == 0 and c.ack_t is None and c.synack_t is not None:
                 c.ack_t = ts
             if p.state == "SYN_SENT" and syn:
-                p.est_at = (ts, len(c.transitions))
+                p.est_at = (ts, len(c.transitions), c.last_index)
             elif p.state in ("SYN_SENT", "SYN_RCVD"):
                 c._set(1 - d, "ESTABLISHED", ts)
         # Our ACK of the peer's FIN.
@@ -680,6 +697,7 @@ class Tracker:
             self._confirm_established(c, d)
         o, r = c.o, c.r
         if fl & ACK:
+            s.last_ack = ack
             self._acks(c, d, r if d == 0 else o, ts, ack, 0)
         c.watch = o.syn_pending or r.syn_pending or o.fin_pending or r.fin_pending
         if not c.watch and not c.done and o.fin_end is not None and r.fin_end is not None:
@@ -689,13 +707,15 @@ class Tracker:
     def _confirm_established(self, c: Conn, d: int) -> None:
         """Side ``d`` accepted the SYN+ACK it got: record SYN_SENT -> ESTABLISHED at the SYN+ACK's time."""
         s = c.sides[d]
-        t, i = s.est_at  # type: ignore[misc]
+        t, i, pno = s.est_at  # type: ignore[misc]
         s.est_at = None
         if s.state == "SYN_SENT":
             if i == len(c.transitions):
                 c.transitions.append((t, d, "SYN_SENT", "ESTABLISHED"))
+                c.trans_pkt.append(pno)
             else:
                 c.transitions.insert(i, (t, d, "SYN_SENT", "ESTABLISHED"))
+                c.trans_pkt.insert(i, pno)
             s.state = "ESTABLISHED"
 
     # -- expiry ---------------------------------------------------------------------------------------------------

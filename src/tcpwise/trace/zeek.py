@@ -86,7 +86,10 @@ def uid(c: Conn, salt: int = 0) -> str:
 
     Zeek draws uids at random; ours mix the connection number, its first timestamp and ``salt`` (a 64-bit
     multiplicative hash, enough to make uids of different captures differ) so reruns give the same uids."""
-    h = (c.n * 0x9E3779B97F4A7C15 + int(c.ts * 1e6) * 0xC2B2AE3D27D4EB4F + salt) & ((1 << 101) - 1)
+    m = (1 << 101) - 1
+    h = (c.n * 0x9E3779B97F4A7C15 + int(c.ts * 1e6) * 0xC2B2AE3D27D4EB4F + salt) & m
+    h = ((h ^ (h >> 53)) * 0x1F3A5C9B7D2E4F6A8B1C3D5E7) & m  # mix so every digit depends on every input bit
+    h = ((h ^ (h >> 47)) * 0x16A09E667F3BCC908B2FB1367) & m
     out = ["C"]
     for _ in range(6):  # three base62 digits at a time: 6 * 3 = 18 >= 17
         h, r = divmod(h, 238328)  # 62**3
