@@ -503,11 +503,13 @@ def _aq_simulate(p: P, seed: int) -> Run:
     lst = server.listener
     b = lst.backlog
     rtt = 2 * p["delay"]
-    # backlog connections one after the other fill the queue to backlog; then three at the same instant: all three
+    # backlog connections one after the other fill the queue to backlog; then three at (almost) once: all three
     # SYNs find room in the SYN queue, but only the first ACK finds room in the accept queue (backlog + 1).
     times = [i * (rtt + 0.1) for i in range(b)]
     t_burst = b * (rtt + 0.1)
-    times += [t_burst] * 3
+    # 1 ms apart: no two timers share a deadline (the stack orders equal deadlines by object id, which is not
+    # reproducible from run to run).
+    times += [t_burst + 0.001 * i for i in range(3)]
     t_late = t_burst + 3 * rtt
     times.append(t_late)
     ShortConnClient(sim, ha, B_ADDR, 80, times=times, request_bytes=0)
