@@ -133,8 +133,8 @@ def _demo(args: argparse.Namespace) -> int:
     from tcpwise.lab import demos
 
     if not args.name:
-        for name, fn in demos.DEMOS.items():
-            print(f"  {name:20} {(fn.__doc__ or '').strip().splitlines()[0]}")
+        for name in demos.DEMOS:
+            print(f"  {name:23} {demos.SUMMARY.get(name, '')}")
         return 0
     result = demos.run_demo(args.name, quick=args.quick)
     if args.json:

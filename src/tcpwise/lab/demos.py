@@ -506,6 +506,18 @@ DEMOS: dict[str, Callable[[bool], DemoResult]] = {
 }
 
 
+SUMMARY: dict[str, str] = {
+    "time-wait": "TIME_WAIT is 60 s whatever tcp_fin_timeout says (it bounds FIN_WAIT_2)",
+    "port-exhaustion": "ephemeral ports all in TIME_WAIT -> EADDRNOTAVAIL; tcp_tw_reuse",
+    "close-wait-leak": "server never close()s: CLOSE_WAIT to the fd limit, EMFILE, timeouts",
+    "keepalive": "keepalive detection time with tuned knobs vs the defaults",
+    "syn-flood": "SYN queue full of SYN_RCVD drops clients; syncookies let them in",
+    "accept-queue-overflow": "no accept(): queue holds backlog+1, further SYNs dropped",
+    "rst-on-linger": "SO_LINGER {1, 0}: RST, no TIME_WAIT, peer gets ECONNRESET",
+    "middlebox-idle-timeout": "firewall forgets idle flows; keepalive keeps them",
+}
+
+
 def run_demo(name: str, quick: bool = False) -> DemoResult:
     from tcpwise.lab.netns import check_capabilities
 
