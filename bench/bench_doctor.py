@@ -90,7 +90,11 @@ def main() -> int:
         d = statistics.median(res["doctor"])
         print(f"  doctor's own elapsed_s (in-process collect+analyze): {doc['elapsed_s'] * 1000:.1f} ms")
         start = statistics.median(timed([*tcpwise_cmd(), "--version"], env)[0] for _ in range(3))
-        print(f"  tcpwise --version (interpreter + CLI import cost): {start * 1000:.1f} ms")
+        bare = statistics.median(timed([sys.executable, "-c", "pass"])[0] for _ in range(3))
+        print(f"  tcpwise --version (interpreter + root CLI importing every area): {start * 1000:.1f} ms; "
+              f"bare interpreter {bare * 1000:.1f} ms")
+        print(f"  doctor without the other areas' import cost: {(d - (start - bare)) * 1000:.1f} ms, ratio "
+              f"{(d - (start - bare)) / ref:.2f}")
         print(f"RESULT doctor/ss-tanp = {d / ref:.2f} (goal <= 1.0, 1.5 at worst); "
               f"doctor/psutil(subprocess) = {d / statistics.median(res['psutil (subprocess)']):.2f}")
 

@@ -3,7 +3,8 @@
 Theory of operation
 -------------------
 A custom prometheus_client collector counts states, listener queues and SYN_RCVD per listener fresh on every
-scrape (netlink.census: one bulk dump, no per-socket objects) and reads the kernel counters. The expensive part
+scrape (netlink.census: one bulk dump, no per-socket objects; TIME_WAIT from sockstat instead of the dump) and
+reads the kernel counters. The expensive part
 — tcp_info for every socket, process attribution (a readlink per fd on the host) and the findings — is a full
 doctor snapshot refreshed by a background thread every ``--proc-interval`` seconds and served from cache in
 between (``tcpwise_attribution_age_seconds`` says how old). ``--proc-interval 0`` takes the full snapshot on
@@ -115,7 +116,10 @@ class TcpCollector:
             counters = kernel.read_counters()
             sockstat = kernel.read_sockstat()
         try:
-            counts, listeners, syn = netlink.census(sock=sock)
+            # TIME_WAIT sockets are not dumped: the kernel keeps their count (sockstat "tw", what `ss -s` shows),
+            # and on busy hosts they are often most of the table, so the scrape skips filling them.
+            counts, listeners, syn = netlink.census(sock=sock, states=netlink.ALL_STATES & ~(1 << 6))
+            counts[6] = sockstat.get("tw", 0)
         finally:
             sock.close()
         with self._lock:

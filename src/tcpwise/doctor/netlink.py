@@ -390,6 +390,7 @@ def _census_dump(s: socket.socket, fam: int, states: int, seq: int, buf: bytearr
 def census(
     families: Iterable[int] = (socket.AF_INET, socket.AF_INET6),
     sock: socket.socket | None = None,
+    states: int = ALL_STATES,
 ) -> tuple[list[int], list[Sock], dict[tuple[int, bytes, int], int]]:
     """The exporter's per-scrape fast path: state counts without a Python step per socket.
 
@@ -411,7 +412,7 @@ def census(
         seq = 0
         for fam in families:
             seq += 1
-            _census_dump(s, fam, ALL_STATES, seq, buf, counts, listeners, syn)
+            _census_dump(s, fam, states, seq, buf, counts, listeners, syn)
     finally:
         if own:
             s.close()
