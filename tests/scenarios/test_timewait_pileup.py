@@ -62,7 +62,7 @@ def test_flow_model_matches_packet_model_through_exhaustion() -> None:
     flow = simulate_flow(20.0, 15.0, 200, lc)
     assert packet.failed == flow.failed == 100
     assert packet.first_failure == flow.first_failure == pytest.approx(10.0)
-    for key in ("TIME_WAIT", "ports_in_use", "failed_connects", "connects"):
+    for key in ("TIME_WAIT", "ports_in_use", "failed_connects", "connects", "server_conns"):
         assert packet.series[key] == flow.series[key], key
     assert sim.counters["segments"] >= 7 * (packet.succeeded - 5)  # every lifecycle went over the wire
 
@@ -75,7 +75,7 @@ def test_flow_model_matches_packet_model_with_tw_reuse() -> None:
     packet, _ = packet_pileup(p)
     flow = simulate_flow(40.0, 12.0, 200, calibrate(p).lc)
     assert packet.failed == flow.failed == 0
-    for key in ("TIME_WAIT", "ports_in_use", "connects"):
+    for key in ("TIME_WAIT", "ports_in_use", "connects", "server_conns"):
         assert packet.series[key] == flow.series[key], key
     assert max(flow.series["ports_in_use"]) == 200  # every port used, TIME_WAIT taken over instead of failing
 

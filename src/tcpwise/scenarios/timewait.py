@@ -132,6 +132,8 @@ def calibrate(p: P, seed: int = 1, *, close_mode: str = "close", a: dict[str, An
         port_free=t_free if t_free is not None else (tw_at or t_close) + (tw or 0.0),
         reuse_after=reuse_after, segments=len(q.sends(run)),
         rsts=sum(1 for e in q.sends(run) if e.segment is not None and "R" in e.segment.flags),
+        server_open=q.first_time_in(run, "B", "SYN_RCVD") or 0.0,
+        server_closed=q.first_time_in(run, "B", "CLOSED") or 0.0,
     )
     errs = [(e.text or "").replace("error ", "") for e in q.apps(run, "B", "error")]
     return Calibration(lc, run, max(done - est, 1e-6), errs)
@@ -183,7 +185,7 @@ def packet_pileup(p: P, seed: int = 1) -> tuple[FlowResult, Simulator]:
     Server(sim, hb, 80)
     client = ShortConnClient(sim, ha, B_ADDR, 80, times=(i / rate for i in range(n)), keep_failures=1)
     series: dict[str, list[float]] = {k: [] for k in ("t", "TIME_WAIT", "ports_in_use", "ESTABLISHED", "connects",
-                                                      "failed_connects")}
+                                                      "failed_connects", "server_conns")}
     last = [0, 0]
     peak = [0, 0]
 
@@ -197,6 +199,7 @@ def packet_pileup(p: P, seed: int = 1) -> tuple[FlowResult, Simulator]:
         ok = st.attempts - st.connect_failed
         series["connects"].append(ok - last[0])
         series["failed_connects"].append(st.connect_failed - last[1])
+        series["server_conns"].append(len(hb.stack.conns))
         last[0], last[1] = ok, st.connect_failed
         peak[0] = max(peak[0], counts.get("TIME_WAIT", 0))
         peak[1] = max(peak[1], len(ha.stack.conns))

@@ -50,6 +50,8 @@ class Lifecycle:
     reuse_after: float | None  # tcp_tw_reuse: seconds into TIME_WAIT a new connect() may take the port over
     segments: int  # segments on the wire for one lifecycle (both directions)
     rsts: int  # of which RSTs
+    server_open: float = 0.0  # the server's TCB appears (SYN arrives: SYN_RCVD)
+    server_closed: float = 0.0  # the server's TCB is gone (CLOSED after LAST_ACK, or after its own TIME_WAIT)
 
     @property
     def hold(self) -> float:
@@ -61,7 +63,7 @@ class Lifecycle:
 
 @dataclass
 class FlowResult:
-    series: dict[str, list[float]]  # t, TIME_WAIT, ports_in_use, ESTABLISHED, connects, failed_connects
+    series: dict[str, list[float]]  # t, TIME_WAIT, ports_in_use, ESTABLISHED, connects, failed_connects, server
     attempts: int
     succeeded: int
     failed: int
@@ -126,6 +128,7 @@ def simulate_flow(rate: float, duration: float, ports: int, lc: Lifecycle, *, sa
 
     ports_in_use = np.minimum(pop(0.0, lc.port_free), ports)
     established = pop(lc.established, lc.close)
+    server = pop(lc.server_open, lc.server_closed) if lc.server_closed > lc.server_open else np.zeros_like(c)
     if lc.time_wait_at is not None and lc.time_wait > 0:
         live = pop(0.0, lc.time_wait_at)
         time_wait = np.minimum(pop(lc.time_wait_at, lc.time_wait_at + lc.time_wait), np.maximum(ports - live, 0))
@@ -144,6 +147,7 @@ def simulate_flow(rate: float, duration: float, ports: int, lc: Lifecycle, *, sa
         "ESTABLISHED": established[idx].tolist(),
         "connects": succ_s.tolist(),
         "failed_connects": fail_s.tolist(),
+        "server_conns": server[idx].tolist(),
     }
     nz = np.flatnonzero(fail)
     return FlowResult(
@@ -166,6 +170,7 @@ def simulate_pool(rate: float, duration: float, request_time: float, *, sample: 
         "ESTABLISHED": [conns] * n,
         "connects": [conns if i == 0 else 0 for i in range(n)],
         "failed_connects": [0] * n,
+        "server_conns": [conns] * n,
     }
     return FlowResult(series=series, attempts=conns, succeeded=conns, failed=0, first_failure=None,
                       peak_time_wait=0, peak_ports=conns, dt=sample, model="pool")
