@@ -244,7 +244,8 @@ class Simulator:
             if pol.get("auto_read", True):
                 host.app("recv() returns EOF", ep)
                 if pol.get("on_eof") == "close":
-                    ep.close(now)
+                    if ep.state is not TcpState.CLOSED:  # (TIME_WAIT=0 may have closed it already: close(2)
+                        ep.close(now)                    # then just frees the descriptor)
                     host.app("close()", ep)
                     host.stack.touch(ep)
         elif tev is ConnectionError:
