@@ -82,3 +82,16 @@ def test_pcap_and_ipv6() -> None:
     data = buf.getvalue()
     assert data[:4] in (b"\xd4\xc3\xb2\xa1", b"\xa1\xb2\xc3\xd4", b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\x3c\x4d")
     assert run.summary["values"]["pcap_packets"] == len([e for e in run.events if e.kind == "send"])
+
+
+def test_link_loss_by_numgen() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root")
+    from tcpwise.lab.executor import run_script
+
+    # loss = 1.0: every segment from A to B dies at R (numgen random mod 10^6 < 10^6): A stays in SYN_SENT.
+    script = S.Script(H, HANDSHAKE, link=S.LinkSpec(loss=1.0), duration=0.8)
+    run = run_script(script)
+    assert sequences(run, "A") == (["SYN_SENT"], ["S"])
+    assert [e.segment.flags for e in run.events if e.kind == "drop" and e.segment] == ["S"]
+    assert run.summary["values"]["nft_drops"]["loss-ab"] == 1

@@ -1,0 +1,116 @@
+"""Lab pieces that need no root: nft rule text, sysctl mapping, frame parsing, the agent on loopback."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tcpwise.endpoint.config import LINUX
+from tcpwise.lab.capture import parse_frame
+from tcpwise.lab.executor import socket_opts_for, sysctls_for
+from tcpwise.lab.nft import flags_expr
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def test_flags_expr_is_exact_equality() -> None:
+    assert flags_expr("A") == "tcp flags == ack"
+    assert flags_expr("FA") == "tcp flags == fin | ack"
+    assert flags_expr("SA") == "tcp flags == syn | ack"
+    with pytest.raises(ValueError, match="SFRPAUEC"):
+        flags_expr("X")
+
+
+def test_sysctls_follow_endpoint_config() -> None:
+    cfg = LINUX.with_(fin_timeout=5.0, timestamps=False, tw_reuse=1, keepalive_time=30.0)
+    sc = sysctls_for(cfg)
+    assert sc["net.ipv4.tcp_fin_timeout"] == "5"
+    assert sc["net.ipv4.tcp_timestamps"] == "0"
+    assert sc["net.ipv4.tcp_tw_reuse"] == "1"
+    assert sc["net.ipv4.tcp_keepalive_time"] == "30"
+    assert not any(k.endswith("time_wait") for k in sc)  # TCP_TIMEWAIT_LEN is compiled in: no sysctl
+    assert socket_opts_for(cfg.with_(keepalive=True))["keepalive"] is True
+
+
+def test_parse_frame_ipv4_and_ipv6() -> None:
+    from tcpwise.wire.ip import build_packet
+    from tcpwise.wire.segment import MssOption, TcpSegment
+
+    for src, dst, etype in (("198.18.0.1", "198.18.1.1", b"\x08\x00"), ("fd00::1", "fd00:1::1", b"\x86\xdd")):
+        seg = TcpSegment(sport=40000, dport=80, seq=1000, ack=0, flags=0x02, window=64240,
+                         options=(MssOption(1460),))
+        frame = b"\x02" * 6 + b"\x04" * 6 + etype + build_packet(src, dst, seg)
+        info = parse_frame(frame)
+        assert info is not None
+        assert (info.src, info.dst, info.sport, info.dport, info.seq, info.flags, info.len, info.win) == (
+            src, dst, 40000, 80, 1000, "S", 0, 64240)
+        assert info.opts == {"mss": 1460}
+    assert parse_frame(b"\x00" * 10) is None  # truncated
+    assert parse_frame(b"\x02" * 12 + b"\x08\x06" + b"\x00" * 28) is None  # ARP
+
+
+def _agent() -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-m", "tcpwise.lab.agent"], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, env={**os.environ, "PYTHONPATH": os.path.join(ROOT, "src")})
+
+
+def _until(p: subprocess.Popen[bytes], text: str, timeout: float = 5.0) -> list[dict[str, object]]:
+    assert p.stdout is not None
+    seen = []
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        line = p.stdout.readline()
+        if not line:
+            break
+        rep = json.loads(line)
+        seen.append(rep)
+        if str(rep.get("text", "")).startswith(text):
+            return seen
+    raise AssertionError(f"agent never reported {text!r}: {seen}")
+
+
+def test_agent_connect_send_eof_close_on_loopback() -> None:
+    """The agent's socket steps against a plain server on 127.0.0.1 (no namespace needed)."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(1)
+    port = srv.getsockname()[1]
+    p = _agent()
+    try:
+        assert p.stdin is not None
+        _until(p, "ready")
+
+        def cmd(**kw: object) -> None:
+            p.stdin.write((json.dumps(kw) + "\n").encode())  # type: ignore[union-attr]
+            p.stdin.flush()  # type: ignore[union-attr]
+
+        cmd(op="connect", sock="c", to="127.0.0.1", port=port, on_eof="close")
+        reps = _until(p, "connect() returns")
+        assert reps[-1]["kstate"] == 1  # tcp_info says ESTABLISHED (include/net/tcp_states.h)
+        conn, _ = srv.accept()
+        cmd(op="send", sock="c", data=b"hello".hex())
+        _until(p, "send(5)")
+        assert conn.recv(10) == b"hello"
+        conn.sendall(b"hi")
+        conn.shutdown(socket.SHUT_WR)  # server FIN: the agent reads EOF and, with on_eof=close, closes
+        reps = _until(p, "close()")
+        texts = [r["text"] for r in reps]
+        assert "recv() 2 bytes" in texts and "recv() returns EOF" in texts
+        eof = next(r for r in reps if r["text"] == "recv() returns EOF")
+        assert eof["kstate"] == 8  # CLOSE_WAIT at the moment the application read EOF
+        assert conn.recv(10) == b""  # the agent's FIN arrived
+        cmd(op="close", sock="nope")
+        assert _until(p, "no socket")[-1]["error"] == "EBADF"
+        cmd(op="accept", port=9)
+        assert "EINVAL" in str(_until(p, "accept()")[-1]["text"])
+        conn.close()
+    finally:
+        p.kill()
+        p.wait()
+        srv.close()
