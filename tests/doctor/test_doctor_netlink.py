@@ -174,3 +174,25 @@ def test_census_bulk_counting_matches_record_by_record():
     assert counts[1] == 300 and counts[6] == 50 and counts[8] == 7 and counts[12] == 5
     assert [(x.sport, x.rqueue, x.wqueue) for x in listeners] == [(80, 3, 128)]
     assert syn == {(2, socket.inet_aton("10.0.0.1").ljust(16, b"\0"), 80): 5}
+
+
+@pytest.mark.kernel
+def test_live_dump_ipv6_loopback():
+    try:
+        ls = socket.socket(socket.AF_INET6)
+        ls.bind(("::1", 0))
+    except OSError:
+        pytest.skip("no IPv6 loopback here")
+    ls.listen(3)
+    c = socket.create_connection(("::1", ls.getsockname()[1]))
+    s, _ = ls.accept()
+    try:
+        port = ls.getsockname()[1]
+        mine = [x for x in netlink.dump(families=(socket.AF_INET6,)) if x.family == socket.AF_INET6
+                and netlink.format_addr(x.family, x.src) == "::1" and port in (x.sport, x.dport)]
+        assert sorted(kernel_state_name(x.state) for x in mine) == ["ESTABLISHED", "ESTABLISHED", "LISTEN"]
+        est = next(x for x in mine if x.state == 1 and x.sport == port)
+        assert os.readlink(f"/proc/self/fd/{s.fileno()}") == f"socket:[{est.inode}]"
+    finally:
+        for x in (c, s, ls):
+            x.close()
