@@ -311,7 +311,8 @@ class ShortConnClient:
         self.stats.timeouts += 1
         what = "connect" if ep.state in (S.SYN_SENT, S.SYN_RCVD) else "response"
         self.host.app(f"{what} timed out after {self.timeout:g} s: give up (close)", ep)
-        self._finish(ep, self.sim.now, "linger" if ep.state is S.SYN_SENT else self.close_mode)
+        # Giving up on a connect: close() in SYN_SENT just deletes the TCB (RFC 9293 §3.10.4), nothing is sent.
+        self._finish(ep, self.sim.now, "close" if ep.state is S.SYN_SENT else self.close_mode)
         self.host.after_call(ep)
 
     def _finish(self, ep: Endpoint, now: float, mode: str) -> None:
