@@ -92,3 +92,10 @@ def test_old_duplicate_paws_catches_it() -> None:
 def test_bad_parameters_are_usage_errors(sid: str, bad: dict[str, str]) -> None:
     with pytest.raises(UsageError):
         run_scenario(sid, overrides=bad)
+
+
+def test_old_duplicate_without_time_wait_at_all() -> None:
+    # time_wait=0 (model only): the active closer forgets the connection at once; the story still holds.
+    run = run_scenario("old-duplicate", overrides={"time_wait": "0"})
+    assert run.ok, _failed(run)
+    assert run.summary["values"]["corrupted"] > 0

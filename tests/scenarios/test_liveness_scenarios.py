@@ -134,3 +134,22 @@ def test_middlebox_that_resets_gives_immediate_errors() -> None:
     assert run.ok, _failed(run)
     assert _err_time(run, "A", "ECONNRESET") == pytest.approx(500.05)
     assert not q.apps(run, None, "ETIMEDOUT") and run.summary["values"]["box_resets"] == 2
+
+
+def test_half_open_crash_keepalive_meets_a_rebooted_peer() -> None:
+    # B is back before keepalive would give up: the next probe draws a RST (ECONNRESET, not ETIMEDOUT).
+    run = run_scenario("half-open-crash", overrides={"keepalive": "1", "keepalive_time": "60", "reboot_at": "100",
+                                                     "send_at": "200"})
+    assert run.ok, _failed(run)
+    assert _err_time(run, "A", "ECONNRESET") == pytest.approx(135.75)
+    assert not q.apps(run, "A", "ETIMEDOUT")
+
+
+@pytest.mark.parametrize("sid,bad", [
+    ("keepalive", {"die_at": "1"}),
+    ("middlebox-idle-timeout", {"send_at": "2"}),
+    ("rst-on-timeout", {"send_timeout": "0.1"}),
+])
+def test_story_breaking_parameters_are_refused(sid: str, bad: dict[str, str]) -> None:
+    with pytest.raises(UsageError):
+        run_scenario(sid, overrides=bad)

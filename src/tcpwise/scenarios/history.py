@@ -60,6 +60,8 @@ def _seq_rel(value: int, base: int) -> int:
 def _why3_simulate(p: P, seed: int) -> Run:
     if p["handshake"] not in (2, 3):
         raise UsageError("--set handshake= must be 3 (TCP) or 2 (the counterfactual two-way server)")
+    if not 0 <= p["delay"] <= 0.3:
+        raise UsageError("why-three needs 0 <= delay <= 0.3 s (a round trip below the 1 s initial RTO)")
     if p["old_syn_at"] <= 0.6:
         raise UsageError("--set old_syn_at= must be later than 0.6 s (after the client has given up)")
     if p["client"] not in ("connecting", "gone"):
@@ -266,8 +268,8 @@ def _new_payload(n: int) -> bytes:
 def _od_simulate(p: P, seed: int) -> Run:
     d = p["delay"]
     t2 = p["reconnect_at"]
-    if p["time_wait"] < 0 or t2 <= 1.0 or d <= 0 or d > 0.2:
-        raise UsageError("old-duplicate needs time_wait >= 0, reconnect_at > 1 s and 0 < delay <= 0.2")
+    if p["time_wait"] < 0 or t2 <= 1.0 or d <= 0 or d > 0.1:
+        raise UsageError("old-duplicate needs time_wait >= 0, reconnect_at > 1 s and 0 < delay <= 0.1")
     distance = int(t2 * ISN_TICKS_PER_S)  # how far A's ISN clock moves between the two connect() calls
     target = distance + p["land_at"]  # old-stream offset that falls land_at bytes into the new window
     if p["old_bytes"] < target + 1460:

@@ -132,10 +132,13 @@ def _hoc_build(p: P) -> Script:
 
 def _hoc_check(run: Run, p: P) -> list[Check]:
     crash, reboot, send = p["crash_at"], p["reboot_at"], p["send_at"]
-    b_after = _seg_events(run, "send", "B", t0=crash, t1=send - 1e-6)
+    # Until A itself sends something after B's reboot, nothing comes from B.
+    a_next = next((e.t for e in q.sends(run, "A") if e.t >= reboot), send)
+    b_after = _seg_events(run, "send", "B", t0=crash, t1=a_next - 1e-6)
     checks = [claim("B's host crashes and comes back without sending a FIN or RST: nothing tells A.",
                     "B 的主机崩溃后重启，没有发出 FIN 或 RST：没有任何东西通知 A。",
-                    not b_after, f"segments from B between the crash ({crash:g} s) and A's next send: {len(b_after)}")]
+                    not b_after, f"segments from B between the crash ({crash:g} s) and A's next segment after the "
+                                 f"reboot ({a_next:g} s): {len(b_after)}")]
     last_rx = _last_recv_before(run, "A", crash)
     if not p["keepalive"]:
         changes = [e for e in q.state_events(run, "A") if crash <= e.t < send]
@@ -155,9 +158,26 @@ def _hoc_check(run: Run, p: P) -> list[Check]:
         return checks
     expect = p["keepalive_time"] + p["keepalive_intvl"] * p["keepalive_probes"]
     err = _err(run, "A", "ETIMEDOUT")
-    probes = _probes(run, "A")
+    probes = [e for e in _probes(run, "A") if e.t > crash]
     measured = None if err is None or last_rx is None else err.t - last_rx
     dead = err is not None and err.t < reboot
+    if last_rx is not None and reboot < last_rx + expect:
+        # B is back before A would give up: the first probe after the reboot meets an empty stack -> RST.
+        reset = _err(run, "A", "ECONNRESET")
+        silent = [e for e in probes if e.t < reboot]
+        after = [e for e in q.sends(run, "A") if e.t >= reboot]  # a keepalive probe or data, whichever is first
+        kind = ("keepalive probe" if after and after[0] in probes else "data segment") if after else "segment"
+        checks += [
+            claim("Probes sent while B is down go unanswered.", "B 宕机期间发出的探测无人应答。",
+                  not [e for e in q.recvs(run, "A") if crash < e.t < reboot], f"{len(silent)} probes before the reboot"),
+            claim("B is back with an empty stack before keepalive gives up: A's next segment draws a RST and A gets "
+                  "ECONNRESET at once.",
+                  "keepalive 放弃之前 B 已以空协议栈重启：A 的下一个报文招来 RST，A 立即得到 ECONNRESET。",
+                  reset is not None and bool(after) and 0 <= reset.t - after[0].t <= 2 * p["delay"] + EPS,
+                  f"first {kind} after the reboot at {_fmt(after[0].t if after else None)}, ECONNRESET at "
+                  f"{_fmt(reset.t if reset else None)}"),
+        ]
+        return checks
     checks += [
         claim(f"With SO_KEEPALIVE A probes the silent peer: {p['keepalive_probes']} probes, "
               f"{p['keepalive_intvl']:g} s apart, none answered.",
@@ -194,6 +214,16 @@ def _hoc_narrate(run: Run, p: P) -> tuple[str, str]:
     err = _err(run, "A", "ETIMEDOUT")
     last_rx = _last_recv_before(run, "A", crash)
     m = None if err is None or last_rx is None else err.t - last_rx
+    if err is None:
+        reset = _err(run, "A", "ECONNRESET")
+        en = (f"Same crash at {crash:g} s with SO_KEEPALIVE ({p['keepalive_time']:g}/{p['keepalive_intvl']:g}/"
+              f"{p['keepalive_probes']}), but B is back at {p['reboot_at']:g} s, before keepalive would give up: "
+              f"A's next segment (probe or data) reaches an empty stack, draws a RST, and A gets ECONNRESET at "
+              f"{_fmt(reset.t if reset else None)}.")
+        zh = (f"同样在 {crash:g} 秒崩溃，A 开启了 SO_KEEPALIVE（{p['keepalive_time']:g}/{p['keepalive_intvl']:g}/"
+              f"{p['keepalive_probes']}），但 B 在 {p['reboot_at']:g} 秒、keepalive 放弃之前就已重启：A 的下一个报文（探测或数据）到达空的协议栈，"
+              f"招来 RST，A 在 {_fmt(reset.t if reset else None)} 得到 ECONNRESET。")
+        return en, zh
     en = (f"Same crash at {crash:g} s, but A has SO_KEEPALIVE ({p['keepalive_time']:g}/{p['keepalive_intvl']:g}/"
           f"{p['keepalive_probes']}). After {p['keepalive_time']:g} s of silence A sends its first probe, then one "
           f"every {p['keepalive_intvl']:g} s; B is down, none is answered. A gives up with ETIMEDOUT at "
@@ -333,14 +363,15 @@ def _hb_simulate(p: P, seed: int) -> Run:
 
     if p["interval"] <= 0 or p["idle_timeout"] <= 0:
         raise UsageError("interval and idle_timeout must be > 0")
-    duration = _HB_START + max(3 * p["interval"], 4 * p["idle_timeout"]) + 1.0
+    start = max(_HB_START, 4 * p["delay"])  # the first heartbeat once the connection is up
+    duration = start + max(3 * p["interval"], 4 * p["idle_timeout"]) + 1.0
     steps = (Listen(0.0, "B", 80), Connect(0.0, "A", "B", 80))
     script = Script(_hosts(), steps, LinkSpec(delay=p["delay"]), duration=duration)
     actors: dict[str, Any] = {}
 
     def setup(sim: Any) -> None:
         actors["server"] = IdleTimeoutServer(sim, sim.hosts["B"], p["idle_timeout"]).attach()
-        actors["client"] = HeartbeatClient(sim, sim.hosts["A"], p["interval"], _HB_START, duration).attach()
+        actors["client"] = HeartbeatClient(sim, sim.hosts["A"], p["interval"], start, duration).attach()
 
     _, run = run_script(script, seed, scenario="heartbeat-asymmetry", params=p, setup=setup)
     cl, sv = actors["client"], actors["server"]
@@ -458,6 +489,9 @@ def _ka_simulate(p: P, seed: int) -> Run:
     _check_ka(p)
     if p["death"] not in ("crash", "partition"):
         raise UsageError("--set death= must be crash or partition")
+    if p["die_at"] and p["die_at"] < 2 * p["keepalive_time"] + 1.0:
+        raise UsageError(f"--set die_at= must be 0 (auto) or at least {2 * p['keepalive_time'] + 1.0:g} s, so that "
+                         "the live peer answers two probes first")
     tuned = {k: p[k] for k in KA_PARAMS}
     _, run = run_script(_ka_script(p, tuned), seed, scenario="keepalive", params=p)
     # The same story with Linux's default knobs, unrecorded: only the detection time is kept.
@@ -488,7 +522,7 @@ def _ka_facts(run: Run, p: P) -> dict[str, Any]:
     answered: list[tuple[Event, Event | None]] = []
     silent: list[tuple[Event, Event | None]] = []
     for pr in probes:
-        ack = next((e for e in q.recvs(run, "A") if e.t > pr.t and e.segment is not None
+        ack = next((e for e in q.recvs(run, "A") if e.t >= pr.t and e.segment is not None
                     and e.segment.flags == "A" and e.segment.ack == end and e.t <= pr.t + 4 * p["delay"] + 1e-6), None)
         (answered if ack is not None else silent).append((pr, ack))
     err = _err(run, "A", "ETIMEDOUT")
@@ -591,8 +625,9 @@ def _mb_simulate(p: P, seed: int) -> Run:
     from tcpwise.sim.middlebox import StatefulFirewall
 
     _check_ka(p)
-    if p["idle_timeout"] <= 0 or p["send_at"] <= 1.0:
-        raise UsageError("idle_timeout must be > 0 and send_at > 1 s")
+    if p["idle_timeout"] <= 0 or p["send_at"] <= p["idle_timeout"] + 1.0:
+        raise UsageError("need idle_timeout > 0 and send_at > idle_timeout + 1 s (the send must come after the "
+                         "flow would have expired)")
     if p["on_expired"] not in ("drop", "rst"):
         raise UsageError("--set on_expired= must be drop (silent, like conntrack INVALID) or rst (like an AWS NLB)")
     a = {**_ka_cfg(p, p["keepalive"])}
@@ -758,8 +793,8 @@ def _rt_simulate(p: P, seed: int) -> Run:
 
     if p["close"] not in ("rst", "fin"):
         raise UsageError("--set close= must be rst (reset_timedout_connection on) or fin")
-    if not 0 < p["send_timeout"] < p["resume_at"] or p["response"] <= 70000:
-        raise UsageError("need 0 < send_timeout < resume_at and response > 70000 bytes (more than the client window)")
+    if not 1.0 <= p["send_timeout"] < p["resume_at"] or p["response"] <= 70000:
+        raise UsageError("need 1 <= send_timeout < resume_at and response > 70000 bytes (more than the client window)")
     steps = (Listen(0.0, "B", 80), Connect(0.0, "A", "B", 80, on_eof="close"), Send(0.5, "A", 100))
     dur = p["resume_at"] + 5.0 + (p["time_wait"] + 5.0 if p["close"] == "fin" else 0.0)
     cfg = {"time_wait": p["time_wait"]}
