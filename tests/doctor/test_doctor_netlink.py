@@ -49,7 +49,7 @@ DONE = HDR.pack(20, netlink.NLMSG_DONE, 2, 1, 0) + b"\0\0\0\0"
 def parse(data: bytes, info=True) -> tuple[list[netlink.Sock], bool]:
     out: list[netlink.Sock] = []
     buf = bytearray(data)
-    done = netlink._parse_into(buf, len(buf), out, info, False, [0, 0])
+    done = netlink._parse_into(buf, len(buf), out, info, False, [0, 0, None])
     return out, done
 
 

@@ -36,7 +36,7 @@ import socket
 import struct
 import sys
 from collections.abc import Iterable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 __all__ = [
     "Sock",
@@ -211,14 +211,14 @@ def _parse_into(buf: bytearray, n: int, out: list[Sock], want_info: bool, want_m
     """Decode the records in ``buf[:n]`` onto ``out``; True when NLMSG_DONE was seen.
 
     Per record: one tiny unpack for (len, type), one for the inet_diag_msg fields, one tuple concatenation —
-    the decoded tuple *is* the Sock. ``hint`` caches where INET_DIAG_INFO sat in the previous full socket's
-    record (offset, length): the kernel emits attributes in a fixed order (inet_diag.c inet_sk_diag_fill), so
-    one check at the cached offset usually replaces the attribute walk; the walk is the fallback.
+    the decoded tuple *is* the Sock. ``hint`` = [offset, length, combined unpacker] caches where
+    INET_DIAG_INFO sat in the last full socket's record: the kernel emits attributes in a fixed order
+    (inet_diag.c inet_sk_diag_fill), so one unpack of a Struct spanning message + rtattr header + tcp_info,
+    checked on the rtattr's (len, type), usually replaces the attribute walk; the walk is the fallback.
     """
     lt = _NLLT.unpack_from
     msg = _MSG.unpack_from
     rta = _RTA.unpack_from
-    tcpi_full = _TCPI_FULL.unpack_from
     new = tuple.__new__
     append = out.append
     none2 = (None, None)
@@ -238,28 +238,46 @@ def _parse_into(buf: bytearray, n: int, out: list[Sock], want_info: bool, want_m
         if walk and msg_len > _REC_LEN and (want_mem or buf[off + 17] == 1):
             info = mem = None
             end = off + msg_len
-            h = off + hint[0]
-            if (not want_mem and h + full_need <= end and rta(buf, h) == (hint[1], INET_DIAG_INFO)):
-                info = new(TcpInfo, tcpi_full(buf, h + 4))
-            else:
-                a = off + _REC_LEN
-                while a + 4 <= end:
-                    alen, atype = rta(buf, a)
-                    if alen < 4:
-                        break
-                    if atype == INET_DIAG_INFO and want_info:
-                        info = _tcp_info(buf, a, alen)
-                        if alen >= full_need:
-                            hint[0] = a - off
-                            hint[1] = alen
-                    elif atype == INET_DIAG_SKMEMINFO and want_mem and alen >= 4 + _SKMEM.size:
-                        mem = new(SkMem, _SKMEM.unpack_from(buf, a + 4))
-                    a += (alen + 3) & ~3
+            combo = hint[2]
+            if combo is not None and not want_mem and off + hint[0] + full_need <= end:
+                # One unpack for inet_diag_msg + the rtattr header where INFO sat last time + tcp_info.
+                r = combo(buf, off + 16)
+                if r[13] == hint[1] and r[14] == INET_DIAG_INFO:
+                    append(new(Sock, r[:13] + (new(TcpInfo, r[15:]), None)))
+                    off += (msg_len + 3) & ~3
+                    continue
+            a = off + _REC_LEN
+            while a + 4 <= end:
+                alen, atype = rta(buf, a)
+                if alen < 4:
+                    break
+                if atype == INET_DIAG_INFO and want_info:
+                    info = _tcp_info(buf, a, alen)
+                    if alen >= full_need and (a - off != hint[0] or alen != hint[1]):
+                        hint[0] = a - off
+                        hint[1] = alen
+                        hint[2] = _combo(a - off)
+                elif atype == INET_DIAG_SKMEMINFO and want_mem and alen >= 4 + _SKMEM.size:
+                    mem = new(SkMem, _SKMEM.unpack_from(buf, a + 4))
+                a += (alen + 3) & ~3
             append(new(Sock, msg(buf, off + 16) + (info, mem)))
         else:
             append(new(Sock, msg(buf, off + 16) + none2))
         off += (msg_len + 3) & ~3
     return False
+
+
+def _combo(info_off: int) -> Any:
+    """unpack_from of one Struct spanning inet_diag_msg, padding, the INFO rtattr header at record offset
+    ``info_off`` and the tcp_info fields — cached per offset (records of one kernel share it)."""
+    st = _COMBOS.get(info_off)
+    if st is None:
+        st = _COMBOS[info_off] = struct.Struct(
+            _MSG.format + f"{info_off - _REC_LEN}xHH" + _TCPI_FULL.format.lstrip("=@<>!"))
+    return st.unpack_from
+
+
+_COMBOS: dict[int, struct.Struct] = {}
 
 
 def _tcp_info(buf: bytearray, a: int, alen: int) -> TcpInfo | None:
@@ -293,7 +311,7 @@ def dump(
     buf = bytearray(1 << 16)
     want_info = bool(ext & EXT_INFO)
     want_mem = bool(ext & EXT_SKMEMINFO)
-    hint = [0, 0]
+    hint: list[Any] = [0, 0, None]
     try:
         for seq, fam in enumerate(families, 1):
             s.sendto(_request(fam, states, ext, seq), (0, 0))
