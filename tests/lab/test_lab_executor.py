@@ -89,9 +89,30 @@ def test_link_loss_by_numgen() -> None:
         pytest.skip("needs root")
     from tcpwise.lab.executor import run_script
 
-    # loss = 1.0: every segment from A to B dies at R (numgen random mod 10^6 < 10^6): A stays in SYN_SENT.
+    # loss = 1.0: every segment from A to B dies at R: A stays in SYN_SENT (0.5 would use numgen).
     script = S.Script(H, HANDSHAKE, link=S.LinkSpec(loss=1.0), duration=0.8)
     run = run_script(script)
     assert sequences(run, "A") == (["SYN_SENT"], ["S"])
     assert [e.segment.flags for e in run.events if e.kind == "drop" and e.segment] == ["S"]
     assert run.summary["values"]["nft_drops"]["loss-ab"] == 1
+
+
+def test_fault_rules_in_the_router_table() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root")
+    from tcpwise.lab.netns import Topology, sh
+    from tcpwise.lab.nft import Faults
+
+    with Topology(delay_line=False) as topo:
+        f = Faults(topo.router_ns, topo.run_id)
+        f.create()
+        f.loss("l", "198.18.0.1", "198.18.1.1", 0.25)
+        f.drop_next("d", "198.18.0.1", "198.18.1.1", "A", 3)
+        f.partition("p", "198.18.1.1", "198.18.0.1")
+        f.delete("p")
+        out = sh("ip", "netns", "exec", topo.router_ns, "nft", "list", "table", "inet", f.table)
+        assert "numgen random mod 1000000 < 250000" in out
+        assert "tcp flags == ack limit rate 1/day burst 3 packets" in out
+        assert '"p"' not in out and set(f.counters()) == {"l", "d"}
+        f.destroy()
+        assert f.table not in sh("ip", "netns", "exec", topo.router_ns, "nft", "list", "tables")

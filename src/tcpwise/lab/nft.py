@@ -113,6 +113,8 @@ class Faults:
 
     def loss(self, label: str, src: str, dst: str, probability: float) -> int:
         n = int(round(probability * 1_000_000))
+        if n >= 1_000_000:  # certain loss: numgen's values stop at 999999, so no comparison is needed
+            return self.add(label, f"{self._dir(src, dst)} counter drop")
         return self.add(label, f"{self._dir(src, dst)} numgen random mod 1000000 < {n} counter drop")
 
     def middlebox_idle_timeout(self, seconds: int) -> None:
