@@ -265,7 +265,7 @@ def close_wait_leak(quick: bool = False) -> DemoResult:
             reports = [r.get("text", "") for r in agent.read()]
             socks = _sockets(topo, "B")
             lst = next((s for s in socks if s.state == LISTEN), None)
-            facts = {"rlimit_nofile": nofile, "backlog": backlog, "clients_served": outcomes.count("ok"),
+            facts: dict[str, Any] = {"rlimit_nofile": nofile, "backlog": backlog, "clients_served": outcomes.count("ok"),
                      "first_failure": next((o for o in outcomes if o != "ok"), None),
                      "close_wait_on_B": _count(socks, CLOSE_WAIT),
                      "accept_emfile": any("EMFILE" in r for r in reports),

@@ -34,7 +34,7 @@ import sys
 import time
 from collections import defaultdict
 from collections.abc import Iterator
-from typing import IO, Any
+from typing import IO, Any, BinaryIO, cast
 
 from tcpwise.endpoint.config import LINUX, SYSCTL_OF, EndpointConfig
 from tcpwise.errors import UsageError
@@ -218,7 +218,7 @@ def run_script_full(
             ex.loop(end)
             run = ex.build_run(scenario, title, params or {}, seed, end)
             if pcap is not None:
-                n = write_pcap(ex.capture.frames if ex.capture else [], pcap)
+                n = write_pcap(ex.capture.frames if ex.capture else [], cast(BinaryIO, pcap))
                 run.summary.setdefault("values", {})["pcap_packets"] = n
             return LabRun(run, ex.capture.frames if ex.capture else [], topo.run_id)
         finally:
@@ -356,6 +356,7 @@ class _Executor:
                 else:
                     self._agent_reports(arg)
         self.poll(time.monotonic())
+        assert self.capture is not None
         self.capture.read()
         for name in self.agents:
             self._agent_reports(name)
@@ -424,7 +425,7 @@ class _Executor:
             self.faults.partition(label, self.addr(st.src), self.addr(st.dst))
             self._note(t, f"partition {st.src}->{st.dst}")
         elif isinstance(st, S.Heal):
-            label = self.partitions.pop((st.src, st.dst), None)
+            label = self.partitions.pop((st.src, st.dst), "")
             if label:
                 self.faults.delete(label)
             self._note(t, f"heal {st.src}->{st.dst}")
@@ -494,12 +495,12 @@ class _Executor:
             key = (host, conn)
             if key in obs:  # only connections sock_diag saw too (it knows where they came from)
                 obs[key].append((t, state, None))
-        for (host, conn), items in obs.items():
+        for (host, label), items in obs.items():
             items.sort(key=lambda x: x[0])
-            prev = items[0][2] or "CLOSED"
+            prev: str = items[0][2] or "CLOSED"
             for t, state, _hint in items:
                 if state != prev:
-                    rest.append(Event(t=t, host=host, kind="state", from_state=prev, to_state=state, conn=conn))
+                    rest.append(Event(t=t, host=host, kind="state", from_state=prev, to_state=state, conn=label))
                     prev = state
         return rest
 
