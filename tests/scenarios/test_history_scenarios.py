@@ -99,3 +99,13 @@ def test_old_duplicate_without_time_wait_at_all() -> None:
     run = run_scenario("old-duplicate", overrides={"time_wait": "0"})
     assert run.ok, _failed(run)
     assert run.summary["values"]["corrupted"] > 0
+
+
+@pytest.mark.parametrize("old_down,corrupts", [("700000", False), ("2400000", True)])
+def test_old_duplicate_needs_an_acceptable_ack_field(old_down: str, corrupts: bool) -> None:
+    # 10 s of ISN clock = 2.5M: with only 700 kB downloaded the old ACK field is 1.8M behind, beyond the 1 MB
+    # window, and RFC 5961 §5.2 drops the segment; with 2.4 MB downloaded it passes and corrupts.
+    run = run_scenario("old-duplicate", overrides={"time_wait": "1", "reconnect_at": "10", "old_bytes": "3000000",
+                                                   "old_down": old_down})
+    assert run.ok, _failed(run)
+    assert (run.summary["values"]["corrupted"] > 0) is corrupts

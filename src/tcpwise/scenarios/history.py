@@ -48,6 +48,7 @@ CPORT = 40000  # the client binds a fixed port: the old and new connections shar
 # The ISN clock of RFC 9293 §3.4.1 / RFC 6528 §3: M ticks every 4 microseconds (tcpwise.endpoint.isn). Linux
 # ticks every 64 ns (secure_tcp_seq -> seq_scale), which makes the new ISN run away even faster.
 ISN_TICKS_PER_S = 250_000
+A_WINDOW = 1 << 20  # both hosts' receive buffer (window scaling on): the largest window either advertises
 
 
 def _seq_rel(value: int, base: int) -> int:
@@ -279,7 +280,8 @@ def _od_simulate(p: P, seed: int) -> Run:
         raise UsageError(f"--set old_down= must be between 0 and {distance} (the ISN clock distance)")
     if not 0 <= p["land_at"] < 60000 or p["new_bytes"] <= p["land_at"] + 1460:
         raise UsageError("need 0 <= land_at < 60000 and new_bytes > land_at + 1460")
-    cfg = {"time_wait": p["time_wait"], "timestamps": p["timestamps"], "wscale": 7, "rcv_buf": 1 << 20}
+    cfg = {"time_wait": p["time_wait"], "timestamps": p["timestamps"], "wscale": 7, "rcv_buf": A_WINDOW,
+           "snd_buf": max(1 << 20, p["old_bytes"], p["old_down"])}  # send() takes each transfer in one call
     hosts = (HostSpec("A", A_ADDR, "client", cfg), HostSpec("B", B_ADDR, "server", cfg))
     new_data = _new_payload(p["new_bytes"])
     # The old connection downloads and uploads at once, then A half-closes first (shutdown: FIN after its
@@ -435,7 +437,16 @@ def _od_check(run: Run, p: P) -> list[Check]:
         a_tw is not None and landed is not None and 0 <= landed < 65535,
         f"ISN J_old={v.get('j_old')}, J_new={v.get('j_new')} (distance {v.get('isn_distance')}); the old segment "
         f"lands {landed} bytes into the new stream"))
-    if p["timestamps"]:
+    behind = v.get("held_ack_behind")
+    if not p["timestamps"] and behind is not None and behind > A_WINDOW:
+        checks.append(claim(
+            "But its ACK field lags B's new send sequence by more than the largest window A advertised, so RFC 5961 "
+            "§5.2 drops it (Linux: tcp_ack 'too old ACK'): no corruption this time.",
+            "但它的确认号落后 B 新连接的发送序列超过了 A 通告过的最大窗口，因此被 RFC 5961 §5.2 丢弃（Linux：tcp_ack "
+            "的 too old ACK）：这次没有损坏。",
+            v.get("corrupted") == 0 and v.get("new_received") == v.get("new_sent"),
+            f"ACK field {behind} behind, window {A_WINDOW}; {v.get('corrupted')} bytes differ"))
+    elif p["timestamps"]:
         ts = v.get("held_ts")
         checks.append(claim(
             "With timestamps PAWS (RFC 7323 §5) rejects the old segment: its TSval is older than the new "
@@ -483,6 +494,18 @@ def _od_narrate(run: Run, p: P) -> tuple[str, str]:
               f"多 {v.get('isn_distance')}——而旧连接发送的数据比这更多，它的序列号跑到了时钟前面。滞留的报文落在新窗口内第 "
               f"{v.get('held_off_new')} 字节处；它的确认号比 B 新连接的发送序列落后 {v.get('held_ack_behind')}（B 的 ISN 也前进了，"
               f"但旧连接先下载了 {v.get('old_down')} 字节），仍在 A 通告的 1 MB 窗口之内，所以 RFC 5961 §5.2 的 ACK 检查放行了它。")
+    behind = v.get("held_ack_behind")
+    if not p["timestamps"] and behind is not None and behind > A_WINDOW:
+        en = base_en + mid_en.split(", and its ACK field")[0] + (
+            f". But its ACK field is {behind} behind B's new send sequence — more than the {A_WINDOW}-byte window A "
+            f"ever advertised — so RFC 5961 §5.2's ACK check drops it and B reads the {v.get('new_received')} bytes A "
+            f"sent, unchanged. (With old_down closer to the ISN distance the ACK field would pass and the bytes "
+            f"would be corrupted.)")
+        zh = base_zh + mid_zh.split("；它的确认号")[0] + (
+            f"。但它的确认号比 B 新连接的发送序列落后 {behind}——超过了 A 通告过的 {A_WINDOW} 字节窗口——所以 RFC 5961 §5.2 "
+            f"的 ACK 检查丢弃了它，B 原样读到 A 发送的 {v.get('new_received')} 字节。（若 old_down 更接近 ISN 距离，确认号就会通过，"
+            f"数据就会损坏。）")
+        return en, zh
     if p["timestamps"]:
         en = base_en + mid_en + ("With timestamps on, its TSval is older than anything the new connection has seen: "
                                  f"PAWS drops it, and B reads the {v.get('new_received')} bytes A sent, unchanged.")
