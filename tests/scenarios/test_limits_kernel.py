@@ -76,3 +76,98 @@ def test_accept_queue_holds_backlog_plus_one_on_the_kernel() -> None:
     assert connected == BACKLOG + 1
     assert overflows > 0
     assert _model() == (BACKLOG + 1, BACKLOG + 1)
+
+
+_LEAKY_SERVER = r"""
+import errno, os, resource, select, socket, sys, time
+limit, backlog = int(sys.argv[1]), int(sys.argv[2])
+resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
+srv = socket.socket()
+srv.bind(("127.0.0.1", 8083))
+srv.listen(backlog)
+srv.setblocking(False)
+base = len(os.listdir("/proc/self/fd")) - 1  # minus the fd listdir itself used
+print("ready", base, flush=True)
+held, emfile = [], 0
+deadline = time.time() + 10
+while time.time() < deadline:
+    if select.select([sys.stdin], [], [], 0)[0]:
+        break  # the test says stop
+    try:
+        s, _ = srv.accept()
+        held.append(s)  # the bug: never close()
+    except BlockingIOError:
+        time.sleep(0.002)
+    except OSError as exc:
+        if exc.errno != errno.EMFILE:
+            raise
+        emfile += 1
+        time.sleep(0.002)
+print(len(held), emfile, flush=True)
+"""
+
+
+def test_close_wait_leak_on_the_kernel() -> None:
+    """A server process that never close()s, with RLIMIT_NOFILE 24: CLOSE_WAIT piles up, accept() fails with
+    EMFILE, the accept queue fills to backlog + 1, then new connects stay pending."""
+    import subprocess
+    import sys
+
+    from tcpwise.lab.netns import in_netns, new_run_id, sh
+
+    limit, backlog = 24, 4
+    ns = f"tcpwise-{new_run_id()}-b"
+    sh("ip", "netns", "add", ns)
+    child = None
+    try:
+        sh("ip", "-n", ns, "link", "set", "lo", "up")
+        child = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-c", _LEAKY_SERVER, str(limit),
+                                  str(backlog)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert child.stdout is not None and child.stdin is not None
+        ready = child.stdout.readline().split()
+        assert ready and ready[0] == "ready"
+        base = int(ready[1])
+        usable = limit - base
+        socks: list[socket.socket] = []
+        with in_netns(ns):
+            for _ in range(usable + backlog + 1 + 3):
+                c = socket.socket()
+                c.setblocking(False)
+                try:
+                    c.connect(("127.0.0.1", 8083))
+                except BlockingIOError:
+                    pass
+                socks.append(c)
+                time.sleep(0.02)
+            time.sleep(0.3)
+            _, writable, _ = select.select([], socks, [], 0)
+            connected = [c for c in writable if c.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0]
+            for c in connected:
+                c.shutdown(socket.SHUT_WR)  # the client is done: FIN -> the server side goes CLOSE_WAIT
+            time.sleep(0.3)
+            close_wait = sh("ip", "netns", "exec", ns, "ss", "-tanH", "state", "close-wait", "sport", "= :8083")
+            listen = sh("ip", "netns", "exec", ns, "ss", "-ltnH", "sport", "= :8083")
+        child.stdin.write("stop\n")
+        child.stdin.flush()
+        held, emfile = (int(x) for x in child.stdout.readline().split())
+        for c in socks:
+            c.close()
+    finally:
+        if child is not None and child.poll() is None:
+            child.kill()
+        if child is not None:
+            child.wait(timeout=5)
+        sh("ip", "netns", "delete", ns, check=False)
+
+    assert held == usable  # every fd the process had left became a leaked connection
+    assert emfile > 0  # then accept() failed
+    assert int(listen.split()[1]) == backlog + 1  # the accept queue is full
+    assert len(connected) == usable + backlog + 1  # the rest: SYN dropped, connect() still pending
+    assert len(close_wait.splitlines()) == usable + backlog + 1  # held ones + queued ones got the FIN
+    # The model, with the same number of fds left for connections and the same backlog:
+    from tcpwise.scenarios import run_scenario
+    from tcpwise.sim.apps import BASE_FDS
+
+    v = run_scenario("close-wait-leak", overrides={"fd_limit": str(BASE_FDS + usable), "backlog": str(backlog),
+                                                   "extra": "10"}).summary["values"]
+    assert v["accepted"] == usable and v["emfile"] > 0 and v["peak_accept_queue"] == backlog + 1
