@@ -51,6 +51,7 @@ def register(sub: Any) -> None:
                    help="compare at most the first S seconds of each scenario (default 8)")
     c.add_argument("--settle", type=float, default=2.5, metavar="S",
                    help="run and compare until S seconds after the scenario's last step (default 2.5)")
+    c.add_argument("--ipv6", action="store_true", help="run the kernel side over fd00::/8")
     c.add_argument("--retries", type=int, default=1, metavar="N",
                    help="run a differing scenario again up to N times (timing-sensitive kernel choices on a "
                         "loaded machine; default 1)")
@@ -119,7 +120,8 @@ def _conform(args: argparse.Namespace) -> int:
 
     from tcpwise.lab.conform import conform_all, format_table
 
-    results = conform_all(args.ids or None, max_duration=args.max_duration, settle=args.settle, retries=args.retries)
+    results = conform_all(args.ids or None, max_duration=args.max_duration, settle=args.settle, retries=args.retries,
+                          ipv6=args.ipv6)
     if args.json:
         print(json.dumps([r.to_dict() for r in results], indent=1))
     else:

@@ -217,13 +217,13 @@ def horizon_of(script: Any, max_duration: float, settle: float = SETTLE) -> floa
 
 
 def conform_scenario(scenario_id: str, *, max_duration: float = 8.0, seed: int = 1,
-                     settle: float = SETTLE) -> ConformResult:
+                     settle: float = SETTLE, ipv6: bool = False) -> ConformResult:
     from tcpwise.scenarios import run_scenario
 
     sc = _scenario(scenario_id)
     horizon = horizon_of(sc.script(_params(sc, {})), max_duration, settle)
     sim = run_scenario(scenario_id, seed=seed, overrides={})
-    lab = lab_scenario_run(scenario_id, seed=seed, max_duration=horizon)
+    lab = lab_scenario_run(scenario_id, seed=seed, max_duration=horizon, ipv6=ipv6)
     diffs = compare(sim, lab, horizon)
     seqs: dict[str, dict[str, list[str]]] = {}
     for h in sim.hosts:
@@ -242,7 +242,7 @@ def conform_scenario(scenario_id: str, *, max_duration: float = 8.0, seed: int =
 
 
 def conform_all(ids: list[str] | None = None, *, max_duration: float = 8.0,
-                settle: float = SETTLE, retries: int = 0) -> list[ConformResult]:
+                settle: float = SETTLE, retries: int = 0, ipv6: bool = False) -> list[ConformResult]:
     """Conform each scenario; one that differs is run again up to ``retries`` times (``attempts`` says how many
     runs it took). Why retry: a few kernel choices depend on how fast the application reacts — e.g. the FIN rides
     on the ACK only if the application close()s within the delayed-ACK timeout (~40 ms) — and a loaded machine
@@ -258,7 +258,7 @@ def conform_all(ids: list[str] | None = None, *, max_duration: float = 8.0,
     for sid in ids:
         try:
             for attempt in range(1, retries + 2):
-                r = conform_scenario(sid, max_duration=max_duration, settle=settle)
+                r = conform_scenario(sid, max_duration=max_duration, settle=settle, ipv6=ipv6)
                 r.attempts = attempt
                 if r.match or r.deviation:
                     break
