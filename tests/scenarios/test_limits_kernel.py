@@ -171,3 +171,44 @@ def test_close_wait_leak_on_the_kernel() -> None:
     v = run_scenario("close-wait-leak", overrides={"fd_limit": str(BASE_FDS + usable), "backlog": str(backlog),
                                                    "extra": "10"}).summary["values"]
     assert v["accepted"] == usable and v["emfile"] > 0 and v["peak_accept_queue"] == backlog + 1
+
+
+def test_request_on_a_connection_the_server_closed_on_the_kernel() -> None:
+    """What the naive pool's application sees on Linux: the server closed (FIN), the client writes a request
+    anyway, the server answers RST; reading gives EOF, the next write EPIPE. The model reports the same reset
+    of a CLOSE_WAIT socket as EPIPE."""
+    import errno
+
+    from tcpwise.lab.netns import in_netns, new_run_id, sh
+    from tcpwise.scenarios import run_scenario
+
+    ns = f"tcpwise-{new_run_id()}-b"
+    sh("ip", "netns", "add", ns)
+    try:
+        sh("ip", "-n", ns, "link", "set", "lo", "up")
+        with in_netns(ns):
+            srv = socket.socket()
+            srv.bind(("127.0.0.1", 8090))
+            srv.listen(4)
+            c = socket.socket()
+            c.settimeout(2.0)
+            c.connect(("127.0.0.1", 8090))
+            s, _ = srv.accept()
+            s.close()  # the server's idle timeout
+            time.sleep(0.1)
+            c.send(b"GET / HTTP/1.1\r\n\r\n")  # the pool reuses the dead connection
+            time.sleep(0.1)
+            got = c.recv(100)
+            try:
+                c.send(b"x")
+                write_errno = 0
+            except OSError as exc:
+                write_errno = exc.errno or -1
+            c.close()
+            srv.close()
+    finally:
+        sh("ip", "netns", "delete", ns, check=False)
+    assert got == b""
+    assert write_errno == errno.EPIPE
+    v = run_scenario("pool-dead-connections").summary["values"]["naive"]
+    assert set(v["errnos"]) == {"EPIPE"} and v["rsts_from_server"] >= v["errors"] > 0

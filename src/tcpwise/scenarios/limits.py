@@ -701,10 +701,10 @@ def _pool_check(run: Run, p: P) -> list[Check]:
               f"server closed {nv['server_idle_closed']} idle connections; client CLOSE_WAIT peaked at "
               f"{nv['close_wait_peak']}"),
         claim("The naive pool hands them out: the server answers the request with RST and the request fails "
-              "(Linux reports the reset of a CLOSE_WAIT socket as EPIPE 'Broken pipe', of an open one as "
-              "ECONNRESET 'Connection reset by peer').",
-              "朴素连接池把它们交给应用：服务端对请求回 RST，请求失败（Linux 对 CLOSE_WAIT 套接字的复位报告为 EPIPE "
-              "“Broken pipe”，对仍打开的连接报告为 ECONNRESET “Connection reset by peer”）。",
+              "(on Linux the read gets EOF — 'remote end closed connection without response' — and the next write "
+              "EPIPE 'Broken pipe'; ECONNRESET 'Connection reset by peer' when the RST beats the FIN).",
+              "朴素连接池把它们交给应用：服务端对请求回 RST，请求失败（Linux 上读到 EOF——“对端未响应即关闭连接”——"
+              "下一次写得到 EPIPE “Broken pipe”；若 RST 先于 FIN 到达则是 ECONNRESET “Connection reset by peer”）。",
               nv["errors"] > 0 and (nv["rsts_from_server"] or 0) >= nv["errors"],
               f"{nv['errors']} of {nv['requests']} requests failed {nv['errnos']}; {nv['rsts_from_server']} RSTs from "
               f"the server"),
