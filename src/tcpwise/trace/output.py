@@ -8,6 +8,7 @@ capture sizes a human reads as a table.
 
 from __future__ import annotations
 
+import gc
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -51,6 +52,24 @@ def trace_file(
     stats = DecodeStats()
     tracker = Tracker(sink, addrs, linger=linger)
     tracker.want = want
+    # The tracker allocates no reference cycles; the cyclic GC would only rescan millions of live tuples.
+    gc_was = gc.isenabled()
+    gc.disable()
+    try:
+        return _trace(path, sink, addrs, stats, tracker, batch)
+    finally:
+        if gc_was:
+            gc.enable()
+
+
+def _trace(
+    path: str,
+    sink: Callable[[Conn], None],
+    addrs: AddrTable,
+    stats: DecodeStats,
+    tracker: Tracker,
+    batch: int,
+) -> TraceResult:
     err: CaptureError | None = None
     with open_capture(path) as cap:
         try:
@@ -119,6 +138,9 @@ def story(c: Conn) -> str:
     rx = c.o.rxmt + c.r.rxmt
     if rx:
         extras.append(f"{rx} retrans")
+    cr = c.o.ctl_rxmt + c.r.ctl_rxmt
+    if cr and st not in ("S0", "SH"):
+        extras.append(f"{cr} SYN/FIN retrans")
     ka = c.o.keepalive + c.r.keepalive
     if ka:
         extras.append(f"{ka} keepalive")
@@ -145,6 +167,7 @@ def _side_dict(s: Any) -> dict[str, Any]:
         "bytes": s.bytes,
         "missed_bytes": s.missed,
         "retransmissions": s.rxmt,
+        "control_retransmissions": s.ctl_rxmt,
         "out_of_order": s.ooo,
         "zero_windows": s.zw,
         "keepalives": s.keepalive,
@@ -207,7 +230,7 @@ def _jv(v: Any) -> str:
 def _side_json(s: Any) -> str:
     return (
         f'{{"pkts":{s.pkts},"ip_bytes":{s.ipbytes},"bytes":{s.bytes},"missed_bytes":{s.missed if s.holes else 0},'
-        f'"retransmissions":{s.rxmt},"out_of_order":{s.ooo},"zero_windows":{s.zw},"keepalives":{s.keepalive},'
+        f'"retransmissions":{s.rxmt},"control_retransmissions":{s.ctl_rxmt},"out_of_order":{s.ooo},"zero_windows":{s.zw},"keepalives":{s.keepalive},'
         f'"window_probes":{s.winprobe},"fin":{_jv(s.fin_end is not None)},"final_state":{_jv(s.state)}}}'
     )
 
@@ -265,6 +288,8 @@ class JsonSink:
         out.write('{"connections": [\n')
 
     def __call__(self, c: Conn) -> None:
+        if not self.salt:  # uids differ between captures: seed them with the first finished connection's time
+            self.salt = int(c.ts * 1e6) or 1
         if self.n:
             self.out.write(",\n")
         self.out.write(conn_json(c, self.name, self.salt))

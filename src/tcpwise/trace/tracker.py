@@ -89,7 +89,7 @@ class Side:
     __slots__ = (
         "pkts", "ipbytes", "z", "zprev", "nxt", "isn", "bytes", "holes", "rxmt", "rxmt_th", "zw", "zw_th",
         "ooo", "keepalive", "winprobe", "last_syn", "last_fin", "last_rst", "fin_end", "fin_t", "fin_pending",
-        "syn_pending", "state", "fast", "win0", "rst_t", "rst_state", "est_at", "last_ack",
+        "syn_pending", "state", "fast", "win0", "rst_t", "rst_state", "est_at", "last_ack", "ctl_rxmt",
     )  # fmt: skip
 
     def __init__(self) -> None:
@@ -123,6 +123,7 @@ class Side:
         # SYN_SENT host whose SYN was answered by a SYN+ACK: (time, index in transitions) of that SYN+ACK. It
         # becomes ESTABLISHED there only once its own next segment proves it accepted it (an ACK, not a RST).
         self.est_at: tuple[float, int, int] | None = None
+        self.ctl_rxmt = 0  # SYNs and FINs sent again with the same sequence number (RTO / lost ACK)
         self.last_ack: int | None = None  # acknowledgment number of our last control / watched segment
 
     @property
@@ -547,11 +548,15 @@ class Tracker:
                     c.hist.append(code if d == 0 else code.lower())
                 elif seq != s.last_syn:
                     c.hist.append(code if d == 0 else code.lower())
+                else:
+                    s.ctl_rxmt += 1
                 s.last_syn = seq
             elif fl & FIN:
                 end = (seq + pl) & M32  # a FIN's number comes after its data
                 if c.hseen & _HBIT["F", d] and end != s.last_fin:
                     c.hist.append("F" if d == 0 else "f")
+                elif c.hseen & _HBIT["F", d]:
+                    s.ctl_rxmt += 1
                 else:
                     c.add_hist("F", d)
                 s.last_fin = end

@@ -52,7 +52,7 @@ TYPES = (
 # main.zeek: an originator RST after its SYN, with no originator H/A/F/G/I/Q in between.
 _RSTOS0 = re.compile(r"\^?S[^HAFGIQ]*R.*")
 _B62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-_B62_3 = [a + b + c for a in _B62 for b in _B62 for c in _B62]
+_B62_2 = [a + b for a in _B62 for b in _B62]  # 3844 pairs: cheap to build at import
 
 
 def conn_state(c: Conn) -> str:
@@ -82,19 +82,27 @@ def conn_state(c: Conn) -> str:
 
 
 def uid(c: Conn, salt: int = 0) -> str:
-    """A Zeek-style connection uid ('C' + 17 base62 characters), deterministic for a given capture.
+    """A Zeek-style connection uid: 'C' + 17 base62 characters, unique within a capture and stable across runs.
 
-    Zeek draws uids at random; ours mix the connection number, its first timestamp and ``salt`` (a 64-bit
-    multiplicative hash, enough to make uids of different captures differ) so reruns give the same uids."""
-    m = (1 << 101) - 1
-    h = (c.n * 0x9E3779B97F4A7C15 + int(c.ts * 1e6) * 0xC2B2AE3D27D4EB4F + salt) & m
-    h = ((h ^ (h >> 53)) * 0x1F3A5C9B7D2E4F6A8B1C3D5E7) & m  # mix so every digit depends on every input bit
-    h = ((h ^ (h >> 47)) * 0x16A09E667F3BCC908B2FB1367) & m
-    out = ["C"]
-    for _ in range(6):  # three base62 digits at a time: 6 * 3 = 18 >= 17
-        h, r = divmod(h, 238328)  # 62**3
-        out.append(_B62_3[r])
-    return "".join(out)[:18]
+    Zeek draws uids at random. Ours are 10 characters derived from ``salt`` (per capture) followed by 7 that
+    encode ``n * 0x9E3779B1 mod 2^32`` — a bijection of the connection number, so no two connections of one
+    capture share a uid, computed with small-integer arithmetic (this runs once per connection)."""
+    head = _UID_HEAD.get(salt)
+    if head is None:
+        h = (salt * 0x9E3779B97F4A7C15 + 0x632BE59BD9B4E019) & ((1 << 64) - 1)
+        digits = []
+        for _ in range(10):
+            h, r = divmod(h, 62)
+            digits.append(_B62[r])
+        head = _UID_HEAD[salt] = "C" + "".join(digits)
+    x = (c.n * 0x9E3779B1) & 0xFFFFFFFF
+    x, a = divmod(x, 3844)
+    x, b = divmod(x, 3844)
+    x, d = divmod(x, 3844)
+    return head + _B62_2[a] + _B62_2[b] + _B62_2[d] + _B62[x % 62]
+
+
+_UID_HEAD: dict[int, str] = {}
 
 
 def _fmt_time(t: float) -> str:
@@ -142,6 +150,8 @@ class ZeekWriter:
         ]
 
     def write(self, c: Conn) -> None:
+        if not self.salt:  # uids differ between captures: seed them with the first finished connection's time
+            self.salt = int(c.ts * 1e6) or 1
         self.out.write("\t".join(self.row(c)) + "\n")
 
     def close(self) -> None:
