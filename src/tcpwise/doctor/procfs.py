@@ -122,14 +122,16 @@ def scan_raw(pids: list[int] | None = None) -> tuple[list[tuple[int, int, list[i
     return rows, scanned, denied
 
 
-def build(raw: tuple[list[tuple[int, int, list[int]]], int, int], wanted: Container[int]) -> Attribution:
-    """Keep the ``wanted`` inodes; read comm and fd limit for processes that own one (or hold many fds)."""
+def build(raw: tuple[list[tuple[int, int, list[int]]], int, int], wanted: Container[int],
+          keep_all: bool = False) -> Attribution:
+    """Keep the ``wanted`` inodes; read comm and fd limit for processes that own one (or hold many fds, or
+    every scanned process with ``keep_all`` — the ``--pid`` case)."""
     rows, scanned, denied = raw
     owners: dict[int, list[int]] = {}
     procs: dict[int, ProcInfo] = {}
     for pid, nfds, inodes in rows:
         mine = [i for i in inodes if i in wanted]
-        if not mine and nfds < _LIMIT_READ_MIN_FDS:
+        if not mine and nfds < _LIMIT_READ_MIN_FDS and not keep_all:
             continue
         procs[pid] = ProcInfo(pid, read_comm(pid), nfds, read_fd_limit(pid), mine)
         for ino in mine:

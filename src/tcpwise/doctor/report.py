@@ -27,7 +27,7 @@ def _processes(snap: Snapshot, findings: list[Finding]) -> list[dict[str, Any]]:
     named = {f.pid for f in findings if f.pid is not None}
     rows = []
     for pid, p in snap.procs.items():
-        if not p.inodes and pid not in named:
+        if not p.inodes and pid not in named and len(snap.procs) > 1:  # `--pid`: always show that process
             continue
         rows.append({"pid": pid, "comm": p.comm, "states": snap.proc_states(pid), "fds": p.fds,
                      "fd_limit": p.fd_limit})
