@@ -431,36 +431,50 @@ def test_time_wait_zero_acks_then_forgets() -> None:
 def test_accept_queue_overflow_drops_final_ack() -> None:
     p = Pair(LINUX, LINUX.with_(syncookies=0))
     lst = p.b.listen(80, backlog=1)
-    clients = [p.a.connect(B_ADDR, 80, 0.0) for _ in range(3)]
+    clients = [p.a.connect(B_ADDR, 80, 0.0)]
     p.advance(0.5)
-    # backlog 1 -> 2 fit in the accept queue (Linux: full when > backlog); the third's final ACK is dropped.
+    # Two more at once: both SYNs fit the SYN queue (backlog + 1 = 2 entries), but backlog 1 -> 2 fit in the
+    # accept queue (Linux: full when > backlog), which already holds one: the third's final ACK is dropped.
+    clients += [p.a.connect(B_ADDR, 80, p.now) for _ in range(2)]
+    p.advance(1.0)
     assert len(lst.accept_queue) == 2
     assert all(c.state is S.ESTABLISHED for c in clients)  # the client cannot tell
     assert lst.stats["ListenOverflows"] >= 1
     assert len(lst.syn_queue) == 1  # the third stays SYN_RCVD and retransmits its SYN-ACK
-    p.advance(2.0)
+    p.advance(3.0)
     assert len([x for x in p.sent("B") if x.flag_str == "SA"]) > 3
 
 
 def test_small_backlog_with_syncookies_sends_cookies() -> None:
-    """Linux: with syncookies the SYN queue is full at `backlog` requests; further SYNs get cookies."""
+    """Linux: with syncookies the SYN queue is full beyond `backlog` requests (backlog + 1 fit); further SYNs
+    get cookies (inet_csk_reqsk_queue_is_full compares with >; measured on Linux 6.18)."""
     p = Pair()
     lst = p.b.listen(80, backlog=1)
     for _ in range(3):
         p.a.connect(B_ADDR, 80, 0.0)
     p.advance(0.5)
-    assert lst.stats["SyncookiesSent"] == 2 and len(lst.accept_queue) == 2 and lst.stats["ListenOverflows"] == 1
+    assert lst.stats["SyncookiesSent"] == 1 and len(lst.accept_queue) == 2 and lst.stats["ListenOverflows"] == 1
 
 
 def test_syn_queue_full_without_cookies_drops_syn() -> None:
-    cfg = LINUX.with_(syncookies=0, max_syn_backlog=2)
+    # Without cookies: beyond backlog + 1 entries (TCPReqQFullDrop) ...
+    cfg = LINUX.with_(syncookies=0)
     p = Pair(LINUX, cfg)
-    lst = p.b.listen(80)
+    lst = p.b.listen(80, backlog=2)
     p.filter = lambda sender, seg: sender != "A" or seg.flag_str == "S"  # clients never complete
-    for _ in range(4):
+    for _ in range(5):
         p.a.connect(B_ADDR, 80, 0.0)
     p.advance(0.2)
-    assert len(lst.syn_queue) == 2 and lst.stats["TCPReqQFullDrop"] == 2
+    assert len(lst.syn_queue) == 3 and lst.stats["TCPReqQFullDrop"] == 2
+    # ... or once less than a quarter of tcp_max_syn_backlog would be left (ListenDrops only): 8 - 2 + 1 = 7 fit.
+    cfg = LINUX.with_(syncookies=0, max_syn_backlog=8)
+    p = Pair(LINUX, cfg)
+    lst = p.b.listen(80)
+    p.filter = lambda sender, seg: sender != "A" or seg.flag_str == "S"
+    for _ in range(9):
+        p.a.connect(B_ADDR, 80, 0.0)
+    p.advance(0.2)
+    assert len(lst.syn_queue) == 7 and lst.stats["ListenDrops"] == 2 and lst.stats["TCPReqQFullDrop"] == 0
 
 
 def test_syncookies_complete_handshake_without_state() -> None:

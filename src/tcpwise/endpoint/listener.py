@@ -4,9 +4,12 @@ Linux keeps half-open requests (SYN received, SYN-ACK sent: "NEW_SYN_RECV"/SYN_R
 Chinese texts) apart from fully established connections waiting for accept() (the accept queue). This model
 does the same:
 
-* SYN queue: children in SYN_RCVD. Its limit is the listener's backlog when syncookies are on (Linux
-  ``inet_csk_reqsk_queue_is_full``), ``tcp_max_syn_backlog`` when they are off. When full: with syncookies a
-  stateless SYN-ACK carrying a cookie ISN; without, the SYN is dropped.
+* SYN queue: children in SYN_RCVD. It is full when it holds more than the backlog (Linux
+  ``inet_csk_reqsk_queue_is_full`` compares with ``>``: backlog + 1 entries fit); without syncookies a SYN is
+  also dropped once less than a quarter of ``tcp_max_syn_backlog`` would be left (``tcp_conn_request``; the last
+  quarter is kept for peers proven alive, which is not modelled). When full: with syncookies a stateless
+  SYN-ACK carrying a cookie ISN; without, the SYN is dropped. (Measured on Linux 6.18 in a namespace: backlog
+  64 -> 65 SYN-RECV entries with or without cookies; backlog 256, tcp_max_syn_backlog 128, no cookies -> 97.)
 * Accept queue: ESTABLISHED children not yet accept()ed, at most backlog + 1 (Linux ``sk_acceptq_is_full``
   uses ``>``). When it is full a new SYN is dropped (ListenOverflows), and a final ACK is dropped too
   (``tcp_abort_on_overflow=0``: the child stays SYN_RCVD and retransmits its SYN-ACK) or answered with RST (=1).
@@ -47,7 +50,12 @@ class Listener:
 
     @property
     def syn_queue_limit(self) -> int:
-        return self.backlog if self.cfg.syncookies else self.cfg.max_syn_backlog
+        """How many SYN_RCVD children fit (see the module docstring for the Linux rules)."""
+        limit = self.backlog + 1
+        if not self.cfg.syncookies:
+            mb = self.cfg.max_syn_backlog
+            limit = min(limit, mb - (mb >> 2) + 1)
+        return limit
 
     def syn_queue_full(self) -> bool:
         return len(self.syn_queue) >= self.syn_queue_limit

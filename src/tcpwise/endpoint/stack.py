@@ -197,7 +197,10 @@ class TcpStack:
             self._out.append((dst, src, reply, None))
             return
         if lst.syn_queue_full():
-            lst.stats["TCPReqQFullDrop"] += 1
+            # Linux counts TCPReqQFullDrop only for the "more than backlog" rule (tcp_syn_flood_action); the
+            # tcp_max_syn_backlog quarter rule drops with ListenDrops alone.
+            if len(lst.syn_queue) > lst.backlog:
+                lst.stats["TCPReqQFullDrop"] += 1
             lst.stats["ListenDrops"] += 1
             return
         iss = isn_rfc6528(self.secret, dst, seg.dport, src, seg.sport, now)
