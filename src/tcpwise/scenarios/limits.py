@@ -377,6 +377,10 @@ def _flood_run(p: P, seed: int, cookies: int, record: bool) -> tuple[Simulator, 
                   if e.host == "A" and e.kind == "state" and e.to_state == "ESTABLISHED"), None)
     info = {
         "syncookies": cookies, "syn_queue_limit": lst.syn_queue_limit, "peak_syn_rcvd": max(series["B.SYN_RCVD"]),
+        # Which Linux rule sets the limit: backlog + 1 (inet_csk_reqsk_queue_is_full), or without cookies the
+        # quarter of tcp_max_syn_backlog kept free (tcp_conn_request).
+        "limit_rule": (f"backlog + 1 = {lst.backlog + 1}" if lst.syn_queue_limit == lst.backlog + 1 else
+                       f"tcp_max_syn_backlog {p['max_syn_backlog']} minus its last quarter, + 1"),
         "flood_syns": flood.sent, "stats": dict(lst.stats), "completed": client.stats.completed,
         "timeouts": client.stats.timeouts, "a_syns": sum(1 for e in sim.events if e.host == "A" and e.kind == "send"
                                                          and e.segment is not None and e.segment.flags == "S"),
@@ -427,7 +431,7 @@ def _flood_check(run: Run, p: P) -> list[Check]:
               "伪造源地址的 SYN 用 SYN_RCVD 条目填满 SYN 队列（半连接队列），直到上限。",
               off["peak_syn_rcvd"] == off["syn_queue_limit"] and off["synrcvd_states_only"],
               f"syncookies=0: SYN queue peaked at {off['peak_syn_rcvd']} of {off['syn_queue_limit']} "
-              f"(tcp_max_syn_backlog); {off['flood_syns']} flood SYNs"),
+              f"({off['limit_rule']}); {off['flood_syns']} flood SYNs"),
         claim("The SYN-ACKs go to addresses nobody answers for: the entries are half-finished handshakes, "
               "not half-open connections (neither side ever reached ESTABLISHED).",
               "SYN-ACK 发往无人应答的地址：这些条目是未完成的握手，而不是半开连接（双方都从未进入 ESTABLISHED）。",
@@ -435,9 +439,9 @@ def _flood_check(run: Run, p: P) -> list[Check]:
               f"{off['no_route']} SYN-ACKs (with retransmissions) went nowhere"),
         claim("With tcp_syncookies=0 the legitimate client's SYNs are dropped and its connect() times out.",
               "tcp_syncookies=0 时，正常客户端的 SYN 被丢弃，connect() 超时。",
-              off["completed"] == 0 and off["timeouts"] == 1 and off["stats"]["TCPReqQFullDrop"] > 0,
-              f"A sent {off['a_syns']} SYNs, gave up after {p['timeout']:g} s; TCPReqQFullDrop "
-              f"{off['stats']['TCPReqQFullDrop']}"),
+              off["completed"] == 0 and off["timeouts"] == 1 and off["stats"]["ListenDrops"] > 0,
+              f"A sent {off['a_syns']} SYNs, gave up after {p['timeout']:g} s; ListenDrops "
+              f"{off['stats']['ListenDrops']} (TCPReqQFullDrop {off['stats']['TCPReqQFullDrop']})"),
         claim("With tcp_syncookies=1 the server answers with a cookie instead of queueing: the client connects.",
               "tcp_syncookies=1 时，服务端用 cookie 应答而不入队：客户端连接成功。",
               on["completed"] == 1 and on["stats"]["SyncookiesSent"] > 0 and on["stats"]["SyncookiesRecv"] >= 1,
@@ -451,17 +455,17 @@ def _flood_narrate(run: Run, p: P) -> tuple[str, str]:
     off, on = v["cookies_off"], v["cookies_on"]
     en = (f"Host X sends {off['flood_syns']} SYNs in {p['flood_duration']:g} s from spoofed addresses. Each one "
           f"leaves a SYN_RCVD entry whose SYN-ACK goes nowhere and is retransmitted for about a minute: with "
-          f"tcp_syncookies=0 the SYN queue ('半连接队列', limit tcp_max_syn_backlog={off['syn_queue_limit']}) is "
-          f"full at once, {off['stats']['TCPReqQFullDrop']} SYNs are dropped — including all {off['a_syns']} of "
+          f"tcp_syncookies=0 the SYN queue ('半连接队列', {off['syn_queue_limit']} entries: {off['limit_rule']}) is "
+          f"full at once, {off['stats']['ListenDrops']} SYNs are dropped — including all {off['a_syns']} of "
           f"the legitimate client A, whose connect() gives up after {p['timeout']:g} s. With tcp_syncookies=1 the "
-          f"server stops queueing when the queue (limit backlog={on['syn_queue_limit']}) is full and encodes the "
+          f"server stops queueing when the queue ({on['syn_queue_limit']} entries: {on['limit_rule']}) is full and encodes the "
           f"connection in the SYN-ACK's sequence number ({on['stats']['SyncookiesSent']} cookies sent): A's ACK "
           f"returns a valid cookie and A is ESTABLISHED at t={_t(on['established_at'])} s. Note: the SYN queue "
           f"holds half-finished handshakes; 'half-open connections' (one side gone) are a different thing.")
     zh = (f"主机 X 在 {p['flood_duration']:g} 秒内用伪造地址发出 {off['flood_syns']} 个 SYN。每个都留下一个 SYN_RCVD 条目，其 SYN-ACK "
-          f"无人接收并持续重传约一分钟：tcp_syncookies=0 时 SYN 队列（半连接队列，上限 tcp_max_syn_backlog={off['syn_queue_limit']}）"
-          f"立刻被占满，{off['stats']['TCPReqQFullDrop']} 个 SYN 被丢弃——包括正常客户端 A 的全部 {off['a_syns']} 个，A 的 connect() "
-          f"在 {p['timeout']:g} 秒后放弃。tcp_syncookies=1 时，队列（上限 backlog={on['syn_queue_limit']}）满后服务端不再入队，而是把连接信息"
+          f"无人接收并持续重传约一分钟：tcp_syncookies=0 时 SYN 队列（半连接队列，{off['syn_queue_limit']} 个条目：{off['limit_rule']}）"
+          f"立刻被占满，{off['stats']['ListenDrops']} 个 SYN 被丢弃——包括正常客户端 A 的全部 {off['a_syns']} 个，A 的 connect() "
+          f"在 {p['timeout']:g} 秒后放弃。tcp_syncookies=1 时，队列（{on['syn_queue_limit']} 个条目：{on['limit_rule']}）满后服务端不再入队，而是把连接信息"
           f"编码进 SYN-ACK 的序列号（发出 {on['stats']['SyncookiesSent']} 个 cookie）：A 的 ACK 带回有效 cookie，A 在 "
           f"t={_t(on['established_at'])} 秒进入 ESTABLISHED。注意：SYN 队列里是未完成的握手；“半开连接”（一方已消失）是另一回事。")
     return en, zh
@@ -475,9 +479,9 @@ register(Scenario(
     params={
         "syncookies": Param(0, "server's net.ipv4.tcp_syncookies for the main run (the other value is run too)",
                             "主运行中服务端的 tcp_syncookies（另一取值也会运行）"),
-        "backlog": Param(64, "listen() backlog (SYN queue limit when syncookies are on)", "listen() backlog（开启 syncookies 时即 SYN 队列上限）"),
-        "max_syn_backlog": Param(128, "net.ipv4.tcp_max_syn_backlog (SYN queue limit when syncookies=0)",
-                                 "tcp_max_syn_backlog（syncookies=0 时的 SYN 队列上限）"),
+        "backlog": Param(64, "listen() backlog (the SYN queue holds backlog + 1)", "listen() backlog（SYN 队列可容纳 backlog + 1）"),
+        "max_syn_backlog": Param(128, "net.ipv4.tcp_max_syn_backlog (without cookies its last quarter stays free)",
+                                 "tcp_max_syn_backlog（不开 syncookies 时保留最后四分之一）"),
         "flood_rate": Param(200.0, "spoofed SYNs per second", "每秒伪造 SYN 数"),
         "flood_duration": Param(10.0, "seconds of flood", "洪泛持续时间（秒）"),
         "client_at": Param(2.0, "when the legitimate client connects (s)", "正常客户端发起连接的时间（秒）"),
