@@ -154,7 +154,7 @@ def test_fd_headroom_low_rlimit():
 def test_no_keepalive_only_for_sockets_without_it():
     with Child(IDLE_PAIRS, "127.0.0.45", 3, 0) as bare, Child(IDLE_PAIRS, "127.0.0.46", 3, 1) as ka:
         time.sleep(1.3)
-        snap = collect.take()
+        snap = collect.take(idle_s=1.0)
         found = findings.analyze(snap, findings.Thresholds(idle_s=1.0))
         hits = find(found, "no-keepalive", bare.pid)
         assert hits, [(f.id, f.pid) for f in found]

@@ -89,9 +89,9 @@ def _doctor(args: argparse.Namespace) -> int:
     th = findings.Thresholds(idle_s=args.idle)
     prev = None
     if args.interval:
-        prev = collect.take(netns=args.netns, pids=pids)
+        prev = collect.take(netns=args.netns, pids=pids, idle_s=args.idle)
         time.sleep(args.interval)
-    snap = collect.take(netns=args.netns, pids=pids)
+    snap = collect.take(netns=args.netns, pids=pids, idle_s=args.idle)
     found = findings.analyze(snap, th, lang=args.lang, prev=prev, pid=args.pid)
     doc = report.to_dict(snap, found, time.perf_counter() - t0 - (args.interval or 0))
     if args.json:

@@ -47,18 +47,33 @@ class Snapshot:
     denied: int = 0  # processes whose fds we could not read
     privileged: bool = True
     by_inode: dict[int, Sock] = field(default_factory=dict)
+    # Set by the lean dump (netlink.dump_lean): ``socks`` then holds only the interesting sockets, while these
+    # count every socket (per kernel state) and map every inode to its state.
+    counts: list[int] | None = None
+    inode_state: dict[int, int] | None = None
 
     def states(self) -> dict[str, int]:
         """Socket count per canonical state name; all eleven names present, then any unknown numbers."""
-        return state_counts(self.socks)
+        if self.counts is None:
+            return state_counts(self.socks)
+        out = dict.fromkeys(STATE_NAMES, 0)
+        for num, n in enumerate(self.counts):
+            if n:
+                name = kernel_state_name(num)
+                out[name] = out.get(name, 0) + n
+        return out
 
     def proc_states(self, pid: int) -> dict[str, int]:
         """State counts of the sockets ``pid`` holds (non-zero only)."""
         p = self.procs.get(pid)
         if p is None:
             return {}
-        get = self.by_inode.get
-        nums = Counter(s.state for s in map(get, set(p.inodes)) if s is not None)
+        if self.inode_state is not None:
+            get_state = self.inode_state.get
+            nums = Counter(st for st in map(get_state, set(p.inodes)) if st is not None)
+        else:
+            get = self.by_inode.get
+            nums = Counter(s.state for s in map(get, set(p.inodes)) if s is not None)
         out: dict[str, int] = {}
         for num, n in nums.items():
             name = kernel_state_name(num)
@@ -94,6 +109,7 @@ def take(
     ext: int = netlink.EXT_INFO,
     attribute: bool = True,
     parallel: bool = True,
+    idle_s: float = 600.0,
 ) -> Snapshot:
     """Collect one snapshot.
 
@@ -103,6 +119,8 @@ def take(
         ext: sock_diag extensions to request (tcp_info by default).
         attribute: False skips the /proc scan (states and listener queues only — the exporter's fast path).
         parallel: run the /proc scan in a forked child during the dump (False in multi-threaded callers).
+        idle_s: with the default ``ext`` the lean dump keeps ESTABLISHED sockets idle this long (both ways)
+            as interesting; pass the same value as the findings' Thresholds.idle_s.
     Raises:
         MissingCapability: no sock_diag support, or the namespace cannot be entered.
     """
@@ -119,8 +137,13 @@ def take(
             counters = kernel.read_counters()
             sockstat = kernel.read_sockstat()
             sysctls = kernel.read_sysctls()
+        counts: list[int] | None = None
+        inode_state: dict[int, int] | None = None
         try:
-            socks = netlink.dump(sock=sock, ext=ext)
+            if ext == netlink.EXT_INFO:
+                socks, counts, inode_state = netlink.dump_lean(sock, idle_s * 1000)
+            else:
+                socks = netlink.dump(sock=sock, ext=ext)
         except netlink.DiagError as exc:
             raise MissingCapability(f"sock_diag dump failed: {exc.strerror or exc}") from None
         finally:
@@ -132,7 +155,7 @@ def take(
     by_inode = {s.inode: s for s in socks if s.inode}
     if attribute:
         raw = pending.result() if pending is not None else procfs.scan_raw(pids)
-        att = procfs.build(raw, by_inode, keep_all=pids is not None)
+        att = procfs.build(raw, inode_state if inode_state is not None else by_inode, keep_all=pids is not None)
         procs, owners, scanned, denied = att.procs, att.owners, att.scanned, att.denied
     else:
         procs, owners, scanned, denied = {}, {}, 0, 0
@@ -140,6 +163,11 @@ def take(
         keep = set(owners)
         socks = [s for s in socks if s.inode in keep]
         by_inode = {s.inode: s for s in socks}
+        if inode_state is not None:
+            inode_state = {i: st for i, st in inode_state.items() if i in keep}
+            counts = [0] * 16
+            for st in inode_state.values():
+                counts[st] += 1
     return Snapshot(
         socks=socks,
         procs=procs,
@@ -154,4 +182,6 @@ def take(
         denied=denied,
         privileged=os.geteuid() == 0,
         by_inode=by_inode,
+        counts=counts,
+        inode_state=inode_state,
     )

@@ -79,7 +79,7 @@ class TcpCollector:
     def refresh_full(self) -> None:
         """Take the full snapshot (attribution + findings) now."""
         # parallel=False: forking from a process with an HTTP server thread is not safe.
-        snap = collect.take(netns=self.netns, parallel=False)
+        snap = collect.take(netns=self.netns, parallel=False, idle_s=self.thresholds.idle_s)
         found = findings.analyze(snap, self.thresholds)
         with self._lock:
             self._full, self._full_time = (snap, found), time.time()

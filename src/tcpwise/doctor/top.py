@@ -109,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
         ttymod.setcbreak(fd)  # single keys (q) without Enter; restored in finally
     n = 0
     try:
-        snap = collect.take(netns=args.netns)
+        snap = collect.take(netns=args.netns, idle_s=args.idle)
         with Live(console=console, auto_refresh=False, screen=False, transient=False) as live:
             while True:
                 found = findings.analyze(snap, th, lang=args.lang, prev=prev)
@@ -129,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
                         time.sleep(left)
                 if quit_:
                     break
-                prev, snap = snap, collect.take(netns=args.netns)
+                prev, snap = snap, collect.take(netns=args.netns, idle_s=args.idle)
     except KeyboardInterrupt:
         pass
     finally:
