@@ -212,3 +212,69 @@ def test_request_on_a_connection_the_server_closed_on_the_kernel() -> None:
     assert write_errno == errno.EPIPE
     v = run_scenario("pool-dead-connections").summary["values"]["naive"]
     assert set(v["errnos"]) == {"EPIPE"} and v["rsts_from_server"] >= v["errors"] > 0
+
+
+@pytest.mark.parametrize("backlog,max_syn_backlog,cookies", [(64, 128, 0), (256, 128, 0), (64, 128, 1)])
+def test_syn_flood_on_the_kernel(backlog: int, max_syn_backlog: int, cookies: int) -> None:
+    """Spoofed SYNs (raw socket in namespace X, sources 198.18.2.x that nobody answers for) against a listener in
+    namespace B: the number of SYN-RECV entries is the model's SYN queue limit; the legit client is dropped
+    without cookies and served with them."""
+    import random
+
+    from tcpwise.endpoint.config import LINUX
+    from tcpwise.endpoint.listener import Listener
+    from tcpwise.lab.netns import in_netns, new_run_id, sh
+    from tcpwise.vocab import SYN
+    from tcpwise.wire.ip import build_packet
+    from tcpwise.wire.segment import MssOption, TcpSegment
+
+    rid = new_run_id()
+    x_ns, b_ns = f"tcpwise-{rid}-a", f"tcpwise-{rid}-b"
+    sh("ip", "netns", "add", x_ns)
+    sh("ip", "netns", "add", b_ns)
+    try:
+        sh("ip", "link", "add", "vx", "netns", x_ns, "type", "veth", "peer", "name", "vb", "netns", b_ns)
+        sh("ip", "-n", x_ns, "addr", "add", "198.18.0.1/16", "dev", "vx")
+        sh("ip", "-n", b_ns, "addr", "add", "198.18.1.1/16", "dev", "vb")
+        for ns, dev in ((x_ns, "vx"), (b_ns, "vb")):
+            sh("ip", "-n", ns, "link", "set", dev, "up")
+            sh("ip", "-n", ns, "link", "set", "lo", "up")
+        sh("ip", "netns", "exec", b_ns, "sysctl", "-qw", f"net.ipv4.tcp_syncookies={cookies}")
+        sh("ip", "netns", "exec", b_ns, "sysctl", "-qw", f"net.ipv4.tcp_max_syn_backlog={max_syn_backlog}")
+        with in_netns(b_ns):
+            srv = socket.socket()
+            srv.bind(("198.18.1.1", 80))
+            srv.listen(backlog)
+        with in_netns(x_ns):
+            raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+        rng = random.Random(1)
+        try:
+            for i in range(300):
+                seg = TcpSegment(1024 + i, 80, rng.randrange(1 << 32), 0, SYN, 64240, (MssOption(1460),))
+                raw.sendto(build_packet(f"198.18.2.{1 + i % 250}", "198.18.1.1", seg), ("198.18.1.1", 0))
+                time.sleep(0.001)
+            time.sleep(0.3)
+            syn_recv = len(sh("ip", "netns", "exec", b_ns, "ss", "-tanH", "state", "syn-recv").splitlines())
+            with in_netns(x_ns):
+                c = socket.socket()
+                c.settimeout(1.5)
+                try:
+                    c.connect(("198.18.1.1", 80))
+                    legit = True
+                except OSError:
+                    legit = False
+                c.close()
+            nstat = sh("ip", "netns", "exec", b_ns, "nstat", "-az", "TcpExtSyncookiesSent")
+        finally:
+            raw.close()
+            srv.close()
+    finally:
+        sh("ip", "netns", "delete", x_ns, check=False)
+        sh("ip", "netns", "delete", b_ns, check=False)
+
+    model = Listener(LINUX.with_(syncookies=cookies, max_syn_backlog=max_syn_backlog), "198.18.1.1", 80, backlog,
+                     b"k" * 32)
+    assert syn_recv == model.syn_queue_limit
+    assert legit == bool(cookies)
+    cookies_sent = int(re.search(r"TcpExtSyncookiesSent\s+(\d+)", nstat).group(1))  # type: ignore[union-attr]
+    assert (cookies_sent > 0) == bool(cookies)
