@@ -210,10 +210,10 @@ class Server:
         if self.per_ip_limit:
             self.per_ip[ep.raddr] = max(0, self.per_ip.get(ep.raddr, 1) - 1)
 
-    def _close(self, ep: Endpoint, now: float) -> None:
+    def _close(self, ep: Endpoint, now: float, why: str = "") -> None:
         self._release(ep)
         self.stats.closed += 1
-        self.host.app("close()", ep)
+        self.host.app(f"{why}: close()" if why else "close()", ep)
         try:
             ep.close(now)
         except LocalProtocolError:
@@ -226,8 +226,7 @@ class Server:
         for key, ep in list(self.open.items()):
             if now - self.last_active.get(key, now) >= limit - 1e-9 and ep.state is S.ESTABLISHED:
                 self.stats.idle_closed += 1
-                self.host.app(f"idle {limit:g} s: close()", ep)
-                self._close(ep, now)
+                self._close(ep, now, f"idle {limit:g} s")
         self.sim.drain(self.host)
         self.sim.at(now + limit / 4, self._idle_sweep)
 
