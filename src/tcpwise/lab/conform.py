@@ -51,6 +51,7 @@ DEVIATIONS: dict[str, str] = {
 DEVIATION_FLAGS: dict[str, dict[str, list[str]]] = {
     "simultaneous-open": {"A": ["S", "SA", "A"], "B": ["S", "SA", "A"]},
 }
+FULL_GRACE = 5.0  # seconds a --full lab run goes past the script's end (kernel timer slack)
 SETTLE = 2.5  # seconds after the last step that both runs are compared over (retransmissions, TIME_WAIT entry)
 
 
@@ -189,6 +190,10 @@ def lab_scenario_run(scenario_id: str, *, seed: int = 1, overrides: dict[str, st
     cap = float("inf") if max_duration is None else max_duration
     if not full:
         max_duration = horizon_of(script, cap)
+    elif max_duration is None:
+        # Long kernel timers fire late: the timer wheel rounds a 60 s TIME_WAIT up to its level's granularity
+        # (seconds at that range; measured 60.1-60.4 s here, up to ~64 s possible). Give them time to show.
+        max_duration = script.duration + FULL_GRACE
     run = run_script(script, scenario=sc.id, title=getattr(sc, "title", ""), params=params, seed=seed,
                      ipv6=ipv6, max_duration=max_duration, pcap=pcap)
     if max_duration is not None and max_duration < script.duration:

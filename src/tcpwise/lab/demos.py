@@ -172,7 +172,8 @@ def time_wait(quick: bool = False) -> DemoResult:
             how = "measured until the socket vanished from sock_diag"
         s2.close()
         lst.close()
-    ok = bool(tw_len and 55 <= tw_len <= 61 and fw2_len and fin_timeout - 1.5 <= fw2_len <= fin_timeout + 1.5)
+    # 60 s, plus the timer wheel's rounding of a long timer (up to a few seconds late; never early).
+    ok = bool(tw_len and 59.5 <= tw_len <= 65 and fw2_len and fin_timeout - 1.5 <= fw2_len <= fin_timeout + 1.5)
     return DemoResult("time-wait", "TIME_WAIT stays 60 s whatever tcp_fin_timeout says; tcp_fin_timeout bounds the "
                       "orphaned FIN_WAIT_2", ok, facts,
                       [f"net.ipv4.tcp_fin_timeout = {fin_timeout} in A's namespace",

@@ -15,9 +15,9 @@ Theory of operation
 4. Turn it all into one ``Run(world="lab")``: ``app`` events from the agents, ``state`` events from the
    recorders, ``send``/``recv``/``drop`` from the capture, ``note`` for Note/Crash/Reboot steps.
 
-Every exit path (normal, exception, Ctrl-C, SIGTERM) kills the agents, deletes the fault table and the three
+Every exit path (normal, exception, Ctrl-C, SIGTERM) kills the agents, deletes the fault table and the four
 namespaces; a SIGKILLed executor leaves namespaces that ``tcpwise lab clean`` removes. The run is bounded by the
-script's duration (and ``max_duration``).
+script's duration, or by ``max_duration`` when given (which may exceed it: kernel timers fire late).
 """
 
 from __future__ import annotations
@@ -214,7 +214,7 @@ def run_script_full(
             ex.setup()
             if on_start is not None:
                 on_start(topo)
-            end = script.duration if max_duration is None else min(script.duration, max_duration)
+            end = script.duration if max_duration is None else max_duration
             ex.loop(end)
             run = ex.build_run(scenario, title, params or {}, seed, end)
             if pcap is not None:
