@@ -278,3 +278,79 @@ def test_syn_flood_on_the_kernel(backlog: int, max_syn_backlog: int, cookies: in
     assert legit == bool(cookies)
     cookies_sent = int(re.search(r"TcpExtSyncookiesSent\s+(\d+)", nstat).group(1))  # type: ignore[union-attr]
     assert (cookies_sent > 0) == bool(cookies)
+
+
+def test_final_ack_dropped_at_full_accept_queue_on_the_kernel() -> None:
+    """The ghost connection of accept-queue-overflow on Linux: backlog 1 (2 fit), one connection queued, then two
+    handshakes whose SYNs both get in (their first ACKs held back by nftables in the client's namespace). When the
+    server's SYN-ACK retransmission draws new ACKs, one fills the accept queue and the other is dropped: all three
+    clients are ESTABLISHED, the server still has one in SYN-RECV (tcp_abort_on_overflow=0). The model agrees."""
+    from tcpwise.lab.netns import in_netns, new_run_id, sh
+
+    rid = new_run_id()
+    x_ns, b_ns = f"tcpwise-{rid}-a", f"tcpwise-{rid}-b"
+    sh("ip", "netns", "add", x_ns)
+    sh("ip", "netns", "add", b_ns)
+    socks: list[socket.socket] = []
+    try:
+        sh("ip", "link", "add", "vx", "netns", x_ns, "type", "veth", "peer", "name", "vb", "netns", b_ns)
+        sh("ip", "-n", x_ns, "addr", "add", "198.18.0.1/16", "dev", "vx")
+        sh("ip", "-n", b_ns, "addr", "add", "198.18.1.1/16", "dev", "vb")
+        for ns, dev in ((x_ns, "vx"), (b_ns, "vb")):
+            sh("ip", "-n", ns, "link", "set", dev, "up")
+            sh("ip", "-n", ns, "link", "set", "lo", "up")
+        sh("ip", "netns", "exec", b_ns, "sysctl", "-qw", "net.ipv4.tcp_syncookies=0")
+        with in_netns(b_ns):
+            srv = socket.socket()
+            srv.bind(("198.18.1.1", 80))
+            srv.listen(1)
+        try:
+            with in_netns(x_ns):
+                first = socket.socket()
+                first.settimeout(2.0)
+                first.connect(("198.18.1.1", 80))
+                socks.append(first)
+            time.sleep(0.1)
+            rules = ("table inet tcpwise_hold { chain out { type filter hook output priority 0; "
+                     "tcp dport 80 tcp flags == ack drop; }; }")
+            sh("ip", "netns", "exec", x_ns, "nft", "-f", "-", input=rules)
+            with in_netns(x_ns):
+                for _ in range(2):
+                    c = socket.socket()
+                    c.setblocking(False)
+                    try:
+                        c.connect(("198.18.1.1", 80))
+                    except BlockingIOError:
+                        pass
+                    socks.append(c)
+            time.sleep(0.3)
+            held_syn_recv = len(sh("ip", "netns", "exec", b_ns, "ss", "-tanH", "state", "syn-recv").splitlines())
+            sh("ip", "netns", "exec", x_ns, "nft", "delete", "table", "inet", "tcpwise_hold")
+            time.sleep(2.0)  # the server's SYN-ACK retransmission (1 s) draws fresh ACKs
+            client_est = len(sh("ip", "netns", "exec", x_ns, "ss", "-tanH", "state", "established").splitlines())
+            server_syn_recv = len(sh("ip", "netns", "exec", b_ns, "ss", "-tanH", "state", "syn-recv").splitlines())
+            listen = sh("ip", "netns", "exec", b_ns, "ss", "-ltnH", "sport", "= :80")
+            nstat = sh("ip", "netns", "exec", b_ns, "nstat", "-az", "TcpExtListenOverflows")
+        finally:
+            for c in socks:
+                c.close()
+            srv.close()
+    finally:
+        sh("ip", "netns", "delete", x_ns, check=False)
+        sh("ip", "netns", "delete", b_ns, check=False)
+
+    assert held_syn_recv == 2  # both SYNs got into the SYN queue
+    assert client_est == 3  # every client believes it is connected
+    assert int(listen.split()[1]) == 2  # backlog 1 -> 2 queued
+    assert server_syn_recv == 1  # the ghost: its final ACK was dropped
+    assert int(re.search(r"TcpExtListenOverflows\s+(\d+)", nstat).group(1)) >= 1  # type: ignore[union-attr]
+    # The model, same sequence: one connection queued, then two at once.
+    sim = Simulator(1)
+    sim.default_imp = Impairments(delay=0.0005)
+    ha = sim.add_host("A", "198.18.0.1", LINUX, "client")
+    hb = sim.add_host("B", "198.18.1.1", LINUX.with_(syncookies=0), "server")
+    server = Server(sim, hb, 80, backlog=1, accept_interval=1e6)
+    client = ShortConnClient(sim, ha, "198.18.1.1", 80, times=[0.0, 0.5, 0.5005], request_bytes=0)
+    sim.run(3.0)
+    assert client.stats.established == 3
+    assert len(server.listener.accept_queue) == 2 and len(server.listener.syn_queue) == 1
