@@ -339,21 +339,36 @@ def dump(
 _STATE_BYTES = [bytes([i]) for i in range(16)]
 
 
-def _uniform_run(view32: memoryview, off: int, length: int, k: int) -> int:
+def _uniform_run(view32: memoryview, off: int, length: int, k: int, at_least: int = 1) -> int:
     """How many of the ``k`` records starting at ``off`` have nlmsg_len == ``length`` (stride ``length``).
 
-    Compares strided slices of a u32 view with a repeated pattern — a few C-level comparisons (binary search
-    on the prefix) instead of a Python step per record.
+    Compares strided slices of a u32 view with a repeated pattern — a few C-level comparisons instead of a
+    Python step per record. Galloping (at_least, 2x, 4x, ... then binary search) keeps short runs cheap; when
+    fewer than ``at_least`` match, the answer is just "fewer" (1).
     """
     step = length // 4
     start = off // 4
     pat = struct.pack("=I", length)
-    if view32[start : start + k * step : step].tobytes() == pat * k:
+
+    def ok(m: int) -> bool:
+        return view32[start : start + m * step : step].tobytes() == pat * m
+
+    lo = min(at_least, k)
+    if not ok(lo):
+        return 1
+    hi = lo
+    while hi < k:
+        nxt = min(hi * 2, k)
+        if not ok(nxt):
+            lo, hi = hi, nxt
+            break
+        lo = hi = nxt
+    else:
         return k
-    lo, hi = 1, k  # invariant: first lo records are uniform, first hi are not
+    # invariant: the first lo records are uniform, the first hi are not
     while hi - lo > 1:
         mid = (lo + hi) // 2
-        if view32[start : start + mid * step : step].tobytes() == pat * mid:
+        if ok(mid):
             lo = mid
         else:
             hi = mid
@@ -442,7 +457,7 @@ def census(
 _U32 = struct.Struct("=I")
 # Offsets inside one record (nlmsghdr 16 + inet_diag_msg): state 17, timer 18, rqueue 72, inode 84.
 _OFF_RQUEUE, _OFF_INODE = 72, 84
-_MIN_RUN = 16  # shorter runs of equal-length records are decoded record by record
+_MIN_RUN = 8  # shorter runs of equal-length records are decoded record by record
 
 
 def dump_lean(
@@ -508,7 +523,7 @@ def _lean_parse(buf: bytearray, view32: memoryview, n: int, out: list[Sock], cou
         if not msg_len & 3 and hint[2] is not None and hint[0] + full_need <= msg_len:
             k = (n - off) // msg_len
             if k >= _MIN_RUN:
-                j = _uniform_run(view32, off, msg_len, k)
+                j = _uniform_run(view32, off, msg_len, k, _MIN_RUN)
                 if j >= _MIN_RUN:
                     step = msg_len // 4
                     h = (off + hint[0]) // 4

@@ -18,7 +18,9 @@ mid-scan) is counted in :attr:`Attribution.denied` / skipped — the report says
 from __future__ import annotations
 
 import marshal
+import mmap
 import os
+import struct
 from collections.abc import Container
 from dataclasses import dataclass, field
 
@@ -78,48 +80,59 @@ def read_fd_limit(pid: int) -> int | None:
         return None
 
 
-def scan_raw(pids: list[int] | None = None) -> tuple[list[tuple[int, int, list[int]]], int, int]:
+Row = tuple[int, int, list[int]]  # (pid, fd count, socket inodes)
+
+
+def _pid_names(pids: list[int] | None) -> list[str]:
+    if pids is None:
+        return [n for n in os.listdir("/proc") if n.isdigit()]
+    return [str(p) for p in pids]
+
+
+def _scan_one(name: str) -> Row | bool | None:
+    """One process's fd table: its Row, False when not permitted (unprivileged), None when it is gone."""
+    try:
+        dfd = os.open(f"/proc/{name}/fd", _O_DIR)
+    except PermissionError:
+        return False
+    except OSError:  # gone (ENOENT/ESRCH)
+        return None
+    readlink = os.readlink
+    try:
+        fds = os.listdir(dfd)
+        mine: list[int] = []
+        for fd in fds:
+            try:
+                target = readlink(fd, dir_fd=dfd)
+            except OSError:  # fd closed between listdir and readlink
+                continue
+            # 'socket:[12345]'; files, pipes, anon_inode:... fail the prefix test before any int().
+            if target.startswith("socket:["):
+                mine.append(int(target[8:-1]))
+    except PermissionError:
+        return False
+    except OSError:
+        return None
+    finally:
+        os.close(dfd)
+    return (int(name), len(fds), mine)
+
+
+def scan_raw(pids: list[int] | None = None) -> tuple[list[Row], int, int]:
     """The fd pass alone: ``([(pid, fd_count, [socket inodes]), ...], scanned, denied)`` for every process.
 
     Every socket inode is kept (TCP or not): the caller filters, so this can run before — and in parallel
     with — the sock_diag dump (see :func:`scan_parallel`).
     """
-    rows: list[tuple[int, int, list[int]]] = []
-    scanned = denied = 0
-    readlink = os.readlink
-    if pids is None:
-        names = [n for n in os.listdir("/proc") if n.isdigit()]
-    else:
-        names = [str(p) for p in pids]
-    for name in names:
-        try:
-            dfd = os.open(f"/proc/{name}/fd", _O_DIR)
-        except PermissionError:
+    rows: list[Row] = []
+    denied = 0
+    for name in _pid_names(pids):
+        r = _scan_one(name)
+        if r is False:
             denied += 1
-            continue
-        except OSError:  # gone (ENOENT/ESRCH)
-            continue
-        try:
-            fds = os.listdir(dfd)
-            mine: list[int] = []
-            for fd in fds:
-                try:
-                    target = readlink(fd, dir_fd=dfd)
-                except OSError:  # fd closed between listdir and readlink
-                    continue
-                # 'socket:[12345]'; files, pipes, anon_inode:... fail the prefix test before any int().
-                if target.startswith("socket:["):
-                    mine.append(int(target[8:-1]))
-        except PermissionError:
-            denied += 1
-            continue
-        except OSError:
-            continue
-        finally:
-            os.close(dfd)
-        scanned += 1
-        rows.append((int(name), len(fds), mine))
-    return rows, scanned, denied
+        elif r is not None and r is not True:
+            rows.append(r)
+    return rows, len(rows), denied
 
 
 def build(raw: tuple[list[tuple[int, int, list[int]]], int, int], wanted: Container[int],
@@ -149,21 +162,27 @@ def scan(wanted: Container[int], pids: list[int] | None = None) -> Attribution:
 
 
 class scan_parallel:  # noqa: N801 - used like a function returning a future
-    """Start :func:`scan_raw` in a forked child now; :meth:`result` collects it.
+    """Start the /proc fd pass in a forked child now; :meth:`result` finishes it from the other end.
 
-    The /proc fd pass (a readlink per fd) and the sock_diag dump (kernel walk + parsing) are independent, so
-    on a machine with 2+ CPUs running them at once hides the shorter one. The child sends its rows back
-    through a pipe with marshal (plain ints and lists) and leaves with os._exit. Where fork is not possible
-    (or only one CPU), the scan runs in :meth:`result` instead. Do not use from a multi-threaded process.
+    The /proc fd pass (a readlink per fd) and the sock_diag dump are independent, so on a machine with 2+ CPUs
+    the child scans while the parent dumps. The process list is split dynamically: the child takes processes
+    from the front, the parent — once its dump is done, in :meth:`result` — from the back, and each side
+    publishes its position in a shared anonymous mmap before scanning a process, so they meet wherever the work
+    balances. Without atomics both may occasionally scan the same process; rows are merged by pid. The child
+    sends its rows through a pipe (marshal: plain ints and lists) and leaves with os._exit. Without fork or
+    with one CPU, :meth:`result` scans everything itself. Do not use from a multi-threaded process.
     """
 
     def __init__(self, pids: list[int] | None = None) -> None:
-        self.pids = pids
+        self.names = _pid_names(pids)
         self.child = 0
         self.rfd = -1
-        if (os.cpu_count() or 1) < 2:
+        self.shared: mmap.mmap | None = None
+        if (os.cpu_count() or 1) < 2 or len(self.names) < 2:
             return
         try:
+            shared = mmap.mmap(-1, 16)  # anonymous MAP_SHARED: [front, back] as two int64
+            _POS.pack_into(shared, 0, 0, len(self.names))
             r, w = os.pipe()
         except OSError:
             return
@@ -173,24 +192,53 @@ class scan_parallel:  # noqa: N801 - used like a function returning a future
             os.close(r)
             os.close(w)
             return
-        if pid == 0:  # child
+        if pid == 0:  # child: from the front
             code = 0
             try:
                 os.close(r)
-                data = marshal.dumps(scan_raw(pids))
+                rows: list[Row] = []
+                denied = 0
+                i = 0
+                while True:
+                    back = _POS.unpack_from(shared, 0)[1]
+                    if i >= back:
+                        break
+                    _FRONT.pack_into(shared, 0, i + 1)  # the child writes only "front", the parent only "back"
+                    row = _scan_one(self.names[i])
+                    if row is False:
+                        denied += 1
+                    elif row is not None and row is not True:
+                        rows.append(row)
+                    i += 1
+                data = marshal.dumps((rows, denied))
                 view = memoryview(data)
                 while view:
                     view = view[os.write(w, view):]
-            except BaseException:  # noqa: BLE001 - the parent falls back to scanning itself
+            except BaseException:  # noqa: BLE001 - the parent then scans everything itself
                 code = 1
             finally:
                 os._exit(code)
         os.close(w)
-        self.child, self.rfd = pid, r
+        self.child, self.rfd, self.shared = pid, r, shared
 
-    def result(self) -> tuple[list[tuple[int, int, list[int]]], int, int]:
-        if not self.child:
-            return scan_raw(self.pids)
+    def result(self) -> tuple[list[Row], int, int]:
+        if not self.child or self.shared is None:
+            return scan_raw([int(n) for n in self.names])
+        shared = self.shared
+        rows: dict[int, Row] = {}
+        denied = 0
+        j = len(self.names) - 1
+        while True:  # parent: from the back
+            front = _FRONT.unpack_from(shared, 0)[0]
+            if j < front:
+                break
+            _BACK.pack_into(shared, 8, j)
+            row = _scan_one(self.names[j])
+            if row is False:
+                denied += 1
+            elif row is not None and row is not True:
+                rows[row[0]] = row
+            j -= 1
         chunks = []
         try:
             while True:
@@ -201,7 +249,15 @@ class scan_parallel:  # noqa: N801 - used like a function returning a future
         finally:
             os.close(self.rfd)
             _, status = os.waitpid(self.child, 0)
+            shared.close()
         if status != 0 or not chunks:
-            return scan_raw(self.pids)
-        raw: tuple[list[tuple[int, int, list[int]]], int, int] = marshal.loads(b"".join(chunks))
-        return raw
+            return scan_raw([int(n) for n in self.names])
+        child_rows, child_denied = marshal.loads(b"".join(chunks))
+        for row in child_rows:
+            rows.setdefault(row[0], tuple(row))  # type: ignore[arg-type]
+        return list(rows.values()), len(rows), denied + child_denied
+
+
+_POS = struct.Struct("=qq")
+_FRONT = struct.Struct("=q")
+_BACK = struct.Struct("=q")
