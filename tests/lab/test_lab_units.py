@@ -114,3 +114,26 @@ def test_agent_connect_send_eof_close_on_loopback() -> None:
         p.kill()
         p.wait()
         srv.close()
+
+
+@pytest.mark.parametrize("argv", [["lab", "run", "close"], ["lab", "conform"], ["lab", "demo", "time-wait"],
+                                  ["lab", "clean"]])
+def test_every_lab_command_needs_root_one_line_exit_2(monkeypatch: pytest.MonkeyPatch,
+                                                      capsys: pytest.CaptureFixture[str], argv: list[str]) -> None:
+    from tcpwise.cli import main
+
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("tcpwise: error:") and "root" in err[0]
+
+
+def test_unknown_or_not_lab_scenario_is_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    from tcpwise.cli import main
+    from tcpwise.scenarios import catalogue
+
+    assert main(["lab", "run", "no-such-scenario"]) == 2
+    not_lab = [s.id for s in catalogue() if not s.lab]
+    if not_lab:
+        assert main(["lab", "run", not_lab[0]]) == 2
+        assert "not lab-capable (lab-capable: " in capsys.readouterr().err
