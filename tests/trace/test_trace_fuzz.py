@@ -82,3 +82,20 @@ def test_random_bytes_after_a_pcap_header(tmp_path, data: bytes) -> None:
             trace_file(str(p), lambda c: None)
         except UsageError as exc:
             assert "\n" not in str(exc)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    seed=st.sampled_from([0, 1]),
+    muts=st.lists(mutation, min_size=1, max_size=6),
+    fmt=st.sampled_from(["zeek", "json", "table"]),
+)
+def test_cli_exit_code_is_0_or_2_never_a_traceback(tmp_path, capsys, seed: int, muts, fmt: str) -> None:
+    from tcpwise.cli import main
+
+    p = tmp_path / "m.cap"
+    p.write_bytes(mutate(SEEDS[seed], muts))
+    rc = main(["trace", str(p), "--format", fmt])
+    err = capsys.readouterr().err
+    assert rc in (0, 2), err
+    assert "Traceback" not in err and "internal error" not in err

@@ -94,11 +94,11 @@ class Decoded:
 
 
 def _be16(buf: np.ndarray, idx: np.ndarray) -> np.ndarray:
-    return (buf[idx].astype(np.int64) << 8) | buf[idx + 1]
+    return np.asarray((buf[idx].astype(np.int64) << 8) | buf[idx + 1])
 
 
 def _be32(buf: np.ndarray, idx: np.ndarray) -> np.ndarray:
-    return (
+    return np.asarray(
         (buf[idx].astype(np.int64) << 24)
         | (buf[idx + 1].astype(np.int64) << 16)
         | (buf[idx + 2].astype(np.int64) << 8)
@@ -269,16 +269,16 @@ def decode_batch(
 
     # -- off the fast path: through the one codec ---------------------------------------------------------
     seq_s: dict[int, tuple[int, int, int, int, int, int, int, int, int, int]] = {}
-    for i in slow:
-        o, c, l3i = int(off[i]), int(cl[i]), int(l3[i])
-        r = _slow_decode(bytes(buf[o + l3i : o + c]), int(rb.origlen[i]) - l3i, addrs)
+    for k in slow:
+        o1, c1, l3i = int(off[k]), int(cl[k]), int(l3[k])
+        r = _slow_decode(bytes(buf[o1 + l3i : o1 + c1]), int(rb.origlen[k]) - l3i, addrs)
         if isinstance(r, str):
             if r:
                 stats.bad[r] += 1
             else:
                 stats.non_tcp += 1
         else:
-            seq_s[i] = r
+            seq_s[k] = r
 
     # -- TCP (RFC 9293 §3.1) ---------------------------------------------------------------------------------
     idx = np.nonzero(ts_ok)[0]
