@@ -116,3 +116,15 @@ def test_fault_rules_in_the_router_table() -> None:
         assert '"p"' not in out and set(f.counters()) == {"l", "d"}
         f.destroy()
         assert f.table not in sh("ip", "netns", "exec", topo.router_ns, "nft", "list", "tables")
+
+
+def test_duplicate_in_the_delay_line() -> None:
+    # duplicate = 1.0: the delay line delivers every segment twice (a second copy U[0, delay) later).
+    if os.geteuid() != 0:
+        pytest.skip("needs root")
+    from tcpwise.lab.executor import run_script
+
+    run = run_script(S.Script(H, HANDSHAKE, link=S.LinkSpec(duplicate=1.0), duration=0.8))
+    recv_b = [e.segment.flags for e in run.events if e.kind == "recv" and e.host == "B" and e.segment]
+    assert recv_b[:2] == ["S", "S"]
+    assert run.summary["values"]["packets_forwarded"] >= 2 * len([e for e in run.events if e.kind == "send"]) - 2

@@ -273,7 +273,7 @@ class _Executor:
             routes[h.addr6] = Route(h.router_if, h.mac)
         with in_netns(self.topo.router_ns):
             self.capture = Capture(tuple(h.router_if for h in self.topo.hosts.values()))
-            self.fwd = Forwarder(TUN_DEV, routes, self.delay, link.jitter, link.duplicate, self.seed)
+            self.fwd = Forwarder(TUN_DEV, routes, self.delay, link.jitter, link.duplicate, self.seed, link.reorder)
         self.sel.register(self.capture.fileno(), selectors.EVENT_READ, ("cap", None))
         self.sel.register(self.fwd.fileno(), selectors.EVENT_READ, ("tun", None))
         names = {}

@@ -11,8 +11,9 @@ on the veth of the destination host with an ``AF_PACKET``/``SOCK_DGRAM`` socket,
 
 Why: this kernel has neither ``sch_netem`` nor nft ``queue`` (NFQUEUE), and without a delay the handshake
 completes in tens of microseconds, far below what sock_diag polling can see; with the model's 50 ms the lab
-observes every intermediate state (SYN_SENT, LAST_ACK, CLOSING, ...). Jitter and duplication are applied here
-with a seeded RNG; loss is nftables' job (numgen), partitions and counted drops too.
+observes every intermediate state (SYN_SENT, LAST_ACK, CLOSING, ...). Jitter, reordering and duplication are
+applied here with a seeded RNG, with the simulator's distributions; loss is nftables' job (numgen), partitions
+and counted drops too.
 """
 
 from __future__ import annotations
@@ -66,13 +67,14 @@ class Forwarder:
     """Create inside R's namespace (the TUN attach and the packet socket bind to the current namespace)."""
 
     def __init__(self, tun_name: str, routes: dict[str, Route], delay: float, jitter: float = 0.0,
-                 duplicate: float = 0.0, seed: int = 1) -> None:
+                 duplicate: float = 0.0, seed: int = 1, reorder: float = 0.0) -> None:
         self.tun = open_tun(tun_name)
         self.out = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, 0)
         self.routes = routes  # destination address -> Route
         self.delay = delay
         self.jitter = jitter
         self.duplicate = duplicate
+        self.reorder = reorder
         self.rng = random.Random(seed)
         self.heap: list[_Held] = []
         self.seq = 0
@@ -105,14 +107,21 @@ class Forwarder:
             if route is None:  # never leave the lab: anything not for A or B is dropped here
                 self.unroutable += 1
                 continue
-            copies = 2 if self.duplicate and self.rng.random() < self.duplicate else 1
-            for _ in range(copies):
-                d = self.delay
-                if self.jitter:
-                    d = max(0.0, d + self.rng.uniform(-self.jitter, self.jitter))
+            # The model's link impairments (tcpwise.sim.network), same distributions: jitter adds U[0, jitter);
+            # a reordered packet is held back by U[0, delay) more, so later ones overtake it; a duplicate
+            # arrives U[0, delay) after the original. Without either, the line is FIFO.
+            d = self.delay
+            if self.jitter:
+                d += self.rng.uniform(0.0, self.jitter)
+            if self.reorder and self.rng.random() < self.reorder:
+                d += self.rng.uniform(0.0, max(self.delay, 0.001))
+            due = [now + d]
+            if self.duplicate and self.rng.random() < self.duplicate:
+                due.append(due[0] + self.rng.uniform(0.0, max(self.delay, 0.001)))
+            mac = bytes.fromhex(route.mac.replace(":", ""))
+            for t in due:
                 self.seq += 1
-                heapq.heappush(self.heap, _Held(now + d, self.seq, pkt, route.ifname,
-                                                bytes.fromhex(route.mac.replace(":", "")), proto))
+                heapq.heappush(self.heap, _Held(t, self.seq, pkt, route.ifname, mac, proto))
 
     def next_due(self) -> float | None:
         return self.heap[0].due if self.heap else None
