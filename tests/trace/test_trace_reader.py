@@ -163,3 +163,30 @@ def test_bad_packet_inside_good_file_is_a_counted_warning(tmp_path) -> None:
     assert res.error is None
     assert sum(res.stats.bad.values()) == 2 and len(res.warnings) >= 1
     assert [conn_state(c) for c in out] == ["SF"]
+
+
+@pytest.mark.parametrize(
+    "args", [["-F", "pcapng"], ["-F", "nsecpcap"], ["-s", "60"], ["-F", "pcapng", "-s", "54"]]
+)
+def test_same_story_from_editcap_conversions(tmp_path, args: list[str]) -> None:
+    """Files written by Wireshark's own tools (pcapng, nanosecond pcap, snaplen cuts) give identical results."""
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    if not shutil.which("editcap"):
+        pytest.skip("editcap (Debian tshark/wireshark-common) not installed")
+    src = str(Path(__file__).parent / "data" / "lo-small.pcap")
+    dst = str(tmp_path / "conv.cap")
+    subprocess.run(["editcap", *args, src, dst], check=True, capture_output=True, timeout=30)
+
+    def rows(p: str) -> list[tuple[object, ...]]:
+        out: list[Conn] = []
+        res = trace_file(p, out.append)
+        assert res.error is None
+        return [
+            (conn_state(c), c.history, c.o.bytes, c.r.bytes, c.o.pkts, c.r.pkts, round(c.last - c.ts, 6))
+            for c in out
+        ]
+
+    assert rows(dst) == rows(src)
