@@ -501,8 +501,9 @@ def _aq_simulate(p: P, seed: int) -> Run:
     sim = _sim(p, seed)
     ha = _host(sim, "A", A_ADDR, "clients")
     abort = bool(p["abort_on_overflow"])
+    _need(p, "somaxconn", 1, 65535)
     hb = _host(sim, "B", B_ADDR, "server (slow accept())", backlog=p["backlog"], abort_on_overflow=abort,
-               syncookies=0)
+               syncookies=0, somaxconn=p["somaxconn"])
     server = Server(sim, hb, 80, backlog=p["backlog"], accept_interval=p["accept_interval"])
     lst = server.listener
     b = lst.backlog
@@ -543,7 +544,8 @@ def _aq_simulate(p: P, seed: int) -> Run:
                   _sample(ev, {pt for pt in (opened[0] if opened else None, ghost_port, late_port) if pt is not None}))
     run.series = series
     run.summary["values"] = {
-        "backlog": b, "peak_accept_queue": max(series["B.accept_queue"]), "stats": dict(lst.stats),
+        "backlog": b, "requested_backlog": p["backlog"], "somaxconn": p["somaxconn"],
+        "peak_accept_queue": max(series["B.accept_queue"]), "stats": dict(lst.stats),
         "ghost_port": ghost_port, "ghost_client_established": a_est.get(ghost_port),
         "ghost_server_established": b_est.get(ghost_port), "ghost_synacks": synacks,
         "late_port": late_port, "late_syns": late_syns, "late_server_established": b_est.get(late_port),
@@ -557,6 +559,11 @@ def _aq_check(run: Run, p: P) -> list[Check]:
     v = _v(run)
     st = v["stats"]
     checks = [
+        claim("listen()'s backlog is silently capped by net.core.somaxconn: the queue limit is min(backlog, somaxconn), "
+              "not only what the application asked for.",
+              "listen() 的 backlog 会被 net.core.somaxconn 悄悄截断：队列上限是 min(backlog, somaxconn)，而不只是应用请求的值。",
+              v["backlog"] == min(v["requested_backlog"], v["somaxconn"]),
+              f"listen(backlog={v['requested_backlog']}) with somaxconn={v['somaxconn']} -> effective backlog {v['backlog']}"),
         claim(f"The slow server's accept queue fills to backlog + 1 = {v['backlog'] + 1}.",
               f"慢速 accept 的服务端全连接队列涨到 backlog + 1 = {v['backlog'] + 1}。",
               v["peak_accept_queue"] == v["backlog"] + 1, f"peak {v['peak_accept_queue']}"),
@@ -625,6 +632,7 @@ register(Scenario(
              "并重传 SYN-ACK）以及新的 SYN（ListenOverflows）；=1 时回 RST。",
     params={
         "backlog": Param(4, "listen() backlog", "listen() 的 backlog"),
+        "somaxconn": Param(4096, "net.core.somaxconn: caps every listen() backlog", "net.core.somaxconn：限制所有 listen() 的 backlog"),
         "accept_interval": Param(5.0, "the server accept()s one connection every this many seconds",
                                  "服务端每隔多少秒 accept() 一个连接"),
         "abort_on_overflow": Param(False, "net.ipv4.tcp_abort_on_overflow", "tcp_abort_on_overflow"),

@@ -42,6 +42,7 @@ from tcpwise.scenarios.script import (
     Send,
 )
 from tcpwise.sim.runner import run_script
+from tcpwise.vocab import STATE_NAMES
 
 P = dict[str, Any]
 M32 = 0xFFFFFFFF
@@ -149,6 +150,14 @@ def _hoc_check(run: Run, p: P) -> list[Check]:
                   f"空闲的 A 毫无察觉：崩溃 {send - crash:g} 秒后（{send:g} 秒时）它仍是 ESTABLISHED。",
                   not changes and q.state_path(run, "A")[:2] == ["SYN_SENT", "ESTABLISHED"],
                   f"A's state changes between crash and send: {len(changes)}"),
+            # Correction to the notes: `ss -s | grep half-open` finds nothing — there is no such state or line.
+            claim("On A the half-open connection is an ordinary ESTABLISHED socket: no state, and no `ss -s` line, "
+                  "says 'half-open' — it is invisible to the host that still believes in it.",
+                  "在 A 上，半开连接只是一个普通的 ESTABLISHED 套接字：没有哪个状态、也没有 `ss -s` 的哪一行叫“半开”——"
+                  "仍相信它的一方根本看不出来。",
+                  not changes and all(e.to_state in STATE_NAMES for e in q.state_events(run, "A"))
+                  and "ESTABLISHED" in q.state_path(run, "A"),
+                  f"A's states during the run: {' -> '.join(q.state_path(run, 'A'))}"),
             claim("When A finally sends, the rebooted B has no such connection and answers RST (RFC 9293 §3.10.7.1).",
                   "A 终于发送数据时，重启后的 B 没有这条连接，回复 RST（RFC 9293 §3.10.7.1）。",
                   _has_rst(rst), " ".join(e.segment.flags for e in rst if e.segment) or "no segment from B"),
