@@ -47,6 +47,19 @@ def _seg_line(ev: Any, isn_self: int | None, isn_peer: int | None) -> str:
     return f"{s.flags} seq={q.rel(s.seq, isn_self)} ack={q.rel(s.ack, isn_peer) if 'A' in s.flags else '-'}"
 
 
+def _tol(run: Run) -> float:
+    """How close two instants must be to count as 'the same': exact in the model; on the kernel a state is seen
+    up to one sock_diag poll after its cause (docs/lab.md)."""
+    return 1e-6 if run.world == "sim" else 0.05
+
+
+def _tw_ok(run: Run, measured: float | None, want: float) -> bool:
+    """TIME_WAIT length: exact in the model; Linux's timer wheel fires a 60 s timer up to ~1 s late."""
+    if measured is None:
+        return False
+    return abs(measured - want) < 1e-6 if run.world == "sim" else want - 0.05 <= measured <= want + 1.5
+
+
 def _fmt(t: float | None) -> str:
     return "never" if t is None else f"{t:.3f} s"
 
@@ -183,12 +196,12 @@ def _close_checks_common(run: Run, p: P) -> tuple[list[Check], dict[str, Any]]:
               f"w={q.rel(w, kb) if w is not None else None} (relative), ack=w+1 sent by A: {ack_w is not None}"),
         claim("A enters TIME_WAIT only when B's FIN arrives, not when B enters LAST_ACK.",
               "A 只有在收到 B 的 FIN 时才进入 TIME_WAIT，而不是在 B 进入 LAST_ACK 时。",
-              t_tw is not None and t_fin_b_rcv is not None and abs(t_tw - t_fin_b_rcv) < 1e-9
+              t_tw is not None and t_fin_b_rcv is not None and abs(t_tw - t_fin_b_rcv) < _tol(run)
               and t_lastack is not None and t_tw > t_lastack,
               f"B LAST_ACK at {_fmt(t_lastack)}, B's FIN reaches A at {_fmt(t_fin_b_rcv)}, A TIME_WAIT at {_fmt(t_tw)}"),
         claim(f"TIME_WAIT lasts {p['time_wait']:g} s (2*MSL; Linux fixes 60 s) on the active closer A.",
               f"主动关闭方 A 的 TIME_WAIT 持续 {p['time_wait']:g} 秒（2MSL；Linux 固定 60 秒）。",
-              tw is not None and abs(tw - p["time_wait"]) < 1e-6, f"measured {tw}"),
+              _tw_ok(run, tw, p["time_wait"]), f"measured {tw if tw is None else round(tw, 3)}"),
     ]
     return checks, {"u": u, "w": w, "tw": tw, "fin_a": fin_a, "fin_b": fin_b}
 
@@ -255,7 +268,7 @@ def _close3_check(run: Run, p: P) -> list[Check]:
               f"B's FIN: {fin_b.segment.flags if fin_b else None} ack=u+1: {fin_b is not None and u is not None and fin_b.segment.ack == (u + 1) & 0xFFFFFFFF}"),
         claim("B passes CLOSE_WAIT -> LAST_ACK in the same instant (its application closed on EOF).",
               "B 在同一时刻经过 CLOSE_WAIT -> LAST_ACK（应用读到 EOF 立即关闭）。",
-              t_cw is not None and t_la is not None and abs(t_la - t_cw) < 1e-9, f"CLOSE_WAIT {_fmt(t_cw)}, LAST_ACK {_fmt(t_la)}"),
+              t_cw is not None and t_la is not None and abs(t_la - t_cw) < _tol(run), f"CLOSE_WAIT {_fmt(t_cw)}, LAST_ACK {_fmt(t_la)}"),
     ] + checks[2:]
 
 
@@ -402,7 +415,7 @@ def _lla_check(run: Run, p: P) -> list[Check]:
         second_fin_at_a = next((e.t for e in q.recvs(run, "A") if "F" in e.segment.flags and len(fins_b) >= 2
                                 and e.t > fins_b[1].t), None)  # type: ignore[union-attr]
         restarted = (t_tw is not None and tw is not None and second_fin_at_a is not None
-                     and abs((t_tw + tw) - (second_fin_at_a + p["time_wait"])) < 1e-6)
+                     and _tw_ok(run, (t_tw + tw) - second_fin_at_a, p["time_wait"]))
         pb = q.state_path(run, "B")
         checks += [
             claim("A, still in TIME_WAIT, answers the retransmitted FIN with a new ACK.",
