@@ -415,6 +415,21 @@ class Tracker:
         d = db ^ c.odir
         s = c.sides[d]
         p = c.sides[1 - d]
+        # The two control segments every connection has get straight-line handlers (same results as below).
+        if fl == SYN | ACK:
+            if (
+                d == 1 and not pl and win and s.isn is None and s.z == INACTIVE and p.z == SYN_SENT
+                and p.state == "SYN_SENT" and s.state == "LISTEN" and p.syn_pending
+                and ack == ((p.isn + 1) & M32)  # type: ignore[operator]
+            ):  # fmt: skip
+                self._synack(c, s, p, ts, seq, ack, ipl, pno)
+                return
+        elif (
+            fl & (SYN | FIN | RST | ACK) == FIN | ACK and win and not s.win0 and s.fin_end is None
+            and seq == s.nxt and (s.z == ESTABLISHED or s.z == PARTIAL) and s.est_at is None
+        ):  # fmt: skip
+            self._first_fin(c, d, s, p, ts, seq, ack, pl, ipl, pno)
+            return
         c.last = ts
         c.last_index = pno
         s.pkts += 1
@@ -471,6 +486,60 @@ class Tracker:
         s.fast = s.nxt is not None and s.z >= PARTIAL
         p.fast = p.nxt is not None and p.z >= PARTIAL
         if not c.done and (rst or (c.o.fin_end is not None and c.r.fin_end is not None and not c.watch)):
+            c.done = True
+            self.closing.append(c)
+
+    def _synack(self, c: Conn, s: Side, p: Side, ts: float, seq: int, ack: int, ipl: int, pno: int) -> None:
+        """The responder's SYN+ACK answering the originator's SYN (what :meth:`_slow` does for it, directly)."""
+        c.last = ts
+        c.last_index = pno
+        s.pkts += 1
+        s.ipbytes += ipl
+        p.zprev, p.z = SYN_SENT, ESTABLISHED  # Zeek: the SYN-ACK establishes both endpoints
+        s.zprev, s.z = INACTIVE, ESTABLISHED
+        bit = _HBIT["S", 1]  # S and H share Zeek's one "SYN seen" bit per direction
+        if not c.hseen & bit:
+            c.hseen |= bit
+            c.hist.append("h")
+        s.last_syn = s.isn = seq
+        s.nxt = (seq + 1) & M32
+        if c.synack_t is None:
+            c.synack_t = ts
+        c._set(1, "SYN_RCVD", ts)
+        s.syn_pending = True
+        p.syn_pending = False
+        p.est_at = (ts, len(c.transitions), pno)
+        s.last_ack = ack
+        c.watch = True
+        s.fast = True
+        p.fast = p.nxt is not None
+
+    def _first_fin(
+        self, c: Conn, d: int, s: Side, p: Side, ts: float, seq: int, ack: int, pl: int, ipl: int, pno: int
+    ) -> None:
+        """A side's first FIN(+ACK), in order, past the handshake (what :meth:`_slow` does for it, directly)."""
+        c.last = ts
+        c.last_index = pno
+        s.pkts += 1
+        s.ipbytes += ipl
+        s.zprev, s.z = s.z, CLOSED
+        if p.z == RESET and p.zprev == CLOSED:
+            p.zprev, p.z = RESET, CLOSED
+        end = (seq + pl) & M32
+        c.add_hist("F", d)
+        s.last_fin = end
+        s.bytes += pl
+        fe = (end + 1) & M32
+        s.nxt = s.fin_end = fe
+        s.fin_t = ts
+        s.fin_pending = True
+        self._acks(c, d, p, ts, ack, 0)
+        self._fin_states(c, d, s, p, ts, ack)
+        s.last_ack = ack
+        o, r = c.o, c.r
+        c.watch = o.syn_pending or r.syn_pending or o.fin_pending or r.fin_pending
+        s.fast = True
+        if not c.done and o.fin_end is not None and r.fin_end is not None and not c.watch:
             c.done = True
             self.closing.append(c)
 
@@ -617,30 +686,34 @@ class Tracker:
         if ackf:
             self._acks(c, d, p, ts, ack, syn)
         if fin and s.fin_t == ts and s.fin_pending:
-            if c.first_fin is None:
-                c.first_fin = d
-            if s.state == "CLOSE_WAIT" and p.fin_pending and ((ack - p.fin_end) & M32) >= HALF:  # type: ignore[operator]
-                # Simultaneous close (RFC 9293 Figure 13): this FIN left before the peer's FIN arrived, so the
-                # CLOSE_WAIT we inferred when we saw the peer's FIN was never this host's state.
-                for i in range(len(c.transitions) - 1, -1, -1):
-                    if c.transitions[i][1] == d and c.transitions[i][3] == "CLOSE_WAIT":
-                        s.state = c.transitions[i][2]
-                        del c.transitions[i]
-                        del c.trans_pkt[i]
-                        break
-                c._set(d, "FIN_WAIT_1", ts)
-                c._set(d, "CLOSING", ts)
-            elif s.state in ("ESTABLISHED", "SYN_RCVD"):
-                c._set(d, "FIN_WAIT_1", ts)
-            elif s.state == "CLOSE_WAIT":
-                c._set(d, "LAST_ACK", ts)
-            # The receiver's side of the FIN (RFC 9293 §3.10.7.4, eighth step).
-            if p.state in ("ESTABLISHED", "SYN_RCVD"):
-                c._set(1 - d, "CLOSE_WAIT", ts)
-            elif p.state == "FIN_WAIT_1":
-                c._set(1 - d, "CLOSING", ts)
-            elif p.state == "FIN_WAIT_2":
-                c._set(1 - d, "TIME_WAIT", ts)
+            self._fin_states(c, d, s, p, ts, ack)
+
+    def _fin_states(self, c: Conn, d: int, s: Side, p: Side, ts: float, ack: int) -> None:
+        """Side ``d`` sent its first FIN: its own close and the receiver's (RFC 9293 §3.10.4, §3.10.7.4)."""
+        if c.first_fin is None:
+            c.first_fin = d
+        if s.state == "CLOSE_WAIT" and p.fin_pending and ((ack - p.fin_end) & M32) >= HALF:  # type: ignore[operator]
+            # Simultaneous close (RFC 9293 Figure 13): this FIN left before the peer's FIN arrived, so the
+            # CLOSE_WAIT we inferred when we saw the peer's FIN was never this host's state.
+            for i in range(len(c.transitions) - 1, -1, -1):
+                if c.transitions[i][1] == d and c.transitions[i][3] == "CLOSE_WAIT":
+                    s.state = c.transitions[i][2]
+                    del c.transitions[i]
+                    del c.trans_pkt[i]
+                    break
+            c._set(d, "FIN_WAIT_1", ts)
+            c._set(d, "CLOSING", ts)
+        elif s.state in ("ESTABLISHED", "SYN_RCVD"):
+            c._set(d, "FIN_WAIT_1", ts)
+        elif s.state == "CLOSE_WAIT":
+            c._set(d, "LAST_ACK", ts)
+        # The receiver's side of the FIN (RFC 9293 §3.10.7.4, eighth step).
+        if p.state in ("ESTABLISHED", "SYN_RCVD"):
+            c._set(1 - d, "CLOSE_WAIT", ts)
+        elif p.state == "FIN_WAIT_1":
+            c._set(1 - d, "CLOSING", ts)
+        elif p.state == "FIN_WAIT_2":
+            c._set(1 - d, "TIME_WAIT", ts)
 
     def _acks(self, c: Conn, d: int, p: Side, ts: float, ack: int, syn: int) -> None:
         """What side ``d``'s acknowledgment number proves about the peer ``p``'s SYN and FIN."""
