@@ -244,7 +244,7 @@ def run(args: argparse.Namespace) -> int:
                        thresholds=findings.Thresholds(idle_s=args.idle))
     col.start_background()  # first full snapshot: fails early (bad netns, no sock_diag) before serving
     reg = CollectorRegistry()
-    reg.register(col)  # type: ignore[arg-type]
+    reg.register(col)
     try:
         start_http_server(port, addr=host, registry=reg)
     except OSError as exc:

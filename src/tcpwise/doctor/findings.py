@@ -329,7 +329,7 @@ def _no_keepalive(c: _Ctx) -> list[Finding]:
     # filter over all ESTABLISHED sockets first: on a busy host almost none are idle.
     idle = {id(s) for s in c.states(_ESTABLISHED)
             if s.info is not None and s.info.last_data_recv_ms >= idle_ms and s.info.last_data_sent_ms >= idle_ms}
-    out = []
+    out: list[Finding] = []
     if not idle:
         return out
     for pid, socks in c.by_pid.items():

@@ -254,7 +254,7 @@ class scan_parallel:  # noqa: N801 - used like a function returning a future
             return scan_raw([int(n) for n in self.names])
         child_rows, child_denied = marshal.loads(b"".join(chunks))
         for row in child_rows:
-            rows.setdefault(row[0], tuple(row))  # type: ignore[arg-type]
+            rows.setdefault(row[0], (row[0], row[1], list(row[2])))
         return list(rows.values()), len(rows), denied + child_denied
 
 

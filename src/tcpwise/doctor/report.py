@@ -25,7 +25,7 @@ __all__ = ["to_dict", "write_json", "write_text"]
 
 def _processes(snap: Snapshot, findings: list[Finding]) -> list[dict[str, Any]]:
     named = {f.pid for f in findings if f.pid is not None}
-    rows = []
+    rows: list[dict[str, Any]] = []
     for pid, p in snap.procs.items():
         if not p.inodes and pid not in named and len(snap.procs) > 1:  # `--pid`: always show that process
             continue
