@@ -15,7 +15,8 @@ from tcpwise.trace.output import trace_file  # noqa: E402
 # Verified to match exactly when this test was written; any scenario added later runs in test_other_scenarios.
 VERIFIED = (
     "handshake why-three simultaneous-open close close-three-segments half-close simultaneous-close lost-last-ack "
-    "old-duplicate server-close timewait-pileup close-wait-leak client-leak half-open-partition middlebox-idle-timeout"
+    "old-duplicate server-close timewait-pileup close-wait-leak client-leak half-open-partition "
+    "middlebox-idle-timeout heartbeat-asymmetry accept-queue-overflow rst-on-timeout pool-dead-connections"
 ).split()
 # Known, explained differences (a capture cannot show these).
 KNOWN = {
