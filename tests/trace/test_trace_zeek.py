@@ -181,3 +181,28 @@ def test_ipv6_connection(tmp_path) -> None:
     d = conn_dict(out[0], a.name)
     assert d["orig_h"] == "fd00::1" and d["resp_h"] == "fd00:1::1"
     assert d["conn_state"] == "SF" and d["orig"]["bytes"] == 2
+
+
+def test_half_open_story_rst_after_long_silence(tmp_path) -> None:
+    cv = Conv().handshake().c("PA", b"hi").s("A")
+    cv.c("PA", b"again", gap=3600.0).s("R", gap=0.0005)
+    c = one(cv, tmp_path)
+    assert conn_state(c) == "RSTR"
+    assert "no longer knew the connection (half-open)" in conn_dict(c, AddrTable().name)["story"]
+
+
+def test_idle_abort_is_not_called_half_open(tmp_path) -> None:
+    cv = Conv().handshake().c("PA", b"hi").s("A")
+    cv.s("RA", gap=60.0)
+    d = conn_dict(one(cv, tmp_path), AddrTable().name)
+    assert "abort on timeout" in d["story"] and "half-open" not in d["story"]
+
+
+def test_half_open_suspected_when_one_side_retransmits_unanswered(tmp_path) -> None:
+    cv = Conv().handshake().c("PA", b"q").s("A")
+    seq = cv.nxt[0]
+    cv.c("PA", b"data")
+    for i in range(6):
+        cv.c("PA", b"data", seq=seq, gap=0.2 * 2**i)
+    d = conn_dict(one(cv, tmp_path), AddrTable().name)
+    assert "half-open suspected: client kept sending" in d["story"]

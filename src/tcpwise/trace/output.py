@@ -120,7 +120,18 @@ def story(c: Conn) -> str:
     who = ("client", "server")
     if c.rst_by is not None and st != "REJ":
         s = c.sides[c.rst_by]
-        parts.append(f"RST by {who[c.rst_by]} in {s.rst_state or '?'}")
+        sil = c.rst_silence or 0.0
+        if sil >= 10 and c.rst_reply:
+            parts.append(
+                f"RST by {who[c.rst_by]} answering the {who[1 - c.rst_by]} after {sil:.0f} s of silence: it no longer "
+                "knew the connection (half-open)"
+            )
+        elif sil >= 10:
+            parts.append(
+                f"RST by {who[c.rst_by]} in {s.rst_state or '?'} after {sil:.0f} s idle (abort on timeout)"
+            )
+        else:
+            parts.append(f"RST by {who[c.rst_by]} in {s.rst_state or '?'}")
     if c.first_fin is not None:
         d = c.first_fin
         other = c.sides[1 - d]
@@ -134,6 +145,15 @@ def story(c: Conn) -> str:
                 parts.append(f"{who[d]} closed first -> {who[d]} holds TIME_WAIT")
     elif c.rst_by is None and st not in ("S0", "REJ", "SH"):
         parts.append("still open at end of capture")
+        o, r = c.o, c.r
+        if o.t_last is not None and r.t_last is not None and abs(o.t_last - r.t_last) >= 5:
+            d = 0 if o.t_last > r.t_last else 1
+            x = c.sides[d]
+            if x.rxmt or x.keepalive or x.ctl_rxmt:
+                parts.append(
+                    f"half-open suspected: {who[d]} kept sending for {abs(o.t_last - r.t_last):.0f} s "
+                    f"({x.rxmt + x.ctl_rxmt} retrans, {x.keepalive} keepalives) with no answer"
+                )
     extras = []
     rx = c.o.rxmt + c.r.rxmt
     if rx:

@@ -89,7 +89,7 @@ class Side:
     __slots__ = (
         "pkts", "ipbytes", "z", "zprev", "nxt", "isn", "bytes", "holes", "rxmt", "rxmt_th", "zw", "zw_th",
         "ooo", "keepalive", "winprobe", "last_syn", "last_fin", "last_rst", "fin_end", "fin_t", "fin_pending",
-        "syn_pending", "state", "fast", "win0", "rst_t", "rst_state", "est_at", "last_ack", "ctl_rxmt",
+        "syn_pending", "state", "fast", "win0", "rst_t", "rst_state", "est_at", "last_ack", "ctl_rxmt", "t_last",
     )  # fmt: skip
 
     def __init__(self) -> None:
@@ -123,6 +123,7 @@ class Side:
         # SYN_SENT host whose SYN was answered by a SYN+ACK: (time, index in transitions) of that SYN+ACK. It
         # becomes ESTABLISHED there only once its own next segment proves it accepted it (an ACK, not a RST).
         self.est_at: tuple[float, int, int] | None = None
+        self.t_last: float | None = None  # time of our last segment
         self.ctl_rxmt = 0  # SYNs and FINs sent again with the same sequence number (RTO / lost ACK)
         self.last_ack: int | None = None  # acknowledgment number of our last control / watched segment
 
@@ -137,7 +138,7 @@ class Conn:
     __slots__ = (
         "n", "key", "odir", "o", "r", "sides", "ts", "last", "hist", "hseen", "watch", "done", "flipped",
         "transitions", "trans_pkt", "partial", "syn_t", "synack_t", "ack_t", "orig_ep", "resp_ep", "rst_by", "first_fin",
-        "first_index", "last_index",
+        "first_index", "last_index", "rst_silence", "rst_reply",
     )  # fmt: skip
 
     def __init__(self, n: int, key: tuple[int, int], odir: int, ts: float) -> None:
@@ -167,6 +168,8 @@ class Conn:
         self.first_fin: int | None = None
         self.first_index = 0
         self.last_index = 0
+        self.rst_silence: float | None = None  # how long the RST's sender had been silent before it
+        self.rst_reply = False
 
     @property
     def history(self) -> str:
@@ -249,7 +252,7 @@ class Tracker:
             if c.watch:
                 watch_ack(c, d, s, ts, seq, ack, fl, win, pl, ipl, pno)
                 continue
-            c.last = ts
+            c.last = s.t_last = ts
             c.last_index = pno
             s.pkts += 1
             s.ipbytes += ipl
@@ -436,6 +439,13 @@ class Tracker:
         s.ipbytes += ipl
         syn, fin, rst = fl & SYN, fl & FIN, fl & RST
         self._isn_jump = False
+        if rst and c.rst_silence is None and s.t_last is not None:
+            # How long the RST's sender had been silent, and whether the peer spoke in between (then the RST
+            # answers it: a host that lost the connection; otherwise the sender aborted on its own, e.g. idle kill).
+            c.rst_silence = ts - s.t_last
+            rtt = (c.ack_t - c.syn_t) if c.ack_t is not None and c.syn_t is not None else 0.0
+            c.rst_reply = p.t_last is not None and p.t_last > s.t_last and ts - p.t_last <= max(1.0, 4 * rtt)
+        s.t_last = ts
 
         ctl = fl & (SYN | FIN | RST)
         if (
@@ -491,7 +501,7 @@ class Tracker:
 
     def _synack(self, c: Conn, s: Side, p: Side, ts: float, seq: int, ack: int, ipl: int, pno: int) -> None:
         """The responder's SYN+ACK answering the originator's SYN (what :meth:`_slow` does for it, directly)."""
-        c.last = ts
+        c.last = s.t_last = ts
         c.last_index = pno
         s.pkts += 1
         s.ipbytes += ipl
@@ -518,7 +528,7 @@ class Tracker:
         self, c: Conn, d: int, s: Side, p: Side, ts: float, seq: int, ack: int, pl: int, ipl: int, pno: int
     ) -> None:
         """A side's first FIN(+ACK), in order, past the handshake (what :meth:`_slow` does for it, directly)."""
-        c.last = ts
+        c.last = s.t_last = ts
         c.last_index = pno
         s.pkts += 1
         s.ipbytes += ipl
@@ -547,6 +557,7 @@ class Tracker:
         """The usual first packet: a bare SYN opening a new connection (what :meth:`_slow` would do, directly)."""
         o = c.o
         o.pkts = 1
+        o.t_last = ts
         o.ipbytes = ipl
         o.z = SYN_SENT
         c.hseen |= _HBIT["S", 0]
@@ -752,7 +763,7 @@ class Tracker:
     ) -> None:
         """A segment without SYN/FIN/RST on a connection waiting for the ACK of a SYN or FIN (the common
         handshake-completing and FIN-acknowledging packets): :meth:`_slow` minus what cannot apply."""
-        c.last = ts
+        c.last = s.t_last = ts
         c.last_index = pno
         s.pkts += 1
         s.ipbytes += ipl
