@@ -21,9 +21,12 @@ not pay for the SVG or pcap code.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from tcpwise.errors import UsageError
-from tcpwise.events import Run
-from tcpwise.render.i18n import check_lang
+
+if TYPE_CHECKING:  # the CLI imports this package at start-up: keep it light
+    from tcpwise.events import Run
 
 __all__ = ["render", "FORMATS", "BINARY_FORMATS"]
 
@@ -47,6 +50,8 @@ def render(
     Raises:
         UsageError: unknown format or language.
     """
+    from tcpwise.render.i18n import check_lang
+
     check_lang(lang)
     if fmt == "text":
         from tcpwise.render.text import render_text
