@@ -206,3 +206,11 @@ def test_half_open_suspected_when_one_side_retransmits_unanswered(tmp_path) -> N
         cv.c("PA", b"data", seq=seq, gap=0.2 * 2**i)
     d = conn_dict(one(cv, tmp_path), AddrTable().name)
     assert "half-open suspected: client kept sending" in d["story"]
+
+
+def test_half_close_story(tmp_path) -> None:
+    cv = Conv().handshake().c("PA", b"req").c("FA").s("A").s("PA", b"r" * 500).c("A").s("FA").c("A")
+    c = one(cv, tmp_path)
+    story = conn_dict(c, AddrTable().name)["story"]
+    assert "half-close: server sent 500 B after the client's FIN" in story
+    assert conn_state(c) == "SF" and c.o.state == "TIME_WAIT"

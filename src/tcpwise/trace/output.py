@@ -135,6 +135,9 @@ def story(c: Conn) -> str:
     if c.first_fin is not None:
         d = c.first_fin
         other = c.sides[1 - d]
+        after = other.bytes - c.peer_bytes_at_fin
+        if after > 0:  # RFC 9293 §3.6: the side that got the FIN may keep sending (half-close)
+            parts.append(f"half-close: {who[1 - d]} sent {_kb(after)} after the {who[d]}'s FIN")
         if other.fin_end is None:
             peer_state = other.state or "?"
             parts.append(f"{who[d]} closed first; {who[1 - d]} never closed ({peer_state})")

@@ -138,7 +138,7 @@ class Conn:
     __slots__ = (
         "n", "key", "odir", "o", "r", "sides", "ts", "last", "hist", "hseen", "watch", "done", "flipped",
         "transitions", "trans_pkt", "partial", "syn_t", "synack_t", "ack_t", "orig_ep", "resp_ep", "rst_by", "first_fin",
-        "first_index", "last_index", "rst_silence", "rst_reply",
+        "first_index", "last_index", "rst_silence", "rst_reply", "peer_bytes_at_fin",
     )  # fmt: skip
 
     def __init__(self, n: int, key: tuple[int, int], odir: int, ts: float) -> None:
@@ -170,6 +170,7 @@ class Conn:
         self.last_index = 0
         self.rst_silence: float | None = None  # how long the RST's sender had been silent before it
         self.rst_reply = False
+        self.peer_bytes_at_fin = 0  # bytes the other side had sent when the first FIN appeared (half-close)
 
     @property
     def history(self) -> str:
@@ -703,6 +704,7 @@ class Tracker:
         """Side ``d`` sent its first FIN: its own close and the receiver's (RFC 9293 §3.10.4, §3.10.7.4)."""
         if c.first_fin is None:
             c.first_fin = d
+            c.peer_bytes_at_fin = p.bytes
         if s.state == "CLOSE_WAIT" and p.fin_pending and ((ack - p.fin_end) & M32) >= HALF:  # type: ignore[operator]
             # Simultaneous close (RFC 9293 Figure 13): this FIN left before the peer's FIN arrived, so the
             # CLOSE_WAIT we inferred when we saw the peer's FIN was never this host's state.
