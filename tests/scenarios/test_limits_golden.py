@@ -6,16 +6,13 @@ Every case runs once (module cache); the run must pass all its checks, match its
 
 from __future__ import annotations
 
-import json
 from functools import cache
-from pathlib import Path
 
 import pytest
 
+from golden import GOLDEN, check_golden, golden_name
 from tcpwise.events import Run
 from tcpwise.scenarios import run_scenario
-
-GOLDEN = Path(__file__).resolve().parent.parent / "golden"
 
 CASES = [
     ("timewait-pileup", ()),
@@ -29,33 +26,18 @@ CASES = [
 ]
 
 
-def _name(sid: str, overrides: tuple[tuple[str, str], ...]) -> str:
-    return sid + "".join(f"__{k}={v}" for k, v in sorted(overrides)) + ".json"
-
-
 @cache
 def _run(sid: str, overrides: tuple[tuple[str, str], ...] = ()) -> Run:
     return run_scenario(sid, seed=1, overrides=dict(overrides))
 
 
-@pytest.mark.parametrize("sid,overrides", CASES, ids=[_name(s, o)[:-5] for s, o in CASES])
+@pytest.mark.parametrize("sid,overrides", CASES, ids=[golden_name(s, o)[:-5] for s, o in CASES])
 def test_golden_trace(sid: str, overrides: tuple[tuple[str, str], ...], update_golden: bool) -> None:
-    run = _run(sid, overrides)
-    assert run.ok, [(c.claim, c.detail) for c in run.checks if not c.ok]
-    got = json.loads(run.to_json())
-    path = GOLDEN / _name(sid, overrides)
-    if update_golden or not path.exists():
-        path.write_text(json.dumps(got, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-        if not update_golden:
-            pytest.fail(f"golden file {path.name} was missing and has been written: review and commit it")
-        return
-    want = json.loads(path.read_text(encoding="utf-8"))
-    assert got["events"] == want["events"], f"event log of {sid} changed (rerun with --update-golden and review)"
-    assert got == want
+    check_golden(_run(sid, overrides), golden_name(sid, overrides), update_golden)
 
 
 def test_golden_files_stay_small() -> None:
-    total = sum((GOLDEN / _name(s, o)).stat().st_size for s, o in CASES if (GOLDEN / _name(s, o)).exists())
+    total = sum((GOLDEN / golden_name(s, o)).stat().st_size for s, o in CASES if (GOLDEN / golden_name(s, o)).exists())
     assert total < 600_000, f"golden files of the limits group take {total} bytes"
 
 

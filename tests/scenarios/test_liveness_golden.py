@@ -3,14 +3,10 @@ test_scenarios_golden.py; regenerate with ``pytest tests/scenarios --update-gold
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import pytest
 
+from golden import check_golden, golden_name
 from tcpwise.scenarios import run_scenario
-
-GOLDEN = Path(__file__).resolve().parent.parent / "golden"
 
 CASES = [
     ("half-open-crash", {}),
@@ -24,21 +20,7 @@ CASES = [
 ]
 
 
-def _name(sid: str, overrides: dict[str, str]) -> str:
-    return sid + "".join(f"__{k}={v}" for k, v in sorted(overrides.items())) + ".json"
 
-
-@pytest.mark.parametrize("sid,overrides", CASES, ids=[_name(s, o)[:-5] for s, o in CASES])
+@pytest.mark.parametrize("sid,overrides", CASES, ids=[golden_name(s, o)[:-5] for s, o in CASES])
 def test_liveness_golden(sid: str, overrides: dict[str, str], update_golden: bool) -> None:
-    run = run_scenario(sid, seed=1, overrides=overrides)
-    assert run.ok, [c.claim for c in run.checks if not c.ok]
-    got = run.to_dict()
-    path = GOLDEN / _name(sid, overrides)
-    if update_golden or not path.exists():
-        path.write_text(json.dumps(got, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-        if not update_golden:
-            pytest.fail(f"golden file {path.name} was missing and has been written: review and commit it")
-        return
-    want = json.loads(path.read_text(encoding="utf-8"))
-    assert got["events"] == want["events"], f"event log of {sid} changed (rerun with --update-golden and review)"
-    assert got == want
+    check_golden(run_scenario(sid, seed=1, overrides=overrides), golden_name(sid, overrides), update_golden)
