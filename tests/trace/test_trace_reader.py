@@ -190,3 +190,20 @@ def test_same_story_from_editcap_conversions(tmp_path, args: list[str]) -> None:
         ]
 
     assert rows(dst) == rows(src)
+
+
+def test_ipv6_extension_headers_go_through_the_codec(tmp_path) -> None:
+    """A Destination Options header before TCP: decoded by tcpwise.wire on the slow path, same connection."""
+
+    def with_dstopts(p: bytes) -> bytes:
+        plen = struct.unpack_from("!H", p, 4)[0]
+        hdr = bytearray(p[:40])
+        struct.pack_into("!H", hdr, 4, plen + 8)
+        hdr[6] = 60  # next header: Destination Options (RFC 8200 §4.6)
+        ext = bytes([6, 0, 1, 4, 0, 0, 0, 0])  # next = TCP, length 0 (8 octets), PadN of 4
+        return bytes(hdr) + ext + p[40:]
+
+    cv = conv(v6=True)
+    cv.pkts = [(t, with_dstopts(p)) if i % 2 else (t, p) for i, (t, p) in enumerate(cv.pkts)]
+    path = cv.write(str(tmp_path / "ext.pcap"))
+    assert summary(path) == EXPECT
