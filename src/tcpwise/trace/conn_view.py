@@ -12,13 +12,14 @@ with the same timestamp; the tracker's inferred transitions become ``state`` eve
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterator
 
 from tcpwise.errors import UsageError
 from tcpwise.events import Event, Host, Run, SegmentInfo
 from tcpwise.trace import linktypes as lt
 from tcpwise.trace.decode import AddrTable
 from tcpwise.trace.output import story, trace_file
-from tcpwise.trace.reader import open_capture
+from tcpwise.trace.reader import Capture, open_capture
 from tcpwise.trace.tracker import Conn
 from tcpwise.trace.zeek import conn_state
 
@@ -45,6 +46,22 @@ def _l3_offset(linktype: int, data: bytes) -> int | None:
     return 0
 
 
+def _packets_between(cap: Capture, first: int, last: int) -> Iterator[tuple[float, int, bytes, int]]:
+    """``(ts, linktype, frame bytes, packet number)`` for packet numbers first..last, skipping whole batches."""
+    mm = cap.mm
+    for rb in cap.batches(4096):
+        n = len(rb)
+        if rb.first_index + n - 1 < first:
+            continue
+        if rb.first_index > last:
+            return
+        lo = max(0, first - rb.first_index)
+        hi = min(n, last - rb.first_index + 1)
+        for i in range(lo, hi):
+            off, cl = int(rb.data_off[i]), int(rb.caplen[i])
+            yield float(rb.ts[i]), int(rb.linktype[i]), bytes(mm[off : off + cl]), rb.first_index + i
+
+
 def connection_run(path: str, n: int) -> Run:
     """Connection number ``n`` (1-based, the ``#`` column of ``tcpwise trace``) of ``path`` as a Run."""
     if n < 1:
@@ -67,11 +84,7 @@ def connection_run(path: str, n: int) -> Run:
     ti = 0
     names = ("A", "B")
     with open_capture(path) as cap:
-        for idx, (ts, linktype, data, _ol) in enumerate(cap.packets(), start=1):
-            if idx < c.first_index:
-                continue
-            if idx > c.last_index:
-                break
+        for ts, linktype, data, idx in _packets_between(cap, c.first_index, c.last_index):
             off = _l3_offset(linktype, data)
             if off is None:
                 continue

@@ -75,6 +75,8 @@ def _trace(
         try:
             for rb in cap.batches(batch):
                 tracker.feed(decode_batch(cap.buf, rb, addrs, stats, path))  # type: ignore[arg-type]
+                if tracker.wanted_done:
+                    break  # --conn N: that connection's story is complete
         except CaptureError as exc:
             if cap.packets_read == 0:
                 raise

@@ -216,6 +216,7 @@ class Tracker:
         self._isn_jump = False  # the SYN being processed carries a new ISN for its sender
         self.want: int | None = None  # keep a reference to connection number ``want`` in ``wanted``
         self.wanted: Conn | None = None
+        self.wanted_done = False  # the wanted connection is finished: a caller may stop reading
 
     # -- the per-packet loop ----------------------------------------------------------------------------------
     def feed(self, dec: Decoded) -> None:
@@ -817,6 +818,8 @@ class Tracker:
         if self.conns.get(c.key) is c:
             del self.conns[c.key]
             self.sink(c)
+            if c is self.wanted:
+                self.wanted_done = True
 
     def expire(self, now: float) -> None:
         """Hand finished connections idle for ``linger`` seconds of capture time to the sink."""
