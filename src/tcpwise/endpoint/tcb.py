@@ -500,6 +500,10 @@ class Endpoint:
             self._set_state(S.ESTABLISHED, "rcv SYN+ACK")
             self._events.append(Connected())
             self._start_keepalive(now)
+            if self.cfg.profile == "linux":
+                # Linux also ACKs that SYN-ACK (measured by `tcpwise lab conform`: each side sends S, SA, A);
+                # RFC 793 Figure 8 shows no ACKs.
+                self.ack_pending = True
             return
 
         # PAWS (RFC 7323 §5.3): a segment whose timestamp is older than TS.Recent is an old duplicate.

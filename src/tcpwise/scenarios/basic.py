@@ -138,9 +138,10 @@ def _simopen_check(run: Run, p: P) -> list[Check]:
               pa == want, " -> ".join(pa)),
         claim("B goes SYN_SENT -> SYN_RCVD -> ESTABLISHED.", "B：SYN_SENT -> SYN_RCVD -> ESTABLISHED。",
               pb == want, " -> ".join(pb)),
-        claim("Four segments: two SYNs crossing, then two SYN-ACKs crossing.",
-              "共四个报文段：两个 SYN 交叉，然后两个 SYN-ACK 交叉。",
-              sorted(flags) == ["S", "S", "SA", "SA"], " ".join(flags)),
+        claim("Two SYNs cross, then two SYN-ACKs cross (the four segments of RFC 793 Figure 8); Linux then ACKs "
+              "each SYN-ACK, six segments in all.",
+              "两个 SYN 交叉，然后两个 SYN-ACK 交叉（RFC 793 图 8 的四个报文段）；Linux 随后各自确认对方的 SYN-ACK，共六个报文段。",
+              sorted(flags) == ["A", "A", "S", "S", "SA", "SA"] and flags[:2] == ["S", "S"], " ".join(flags)),
     ]
 
 
@@ -148,16 +149,19 @@ def _simopen_narrate(run: Run, p: P) -> tuple[str, str]:
     t = q.first_time_in(run, "A", "ESTABLISHED")
     en = ("A and B connect to each other at the same instant with fixed ports. Each SYN reaches a socket in SYN_SENT, "
           f"which moves to SYN_RCVD and answers SYN-ACK; each SYN-ACK then completes the open. Both are ESTABLISHED at "
-          f"{_fmt(t)} after {len(q.sends(run))} segments: one connection, not two.")
+          f"{_fmt(t)}: one connection, not two. Linux acknowledges each SYN-ACK as well, so {len(q.sends(run))} "
+          "segments cross where RFC 793's figure draws four.")
     zh = ("A 和 B 在同一时刻用固定端口互相连接。每个 SYN 到达处于 SYN_SENT 的套接字，它转入 SYN_RCVD 并回复 SYN-ACK；"
-          f"随后每个 SYN-ACK 完成打开。双方在 {_fmt(t)} 进入 ESTABLISHED，共 {len(q.sends(run))} 个报文段：只有一条连接，不是两条。")
+          f"随后每个 SYN-ACK 完成打开。双方在 {_fmt(t)} 进入 ESTABLISHED：只有一条连接，不是两条。Linux 还会确认每个 SYN-ACK，"
+          f"所以共有 {len(q.sends(run))} 个报文段，而 RFC 793 的图中只画了四个。")
     return en, zh
 
 
 register(Scenario(
     id="simultaneous-open", title="Simultaneous open", title_zh="同时打开",
-    claim="Both send SYN: SYN_SENT->SYN_RCVD->ESTABLISHED on both sides, 4 segments.",
-    claim_zh="双方同时发送 SYN：两端都经历 SYN_SENT->SYN_RCVD->ESTABLISHED，共 4 个报文段。",
+    claim="Both send SYN: SYN_SENT->SYN_RCVD->ESTABLISHED on both sides; 4 segments (SYNs, SYN-ACKs) plus, on "
+          "Linux, an ACK from each side.",
+    claim_zh="双方同时发送 SYN：两端都经历 SYN_SENT->SYN_RCVD->ESTABLISHED；4 个报文段（SYN、SYN-ACK），Linux 上双方还各回一个 ACK。",
     params={}, build=_simopen_build, check=_simopen_check, narrate=_simopen_narrate, lab=True, tags=("open",),
 ))
 
