@@ -10,8 +10,8 @@ import ast
 import pathlib
 
 import pytest
-
 from ep_helpers import B_ADDR, Pair, established
+
 from tcpwise.endpoint import (
     LINUX,
     RFC,

@@ -108,9 +108,9 @@ def _load() -> None:
     # Importing the modules registers their scenarios (catalogue order = import order).
     global _LOADED
     _LOADED = True
-    from tcpwise.scenarios import basic  # noqa: F401
-
     import importlib.util
+
+    from tcpwise.scenarios import basic  # noqa: F401
 
     if importlib.util.find_spec("tcpwise.scenarios.library") is not None:  # the rest of the catalogue
         importlib.import_module("tcpwise.scenarios.library")

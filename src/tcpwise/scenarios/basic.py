@@ -19,9 +19,9 @@ from tcpwise.scenarios.script import (
     HostSpec,
     LinkSpec,
     Listen,
+    Script,
     Send,
     Shutdown,
-    Script,
 )
 
 P = dict[str, Any]
