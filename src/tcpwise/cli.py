@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import os
 import sys
 from collections.abc import Sequence
+from types import ModuleType
 
 from tcpwise import __version__
 from tcpwise.errors import TcpwiseError
@@ -55,15 +57,42 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"tcpwise {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for modname in _AREAS:
-        try:
-            mod = importlib.import_module(modname)
-        except ModuleNotFoundError as exc:
-            # An area that is not built yet (or not installed) simply has no subcommands.
-            if exc.name and modname.startswith(exc.name):
-                continue
-            raise
-        mod.register(sub)
+        mod = _load_cli_module(modname)
+        if mod is not None:
+            mod.register(sub)
     return parser
+
+
+def _load_cli_module(modname: str) -> ModuleType | None:
+    """Import an area's ``cli`` module *without* running its package ``__init__`` (which may re-export the
+    area's whole API: guard's pulls in asyncio). The package is imported normally later, by the handler, if the
+    command is the one asked for. An area that is not built simply has no subcommands."""
+    if modname in sys.modules:
+        return sys.modules[modname]
+    pkg, _, leaf = modname.rpartition(".")
+    if pkg == "tcpwise":  # a top-level module (tcpwise.demo): nothing to skip
+        try:
+            return importlib.import_module(modname)
+        except ModuleNotFoundError as exc:
+            if exc.name == modname:
+                return None
+            raise
+    pkg_spec = importlib.util.find_spec(pkg)  # imports only the parents of pkg, not pkg itself
+    if pkg_spec is None or not pkg_spec.submodule_search_locations:
+        return None
+    path = os.path.join(list(pkg_spec.submodule_search_locations)[0], leaf + ".py")
+    if not os.path.exists(path):
+        return None
+    spec = importlib.util.spec_from_file_location(modname, path)
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[modname] = mod
+    try:
+        spec.loader.exec_module(mod)
+    except BaseException:
+        del sys.modules[modname]
+        raise
+    return mod
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -65,9 +65,14 @@ def test_guard_slowloris_bounded_and_legit_client_served(loop: str) -> None:
                     break
                 await asyncio.sleep(0.05)
             assert seen() == attempts
-            await asyncio.sleep(0.1)  # refused sockets are closed on the next loop iteration (call_soon)
+            # Refused sockets are closed on a later loop iteration (call_soon); on a loaded machine that can take
+            # more than one sleep, so give the kernel's view a bounded moment to catch up.
             # Bounded: the attack holds at most per-IP-limit sockets per source on the server.
-            held = count_states(local_port=port)["ESTABLISHED"]
+            for _ in range(40):
+                await asyncio.sleep(0.05)
+                held = count_states(local_port=port)["ESTABLISHED"]
+                if held <= len(ATTACK_IPS) * PER_IP_LIMIT:
+                    break
             assert held <= len(ATTACK_IPS) * PER_IP_LIMIT
             assert guard.peak_active <= len(ATTACK_IPS) * PER_IP_LIMIT
             assert max(guard.admission.per_key.values(), default=0) <= PER_IP_LIMIT

@@ -11,26 +11,27 @@ and one counted, logged reason per close. See docs/guard.md.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from tcpwise.guard.heartbeat import HeartbeatMismatch, check_heartbeat, heartbeat
+from tcpwise.guard.limits import Admission, Limits, source_key
+from tcpwise.guard.reasons import CloseReason
+from tcpwise.guard.server import Guard, GuardConfig, GuardedProtocol, start_guarded_server
+from tcpwise.guard.sockopts import Keepalive, apply_keepalive, set_abortive
+from tcpwise.guard.timeouts import Timeouts
 
-# Lazy re-exports (PEP 562): `tcpwise` CLI start-up imports tcpwise.guard.cli, which must not pay for asyncio.
-_EXPORTS = {
-    "HeartbeatMismatch": "heartbeat", "check_heartbeat": "heartbeat", "heartbeat": "heartbeat",
-    "Admission": "limits", "Limits": "limits", "source_key": "limits",
-    "CloseReason": "reasons",
-    "Guard": "server", "GuardConfig": "server", "GuardedProtocol": "server", "start_guarded_server": "server",
-    "Keepalive": "sockopts", "apply_keepalive": "sockopts", "set_abortive": "sockopts",
-    "Timeouts": "timeouts",
-}
-
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    mod = _EXPORTS.get(name)
-    if mod is None:
-        raise AttributeError(f"module 'tcpwise.guard' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"tcpwise.guard.{mod}"), name)
-    globals()[name] = value
-    return value
+__all__ = [
+    "Admission",
+    "CloseReason",
+    "Guard",
+    "GuardConfig",
+    "GuardedProtocol",
+    "HeartbeatMismatch",
+    "Keepalive",
+    "Limits",
+    "Timeouts",
+    "apply_keepalive",
+    "check_heartbeat",
+    "heartbeat",
+    "set_abortive",
+    "source_key",
+    "start_guarded_server",
+]
