@@ -213,7 +213,10 @@ def main() -> int:
         n = count_packets(path)
         print(f"capture: {n} packets, {os.path.getsize(path) / 1e6:.1f} MB")
         tcpwise = [sys.executable, "-m", "tcpwise.cli", "trace", path, "--format", "json", "-o", os.devnull]
-        tools: list[tuple[str, list[str]]] = [("tcpwise trace --format json", tcpwise)]
+        tools: list[tuple[str, list[str]]] = [
+            ("tcpwise trace --format json", tcpwise),  # default --jobs: 2 workers on this file size
+            ("tcpwise ... --jobs 1", [*tcpwise, "--jobs", "1"]),
+        ]
         if shutil.which("tshark"):
             tools.append(("tshark -q -z conv,tcp", ["tshark", "-n", "-q", "-z", "conv,tcp", "-r", path]))
         if shutil.which("tcptrace"):
@@ -237,12 +240,13 @@ def main() -> int:
             print(f"{name:30s} {wall:7.2f} {n / wall / 1000:7.0f} {cpu:6.2f} {n / cpu / 1000:10.0f}")
         ours = res.get("tcpwise trace --format json")
         if ours:
-            for name in ("tshark -q -z conv,tcp", "tcptrace -n"):
-                if name in res:
-                    w, c = res[name]
-                    print(
-                        f"tcpwise throughput vs {name}: {w / ours[0]:.2f}x (wall), {c / ours[1]:.2f}x (CPU)"
-                    )
+            for label, mine in (("tcpwise", ours), ("tcpwise --jobs 1", res.get("tcpwise ... --jobs 1"))):
+                for name in ("tshark -q -z conv,tcp", "tcptrace -n"):
+                    if mine and name in res:
+                        w, c = res[name]
+                        print(
+                            f"{label} throughput vs {name}: {w / mine[0]:.2f}x (wall), {c / mine[1]:.2f}x (CPU)"
+                        )
         print(f"load average after the run: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     finally:
         shutil.rmtree(tmpdir, ignore_errors=True)

@@ -91,6 +91,9 @@ class Decoded:
     iplen: list[int]  # IP total length (header + payload), Zeek's *_ip_bytes
     keys: list[tuple[int, int]]  # (low endpoint, high endpoint)
     index: list[int]  # 1-based packet number in the file
+    # Time of the batch's last TCP packet *before* any partition filter (the tracker's clock for expiry), or
+    # None for a batch without TCP.
+    last_ts: float | None = None
 
 
 def _be16(buf: np.ndarray, idx: np.ndarray) -> np.ndarray:
@@ -120,9 +123,18 @@ def _unique_pairs(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray,
 
 
 def decode_batch(
-    buf: np.ndarray, rb: RecordBatch, addrs: AddrTable, stats: DecodeStats, path: str = ""
+    buf: np.ndarray,
+    rb: RecordBatch,
+    addrs: AddrTable,
+    stats: DecodeStats,
+    path: str = "",
+    part: tuple[int, int] | None = None,
 ) -> Decoded:
-    """Extract the TCP/IP fields of every packet in ``rb``; ``buf`` is the whole capture as a uint8 array."""
+    """Extract the TCP/IP fields of every packet in ``rb``; ``buf`` is the whole capture as a uint8 array.
+
+    ``part=(index, jobs)`` keeps only the packets of connections whose endpoint pair falls in partition
+    ``index`` of ``jobs`` (see :func:`partition_of`); statistics still count every packet.
+    """
     n = len(rb)
     stats.packets += n
     off, cl = rb.data_off, rb.caplen
@@ -324,6 +336,11 @@ def decode_batch(
     lo = np.minimum(sep, dep)
     hi = np.maximum(sep, dep)
     dirbit = (sep > dep).astype(np.int64)
+    last_ts = float(ts[-1]) if ts.shape[0] else None
+    if part is not None and lo.size:
+        keep = np.nonzero(partition_of(lo, hi, part[1]) == part[0])[0]
+        lo, hi, dirbit, seq, ack, flg, win = lo[keep], hi[keep], dirbit[keep], seq[keep], ack[keep], flg[keep], win[keep]
+        plen_t, ipl, ts, pno = plen_t[keep], ipl[keep], ts[keep], pno[keep]
     if lo.size:
         ulo, uhi, inv = _unique_pairs(lo, hi)
         keys = list(zip(ulo.tolist(), uhi.tolist(), strict=False))
@@ -342,7 +359,16 @@ def decode_batch(
         iplen=ipl.tolist(),
         keys=keys,
         index=pno.tolist(),
+        last_ts=last_ts,
     )
+
+
+def partition_of(lo: np.ndarray, hi: np.ndarray, jobs: int) -> np.ndarray:
+    """Which of ``jobs`` workers tracks the connection of endpoint pair ``(lo, hi)``: a fixed multiplicative
+    hash, so every batch (and every worker) agrees. Plain ``(lo + hi) % jobs`` would put every loopback
+    connection in one partition: Linux hands out even ephemeral ports to connect() (ip_local_port_range)."""
+    h = (lo.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)) ^ (hi.astype(np.uint64) * np.uint64(0xC2B2AE3D27D4EB4F))
+    return ((h >> np.uint64(33)) % np.uint64(jobs)).astype(np.int64)
 
 
 def _slow_decode(

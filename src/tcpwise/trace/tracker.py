@@ -201,6 +201,10 @@ def _scaled(c: Conn, s: Side, letter: str, d: int, count_attr: str, th_attr: str
         setattr(s, th_attr, th * 10)
 
 
+def _by_n(c: Conn) -> int:
+    return c.n
+
+
 class Tracker:
     """Feed :class:`~tcpwise.trace.decode.Decoded` batches; finished connections go to ``sink``."""
 
@@ -217,6 +221,7 @@ class Tracker:
         self.want: int | None = None  # keep a reference to connection number ``want`` in ``wanted``
         self.wanted: Conn | None = None
         self.wanted_done = False  # the wanted connection is finished: a caller may stop reading
+        self.fin_pno = 0  # packet that ended a connection by reusing its 4-tuple (ordering for --jobs merges)
 
     # -- the per-packet loop ----------------------------------------------------------------------------------
     def feed(self, dec: Decoded) -> None:
@@ -276,8 +281,8 @@ class Tracker:
                 zero(c, s, d, fl)
             elif s.win0:
                 s.win0 = False
-        if dec.ts:
-            self.now = dec.ts[-1]
+        if dec.last_ts is not None:
+            self.now = dec.last_ts
         if len(conns) > self.peak:
             self.peak = len(conns)
         self.expire(self.now)
@@ -414,6 +419,7 @@ class Tracker:
             ended = c.done or (c.o.fin_end is not None and c.r.fin_end is not None)
             if ended and seq != s0.isn:
                 # RFC 9293 §3.10.7.4 / RFC 6191: a new SYN on a finished 4-tuple is a new incarnation.
+                self.fin_pno = pno
                 self._finish(c)
                 c = self._new(key, db, fl, ts, pno)
                 bconn[fi] = c
@@ -824,8 +830,19 @@ class Tracker:
     def expire(self, now: float) -> None:
         """Hand finished connections idle for ``linger`` seconds of capture time to the sink."""
         q = self.closing
-        while q and q[0].last + self.linger < now:
-            self._finish(q.popleft())
+        if not q:
+            return
+        # Each connection on its own (no head-of-line wait behind a connection that got more packets), in
+        # connection-number order: that order depends only on each connection's own packets, so workers that
+        # track disjoint sets of connections (--jobs) finish each one exactly when a single tracker would.
+        linger = self.linger
+        due = [c for c in q if c.last + linger < now]
+        if not due:
+            return
+        self.closing = deque(c for c in q if not c.last + linger < now)
+        due.sort(key=_by_n)
+        for c in due:
+            self._finish(c)
 
     def flush(self) -> None:
         """End of capture: every connection still held, in order of first packet."""
