@@ -64,7 +64,8 @@ def _conv(rng: random.Random, i: int, nports: int) -> Conv:
         cv.handshake().c("PA", b"open forever")
     else:
         cv.handshake().c("PA", b"z" * 50)
-        cv.c("PA", b"z" * 50, seq=cv.nxt[0] - 50).c("PA", b"y" * 20, seq=cv.nxt[0] + 30).s("A").c("FA").s("RA")
+        cv.c("PA", b"z" * 50, seq=cv.nxt[0] - 50)  # retransmission
+        cv.c("PA", b"y" * 20, seq=cv.nxt[0] + 30).s("A").c("FA").s("RA")  # after a hole
     return cv
 
 

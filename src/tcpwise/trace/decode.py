@@ -339,8 +339,8 @@ def decode_batch(
     last_ts = float(ts[-1]) if ts.shape[0] else None
     if part is not None and lo.size:
         keep = np.nonzero(partition_of(lo, hi, part[1]) == part[0])[0]
-        lo, hi, dirbit, seq, ack, flg, win = lo[keep], hi[keep], dirbit[keep], seq[keep], ack[keep], flg[keep], win[keep]
-        plen_t, ipl, ts, pno = plen_t[keep], ipl[keep], ts[keep], pno[keep]
+        lo, hi, dirbit, seq, ack = lo[keep], hi[keep], dirbit[keep], seq[keep], ack[keep]
+        flg, win, plen_t, ipl, ts, pno = flg[keep], win[keep], plen_t[keep], ipl[keep], ts[keep], pno[keep]
     if lo.size:
         ulo, uhi, inv = _unique_pairs(lo, hi)
         keys = list(zip(ulo.tolist(), uhi.tolist(), strict=False))
@@ -367,7 +367,8 @@ def partition_of(lo: np.ndarray, hi: np.ndarray, jobs: int) -> np.ndarray:
     """Which of ``jobs`` workers tracks the connection of endpoint pair ``(lo, hi)``: a fixed multiplicative
     hash, so every batch (and every worker) agrees. Plain ``(lo + hi) % jobs`` would put every loopback
     connection in one partition: Linux hands out even ephemeral ports to connect() (ip_local_port_range)."""
-    h = (lo.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)) ^ (hi.astype(np.uint64) * np.uint64(0xC2B2AE3D27D4EB4F))
+    u64 = np.uint64
+    h = (lo.astype(u64) * u64(0x9E3779B97F4A7C15)) ^ (hi.astype(u64) * u64(0xC2B2AE3D27D4EB4F))
     return ((h >> np.uint64(33)) % np.uint64(jobs)).astype(np.int64)
 
 

@@ -40,7 +40,7 @@ from tcpwise.trace.decode import AddrTable, DecodeStats, decode_batch
 from tcpwise.trace.output import TraceResult, conn_json
 from tcpwise.trace.reader import CaptureError, open_capture
 from tcpwise.trace.tracker import Conn, Tracker
-from tcpwise.trace.zeek import ZeekWriter, uid
+from tcpwise.trace.zeek import ZeekWriter, uid_of
 
 __all__ = ["trace_parallel"]
 
@@ -128,15 +128,6 @@ def _worker(path: str, index: int, jobs: int, fmt: str, tmp: str, batch: int, li
     }
     with open(os.path.join(tmp, f"w{index}.pkl"), "wb") as f:
         pickle.dump(("ok", out), f)
-
-
-class _Numbered:
-    """What :func:`tcpwise.trace.zeek.uid` reads of a connection: its number."""
-
-    __slots__ = ("n",)
-
-    def __init__(self, n: int) -> None:
-        self.n = n
 
 
 def _records(path: str, w: int) -> Iterator[tuple[int, int, list[str]]]:
@@ -270,7 +261,7 @@ def _merge(out: TextIO, fmt: str, recs: list[str], firsts: list[array]) -> None:
             n += bl(a, first)
         if not salt:
             salt = int(p[3])
-        u = uid(_Numbered(n), salt)  # type: ignore[arg-type]
+        u = uid_of(n, salt)
         if json_fmt:
             chunk.append(f'{sep}{{"n":{n},"uid":"{u}"{p[5][:-1]}')
             sep = ",\n"

@@ -87,6 +87,11 @@ def uid(c: Conn, salt: int = 0) -> str:
     Zeek draws uids at random. Ours are 10 characters derived from ``salt`` (per capture) followed by 7 that
     encode ``n * 0x9E3779B1 mod 2^32`` — a bijection of the connection number, so no two connections of one
     capture share a uid, computed with small-integer arithmetic (this runs once per connection)."""
+    return uid_of(c.n, salt)
+
+
+def uid_of(n: int, salt: int) -> str:
+    """:func:`uid` of connection number ``n`` (the --jobs merge numbers connections after tracking)."""
     head = _UID_HEAD.get(salt)
     if head is None:
         h = (salt * 0x9E3779B97F4A7C15 + 0x632BE59BD9B4E019) & ((1 << 64) - 1)
@@ -95,7 +100,7 @@ def uid(c: Conn, salt: int = 0) -> str:
             h, r = divmod(h, 62)
             digits.append(_B62[r])
         head = _UID_HEAD[salt] = "C" + "".join(digits)
-    x = (c.n * 0x9E3779B1) & 0xFFFFFFFF
+    x = (n * 0x9E3779B1) & 0xFFFFFFFF
     x, a = divmod(x, 3844)
     x, b = divmod(x, 3844)
     x, d = divmod(x, 3844)
