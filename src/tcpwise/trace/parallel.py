@@ -14,26 +14,26 @@ The single tracker hands connections to its sink in a well-defined order, which 
   connection-number order, and numbers follow first packets;
 * connections still open at the end: ``(last, 2, first packet)``.
 
-Each worker writes one line per finished connection (its key, first packet, local number, uid salt candidate and
-the formatted text after the uid) to its own temporary file, plus the sorted first-packet numbers of all its
-connections. The parent merges the files by key; the global connection number is the local number plus the
-number of the other workers' connections that started earlier (a binary search), the uid salt is the first
-merged connection's, exactly as the single-process sinks choose it. Memory per worker follows its open
-connections; the parent holds 8 bytes per connection (the first-packet arrays) and streams the rest.
+After every batch each worker sends the parent, through a pipe, one block: the first-packet numbers of the
+connections it created in that batch and the connections it finished (key, first packet, local number, uid salt
+candidate, and the formatted text after the uid). The parent reads block b of every worker, then b+1 (the
+workers run ahead by what the pipe holds), sorts the step's connections by key and writes them: the global
+connection number is the local number plus the number of the other workers' connections that started earlier
+(a binary search in their creation lists), the uid salt is the first written connection's, exactly as the
+single-process sinks choose it. Workers hold their open connections; the parent holds one step's finished
+connections and 8 bytes per connection (the creation lists); nothing touches the disk.
 """
 
 from __future__ import annotations
 
 import bisect
+import fcntl
 import gc
-import heapq
 import os
 import pickle
-import shutil
 import signal
-import tempfile
 from array import array
-from collections.abc import Iterator
+from operator import itemgetter
 from typing import Any, TextIO
 
 from tcpwise.trace.decode import AddrTable, DecodeStats, decode_batch
@@ -48,13 +48,18 @@ _KIND = 1 << 40  # packet numbers stay below 2^40; key = (batch * 4 + kind) * 2^
 
 
 class _PartTracker(Tracker):
-    """A tracker that knows which of its three finishing paths is calling the sink."""
+    """A tracker that knows which of its three finishing paths is calling the sink, and logs creations."""
 
     phase = 0
 
     def __init__(self, *a: Any, **kw: Any) -> None:
         super().__init__(*a, **kw)
         self.peaks: list[int] = []  # open connections after each batch, before expiry (as Tracker.peak)
+        self.created: list[int] = []  # first packets of the connections created since the last block
+
+    def _new(self, key: tuple[int, int], db: int, fl: int, ts: float, pno: int) -> Conn:
+        self.created.append(pno)
+        return super()._new(key, db, fl, ts, pno)
 
     def expire(self, now: float) -> None:
         self.peaks.append(len(self.conns))
@@ -67,17 +72,17 @@ class _PartTracker(Tracker):
         super().flush()
 
 
-def _worker(path: str, index: int, jobs: int, fmt: str, tmp: str, batch: int, linger: float) -> None:
+def _worker(path: str, out: Any, index: int, jobs: int, fmt: str, batch: int, linger: float) -> None:
+    """Track partition ``index``; after every batch send ``("blk", created, records)`` down ``out``."""
     addrs = AddrTable()
     stats = DecodeStats()
     name = addrs.name
-    rec = open(os.path.join(tmp, f"w{index}.rec"), "w", encoding="utf-8", buffering=1 << 20)  # noqa: SIM115
-    firsts = array("q")
+    recs: list[tuple[int, int, int, int, str, str]] = []
     bno = 0
     zw = ZeekWriter.__new__(ZeekWriter)  # only its row(): the header is the parent's
     zw.name_of = name
     zw.salt = 1
-    write = rec.write
+    add = recs.append
 
     def sink(c: Conn) -> None:
         ph = tracker.phase
@@ -87,16 +92,18 @@ def _worker(path: str, index: int, jobs: int, fmt: str, tmp: str, batch: int, li
             key = (bno * 4 + 1) * _KIND + c.first_index
         else:
             key = ((1 << 22) * 4 + 2) * _KIND + c.first_index
-        firsts.append(c.first_index)
         if fmt == "json":
             text = conn_json(c, name, 1)
-            rest = text[text.index('","ts":') + 1 :]
-            head = ""
+            add((key, c.first_index, c.n, int(c.ts * 1e6) or 1, "", text[text.index('","ts":') + 1 :]))
         else:
             row = zw.row(c)
-            head = row[0]
-            rest = "\t".join(row[2:])
-        write(f"{key}\t{c.first_index}\t{c.n}\t{int(c.ts * 1e6) or 1}\t{head}\t{rest}\n")
+            add((key, c.first_index, c.n, int(c.ts * 1e6) or 1, row[0], "\t".join(row[2:])))
+
+    def send() -> None:
+        pickle.dump(("blk", tracker.created, recs), out, protocol=pickle.HIGHEST_PROTOCOL)
+        out.flush()
+        tracker.created = []
+        recs.clear()
 
     tracker = _PartTracker(sink, addrs, linger=linger)
     err: CaptureError | None = None
@@ -105,36 +112,25 @@ def _worker(path: str, index: int, jobs: int, fmt: str, tmp: str, batch: int, li
         try:
             for rb in cap.batches(batch):
                 tracker.feed(decode_batch(cap.buf, rb, addrs, stats, path, part))  # type: ignore[arg-type]
+                send()
                 bno += 1
         except CaptureError as exc:
             if cap.packets_read == 0:
                 raise
             err = exc
         tracker.flush()
-        linktypes = sorted(cap.linktypes)
-        cformat = cap.format
-    rec.close()
-    firsts = array("q", sorted(firsts))
-    with open(os.path.join(tmp, f"w{index}.first"), "wb") as f:
-        firsts.tofile(f)
-    out = {
-        "stats": stats,
-        "count": tracker.count,
-        "peaks": tracker.peaks,
-        "linktypes": linktypes,
-        "format": cformat,
-        "error": None if err is None else (type(err).__name__, str(err)),
-        "warnings": stats.warnings(),
-    }
-    with open(os.path.join(tmp, f"w{index}.pkl"), "wb") as f:
-        pickle.dump(("ok", out), f)
-
-
-def _records(path: str, w: int) -> Iterator[tuple[int, int, list[str]]]:
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            p = line.split("\t", 5)
-            yield int(p[0]), w, p
+        send()
+        info = {
+            "stats": stats,
+            "count": tracker.count,
+            "peaks": tracker.peaks,
+            "linktypes": sorted(cap.linktypes),
+            "format": cap.format,
+            "error": None if err is None else (type(err).__name__, str(err)),
+            "warnings": stats.warnings(),
+        }
+    pickle.dump(("end", info), out)
+    out.flush()
 
 
 def _raise_from(info: tuple[str, str]) -> None:
@@ -147,16 +143,17 @@ def _raise_from(info: tuple[str, str]) -> None:
     raise RuntimeError(f"trace worker failed: {info[0]}: {info[1]}")
 
 
-def _child(path: str, index: int, jobs: int, fmt: str, tmp: str, batch: int, linger: float) -> None:
+def _child(path: str, wfd: int, index: int, jobs: int, fmt: str, batch: int, linger: float) -> None:
     """Runs in the forked worker; never returns (os._exit, so no inherited buffer is flushed twice)."""
+    out = os.fdopen(wfd, "wb", buffering=1 << 20)
     try:
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         gc.disable()  # as trace_file: the tracker makes no cycles
-        _worker(path, index, jobs, fmt, tmp, batch, linger)
+        _worker(path, out, index, jobs, fmt, batch, linger)
     except BaseException as exc:  # noqa: BLE001 - reported to the parent, which raises it
         try:
-            with open(os.path.join(tmp, f"w{index}.pkl"), "wb") as f:
-                pickle.dump(("raise", (type(exc).__name__, str(exc))), f)
+            pickle.dump(("raise", (type(exc).__name__, str(exc))), out)
+            out.flush()
         except BaseException:  # noqa: BLE001, S110
             pass
     finally:
@@ -184,47 +181,40 @@ def trace_parallel(
     if zw is None:
         out.write('{"connections": [\n')
     out.flush()  # nothing buffered may be inherited by the workers
-    tmp = tempfile.mkdtemp(prefix="tcpwise-trace-")
     pids: list[int] = []
+    feeds: list[Any] = []
     try:
         for i in range(jobs):
+            rfd, wfd = os.pipe()
+            try:
+                fcntl.fcntl(wfd, 1031, 1 << 20)  # F_SETPIPE_SZ (fcntl(2)): let a worker run a batch ahead
+            except OSError:
+                pass
             pid = os.fork()
             if pid == 0:
-                _child(path, i, jobs, fmt, tmp, batch, linger)
+                os.close(rfd)
+                for f in feeds:
+                    os.close(f.fileno())
+                _child(path, wfd, i, jobs, fmt, batch, linger)
+            os.close(wfd)
             pids.append(pid)
+            feeds.append(os.fdopen(rfd, "rb", buffering=1 << 20))
+        infos = _merge(out, fmt, feeds)
         while pids:
             os.waitpid(pids[0], 0)
             pids.pop(0)
-        results = []
-        for i in range(jobs):
-            try:
-                with open(os.path.join(tmp, f"w{i}.pkl"), "rb") as f:
-                    results.append(pickle.load(f))
-            except OSError:
-                raise RuntimeError("a trace worker died without a result") from None
-        for kind, val in results:
-            if kind == "raise":
-                _raise_from(val)
-        r0 = results[0][1]
-        firsts = []
-        for i in range(jobs):
-            a = array("q")
-            with open(os.path.join(tmp, f"w{i}.first"), "rb") as f:
-                a.frombytes(f.read())
-            firsts.append(a)
-        _merge(out, fmt, [os.path.join(tmp, f"w{i}.rec") for i in range(jobs)], firsts)
-        peaks = [sum(x) for x in zip(*(r[1]["peaks"] for r in results), strict=True)]
-        err = r0["error"]
+        r0 = infos[0]
+        peaks = [sum(x) for x in zip(*(r["peaks"] for r in infos), strict=True)]
         res = TraceResult(
             stats=r0["stats"],
-            connections=sum(r[1]["count"] for r in results),
+            connections=sum(r["count"] for r in infos),
             peak_open=max([0, *peaks]),
             linktypes=r0["linktypes"],
             format=r0["format"],
         )
-        if err is not None:
+        if r0["error"] is not None:
             try:
-                _raise_from(err)
+                _raise_from(r0["error"])
             except CaptureError as exc:
                 res.error = exc
         res.warnings = r0["warnings"]
@@ -237,37 +227,58 @@ def trace_parallel(
             out.write('"summary": ' + json.dumps(summary(res) if summary else {}) + "}\n")
         return res
     finally:
-        for pid in pids:  # interrupted: stop the workers we started
+        for f in feeds:
+            f.close()
+        for pid in pids:  # interrupted or failed: stop the workers we started
             try:
                 os.kill(pid, signal.SIGKILL)
                 os.waitpid(pid, 0)
             except OSError:
                 pass
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _merge(out: TextIO, fmt: str, recs: list[str], firsts: list[array]) -> None:  # type: ignore[type-arg]
-    jobs = len(recs)
-    others = [[firsts[o] for o in range(jobs) if o != w] for w in range(jobs)]
+def _merge(out: TextIO, fmt: str, feeds: list[Any]) -> list[dict[str, Any]]:
+    """Read the workers' blocks in lock step (block b of every worker, then b+1), write each step's connections
+    in key order, numbered. Returns the workers' final reports."""
+    jobs = len(feeds)
+    created = [array("q") for _ in range(jobs)]  # first packets of every worker's connections so far
+    others = [[created[o] for o in range(jobs) if o != w] for w in range(jobs)]
+    infos: list[dict[str, Any] | None] = [None] * jobs
     bl = bisect.bisect_left
     salt = 0
-    chunk: list[str] = []
     sep = ""
     json_fmt = fmt == "json"
-    for _key, w, p in heapq.merge(*(_records(r, w) for w, r in enumerate(recs))):
-        first = int(p[1])
-        n = int(p[2])
-        for a in others[w]:
-            n += bl(a, first)
-        if not salt:
-            salt = int(p[3])
-        u = uid_of(n, salt)
-        if json_fmt:
-            chunk.append(f'{sep}{{"n":{n},"uid":"{u}"{p[5][:-1]}')
-            sep = ",\n"
-        else:
-            chunk.append(f"{p[4]}\t{u}\t{p[5]}")
-        if len(chunk) >= 4096:
-            out.write("".join(chunk))
-            chunk.clear()
-    out.write("".join(chunk))
+    first_of = itemgetter(0)
+    while any(i is None for i in infos):
+        step: list[tuple[int, int, int, int, str, str, int]] = []
+        for w, f in enumerate(feeds):
+            if infos[w] is not None:
+                continue
+            try:
+                msg = pickle.load(f)
+            except EOFError:
+                raise RuntimeError("a trace worker died without a result") from None
+            if msg[0] == "raise":
+                _raise_from(msg[1])
+            if msg[0] == "end":
+                infos[w] = msg[1]
+                continue
+            created[w].extend(msg[1])
+            step.extend(r + (w,) for r in msg[2])
+        if not step:
+            continue
+        step.sort(key=first_of)
+        chunk: list[str] = []
+        for _key, first, n, s, head, rest, w in step:
+            for a in others[w]:
+                n += bl(a, first)
+            if not salt:
+                salt = s
+            u = uid_of(n, salt)
+            if json_fmt:
+                chunk.append(f'{sep}{{"n":{n},"uid":"{u}"{rest}')
+                sep = ",\n"
+            else:
+                chunk.append(f"{head}\t{u}\t{rest}\n")
+        out.write("".join(chunk))
+    return infos  # type: ignore[return-value]
