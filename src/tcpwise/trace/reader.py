@@ -173,24 +173,28 @@ class Capture:
         assert buf is not None
         dt = np.dtype(endian + "u4")
         off = 24
+        rng = range(batch)
+        last_hdr = size - 16  # the last offset where a whole record header fits
         try:
             while True:
                 # The only sequential part: each record header says where the next one starts. Collect offsets
                 # here and gather the header fields with numpy afterwards.
                 offs: list[int] = []
                 a_off = offs.append
-                k = 0
                 bad_cl = -1
-                while k < batch and off + 16 <= size:
+                for _ in rng:
+                    if off > last_hdr:
+                        break
                     cl = caplen_at(mm, off + 8)[0]
                     if cl > MAX_CAPLEN:
                         bad_cl = cl
                         break
-                    if off + 16 + cl > size:
+                    nxt = off + 16 + cl
+                    if nxt > size:
                         break
                     a_off(off)
-                    off += 16 + cl
-                    k += 1
+                    off = nxt
+                k = len(offs)
                 if offs:
                     o = np.asarray(offs, dtype=np.int64)
                     hdr = buf[(o[:, None] + np.arange(16)[None, :])].copy().view(dt)  # (n, 4) header words
