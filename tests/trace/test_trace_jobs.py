@@ -193,3 +193,21 @@ def test_bad_file_one_line_exit_2(tmp_path, capsys, data: bytes, msg: str) -> No
 def test_jobs_out_of_range_is_usage_error(capsys) -> None:
     assert main(["trace", REAL, "--format", "json", "--jobs", "0"]) == 2
     assert "--jobs" in capsys.readouterr().err
+
+
+def test_skipped_packet_warnings_same_with_jobs(tmp_path, capsys) -> None:
+    """Bad packets in a good file: every worker decodes every packet, the warning is counted once."""
+    rng = random.Random(3)
+    pkts = [p for i in range(30) for p in _conv(rng, i, 30).pkts]
+    pkts.sort(key=lambda p: p[0])
+    bad = b"\x45\x00\x00\x14" + b"\x00" * 8  # IPv4 header cut short
+    pkts[5:5] = [(pkts[5][0], bad), (pkts[5][0], b"\x4f" + b"\x00" * 30)]
+    p = str(tmp_path / "warn.pcap")
+    write_pcap(p, pkts)
+    got = []
+    for j in (1, 2):
+        assert main(["trace", p, "--format", "json", "--jobs", str(j)]) == 0
+        cap = capsys.readouterr()
+        got.append((cap.out, cap.err))
+    assert got[0] == got[1]
+    assert "warning" in got[0][1] and '"skipped": {}' not in got[0][0]
