@@ -12,7 +12,7 @@ import pytest
 
 from tcpwise.guard import Guard, GuardConfig, Keepalive, Limits
 from tcpwise.guard.procnet import count_states, own_socket_inodes, port_socket_inodes
-from tcpwise.guard.testing import LOOPS, connect_from, open_fds, probe_closed, run
+from tcpwise.guard.testing import LOOPS, connect_from, established_from, open_fds, probe_closed, run
 
 
 async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -69,7 +69,8 @@ def test_guard_limits_exact_and_nothing_leaked(loop: str, refuse_mode: str) -> N
         # 6 open: one more slot in total, then the global limit refuses even a fresh source.
         assert results["127.0.0.4"] == ["ok"] + [refused] * 2
         assert guard.admission.active == 7 and guard.peak_active == 7
-        assert count_states(local_port=port)["ESTABLISHED"] == 7  # server side: exactly the admitted ones
+        # Server side: exactly the admitted ones (peers of this test only: see established_from).
+        assert established_from(port, [src for src, _ in plan]) == 7, count_states(local_port=port)
         st = guard.stats()["closes_total"]
         assert st.get("refused_ip_limit") == 3 and st.get("refused_global_limit") == 2
         # Free one slot of 127.0.0.2 and it is admitted again.

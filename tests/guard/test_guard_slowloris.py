@@ -8,25 +8,15 @@ is served while the attack is in progress.
 from __future__ import annotations
 
 import asyncio
-import subprocess
 
 import pytest
 
 from tcpwise.guard import Guard, GuardConfig, Limits, Timeouts
 from tcpwise.guard.procnet import count_states
-from tcpwise.guard.testing import LOOPS, connect_from, run
+from tcpwise.guard.testing import LOOPS, connect_from, established_from, run
 
 ATTACK_IPS = [f"127.0.1.{i}" for i in range(1, 11)]
 
-
-def held_by_attackers(port: int) -> int:
-    """Server-side ESTABLISHED sockets on ``port`` whose peer is one of the attack addresses. (Counting every
-    socket with local port ``port`` also counts strangers: another test's client socket on 127.0.0.x may have
-    drawn the same ephemeral port.)"""
-    out = subprocess.run(["ss", "-Htn", "state", "established", f"( sport = :{port} )"],
-                         capture_output=True, text=True, check=True).stdout
-    attackers = set(ATTACK_IPS)
-    return sum(1 for line in out.splitlines() if line.split() and line.split()[-1].rsplit(":", 1)[0] in attackers)
 PER_IP_ATTEMPTS = 250
 PER_IP_LIMIT = 100
 
@@ -81,10 +71,10 @@ def test_guard_slowloris_bounded_and_legit_client_served(loop: str) -> None:
             # Bounded: the attack holds at most per-IP-limit sockets per source on the server.
             for _ in range(40):
                 await asyncio.sleep(0.05)
-                held = held_by_attackers(port)
+                held = established_from(port, ATTACK_IPS)
                 if held <= len(ATTACK_IPS) * PER_IP_LIMIT:
                     break
-            assert 0 < held <= len(ATTACK_IPS) * PER_IP_LIMIT, (held, count_states(local_port=port))
+            assert 0 < held <= len(ATTACK_IPS) * PER_IP_LIMIT, (held, count_states(local_port=port, local_addr="127.0.0.1"))
             assert guard.peak_active <= len(ATTACK_IPS) * PER_IP_LIMIT
             assert max(guard.admission.per_key.values(), default=0) <= PER_IP_LIMIT
 
@@ -105,7 +95,7 @@ def test_guard_slowloris_bounded_and_legit_client_served(loop: str) -> None:
             # (How many were refused vs timed out depends on how long the attack took: on a loaded machine the
             # first-byte timeout already frees slots while the attack is still connecting.)
             assert st.get("refused_ip_limit", 0) > 0
-            assert count_states(local_port=port)["ESTABLISHED"] == 0
+            assert count_states(local_port=port, local_addr="127.0.0.1")["ESTABLISHED"] == 0
         finally:
             for w in writers:
                 w.close()

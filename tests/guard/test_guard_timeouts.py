@@ -48,10 +48,10 @@ def test_guard_idle_timeout_fin_or_rst_and_time_wait(loop: str, mode: str) -> No
         assert await _wait(lambda: not guard.connections)
         assert guard.stats()["closes_total"] == {"idle_timeout": 1}
         if mode == "graceful":
-            assert await _wait(lambda: count_states(local_port=port)["TIME_WAIT"] == 1)
+            assert await _wait(lambda: count_states(local_port=port, local_addr="127.0.0.1")["TIME_WAIT"] == 1)
         else:
             await asyncio.sleep(0.2)
-            st = count_states(local_port=port)
+            st = count_states(local_port=port, local_addr="127.0.0.1")
             assert st["TIME_WAIT"] == 0 and st["FIN_WAIT_2"] == 0, st
             assert count_states(remote_port=port)["TIME_WAIT"] == 0
         server.close()
@@ -142,7 +142,7 @@ def test_guard_always_closes_after_handler(loop: str) -> None:
             w.close()
         assert await _wait(lambda: not guard.connections)
         assert guard.stats()["closes_total"] == {"handler_done": 1, "handler_error": 1}
-        assert count_states(local_port=port)["CLOSE_WAIT"] == 0
+        assert count_states(local_port=port, local_addr="127.0.0.1")["CLOSE_WAIT"] == 0
         server.close()
 
     run(main(), loop)
@@ -185,11 +185,11 @@ def test_guard_graceful_close_lingers_for_peer_fin(loop: str) -> None:
         assert await probe_closed(r, timeout=5.0) == "fin"
         await asyncio.sleep(0.2)
         assert len(guard.connections) == 1  # half-closed: waiting for our FIN to be answered
-        assert count_states(local_port=port)["FIN_WAIT_2"] == 1
+        assert count_states(local_port=port, local_addr="127.0.0.1")["FIN_WAIT_2"] == 1
         w.close()  # the client's FIN
         assert await _wait(lambda: not guard.connections, 3.0)
         assert guard.stats()["closes_total"] == {"idle_timeout": 1}
-        assert await _wait(lambda: count_states(local_port=port)["TIME_WAIT"] == 1)
+        assert await _wait(lambda: count_states(local_port=port, local_addr="127.0.0.1")["TIME_WAIT"] == 1)
         server.close()
 
     run(main(), loop)

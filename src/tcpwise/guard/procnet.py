@@ -38,7 +38,7 @@ def tcp_sockets(paths: tuple[str, ...] = ("/proc/net/tcp", "/proc/net/tcp6")) ->
 _SS_STATES = {"ESTAB": "ESTABLISHED", "SYN-RECV": "SYN_RCVD", "UNCONN": "CLOSED"}
 
 
-def _ss_count(local_port: int | None, remote_port: int | None) -> Counter[str] | None:
+def _ss_count(local_port: int | None, remote_port: int | None, local_addr: str | None = None) -> Counter[str] | None:
     """Count with ``ss``: it passes the port filter to the kernel (inet_diag bytecode), which stays fast when
     the host has tens of thousands of sockets and reading /proc/net/tcp takes half a second."""
     import shutil
@@ -48,7 +48,9 @@ def _ss_count(local_port: int | None, remote_port: int | None) -> Counter[str] |
     if exe is None:
         return None
     terms = []
-    if local_port is not None:
+    if local_port is not None and local_addr is not None:
+        terms.append(f"src {local_addr}:{local_port}")
+    elif local_port is not None:
         terms.append(f"sport = :{local_port}")
     if remote_port is not None:
         terms.append(f"dport = :{remote_port}")
@@ -68,13 +70,17 @@ def _ss_count(local_port: int | None, remote_port: int | None) -> Counter[str] |
     return c
 
 
-def count_states(local_port: int | None = None, remote_port: int | None = None) -> Counter[str]:
+def count_states(local_port: int | None = None, remote_port: int | None = None,
+                 local_addr: str | None = None) -> Counter[str]:
     """Count sockets per state whose local and/or remote port match (``None`` = any).
 
-    Uses ``ss`` with a kernel-side filter when a port is given and ss is installed, else /proc/net/tcp{,6}.
+    ``local_addr`` narrows ``local_port`` to one address: a server's sockets on 127.0.0.1:P, not a stranger's
+    client socket that drew the same port number on another loopback address (the kernel allows both).
+    Uses ``ss`` with a kernel-side filter when a port is given and ss is installed, else /proc/net/tcp{,6}
+    (which ignores ``local_addr``).
     """
     if local_port is not None or remote_port is not None:
-        got = _ss_count(local_port, remote_port)
+        got = _ss_count(local_port, remote_port, local_addr)
         if got is not None:
             return got
     c: Counter[str] = Counter()

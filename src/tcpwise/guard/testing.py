@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Coroutine
+import subprocess
+from collections.abc import Coroutine, Iterable
 from typing import Any, Literal, TypeVar
 
 __all__ = ["LOOPS", "run", "connect_from", "probe_closed", "open_fds"]
@@ -54,3 +55,13 @@ async def probe_closed(reader: asyncio.StreamReader, timeout: float = 2.0) -> Li
 def open_fds() -> int:
     """Number of open file descriptors of this process (Linux /proc/self/fd)."""
     return len(os.listdir("/proc/self/fd"))
+
+
+def established_from(port: int, peers: Iterable[str]) -> int:
+    """Server-side ESTABLISHED sockets on local ``port`` whose peer address is one of ``peers`` (``ss`` with a
+    kernel filter). Counting every socket with that local port also counts strangers: another process's client
+    socket may hold the same port number on another loopback address."""
+    out = subprocess.run(["ss", "-Htn", "state", "established", f"( sport = :{port} )"],
+                         capture_output=True, text=True, check=True).stdout
+    wanted = set(peers)
+    return sum(1 for line in out.splitlines() if line.split() and line.split()[-1].rsplit(":", 1)[0] in wanted)
