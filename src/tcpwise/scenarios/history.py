@@ -51,10 +51,6 @@ ISN_TICKS_PER_S = 250_000
 A_WINDOW = 1 << 20  # both hosts' receive buffer (window scaling on): the largest window either advertises
 
 
-def _seq_rel(value: int, base: int) -> int:
-    return (value - base) & M32
-
-
 # ============================================================================================================
 # why-three
 # ============================================================================================================
@@ -107,7 +103,7 @@ def _why3_simulate(p: P, seed: int) -> Run:
 
 
 def _why3_facts(run: Run) -> dict[str, Any]:
-    v = run.summary.get("values", {})
+    v = q.values(run)
     j_old = v.get("old_syn_seq")
     t_del = v.get("delivered_at") or 0.0
     b_sends = [e for e in q.sends(run, "B") if e.t >= t_del - 1e-9]
@@ -303,7 +299,7 @@ def _od_simulate(p: P, seed: int) -> Run:
                 return False
             if not isn or not seg.payload:
                 return False
-            off = _seq_rel(seg.seq, isn[0]) - 1
+            off = q.rel(seg.seq, isn[0]) - 1
             return bool(off <= target < off + len(seg.payload))
 
         hb = HoldBack(sim, old_segment, t2 + 4 * d)  # arrives after the new connection is up at B
@@ -335,12 +331,12 @@ def _od_simulate(p: P, seed: int) -> Run:
     k2 = synacks[1] if len(synacks) > 1 else None
     diff = [i for i in range(min(len(got), len(new_data))) if got[i] != new_data[i]]
     vals: dict[str, Any] = {
-        "j_old": j1, "j_new": j2, "isn_distance": None if j1 is None or j2 is None else _seq_rel(j2, j1),
+        "j_old": j1, "j_new": j2, "isn_distance": None if j1 is None or j2 is None else q.rel(j2, j1),
         "held_seq": held.seq if held else None, "held_len": len(held.payload) if held else 0,
-        "held_off_old": None if held is None or j1 is None else _seq_rel(held.seq, j1) - 1,
-        "held_off_new": None if held is None or j2 is None else _seq_rel(held.seq, j2) - 1,
+        "held_off_old": None if held is None or j1 is None else q.rel(held.seq, j1) - 1,
+        "held_off_new": None if held is None or j2 is None else q.rel(held.seq, j2) - 1,
         "held_ts": list(held.timestamps) if held is not None and held.timestamps else None,
-        "held_ack_behind": None if held is None or k2 is None else _seq_rel(k2 + 1, held.ack),
+        "held_ack_behind": None if held is None or k2 is None else q.rel(k2 + 1, held.ack),
         "old_down": p["old_down"],
         "held_at": hb.held_at, "delivered_at": hb.delivered_at,
         "old_bytes_sent": p["old_bytes"], "old_bytes_received": len(old_got),
@@ -397,7 +393,7 @@ def _prune(events: list[Event], vals: dict[str, Any], t_end: float) -> list[Even
 
 
 def _od_check(run: Run, p: P) -> list[Check]:
-    v = run.summary.get("values", {})
+    v = q.values(run)
     held_ok = v.get("held_seq") is not None and v.get("delivered_at") is not None
     checks = [
         claim("A data segment of the old incarnation (same 4-tuple, fixed client port) is held in the network and "
@@ -467,7 +463,7 @@ def _od_check(run: Run, p: P) -> list[Check]:
 
 
 def _od_narrate(run: Run, p: P) -> tuple[str, str]:
-    v = run.summary.get("values", {})
+    v = q.values(run)
     base_en = (f"A downloads {v.get('old_down')} bytes, uploads {v.get('old_bytes_sent')} bytes from fixed port {CPORT} and closes. One segment "
                f"(old offset {v.get('held_off_old')}, {v.get('held_len')} bytes) is held in the network until "
                f"{_fmt(v.get('delivered_at'))}; A retransmits it, so the old connection completes intact. ")

@@ -27,6 +27,7 @@ from typing import Any
 from tcpwise.endpoint.config import LINUX
 from tcpwise.errors import UsageError
 from tcpwise.events import Check, Event, Run
+from tcpwise.scenarios import query as q
 from tcpwise.scenarios.base import Param, Scenario, claim, register
 from tcpwise.sim.apps import BASE_FDS, LeakyClient, PoolClient, Server, ShortConnClient, SynFlood
 from tcpwise.sim.core import SimHost, Simulator
@@ -129,10 +130,6 @@ def _t(x: float | None) -> str:
     return "never" if x is None else f"{x:.2f}"
 
 
-def _v(run: Run) -> dict[str, Any]:
-    values: dict[str, Any] = run.summary.get("values", {})
-    return values
-
 
 # ============================================================================================================
 # close-wait-leak
@@ -182,7 +179,7 @@ def _cwl_simulate(p: P, seed: int) -> Run:
 
 
 def _cwl_check(run: Run, p: P) -> list[Check]:
-    v = _v(run)
+    v = q.values(run)
     cw = run.series["B.CLOSE_WAIT"] if run.series else []
     grows = all(b >= a for a, b in zip(cw, cw[1:], strict=False))
     usable = p["fd_limit"] - BASE_FDS
@@ -209,7 +206,7 @@ def _cwl_check(run: Run, p: P) -> list[Check]:
 
 
 def _cwl_narrate(run: Run, p: P) -> tuple[str, str]:
-    v = _v(run)
+    v = q.values(run)
     en = (f"Client A sends {v['requests']} requests at {p['rate']:g}/s; the server answers each one but never calls "
           f"close(). Each client closes, so each server socket sits in CLOSE_WAIT holding an fd: CLOSE_WAIT "
           f"reached {v['peak_close_wait']}. With {p['fd_limit']} fds (3 standard + the listener + "
@@ -297,7 +294,7 @@ def _leak_simulate(p: P, seed: int) -> Run:
 
 
 def _leak_check(run: Run, p: P) -> list[Check]:
-    v = _v(run)
+    v = q.values(run)
     lim, unl = v["limited"], v["unlimited"]
     return [
         claim("Without a limit the leaking client's connections pile up ESTABLISHED on the server until it is full.",
@@ -320,7 +317,7 @@ def _leak_check(run: Run, p: P) -> list[Check]:
 
 
 def _leak_narrate(run: Run, p: P) -> tuple[str, str]:
-    v = _v(run)
+    v = q.values(run)
     lim, unl = v["limited"], v["unlimited"]
     en = (f"Client A opens {p['leak_conns']} connections and never closes any. Without a limit the server (room "
           f"for {p['max_conns']} connections) ends up holding {unl['server_est_from_A']} ESTABLISHED connections from "
@@ -424,7 +421,7 @@ def _flood_simulate(p: P, seed: int) -> Run:
 
 
 def _flood_check(run: Run, p: P) -> list[Check]:
-    v = _v(run)
+    v = q.values(run)
     off, on = v["cookies_off"], v["cookies_on"]
     return [
         claim("Spoofed SYNs fill the SYN queue (the 半连接队列) with SYN_RCVD entries up to its limit.",
@@ -451,7 +448,7 @@ def _flood_check(run: Run, p: P) -> list[Check]:
 
 
 def _flood_narrate(run: Run, p: P) -> tuple[str, str]:
-    v = _v(run)
+    v = q.values(run)
     off, on = v["cookies_off"], v["cookies_on"]
     en = (f"Host X sends {off['flood_syns']} SYNs in {p['flood_duration']:g} s from spoofed addresses. Each one "
           f"leaves a SYN_RCVD entry whose SYN-ACK goes nowhere and is retransmitted for about a minute: with "
@@ -556,7 +553,7 @@ def _aq_simulate(p: P, seed: int) -> Run:
 
 
 def _aq_check(run: Run, p: P) -> list[Check]:
-    v = _v(run)
+    v = q.values(run)
     st = v["stats"]
     checks = [
         claim("listen()'s backlog is silently capped by net.core.somaxconn: the queue limit is min(backlog, somaxconn), "
@@ -597,7 +594,7 @@ def _aq_check(run: Run, p: P) -> list[Check]:
 
 
 def _aq_narrate(run: Run, p: P) -> tuple[str, str]:
-    v = _v(run)
+    v = q.values(run)
     st = v["stats"]
     if not p["abort_on_overflow"]:
         en = (f"The server listens with backlog {v['backlog']} but accept()s only one connection every "
@@ -703,7 +700,7 @@ def _pool_simulate(p: P, seed: int) -> Run:
 
 
 def _pool_check(run: Run, p: P) -> list[Check]:
-    v = _v(run)
+    v = q.values(run)
     nv, gd = v["naive"], v["validating"]
     return [
         claim("The server closes idle pooled connections; the client's kernel ACKs the FIN and they sit in "
@@ -736,7 +733,7 @@ def _pool_check(run: Run, p: P) -> list[Check]:
 
 
 def _pool_narrate(run: Run, p: P) -> tuple[str, str]:
-    v = _v(run)
+    v = q.values(run)
     nv, gd = v["naive"], v["validating"]
     en = (f"Requests come in bursts ({p['bursts']}) every {p['gap']:g} s; the server closes connections idle for "
           f"{p['server_idle']:g} s. The naive pool keeps the closed ones (CLOSE_WAIT on the client, peak "

@@ -392,7 +392,7 @@ def _hb_simulate(p: P, seed: int) -> Run:
 
 
 def _hb_check(run: Run, p: P) -> list[Check]:
-    v = run.summary.get("values", {})
+    v = q.values(run)
     writes = v.get("writes", [])
     closed = v.get("server_closed", [])
     if p["interval"] < p["idle_timeout"]:
@@ -437,7 +437,7 @@ def _hb_check(run: Run, p: P) -> list[Check]:
 
 
 def _hb_narrate(run: Run, p: P) -> tuple[str, str]:
-    v = run.summary.get("values", {})
+    v = q.values(run)
     writes = v.get("writes", [])
     closed = v.get("server_closed", [])
     if p["interval"] < p["idle_timeout"]:
@@ -548,7 +548,7 @@ def _ka_facts(run: Run, p: P) -> dict[str, Any]:
 
 def _ka_check(run: Run, p: P) -> list[Check]:
     f = _ka_facts(run, p)
-    v = run.summary.get("values", {})
+    v = q.values(run)
     pr = f["probes"]
     ans = f["answered"]
     gaps_alive = [round(b[0].t - a[1].t, 6) for a, b in pairwise(ans)]
@@ -592,7 +592,7 @@ def _ka_check(run: Run, p: P) -> list[Check]:
 
 def _ka_narrate(run: Run, p: P) -> tuple[str, str]:
     f = _ka_facts(run, p)
-    v = run.summary.get("values", {})
+    v = q.values(run)
     dd = v.get("default_detect")
     en = (f"A turns on SO_KEEPALIVE with {p['keepalive_time']:g}/{p['keepalive_intvl']:g}/{p['keepalive_probes']} "
           f"(idle/interval/count). After {p['keepalive_time']:g} s of silence it sends a probe carrying no data and "
@@ -671,7 +671,7 @@ def _mb_survives(p: P) -> bool:
 
 
 def _mb_check(run: Run, p: P) -> list[Check]:
-    v = run.summary.get("values", {})
+    v = q.values(run)
     t_send = p["send_at"]
     expired = v.get("expired", [])
     fw_drops = [e for e in run.events if e.kind == "drop" and "firewall" in (e.text or "")]
@@ -739,7 +739,7 @@ def _mb_check(run: Run, p: P) -> list[Check]:
 
 
 def _mb_narrate(run: Run, p: P) -> tuple[str, str]:
-    v = run.summary.get("values", {})
+    v = q.values(run)
     expired = v.get("expired", [])
     if _mb_survives(p):
         probes = _probes(run, "A")
@@ -829,7 +829,7 @@ def _rt_simulate(p: P, seed: int) -> Run:
 
 
 def _rt_check(run: Run, p: P) -> list[Check]:
-    v = run.summary.get("values", {})
+    v = q.values(run)
     zero = [e for e in q.recvs(run, "B") if e.segment is not None and e.segment.win == 0]
     queued, written, read = v.get("queued_at_close"), v.get("written"), v.get("client_read")
     checks = [claim("The client stops reading: its window falls to zero and the server cannot send the rest of the "
@@ -871,7 +871,7 @@ def _rt_check(run: Run, p: P) -> list[Check]:
 
 
 def _rt_narrate(run: Run, p: P) -> tuple[str, str]:
-    v = run.summary.get("values", {})
+    v = q.values(run)
     queued, written, read = v.get("queued_at_close"), v.get("written"), v.get("client_read")
     base_en = (f"The server writes a {written}-byte response; the client's application stops reading, its "
                f"receive buffer fills and its window drops to zero. At {_fmt(v.get('closed_at'))}, "

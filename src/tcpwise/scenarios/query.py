@@ -7,11 +7,18 @@ judge the kernel.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from tcpwise.events import Event, Run, SegmentInfo
 
-__all__ = ["state_events", "state_path", "sends", "recvs", "drops", "apps", "first_time_in", "time_in_state",
+__all__ = ["values", "state_events", "state_path", "sends", "recvs", "drops", "apps", "first_time_in", "time_in_state",
            "isn_of", "rel", "entered", "flags_seq"]
+
+
+def values(run: Run) -> dict[str, Any]:
+    """The measured numbers a scenario's simulation recorded for its checks and narrative."""
+    vals: dict[str, Any] = run.summary.get("values", {})
+    return vals
 
 
 def _is_listener(ev: Event) -> bool:

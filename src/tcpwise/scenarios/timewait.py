@@ -286,10 +286,6 @@ def _simulate(p: P, seed: int) -> Run:
     return run
 
 
-def _v(run: Run) -> dict[str, Any]:
-    values: dict[str, Any] = run.summary.get("values", {})
-    return values
-
 
 def _expected_tw(p: P, v: dict[str, Any]) -> float:
     """TIME_WAIT count expected at the end of the run from R and the measured timeline (no port limit)."""
@@ -301,7 +297,7 @@ def _expected_tw(p: P, v: dict[str, Any]) -> float:
 def _check(run: Run, p: P) -> list[Check]:
     if p["nat"]:
         return _check_nat(run, p)
-    v = _v(run)
+    v = q.values(run)
     tw, fw2 = v["time_wait"], v["fin_wait_2"]
     rate, ports = p["rate"], v["ports"]
     exp = _expected_tw(p, v)
@@ -398,7 +394,7 @@ def _check(run: Run, p: P) -> list[Check]:
 def _narrate(run: Run, p: P) -> tuple[str, str]:
     if p["nat"]:
         return _narrate_nat(run, p)
-    v = _v(run)
+    v = q.values(run)
     rem = v["remedies"]
     how = ("the packet model (every segment of every connection)" if v["model"] == "packet" else
            f"the flow model, calibrated from one packet-model lifecycle with the same parameters "
@@ -486,7 +482,7 @@ def _simulate_nat(p: P, seed: int) -> Run:
 
 
 def _check_nat(run: Run, p: P) -> list[Check]:
-    v = _v(run)
+    v = q.values(run)
     leg, mod = v["legacy"], v["modern"]
     lc = leg["clients"]
     fastest = max(lc, key=lambda k: lc[k]["clock_offset"])
@@ -509,7 +505,7 @@ def _check_nat(run: Run, p: P) -> list[Check]:
 
 
 def _narrate_nat(run: Run, p: P) -> tuple[str, str]:
-    v = _v(run)
+    v = q.values(run)
     leg, mod = v["legacy"], v["modern"]
     lc = leg["clients"]
     fastest = max(lc, key=lambda k: lc[k]["clock_offset"])
