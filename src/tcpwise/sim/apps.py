@@ -110,11 +110,7 @@ class Server:
         quiet_reads(host)
         host.reactions.append(self._react)
         host.app(f"listen(port={port}, backlog={self.listener.backlog})")
-        if sim.record:
-            from tcpwise.events import Event
-
-            sim._append(Event(sim.now, host.name, "state", from_state="CLOSED", to_state="LISTEN",
-                              conn=f"{host.name}:{port} (listen)"))
+        sim.log_listen(host, port)
         if accept_interval is not None:
             sim.at(sim.now + accept_interval, self._slow_accept)
         if idle_timeout is not None:

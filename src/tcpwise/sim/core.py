@@ -301,6 +301,12 @@ class Simulator:
             self._append(Event(now, host.name, "state", from_state=old.value, to_state=new.value,
                                conn=self.conn_label(host, ep)))
 
+    def log_listen(self, host: SimHost, port: int) -> None:
+        """A listener opened: its CLOSED -> LISTEN (listeners are not endpoints, so no StateChanged reports it)."""
+        if self.record:
+            self._append(Event(self.now, host.name, "state", from_state="CLOSED", to_state="LISTEN",
+                               conn=f"{host.name}:{port} (listen)"))
+
     def log_timer(self, host: SimHost, ep: Endpoint, name: str, now: float) -> None:
         if self.record:
             self._append(Event(now, host.name, "timer", name=name, conn=self.conn_label(host, ep)))

@@ -12,7 +12,7 @@ from typing import Any
 from tcpwise.endpoint.config import LINUX, EndpointConfig
 from tcpwise.endpoint.stack import ConnectError
 from tcpwise.endpoint.tcb import LocalProtocolError
-from tcpwise.events import Event, Run
+from tcpwise.events import Run
 from tcpwise.scenarios import script as sc
 from tcpwise.sim.core import SimHost, Simulator
 from tcpwise.sim.network import DropRule, Impairments
@@ -76,9 +76,7 @@ def _listen(sim: Simulator, st: sc.Listen) -> None:
     lst = h.stack.listen(st.port, st.backlog, sim.now, auto_accept=st.accept)
     h.listen_policy[st.port] = {"accept": st.accept, "on_eof": st.on_eof, "label": "s"}
     h.app(f"listen(port={st.port}, backlog={lst.backlog})")
-    if sim.record:
-        sim._append(Event(sim.now, h.name, "state", from_state="CLOSED", to_state="LISTEN",
-                          conn=f"{h.name}:{st.port} (listen)"))
+    sim.log_listen(h, st.port)
 
 
 def _connect(sim: Simulator, st: sc.Connect) -> None:
