@@ -36,6 +36,23 @@ def _model() -> tuple[int, int]:
     return len(server.listener.accept_queue), client.stats.established
 
 
+def _connect_many(port: int, n: int, pause: float, socks: list[socket.socket]) -> list[socket.socket]:
+    """Start ``n`` non-blocking connects to 127.0.0.1:port (``pause`` apart, appended to ``socks`` so the caller
+    closes them), wait 0.3 s, and return the ones whose handshake completed."""
+    for _ in range(n):
+        c = socket.socket()
+        c.setblocking(False)
+        try:
+            c.connect(("127.0.0.1", port))
+        except BlockingIOError:
+            pass
+        socks.append(c)
+        time.sleep(pause)
+    time.sleep(0.3)
+    _, writable, _ = select.select([], socks, [], 0)
+    return [c for c in writable if c.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0]
+
+
 def test_accept_queue_holds_backlog_plus_one_on_the_kernel() -> None:
     from tcpwise.lab.netns import in_netns, new_run_id, sh
 
@@ -49,18 +66,7 @@ def test_accept_queue_holds_backlog_plus_one_on_the_kernel() -> None:
             srv.bind(("127.0.0.1", 8082))
             srv.listen(BACKLOG)  # and never accept()
             try:
-                for _ in range(CLIENTS):
-                    c = socket.socket()
-                    c.setblocking(False)
-                    try:
-                        c.connect(("127.0.0.1", 8082))
-                    except BlockingIOError:
-                        pass
-                    socks.append(c)
-                    time.sleep(0.01)
-                time.sleep(0.3)
-                _, writable, _ = select.select([], socks, [], 0)
-                connected = sum(1 for c in writable if c.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0)
+                connected = len(_connect_many(8082, CLIENTS, 0.01, socks))
                 listen = sh("ip", "netns", "exec", ns, "ss", "-ltnH", "sport", "= :8082")
                 nstat = sh("ip", "netns", "exec", ns, "nstat", "-az", "TcpExtListenOverflows")
             finally:
@@ -130,18 +136,7 @@ def test_close_wait_leak_on_the_kernel() -> None:
         usable = limit - base
         socks: list[socket.socket] = []
         with in_netns(ns):
-            for _ in range(usable + backlog + 1 + 3):
-                c = socket.socket()
-                c.setblocking(False)
-                try:
-                    c.connect(("127.0.0.1", 8083))
-                except BlockingIOError:
-                    pass
-                socks.append(c)
-                time.sleep(0.02)
-            time.sleep(0.3)
-            _, writable, _ = select.select([], socks, [], 0)
-            connected = [c for c in writable if c.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0]
+            connected = _connect_many(8083, usable + backlog + 1 + 3, 0.02, socks)
             for c in connected:
                 c.shutdown(socket.SHUT_WR)  # the client is done: FIN -> the server side goes CLOSE_WAIT
             time.sleep(0.3)
