@@ -39,7 +39,6 @@ class EndpointConfig:
     keepalive_intvl: float = 75.0  # net.ipv4.tcp_keepalive_intvl / TCP_KEEPINTVL
     keepalive_probes: int = 9  # net.ipv4.tcp_keepalive_probes / TCP_KEEPCNT
     user_timeout: float = 0.0  # TCP_USER_TIMEOUT (RFC 5482) in seconds; 0 = off
-    delayed_ack: float = 0.0  # delayed-ACK timeout; 0 = ACK at once (Linux quickack at connection start)
     # --- listener -----------------------------------------------------------------------------------------
     backlog: int = 128  # listen() backlog, capped by somaxconn (accept queue length)
     somaxconn: int = 4096  # net.core.somaxconn

@@ -59,7 +59,7 @@ class ConnectionError(EndpointEvent):  # noqa: A001 - the socket-level name is t
 
 @dataclass(frozen=True, slots=True)
 class TimerFired(EndpointEvent):
-    name: str  # rto, persist, keepalive, time_wait, fin_wait_2, delack, user_timeout
+    name: str  # rto, persist, keepalive, time_wait, fin_wait_2
 
 
 @dataclass(frozen=True, slots=True)

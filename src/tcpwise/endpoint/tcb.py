@@ -85,7 +85,7 @@ class Endpoint:
         "timers", "rtt", "rtt_seq", "rtt_time", "retransmits", "una_since", "cwnd", "ssthresh", "dupacks",
         "ka_probes", "last_rcv", "persist_probes", "challenge_count", "challenge_window",
         # output
-        "_out", "_events", "ack_pending", "error", "closed_at",
+        "_out", "_events", "ack_pending", "error",
     )
 
     def __init__(
@@ -150,7 +150,6 @@ class Endpoint:
         self._events: deque[EndpointEvent] = deque()
         self.ack_pending = False
         self.error: str | None = None
-        self.closed_at: float | None = None
 
     # =====================================================================================================
     # Construction
@@ -310,7 +309,7 @@ class Endpoint:
     # =====================================================================================================
     def handle_timer(self, now: float) -> None:
         """Fire every timer whose deadline has passed (in a fixed order, so runs are deterministic)."""
-        for name in ("time_wait", "fin_wait_2", "rto", "persist", "keepalive", "delack"):
+        for name in ("time_wait", "fin_wait_2", "rto", "persist", "keepalive"):
             due = self.timers.get(name)
             if due is not None and due <= now + 1e-9:
                 del self.timers[name]
@@ -340,9 +339,6 @@ class Endpoint:
         # Linux sends none either unless data arrives).
         if self.state is S.FIN_WAIT_2:
             self._set_state(S.CLOSED, "timer fin_wait_2")
-
-    def _on_delack(self, now: float) -> None:
-        self.ack_pending = True
 
     def _give_up(self, now: float, why: str) -> None:
         """Retransmission or keepalive gave up (ETIMEDOUT). Linux sends no RST for a timed-out connection
@@ -767,7 +763,7 @@ class Endpoint:
 
     def _enter_time_wait(self, now: float, trigger: str) -> None:
         self._set_state(S.TIME_WAIT, trigger)
-        for name in ("rto", "persist", "keepalive", "fin_wait_2", "delack"):
+        for name in ("rto", "persist", "keepalive", "fin_wait_2"):
             self._disarm(name)
         if self.cfg.time_wait <= 0:
             # A model-only variant (Linux cannot do this: TCP_TIMEWAIT_LEN is compiled in): no TIME_WAIT at all.
