@@ -80,23 +80,12 @@ def _parse_sets(items: list[str]) -> dict[str, str]:
     return out
 
 
-def _emit(data: str | bytes, output: str | None) -> None:
-    if output:
-        mode = "wb" if isinstance(data, bytes) else "w"
-        with open(output, mode) as f:
-            f.write(data)
-        return
-    if isinstance(data, bytes):
-        sys.stdout.buffer.write(data)
-    else:
-        sys.stdout.write(data if data.endswith("\n") else data + "\n")
-
-
 def _run(args: argparse.Namespace) -> int:
     import io
 
     from tcpwise.errors import UsageError
     from tcpwise.lab.conform import lab_scenario_run
+    from tcpwise.scenarios.cli import write_output as _emit  # the one -o/stdout writer (errors in one line)
 
     if args.format == "pcap" and not args.output and sys.stdout.isatty():
         raise UsageError("--format pcap writes binary: use -o FILE or redirect stdout")
