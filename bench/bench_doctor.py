@@ -61,12 +61,19 @@ def main() -> int:
         t = time.perf_counter()
         for i in range(4):
             children.append(Child(PAIRS, f"127.0.0.{10 + i}", PER_CHILD, timeout=120))
-        print(f"setup: {len(children)} children, {count_tcp()} TCP sockets on the host "
-              f"({time.perf_counter() - t:.1f} s)")
+        print(
+            f"setup: {len(children)} children, {count_tcp()} TCP sockets on the host "
+            f"({time.perf_counter() - t:.1f} s)"
+        )
         doctor = [*tcpwise_cmd(), "doctor", "--json"]
         psutil_sub = [sys.executable, "-c", "import psutil; psutil.net_connections('tcp')"]
-        res: dict[str, list[float]] = {"doctor": [], "ss -tanp": [], "ss -tan": [], "psutil (subprocess)": [],
-                                       "psutil (in-process)": []}
+        res: dict[str, list[float]] = {
+            "doctor": [],
+            "ss -tanp": [],
+            "ss -tan": [],
+            "psutil (subprocess)": [],
+            "psutil (in-process)": [],
+        }
         import psutil
 
         doc = None
@@ -91,12 +98,18 @@ def main() -> int:
         print(f"  doctor's own elapsed_s (in-process collect+analyze): {doc['elapsed_s'] * 1000:.1f} ms")
         start = statistics.median(timed([*tcpwise_cmd(), "--version"], env)[0] for _ in range(3))
         bare = statistics.median(timed([sys.executable, "-c", "pass"])[0] for _ in range(3))
-        print(f"  tcpwise --version (interpreter + root CLI importing every area): {start * 1000:.1f} ms; "
-              f"bare interpreter {bare * 1000:.1f} ms")
-        print(f"  doctor without the other areas' import cost: {(d - (start - bare)) * 1000:.1f} ms, ratio "
-              f"{(d - (start - bare)) / ref:.2f}")
-        print(f"RESULT doctor/ss-tanp = {d / ref:.2f} (goal <= 1.0, 1.5 at worst); "
-              f"doctor/psutil(subprocess) = {d / statistics.median(res['psutil (subprocess)']):.2f}")
+        print(
+            f"  tcpwise --version (interpreter + root CLI importing every area): {start * 1000:.1f} ms; "
+            f"bare interpreter {bare * 1000:.1f} ms"
+        )
+        print(
+            f"  doctor without the other areas' import cost: {(d - (start - bare)) * 1000:.1f} ms, ratio "
+            f"{(d - (start - bare)) / ref:.2f}"
+        )
+        print(
+            f"RESULT doctor/ss-tanp = {d / ref:.2f} (goal <= 1.0, 1.5 at worst); "
+            f"doctor/psutil(subprocess) = {d / statistics.median(res['psutil (subprocess)']):.2f}"
+        )
 
         # Exporter scrape at 50k+ sockets.
         for i in range(2):
@@ -104,8 +117,12 @@ def main() -> int:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
-        exporter = subprocess.Popen([*tcpwise_cmd(), "exporter", "--listen", f"127.0.0.1:{port}"], env=env,
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        exporter = subprocess.Popen(
+            [*tcpwise_cmd(), "exporter", "--listen", f"127.0.0.1:{port}"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
         url = f"http://127.0.0.1:{port}/metrics"
         deadline = time.monotonic() + 30
         while True:
@@ -129,9 +146,11 @@ def main() -> int:
             time.sleep(0.2)
         med = statistics.median(scrapes)
         ref_tan = statistics.median(ss_tan)
-        print(f"\nexporter: {total} TCP sockets, {size} bytes per scrape, scrape median {med * 1000:.1f} ms, "
-              f"max {max(scrapes) * 1000:.1f} ms (goal < 100 ms); `ss -tan` in the same run "
-              f"{ref_tan * 1000:.1f} ms -> scrape/ss-tan = {med / ref_tan:.2f}")
+        print(
+            f"\nexporter: {total} TCP sockets, {size} bytes per scrape, scrape median {med * 1000:.1f} ms, "
+            f"max {max(scrapes) * 1000:.1f} ms (goal < 100 ms); `ss -tan` in the same run "
+            f"{ref_tan * 1000:.1f} ms -> scrape/ss-tan = {med / ref_tan:.2f}"
+        )
         return 0
     finally:
         if exporter is not None:

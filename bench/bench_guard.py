@@ -41,6 +41,7 @@ def raise_nofile(n: int = 20_000) -> None:
 
 # -- server role ------------------------------------------------------------------------------------------------
 
+
 async def _echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     while data := await reader.read(65536):
         writer.write(data)
@@ -88,6 +89,7 @@ async def serve(kind: str, target: int, timeout: float) -> None:
 
 
 # -- client roles ----------------------------------------------------------------------------------------------
+
 
 def hold(port: int, n: int, first_ip: int, seconds: float) -> None:
     """Open ``n`` idle connections from 127.0.3.<first_ip...>, report, hold them until stdin closes."""
@@ -141,6 +143,7 @@ async def load(port: int, mode: str, seconds: float) -> None:
 
 # -- orchestration ---------------------------------------------------------------------------------------------
 
+
 def _spawn(*args: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, HERE, *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
@@ -174,8 +177,16 @@ def bench_idle(kind: str, n: int) -> dict[str, float]:
         t0 = time.monotonic()
         parts = 4  # client sockets spread over processes (fd limit ~20k each) and source addresses
         clients = [
-            _spawn("--role", "hold", "--port", str(port), "--n", str(n // parts + (i < n % parts)),
-                   "--first-ip", str(1 + 10 * i))
+            _spawn(
+                "--role",
+                "hold",
+                "--port",
+                str(port),
+                "--n",
+                str(n // parts + (i < n % parts)),
+                "--first-ip",
+                str(1 + 10 * i),
+            )
             for i in range(parts)
         ]
         opened = sum(int(_line(c)["opened"]) for c in clients)
@@ -183,7 +194,13 @@ def bench_idle(kind: str, n: int) -> dict[str, float]:
         dt = time.monotonic() - t0
         held = int(rep["held"])
         per = (rep["rss_kib"] - rep["rss_base_kib"]) * 1024 / max(held, 1)
-        return {"opened": opened, "held": held, "rss_mib": rep["rss_kib"] / 1024, "bytes_per_conn": per, "secs": dt}
+        return {
+            "opened": opened,
+            "held": held,
+            "rss_mib": rep["rss_kib"] / 1024,
+            "bytes_per_conn": per,
+            "secs": dt,
+        }
     finally:
         _stop(*clients, srv)
 
@@ -254,10 +271,14 @@ def main() -> int:
     for k, r in idle.items():
         print(f"{k:<8} {r['held']:>7.0f} {r['rss_mib']:>8.1f} {r['bytes_per_conn']:>11.0f} {r['secs']:>7.1f}")
     g, p = idle["guard"], idle["plain"]
-    print(f"guard holds {g['held']:.0f} idle connections in one process (goal >= 15000): "
-          f"{'MET' if g['held'] >= 15000 else 'NOT MET'}; RSS per connection guard/plain = "
-          f"{g['bytes_per_conn'] / max(p['bytes_per_conn'], 1):.2f}")
-    print("echo: best of alternating runs; 'CPU/op' is server CPU time per round trip (rr) or per 64 KiB chunk (bulk),")
+    print(
+        f"guard holds {g['held']:.0f} idle connections in one process (goal >= 15000): "
+        f"{'MET' if g['held'] >= 15000 else 'NOT MET'}; RSS per connection guard/plain = "
+        f"{g['bytes_per_conn'] / max(p['bytes_per_conn'], 1):.2f}"
+    )
+    print(
+        "echo: best of alternating runs; 'CPU/op' is server CPU time per round trip (rr) or per 64 KiB chunk (bulk),"
+    )
     print("      which the other jobs on a shared machine disturb far less than wall-clock throughput")
     for loop in ("asyncio", "uvloop"):
         for mode, unit in (("rr", "rt/s"), ("bulk", "MB/s")):
@@ -270,9 +291,11 @@ def main() -> int:
                     cpu[k] = min(cpu[k], c)
             ratio = best["guard"] / best["plain"] if best["plain"] else 0.0
             cratio = cpu["plain"] / cpu["guard"] if cpu["guard"] else 0.0
-            print(f"echo {mode:<4} {loop:<7}: plain {best['plain']:>7.0f} {unit} {cpu['plain']:>6.1f} us CPU/op | "
-                  f"guard {best['guard']:>7.0f} {unit} {cpu['guard']:>6.1f} us CPU/op | guard/plain throughput "
-                  f"{ratio:.2f}, CPU efficiency {cratio:.2f} (goal >= 0.8: {'MET' if min(ratio, cratio) >= 0.8 else 'see note' if max(ratio, cratio) >= 0.8 else 'NOT MET'})")
+            print(
+                f"echo {mode:<4} {loop:<7}: plain {best['plain']:>7.0f} {unit} {cpu['plain']:>6.1f} us CPU/op | "
+                f"guard {best['guard']:>7.0f} {unit} {cpu['guard']:>6.1f} us CPU/op | guard/plain throughput "
+                f"{ratio:.2f}, CPU efficiency {cratio:.2f} (goal >= 0.8: {'MET' if min(ratio, cratio) >= 0.8 else 'see note' if max(ratio, cratio) >= 0.8 else 'NOT MET'})"
+            )
     return 0
 
 

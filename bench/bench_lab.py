@@ -31,7 +31,9 @@ def main() -> int:
     from tcpwise.lab.netns import Topology, in_netns
 
     others = int(open("/proc/net/sockstat").read().split("TCP: inuse ")[1].split()[0])
-    print(f"sockets in the root namespace right now: {others} (other namespaces share the default hash table)")
+    print(
+        f"sockets in the root namespace right now: {others} (other namespaces share the default hash table)"
+    )
     rates = {}
     for private in (True, False):
         topo = Topology(delay_line=False)
@@ -58,8 +60,10 @@ def main() -> int:
     print(f"sock_diag dumps/s, private hash table : {rates[True]:10.0f}")
     print(f"sock_diag dumps/s, shared hash table  : {rates[False]:10.0f}")
     print(f"`ip netns exec NS ss -tan` runs/s     : {rates['ss']:10.1f}")
-    print(f"ratio private/shared: {rates[True] / max(rates[False], 1e-9):.1f}x; "
-          f"private/ss: {rates[True] / max(rates['ss'], 1e-9):.0f}x")
+    print(
+        f"ratio private/shared: {rates[True] / max(rates[False], 1e-9):.1f}x; "
+        f"private/ss: {rates[True] / max(rates['ss'], 1e-9):.0f}x"
+    )
     return 0
 
 

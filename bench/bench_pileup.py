@@ -47,32 +47,47 @@ def main() -> int:
     sys.path.insert(0, str(ROOT / "src"))
     print(f"bench_pileup on {os.cpu_count()} CPUs, python {sys.version.split()[0]}")
 
-    for label, sets in (("scale run", ("rate=10000", "duration=120")),
-                        ("scale run, tw_reuse=1", ("rate=10000", "duration=120", "tw_reuse=1"))):
+    for label, sets in (
+        ("scale run", ("rate=10000", "duration=120")),
+        ("scale run, tw_reuse=1", ("rate=10000", "duration=120", "tw_reuse=1")),
+    ):
         wall, run, rss = cli_run(*sets)
         v = run["summary"]["values"]
         sim_s = run["params"]["duration"]
         ok = all(c["ok"] for c in run["checks"])
         print(f"{label}: tcpwise sim timewait-pileup --set {' --set '.join(sets)}")
-        print(f"  wall {wall:.2f} s for {sim_s:g} simulated s -> {sim_s / wall:.1f} simulated s per wall s "
-              f"(target >= 2.0: {'met' if sim_s / wall >= 2.0 else 'MISSED'}); checks ok: {ok}")
-        print(f"  connection attempts {v['attempts']}, lifecycles completed {v['succeeded']}, failed connects "
-              f"{v['failed']}; {v['attempts'] / wall:,.0f} attempts/s and {v['succeeded'] / wall:,.0f} "
-              f"lifecycles/s of wall time; events kept {len(run['events'])}, series points "
-              f"{len(run['series']['t'])}; peak RSS {rss / 1024:.0f} MiB")
+        print(
+            f"  wall {wall:.2f} s for {sim_s:g} simulated s -> {sim_s / wall:.1f} simulated s per wall s "
+            f"(target >= 2.0: {'met' if sim_s / wall >= 2.0 else 'MISSED'}); checks ok: {ok}"
+        )
+        print(
+            f"  connection attempts {v['attempts']}, lifecycles completed {v['succeeded']}, failed connects "
+            f"{v['failed']}; {v['attempts'] / wall:,.0f} attempts/s and {v['succeeded'] / wall:,.0f} "
+            f"lifecycles/s of wall time; events kept {len(run['events'])}, series points "
+            f"{len(run['series']['t'])}; peak RSS {rss / 1024:.0f} MiB"
+        )
 
     from tcpwise.scenarios.timewait import calibrate, packet_pileup
     from tcpwise.sim.fleet import simulate_flow
 
-    p = {"rate": 10000.0, "duration": 120.0, "port_range": "32768-60999", "delay": 0.05, "tw_reuse": 1,
-         "timestamps": True, "fin_timeout": 60.0}
+    p = {
+        "rate": 10000.0,
+        "duration": 120.0,
+        "port_range": "32768-60999",
+        "delay": 0.05,
+        "tw_reuse": 1,
+        "timestamps": True,
+        "fin_timeout": 60.0,
+    }
     lc = calibrate(p).lc
     t0 = time.perf_counter()
     res = simulate_flow(10000.0, 120.0, 28232, lc)
     dt_flow = time.perf_counter() - t0
     flow_rate = res.succeeded / dt_flow
-    print(f"flow model alone (tw_reuse=1): {res.succeeded} lifecycles in {dt_flow:.3f} s -> "
-          f"{flow_rate:,.0f} lifecycles/s, {120.0 / dt_flow:,.0f} simulated s per wall s")
+    print(
+        f"flow model alone (tw_reuse=1): {res.succeeded} lifecycles in {dt_flow:.3f} s -> "
+        f"{flow_rate:,.0f} lifecycles/s, {120.0 / dt_flow:,.0f} simulated s per wall s"
+    )
 
     pp = {**p, "rate": 200.0, "duration": 5.0, "tw_reuse": 2}
     t0 = time.perf_counter()
@@ -80,10 +95,14 @@ def main() -> int:
     dt = time.perf_counter() - t0
     segs = sim.counters["segments"]
     packet_rate = pres.succeeded / dt
-    print(f"packet model: {pres.succeeded} lifecycles, {segs} segments in {dt:.2f} s -> {segs / dt:,.0f} "
-          f"segments/s, {packet_rate:,.0f} lifecycles/s, {5.0 / dt:.2f} simulated s per wall s")
-    print(f"flow model vs packet model: {flow_rate / packet_rate:,.0f}x the lifecycles/s "
-          f"(a 1.2M-lifecycle packet run would take ~{1_200_000 / packet_rate / 60:,.0f} min)")
+    print(
+        f"packet model: {pres.succeeded} lifecycles, {segs} segments in {dt:.2f} s -> {segs / dt:,.0f} "
+        f"segments/s, {packet_rate:,.0f} lifecycles/s, {5.0 / dt:.2f} simulated s per wall s"
+    )
+    print(
+        f"flow model vs packet model: {flow_rate / packet_rate:,.0f}x the lifecycles/s "
+        f"(a 1.2M-lifecycle packet run would take ~{1_200_000 / packet_rate / 60:,.0f} min)"
+    )
     self_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     print(f"peak RSS of this benchmark process: {self_rss / 1024:.0f} MiB")
     return 0

@@ -30,7 +30,9 @@ def bulk() -> None:
         sim, _ = run_script(Script(HOSTS, steps, link, duration=700), seed, record=False)
         segs += sim.counters["segments"]
     wall = time.perf_counter() - t
-    print(f"bulk 1 MB over 20% loss x5: {segs} segments in {wall:.2f} s = {segs / wall:,.0f} simulated segments/s")
+    print(
+        f"bulk 1 MB over 20% loss x5: {segs} segments in {wall:.2f} s = {segs / wall:,.0f} simulated segments/s"
+    )
 
 
 def lifecycles(rate: int = 500, duration: float = 4.0) -> None:
@@ -38,19 +40,28 @@ def lifecycles(rate: int = 500, duration: float = 4.0) -> None:
     steps: list = [Listen(0, "B", 80, on_eof="close", backlog=4096)]
     for i in range(n):
         t = i / rate
-        steps += [Connect(t, "A", "B", 80, sock=f"c{i}"), Send(t + 0.11, "A", 100, sock=f"c{i}"),
-                  Close(t + 0.2, "A", sock=f"c{i}")]
+        steps += [
+            Connect(t, "A", "B", 80, sock=f"c{i}"),
+            Send(t + 0.11, "A", 100, sock=f"c{i}"),
+            Close(t + 0.2, "A", sock=f"c{i}"),
+        ]
     script = Script(HOSTS, tuple(steps), LinkSpec(delay=0.001), duration=duration + 61)
     t = time.perf_counter()
     sim, _ = run_script(script, 1, record=False)
     wall = time.perf_counter() - t
     segs = sim.counters["segments"]
-    print(f"short connections: {n} lifecycles ({segs} segments) over {duration + 61:.0f} simulated s in {wall:.2f} s wall")
-    print(f"  = {n / wall:,.0f} lifecycles/s, {segs / wall:,.0f} segments/s; "
-          f"{rate} conn/s runs at {duration / wall:.2f}x real time (connection phase)")
+    print(
+        f"short connections: {n} lifecycles ({segs} segments) over {duration + 61:.0f} simulated s in {wall:.2f} s wall"
+    )
+    print(
+        f"  = {n / wall:,.0f} lifecycles/s, {segs / wall:,.0f} segments/s; "
+        f"{rate} conn/s runs at {duration / wall:.2f}x real time (connection phase)"
+    )
     target = 10_000
-    print(f"  packet-level would need {target / (n / wall):.1f}x more speed for {target} conn/s; "
-          f"the flow-level pileup model covers that (bench_pileup.py)")
+    print(
+        f"  packet-level would need {target / (n / wall):.1f}x more speed for {target} conn/s; "
+        f"the flow-level pileup model covers that (bench_pileup.py)"
+    )
 
 
 if __name__ == "__main__":

@@ -38,7 +38,9 @@ async def main(args: argparse.Namespace) -> int:
     config = GuardConfig(
         limits=Limits(max_connections=args.max_conns, max_per_ip=args.per_ip, accept_rate=args.rate),
         timeouts=Timeouts(first_byte=args.first_byte, idle=args.idle, write=args.write_timeout, drain=2.0),
-        keepalive=Keepalive(idle=args.ka_idle, interval=args.ka_intvl, count=args.ka_cnt, user_timeout=args.user_timeout),
+        keepalive=Keepalive(
+            idle=args.ka_idle, interval=args.ka_intvl, count=args.ka_cnt, user_timeout=args.user_timeout
+        ),
         close_mode="abortive" if args.rst else "graceful",
     )
     guard = Guard(handle, config)

@@ -37,6 +37,7 @@ async def main(args: argparse.Namespace) -> int:
     failures = 0
     async with Pool(args.host, args.port, cfg) as pool:
         for burst in range(args.bursts):
+
             async def one(i: int, burst: int = burst) -> None:
                 nonlocal failures
                 msg = b"req %d-%d" % (burst, i)

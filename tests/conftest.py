@@ -15,7 +15,9 @@ import pytest
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption("--update-golden", action="store_true", help="rewrite golden traces instead of comparing")
+    parser.addoption(
+        "--update-golden", action="store_true", help="rewrite golden traces instead of comparing"
+    )
 
 
 def _kernel_missing() -> str | None:

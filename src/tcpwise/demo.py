@@ -15,11 +15,21 @@ __all__ = ["register"]
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("demo", help="the flagship demo (what `make demo` runs)",
-                       description="Draw a connection's life (handshake, close), then build the report gallery.")
-    p.add_argument("what", nargs="?", default="life", choices=("life", "pool"),
-                   help="life: handshake+close diagrams and the report (default); pool: naive vs fixed pool")
-    p.add_argument("--report", default="report", metavar="DIR", help="where to build the HTML gallery [report]")
+    p = sub.add_parser(
+        "demo",
+        help="the flagship demo (what `make demo` runs)",
+        description="Draw a connection's life (handshake, close), then build the report gallery.",
+    )
+    p.add_argument(
+        "what",
+        nargs="?",
+        default="life",
+        choices=("life", "pool"),
+        help="life: handshake+close diagrams and the report (default); pool: naive vs fixed pool",
+    )
+    p.add_argument(
+        "--report", default="report", metavar="DIR", help="where to build the HTML gallery [report]"
+    )
     p.add_argument("--no-report", action="store_true", help="skip building the gallery")
     p.add_argument("--lang", choices=("en", "zh"), default="en")
     p.set_defaults(handler=_cmd_demo)

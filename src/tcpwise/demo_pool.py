@@ -88,12 +88,15 @@ async def _demo(out: TextIO) -> int:
     guard = Guard(echo, GuardConfig(timeouts=Timeouts(idle=SERVER_IDLE)))
     server = await guard.start_server("127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
+
     def p(s: str) -> None:
         print(s, file=out)
 
     p('tcpwise demo pool - the notes\' "connection count keeps growing" problem, on loopback')
     p(f"server: guarded echo on 127.0.0.1:{port}, closes connections idle for {SERVER_IDLE} s (FIN)")
-    p(f"client: {ROUNDS} rounds of {BURST} concurrent requests, {PAUSE} s pause between rounds (> server idle)")
+    p(
+        f"client: {ROUNDS} rounds of {BURST} concurrent requests, {PAUSE} s pause between rounds (> server idle)"
+    )
     p("")
 
     def kernel() -> tuple[int, int, int]:
@@ -145,9 +148,15 @@ async def _demo(out: TextIO) -> int:
     p("round  errors  opened  sockets held  client ESTAB/CLOSE_WAIT/TIME_WAIT (after the pause)")
     for rnd, errs, opened, held, (e, cw, tw) in rows:
         p(f"{rnd:>5}  {errs:>6}  {opened:>6}  {held:>12}  {e:>5}/{cw}/{tw}")
-    p(f"  -> {n_errors} errors seen by the application ({', '.join(f'{v} {k}' for k, v in sorted(kinds.items()))}),")
-    p(f"     {n_failed} of {n} requests failed even after one retry; {naive_opened} connections opened for {n} requests;")
-    p(f"     {naive_held} sockets still held by the process, {naive_close_wait} of them in CLOSE_WAIT (the rest got RST:")
+    p(
+        f"  -> {n_errors} errors seen by the application ({', '.join(f'{v} {k}' for k, v in sorted(kinds.items()))}),"
+    )
+    p(
+        f"     {n_failed} of {n} requests failed even after one retry; {naive_opened} connections opened for {n} requests;"
+    )
+    p(
+        f"     {naive_held} sockets still held by the process, {naive_close_wait} of them in CLOSE_WAIT (the rest got RST:"
+    )
     p("     CLOSED in the kernel, but their descriptors leak until the process exits)")
     p("")
     await asyncio.sleep(0.1)
@@ -173,7 +182,9 @@ async def _demo(out: TextIO) -> int:
             n += BURST
             await asyncio.sleep(PAUSE)
             st = pool.stats()
-            rows.append((rnd, f_errors - before, st["opened_total"], pool.size, await asyncio.to_thread(kernel)))
+            rows.append(
+                (rnd, f_errors - before, st["opened_total"], pool.size, await asyncio.to_thread(kernel))
+            )
         st = pool.stats()
         fixed_close_wait = kernel()[1]
         fixed_held = pool.size
@@ -182,12 +193,20 @@ async def _demo(out: TextIO) -> int:
     for rnd, errs, opened, held, (e, cw, tw) in rows:
         p(f"{rnd:>5}  {errs:>6}  {opened:>6}  {held:>12}  {e:>5}/{cw}/{tw}")
     evicted = sum(st["closed_total"].values())
-    p(f"  -> {f_errors} errors seen by the application, {f_errors} of {ROUNDS * BURST} requests failed; {st['opened_total']} connections opened, "
-      f"{evicted} closed by the pool ({', '.join(f'{v} {k}' for k, v in sorted(st['closed_total'].items()))}),")
-    p(f"     {st['retries_total']} retries, {fixed_held} sockets held at the end, {fixed_close_wait} in CLOSE_WAIT")
+    p(
+        f"  -> {f_errors} errors seen by the application, {f_errors} of {ROUNDS * BURST} requests failed; {st['opened_total']} connections opened, "
+        f"{evicted} closed by the pool ({', '.join(f'{v} {k}' for k, v in sorted(st['closed_total'].items()))}),"
+    )
+    p(
+        f"     {st['retries_total']} retries, {fixed_held} sockets held at the end, {fixed_close_wait} in CLOSE_WAIT"
+    )
     p("")
-    p("Why: the server's FIN only moves an idle client socket to CLOSE_WAIT; nothing tells the application until")
-    p("it writes and gets RST. Retire connections before the server does (pool idle < server idle), check them")
+    p(
+        "Why: the server's FIN only moves an idle client socket to CLOSE_WAIT; nothing tells the application until"
+    )
+    p(
+        "it writes and gets RST. Retire connections before the server does (pool idle < server idle), check them"
+    )
     p("on borrow, retry idempotent requests, and always close what you drop. (TIME_WAIT on the client is the")
     p("price of closing first: harmless at this rate, see `tcpwise sim timewait-pileup`.)")
     server.close()

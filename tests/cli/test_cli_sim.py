@@ -11,12 +11,22 @@ import pytest
 from tcpwise.cli import main
 from tcpwise.vocab import FLAG_ORDER, STATE_NAMES
 
-FOUNDATION = ["handshake", "simultaneous-open", "close", "close-three-segments", "half-close",
-              "simultaneous-close", "lost-last-ack", "server-close"]
+FOUNDATION = [
+    "handshake",
+    "simultaneous-open",
+    "close",
+    "close-three-segments",
+    "half-close",
+    "simultaneous-close",
+    "lost-last-ack",
+    "server-close",
+]
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "tcpwise.cli", *args], capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "tcpwise.cli", *args], capture_output=True, text=True, timeout=120
+    )
 
 
 def test_scenarios_json_lists_the_foundation() -> None:
@@ -69,7 +79,9 @@ def test_failed_check_exits_1(capsys: pytest.CaptureFixture[str], monkeypatch: p
 
     sc = get_scenario("close")
     real = sc.check
-    monkeypatch.setattr(sc, "check", lambda run, p: real(run, p) + [claim("an impossible claim", "不可能", False)])
+    monkeypatch.setattr(
+        sc, "check", lambda run, p: real(run, p) + [claim("an impossible claim", "不可能", False)]
+    )
     assert main(["sim", "close", "--format", "json"]) == 1
     doc = json.loads(capsys.readouterr().out)
     assert [c["claim"] for c in doc["checks"] if not c["ok"]] == ["an impossible claim"]

@@ -21,19 +21,38 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 
 def run(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "tcpwise.cli", *args], capture_output=True, text=True,
-                          timeout=timeout, env=env_pythonpath())
+    return subprocess.run(
+        [sys.executable, "-m", "tcpwise.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env_pythonpath(),
+    )
 
 
 def test_json_shape_is_exactly_the_contract():
-    with Child(SERVER_NO_CLOSE, "127.0.0.61") as srv, Child(CLIENTS, "127.0.0.61", srv.info["port"], 12, "close"):
+    with (
+        Child(SERVER_NO_CLOSE, "127.0.0.61") as srv,
+        Child(CLIENTS, "127.0.0.61", srv.info["port"], 12, "close"),
+    ):
         time.sleep(0.2)
         r = run("doctor", "--json")
         assert r.returncode == 0, r.stderr
         doc = json.loads(r.stdout)
         assert set(doc) == {"states", "processes", "findings", "elapsed_s"}
-        assert list(doc["states"])[:11] == ["CLOSED", "LISTEN", "SYN_SENT", "SYN_RCVD", "ESTABLISHED", "FIN_WAIT_1",
-                                             "FIN_WAIT_2", "CLOSE_WAIT", "CLOSING", "LAST_ACK", "TIME_WAIT"]
+        assert list(doc["states"])[:11] == [
+            "CLOSED",
+            "LISTEN",
+            "SYN_SENT",
+            "SYN_RCVD",
+            "ESTABLISHED",
+            "FIN_WAIT_1",
+            "FIN_WAIT_2",
+            "CLOSE_WAIT",
+            "CLOSING",
+            "LAST_ACK",
+            "TIME_WAIT",
+        ]
         for p in doc["processes"]:
             assert set(p) == {"pid", "comm", "states", "fds", "fd_limit"}
         assert any(p["pid"] == srv.pid for p in doc["processes"])
@@ -50,10 +69,12 @@ def test_json_shape_is_exactly_the_contract():
 
 
 def test_bad_input_is_one_line_exit_2():
-    for args, needle in ((("doctor", "--netns", "tcpwise-no-such-ns"), "no network namespace"),
-                         (("doctor", "--netns", "../etc"), "bad namespace name"),
-                         (("doctor", "--pid", "999999999"), "no process"),
-                         (("exporter", "--listen", "nonsense"), "HOST:PORT")):
+    for args, needle in (
+        (("doctor", "--netns", "tcpwise-no-such-ns"), "no network namespace"),
+        (("doctor", "--netns", "../etc"), "bad namespace name"),
+        (("doctor", "--pid", "999999999"), "no process"),
+        (("exporter", "--listen", "nonsense"), "HOST:PORT"),
+    ):
         r = run(*args)
         assert r.returncode == 2, (args, r.stderr)
         assert r.stderr.startswith("tcpwise: error:") and needle in r.stderr
@@ -61,17 +82,23 @@ def test_bad_input_is_one_line_exit_2():
 
 
 def test_doctor_json_path_imports_neither_rich_nor_prometheus():
-    code = ("import sys, io, contextlib; from tcpwise import cli\n"
-            "with contextlib.redirect_stdout(io.StringIO()): cli.main(['doctor', '--json'])\n"
-            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('rich', 'prometheus_client')))")
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
-                       env=env_pythonpath())
+    code = (
+        "import sys, io, contextlib; from tcpwise import cli\n"
+        "with contextlib.redirect_stdout(io.StringIO()): cli.main(['doctor', '--json'])\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('rich', 'prometheus_client')))"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env_pythonpath()
+    )
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip().splitlines()[-1] == "[]"
 
 
 def test_top_runs_a_fixed_number_of_refreshes():
-    with Child(SERVER_NO_CLOSE, "127.0.0.62") as srv, Child(CLIENTS, "127.0.0.62", srv.info["port"], 3, "hold"):
+    with (
+        Child(SERVER_NO_CLOSE, "127.0.0.62") as srv,
+        Child(CLIENTS, "127.0.0.62", srv.info["port"], 3, "hold"),
+    ):
         r = run("top", "--count", "2", "--interval", "0.2")
         assert r.returncode == 0, r.stderr
         assert "ESTABLISHED" in r.stdout and "processes" in r.stdout and str(srv.pid) in r.stdout
@@ -81,26 +108,41 @@ def test_exporter_serves_metrics():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    with Child(SERVER_NO_CLOSE, "127.0.0.63") as srv, Child(CLIENTS, "127.0.0.63", srv.info["port"], 12, "close"):
+    with (
+        Child(SERVER_NO_CLOSE, "127.0.0.63") as srv,
+        Child(CLIENTS, "127.0.0.63", srv.info["port"], 12, "close"),
+    ):
         time.sleep(0.2)
-        p = subprocess.Popen([sys.executable, "-m", "tcpwise.cli", "exporter", "--listen", f"127.0.0.1:{port}"],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env_pythonpath())
+        p = subprocess.Popen(
+            [sys.executable, "-m", "tcpwise.cli", "exporter", "--listen", f"127.0.0.1:{port}"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env_pythonpath(),
+        )
         try:
             body = ""
             deadline = time.monotonic() + 30
             while time.monotonic() < deadline:
                 try:
-                    body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+                    body = (
+                        urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+                    )
                     break
                 except OSError:
                     assert p.poll() is None, p.stderr.read() if p.stderr else ""
                     time.sleep(0.2)
             assert 'tcpwise_sockets{state="CLOSE_WAIT"}' in body
-            assert f'tcpwise_process_sockets{{comm="python",pid="{srv.pid}",state="CLOSE_WAIT"}} 12.0' in body \
+            assert (
+                f'tcpwise_process_sockets{{comm="python",pid="{srv.pid}",state="CLOSE_WAIT"}} 12.0' in body
                 or f'pid="{srv.pid}"' in body
+            )
             assert 'tcpwise_findings{id="close-wait-leak",severity="warn"} ' in body
-            line = next(x for x in body.splitlines() if x.startswith('tcpwise_findings{id="close-wait-leak",'
-                                                                      'severity="warn"}'))
+            line = next(
+                x
+                for x in body.splitlines()
+                if x.startswith('tcpwise_findings{id="close-wait-leak",severity="warn"}')
+            )
             assert float(line.split()[-1]) >= 1
             assert f'tcpwise_listener_backlog{{listen="127.0.0.63:{srv.info["port"]}"}} 1024.0' in body
             assert "tcpwise_kernel_listen_overflows_total" in body

@@ -42,8 +42,13 @@ needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (namespace
 
 
 def tcpwise(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "tcpwise.cli", *args], capture_output=True, text=True,
-                          timeout=120, env=env_pythonpath())
+    return subprocess.run(
+        [sys.executable, "-m", "tcpwise.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env_pythonpath(),
+    )
 
 
 def doctor_json(*args: str) -> dict:
@@ -71,9 +76,11 @@ def test_close_wait_leak_names_the_server_pid():
     with Child(SERVER_NO_CLOSE, "127.0.0.41") as server:
         port = server.info["port"]
         with Child(CLIENTS, "127.0.0.41", port, 15, "close"):
+
             def cw():
                 snap = collect.take(pids=[server.pid])
                 return snap.proc_states(server.pid).get("CLOSE_WAIT", 0) >= 15
+
             assert wait_for(cw)
             doc = doctor_json()
             hits = find(doc, "close-wait-leak", server.pid)
@@ -85,8 +92,11 @@ def test_close_wait_leak_names_the_server_pid():
             proc = next(p for p in doc["processes"] if p["pid"] == server.pid)
             assert proc["states"]["CLOSE_WAIT"] == 15 and proc["fd_limit"] and proc["fds"] >= 16
             # The client side is not blamed: its sockets are in FIN_WAIT_2 and orphaned.
-            assert not [x for x in find(doc, "close-wait-leak") if x["pid"] != server.pid and
-                        x["evidence"].get("top_local_ports", {}).get(str(port))]
+            assert not [
+                x
+                for x in find(doc, "close-wait-leak")
+                if x["pid"] != server.pid and x["evidence"].get("top_local_ports", {}).get(str(port))
+            ]
             # --pid narrows everything to that process; growth with a second sample.
             one = doctor_json("--pid", str(server.pid))
             assert [p["pid"] for p in one["processes"]] == [server.pid]
@@ -98,11 +108,14 @@ def test_close_wait_growth_between_two_samples():
     with Child(SERVER_NO_CLOSE, "127.0.0.42") as server:
         port = server.info["port"]
         with Child(CLIENTS, "127.0.0.42", port, 12, "close"):
-            assert wait_for(lambda: collect.take(pids=[server.pid]).proc_states(server.pid).get("CLOSE_WAIT") == 12)
+            assert wait_for(
+                lambda: collect.take(pids=[server.pid]).proc_states(server.pid).get("CLOSE_WAIT") == 12
+            )
             prev = collect.take(pids=[server.pid])
             with Child(CLIENTS, "127.0.0.42", port, 8, "close"):
                 assert wait_for(
-                    lambda: collect.take(pids=[server.pid]).proc_states(server.pid).get("CLOSE_WAIT") == 20)
+                    lambda: collect.take(pids=[server.pid]).proc_states(server.pid).get("CLOSE_WAIT") == 20
+                )
                 snap = collect.take(pids=[server.pid])
                 f = find(findings.analyze(snap, prev=prev), "close-wait-leak", server.pid)[0]
                 assert f["evidence"]["growth"] == 8
@@ -123,6 +136,7 @@ def test_accept_queue_overflow_backlog_1():
             def full():
                 snap = collect.take(pids=[lst.pid])
                 return [s for s in snap.socks if s.state == 10 and s.rqueue > s.wqueue]
+
             assert wait_for(full)
             doc = doctor_json()
             hits = find(doc, "accept-queue-overflow", lst.pid)
@@ -138,8 +152,10 @@ def test_accept_queue_overflow_backlog_1():
 
 
 def test_fd_headroom_low_rlimit():
-    with Child(SERVER_NO_CLOSE, "127.0.0.44") as server, \
-            Child(CLIENTS, "127.0.0.44", server.info["port"], 5, "fill", nofile=64) as filler:
+    with (
+        Child(SERVER_NO_CLOSE, "127.0.0.44") as server,
+        Child(CLIENTS, "127.0.0.44", server.info["port"], 5, "fill", nofile=64) as filler,
+    ):
         doc = doctor_json()
         hits = find(doc, "fd-headroom", filler.pid)
         assert hits, [(f["id"], f["pid"]) for f in doc["findings"]]
@@ -171,9 +187,11 @@ def test_no_keepalive_only_for_sockets_without_it():
 def test_zero_window_blames_the_reader():
     with Child(RECV_NO_READ, "127.0.0.47") as reader:
         with Child(SEND_FLOOD, "127.0.0.47", reader.info["port"]) as writer:
+
             def stalled():
                 found = findings.analyze(collect.take())
                 return find(found, "zero-window", reader.pid)
+
             hits = wait_for(stalled, timeout=15, step=0.3)
             assert hits
             ev = hits[0]["evidence"]
@@ -187,9 +205,11 @@ def test_timewait_ports_in_namespace_with_narrow_range():
     with Netns(sysctls={"net.ipv4.ip_local_port_range": "40000 40499"}) as ns:
         with Child(ACCEPT_CLOSE, "127.0.0.1", 220, netns=ns.name) as server:
             with Child(CLIENTS, "127.0.0.1", server.info["port"], 220, "close", netns=ns.name):
+
                 def tw():
                     snap = collect.take(netns=ns.name)
                     return snap.states()["TIME_WAIT"] >= 220
+
                 # While other tests churn the host, the sock_diag dump of this namespace has been seen to list
                 # only 172-200 of the 220 TIME_WAIT sockets — `ss -tan` lists the same number, while TcpExtTW
                 # says 220 entered TIME_WAIT (kernel dump behaviour, not ours); the finding needs 150 (30%).
@@ -207,8 +227,11 @@ def test_timewait_ports_in_namespace_with_narrow_range():
                 adv = hits[0]["advice"]
                 assert "tcp_tw_reuse" in adv and "removed in Linux 4.12" in adv and "FIN_WAIT_2" in adv
                 # The narrow range also shows in the sysctl audit of that namespace.
-                assert [f for f in doc["findings"] if f["id"] == "sysctl-audit"
-                        and "ip_local_port_range" in f["message"]]
+                assert [
+                    f
+                    for f in doc["findings"]
+                    if f["id"] == "sysctl-audit" and "ip_local_port_range" in f["message"]
+                ]
 
 
 @needs_root
@@ -217,9 +240,11 @@ def test_syn_flood_in_namespace_names_listener_pid():
         with Child(LISTEN_NO_ACCEPT, "198.18.0.1", 16, netns=ns.name) as lst:
             port = lst.info["port"]
             with Child(SYN_FLOOD, "198.19", "198.18.0.1", port, 200, netns=ns.name):
+
                 def syn():
                     snap = collect.take(netns=ns.name)
                     return snap.states()["SYN_RCVD"] >= 16
+
                 assert wait_for(syn, timeout=10)
                 doc = doctor_json("--netns", ns.name)
                 hits = find(doc, "syn-flood", lst.pid)
@@ -248,6 +273,7 @@ def test_retransmitting_peer_stopped_answering():
 
             def retrans():
                 return find(findings.analyze(collect.take(netns=ns.name)), "retransmitting", client.pid)
+
             hits = wait_for(retrans, timeout=10, step=0.3)
             assert hits
             ev = hits[0]["evidence"]
@@ -259,18 +285,35 @@ def test_retransmitting_peer_stopped_answering():
 @needs_root
 def test_counts_agree_with_ss_in_namespace():
     with Netns() as ns:
-        with Child(PAIRS, "127.0.0.1", 1500, netns=ns.name), Child(SERVER_NO_CLOSE, "127.0.0.1",
-                                                                   netns=ns.name) as srv:
+        with (
+            Child(PAIRS, "127.0.0.1", 1500, netns=ns.name),
+            Child(SERVER_NO_CLOSE, "127.0.0.1", netns=ns.name) as srv,
+        ):
             with Child(CLIENTS, "127.0.0.1", srv.info["port"], 300, "close", netns=ns.name):
                 time.sleep(0.3)
                 doc = doctor_json("--netns", ns.name)
-                out = subprocess.run(["ip", "netns", "exec", ns.name, "ss", "-Htan"], capture_output=True,
-                                     text=True, check=True).stdout
-                ss_names = {"ESTAB": "ESTABLISHED", "SYN-SENT": "SYN_SENT", "SYN-RECV": "SYN_RCVD",
-                            "FIN-WAIT-1": "FIN_WAIT_1", "FIN-WAIT-2": "FIN_WAIT_2", "TIME-WAIT": "TIME_WAIT",
-                            "UNCONN": "CLOSED", "CLOSE-WAIT": "CLOSE_WAIT", "LAST-ACK": "LAST_ACK",
-                            "LISTEN": "LISTEN", "CLOSING": "CLOSING"}
-                ss = collections.Counter(ss_names[line.split()[0]] for line in out.splitlines() if line.strip())
+                out = subprocess.run(
+                    ["ip", "netns", "exec", ns.name, "ss", "-Htan"],
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                ).stdout
+                ss_names = {
+                    "ESTAB": "ESTABLISHED",
+                    "SYN-SENT": "SYN_SENT",
+                    "SYN-RECV": "SYN_RCVD",
+                    "FIN-WAIT-1": "FIN_WAIT_1",
+                    "FIN-WAIT-2": "FIN_WAIT_2",
+                    "TIME-WAIT": "TIME_WAIT",
+                    "UNCONN": "CLOSED",
+                    "CLOSE-WAIT": "CLOSE_WAIT",
+                    "LAST-ACK": "LAST_ACK",
+                    "LISTEN": "LISTEN",
+                    "CLOSING": "CLOSING",
+                }
+                ss = collections.Counter(
+                    ss_names[line.split()[0]] for line in out.splitlines() if line.strip()
+                )
                 total_ss = sum(ss.values())
                 total = sum(doc["states"].values())
                 assert total_ss >= 3000 + 600
@@ -286,9 +329,23 @@ def test_unprivileged_run_says_attribution_is_reduced():
     if os.geteuid() != 0 or shutil.which("setpriv") is None:
         pytest.skip("needs root and setpriv to drop to nobody")
     with Child(SERVER_NO_CLOSE, "127.0.0.48"):
-        r = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-m",
-                            "tcpwise.cli", "doctor", "--json"], capture_output=True, text=True, timeout=60,
-                           env=env_pythonpath())
+        r = subprocess.run(
+            [
+                "setpriv",
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                sys.executable,
+                "-m",
+                "tcpwise.cli",
+                "doctor",
+                "--json",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=env_pythonpath(),
+        )
         if r.returncode != 0 and "Permission denied" in r.stderr:
             pytest.skip("checkout not readable by nobody")
         assert r.returncode == 0, r.stderr
@@ -302,21 +359,28 @@ def test_unprivileged_run_says_attribution_is_reduced():
 def test_exporter_counts_match_ss_in_namespace():
     from tcpwise.doctor.exporter import TcpCollector
 
-    with Netns() as ns, Child(PAIRS, "127.0.0.1", 300, netns=ns.name), \
-            Child(SERVER_NO_CLOSE, "127.0.0.1", netns=ns.name) as srv, \
-            Child(CLIENTS, "127.0.0.1", srv.info["port"], 25, "close", netns=ns.name):
+    with (
+        Netns() as ns,
+        Child(PAIRS, "127.0.0.1", 300, netns=ns.name),
+        Child(SERVER_NO_CLOSE, "127.0.0.1", netns=ns.name) as srv,
+        Child(CLIENTS, "127.0.0.1", srv.info["port"], 25, "close", netns=ns.name),
+    ):
         time.sleep(0.3)
         col = TcpCollector(netns=ns.name, proc_interval=0)
         fams = {f.name: f for f in col.collect()}
         assert col.estab_from_mib  # the shortcut agreed with the full dump
         got = {s.labels["state"]: s.value for s in fams["tcpwise_sockets"].samples}
-        out = subprocess.run(["ip", "netns", "exec", ns.name, "ss", "-Htan"], capture_output=True, text=True,
-                             check=True).stdout
+        out = subprocess.run(
+            ["ip", "netns", "exec", ns.name, "ss", "-Htan"], capture_output=True, text=True, check=True
+        ).stdout
         ss = collections.Counter(line.split()[0] for line in out.splitlines() if line.strip())
         assert got["ESTABLISHED"] == ss["ESTAB"] == 600
         assert got["CLOSE_WAIT"] == ss["CLOSE-WAIT"] == 25
         assert got["FIN_WAIT_2"] == ss["FIN-WAIT-2"] == 25
         assert got["LISTEN"] == ss["LISTEN"] == 2
-        cw = [s for s in fams["tcpwise_findings"].samples
-              if s.labels == {"id": "close-wait-leak", "severity": "warn"}]
+        cw = [
+            s
+            for s in fams["tcpwise_findings"].samples
+            if s.labels == {"id": "close-wait-leak", "severity": "warn"}
+        ]
         assert cw and cw[0].value == 1

@@ -27,23 +27,58 @@ def ip(a: str) -> bytes:
     return socket.inet_aton(a).ljust(16, b"\0")
 
 
-def sock(state: int, sport: int, dport: int, src="10.0.0.1", dst="10.0.0.2", *, timer=0, retrans=0, rq=0, wq=0,
-         inode=0, info: TcpInfo | None = None) -> Sock:
+def sock(
+    state: int,
+    sport: int,
+    dport: int,
+    src="10.0.0.1",
+    dst="10.0.0.2",
+    *,
+    timer=0,
+    retrans=0,
+    rq=0,
+    wq=0,
+    inode=0,
+    info: TcpInfo | None = None,
+) -> Sock:
     # Sock keeps the ports as read in host order; _SWAP is its own inverse.
-    return Sock(2, state, timer, retrans, _SWAP[sport], _SWAP[dport], ip(src), ip(dst), 0, rq, wq, 0, inode, info,
-                None)
+    return Sock(
+        2,
+        state,
+        timer,
+        retrans,
+        _SWAP[sport],
+        _SWAP[dport],
+        ip(src),
+        ip(dst),
+        0,
+        rq,
+        wq,
+        0,
+        inode,
+        info,
+        None,
+    )
 
 
-def snap(socks: list[Sock], procs: dict[int, ProcInfo] | None = None, sysctls=None, counters=None,
-         sockstat=None) -> Snapshot:
+def snap(
+    socks: list[Sock], procs: dict[int, ProcInfo] | None = None, sysctls=None, counters=None, sockstat=None
+) -> Snapshot:
     procs = procs or {}
     owners: dict[int, list[int]] = {}
     for pid, p in procs.items():
         for ino in p.inodes:
             owners.setdefault(ino, []).append(pid)
-    return Snapshot(socks=socks, procs=procs, owners=owners, counters=counters or {}, sockstat=sockstat or {},
-                    sysctls={**SYSCTLS, **(sysctls or {})}, taken=100.0,
-                    by_inode={s.inode: s for s in socks if s.inode})
+    return Snapshot(
+        socks=socks,
+        procs=procs,
+        owners=owners,
+        counters=counters or {},
+        sockstat=sockstat or {},
+        sysctls={**SYSCTLS, **(sysctls or {})},
+        taken=100.0,
+        by_inode={s.inode: s for s in socks if s.inode},
+    )
 
 
 def ids(found) -> list[tuple[str, str, int | None]]:
@@ -51,8 +86,10 @@ def ids(found) -> list[tuple[str, str, int | None]]:
 
 
 def test_quiet_host_has_no_findings():
-    s = snap([sock(10, 80, 0, inode=1, wq=128), sock(1, 80, 5000, inode=2)],
-             {7: ProcInfo(7, "srv", 10, 1024, [1, 2])})
+    s = snap(
+        [sock(10, 80, 0, inode=1, wq=128), sock(1, 80, 5000, inode=2)],
+        {7: ProcInfo(7, "srv", 10, 1024, [1, 2])},
+    )
     assert findings.analyze(s) == []
 
 
@@ -77,7 +114,9 @@ def test_timewait_only_counts_client_side_ports():
 
 def test_accept_queue_full_vs_counters_only():
     lst = sock(10, 8080, 0, rq=129, wq=128, inode=9)
-    f = findings.analyze(snap([lst], {3: ProcInfo(3, "web", 20, 1024, [9])}, counters={"TcpExt.ListenOverflows": 5}))
+    f = findings.analyze(
+        snap([lst], {3: ProcInfo(3, "web", 20, 1024, [9])}, counters={"TcpExt.ListenOverflows": 5})
+    )
     assert ids(f) == [("accept-queue-overflow", "crit", 3)]
     f2 = findings.analyze(snap([sock(10, 8080, 0, rq=0, wq=128)], counters={"TcpExt.ListenOverflows": 5}))
     assert ids(f2) == [("accept-queue-overflow", "info", None)]
@@ -86,8 +125,9 @@ def test_accept_queue_full_vs_counters_only():
 def test_syn_flood_matches_wildcard_listener():
     lst = sock(10, 80, 0, src="0.0.0.0", dst="0.0.0.0", wq=64, inode=4)
     half = [sock(12, 80, 1000 + i, src="10.0.0.1", dst=f"10.1.{i // 250}.{i % 250}") for i in range(64)]
-    f = findings.analyze(snap([lst, *half], {11: ProcInfo(11, "nginx", 30, 4096, [4])},
-                              counters={"TcpExt.SyncookiesSent": 12}))
+    f = findings.analyze(
+        snap([lst, *half], {11: ProcInfo(11, "nginx", 30, 4096, [4])}, counters={"TcpExt.SyncookiesSent": 12})
+    )
     assert ids(f) == [("syn-flood", "crit", 11)]
     assert f[0].evidence["syn_queue_limit"] == 64 and "12 SYN cookies" in f[0].message
     assert findings.analyze(snap([lst, *half[:20]], {11: ProcInfo(11, "nginx", 30, 4096, [4])})) == []
@@ -102,29 +142,52 @@ def test_orphans_and_fd_headroom():
 
 
 def test_sysctl_audit_items():
-    f = findings.analyze(snap([], sysctls={"net.ipv4.tcp_syncookies": "0", "net.ipv4.tcp_tw_reuse": "1",
-                                            "net.ipv4.tcp_timestamps": "0", "net.core.somaxconn": "128",
-                                            "net.ipv4.ip_local_port_range": "50000 51000",
-                                            "net.ipv4.tcp_abort_on_overflow": "1"},
-                               counters={"TcpExt.TCPTimeWaitOverflow": 3}))
+    f = findings.analyze(
+        snap(
+            [],
+            sysctls={
+                "net.ipv4.tcp_syncookies": "0",
+                "net.ipv4.tcp_tw_reuse": "1",
+                "net.ipv4.tcp_timestamps": "0",
+                "net.core.somaxconn": "128",
+                "net.ipv4.ip_local_port_range": "50000 51000",
+                "net.ipv4.tcp_abort_on_overflow": "1",
+            },
+            counters={"TcpExt.TCPTimeWaitOverflow": 3},
+        )
+    )
     msgs = " | ".join(x.message for x in f if x.id == "sysctl-audit")
-    for needle in ("tcp_syncookies=0", "no effect because net.ipv4.tcp_timestamps=0", "overflowed 3 times",
-                   "somaxconn=128", "1001 ephemeral ports", "tcp_abort_on_overflow=1"):
+    for needle in (
+        "tcp_syncookies=0",
+        "no effect because net.ipv4.tcp_timestamps=0",
+        "overflowed 3 times",
+        "somaxconn=128",
+        "1001 ephemeral ports",
+        "tcp_abort_on_overflow=1",
+    ):
         assert needle in msgs
-    assert [x.severity for x in f] == sorted((x.severity for x in f), key=lambda s: -findings.severity_rank(s))
+    assert [x.severity for x in f] == sorted(
+        (x.severity for x in f), key=lambda s: -findings.severity_rank(s)
+    )
 
 
 def test_no_keepalive_and_retransmitting_and_zero_window():
     idle = TcpInfo(0, 0, 0, 200000, 0, 900_000, 0, 900_000, 900_000, 50, 0, 65535)
     busy = idle._replace(last_data_recv_ms=10)
-    socks = [sock(1, 5000, 6379, inode=1, info=idle), sock(1, 5001, 6379, inode=2, info=busy),
-             sock(1, 5002, 6379, inode=3, timer=2, info=idle),
-             sock(1, 5003, 443, dst="10.7.7.7", timer=1, retrans=6, inode=4, info=idle._replace(unacked=3)),
-             # a local zero-window pair: 21 sends to 22, which never reads
-             sock(1, 7000, 7001, src="127.0.0.1", dst="127.0.0.1", timer=4, wq=5000, inode=21, info=idle),
-             sock(1, 7001, 7000, src="127.0.0.1", dst="127.0.0.1", rq=400000, inode=22, info=idle)]
-    procs = {1: ProcInfo(1, "app", 10, 1024, [1, 2, 3, 4]), 2: ProcInfo(2, "writer", 5, 1024, [21]),
-             3: ProcInfo(3, "reader", 5, 1024, [22])}
+    socks = [
+        sock(1, 5000, 6379, inode=1, info=idle),
+        sock(1, 5001, 6379, inode=2, info=busy),
+        sock(1, 5002, 6379, inode=3, timer=2, info=idle),
+        sock(1, 5003, 443, dst="10.7.7.7", timer=1, retrans=6, inode=4, info=idle._replace(unacked=3)),
+        # a local zero-window pair: 21 sends to 22, which never reads
+        sock(1, 7000, 7001, src="127.0.0.1", dst="127.0.0.1", timer=4, wq=5000, inode=21, info=idle),
+        sock(1, 7001, 7000, src="127.0.0.1", dst="127.0.0.1", rq=400000, inode=22, info=idle),
+    ]
+    procs = {
+        1: ProcInfo(1, "app", 10, 1024, [1, 2, 3, 4]),
+        2: ProcInfo(2, "writer", 5, 1024, [21]),
+        3: ProcInfo(3, "reader", 5, 1024, [22]),
+    }
     f = findings.analyze(snap(socks, procs))
     nk = [x for x in f if x.id == "no-keepalive" and x.pid == 1][0]
     assert nk.evidence["idle_without_keepalive"] == 1 and nk.evidence["idle_with_keepalive"] == 1
@@ -153,7 +216,7 @@ def test_advice_never_recommends_folklore(lang):
         text = texts[lang]
         # tw_recycle may only be named as removed / not a remedy.
         if "tw_recycle" in text:
-            assert ("removed" in text or "已删除" in text), key
+            assert "removed" in text or "已删除" in text, key
         # tcp_fin_timeout is never offered as a TIME_WAIT remedy.
         if "tcp_fin_timeout" in text and "TIME_WAIT" in text:
             assert re.search(r"FIN_WAIT_2", text), key

@@ -15,14 +15,44 @@ HDR = struct.Struct("=IHHII")
 MSG = struct.Struct("=BBBB2s2s16s16sI8sIIIII")
 
 
-def record(state: int, sport: int, dport: int, src: str = "127.0.0.1", dst: str = "127.0.0.2", *, family=2,
-           timer=0, retrans=0, expires=0, rq=0, wq=0, uid=0, inode=0, attrs: bytes = b"") -> bytes:
+def record(
+    state: int,
+    sport: int,
+    dport: int,
+    src: str = "127.0.0.1",
+    dst: str = "127.0.0.2",
+    *,
+    family=2,
+    timer=0,
+    retrans=0,
+    expires=0,
+    rq=0,
+    wq=0,
+    uid=0,
+    inode=0,
+    attrs: bytes = b"",
+) -> bytes:
     fam_len = 4 if family == 2 else 16
     s = socket.inet_pton(family, src).ljust(16, b"\0")
     d = socket.inet_pton(family, dst).ljust(16, b"\0")
     assert len(s) == 16 and fam_len
-    body = MSG.pack(family, state, timer, retrans, struct.pack("!H", sport), struct.pack("!H", dport), s, d, 0,
-                    b"\xa5" * 8, expires, rq, wq, uid, inode)
+    body = MSG.pack(
+        family,
+        state,
+        timer,
+        retrans,
+        struct.pack("!H", sport),
+        struct.pack("!H", dport),
+        s,
+        d,
+        0,
+        b"\xa5" * 8,
+        expires,
+        rq,
+        wq,
+        uid,
+        inode,
+    )
     payload = body + attrs
     return HDR.pack(16 + len(payload), netlink.SOCK_DIAG_BY_FAMILY, 2, 1, 0) + payload
 
@@ -34,9 +64,20 @@ def attr(atype: int, payload: bytes) -> bytes:
 
 def tcp_info(**fields: int) -> bytes:
     b = bytearray(248)  # a 5.x/6.x-sized struct tcp_info
-    offs = {"retransmits": (2, "B"), "probes": (3, "B"), "backoff": (4, "B"), "rto": (8, "I"), "unacked": (24, "I"),
-            "last_data_sent": (44, "I"), "last_ack_sent": (48, "I"), "last_data_recv": (52, "I"),
-            "last_ack_recv": (56, "I"), "rtt": (68, "I"), "total_retrans": (100, "I"), "snd_wnd": (228, "I")}
+    offs = {
+        "retransmits": (2, "B"),
+        "probes": (3, "B"),
+        "backoff": (4, "B"),
+        "rto": (8, "I"),
+        "unacked": (24, "I"),
+        "last_data_sent": (44, "I"),
+        "last_ack_sent": (48, "I"),
+        "last_data_recv": (52, "I"),
+        "last_ack_recv": (56, "I"),
+        "rtt": (68, "I"),
+        "total_retrans": (100, "I"),
+        "snd_wnd": (228, "I"),
+    }
     for k, v in fields.items():
         off, fmt = offs[k]
         struct.pack_into("=" + fmt, b, off, v)
@@ -54,8 +95,9 @@ def parse(data: bytes, info=True) -> tuple[list[netlink.Sock], bool]:
 
 
 def test_golden_record_fields_and_byte_order():
-    out, done = parse(record(1, 443, 51000, timer=1, retrans=3, expires=180, rq=7, wq=9, uid=1000, inode=4242)
-                      + DONE)
+    out, done = parse(
+        record(1, 443, 51000, timer=1, retrans=3, expires=180, rq=7, wq=9, uid=1000, inode=4242) + DONE
+    )
     assert done and len(out) == 1
     s = out[0]
     assert (s.family, s.state, s.timer, s.retrans) == (2, 1, 1, 3)
@@ -73,8 +115,10 @@ def test_ipv6_and_new_syn_recv_maps_to_syn_rcvd():
 
 def test_tcp_info_found_by_walk_and_by_hint():
     shut = attr(8, b"\0")  # INET_DIAG_SHUTDOWN comes first, as the kernel sends it
-    info = attr(netlink.INET_DIAG_INFO, tcp_info(last_data_recv=5000, last_data_sent=7000, unacked=2, snd_wnd=0,
-                                                 rtt=120, retransmits=4))
+    info = attr(
+        netlink.INET_DIAG_INFO,
+        tcp_info(last_data_recv=5000, last_data_sent=7000, unacked=2, snd_wnd=0, rtt=120, retransmits=4),
+    )
     recs = record(1, 1, 2, attrs=shut + info) + record(1, 3, 4, attrs=shut + info) + record(6, 5, 6)
     out, _ = parse(recs + DONE)
     assert [s.sport for s in out] == [1, 3, 5]
@@ -188,8 +232,13 @@ def test_live_dump_ipv6_loopback():
     s, _ = ls.accept()
     try:
         port = ls.getsockname()[1]
-        mine = [x for x in netlink.dump(families=(socket.AF_INET6,)) if x.family == socket.AF_INET6
-                and netlink.format_addr(x.family, x.src) == "::1" and port in (x.sport, x.dport)]
+        mine = [
+            x
+            for x in netlink.dump(families=(socket.AF_INET6,))
+            if x.family == socket.AF_INET6
+            and netlink.format_addr(x.family, x.src) == "::1"
+            and port in (x.sport, x.dport)
+        ]
         assert sorted(kernel_state_name(x.state) for x in mine) == ["ESTABLISHED", "ESTABLISHED", "LISTEN"]
         est = next(x for x in mine if x.state == 1 and x.sport == port)
         assert os.readlink(f"/proc/self/fd/{s.fileno()}") == f"socket:[{est.inode}]"
@@ -206,10 +255,14 @@ def test_lean_dump_agrees_with_full_dump():
     from tcpwise.doctor import kernel
     from tcpwise.doctor.fixtures import CLIENTS, PAIRS, SERVER_NO_CLOSE, Child, Netns
 
-    with Netns() as ns, Child(PAIRS, "127.0.0.1", 400, netns=ns.name), \
-            Child(SERVER_NO_CLOSE, "127.0.0.1", netns=ns.name) as srv, \
-            Child(CLIENTS, "127.0.0.1", srv.info["port"], 20, "close", netns=ns.name):
+    with (
+        Netns() as ns,
+        Child(PAIRS, "127.0.0.1", 400, netns=ns.name),
+        Child(SERVER_NO_CLOSE, "127.0.0.1", netns=ns.name) as srv,
+        Child(CLIENTS, "127.0.0.1", srv.info["port"], 20, "close", netns=ns.name),
+    ):
         import time
+
         time.sleep(0.3)
         with kernel.in_netns(ns.name):
             socks = [netlink.open_diag_socket() for _ in range(3)]
@@ -223,8 +276,15 @@ def test_lean_dump_agrees_with_full_dump():
         ref = Counter(x.state for x in full)
         assert counts == [ref.get(i, 0) for i in range(16)]
         assert inode_state == {x.inode: x.state for x in full if x.inode}
-        boring = [x for x in full if x.state == 1 and x.timer in (0, 2) and not x.rqueue and x.info is not None
-                  and x.info.snd_wnd != 0]
+        boring = [
+            x
+            for x in full
+            if x.state == 1
+            and x.timer in (0, 2)
+            and not x.rqueue
+            and x.info is not None
+            and x.info.snd_wnd != 0
+        ]
         assert len(boring) >= 700  # the 800 idle pair sockets, read column-wise
         # Every interesting socket is decoded; boring ones only where a short run (end of a datagram, before
         # the layout hint is known) went through the record-by-record path.

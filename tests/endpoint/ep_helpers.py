@@ -21,7 +21,9 @@ Filter = Callable[[str, TcpSegment], bool]  # (sender name, segment) -> deliver?
 
 
 class Pair:
-    def __init__(self, cfg_a: EndpointConfig = LINUX, cfg_b: EndpointConfig = LINUX, delay: float = 0.05) -> None:
+    def __init__(
+        self, cfg_a: EndpointConfig = LINUX, cfg_b: EndpointConfig = LINUX, delay: float = 0.05
+    ) -> None:
         self.a = TcpStack(cfg_a, A_ADDR, b"a" * 32)
         self.b = TcpStack(cfg_b, B_ADDR, b"b" * 32)
         self.delay = delay

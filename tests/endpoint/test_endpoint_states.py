@@ -185,7 +185,9 @@ def test_ack_beyond_snd_max_is_answered_and_ignored() -> None:
 
 def test_unacceptable_segment_gets_ack() -> None:
     p, c, s = established()
-    c.receive(TcpSegment(80, c.lport, (c.rcv_nxt - 5000) & 0xFFFFFFFF, c.snd_nxt, ACK, 1000, payload=b"x"), p.now)
+    c.receive(
+        TcpSegment(80, c.lport, (c.rcv_nxt - 5000) & 0xFFFFFFFF, c.snd_nxt, ACK, 1000, payload=b"x"), p.now
+    )
     assert [x.flag_str for x in c.segments_to_send(p.now)] == ["A"] and c.readable == 0
 
 
@@ -229,7 +231,7 @@ def test_established_retransmits_until_retries2_linux() -> None:
     times = [t for (t, n, seg) in p.log if n == "A" and seg.payload]
     gaps = [round(b - a, 3) for a, b in zip(times, times[1:], strict=False)]
     assert all(g2 >= g1 for g1, g2 in zip(gaps, gaps[1:], strict=False)) and max(gaps) == pytest.approx(120.0)
-    (t_err, ev), = p.evs("A", ConnectionError)
+    ((t_err, ev),) = p.evs("A", ConnectionError)
     assert ev.errno == "ETIMEDOUT"  # type: ignore[attr-defined]
     assert t_err - times[0] == pytest.approx(924.6, abs=0.5) or t_err - times[0] >= 924.6
     assert t_err - times[0] < 924.6 + 120
@@ -243,7 +245,7 @@ def test_user_timeout_gives_up_early() -> None:
     c.send(b"x" * 100, p.now)
     p.touch("A", c)
     p.advance(t0 + 100)
-    (t_err, ev), = p.evs("A", ConnectionError)
+    ((t_err, ev),) = p.evs("A", ConnectionError)
     assert t_err - t0 == pytest.approx(30.0)
 
 
@@ -285,7 +287,7 @@ def test_keepalive_detects_dead_peer_at_time_plus_intvl_times_probes() -> None:
     t_last = c.last_rcv
     p.filter = lambda sender, seg: sender != "B"  # B is gone
     p.advance(t_last + 1000)
-    (t_err, ev), = p.evs("A", ConnectionError)
+    ((t_err, ev),) = p.evs("A", ConnectionError)
     assert t_err - t_last == pytest.approx(60 + 10 * 3)
     probes = [x for x in p.sent("A") if x.flag_str == "A" and x.seq == (c.snd_max - 1) & 0xFFFFFFFF]
     assert len(probes) == 3
@@ -455,7 +457,9 @@ def test_small_backlog_with_syncookies_sends_cookies() -> None:
     for _ in range(3):
         p.a.connect(B_ADDR, 80, 0.0)
     p.advance(0.5)
-    assert lst.stats["SyncookiesSent"] == 1 and len(lst.accept_queue) == 2 and lst.stats["ListenOverflows"] == 1
+    assert (
+        lst.stats["SyncookiesSent"] == 1 and len(lst.accept_queue) == 2 and lst.stats["ListenOverflows"] == 1
+    )
 
 
 def test_syn_queue_full_without_cookies_drops_syn() -> None:

@@ -97,21 +97,41 @@ def test_guard_dead_peer_detected_by_keepalive_and_user_timeout(loop: str) -> No
     try:
         _sh("ip", "netns", "add", ns_a)
         _sh("ip", "netns", "add", ns_b)
-        _sh("ip", "link", "add", f"tg{tag}a", "netns", ns_a, "type", "veth", "peer", "name", f"tg{tag}b", "netns", ns_b)
+        _sh(
+            "ip",
+            "link",
+            "add",
+            f"tg{tag}a",
+            "netns",
+            ns_a,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            f"tg{tag}b",
+            "netns",
+            ns_b,
+        )
         for ns, dev, addr in ((ns_a, f"tg{tag}a", "198.18.7.1/24"), (ns_b, f"tg{tag}b", "198.18.7.2/24")):
             _sh("ip", "-n", ns, "addr", "add", addr, "dev", dev)
             _sh("ip", "-n", ns, "link", "set", dev, "up")
             _sh("ip", "-n", ns, "link", "set", "lo", "up")
         server = subprocess.Popen(
             ["ip", "netns", "exec", ns_b, sys.executable, "-c", SERVER, loop],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
         )
         procs.append(server)
         assert server.stdout is not None
         assert server.stdout.readline().strip() == "READY", server.stderr.read() if server.stderr else ""
         client = subprocess.Popen(
             ["ip", "netns", "exec", ns_a, sys.executable, "-c", CLIENT],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
         )
         procs.append(client)
         assert client.stdout is not None
@@ -124,7 +144,9 @@ def test_guard_dead_peer_detected_by_keepalive_and_user_timeout(loop: str) -> No
             f"add rule inet {table} in meta l4proto tcp drop\n"
             f"add rule inet {table} out meta l4proto tcp drop\n"
         )
-        subprocess.run(["ip", "netns", "exec", ns_a, "nft", "-f", "-"], input=rules, text=True, check=True, timeout=20)
+        subprocess.run(
+            ["ip", "netns", "exec", ns_a, "nft", "-f", "-"], input=rules, text=True, check=True, timeout=20
+        )
         t_block = time.time()
         got: dict[str, dict[str, object]] = {}
         deadline = time.monotonic() + 20

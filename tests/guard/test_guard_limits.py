@@ -126,7 +126,9 @@ def test_guard_sets_keepalive_and_user_timeout(loop: str) -> None:
         await writer.drain()
 
     async def main() -> None:
-        guard = Guard(handler, GuardConfig(keepalive=Keepalive(idle=7, interval=3, count=4, user_timeout=9.5)))
+        guard = Guard(
+            handler, GuardConfig(keepalive=Keepalive(idle=7, interval=3, count=4, user_timeout=9.5))
+        )
         server = await guard.start_server("127.0.0.1", 0)
         port = server.sockets[0].getsockname()[1]
         r, w = await connect_from("127.0.0.5", "127.0.0.1", port)
@@ -135,7 +137,13 @@ def test_guard_sets_keepalive_and_user_timeout(loop: str) -> None:
         server.close()
 
     run(main(), loop)
-    assert seen == {"SO_KEEPALIVE": 1, "TCP_KEEPIDLE": 7, "TCP_KEEPINTVL": 3, "TCP_KEEPCNT": 4, "TCP_USER_TIMEOUT": 9500}
+    assert seen == {
+        "SO_KEEPALIVE": 1,
+        "TCP_KEEPIDLE": 7,
+        "TCP_KEEPINTVL": 3,
+        "TCP_KEEPCNT": 4,
+        "TCP_USER_TIMEOUT": 9500,
+    }
 
 
 @pytest.mark.parametrize("loop", LOOPS)

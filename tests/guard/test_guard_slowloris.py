@@ -56,10 +56,13 @@ def test_guard_slowloris_bounded_and_legit_client_served(loop: str) -> None:
             await asyncio.gather(*(attacker(ip) for ip in ATTACK_IPS))
             attempts = len(ATTACK_IPS) * PER_IP_ATTEMPTS
             assert failed_connects == 0
+
             # Let the server accept everything still queued in the kernel's accept queue.
             def seen() -> int:
                 st = guard.stats()
-                return int(st["accepted_total"]) + sum(n for k, n in st["closes_total"].items() if k.startswith("refused"))
+                return int(st["accepted_total"]) + sum(
+                    n for k, n in st["closes_total"].items() if k.startswith("refused")
+                )
 
             for _ in range(200):
                 if seen() >= attempts:
@@ -74,7 +77,10 @@ def test_guard_slowloris_bounded_and_legit_client_served(loop: str) -> None:
                 held = established_from(port, ATTACK_IPS)
                 if held <= len(ATTACK_IPS) * PER_IP_LIMIT:
                     break
-            assert 0 < held <= len(ATTACK_IPS) * PER_IP_LIMIT, (held, count_states(local_port=port, local_addr="127.0.0.1"))
+            assert 0 < held <= len(ATTACK_IPS) * PER_IP_LIMIT, (
+                held,
+                count_states(local_port=port, local_addr="127.0.0.1"),
+            )
             assert guard.peak_active <= len(ATTACK_IPS) * PER_IP_LIMIT
             assert max(guard.admission.per_key.values(), default=0) <= PER_IP_LIMIT
 

@@ -48,7 +48,9 @@ def test_guard_idle_timeout_fin_or_rst_and_time_wait(loop: str, mode: str) -> No
         assert await _wait(lambda: not guard.connections)
         assert guard.stats()["closes_total"] == {"idle_timeout": 1}
         if mode == "graceful":
-            assert await _wait(lambda: count_states(local_port=port, local_addr="127.0.0.1")["TIME_WAIT"] == 1)
+            assert await _wait(
+                lambda: count_states(local_port=port, local_addr="127.0.0.1")["TIME_WAIT"] == 1
+            )
         else:
             await asyncio.sleep(0.2)
             st = count_states(local_port=port, local_addr="127.0.0.1")
@@ -161,9 +163,13 @@ def test_guard_heartbeat_detects_asymmetric_timeouts_live(loop: str) -> None:
         server = await guard.start_server("127.0.0.1", 0)
         port = server.sockets[0].getsockname()[1]
         r, w = await connect_from("127.0.0.14", "127.0.0.1", port)
-        assert await heartbeat(w, 0.1, reader=r, max_beats=8) == 8  # 0.1 s beats keep a 0.3 s idle timeout happy
+        assert (
+            await heartbeat(w, 0.1, reader=r, max_beats=8) == 8
+        )  # 0.1 s beats keep a 0.3 s idle timeout happy
         with pytest.raises(HeartbeatMismatch, match=r"closed this connection during a 0.5 s heartbeat gap"):
-            await heartbeat(w, 0.5, reader=r, max_beats=3)  # the asymmetric mistake, found without knowing 0.3
+            await heartbeat(
+                w, 0.5, reader=r, max_beats=3
+            )  # the asymmetric mistake, found without knowing 0.3
         w.close()
         assert await _wait(lambda: guard.stats()["closes_total"] == {"idle_timeout": 1})
         server.close()

@@ -48,8 +48,12 @@ def _leftovers(run_id: str) -> list[str]:
 
 
 def _start_long_run() -> tuple[subprocess.Popen[str], str]:
-    p = subprocess.Popen([sys.executable, "-c", LONG_RUN], stdout=subprocess.PIPE, text=True,
-                         env={**os.environ, "PYTHONPATH": os.path.join(ROOT, "src")})
+    p = subprocess.Popen(
+        [sys.executable, "-c", LONG_RUN],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": os.path.join(ROOT, "src")},
+    )
     assert p.stdout is not None
     line = p.stdout.readline()
     m = re.match(r"RUN (lab[0-9a-f]{6})", line)
@@ -109,7 +113,9 @@ def test_clean_rejects_bad_run_id() -> None:
         netns.clean("not-a-run")
 
 
-def test_not_root_is_one_line_exit_2(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_not_root_is_one_line_exit_2(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     from tcpwise.cli import main
 
     monkeypatch.setattr(os, "geteuid", lambda: 1000)

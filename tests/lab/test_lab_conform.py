@@ -10,8 +10,9 @@ def _seg(flags: str, seq: int = 0, win: int = 65535) -> SegmentInfo:
     return SegmentInfo("198.18.0.1", "198.18.1.1", 40000, 80, seq, 0, flags, 0, win)
 
 
-def _run(world: str, a_states: list[tuple[float, str]], a_flags: list[str], isn: int = 1000,
-         win: int = 65535) -> Run:
+def _run(
+    world: str, a_states: list[tuple[float, str]], a_flags: list[str], isn: int = 1000, win: int = 65535
+) -> Run:
     ev: list[Event] = []
     prev = "CLOSED"
     for t, st in a_states:
@@ -23,7 +24,13 @@ def _run(world: str, a_states: list[tuple[float, str]], a_flags: list[str], isn:
     return Run(scenario="x", world=world, hosts=[Host("A", "198.18.0.1"), Host("B", "198.18.1.1")], events=ev)
 
 
-CLOSE = [(0.1, "SYN_SENT"), (0.2, "ESTABLISHED"), (0.5, "FIN_WAIT_1"), (0.6, "FIN_WAIT_2"), (0.7, "TIME_WAIT")]
+CLOSE = [
+    (0.1, "SYN_SENT"),
+    (0.2, "ESTABLISHED"),
+    (0.5, "FIN_WAIT_1"),
+    (0.6, "FIN_WAIT_2"),
+    (0.7, "TIME_WAIT"),
+]
 
 
 def test_identical_stories_match_despite_isn_and_window() -> None:
@@ -52,9 +59,20 @@ def test_flag_difference_is_reported() -> None:
 
 def test_transient_states_are_ignored_in_both_worlds() -> None:
     # FIN_WAIT_1 -> FIN_WAIT_2 -> TIME_WAIT within one segment's processing: the FIN_WAIT_2 lasts 0 s.
-    sim = _run("sim", [(0.1, "SYN_SENT"), (0.2, "ESTABLISHED"), (0.5, "FIN_WAIT_1"), (0.6, "FIN_WAIT_2"),
-                       (0.6, "TIME_WAIT")], [])
-    lab = _run("lab", [(0.1, "SYN_SENT"), (0.2, "ESTABLISHED"), (0.5, "FIN_WAIT_1"), (0.602, "TIME_WAIT")], [])
+    sim = _run(
+        "sim",
+        [
+            (0.1, "SYN_SENT"),
+            (0.2, "ESTABLISHED"),
+            (0.5, "FIN_WAIT_1"),
+            (0.6, "FIN_WAIT_2"),
+            (0.6, "TIME_WAIT"),
+        ],
+        [],
+    )
+    lab = _run(
+        "lab", [(0.1, "SYN_SENT"), (0.2, "ESTABLISHED"), (0.5, "FIN_WAIT_1"), (0.602, "TIME_WAIT")], []
+    )
     assert sequences(sim, "A")[0] == ["SYN_SENT", "ESTABLISHED", "FIN_WAIT_1", "TIME_WAIT"]
     assert compare(sim, lab) == []
 

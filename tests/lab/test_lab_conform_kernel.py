@@ -15,8 +15,16 @@ from tcpwise.lab.conform import DEVIATION_FLAGS, DEVIATIONS, sequences
 pytestmark = [pytest.mark.kernel, pytest.mark.slow]
 
 # Every lab-capable scenario either matches the model or differs only by its documented deviation.
-EXPECTED_MATCH = {"handshake", "simultaneous-open", "close", "close-three-segments", "half-close",
-                  "simultaneous-close", "lost-last-ack", "server-close"}
+EXPECTED_MATCH = {
+    "handshake",
+    "simultaneous-open",
+    "close",
+    "close-three-segments",
+    "half-close",
+    "simultaneous-close",
+    "lost-last-ack",
+    "server-close",
+}
 
 
 def _root() -> None:

@@ -46,7 +46,9 @@ def test_keepalive_detection_time() -> None:
 def test_syn_flood_and_syncookies() -> None:
     r = demos.run_demo("syn-flood")
     assert r.ok, r.text()
-    assert r.facts["legit_without_syncookies"] == "timed out" and r.facts["legit_with_syncookies"] == "connected"
+    assert (
+        r.facts["legit_without_syncookies"] == "timed out" and r.facts["legit_with_syncookies"] == "connected"
+    )
 
 
 def test_accept_queue_overflow() -> None:

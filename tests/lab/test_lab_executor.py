@@ -32,10 +32,14 @@ def _run(steps: tuple[S.Step, ...], duration: float, **kw: object):  # type: ign
 
 
 def test_close_four_way() -> None:
-    run = _run(HANDSHAKE + (S.Send(0.5, "A", nbytes=100), S.Close(0.8, "A"), S.Close(1.2, "B", sock="s")), 1.7)
+    run = _run(
+        HANDSHAKE + (S.Send(0.5, "A", nbytes=100), S.Close(0.8, "A"), S.Close(1.2, "B", sock="s")), 1.7
+    )
     assert run.world == "lab"
-    assert sequences(run, "A") == (ESTABLISH_A + ["FIN_WAIT_1", "FIN_WAIT_2", "TIME_WAIT"],
-                                   ["S", "A", "PA", "FA", "A"])
+    assert sequences(run, "A") == (
+        ESTABLISH_A + ["FIN_WAIT_1", "FIN_WAIT_2", "TIME_WAIT"],
+        ["S", "A", "PA", "FA", "A"],
+    )
     assert sequences(run, "B") == (ESTABLISH_B + ["CLOSE_WAIT", "LAST_ACK", "CLOSED"], ["SA", "A", "A", "FA"])
     texts = [e.text for e in run.events if e.kind == "app"]
     assert "connect() returns" in texts and "recv() returns EOF" in texts
@@ -45,11 +49,15 @@ def test_close_four_way() -> None:
 
 
 def test_lost_last_ack_fin_retransmitted_and_reacked() -> None:
-    run = _run(HANDSHAKE + (S.Close(0.5, "A"), S.DropNext(0.55, "A", "B", "A"), S.Close(0.8, "B", sock="s")),
-               2.2)
+    run = _run(
+        HANDSHAKE + (S.Close(0.5, "A"), S.DropNext(0.55, "A", "B", "A"), S.Close(0.8, "B", sock="s")), 2.2
+    )
     drops = [e for e in run.events if e.kind == "drop"]
     assert len(drops) == 1 and drops[0].segment is not None and drops[0].segment.flags == "A"
-    assert sequences(run, "B") == (ESTABLISH_B + ["CLOSE_WAIT", "LAST_ACK", "CLOSED"], ["SA", "A", "FA", "FA"])
+    assert sequences(run, "B") == (
+        ESTABLISH_B + ["CLOSE_WAIT", "LAST_ACK", "CLOSED"],
+        ["SA", "A", "FA", "FA"],
+    )
     assert sequences(run, "A")[1] == ["S", "A", "FA", "A", "A"]  # A in TIME_WAIT ACKs the retransmitted FIN
     assert run.summary["values"]["nft_drops"]  # the nft counter saw it
 
@@ -68,7 +76,9 @@ def test_crash_then_reboot_answers_rst() -> None:
 
 
 def test_partition_retransmits_then_heals() -> None:
-    run = _run(HANDSHAKE + (S.Partition(0.5, "B", "A"), S.Send(0.6, "A", nbytes=10), S.Heal(1.5, "B", "A")), 2.3)
+    run = _run(
+        HANDSHAKE + (S.Partition(0.5, "B", "A"), S.Send(0.6, "A", nbytes=10), S.Heal(1.5, "B", "A")), 2.3
+    )
     a_flags = sequences(run, "A")[1]
     assert a_flags[:3] == ["S", "A", "PA"] and a_flags.count("PA") >= 2  # retransmitted while B's ACKs die
     assert any(e.kind == "drop" and e.host == "B" for e in run.events)
@@ -127,4 +137,6 @@ def test_duplicate_in_the_delay_line() -> None:
     run = run_script(S.Script(H, HANDSHAKE, link=S.LinkSpec(duplicate=1.0), duration=0.8))
     recv_b = [e.segment.flags for e in run.events if e.kind == "recv" and e.host == "B" and e.segment]
     assert recv_b[:2] == ["S", "S"]
-    assert run.summary["values"]["packets_forwarded"] >= 2 * len([e for e in run.events if e.kind == "send"]) - 2
+    assert (
+        run.summary["values"]["packets_forwarded"] >= 2 * len([e for e in run.events if e.kind == "send"]) - 2
+    )

@@ -43,21 +43,34 @@ def test_parse_frame_ipv4_and_ipv6() -> None:
     from tcpwise.wire.segment import MssOption, TcpSegment
 
     for src, dst, etype in (("198.18.0.1", "198.18.1.1", b"\x08\x00"), ("fd00::1", "fd00:1::1", b"\x86\xdd")):
-        seg = TcpSegment(sport=40000, dport=80, seq=1000, ack=0, flags=0x02, window=64240,
-                         options=(MssOption(1460),))
+        seg = TcpSegment(
+            sport=40000, dport=80, seq=1000, ack=0, flags=0x02, window=64240, options=(MssOption(1460),)
+        )
         frame = b"\x02" * 6 + b"\x04" * 6 + etype + build_packet(src, dst, seg)
         info = parse_frame(frame)
         assert info is not None
         assert (info.src, info.dst, info.sport, info.dport, info.seq, info.flags, info.len, info.win) == (
-            src, dst, 40000, 80, 1000, "S", 0, 64240)
+            src,
+            dst,
+            40000,
+            80,
+            1000,
+            "S",
+            0,
+            64240,
+        )
         assert info.opts == {"mss": 1460}
     assert parse_frame(b"\x00" * 10) is None  # truncated
     assert parse_frame(b"\x02" * 12 + b"\x08\x06" + b"\x00" * 28) is None  # ARP
 
 
 def _agent() -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", "tcpwise.lab.agent"], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, env={**os.environ, "PYTHONPATH": os.path.join(ROOT, "src")})
+    return subprocess.Popen(
+        [sys.executable, "-m", "tcpwise.lab.agent"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": os.path.join(ROOT, "src")},
+    )
 
 
 def _until(p: subprocess.Popen[bytes], text: str, timeout: float = 5.0) -> list[dict[str, object]]:
@@ -116,10 +129,12 @@ def test_agent_connect_send_eof_close_on_loopback() -> None:
         srv.close()
 
 
-@pytest.mark.parametrize("argv", [["lab", "run", "close"], ["lab", "conform"], ["lab", "demo", "time-wait"],
-                                  ["lab", "clean"]])
-def test_every_lab_command_needs_root_one_line_exit_2(monkeypatch: pytest.MonkeyPatch,
-                                                      capsys: pytest.CaptureFixture[str], argv: list[str]) -> None:
+@pytest.mark.parametrize(
+    "argv", [["lab", "run", "close"], ["lab", "conform"], ["lab", "demo", "time-wait"], ["lab", "clean"]]
+)
+def test_every_lab_command_needs_root_one_line_exit_2(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> None:
     from tcpwise.cli import main
 
     monkeypatch.setattr(os, "geteuid", lambda: 1000)

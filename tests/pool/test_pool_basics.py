@@ -63,7 +63,9 @@ class Server:
     def close_all(self, rst: bool) -> None:
         for w in self.writers:
             if rst:
-                w.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                w.get_extra_info("socket").setsockopt(
+                    socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+                )
                 w.transport.abort()
             else:
                 w.close()
@@ -105,7 +107,9 @@ def test_pool_idle_eviction_lifetime_and_min_idle(loop: str) -> None:
         srv = Server()
         server = await asyncio.start_server(srv.handle, "127.0.0.1", 0)
         port = server.sockets[0].getsockname()[1]
-        cfg = PoolConfig(max_size=5, min_idle=2, max_idle_time=0.3, max_lifetime=0.6, health_check_interval=0.05)
+        cfg = PoolConfig(
+            max_size=5, min_idle=2, max_idle_time=0.3, max_lifetime=0.6, health_check_interval=0.05
+        )
         async with Pool("127.0.0.1", port, cfg) as pool:
             await asyncio.sleep(0.2)
             assert len(pool._idle) == 2  # topped up to min_idle
@@ -180,7 +184,9 @@ def test_pool_run_retries_after_reset(loop: str) -> None:
             await reader.readline()
             calls += 1
             if calls <= 2:  # the first two requests die with RST before any answer
-                writer.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                writer.get_extra_info("socket").setsockopt(
+                    socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+                )
                 writer.transport.abort()
                 return
             writer.write(b"ok\n")
@@ -192,8 +198,10 @@ def test_pool_run_retries_after_reset(loop: str) -> None:
             assert await pool.run(lambda c: _req(c, b"x")) == b"ok\n"
             assert pool.stats()["retries_total"] == 2
             calls = -10  # now every request fails: the last error reaches the caller after `retries`
+
             async def always_reset(c: object) -> bytes:
                 raise ConnectionResetError("simulated")
+
             with pytest.raises(ConnectionResetError):
                 await pool.run(always_reset, retries=2)
         server.close()

@@ -17,15 +17,33 @@ def test_pool_example_pair() -> None:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
     srv = subprocess.Popen(
         [sys.executable, str(EX / "guard_server.py"), "--port", "0", "--idle", "0.4", "--drain", "1"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
     )
     try:
         assert srv.stdout is not None
         port = srv.stdout.readline().rsplit(":", 1)[1].strip()
         cl = subprocess.run(
-            [sys.executable, str(EX / "pool_client.py"), "--port", port, "--server-idle", "0.4",
-             "--requests", "120", "--bursts", "3", "--pause", "0.5"],
-            capture_output=True, text=True, env=env, timeout=60,
+            [
+                sys.executable,
+                str(EX / "pool_client.py"),
+                "--port",
+                port,
+                "--server-idle",
+                "0.4",
+                "--requests",
+                "120",
+                "--bursts",
+                "3",
+                "--pause",
+                "0.5",
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
         )
         assert cl.returncode == 0, cl.stdout + cl.stderr
         stats = json.loads(cl.stdout.strip().splitlines()[-1])

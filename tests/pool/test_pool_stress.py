@@ -30,7 +30,11 @@ def _abort(writer: asyncio.StreamWriter) -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("loop", LOOPS)
 def test_pool_10000_borrows_under_random_server_closes(loop: str) -> None:
-    _stress(loop, BORROWS, PoolConfig(max_size=CONCURRENCY, retries=6, health_check_interval=0.5, backoff_base=0.001))
+    _stress(
+        loop,
+        BORROWS,
+        PoolConfig(max_size=CONCURRENCY, retries=6, health_check_interval=0.5, backoff_base=0.001),
+    )
 
 
 def test_pool_stress_control_without_defences_fails() -> None:
@@ -42,7 +46,14 @@ def test_pool_stress_control_without_defences_fails() -> None:
 
 def _stress(loop: str, borrows: int, cfg: PoolConfig) -> None:
     rng = random.Random(7)
-    closes = {"fin_after": 0, "rst_after": 0, "rst_instead": 0, "fin_instead": 0, "fin_later": 0, "rst_later": 0}
+    closes = {
+        "fin_after": 0,
+        "rst_after": 0,
+        "rst_instead": 0,
+        "fin_instead": 0,
+        "fin_later": 0,
+        "rst_later": 0,
+    }
 
     async def chaotic(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         loop_ = asyncio.get_running_loop()

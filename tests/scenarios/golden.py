@@ -34,5 +34,7 @@ def check_golden(run: Run, name: str, update: bool) -> None:
             pytest.fail(f"golden file {path.name} was missing and has been written: review and commit it")
         return
     want = json.loads(path.read_text(encoding="utf-8"))
-    assert got["events"] == want["events"], f"event log of {run.scenario} changed (rerun with --update-golden)"
+    assert got["events"] == want["events"], (
+        f"event log of {run.scenario} changed (rerun with --update-golden)"
+    )
     assert got == want

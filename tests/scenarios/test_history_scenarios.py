@@ -69,7 +69,9 @@ def test_old_duplicate_short_time_wait_corrupts_byte_by_byte() -> None:
     assert v["got_excerpt"] != v["sent_excerpt"] and v["sent_excerpt"].isupper()
     assert "corruption" in run.summary["text"] and v["got_excerpt"] in run.summary["text"]
     # The bulk transfer is summarised, not recorded segment by segment.
-    assert len(run.events) < 200 and any(e.kind == "note" and "not shown" in (e.text or "") for e in run.events)
+    assert len(run.events) < 200 and any(
+        e.kind == "note" and "not shown" in (e.text or "") for e in run.events
+    )
 
 
 def test_old_duplicate_paws_catches_it() -> None:
@@ -80,15 +82,18 @@ def test_old_duplicate_paws_catches_it() -> None:
     assert v["delivered_at"] is not None  # it did arrive; PAWS threw it away
 
 
-@pytest.mark.parametrize("sid,bad", [
-    ("why-three", {"handshake": "4"}),
-    ("why-three", {"old_syn_at": "0.1"}),
-    ("why-three", {"client": "asleep"}),
-    ("old-duplicate", {"old_bytes": "1000"}),
-    ("old-duplicate", {"reconnect_at": "0.5"}),
-    ("old-duplicate", {"land_at": "-1"}),
-    ("old-duplicate", {"old_down": "9999999"}),
-])
+@pytest.mark.parametrize(
+    "sid,bad",
+    [
+        ("why-three", {"handshake": "4"}),
+        ("why-three", {"old_syn_at": "0.1"}),
+        ("why-three", {"client": "asleep"}),
+        ("old-duplicate", {"old_bytes": "1000"}),
+        ("old-duplicate", {"reconnect_at": "0.5"}),
+        ("old-duplicate", {"land_at": "-1"}),
+        ("old-duplicate", {"old_down": "9999999"}),
+    ],
+)
 def test_bad_parameters_are_usage_errors(sid: str, bad: dict[str, str]) -> None:
     with pytest.raises(UsageError):
         run_scenario(sid, overrides=bad)
@@ -105,7 +110,9 @@ def test_old_duplicate_without_time_wait_at_all() -> None:
 def test_old_duplicate_needs_an_acceptable_ack_field(old_down: str, corrupts: bool) -> None:
     # 10 s of ISN clock = 2.5M: with only 700 kB downloaded the old ACK field is 1.8M behind, beyond the 1 MB
     # window, and RFC 5961 §5.2 drops the segment; with 2.4 MB downloaded it passes and corrupts.
-    run = run_scenario("old-duplicate", overrides={"time_wait": "1", "reconnect_at": "10", "old_bytes": "3000000",
-                                                   "old_down": old_down})
+    run = run_scenario(
+        "old-duplicate",
+        overrides={"time_wait": "1", "reconnect_at": "10", "old_bytes": "3000000", "old_down": old_down},
+    )
     assert run.ok, _failed(run)
     assert (run.summary["values"]["corrupted"] > 0) is corrupts

@@ -30,7 +30,10 @@ def test_legacy_tw_recycle_drops_older_syn_from_same_ip_only_within_paws_msl() -
     # Non-SYN segments are never dropped by it.
     assert rule.process(Packet(nat, "198.18.1.1", _syn(1_000_000, 1003, ACK), "C2"), 2.0, "fwd") is not None
     # The remembered stamp is trusted only TCP_PAWS_MSL seconds.
-    assert rule.process(Packet(nat, "198.18.1.1", _syn(1_000_001, 1004), "C2"), TCP_PAWS_MSL + 1.0, "fwd") is not None
+    assert (
+        rule.process(Packet(nat, "198.18.1.1", _syn(1_000_001, 1004), "C2"), TCP_PAWS_MSL + 1.0, "fwd")
+        is not None
+    )
 
 
 def test_nat_rewrites_source_and_maps_replies_back() -> None:

@@ -37,7 +37,9 @@ def test_golden_trace(sid: str, overrides: tuple[tuple[str, str], ...], update_g
 
 
 def test_golden_files_stay_small() -> None:
-    total = sum((GOLDEN / golden_name(s, o)).stat().st_size for s, o in CASES if (GOLDEN / golden_name(s, o)).exists())
+    total = sum(
+        (GOLDEN / golden_name(s, o)).stat().st_size for s, o in CASES if (GOLDEN / golden_name(s, o)).exists()
+    )
     assert total < 600_000, f"golden files of the limits group take {total} bytes"
 
 
@@ -75,14 +77,16 @@ def test_syn_flood_both_cookie_settings() -> None:
 
 def test_syn_flood_quarter_rule_without_cookies() -> None:
     """With a backlog above tcp_max_syn_backlog, no cookies: 128 - 32 + 1 = 97 entries (Linux 6.18 measured)."""
-    run = run_scenario("syn-flood", overrides={"backlog": "256", "flood_duration": "2", "client_at": "1",
-                                               "timeout": "1"})
+    run = run_scenario(
+        "syn-flood", overrides={"backlog": "256", "flood_duration": "2", "client_at": "1", "timeout": "1"}
+    )
     assert run.summary["values"]["cookies_off"]["peak_syn_rcvd"] == 97
 
 
 def test_syn_flood_main_run_with_cookies_is_the_same_story() -> None:
-    run = run_scenario("syn-flood", overrides={"syncookies": "1", "flood_duration": "3", "timeout": "2",
-                                               "client_at": "1"})
+    run = run_scenario(
+        "syn-flood", overrides={"syncookies": "1", "flood_duration": "3", "timeout": "2", "client_at": "1"}
+    )
     assert run.ok, [(c.claim, c.detail) for c in run.checks if not c.ok]
     assert max(run.series["A.completed"]) == 1  # the main series is now the cookie run
 
@@ -90,7 +94,9 @@ def test_syn_flood_main_run_with_cookies_is_the_same_story() -> None:
 # -- accept-queue-overflow ------------------------------------------------------------------------------------
 def test_accept_queue_ghost_connection() -> None:
     v = _run("accept-queue-overflow").summary["values"]
-    assert v["ghost_server_established"] - v["ghost_client_established"] > 5.0  # seconds of one-sided ESTABLISHED
+    assert (
+        v["ghost_server_established"] - v["ghost_client_established"] > 5.0
+    )  # seconds of one-sided ESTABLISHED
     assert v["stats"]["ListenOverflows"] > 0 and v["resets"] == 0
     v1 = _run("accept-queue-overflow", (("abort_on_overflow", "1"),)).summary["values"]
     assert v1["resets"] >= 1
@@ -105,16 +111,19 @@ def test_pool_naive_vs_validating() -> None:
 
 
 # -- bad parameters ------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("sid,bad", [
-    ("close-wait-leak", {"fd_limit": "2"}),
-    ("client-leak", {"max_conns": "0"}),
-    ("syn-flood", {"syncookies": "7"}),
-    ("accept-queue-overflow", {"backlog": "0"}),
-    ("pool-dead-connections", {"bursts": "a,b"}),
-    ("pool-dead-connections", {"bursts": ""}),
-    ("pool-dead-connections", {"max_idle": "-1"}),
-    ("client-leak", {"delay": "-1"}),
-])
+@pytest.mark.parametrize(
+    "sid,bad",
+    [
+        ("close-wait-leak", {"fd_limit": "2"}),
+        ("client-leak", {"max_conns": "0"}),
+        ("syn-flood", {"syncookies": "7"}),
+        ("accept-queue-overflow", {"backlog": "0"}),
+        ("pool-dead-connections", {"bursts": "a,b"}),
+        ("pool-dead-connections", {"bursts": ""}),
+        ("pool-dead-connections", {"max_idle": "-1"}),
+        ("client-leak", {"delay": "-1"}),
+    ],
+)
 def test_bad_parameters_are_usage_errors(sid: str, bad: dict[str, str]) -> None:
     from tcpwise.errors import UsageError
 

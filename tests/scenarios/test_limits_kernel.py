@@ -31,7 +31,9 @@ def _model() -> tuple[int, int]:
     ha = sim.add_host("A", "198.18.0.1", LINUX, "client")
     hb = sim.add_host("B", "198.18.1.1", LINUX, "server")
     server = Server(sim, hb, 80, backlog=BACKLOG, accept_interval=1e6)
-    client = ShortConnClient(sim, ha, "198.18.1.1", 80, times=[0.01 * i for i in range(CLIENTS)], request_bytes=0)
+    client = ShortConnClient(
+        sim, ha, "198.18.1.1", 80, times=[0.01 * i for i in range(CLIENTS)], request_bytes=0
+    )
     sim.run(0.5)
     return len(server.listener.accept_queue), client.stats.established
 
@@ -127,8 +129,12 @@ def test_close_wait_leak_on_the_kernel() -> None:
     child = None
     try:
         sh("ip", "-n", ns, "link", "set", "lo", "up")
-        child = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-c", _LEAKY_SERVER, str(limit),
-                                  str(backlog)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        child = subprocess.Popen(
+            ["ip", "netns", "exec", ns, sys.executable, "-c", _LEAKY_SERVER, str(limit), str(backlog)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         assert child.stdout is not None and child.stdin is not None
         ready = child.stdout.readline().split()
         assert ready and ready[0] == "ready"
@@ -140,7 +146,9 @@ def test_close_wait_leak_on_the_kernel() -> None:
             for c in connected:
                 c.shutdown(socket.SHUT_WR)  # the client is done: FIN -> the server side goes CLOSE_WAIT
             time.sleep(0.3)
-            close_wait = sh("ip", "netns", "exec", ns, "ss", "-tanH", "state", "close-wait", "sport", "= :8083")
+            close_wait = sh(
+                "ip", "netns", "exec", ns, "ss", "-tanH", "state", "close-wait", "sport", "= :8083"
+            )
             listen = sh("ip", "netns", "exec", ns, "ss", "-ltnH", "sport", "= :8083")
         child.stdin.write("stop\n")
         child.stdin.flush()
@@ -163,8 +171,10 @@ def test_close_wait_leak_on_the_kernel() -> None:
     from tcpwise.scenarios import run_scenario
     from tcpwise.sim.apps import BASE_FDS
 
-    v = run_scenario("close-wait-leak", overrides={"fd_limit": str(BASE_FDS + usable), "backlog": str(backlog),
-                                                   "extra": "10"}).summary["values"]
+    v = run_scenario(
+        "close-wait-leak",
+        overrides={"fd_limit": str(BASE_FDS + usable), "backlog": str(backlog), "extra": "10"},
+    ).summary["values"]
     assert v["accepted"] == usable and v["emfile"] > 0 and v["peak_accept_queue"] == backlog + 1
 
 
@@ -267,8 +277,9 @@ def test_syn_flood_on_the_kernel(backlog: int, max_syn_backlog: int, cookies: in
         sh("ip", "netns", "delete", x_ns, check=False)
         sh("ip", "netns", "delete", b_ns, check=False)
 
-    model = Listener(LINUX.with_(syncookies=cookies, max_syn_backlog=max_syn_backlog), "198.18.1.1", 80, backlog,
-                     b"k" * 32)
+    model = Listener(
+        LINUX.with_(syncookies=cookies, max_syn_backlog=max_syn_backlog), "198.18.1.1", 80, backlog, b"k" * 32
+    )
     assert syn_recv == model.syn_queue_limit
     assert legit == bool(cookies)
     cookies_sent = int(re.search(r"TcpExtSyncookiesSent\s+(\d+)", nstat).group(1))  # type: ignore[union-attr]
@@ -306,8 +317,10 @@ def test_final_ack_dropped_at_full_accept_queue_on_the_kernel() -> None:
                 first.connect(("198.18.1.1", 80))
                 socks.append(first)
             time.sleep(0.1)
-            rules = ("table inet tcpwise_hold { chain out { type filter hook output priority 0; "
-                     "tcp dport 80 tcp flags == ack drop; }; }")
+            rules = (
+                "table inet tcpwise_hold { chain out { type filter hook output priority 0; "
+                "tcp dport 80 tcp flags == ack drop; }; }"
+            )
             sh("ip", "netns", "exec", x_ns, "nft", "-f", "-", input=rules)
             with in_netns(x_ns):
                 for _ in range(2):
@@ -319,11 +332,17 @@ def test_final_ack_dropped_at_full_accept_queue_on_the_kernel() -> None:
                         pass
                     socks.append(c)
             time.sleep(0.3)
-            held_syn_recv = len(sh("ip", "netns", "exec", b_ns, "ss", "-tanH", "state", "syn-recv").splitlines())
+            held_syn_recv = len(
+                sh("ip", "netns", "exec", b_ns, "ss", "-tanH", "state", "syn-recv").splitlines()
+            )
             sh("ip", "netns", "exec", x_ns, "nft", "delete", "table", "inet", "tcpwise_hold")
             time.sleep(2.0)  # the server's SYN-ACK retransmission (1 s) draws fresh ACKs
-            client_est = len(sh("ip", "netns", "exec", x_ns, "ss", "-tanH", "state", "established").splitlines())
-            server_syn_recv = len(sh("ip", "netns", "exec", b_ns, "ss", "-tanH", "state", "syn-recv").splitlines())
+            client_est = len(
+                sh("ip", "netns", "exec", x_ns, "ss", "-tanH", "state", "established").splitlines()
+            )
+            server_syn_recv = len(
+                sh("ip", "netns", "exec", b_ns, "ss", "-tanH", "state", "syn-recv").splitlines()
+            )
             listen = sh("ip", "netns", "exec", b_ns, "ss", "-ltnH", "sport", "= :80")
             nstat = sh("ip", "netns", "exec", b_ns, "nstat", "-az", "TcpExtListenOverflows")
         finally:

@@ -33,7 +33,9 @@ def test_rst_in_close_wait_reports_epipe() -> None:
     try:
         acc.close()  # server closes: FIN; the client does not read (CLOSE_WAIT)
         time.sleep(0.05)
-        assert cli.send(b"PING....") == 8  # accepted by the client's kernel; the closed server socket answers RST
+        assert (
+            cli.send(b"PING....") == 8
+        )  # accepted by the client's kernel; the closed server socket answers RST
         time.sleep(0.1)
         with pytest.raises(OSError) as exc:
             cli.send(b"PING....")

@@ -27,9 +27,10 @@ def test_half_open_crash_rst_only_when_a_sends() -> None:
     assert _err_time(run, "A", "ECONNRESET") > 10000.0
 
 
-@pytest.mark.parametrize("knobs,expect", [({}, 7875.0),
-                                          ({"keepalive_time": "60", "keepalive_intvl": "10",
-                                            "keepalive_probes": "3"}, 90.0)])
+@pytest.mark.parametrize(
+    "knobs,expect",
+    [({}, 7875.0), ({"keepalive_time": "60", "keepalive_intvl": "10", "keepalive_probes": "3"}, 90.0)],
+)
 def test_half_open_crash_keepalive_detection_time(knobs: dict[str, str], expect: float) -> None:
     run = run_scenario("half-open-crash", overrides={"keepalive": "1", **knobs})
     assert run.ok, _failed(run)
@@ -114,16 +115,19 @@ def test_rst_on_timeout_graceful_variant_leaves_time_wait() -> None:
     assert run.summary["values"]["client_read"] == run.summary["values"]["written"]
 
 
-@pytest.mark.parametrize("sid,bad", [
-    ("half-open-crash", {"reboot_at": "5"}),
-    ("half-open-crash", {"keepalive_probes": "0"}),
-    ("half-open-partition", {"user_timeout": "-1"}),
-    ("heartbeat-asymmetry", {"interval": "0"}),
-    ("keepalive", {"death": "meteor"}),
-    ("middlebox-idle-timeout", {"idle_timeout": "0"}),
-    ("rst-on-timeout", {"close": "maybe"}),
-    ("rst-on-timeout", {"response": "1000"}),
-])
+@pytest.mark.parametrize(
+    "sid,bad",
+    [
+        ("half-open-crash", {"reboot_at": "5"}),
+        ("half-open-crash", {"keepalive_probes": "0"}),
+        ("half-open-partition", {"user_timeout": "-1"}),
+        ("heartbeat-asymmetry", {"interval": "0"}),
+        ("keepalive", {"death": "meteor"}),
+        ("middlebox-idle-timeout", {"idle_timeout": "0"}),
+        ("rst-on-timeout", {"close": "maybe"}),
+        ("rst-on-timeout", {"response": "1000"}),
+    ],
+)
 def test_bad_parameters_are_usage_errors(sid: str, bad: dict[str, str]) -> None:
     with pytest.raises(UsageError):
         run_scenario(sid, overrides=bad)
@@ -138,18 +142,23 @@ def test_middlebox_that_resets_gives_immediate_errors() -> None:
 
 def test_half_open_crash_keepalive_meets_a_rebooted_peer() -> None:
     # B is back before keepalive would give up: the next probe draws a RST (ECONNRESET, not ETIMEDOUT).
-    run = run_scenario("half-open-crash", overrides={"keepalive": "1", "keepalive_time": "60", "reboot_at": "100",
-                                                     "send_at": "200"})
+    run = run_scenario(
+        "half-open-crash",
+        overrides={"keepalive": "1", "keepalive_time": "60", "reboot_at": "100", "send_at": "200"},
+    )
     assert run.ok, _failed(run)
     assert _err_time(run, "A", "ECONNRESET") == pytest.approx(135.75)
     assert not q.apps(run, "A", "ETIMEDOUT")
 
 
-@pytest.mark.parametrize("sid,bad", [
-    ("keepalive", {"die_at": "1"}),
-    ("middlebox-idle-timeout", {"send_at": "2"}),
-    ("rst-on-timeout", {"send_timeout": "0.1"}),
-])
+@pytest.mark.parametrize(
+    "sid,bad",
+    [
+        ("keepalive", {"die_at": "1"}),
+        ("middlebox-idle-timeout", {"send_at": "2"}),
+        ("rst-on-timeout", {"send_timeout": "0.1"}),
+    ],
+)
 def test_story_breaking_parameters_are_refused(sid: str, bad: dict[str, str]) -> None:
     with pytest.raises(UsageError):
         run_scenario(sid, overrides=bad)

@@ -9,7 +9,9 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
 def test_catalogue_doc_is_current() -> None:
-    spec = importlib.util.spec_from_file_location("gen_scenarios_doc", ROOT / "tools" / "gen_scenarios_doc.py")
+    spec = importlib.util.spec_from_file_location(
+        "gen_scenarios_doc", ROOT / "tools" / "gen_scenarios_doc.py"
+    )
     assert spec and spec.loader
     gen = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(gen)

@@ -105,8 +105,15 @@ def test_port_exhaustion_and_tw_reuse_on_the_kernel() -> None:
     assert reuse_with_ts == 0
     assert reuse_without_ts == errno.EADDRNOTAVAIL
     # ... and the model say the same.
-    p = {"rate": 1.0, "duration": 1.0, "port_range": f"{PORTS[0]}-{PORTS[1]}", "delay": 0.0, "tw_reuse": 0,
-         "timestamps": True, "fin_timeout": 30.0}
+    p = {
+        "rate": 1.0,
+        "duration": 1.0,
+        "port_range": f"{PORTS[0]}-{PORTS[1]}",
+        "delay": 0.0,
+        "tw_reuse": 0,
+        "timestamps": True,
+        "fin_timeout": 30.0,
+    }
     lc = calibrate(p).lc
     assert lc.time_wait == 60.0
     model = simulate_flow(11.0, 1.0, 10, lc)  # 11 connects within one second through 10 ports

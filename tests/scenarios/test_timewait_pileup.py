@@ -35,12 +35,15 @@ def test_scale_run_is_a_time_series_not_an_event_log() -> None:
     assert len(run.series["t"]) == 120
 
 
-@pytest.mark.parametrize("overrides", [
-    {"rate": "100", "duration": "4"},  # packet model, below the limit
-    {"fin_timeout": "30"},  # the correction: TIME_WAIT still 60 s
-    {"timestamps": "0"},
-    {"nat": "1"},  # tw_recycle behind NAT
-])
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"rate": "100", "duration": "4"},  # packet model, below the limit
+        {"fin_timeout": "30"},  # the correction: TIME_WAIT still 60 s
+        {"timestamps": "0"},
+        {"nat": "1"},  # tw_recycle behind NAT
+    ],
+)
 def test_variants_hold(overrides: dict[str, str]) -> None:
     _ok(run_scenario("timewait-pileup", overrides=overrides))
 
@@ -55,8 +58,18 @@ def test_fin_timeout_does_not_change_time_wait() -> None:
 def test_flow_model_matches_packet_model_through_exhaustion() -> None:
     """The two models, same parameters: identical TIME_WAIT, ports and failure series (small port range so the
     packet model reaches exhaustion quickly)."""
-    p = {"rate": 20.0, "duration": 15.0, "port_range": "40000-40199", "delay": 0.05, "tw_reuse": 2,
-         "timestamps": True, "fin_timeout": 60.0, "model": "packet", "nat": False, "nat_clients": 3}
+    p = {
+        "rate": 20.0,
+        "duration": 15.0,
+        "port_range": "40000-40199",
+        "delay": 0.05,
+        "tw_reuse": 2,
+        "timestamps": True,
+        "fin_timeout": 60.0,
+        "model": "packet",
+        "nat": False,
+        "nat_clients": 3,
+    }
     packet, sim = packet_pileup(p)
     lc = calibrate(p).lc
     flow = simulate_flow(20.0, 15.0, 200, lc)
@@ -70,8 +83,15 @@ def test_flow_model_matches_packet_model_through_exhaustion() -> None:
 def test_flow_model_matches_packet_model_with_tw_reuse() -> None:
     """With tcp_tw_reuse=1 the packet model's allocator takes TIME_WAIT ports over; the flow model, fed the
     measured reuse delay, gives the same TIME_WAIT and port series."""
-    p = {"rate": 40.0, "duration": 12.0, "port_range": "40000-40199", "delay": 0.05, "tw_reuse": 1,
-         "timestamps": True, "fin_timeout": 60.0}
+    p = {
+        "rate": 40.0,
+        "duration": 12.0,
+        "port_range": "40000-40199",
+        "delay": 0.05,
+        "tw_reuse": 1,
+        "timestamps": True,
+        "fin_timeout": 60.0,
+    }
     packet, _ = packet_pileup(p)
     flow = simulate_flow(40.0, 12.0, 200, calibrate(p).lc)
     assert packet.failed == flow.failed == 0
@@ -81,8 +101,15 @@ def test_flow_model_matches_packet_model_with_tw_reuse() -> None:
 
 
 def test_tw_reuse_needs_timestamps_on_the_packet_model() -> None:
-    p = {"rate": 1.0, "duration": 1.0, "port_range": "32768-60999", "delay": 0.05, "tw_reuse": 1,
-         "timestamps": True, "fin_timeout": 60.0}
+    p = {
+        "rate": 1.0,
+        "duration": 1.0,
+        "port_range": "32768-60999",
+        "delay": 0.05,
+        "tw_reuse": 1,
+        "timestamps": True,
+        "fin_timeout": 60.0,
+    }
     assert calibrate(p).lc.reuse_after == pytest.approx(1.0, abs=0.11)
     assert calibrate({**p, "timestamps": False}).lc.reuse_after is None
     assert calibrate({**p, "tw_reuse": 2}).lc.reuse_after is None  # 2 = loopback only; 198.18.x is not
@@ -95,9 +122,20 @@ def test_flow_model_port_limit_is_exact() -> None:
     assert max(res.series["ports_in_use"]) == 5000
 
 
-@pytest.mark.parametrize("bad", [{"rate": "0"}, {"rate": "-5"}, {"duration": "1e9"}, {"model": "quantum"},
-                                 {"port_range": "9-1"}, {"port_range": "abc"}, {"tw_reuse": "3"},
-                                 {"rate": "5000", "model": "packet"}, {"delay": "1"}])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"rate": "0"},
+        {"rate": "-5"},
+        {"duration": "1e9"},
+        {"model": "quantum"},
+        {"port_range": "9-1"},
+        {"port_range": "abc"},
+        {"tw_reuse": "3"},
+        {"rate": "5000", "model": "packet"},
+        {"delay": "1"},
+    ],
+)
 def test_bad_parameters_are_usage_errors(bad: dict[str, str]) -> None:
     with pytest.raises(UsageError):
         run_scenario("timewait-pileup", overrides=bad)

@@ -33,13 +33,18 @@ DATA_B = payload_bytes(MB, 7)
 
 
 def _bulk_script(link: LinkSpec, extra: tuple = (), a_cfg: dict | None = None, tw: float = 60.0) -> Script:
-    hosts = (HostSpec("A", "198.18.0.1", "client", {"time_wait": tw, **(a_cfg or {})}),
-             HostSpec("B", "198.18.1.1", "server", {"time_wait": tw}))
+    hosts = (
+        HostSpec("A", "198.18.0.1", "client", {"time_wait": tw, **(a_cfg or {})}),
+        HostSpec("B", "198.18.1.1", "server", {"time_wait": tw}),
+    )
     steps = (
-        Listen(0, "B", 80), Connect(0, "A", "B", 80), Send(0, "A", data=DATA_A),
+        Listen(0, "B", 80),
+        Connect(0, "A", "B", 80),
+        Send(0, "A", data=DATA_A),
         # B answers once its side is surely accepted (even after several lost SYNs: at most 127 s).
         Send(150, "B", data=DATA_B, sock="s"),
-        Shutdown(600, "A"), Shutdown(600, "B", sock="s"),
+        Shutdown(600, "A"),
+        Shutdown(600, "B", sock="s"),
     ) + extra
     return Script(hosts, steps, link, duration=1500)
 

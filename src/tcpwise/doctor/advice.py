@@ -171,7 +171,7 @@ ADVICE: dict[str, tuple[str, str]] = {
         "Orphans are sockets the application already closed; the kernel finishes the FIN exchange alone. Many in "
         "FIN_WAIT_2 mean peers that never send their FIN: net.ipv4.tcp_fin_timeout (default 60 s) bounds exactly "
         "that state. Many in FIN_WAIT_1/LAST_ACK mean peers that stopped ACKing: net.ipv4.tcp_orphan_retries "
-        "bounds them. Over tcp_max_orphans the kernel resets orphans (\"too many orphaned sockets\").",
+        'bounds them. Over tcp_max_orphans the kernel resets orphans ("too many orphaned sockets").',
         "孤儿套接字是应用已关闭、由内核独自完成 FIN 交换的套接字。FIN_WAIT_2 多说明对端迟迟不发 FIN：正是 "
         "net.ipv4.tcp_fin_timeout（默认 60 秒）限制这个状态。FIN_WAIT_1/LAST_ACK 多说明对端不再 ACK：由 "
         "net.ipv4.tcp_orphan_retries 限制。超过 tcp_max_orphans 时内核会重置孤儿套接字。",

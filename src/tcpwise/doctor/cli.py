@@ -36,10 +36,17 @@ def _positive(text: str) -> float:
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--netns", metavar="NAME", help="look inside network namespace NAME (/run/netns/NAME, root)")
+    p.add_argument(
+        "--netns", metavar="NAME", help="look inside network namespace NAME (/run/netns/NAME, root)"
+    )
     p.add_argument("--lang", choices=("en", "zh"), default="en", help="language of messages and advice")
-    p.add_argument("--idle", type=_positive, default=600.0, metavar="SECONDS",
-                   help="an ESTABLISHED socket without data for this long is idle (no-keepalive; default 600)")
+    p.add_argument(
+        "--idle",
+        type=_positive,
+        default=600.0,
+        metavar="SECONDS",
+        help="an ESTABLISHED socket without data for this long is idle (no-keepalive; default 600)",
+    )
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -53,28 +60,45 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     d.add_argument("--json", action="store_true", help="print one JSON document")
     d.add_argument("--pid", type=int, metavar="PID", help="only this process's sockets and findings")
     d.add_argument("--fail-on", choices=("warn", "crit"), help="exit 1 if a finding is at least this severe")
-    d.add_argument("--interval", type=_positive, metavar="SECONDS",
-                   help="take a second sample after SECONDS to measure growth")
-    d.add_argument("--top", type=int, default=15, metavar="N", help="processes shown in the table (default 15)")
+    d.add_argument(
+        "--interval",
+        type=_positive,
+        metavar="SECONDS",
+        help="take a second sample after SECONDS to measure growth",
+    )
+    d.add_argument(
+        "--top", type=int, default=15, metavar="N", help="processes shown in the table (default 15)"
+    )
     _common(d)
     d.set_defaults(handler=_doctor)
 
-    t = sub.add_parser("top", help="live view of TCP states per process (refresh 1 s)",
-                       description="A live terminal view of TCP sockets per state and per process; growth "
-                                   "since the previous refresh is highlighted. q or Ctrl-C quits.")
+    t = sub.add_parser(
+        "top",
+        help="live view of TCP states per process (refresh 1 s)",
+        description="A live terminal view of TCP sockets per state and per process; growth "
+        "since the previous refresh is highlighted. q or Ctrl-C quits.",
+    )
     t.add_argument("--interval", type=_positive, default=1.0, metavar="SECONDS", help="refresh period (1 s)")
     t.add_argument("--count", type=int, metavar="N", help="stop after N refreshes")
     t.add_argument("--rows", type=int, default=20, metavar="N", help="processes shown (default 20)")
     _common(t)
     t.set_defaults(handler=_top)
 
-    e = sub.add_parser("exporter", help="Prometheus metrics of TCP states, processes, queues and findings",
-                       description="Serve Prometheus metrics (per state, top processes, listener queues, "
-                                   "findings) at http://LISTEN/metrics. Dashboard: docs/grafana-tcpwise.json.")
+    e = sub.add_parser(
+        "exporter",
+        help="Prometheus metrics of TCP states, processes, queues and findings",
+        description="Serve Prometheus metrics (per state, top processes, listener queues, "
+        "findings) at http://LISTEN/metrics. Dashboard: docs/grafana-tcpwise.json.",
+    )
     e.add_argument("--listen", default="127.0.0.1:9477", metavar="HOST:PORT", help="default 127.0.0.1:9477")
     e.add_argument("--top", type=int, default=20, metavar="N", help="per-process series for the top N (20)")
-    e.add_argument("--proc-interval", type=float, default=10.0, metavar="SECONDS",
-                   help="rescan /proc for process attribution at most this often (default 10 s; 0 = every scrape)")
+    e.add_argument(
+        "--proc-interval",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="rescan /proc for process attribution at most this often (default 10 s; 0 = every scrape)",
+    )
     _common(e)
     e.set_defaults(handler=_exporter)
 

@@ -155,7 +155,9 @@ def take(
     by_inode = {s.inode: s for s in socks if s.inode}
     if attribute:
         raw = pending.result() if pending is not None else procfs.scan_raw(pids)
-        att = procfs.build(raw, inode_state if inode_state is not None else by_inode, keep_all=pids is not None)
+        att = procfs.build(
+            raw, inode_state if inode_state is not None else by_inode, keep_all=pids is not None
+        )
         procs, owners, scanned, denied = att.procs, att.owners, att.scanned, att.denied
     else:
         procs, owners, scanned, denied = {}, {}, 0, 0

@@ -66,8 +66,13 @@ class TcpCollector:
     thread (or on every scrape with ``proc_interval <= 0``) and served from cache in between.
     """
 
-    def __init__(self, netns: str | None = None, top: int = 20, proc_interval: float = 10.0,
-                 thresholds: findings.Thresholds | None = None) -> None:
+    def __init__(
+        self,
+        netns: str | None = None,
+        top: int = 20,
+        proc_interval: float = 10.0,
+        thresholds: findings.Thresholds | None = None,
+    ) -> None:
         self.netns = netns
         self.top = top
         self.proc_interval = proc_interval
@@ -159,12 +164,17 @@ class TcpCollector:
         yield g
 
         per_pid: Counter[int] = Counter({pid: len(p.inodes) for pid, p in snap.procs.items()})
-        ps = GaugeMetricFamily("tcpwise_process_sockets", "TCP sockets per process and state (top N)",
-                               labels=["pid", "comm", "state"])
-        pf = GaugeMetricFamily("tcpwise_process_fds", "open file descriptors (top N processes)",
-                               labels=["pid", "comm"])
-        pl = GaugeMetricFamily("tcpwise_process_fd_limit", "soft RLIMIT_NOFILE (top N processes)",
-                               labels=["pid", "comm"])
+        ps = GaugeMetricFamily(
+            "tcpwise_process_sockets",
+            "TCP sockets per process and state (top N)",
+            labels=["pid", "comm", "state"],
+        )
+        pf = GaugeMetricFamily(
+            "tcpwise_process_fds", "open file descriptors (top N processes)", labels=["pid", "comm"]
+        )
+        pl = GaugeMetricFamily(
+            "tcpwise_process_fd_limit", "soft RLIMIT_NOFILE (top N processes)", labels=["pid", "comm"]
+        )
         for pid, n in per_pid.most_common(self.top):
             if not n:
                 break
@@ -179,13 +189,16 @@ class TcpCollector:
         yield pl
 
         aq = GaugeMetricFamily("tcpwise_listener_accept_queue", "accept queue length", labels=["listen"])
-        bl = GaugeMetricFamily("tcpwise_listener_backlog", "listen backlog (accept queue limit)", labels=["listen"])
+        bl = GaugeMetricFamily(
+            "tcpwise_listener_backlog", "listen backlog (accept queue limit)", labels=["listen"]
+        )
         for s in listeners:
             lab = _addr(s.family, s.src, s.sport)
             aq.add_metric([lab], s.rqueue)
             bl.add_metric([lab], s.wqueue)
-        sr = GaugeMetricFamily("tcpwise_listener_syn_recv", "SYN_RCVD (SYN queue) entries per local address",
-                               labels=["listen"])
+        sr = GaugeMetricFamily(
+            "tcpwise_listener_syn_recv", "SYN_RCVD (SYN queue) entries per local address", labels=["listen"]
+        )
         for (fam, src, port), n in syn.items():
             sr.add_metric([_addr(fam, src, port)], n)
         yield aq
@@ -193,7 +206,9 @@ class TcpCollector:
         yield sr
 
         fc = Counter((f.id, f.severity) for f in found)
-        fm = GaugeMetricFamily("tcpwise_findings", "doctor findings by id and severity", labels=["id", "severity"])
+        fm = GaugeMetricFamily(
+            "tcpwise_findings", "doctor findings by id and severity", labels=["id", "severity"]
+        )
         for fid in findings.CHECK_IDS:
             for sev in findings.SEVERITIES:
                 fm.add_metric([fid, sev], fc.get((fid, sev), 0))
@@ -205,13 +220,20 @@ class TcpCollector:
                 c = CounterMetricFamily(f"tcpwise_kernel_{_snake(name)}", f"/proc/net/netstat TcpExt {name}")
                 c.add_metric([], v)
                 yield c
-        yield GaugeMetricFamily("tcpwise_orphans", "orphaned sockets (sockstat)", value=sockstat.get("orphan", 0))
-        yield GaugeMetricFamily("tcpwise_timewait_kernel", "TIME_WAIT sockets (sockstat tw)",
-                                value=sockstat.get("tw", 0))
-        yield GaugeMetricFamily("tcpwise_attribution_age_seconds",
-                                "age of the cached full snapshot (processes, findings)", value=full_age)
-        yield GaugeMetricFamily("tcpwise_scrape_duration_seconds", "time to build this scrape",
-                                value=time.perf_counter() - t0)
+        yield GaugeMetricFamily(
+            "tcpwise_orphans", "orphaned sockets (sockstat)", value=sockstat.get("orphan", 0)
+        )
+        yield GaugeMetricFamily(
+            "tcpwise_timewait_kernel", "TIME_WAIT sockets (sockstat tw)", value=sockstat.get("tw", 0)
+        )
+        yield GaugeMetricFamily(
+            "tcpwise_attribution_age_seconds",
+            "age of the cached full snapshot (processes, findings)",
+            value=full_age,
+        )
+        yield GaugeMetricFamily(
+            "tcpwise_scrape_duration_seconds", "time to build this scrape", value=time.perf_counter() - t0
+        )
 
 
 def _addr(family: int, raw: bytes, port: int) -> str:
@@ -222,7 +244,11 @@ def _addr(family: int, raw: bytes, port: int) -> str:
 def _snake(name: str) -> str:
     out = []
     for i, ch in enumerate(name):
-        if ch.isupper() and i and (not name[i - 1].isupper() or (i + 1 < len(name) and name[i + 1].islower())):
+        if (
+            ch.isupper()
+            and i
+            and (not name[i - 1].isupper() or (i + 1 < len(name) and name[i + 1].islower()))
+        ):
             out.append("_")
         out.append(ch.lower())
     return "".join(out)
@@ -240,8 +266,12 @@ def run(args: argparse.Namespace) -> int:
     from prometheus_client.core import CollectorRegistry
 
     host, port = _parse_listen(args.listen)
-    col = TcpCollector(netns=args.netns, top=args.top, proc_interval=args.proc_interval,
-                       thresholds=findings.Thresholds(idle_s=args.idle))
+    col = TcpCollector(
+        netns=args.netns,
+        top=args.top,
+        proc_interval=args.proc_interval,
+        thresholds=findings.Thresholds(idle_s=args.idle),
+    )
     col.start_background()  # first full snapshot: fails early (bad netns, no sock_diag) before serving
     reg = CollectorRegistry()
     reg.register(col)

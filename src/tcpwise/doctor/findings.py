@@ -132,7 +132,8 @@ class _Ctx:
         # One pass groups sockets by state; each check then walks only the states it cares about.
         socks = snap.socks
         self.by_state: dict[int, list[Sock]] = {
-            st: [s for s in socks if s[1] == st] for st in set(map(itemgetter(1), socks))}
+            st: [s for s in socks if s[1] == st] for st in set(map(itemgetter(1), socks))
+        }
         self.by_pid: dict[int, list[Sock]] = defaultdict(list)
         by_inode = snap.by_inode
         for ino, pids in snap.owners.items():
@@ -146,11 +147,22 @@ class _Ctx:
             out.extend(self.by_state.get(n, ()))
         return out
 
-    def f(self, fid: str, sev: str, fpid: int | None, evidence: dict[str, Any], /, *, msg_key: str | None = None,
-          **values: Any) -> Finding:
+    def f(
+        self,
+        fid: str,
+        sev: str,
+        fpid: int | None,
+        evidence: dict[str, Any],
+        /,
+        *,
+        msg_key: str | None = None,
+        **values: Any,
+    ) -> Finding:
         """A Finding whose message template ``msg_key`` (default: the id) is filled from ``values``."""
         k = msg_key or fid
-        return Finding(fid, sev, fpid, adv.message(k, self.lang, **values), evidence, adv.advice(k, self.lang))
+        return Finding(
+            fid, sev, fpid, adv.message(k, self.lang, **values), evidence, adv.advice(k, self.lang)
+        )
 
     def zh(self) -> bool:
         return self.lang == "zh"
@@ -192,8 +204,18 @@ def _close_wait(c: _Ctx) -> list[Finding]:
             ev["growth_per_s"] = round(d / dt, 3)
             if d > 0:
                 growth = f"，{dt:.0f} 秒内增加 {d} 个" if c.zh() else f", +{d} in {dt:.0f} s"
-        out.append(c.f("close-wait-leak", "crit" if crit else "warn", pid, ev, comm=c.snap.comm_of(pid), pid=pid,
-                       n=n, growth=growth))
+        out.append(
+            c.f(
+                "close-wait-leak",
+                "crit" if crit else "warn",
+                pid,
+                ev,
+                comm=c.snap.comm_of(pid),
+                pid=pid,
+                n=n,
+                growth=growth,
+            )
+        )
     return out
 
 
@@ -241,17 +263,44 @@ def _accept_queue(c: _Ctx) -> list[Finding]:
         if not full and not (rq > 0 and rq >= c.th.accept_warn_share * wq):
             continue
         pid = c.snap.pid_of(s)
-        ev = {"listener": _ep(s, True), "accept_queue": rq, "backlog": wq, "somaxconn": somax,
-              "ListenOverflows": ovf, "ListenDrops": drops}
+        ev = {
+            "listener": _ep(s, True),
+            "accept_queue": rq,
+            "backlog": wq,
+            "somaxconn": somax,
+            "ListenOverflows": ovf,
+            "ListenDrops": drops,
+        }
         if c.zh():
             note = "，已满：新的握手被丢弃" if full else ""
         else:
             note = " — full: new handshakes are being dropped" if full else ""
-        out.append(c.f("accept-queue-overflow", "crit" if full else "warn", pid, ev, comm=c.snap.comm_of(pid),
-                       pid=pid, addr=_ep(s, True), rq=rq, wq=wq, full=note))
+        out.append(
+            c.f(
+                "accept-queue-overflow",
+                "crit" if full else "warn",
+                pid,
+                ev,
+                comm=c.snap.comm_of(pid),
+                pid=pid,
+                addr=_ep(s, True),
+                rq=rq,
+                wq=wq,
+                full=note,
+            )
+        )
     if not out and ovf > 0:
-        out.append(c.f("accept-queue-overflow", "info", None, {"ListenOverflows": ovf, "ListenDrops": drops},
-                       msg_key="listen-overflows-seen", overflows=ovf, drops=drops))
+        out.append(
+            c.f(
+                "accept-queue-overflow",
+                "info",
+                None,
+                {"ListenOverflows": ovf, "ListenDrops": drops},
+                msg_key="listen-overflows-seen",
+                overflows=ovf,
+                drops=drops,
+            )
+        )
     return out
 
 
@@ -268,9 +317,12 @@ def _syn_flood(c: _Ctx) -> list[Finding]:
     for (fam, src, port_n), n in groups.most_common():
         port = _SWAP[port_n]
         # The listener: same port, and same address or a wildcard one (an IPv4 request may hit a [::] socket).
-        cand = listeners.get((fam, port), []) + (listeners.get((socket.AF_INET6, port), []) if fam == 2 else [])
+        cand = listeners.get((fam, port), []) + (
+            listeners.get((socket.AF_INET6, port), []) if fam == 2 else []
+        )
         lst = next((x for x in cand if x.src == src), None) or next(
-            (x for x in cand if not any(x.src)), cand[0] if cand else None)
+            (x for x in cand if not any(x.src)), cand[0] if cand else None
+        )
         limit = lst.wqueue if lst is not None else _int(c.snap, "net.ipv4.tcp_max_syn_backlog", 128)
         limit = max(limit, 1)
         if n < c.th.synrecv_min or n < c.th.synrecv_warn_share * limit:
@@ -278,18 +330,42 @@ def _syn_flood(c: _Ctx) -> list[Finding]:
         pid = c.snap.pid_of(lst) if lst is not None else None
         addr = f"{format_addr(fam, src)}:{port}" if fam == 2 else f"[{format_addr(fam, src)}]:{port}"
         full = n >= limit
-        ev = {"listener": addr, "syn_recv": n, "syn_queue_limit": limit, "SyncookiesSent": cookies,
-              "tcp_syncookies": syncookies, "ListenDrops": c.snap.counters.get("TcpExt.ListenDrops", 0),
-              "tcp_synack_retries": c.snap.sysctls.get("net.ipv4.tcp_synack_retries")}
+        ev = {
+            "listener": addr,
+            "syn_recv": n,
+            "syn_queue_limit": limit,
+            "SyncookiesSent": cookies,
+            "tcp_syncookies": syncookies,
+            "ListenDrops": c.snap.counters.get("TcpExt.ListenDrops", 0),
+            "tcp_synack_retries": c.snap.sysctls.get("net.ipv4.tcp_synack_retries"),
+        }
         if c.zh():
-            note = f"；已发送 {cookies} 个 SYN cookie" if cookies else ("；syncookies 已关闭，新 SYN 被丢弃"
-                                                                     if syncookies == 0 and full else "")
+            note = (
+                f"；已发送 {cookies} 个 SYN cookie"
+                if cookies
+                else ("；syncookies 已关闭，新 SYN 被丢弃" if syncookies == 0 and full else "")
+            )
         else:
-            note = f"; {cookies} SYN cookies sent" if cookies else (
-                "; syncookies are off, new SYNs are dropped" if syncookies == 0 and full else "")
+            note = (
+                f"; {cookies} SYN cookies sent"
+                if cookies
+                else ("; syncookies are off, new SYNs are dropped" if syncookies == 0 and full else "")
+            )
         sev = "crit" if full else "warn"
-        out.append(c.f("syn-flood", sev, pid, ev, n=n, addr=addr, comm=c.snap.comm_of(pid), pid=pid,
-                       limit=limit, cookies=note))
+        out.append(
+            c.f(
+                "syn-flood",
+                sev,
+                pid,
+                ev,
+                n=n,
+                addr=addr,
+                comm=c.snap.comm_of(pid),
+                pid=pid,
+                limit=limit,
+                cookies=note,
+            )
+        )
     return out
 
 
@@ -302,10 +378,15 @@ def _fd_headroom(c: _Ctx) -> list[Finding]:
         if share < c.th.fd_warn_share:
             continue
         sev = "crit" if share >= c.th.fd_crit_share else "warn"
-        ev = {"fds": p.fds, "fd_limit": p.fd_limit, "tcp_sockets": len(set(p.inodes)),
-              "fs.nr_open": c.snap.sysctls.get("fs.nr_open")}
-        out.append(c.f("fd-headroom", sev, pid, ev, comm=p.comm, pid=pid, fds=p.fds, limit=p.fd_limit,
-                       share=share))
+        ev = {
+            "fds": p.fds,
+            "fd_limit": p.fd_limit,
+            "tcp_sockets": len(set(p.inodes)),
+            "fs.nr_open": c.snap.sysctls.get("fs.nr_open"),
+        }
+        out.append(
+            c.f("fd-headroom", sev, pid, ev, comm=p.comm, pid=pid, fds=p.fds, limit=p.fd_limit, share=share)
+        )
     return out
 
 
@@ -314,11 +395,18 @@ def _orphans(c: _Ctx) -> list[Finding]:
     limit = _int(c.snap, "net.ipv4.tcp_max_orphans", 0)
     if not limit or n < c.th.orphans_warn_share * limit:
         return []
-    by_state = Counter(kernel_state_name(s.state) for s in c.states(_FIN_WAIT1, _FIN_WAIT2, _CLOSING, _LAST_ACK)
-                       if not s.inode)
-    ev = {"orphans": n, "tcp_max_orphans": limit, "by_state": dict(by_state),
-          "tcp_fin_timeout": c.snap.sysctls.get("net.ipv4.tcp_fin_timeout"),
-          "TCPAbortOnMemory": c.snap.counters.get("TcpExt.TCPAbortOnMemory")}
+    by_state = Counter(
+        kernel_state_name(s.state)
+        for s in c.states(_FIN_WAIT1, _FIN_WAIT2, _CLOSING, _LAST_ACK)
+        if not s.inode
+    )
+    ev = {
+        "orphans": n,
+        "tcp_max_orphans": limit,
+        "by_state": dict(by_state),
+        "tcp_fin_timeout": c.snap.sysctls.get("net.ipv4.tcp_fin_timeout"),
+        "TCPAbortOnMemory": c.snap.counters.get("TcpExt.TCPAbortOnMemory"),
+    }
     sev = "crit" if n >= c.th.orphans_crit_share * limit else "warn"
     return [c.f("orphans", sev, None, ev, n=n, limit=limit)]
 
@@ -327,8 +415,11 @@ def _no_keepalive(c: _Ctx) -> list[Finding]:
     idle_ms = c.th.idle_s * 1000
     # Idle = no data either way for idle_s (tcp_info last_data_recv/last_data_sent, ms ago). One C-speed
     # filter over all ESTABLISHED sockets first: on a busy host almost none are idle.
-    idle = {id(s) for s in c.states(_ESTABLISHED)
-            if s.info is not None and s.info.last_data_recv_ms >= idle_ms and s.info.last_data_sent_ms >= idle_ms}
+    idle = {
+        id(s)
+        for s in c.states(_ESTABLISHED)
+        if s.info is not None and s.info.last_data_recv_ms >= idle_ms and s.info.last_data_sent_ms >= idle_ms
+    }
     out: list[Finding] = []
     if not idle:
         return out
@@ -346,12 +437,28 @@ def _no_keepalive(c: _Ctx) -> list[Finding]:
             continue
         oldest = max(min(s.info.last_data_recv_ms, s.info.last_data_sent_ms) for s in no_ka if s.info) / 1000
         peers = Counter(_ep(s, False) for s in no_ka).most_common(3)
-        ev = {"idle_without_keepalive": len(no_ka), "idle_with_keepalive": with_ka, "idle_threshold_s": c.th.idle_s,
-              "oldest_idle_s": round(oldest, 1), "top_peers": dict(peers),
-              "tcp_keepalive_time": c.snap.sysctls.get("net.ipv4.tcp_keepalive_time")}
+        ev = {
+            "idle_without_keepalive": len(no_ka),
+            "idle_with_keepalive": with_ka,
+            "idle_threshold_s": c.th.idle_s,
+            "oldest_idle_s": round(oldest, 1),
+            "top_peers": dict(peers),
+            "tcp_keepalive_time": c.snap.sysctls.get("net.ipv4.tcp_keepalive_time"),
+        }
         sev = "warn" if len(no_ka) >= c.th.no_keepalive_warn else "info"
-        out.append(c.f("no-keepalive", sev, pid, ev, comm=c.snap.comm_of(pid), pid=pid, n=len(no_ka),
-                       idle=c.th.idle_s, oldest=oldest))
+        out.append(
+            c.f(
+                "no-keepalive",
+                sev,
+                pid,
+                ev,
+                comm=c.snap.comm_of(pid),
+                pid=pid,
+                n=len(no_ka),
+                idle=c.th.idle_s,
+                oldest=oldest,
+            )
+        )
     return out
 
 
@@ -368,21 +475,41 @@ def _retransmitting(c: _Ctx) -> list[Finding]:
     for (pid, dst), socks in sorted(groups.items(), key=lambda kv: -len(kv[1])):
         states = Counter(kernel_state_name(s.state) for s in socks)
         worst = max(socks, key=lambda s: s.retrans)
-        ev = {"dst": dst, "sockets": len(socks), "states": dict(states), "max_retrans": worst.retrans,
-              "next_retransmit_ms": worst.expires_ms,
-              "unacked": sum(s.info.unacked for s in socks if s.info),
-              "last_ack_recv_ms": min((s.info.last_ack_recv_ms for s in socks if s.info), default=None),
-              "tcp_retries2": c.snap.sysctls.get("net.ipv4.tcp_retries2")}
-        out.append(c.f("retransmitting", "warn", pid, ev, comm=c.snap.comm_of(pid), pid=pid, dst=dst,
-                       n=len(socks), retrans=worst.retrans, state=", ".join(states)))
+        ev = {
+            "dst": dst,
+            "sockets": len(socks),
+            "states": dict(states),
+            "max_retrans": worst.retrans,
+            "next_retransmit_ms": worst.expires_ms,
+            "unacked": sum(s.info.unacked for s in socks if s.info),
+            "last_ack_recv_ms": min((s.info.last_ack_recv_ms for s in socks if s.info), default=None),
+            "tcp_retries2": c.snap.sysctls.get("net.ipv4.tcp_retries2"),
+        }
+        out.append(
+            c.f(
+                "retransmitting",
+                "warn",
+                pid,
+                ev,
+                comm=c.snap.comm_of(pid),
+                pid=pid,
+                dst=dst,
+                n=len(socks),
+                retrans=worst.retrans,
+                state=", ".join(states),
+            )
+        )
     return out
 
 
 def _zero_window(c: _Ctx) -> list[Finding]:
     # Index full sockets by 4-tuple so a local receiver (the culprit) can be named.
-    stalled = [s for s in c.states(_ESTABLISHED, _CLOSE_WAIT, _FIN_WAIT1)
-               if s.timer == _TIMER_PERSIST or (s.info is not None and s.info.snd_wnd == 0 and s.info.unacked == 0
-                                                and s.wqueue > 0)]
+    stalled = [
+        s
+        for s in c.states(_ESTABLISHED, _CLOSE_WAIT, _FIN_WAIT1)
+        if s.timer == _TIMER_PERSIST
+        or (s.info is not None and s.info.snd_wnd == 0 and s.info.unacked == 0 and s.wqueue > 0)
+    ]
     if not stalled:
         return []
     tuples = {(s.family, s.src, s.sport_n, s.dst, s.dport_n): s for s in c.states(_ESTABLISHED, _FIN_WAIT2)}
@@ -396,10 +523,17 @@ def _zero_window(c: _Ctx) -> list[Finding]:
         rq = sum(p.rqueue for _, p in pairs if p is not None)
         senders = sorted({c.snap.pid_of(s) for s, _ in pairs} - {None})  # type: ignore[type-var]
         local = any(p is not None for _, p in pairs)
-        ev = {"stalled_sockets": len(pairs), "receiver_pid": pid if local else None, "sender_pids": senders,
-              "unread_bytes": rq, "send_queue_bytes": sum(s.wqueue for s, _ in pairs),
-              "peers": dict(Counter(_ep(s, False) for s, _ in pairs).most_common(3))}
-        out.append(c.f("zero-window", "warn", pid, ev, comm=c.snap.comm_of(pid), pid=pid, n=len(pairs), rq=rq))
+        ev = {
+            "stalled_sockets": len(pairs),
+            "receiver_pid": pid if local else None,
+            "sender_pids": senders,
+            "unread_bytes": rq,
+            "send_queue_bytes": sum(s.wqueue for s, _ in pairs),
+            "peers": dict(Counter(_ep(s, False) for s, _ in pairs).most_common(3)),
+        }
+        out.append(
+            c.f("zero-window", "warn", pid, ev, comm=c.snap.comm_of(pid), pid=pid, n=len(pairs), rq=rq)
+        )
     return out
 
 
@@ -407,33 +541,90 @@ def _sysctl_audit(c: _Ctx) -> list[Finding]:
     out = []
     sc = c.snap.sysctls
     if sc.get("net.ipv4.tcp_syncookies") == "0":
-        out.append(c.f("sysctl-audit", "warn", None, {"net.ipv4.tcp_syncookies": 0},
-                       msg_key="sysctl-audit.syncookies-off"))
+        out.append(
+            c.f(
+                "sysctl-audit",
+                "warn",
+                None,
+                {"net.ipv4.tcp_syncookies": 0},
+                msg_key="sysctl-audit.syncookies-off",
+            )
+        )
     reuse = sc.get("net.ipv4.tcp_tw_reuse")
     if reuse not in (None, "0") and sc.get("net.ipv4.tcp_timestamps") == "0":
-        out.append(c.f("sysctl-audit", "warn", None, {"net.ipv4.tcp_tw_reuse": reuse, "net.ipv4.tcp_timestamps": 0},
-                       msg_key="sysctl-audit.tw-reuse-no-timestamps", reuse=reuse))
+        out.append(
+            c.f(
+                "sysctl-audit",
+                "warn",
+                None,
+                {"net.ipv4.tcp_tw_reuse": reuse, "net.ipv4.tcp_timestamps": 0},
+                msg_key="sysctl-audit.tw-reuse-no-timestamps",
+                reuse=reuse,
+            )
+        )
     ovf = c.snap.counters.get("TcpExt.TCPTimeWaitOverflow", 0)
     if ovf:
         limit = sc.get("net.ipv4.tcp_max_tw_buckets")
-        out.append(c.f("sysctl-audit", "warn", None, {"TCPTimeWaitOverflow": ovf, "tcp_max_tw_buckets": limit},
-                       msg_key="sysctl-audit.tw-buckets-overflow", n=ovf, limit=limit))
+        out.append(
+            c.f(
+                "sysctl-audit",
+                "warn",
+                None,
+                {"TCPTimeWaitOverflow": ovf, "tcp_max_tw_buckets": limit},
+                msg_key="sysctl-audit.tw-buckets-overflow",
+                n=ovf,
+                limit=limit,
+            )
+        )
     somax = _int(c.snap, "net.core.somaxconn", 4096)
     if somax < 1024:
-        out.append(c.f("sysctl-audit", "info", None, {"net.core.somaxconn": somax},
-                       msg_key="sysctl-audit.somaxconn-low", v=somax))
+        out.append(
+            c.f(
+                "sysctl-audit",
+                "info",
+                None,
+                {"net.core.somaxconn": somax},
+                msg_key="sysctl-audit.somaxconn-low",
+                v=somax,
+            )
+        )
     lo, hi = _port_range(c.snap)
     if hi - lo + 1 < 10000:
-        out.append(c.f("sysctl-audit", "info", None, {"net.ipv4.ip_local_port_range": [lo, hi]},
-                       msg_key="sysctl-audit.port-range-small", size=hi - lo + 1))
+        out.append(
+            c.f(
+                "sysctl-audit",
+                "info",
+                None,
+                {"net.ipv4.ip_local_port_range": [lo, hi]},
+                msg_key="sysctl-audit.port-range-small",
+                size=hi - lo + 1,
+            )
+        )
     if sc.get("net.ipv4.tcp_abort_on_overflow") == "1":
-        out.append(c.f("sysctl-audit", "info", None, {"net.ipv4.tcp_abort_on_overflow": 1},
-                       msg_key="sysctl-audit.abort-on-overflow"))
+        out.append(
+            c.f(
+                "sysctl-audit",
+                "info",
+                None,
+                {"net.ipv4.tcp_abort_on_overflow": 1},
+                msg_key="sysctl-audit.abort-on-overflow",
+            )
+        )
     return out
 
 
-_CHECKS = (_close_wait, _timewait, _accept_queue, _syn_flood, _fd_headroom, _orphans, _no_keepalive,
-           _retransmitting, _zero_window, _sysctl_audit)
+_CHECKS = (
+    _close_wait,
+    _timewait,
+    _accept_queue,
+    _syn_flood,
+    _fd_headroom,
+    _orphans,
+    _no_keepalive,
+    _retransmitting,
+    _zero_window,
+    _sysctl_audit,
+)
 
 
 def analyze(
@@ -449,9 +640,15 @@ def analyze(
     for check in _CHECKS:
         found.extend(check(c))
     if snap.denied and not snap.privileged:
-        found.append(c.f("attribution-reduced", "info", None, {"processes_not_readable": snap.denied,
-                                                                 "processes_scanned": snap.scanned},
-                         denied=snap.denied))
+        found.append(
+            c.f(
+                "attribution-reduced",
+                "info",
+                None,
+                {"processes_not_readable": snap.denied, "processes_scanned": snap.scanned},
+                denied=snap.denied,
+            )
+        )
     if pid is not None:
         found = [f for f in found if f.pid == pid]
     found.sort(key=lambda f: -severity_rank(f.severity))

@@ -20,8 +20,20 @@ import sys
 import textwrap
 from typing import Any
 
-__all__ = ["Child", "PAIRS", "SERVER_NO_CLOSE", "LISTEN_NO_ACCEPT", "IDLE_PAIRS", "CLIENTS", "ACCEPT_CLOSE",
-           "RECV_NO_READ", "SEND_FLOOD", "SEND_ON_LINE", "SYN_FLOOD", "env_pythonpath"]
+__all__ = [
+    "Child",
+    "PAIRS",
+    "SERVER_NO_CLOSE",
+    "LISTEN_NO_ACCEPT",
+    "IDLE_PAIRS",
+    "CLIENTS",
+    "ACCEPT_CLOSE",
+    "RECV_NO_READ",
+    "SEND_FLOOD",
+    "SEND_ON_LINE",
+    "SYN_FLOOD",
+    "env_pythonpath",
+]
 
 _PRELUDE = """
 import json, os, resource, socket, sys, time
@@ -209,8 +221,9 @@ class Child:
         argv = [sys.executable, "-c", code, *map(str, args)]
         if netns is not None:
             argv = ["ip", "netns", "exec", netns, *argv]
-        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                                     env=env_pythonpath())
+        self.proc = subprocess.Popen(
+            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env_pythonpath()
+        )
         self.pid = self.proc.pid  # `ip netns exec` execs the command: same pid
         self.info: dict[str, Any] = {}
         import select

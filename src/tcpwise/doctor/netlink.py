@@ -95,7 +95,6 @@ _TCPI_FULL = struct.Struct(_TCPI.format + f"{_TCPI_SND_WND_OFF - _TCPI.size}xI")
 _SKMEM = struct.Struct("=9I")
 
 
-
 def _swap_table() -> array.array[int]:
     """Index = port as read in host order, value = the real (network-order) port. Built from bytes: the
     big-endian encodings of 0..65535 laid end to end, read back as host-order u16 (~0.1 ms, not a 65k loop)."""
@@ -208,8 +207,9 @@ def _control(buf: bytearray, off: int, mtype: int) -> bool:
     return False
 
 
-def _parse_into(buf: bytearray, n: int, out: list[Sock], want_info: bool, want_mem: bool,
-                hint: list[Any], start: int = 0) -> bool:
+def _parse_into(
+    buf: bytearray, n: int, out: list[Sock], want_info: bool, want_mem: bool, hint: list[Any], start: int = 0
+) -> bool:
     """Decode the records in ``buf[start:n]`` onto ``out``; True when NLMSG_DONE was seen.
 
     Per record: one tiny unpack for (len, type), one for the inet_diag_msg fields, one tuple concatenation —
@@ -275,7 +275,8 @@ def _combo(info_off: int) -> Any:
     st = _COMBOS.get(info_off)
     if st is None:
         st = _COMBOS[info_off] = struct.Struct(
-            _MSG.format + f"{info_off - _REC_LEN}xHH" + _TCPI_FULL.format.lstrip("=@<>!"))
+            _MSG.format + f"{info_off - _REC_LEN}xHH" + _TCPI_FULL.format.lstrip("=@<>!")
+        )
     return st.unpack_from
 
 
@@ -375,8 +376,16 @@ def _uniform_run(view32: memoryview, off: int, length: int, k: int, at_least: in
     return lo
 
 
-def _census_dump(s: socket.socket, fam: int, states: int, seq: int, buf: bytearray, counts: list[int],
-                 listeners: list[Sock], syn: dict[tuple[int, bytes, int], int]) -> None:
+def _census_dump(
+    s: socket.socket,
+    fam: int,
+    states: int,
+    seq: int,
+    buf: bytearray,
+    counts: list[int],
+    listeners: list[Sock],
+    syn: dict[tuple[int, bytes, int], int],
+) -> None:
     s.sendto(_request(fam, states, 0, seq), (0, 0))
     lt = _NLLT.unpack_from
     msg = _MSG.unpack_from
@@ -407,7 +416,11 @@ def _census_dump(s: socket.socket, fam: int, states: int, seq: int, buf: bytearr
                 if st == 10:
                     listeners.append(tuple.__new__(Sock, msg(buf, off + 16) + none2))
                 else:
-                    key = (buf[off + 16], bytes(buf[off + 24 : off + 40]), (buf[off + 20] << 8) | buf[off + 21])
+                    key = (
+                        buf[off + 16],
+                        bytes(buf[off + 24 : off + 40]),
+                        (buf[off + 20] << 8) | buf[off + 21],
+                    )
                     syn[key] = syn.get(key, 0) + 1
                 off += (msg_len + 3) & ~3
                 continue
@@ -504,8 +517,16 @@ def dump_lean(
     return out, counts, inode_state
 
 
-def _lean_parse(buf: bytearray, view32: memoryview, n: int, out: list[Sock], counts: list[int],
-                inode_state: dict[int, int], hint: list[Any], idle_ms: float) -> bool:
+def _lean_parse(
+    buf: bytearray,
+    view32: memoryview,
+    n: int,
+    out: list[Sock],
+    counts: list[int],
+    inode_state: dict[int, int],
+    hint: list[Any],
+    idle_ms: float,
+) -> bool:
     lt = _NLLT.unpack_from
     u32 = _U32.unpack_from
     full_need = 4 + _TCPI_FULL.size
@@ -556,8 +577,11 @@ def _lean_parse(buf: bytearray, view32: memoryview, n: int, out: list[Sock], cou
         for v in set(sts):
             counts[v & 15] += sts.count(v)
         inode_state.update(zip(inos, sts, strict=True))
-        pick = [i for i, (s_, t, r, a, b, w) in enumerate(zip(sts, tms, rq, lds, ldr, wnd, strict=True))
-                if s_ != 1 or t == 1 or t == 4 or r or (a >= idle_ms and b >= idle_ms) or w == 0]
+        pick = [
+            i
+            for i, (s_, t, r, a, b, w) in enumerate(zip(sts, tms, rq, lds, ldr, wnd, strict=True))
+            if s_ != 1 or t == 1 or t == 4 or r or (a >= idle_ms and b >= idle_ms) or w == 0
+        ]
         for i in pick:
             o = off + i * msg_len
             _parse_into(buf, o + msg_len, out, True, False, hint, o)

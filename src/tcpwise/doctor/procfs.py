@@ -24,7 +24,16 @@ import struct
 from collections.abc import Container
 from dataclasses import dataclass, field
 
-__all__ = ["ProcInfo", "Attribution", "scan", "scan_raw", "scan_parallel", "build", "read_fd_limit", "read_comm"]
+__all__ = [
+    "ProcInfo",
+    "Attribution",
+    "scan",
+    "scan_raw",
+    "scan_parallel",
+    "build",
+    "read_fd_limit",
+    "read_comm",
+]
 
 _O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 # Processes holding at least this many fds get their limit read even without a TCP socket (fd-headroom).
@@ -135,8 +144,9 @@ def scan_raw(pids: list[int] | None = None) -> tuple[list[Row], int, int]:
     return rows, len(rows), denied
 
 
-def build(raw: tuple[list[tuple[int, int, list[int]]], int, int], wanted: Container[int],
-          keep_all: bool = False) -> Attribution:
+def build(
+    raw: tuple[list[tuple[int, int, list[int]]], int, int], wanted: Container[int], keep_all: bool = False
+) -> Attribution:
     """Keep the ``wanted`` inodes; read comm and fd limit for processes that own one (or hold many fds, or
     every scanned process with ``keep_all`` — the ``--pid`` case)."""
     rows, scanned, denied = raw
@@ -203,7 +213,9 @@ class scan_parallel:  # noqa: N801 - used like a function returning a future
                     back = _POS.unpack_from(shared, 0)[1]
                     if i >= back:
                         break
-                    _FRONT.pack_into(shared, 0, i + 1)  # the child writes only "front", the parent only "back"
+                    _FRONT.pack_into(
+                        shared, 0, i + 1
+                    )  # the child writes only "front", the parent only "back"
                     row = _scan_one(self.names[i])
                     if row is False:
                         denied += 1
@@ -213,7 +225,7 @@ class scan_parallel:  # noqa: N801 - used like a function returning a future
                 data = marshal.dumps((rows, denied))
                 view = memoryview(data)
                 while view:
-                    view = view[os.write(w, view):]
+                    view = view[os.write(w, view) :]
             except BaseException:  # noqa: BLE001 - the parent then scans everything itself
                 code = 1
             finally:

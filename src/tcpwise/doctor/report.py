@@ -29,8 +29,15 @@ def _processes(snap: Snapshot, findings: list[Finding]) -> list[dict[str, Any]]:
     for pid, p in snap.procs.items():
         if not p.inodes and pid not in named and len(snap.procs) > 1:  # `--pid`: always show that process
             continue
-        rows.append({"pid": pid, "comm": p.comm, "states": snap.proc_states(pid), "fds": p.fds,
-                     "fd_limit": p.fd_limit})
+        rows.append(
+            {
+                "pid": pid,
+                "comm": p.comm,
+                "states": snap.proc_states(pid),
+                "fds": p.fds,
+                "fd_limit": p.fd_limit,
+            }
+        )
     rows.sort(key=lambda r: (-sum(r["states"].values()), r["pid"]))
     return rows
 
@@ -71,22 +78,37 @@ def write_text(doc: dict[str, Any], lang: str = "en", top: int = 15, netns: str 
     con.print(st)
     procs = doc["processes"][:top]
     if procs:
-        pt = Table(title="进程（套接字最多者）" if zh else "Processes (most sockets first)", title_justify="left")
-        for col, just in (("pid", "right"), ("comm", "left"), ("sockets", "right"), ("states", "left"),
-                          ("fds", "right"), ("fd limit", "right")):
+        pt = Table(
+            title="进程（套接字最多者）" if zh else "Processes (most sockets first)", title_justify="left"
+        )
+        for col, just in (
+            ("pid", "right"),
+            ("comm", "left"),
+            ("sockets", "right"),
+            ("states", "left"),
+            ("fds", "right"),
+            ("fd limit", "right"),
+        ):
             pt.add_column(col, justify=just)  # type: ignore[arg-type]
         for p in procs:
             states = " ".join(f"{k}={v}" for k, v in sorted(p["states"].items(), key=lambda kv: -kv[1]))
-            pt.add_row(str(p["pid"]), p["comm"], str(sum(p["states"].values())), states, str(p["fds"]),
-                       str(p["fd_limit"] if p["fd_limit"] is not None else "∞"))
+            pt.add_row(
+                str(p["pid"]),
+                p["comm"],
+                str(sum(p["states"].values())),
+                states,
+                str(p["fds"]),
+                str(p["fd_limit"] if p["fd_limit"] is not None else "∞"),
+            )
         con.print(pt)
     if not doc["findings"]:
         con.print("[green]" + ("未发现问题。" if zh else "No findings.") + "[/green]")
     for f in doc["findings"]:
         sev = f["severity"]
         pid = f" pid {f['pid']}" if f["pid"] is not None else ""
-        con.print(f"[{_SEV_STYLE[sev]}]{sev.upper():4}[/] [bold]{f['id']}[/]{pid}: {f['message']}",
-                  highlight=False)
+        con.print(
+            f"[{_SEV_STYLE[sev]}]{sev.upper():4}[/] [bold]{f['id']}[/]{pid}: {f['message']}", highlight=False
+        )
         ev = ", ".join(f"{k}={v}" for k, v in f["evidence"].items() if v not in (None, {}, []))
         con.print(f"     [dim]{'证据' if zh else 'evidence'}: {ev}[/]", highlight=False)
         con.print(f"     {'建议' if zh else 'advice'}: {f['advice']}", highlight=False)

@@ -33,8 +33,9 @@ def _delta(now: int, before: int | None) -> str:
     return f"[red]+{d}[/]" if d > 0 else f"[green]{d}[/]"
 
 
-def render(snap: collect.Snapshot, prev: collect.Snapshot | None, found: list[findings.Finding], rows: int,
-           lang: str) -> Any:
+def render(
+    snap: collect.Snapshot, prev: collect.Snapshot | None, found: list[findings.Finding], rows: int, lang: str
+) -> Any:
     """The renderable for one refresh (a rich Group)."""
     from rich.console import Group
     from rich.table import Table
@@ -48,7 +49,8 @@ def render(snap: collect.Snapshot, prev: collect.Snapshot | None, found: list[fi
     head = Text.from_markup(
         f"[bold]tcpwise top[/]{where}  {time.strftime('%H:%M:%S', time.localtime(snap.taken))}  "
         f"{total} {'个套接字' if zh else 'sockets'}  {snap.elapsed_s * 1000:.0f} ms"
-        + ("  [yellow](not root: reduced attribution)[/]" if snap.denied and not snap.privileged else ""))
+        + ("  [yellow](not root: reduced attribution)[/]" if snap.denied and not snap.privileged else "")
+    )
     st = Table(title="状态" if zh else "states", title_justify="left", expand=False)
     st.add_column("state")
     st.add_column("count", justify="right")
@@ -78,8 +80,14 @@ def render(snap: collect.Snapshot, prev: collect.Snapshot | None, found: list[fi
         other = n - sum(ps.get(col, 0) for col in _COLS)
         cells.append(str(other or ""))
         lim = p.fd_limit if p.fd_limit else "∞"
-        pt.add_row(str(p.pid), p.comm, str(n), _delta(n, sum(before.values())) if prev else "", *cells,
-                   f"{p.fds}/{lim}")
+        pt.add_row(
+            str(p.pid),
+            p.comm,
+            str(n),
+            _delta(n, sum(before.values())) if prev else "",
+            *cells,
+            f"{p.fds}/{lim}",
+        )
     ft = Table(title="发现" if zh else "findings", title_justify="left", show_header=False)
     ft.add_column("sev")
     ft.add_column("finding")

@@ -20,7 +20,25 @@ from tcpwise.endpoint.tcb import Endpoint, LocalProtocolError
 from tcpwise.endpoint.transitions import TRANSITIONS
 
 __all__ = [
-    "EndpointConfig", "LINUX", "RFC", "SYSCTL_OF", "Endpoint", "LocalProtocolError", "Listener", "TcpStack",
-    "ConnectError", "RttEstimator", "linux_retrans_timeout", "isn_rfc6528", "TRANSITIONS", "EndpointEvent",
-    "StateChanged", "Connected", "DataReceived", "EndOfStream", "ConnectionError", "TimerFired", "Closed",
+    "EndpointConfig",
+    "LINUX",
+    "RFC",
+    "SYSCTL_OF",
+    "Endpoint",
+    "LocalProtocolError",
+    "Listener",
+    "TcpStack",
+    "ConnectError",
+    "RttEstimator",
+    "linux_retrans_timeout",
+    "isn_rfc6528",
+    "TRANSITIONS",
+    "EndpointEvent",
+    "StateChanged",
+    "Connected",
+    "DataReceived",
+    "EndOfStream",
+    "ConnectionError",
+    "TimerFired",
+    "Closed",
 ]

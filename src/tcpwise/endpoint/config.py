@@ -25,7 +25,9 @@ class EndpointConfig:
     rto_initial: float = 1.0  # RFC 6298 §2.1: initial RTO of 1 s
     rto_min: float = 0.2  # Linux TCP_RTO_MIN (RFC 6298 says 1 s; Linux uses 200 ms)
     rto_max: float = 120.0  # Linux TCP_RTO_MAX
-    retries1: int = 3  # net.ipv4.tcp_retries1: after this many, "negative advice" to IP (not modelled further)
+    retries1: int = (
+        3  # net.ipv4.tcp_retries1: after this many, "negative advice" to IP (not modelled further)
+    )
     retries2: int = 15  # net.ipv4.tcp_retries2: give up on an established connection
     syn_retries: int = 6  # net.ipv4.tcp_syn_retries
     synack_retries: int = 5  # net.ipv4.tcp_synack_retries

@@ -30,11 +30,22 @@ SYNCOOKIE_MSS = (536, 1300, 1440, 1460)
 
 
 class Listener:
-    __slots__ = ("cfg", "addr", "port", "backlog", "secret", "syn_queue", "accept_queue", "auto_accept",
-                 "stats", "on_eof")
+    __slots__ = (
+        "cfg",
+        "addr",
+        "port",
+        "backlog",
+        "secret",
+        "syn_queue",
+        "accept_queue",
+        "auto_accept",
+        "stats",
+        "on_eof",
+    )
 
-    def __init__(self, cfg: EndpointConfig, addr: str, port: int, backlog: int, secret: bytes,
-                 auto_accept: bool = True) -> None:
+    def __init__(
+        self, cfg: EndpointConfig, addr: str, port: int, backlog: int, secret: bytes, auto_accept: bool = True
+    ) -> None:
         self.cfg = cfg
         self.addr = addr
         self.port = port
@@ -45,8 +56,14 @@ class Listener:
         self.auto_accept = auto_accept
         self.on_eof = ""
         # Counters named like /proc/net/netstat's TcpExt fields.
-        self.stats = {"ListenOverflows": 0, "ListenDrops": 0, "SyncookiesSent": 0, "SyncookiesRecv": 0,
-                      "SyncookiesFailed": 0, "TCPReqQFullDrop": 0}
+        self.stats = {
+            "ListenOverflows": 0,
+            "ListenDrops": 0,
+            "SyncookiesSent": 0,
+            "SyncookiesRecv": 0,
+            "SyncookiesFailed": 0,
+            "TCPReqQFullDrop": 0,
+        }
 
     @property
     def syn_queue_limit(self) -> int:
@@ -87,6 +104,9 @@ class Listener:
         return None
 
     def _cookie_hash(self, raddr: str, rport: int, peer_isn: int, count: int) -> int:
-        h = hashlib.blake2s(f"{raddr}|{rport}|{self.addr}|{self.port}|{peer_isn}|{count}".encode(),
-                            key=self.secret[:32], digest_size=3).digest()
+        h = hashlib.blake2s(
+            f"{raddr}|{rport}|{self.addr}|{self.port}|{peer_isn}|{count}".encode(),
+            key=self.secret[:32],
+            digest_size=3,
+        ).digest()
         return int.from_bytes(h, "big")

@@ -44,11 +44,25 @@ class ConnectError(Exception):
 
 
 class TcpStack:
-    __slots__ = ("cfg", "addr", "secret", "conns", "listeners", "port_range", "_heap", "_dirty", "_out",
-                 "_events", "_next_port", "counters", "_parent")
+    __slots__ = (
+        "cfg",
+        "addr",
+        "secret",
+        "conns",
+        "listeners",
+        "port_range",
+        "_heap",
+        "_dirty",
+        "_out",
+        "_events",
+        "_next_port",
+        "counters",
+        "_parent",
+    )
 
-    def __init__(self, cfg: EndpointConfig, addr: str, secret: bytes,
-                 port_range: tuple[int, int] = (32768, 60999)) -> None:
+    def __init__(
+        self, cfg: EndpointConfig, addr: str, secret: bytes, port_range: tuple[int, int] = (32768, 60999)
+    ) -> None:
         self.cfg = cfg
         self.addr = addr
         self.secret = secret
@@ -61,18 +75,35 @@ class TcpStack:
         self._events: list[tuple[Endpoint, EndpointEvent]] = []
         self._next_port = 0
         self._parent: dict[int, Listener] = {}  # id(child) -> its listener while in a queue
-        self.counters: dict[str, int] = {"OutRsts": 0, "ActiveOpens": 0, "PassiveOpens": 0,
-                                         "TWReused": 0, "TWKilledBySyn": 0}
+        self.counters: dict[str, int] = {
+            "OutRsts": 0,
+            "ActiveOpens": 0,
+            "PassiveOpens": 0,
+            "TWReused": 0,
+            "TWKilledBySyn": 0,
+        }
 
     # ------------------------------------------------------------------------------------------------------
     # user calls
     # ------------------------------------------------------------------------------------------------------
-    def listen(self, port: int, backlog: int | None = None, now: float = 0.0, auto_accept: bool = True,
-               cfg: EndpointConfig | None = None) -> Listener:
+    def listen(
+        self,
+        port: int,
+        backlog: int | None = None,
+        now: float = 0.0,
+        auto_accept: bool = True,
+        cfg: EndpointConfig | None = None,
+    ) -> Listener:
         if port in self.listeners:
             raise ConnectError("EADDRINUSE", f"port {port} is already listening")
-        lst = Listener(cfg or self.cfg, self.addr, port, self.cfg.backlog if backlog is None else backlog,
-                       self.secret, auto_accept)
+        lst = Listener(
+            cfg or self.cfg,
+            self.addr,
+            port,
+            self.cfg.backlog if backlog is None else backlog,
+            self.secret,
+            auto_accept,
+        )
         self.listeners[port] = lst
         return lst
 
@@ -85,8 +116,9 @@ class TcpStack:
             child.abort(0.0)
             self._touch(child)
 
-    def connect(self, raddr: str, rport: int, now: float, sport: int | None = None,
-                cfg: EndpointConfig | None = None) -> Endpoint:
+    def connect(
+        self, raddr: str, rport: int, now: float, sport: int | None = None, cfg: EndpointConfig | None = None
+    ) -> Endpoint:
         cfg = cfg or self.cfg
         if sport is None:
             sport = self._pick_port(raddr, rport, now, cfg)
@@ -97,9 +129,13 @@ class TcpStack:
                 if old.state is S.TIME_WAIT and self._tw_reusable(old, now, cfg):
                     self._reuse_time_wait(old, now)
                 else:
-                    raise ConnectError("EADDRINUSE", f"{self.addr}:{sport} -> {raddr}:{rport} is in use ({old.state})")
+                    raise ConnectError(
+                        "EADDRINUSE", f"{self.addr}:{sport} -> {raddr}:{rport} is in use ({old.state})"
+                    )
         iss = isn_rfc6528(self.secret, self.addr, sport, raddr, rport, now)
-        ep = Endpoint.active(cfg, self.addr, sport, raddr, rport, iss, now, ts_offset=self._ts_offset(sport, raddr, rport))
+        ep = Endpoint.active(
+            cfg, self.addr, sport, raddr, rport, iss, now, ts_offset=self._ts_offset(sport, raddr, rport)
+        )
         self.conns[(self.addr, sport, raddr, rport)] = ep
         self.counters["ActiveOpens"] += 1
         self._touch(ep)
@@ -142,8 +178,13 @@ class TcpStack:
                 ep = None
         if ep is not None:
             lst = self._parent.get(id(ep))
-            if (lst is not None and ep.state is S.SYN_RCVD and ep.passive
-                    and seg.flags & (SYN | ACK | RST) == ACK and lst.accept_queue_full()):
+            if (
+                lst is not None
+                and ep.state is S.SYN_RCVD
+                and ep.passive
+                and seg.flags & (SYN | ACK | RST) == ACK
+                and lst.accept_queue_full()
+            ):
                 lst.stats["ListenOverflows"] += 1
                 lst.stats["ListenDrops"] += 1
                 if lst.cfg.abort_on_overflow:
@@ -192,8 +233,9 @@ class TcpStack:
         if cookies == 2 or (lst.syn_queue_full() and cookies == 1):
             iss = lst.cookie(src, seg.sport, seg.seq, now, seg.mss or 536)
             lst.stats["SyncookiesSent"] += 1
-            reply = TcpSegment(seg.dport, seg.sport, iss, seq_add(seg.seq, 1), SYN | ACK,
-                               min(0xFFFF, lst.cfg.rcv_buf))
+            reply = TcpSegment(
+                seg.dport, seg.sport, iss, seq_add(seg.seq, 1), SYN | ACK, min(0xFFFF, lst.cfg.rcv_buf)
+            )
             self._out.append((dst, src, reply, None))
             return
         if lst.syn_queue_full():
@@ -204,8 +246,17 @@ class TcpStack:
             lst.stats["ListenDrops"] += 1
             return
         iss = isn_rfc6528(self.secret, dst, seg.dport, src, seg.sport, now)
-        child = Endpoint.passive_from_syn(lst.cfg, dst, seg.dport, src, seg.sport, iss, seg, now,
-                                          ts_offset=self._ts_offset(seg.dport, src, seg.sport))
+        child = Endpoint.passive_from_syn(
+            lst.cfg,
+            dst,
+            seg.dport,
+            src,
+            seg.sport,
+            iss,
+            seg,
+            now,
+            ts_offset=self._ts_offset(seg.dport, src, seg.sport),
+        )
         self.conns[(dst, seg.dport, src, seg.sport)] = child
         lst.syn_queue[(src, seg.sport)] = child
         self._parent[id(child)] = lst
@@ -217,8 +268,9 @@ class TcpStack:
         lost, as with Linux cookies without timestamps)."""
         syn = TcpSegment(seg.sport, seg.dport, seq_add(seg.seq, -1), 0, SYN, seg.window)
         iss = seq_add(seg.ack, -1)
-        child = Endpoint.passive_from_syn(lst.cfg, self.addr, seg.dport, src, seg.sport, iss, syn, now,
-                                          send_synack=False)
+        child = Endpoint.passive_from_syn(
+            lst.cfg, self.addr, seg.dport, src, seg.sport, iss, syn, now, send_synack=False
+        )
         child.eff_mss = min(lst.cfg.mss, mss)
         self.conns[(self.addr, seg.dport, src, seg.sport)] = child
         self._parent[id(child)] = lst
@@ -289,7 +341,9 @@ class TcpStack:
 
     def _ts_offset(self, lport: int, raddr: str, rport: int) -> int:
         # Linux randomises the timestamp offset per connection (tcp_timestamps=1, since 4.10).
-        h = hashlib.blake2s(f"ts|{self.addr}|{lport}|{raddr}|{rport}".encode(), key=self.secret[:32], digest_size=4)
+        h = hashlib.blake2s(
+            f"ts|{self.addr}|{lport}|{raddr}|{rport}".encode(), key=self.secret[:32], digest_size=4
+        )
         return int.from_bytes(h.digest(), "big")
 
     # ------------------------------------------------------------------------------------------------------
@@ -380,4 +434,3 @@ def _is_loopback(addr: str) -> bool:
         return ipaddress.ip_address(addr).is_loopback
     except ValueError:
         return False
-

@@ -73,19 +73,64 @@ class Endpoint:
     """One TCP connection's TCB. Create with :meth:`Endpoint.active` (connect) or via a Listener."""
 
     __slots__ = (
-        "cfg", "laddr", "lport", "raddr", "rport", "label", "state", "passive", "orphan", "rd_shut",
+        "cfg",
+        "laddr",
+        "lport",
+        "raddr",
+        "rport",
+        "label",
+        "state",
+        "passive",
+        "orphan",
+        "rd_shut",
         # send sequence space (§3.3.1)
-        "iss", "snd_una", "snd_nxt", "snd_max", "snd_wnd", "snd_wl1", "snd_wl2", "max_snd_wnd",
-        "snd_buf", "snd_buf_seq", "fin_queued", "data_end",
+        "iss",
+        "snd_una",
+        "snd_nxt",
+        "snd_max",
+        "snd_wnd",
+        "snd_wl1",
+        "snd_wl2",
+        "max_snd_wnd",
+        "snd_buf",
+        "snd_buf_seq",
+        "fin_queued",
+        "data_end",
         # receive sequence space
-        "irs", "rcv_nxt", "rcv_data", "ooo", "fin_seq", "rcv_adv",
+        "irs",
+        "rcv_nxt",
+        "rcv_data",
+        "ooo",
+        "fin_seq",
+        "rcv_adv",
         # options
-        "eff_mss", "ts_ok", "ts_recent", "ts_offset", "snd_wscale", "rcv_wscale", "sack_ok",
+        "eff_mss",
+        "ts_ok",
+        "ts_recent",
+        "ts_offset",
+        "snd_wscale",
+        "rcv_wscale",
+        "sack_ok",
         # timers and retransmission
-        "timers", "rtt", "rtt_seq", "rtt_time", "retransmits", "una_since", "cwnd", "ssthresh", "dupacks",
-        "ka_probes", "last_rcv", "persist_probes", "challenge_count", "challenge_window",
+        "timers",
+        "rtt",
+        "rtt_seq",
+        "rtt_time",
+        "retransmits",
+        "una_since",
+        "cwnd",
+        "ssthresh",
+        "dupacks",
+        "ka_probes",
+        "last_rcv",
+        "persist_probes",
+        "challenge_count",
+        "challenge_window",
         # output
-        "_out", "_events", "ack_pending", "error",
+        "_out",
+        "_events",
+        "ack_pending",
+        "error",
     )
 
     def __init__(
@@ -156,8 +201,16 @@ class Endpoint:
     # =====================================================================================================
     @classmethod
     def active(
-        cls, cfg: EndpointConfig, laddr: str, lport: int, raddr: str, rport: int, iss: int, now: float,
-        *, ts_offset: int = 0,
+        cls,
+        cfg: EndpointConfig,
+        laddr: str,
+        lport: int,
+        raddr: str,
+        rport: int,
+        iss: int,
+        now: float,
+        *,
+        ts_offset: int = 0,
     ) -> Endpoint:
         """connect(): CLOSED -> SYN_SENT, SYN queued (RFC 9293 §3.10.1 OPEN call, active)."""
         ep = cls(cfg, laddr, lport, raddr, rport, iss, now, ts_offset=ts_offset)
@@ -171,8 +224,18 @@ class Endpoint:
 
     @classmethod
     def passive_from_syn(
-        cls, cfg: EndpointConfig, laddr: str, lport: int, raddr: str, rport: int, iss: int,
-        syn: TcpSegment, now: float, *, ts_offset: int = 0, send_synack: bool = True,
+        cls,
+        cfg: EndpointConfig,
+        laddr: str,
+        lport: int,
+        raddr: str,
+        rport: int,
+        iss: int,
+        syn: TcpSegment,
+        now: float,
+        *,
+        ts_offset: int = 0,
+        send_synack: bool = True,
     ) -> Endpoint:
         """A listener's child for an arriving SYN: LISTEN -> SYN_RCVD, SYN-ACK queued (§3.10.7.2)."""
         ep = cls(cfg, laddr, lport, raddr, rport, iss, now, ts_offset=ts_offset)
@@ -370,7 +433,9 @@ class Endpoint:
         if self.snd_una == self.snd_max:
             return  # everything acknowledged meanwhile
         if self._retrans_expired(now):
-            self._give_up(now, f"no ACK after {self.retransmits} retransmissions ({now - self.una_since:.1f} s)")
+            self._give_up(
+                now, f"no ACK after {self.retransmits} retransmissions ({now - self.una_since:.1f} s)"
+            )
             return
         self.retransmits += 1
         self.rtt.back_off()
@@ -488,8 +553,12 @@ class Endpoint:
         # Linux simultaneous open: the peer's SYN-ACK in SYN_RCVD completes the handshake (tcp_validate_incoming
         # lets it pass; RFC 793 Figure 8 agrees). Strict RFC 9293 would challenge-ACK it.
         if (
-            st is S.SYN_RCVD and flags & SYN and flags & ACK and not self.passive
-            and seq_add(seg.seq, 1) == self.rcv_nxt and seg.ack == self.snd_nxt
+            st is S.SYN_RCVD
+            and flags & SYN
+            and flags & ACK
+            and not self.passive
+            and seq_add(seg.seq, 1) == self.rcv_nxt
+            and seg.ack == self.snd_nxt
         ):
             self._ack_advance(seg.ack, now)
             self._update_window(seg, force=True)
@@ -693,8 +762,10 @@ class Endpoint:
 
     def _update_window(self, seg: TcpSegment, force: bool = False) -> None:
         """§3.10.7.4 fifth step: update SND.WND only from a segment newer than the last update."""
-        if force or seq_lt(self.snd_wl1, seg.seq) or (
-            self.snd_wl1 == seg.seq and seq_le(self.snd_wl2, seg.ack)
+        if (
+            force
+            or seq_lt(self.snd_wl1, seg.seq)
+            or (self.snd_wl1 == seg.seq and seq_le(self.snd_wl2, seg.ack))
         ):
             wnd = seg.window if seg.syn else seg.window << self.snd_wscale
             opened = self.snd_wnd == 0 and wnd > 0
@@ -729,7 +800,7 @@ class Endpoint:
                     if not overl:
                         break
                     s = overl[0]
-                    chunk = self.ooo.pop(s)[seq_diff(self.rcv_nxt, s):]
+                    chunk = self.ooo.pop(s)[seq_diff(self.rcv_nxt, s) :]
                     self.ooo[self.rcv_nxt] = chunk
                     continue
                 self._deliver(nxt[: self._rcv_window()])
@@ -850,7 +921,11 @@ class Endpoint:
                 end = seq_add(end, 1)
             self._emit_new(flags, seq, payload, end, now, retransmission)
             sent_any = True
-        if self.fin_queued and self.snd_nxt == self.data_end and self._may_send_fin(seq_add(self.data_end, 1)):
+        if (
+            self.fin_queued
+            and self.snd_nxt == self.data_end
+            and self._may_send_fin(seq_add(self.data_end, 1))
+        ):
             self._emit_new(FIN | ACK, self.data_end, b"", seq_add(self.data_end, 1), now, retransmission)
             sent_any = True
         if sent_any and "rto" not in self.timers:
@@ -884,8 +959,14 @@ class Endpoint:
         self.rcv_adv = wnd
         opts = self._ts_options(now) if self.ts_ok else ()
         return TcpSegment(
-            self.lport, self.rport, seq, self.rcv_nxt if flags & ACK else 0, flags,
-            min(0xFFFF, wnd >> self.rcv_wscale), opts, payload,
+            self.lport,
+            self.rport,
+            seq,
+            self.rcv_nxt if flags & ACK else 0,
+            flags,
+            min(0xFFFF, wnd >> self.rcv_wscale),
+            opts,
+            payload,
         )
 
     def _bare(self, flags: int, seq: int, ack: int) -> TcpSegment:
@@ -901,20 +982,29 @@ class Endpoint:
         if cfg.sack and (not ack or self.sack_ok or not self.passive):
             opts.append(SackPermittedOption())
             if offer_ts:
-                opts.append(TimestampsOption((int(now * 1000) + self.ts_offset) & 0xFFFFFFFF,
-                                             self.ts_recent if ack else 0))
+                opts.append(
+                    TimestampsOption(
+                        (int(now * 1000) + self.ts_offset) & 0xFFFFFFFF, self.ts_recent if ack else 0
+                    )
+                )
             else:
                 opts += [NopOption(), NopOption()]
         elif offer_ts:
-            opts += [NopOption(), NopOption(),
-                     TimestampsOption((int(now * 1000) + self.ts_offset) & 0xFFFFFFFF, self.ts_recent if ack else 0)]
+            opts += [
+                NopOption(),
+                NopOption(),
+                TimestampsOption(
+                    (int(now * 1000) + self.ts_offset) & 0xFFFFFFFF, self.ts_recent if ack else 0
+                ),
+            ]
         if cfg.wscale is not None and (not ack or not self.passive or self.rcv_wscale):
             opts += [NopOption(), WindowScaleOption(cfg.wscale)]
         flags = SYN | ACK if ack else SYN
         wnd = min(0xFFFF, self._rcv_window())
         self.rcv_adv = wnd
-        return TcpSegment(self.lport, self.rport, self.iss, self.rcv_nxt if ack else 0, flags, wnd,
-                          tuple(opts))
+        return TcpSegment(
+            self.lport, self.rport, self.iss, self.rcv_nxt if ack else 0, flags, wnd, tuple(opts)
+        )
 
     def _send_rst_abort(self, now: float, why: str) -> None:
         """RST for an abortive close: <SEQ=SND.NXT><CTL=RST,ACK> (Linux tcp_send_active_reset)."""

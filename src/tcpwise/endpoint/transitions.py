@@ -34,7 +34,10 @@ TRANSITIONS: dict[tuple[TcpState, str], TcpState] = {
     (S.SYN_SENT, "abort()"): S.CLOSED,
     (S.SYN_SENT, "timeout"): S.CLOSED,
     (S.SYN_RCVD, "rcv ACK"): S.ESTABLISHED,
-    (S.SYN_RCVD, "rcv SYN+ACK"): S.ESTABLISHED,  # simultaneous open: the peer's SYN-ACK (RFC 793 Fig. 8, Linux)
+    (
+        S.SYN_RCVD,
+        "rcv SYN+ACK",
+    ): S.ESTABLISHED,  # simultaneous open: the peer's SYN-ACK (RFC 793 Fig. 8, Linux)
     (S.SYN_RCVD, "rcv RST"): S.CLOSED,
     (S.SYN_RCVD, "close()"): S.FIN_WAIT_1,
     (S.SYN_RCVD, "abort()"): S.CLOSED,

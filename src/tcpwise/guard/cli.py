@@ -100,7 +100,10 @@ def _serve(args: argparse.Namespace) -> int:
             server = await guard.start_server(args.host, args.port)
         except OSError as exc:
             raise UsageError(f"cannot listen on {args.host}:{args.port}: {exc.strerror}") from None
-        print(f"guarded echo server on {args.host}:{server.sockets[0].getsockname()[1]} (Ctrl-C drains)", flush=True)
+        print(
+            f"guarded echo server on {args.host}:{server.sockets[0].getsockname()[1]} (Ctrl-C drains)",
+            flush=True,
+        )
         left = await guard.install_signal_handlers(args.drain, (signal.SIGTERM, signal.SIGINT))
         print(json.dumps({"closed_at_deadline": left, **guard.stats()}))
         return 0

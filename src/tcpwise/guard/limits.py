@@ -109,7 +109,9 @@ class Admission:
         """Memoised :func:`source_key` (parsing an address costs microseconds; hosts repeat)."""
         k = self._key_cache.get(host)
         if k is None:
-            if len(self._key_cache) > 65536:  # bound the memo: a scan from many sources must not grow it forever
+            if (
+                len(self._key_cache) > 65536
+            ):  # bound the memo: a scan from many sources must not grow it forever
                 self._key_cache.clear()
             k = source_key(host, self.limits.ipv4_prefix, self.limits.ipv6_prefix)
             self._key_cache[host] = k
@@ -138,7 +140,9 @@ class Admission:
         """Give back the slot taken by an admitted connection (call exactly once per admitted connection)."""
         n = self.per_key.get(key, 0)
         if n <= 0 or self.active <= 0:
-            raise RuntimeError(f"release of {key!r} without a matching admit (per_key={n}, active={self.active})")
+            raise RuntimeError(
+                f"release of {key!r} without a matching admit (per_key={n}, active={self.active})"
+            )
         self.active -= 1
         if n == 1:
             del self.per_key[key]
@@ -153,7 +157,9 @@ class Admission:
         if b is None:
             if len(self._buckets) > 65536:
                 # Drop buckets that have refilled completely: they carry no information.
-                full = [k for k, v in self._buckets.items() if v.tokens + (now - v.stamp) * lim.accept_rate >= cap]
+                full = [
+                    k for k, v in self._buckets.items() if v.tokens + (now - v.stamp) * lim.accept_rate >= cap
+                ]
                 for k in full:
                     del self._buckets[k]
             b = self._buckets[key] = _Bucket(cap, now)

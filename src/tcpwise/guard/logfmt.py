@@ -12,7 +12,16 @@ import logging
 __all__ = ["JsonFormatter", "STRUCTURED_FIELDS"]
 
 STRUCTURED_FIELDS = (
-    "event", "peer", "reason", "duration", "bytes_in", "error", "source_key", "borrowed_at", "held_for", "pool",
+    "event",
+    "peer",
+    "reason",
+    "duration",
+    "bytes_in",
+    "error",
+    "source_key",
+    "borrowed_at",
+    "held_for",
+    "pool",
 )
 
 

@@ -16,7 +16,9 @@ from tcpwise.vocab import kernel_state_name
 __all__ = ["tcp_sockets", "count_states", "port_socket_inodes", "own_socket_inodes"]
 
 
-def tcp_sockets(paths: tuple[str, ...] = ("/proc/net/tcp", "/proc/net/tcp6")) -> Iterator[tuple[int, int, str]]:
+def tcp_sockets(
+    paths: tuple[str, ...] = ("/proc/net/tcp", "/proc/net/tcp6"),
+) -> Iterator[tuple[int, int, str]]:
     """Yield ``(local_port, remote_port, state)`` for every TCP socket in this network namespace."""
     for path in paths:
         try:
@@ -38,7 +40,9 @@ def tcp_sockets(paths: tuple[str, ...] = ("/proc/net/tcp", "/proc/net/tcp6")) ->
 _SS_STATES = {"ESTAB": "ESTABLISHED", "SYN-RECV": "SYN_RCVD", "UNCONN": "CLOSED"}
 
 
-def _ss_count(local_port: int | None, remote_port: int | None, local_addr: str | None = None) -> Counter[str] | None:
+def _ss_count(
+    local_port: int | None, remote_port: int | None, local_addr: str | None = None
+) -> Counter[str] | None:
     """Count with ``ss``: it passes the port filter to the kernel (inet_diag bytecode), which stays fast when
     the host has tens of thousands of sockets and reading /proc/net/tcp takes half a second."""
     import shutil
@@ -70,8 +74,9 @@ def _ss_count(local_port: int | None, remote_port: int | None, local_addr: str |
     return c
 
 
-def count_states(local_port: int | None = None, remote_port: int | None = None,
-                 local_addr: str | None = None) -> Counter[str]:
+def count_states(
+    local_port: int | None = None, remote_port: int | None = None, local_addr: str | None = None
+) -> Counter[str]:
     """Count sockets per state whose local and/or remote port match (``None`` = any).
 
     ``local_addr`` narrows ``local_port`` to one address: a server's sockets on 127.0.0.1:P, not a stranger's

@@ -301,7 +301,9 @@ class GuardedProtocol(asyncio.StreamReaderProtocol):
             if self._eof:
                 tr.close()
             else:
-                self._drain_timer = self._lp.call_later(self._guard.config.timeouts.drain, self._drain_expired)
+                self._drain_timer = self._lp.call_later(
+                    self._guard.config.timeouts.drain, self._drain_expired
+                )
         else:
             tr.close()
         task = self._handler_task

@@ -41,7 +41,9 @@ async def connect_from(
     return await asyncio.wait_for(asyncio.open_connection(host, port, local_addr=(src, 0)), timeout)
 
 
-async def probe_closed(reader: asyncio.StreamReader, timeout: float = 2.0) -> Literal["open", "fin", "rst", "data"]:
+async def probe_closed(
+    reader: asyncio.StreamReader, timeout: float = 2.0
+) -> Literal["open", "fin", "rst", "data"]:
     """Wait up to ``timeout`` for the server to end the connection and say how: FIN (EOF) or RST."""
     try:
         data = await asyncio.wait_for(reader.read(1), timeout)
@@ -61,7 +63,13 @@ def established_from(port: int, peers: Iterable[str]) -> int:
     """Server-side ESTABLISHED sockets on local ``port`` whose peer address is one of ``peers`` (``ss`` with a
     kernel filter). Counting every socket with that local port also counts strangers: another process's client
     socket may hold the same port number on another loopback address."""
-    out = subprocess.run(["ss", "-Htn", "state", "established", f"( sport = :{port} )"],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        ["ss", "-Htn", "state", "established", f"( sport = :{port} )"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     wanted = set(peers)
-    return sum(1 for line in out.splitlines() if line.split() and line.split()[-1].rsplit(":", 1)[0] in wanted)
+    return sum(
+        1 for line in out.splitlines() if line.split() and line.split()[-1].rsplit(":", 1)[0] in wanted
+    )

@@ -125,7 +125,11 @@ class Agent:
         s.listen(backlog)
         s.setblocking(False)
         self.listeners[port] = s
-        self.listen_cfg[port] = {"accept": bool(cmd.get("accept", True)), "on_eof": cmd.get("on_eof", ""), "n": 0}
+        self.listen_cfg[port] = {
+            "accept": bool(cmd.get("accept", True)),
+            "on_eof": cmd.get("on_eof", ""),
+            "n": 0,
+        }
         self.pending_accept[port] = []
         self.report(f"listen(port={port}, backlog={backlog})")
         # A never-accepting server is not watched at all: a readable listener would wake the loop forever.
@@ -177,7 +181,9 @@ class Agent:
                     pass
                 self.stalled.add(port)
                 return
-            label = self.pending_accept[port].pop(0) if self.pending_accept.get(port) else self._label_for(port)
+            label = (
+                self.pending_accept[port].pop(0) if self.pending_accept.get(port) else self._label_for(port)
+            )
             conn.setblocking(False)
             self.socks[label] = conn
             self.ends[label] = (port, peer[0], peer[1])
@@ -207,7 +213,11 @@ class Agent:
             self.connecting.add(label)
             self.sel.register(s, selectors.EVENT_WRITE, ("conn", label))
         else:
-            self.report(f"connect() fails: {errno.errorcode.get(rc, rc)}", label, error=errno.errorcode.get(rc, str(rc)))
+            self.report(
+                f"connect() fails: {errno.errorcode.get(rc, rc)}",
+                label,
+                error=errno.errorcode.get(rc, str(rc)),
+            )
             self._drop(label)
 
     def _connected(self, label: str) -> None:

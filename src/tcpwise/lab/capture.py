@@ -111,8 +111,16 @@ def parse_frame(data: bytes) -> SegmentInfo | None:
     end = min(end, len(data))
     opts = _tcp_options(data[tcp_off + 20 : tcp_off + hlen]) if hlen > 20 else {}
     return SegmentInfo(
-        src=src, dst=dst, sport=sport, dport=dport, seq=seq, ack=ack, flags=flags_to_str(flags),
-        len=max(0, end - tcp_off - hlen), win=win, opts=opts or None,
+        src=src,
+        dst=dst,
+        sport=sport,
+        dport=dport,
+        seq=seq,
+        ack=ack,
+        flags=flags_to_str(flags),
+        len=max(0, end - tcp_off - hlen),
+        win=win,
+        opts=opts or None,
     )
 
 

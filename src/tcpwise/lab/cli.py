@@ -23,10 +23,14 @@ EPILOG = """examples:
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("lab", help="run scenarios on the real Linux kernel in network namespaces (root)",
-                       description="The kernel world: namespaces A - R - B, nftables faults at R, capture at R, "
-                                   "sock_diag state recording.",
-                       epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "lab",
+        help="run scenarios on the real Linux kernel in network namespaces (root)",
+        description="The kernel world: namespaces A - R - B, nftables faults at R, capture at R, "
+        "sock_diag state recording.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     lsub = p.add_subparsers(dest="lab_command", metavar="LAB_COMMAND")
     p.set_defaults(handler=lambda args: (p.print_help(), 2)[1])
 
@@ -37,24 +41,47 @@ def register(sub: Any) -> None:
     r.add_argument("--set", action="append", default=[], metavar="K=V", help="override a scenario parameter")
     r.add_argument("--seed", type=int, default=1)
     r.add_argument("--ipv6", action="store_true", help="run over fd00::/8 instead of 198.18.0.0/15")
-    r.add_argument("--max-duration", type=float, default=None, metavar="S",
-                   help="stop the run after S seconds (default: 2.5 s after the script's last step)")
-    r.add_argument("--full", action="store_true",
-                   help="run the script's whole duration (e.g. 60 s more to see TIME_WAIT expire)")
+    r.add_argument(
+        "--max-duration",
+        type=float,
+        default=None,
+        metavar="S",
+        help="stop the run after S seconds (default: 2.5 s after the script's last step)",
+    )
+    r.add_argument(
+        "--full",
+        action="store_true",
+        help="run the script's whole duration (e.g. 60 s more to see TIME_WAIT expire)",
+    )
     r.add_argument("--lang", default="en", choices=("en", "zh"))
     r.set_defaults(handler=_run)
 
     c = lsub.add_parser("conform", help="model vs kernel: state and flag sequences per host, per scenario")
     c.add_argument("ids", nargs="*", metavar="ID", help="scenarios (default: every lab-capable one)")
     c.add_argument("--json", action="store_true")
-    c.add_argument("--max-duration", type=float, default=8.0, metavar="S",
-                   help="compare at most the first S seconds of each scenario (default 8)")
-    c.add_argument("--settle", type=float, default=2.5, metavar="S",
-                   help="run and compare until S seconds after the scenario's last step (default 2.5)")
+    c.add_argument(
+        "--max-duration",
+        type=float,
+        default=8.0,
+        metavar="S",
+        help="compare at most the first S seconds of each scenario (default 8)",
+    )
+    c.add_argument(
+        "--settle",
+        type=float,
+        default=2.5,
+        metavar="S",
+        help="run and compare until S seconds after the scenario's last step (default 2.5)",
+    )
     c.add_argument("--ipv6", action="store_true", help="run the kernel side over fd00::/8")
-    c.add_argument("--retries", type=int, default=1, metavar="N",
-                   help="run a differing scenario again up to N times (timing-sensitive kernel choices on a "
-                        "loaded machine; default 1)")
+    c.add_argument(
+        "--retries",
+        type=int,
+        default=1,
+        metavar="N",
+        help="run a differing scenario again up to N times (timing-sensitive kernel choices on a "
+        "loaded machine; default 1)",
+    )
     c.set_defaults(handler=_conform)
 
     d = lsub.add_parser("demo", help="kernel demonstrations (TIME_WAIT length, port exhaustion, ...)")
@@ -90,8 +117,15 @@ def _run(args: argparse.Namespace) -> int:
     if args.format == "pcap" and not args.output and sys.stdout.isatty():
         raise UsageError("--format pcap writes binary: use -o FILE or redirect stdout")
     buf = io.BytesIO()
-    run = lab_scenario_run(args.scenario, seed=args.seed, overrides=_parse_sets(args.set), ipv6=args.ipv6,
-                           max_duration=args.max_duration, pcap=buf, full=args.full)
+    run = lab_scenario_run(
+        args.scenario,
+        seed=args.seed,
+        overrides=_parse_sets(args.set),
+        ipv6=args.ipv6,
+        max_duration=args.max_duration,
+        pcap=buf,
+        full=args.full,
+    )
     if args.format == "pcap":
         _emit(buf.getvalue(), args.output)
     elif args.format == "json":
@@ -99,8 +133,10 @@ def _run(args: argparse.Namespace) -> int:
     else:
         from tcpwise.render import render
 
-        _emit(render(run, args.format, lang=args.lang, color=args.output is None and sys.stdout.isatty()),
-              args.output)
+        _emit(
+            render(run, args.format, lang=args.lang, color=args.output is None and sys.stdout.isatty()),
+            args.output,
+        )
     return 0 if run.ok else 1
 
 
@@ -109,8 +145,13 @@ def _conform(args: argparse.Namespace) -> int:
 
     from tcpwise.lab.conform import conform_all, format_table
 
-    results = conform_all(args.ids or None, max_duration=args.max_duration, settle=args.settle, retries=args.retries,
-                          ipv6=args.ipv6)
+    results = conform_all(
+        args.ids or None,
+        max_duration=args.max_duration,
+        settle=args.settle,
+        retries=args.retries,
+        ipv6=args.ipv6,
+    )
     if args.json:
         print(json.dumps([r.to_dict() for r in results], indent=1))
     else:

@@ -48,7 +48,9 @@ DEVIATION_FLAGS: dict[str, dict[str, list[str]]] = {
     "simultaneous-open": {"A": ["S", "SA", "A"], "B": ["S", "SA", "A"]},
 }
 FULL_GRACE = 5.0  # seconds a --full lab run goes past the script's end (kernel timer slack)
-SETTLE = 2.5  # seconds after the last step that both runs are compared over (retransmissions, TIME_WAIT entry)
+SETTLE = (
+    2.5  # seconds after the last step that both runs are compared over (retransmissions, TIME_WAIT entry)
+)
 
 
 # A state held for less than this is "transient": the kernel passes through it inside one segment's processing
@@ -58,8 +60,9 @@ SETTLE = 2.5  # seconds after the last step that both runs are compared over (re
 MIN_STATE = 0.010
 
 
-def sequences(run: Run, host: str, horizon: float | None = None,
-              min_state: float = MIN_STATE) -> tuple[list[str], list[str]]:
+def sequences(
+    run: Run, host: str, horizon: float | None = None, min_state: float = MIN_STATE
+) -> tuple[list[str], list[str]]:
     """(state sequence, sent-flags sequence) of ``host`` in ``run``, up to ``horizon`` seconds.
 
     States held for less than ``min_state`` seconds on their connection are left out (see MIN_STATE)."""
@@ -136,9 +139,14 @@ class ConformResult:
     attempts: int = 1
 
     def to_dict(self) -> dict[str, Any]:
-        d: dict[str, Any] = {"scenario": self.scenario, "match": self.match, "horizon": self.horizon,
-                             "diff": [x.to_dict() for x in self.diffs], "sequences": self.sequences,
-                             "attempts": self.attempts}
+        d: dict[str, Any] = {
+            "scenario": self.scenario,
+            "match": self.match,
+            "horizon": self.horizon,
+            "diff": [x.to_dict() for x in self.diffs],
+            "sequences": self.sequences,
+            "attempts": self.attempts,
+        }
         if self.deviation:
             d["deviation"] = self.deviation
         if self.error:
@@ -170,9 +178,16 @@ def _params(sc: Any, overrides: dict[str, str]) -> dict[str, Any]:
     return dict(sc.resolve(parse_overrides(sc, overrides)))
 
 
-def lab_scenario_run(scenario_id: str, *, seed: int = 1, overrides: dict[str, str] | None = None,
-                     ipv6: bool = False, max_duration: float | None = None, pcap: IO[bytes] | None = None,
-                     full: bool = False) -> Run:
+def lab_scenario_run(
+    scenario_id: str,
+    *,
+    seed: int = 1,
+    overrides: dict[str, str] | None = None,
+    ipv6: bool = False,
+    max_duration: float | None = None,
+    pcap: IO[bytes] | None = None,
+    full: bool = False,
+) -> Run:
     """Run a catalogue scenario in the lab and fill in its checks.
 
     Wall-clock bound: unless ``full``, the run stops ``SETTLE`` s after the last step (or at ``max_duration``);
@@ -190,12 +205,26 @@ def lab_scenario_run(scenario_id: str, *, seed: int = 1, overrides: dict[str, st
         # Long kernel timers fire late: the timer wheel rounds a 60 s TIME_WAIT up to its level's granularity
         # (seconds at that range; measured 60.1-60.4 s here, up to ~64 s possible). Give them time to show.
         max_duration = script.duration + FULL_GRACE
-    run = run_script(script, scenario=sc.id, title=getattr(sc, "title", ""), params=params, seed=seed,
-                     ipv6=ipv6, max_duration=max_duration, pcap=pcap)
+    run = run_script(
+        script,
+        scenario=sc.id,
+        title=getattr(sc, "title", ""),
+        params=params,
+        seed=seed,
+        ipv6=ipv6,
+        max_duration=max_duration,
+        pcap=pcap,
+    )
     if max_duration is not None and max_duration < script.duration:
-        run.events.append(Event(t=max_duration, host=script.hosts[0].name, kind="note",
-                                text=f"lab run stopped at {max_duration:g} s of the script's {script.duration:g} s "
-                                     "(--full runs it all)"))
+        run.events.append(
+            Event(
+                t=max_duration,
+                host=script.hosts[0].name,
+                kind="note",
+                text=f"lab run stopped at {max_duration:g} s of the script's {script.duration:g} s "
+                "(--full runs it all)",
+            )
+        )
     run.summary.update({"claim": sc.claim, "claim_zh": sc.claim_zh, "title_zh": sc.title_zh})
     with contextlib.suppress(Exception):  # a narrative written for complete model runs may not fit a cut run
         en, zh = sc.narrate(run, params)
@@ -205,8 +234,11 @@ def lab_scenario_run(scenario_id: str, *, seed: int = 1, overrides: dict[str, st
     except Exception as exc:  # a check written for the model may not read a kernel run: say so, don't crash
         from tcpwise.events import Check
 
-        run.checks = [Check(claim="scenario checks run on the lab record", ok=False,
-                            detail=f"{type(exc).__name__}: {exc}")]
+        run.checks = [
+            Check(
+                claim="scenario checks run on the lab record", ok=False, detail=f"{type(exc).__name__}: {exc}"
+            )
+        ]
     run.summary["ok"] = run.ok
     return run
 
@@ -217,8 +249,9 @@ def horizon_of(script: Any, max_duration: float, settle: float = SETTLE) -> floa
     return min(float(script.duration), max_duration, last + settle)
 
 
-def conform_scenario(scenario_id: str, *, max_duration: float = 8.0, seed: int = 1,
-                     settle: float = SETTLE, ipv6: bool = False) -> ConformResult:
+def conform_scenario(
+    scenario_id: str, *, max_duration: float = 8.0, seed: int = 1, settle: float = SETTLE, ipv6: bool = False
+) -> ConformResult:
     from tcpwise.scenarios import run_scenario
 
     sc = _scenario(scenario_id)
@@ -242,8 +275,14 @@ def conform_scenario(scenario_id: str, *, max_duration: float = 8.0, seed: int =
     return ConformResult(scenario_id, match, diffs, horizon, deviation=deviation, sequences=seqs)
 
 
-def conform_all(ids: list[str] | None = None, *, max_duration: float = 8.0,
-                settle: float = SETTLE, retries: int = 0, ipv6: bool = False) -> list[ConformResult]:
+def conform_all(
+    ids: list[str] | None = None,
+    *,
+    max_duration: float = 8.0,
+    settle: float = SETTLE,
+    retries: int = 0,
+    ipv6: bool = False,
+) -> list[ConformResult]:
     """Conform each scenario; one that differs is run again up to ``retries`` times (``attempts`` says how many
     runs it took). Why retry: a few kernel choices depend on how fast the application reacts — e.g. the FIN rides
     on the ACK only if the application close()s within the delayed-ACK timeout (~40 ms) — and a loaded machine
@@ -291,6 +330,8 @@ def format_table(results: list[ConformResult]) -> str:
         lines.append(f"{r.scenario:24} {mark:6} {r.horizon:7.1f}  {note}")
     n = sum(r.match for r in results)
     dev = sum(bool(r.deviation) for r in results)
-    lines.append(f"{n}/{len(results)} scenarios match the model"
-                 + (f", {dev} differ by a documented Linux deviation" if dev else ""))
+    lines.append(
+        f"{n}/{len(results)} scenarios match the model"
+        + (f", {dev} differ by a documented Linux deviation" if dev else "")
+    )
     return "\n".join(lines)

@@ -43,7 +43,13 @@ class DemoResult:
     lines: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"demo": self.name, "claim": self.claim, "ok": self.ok, "facts": self.facts, "lines": self.lines}
+        return {
+            "demo": self.name,
+            "claim": self.claim,
+            "ok": self.ok,
+            "facts": self.facts,
+            "lines": self.lines,
+        }
 
     def text(self) -> str:
         mark = "✓" if self.ok else "✗"
@@ -52,7 +58,9 @@ class DemoResult:
 
 # --- helpers -----------------------------------------------------------------------------------------------------
 @contextlib.contextmanager
-def _lab(sysctls: dict[str, dict[str, str]] | None = None, faults: bool = False) -> Iterator[tuple[Topology, Faults | None]]:
+def _lab(
+    sysctls: dict[str, dict[str, str]] | None = None, faults: bool = False
+) -> Iterator[tuple[Topology, Faults | None]]:
     topo = Topology(delay_line=False)
     f: Faults | None = None
     try:
@@ -121,7 +129,16 @@ def _wait(cond: Callable[[], bool], timeout: float, step: float = 0.01) -> bool:
 
 
 # Kernel state numbers (include/net/tcp_states.h).
-ESTABLISHED, SYN_SENT, SYN_RECV, FIN_WAIT2, TIME_WAIT, CLOSE_WAIT, LISTEN, NEW_SYN_RECV = 1, 2, 3, 5, 6, 8, 10, 12
+ESTABLISHED, SYN_SENT, SYN_RECV, FIN_WAIT2, TIME_WAIT, CLOSE_WAIT, LISTEN, NEW_SYN_RECV = (
+    1,
+    2,
+    3,
+    5,
+    6,
+    8,
+    10,
+    12,
+)
 
 
 # --- the demonstrations ------------------------------------------------------------------------------------------
@@ -155,9 +172,11 @@ def time_wait(quick: bool = False) -> DemoResult:
 
         _wait(entered, 2.0)
         tw, fw2 = st(p1), st(p2)
-        facts: dict[str, Any] = {"tcp_fin_timeout": fin_timeout,
-                                 "time_wait_state_seen": bool(tw and tw.state == TIME_WAIT),
-                                 "fin_wait_2_state_seen": bool(fw2 and fw2.state == FIN_WAIT2)}
+        facts: dict[str, Any] = {
+            "tcp_fin_timeout": fin_timeout,
+            "time_wait_state_seen": bool(tw and tw.state == TIME_WAIT),
+            "fin_wait_2_state_seen": bool(fw2 and fw2.state == FIN_WAIT2),
+        }
         if quick:
             facts["time_wait_timer_s"] = round(tw.expires_ms / 1000, 1) if tw else None
             facts["fin_wait_2_timer_s"] = round(fw2.expires_ms / 1000, 1) if fw2 else None
@@ -173,12 +192,20 @@ def time_wait(quick: bool = False) -> DemoResult:
         s2.close()
         lst.close()
     # 60 s, plus the timer wheel's rounding of a long timer (up to a few seconds late; never early).
-    ok = bool(tw_len and 59.5 <= tw_len <= 65 and fw2_len and fin_timeout - 1.5 <= fw2_len <= fin_timeout + 1.5)
-    return DemoResult("time-wait", "TIME_WAIT stays 60 s whatever tcp_fin_timeout says; tcp_fin_timeout bounds the "
-                      "orphaned FIN_WAIT_2", ok, facts,
-                      [f"net.ipv4.tcp_fin_timeout = {fin_timeout} in A's namespace",
-                       f"TIME_WAIT: {tw_len} s ({how})",
-                       f"orphaned FIN_WAIT_2: {fw2_len} s"])
+    ok = bool(
+        tw_len and 59.5 <= tw_len <= 65 and fw2_len and fin_timeout - 1.5 <= fw2_len <= fin_timeout + 1.5
+    )
+    return DemoResult(
+        "time-wait",
+        "TIME_WAIT stays 60 s whatever tcp_fin_timeout says; tcp_fin_timeout bounds the orphaned FIN_WAIT_2",
+        ok,
+        facts,
+        [
+            f"net.ipv4.tcp_fin_timeout = {fin_timeout} in A's namespace",
+            f"TIME_WAIT: {tw_len} s ({how})",
+            f"orphaned FIN_WAIT_2: {fw2_len} s",
+        ],
+    )
 
 
 def _connect_close_cycle(topo: Topology, lst: socket.socket) -> tuple[bool, str, int]:
@@ -203,7 +230,10 @@ def port_exhaustion(quick: bool = False) -> DemoResult:
     lo, hi = 40000, 40007
     n_ports = hi - lo + 1
     facts: dict[str, Any] = {"ip_local_port_range": f"{lo} {hi}"}
-    with _lab({"A": {"net.ipv4.ip_local_port_range": f"{lo} {hi}", "net.ipv4.tcp_tw_reuse": "0"}}) as (topo, _):
+    with _lab({"A": {"net.ipv4.ip_local_port_range": f"{lo} {hi}", "net.ipv4.tcp_tw_reuse": "0"}}) as (
+        topo,
+        _,
+    ):
         lst = _listener(topo, backlog=64)
         ok_count = 0
         err = ""
@@ -215,7 +245,9 @@ def port_exhaustion(quick: bool = False) -> DemoResult:
         facts["connections_before_error"] = ok_count
         facts["error"] = err
         facts["time_wait_on_A"] = _count(_sockets(topo, "A"), TIME_WAIT)
-        time.sleep(1.1)  # tcp_twsk_unique(): a TIME_WAIT is reusable only once its last timestamp is >= 1 s old
+        time.sleep(
+            1.1
+        )  # tcp_twsk_unique(): a TIME_WAIT is reusable only once its last timestamp is >= 1 s old
         results = {}
         for reuse in ("2", "1"):
             topo.set_sysctl("A", "net.ipv4.tcp_tw_reuse", reuse)
@@ -224,13 +256,25 @@ def port_exhaustion(quick: bool = False) -> DemoResult:
         facts["tw_reuse_2_loopback_only"] = results["2"]
         facts["tw_reuse_1"] = results["1"]
         lst.close()
-    ok = ok_count == n_ports and err == "EADDRNOTAVAIL" and results["1"] == "connected" and results["2"] != "connected"
-    return DemoResult("port-exhaustion", "a client runs out of ephemeral ports when they all sit in TIME_WAIT "
-                      "(EADDRNOTAVAIL); tcp_tw_reuse=1 reuses them, the default 2 only on loopback", ok, facts,
-                      [f"{n_ports} ephemeral ports ({lo}-{hi}), tw_reuse=0: {ok_count} connections, then {err}",
-                       f"TIME_WAIT sockets on A: {facts['time_wait_on_A']}",
-                       f"tw_reuse=2 (default, loopback only): {results['2']}",
-                       f"tw_reuse=1: {results['1']}"])
+    ok = (
+        ok_count == n_ports
+        and err == "EADDRNOTAVAIL"
+        and results["1"] == "connected"
+        and results["2"] != "connected"
+    )
+    return DemoResult(
+        "port-exhaustion",
+        "a client runs out of ephemeral ports when they all sit in TIME_WAIT "
+        "(EADDRNOTAVAIL); tcp_tw_reuse=1 reuses them, the default 2 only on loopback",
+        ok,
+        facts,
+        [
+            f"{n_ports} ephemeral ports ({lo}-{hi}), tw_reuse=0: {ok_count} connections, then {err}",
+            f"TIME_WAIT sockets on A: {facts['time_wait_on_A']}",
+            f"tw_reuse=2 (default, loopback only): {results['2']}",
+            f"tw_reuse=1: {results['1']}",
+        ],
+    )
 
 
 def close_wait_leak(quick: bool = False) -> DemoResult:
@@ -266,20 +310,35 @@ def close_wait_leak(quick: bool = False) -> DemoResult:
             reports = [r.get("text", "") for r in agent.read()]
             socks = _sockets(topo, "B")
             lst = next((s for s in socks if s.state == LISTEN), None)
-            facts: dict[str, Any] = {"rlimit_nofile": nofile, "backlog": backlog, "clients_served": outcomes.count("ok"),
-                     "first_failure": next((o for o in outcomes if o != "ok"), None),
-                     "close_wait_on_B": _count(socks, CLOSE_WAIT),
-                     "accept_emfile": any("EMFILE" in r for r in reports),
-                     "accept_queue": lst.rqueue if lst else None}
+            facts: dict[str, Any] = {
+                "rlimit_nofile": nofile,
+                "backlog": backlog,
+                "clients_served": outcomes.count("ok"),
+                "first_failure": next((o for o in outcomes if o != "ok"), None),
+                "close_wait_on_B": _count(socks, CLOSE_WAIT),
+                "accept_emfile": any("EMFILE" in r for r in reports),
+                "accept_queue": lst.rqueue if lst else None,
+            }
         finally:
             agent.kill()
-    ok = bool(facts["accept_emfile"] and facts["first_failure"] == "timeout" and facts["close_wait_on_B"] >= nofile - 6)
-    return DemoResult("close-wait-leak", "a server that never close()s piles up CLOSE_WAIT until accept() fails "
-                      "with EMFILE; then new clients time out", ok, facts,
-                      [f"server RLIMIT_NOFILE={nofile}, listen backlog={backlog}",
-                       f"clients served: {facts['clients_served']}, then: {facts['first_failure']}",
-                       f"CLOSE_WAIT on the server: {facts['close_wait_on_B']}, accept() EMFILE: "
-                       f"{facts['accept_emfile']}, accept queue: {facts['accept_queue']}"])
+    ok = bool(
+        facts["accept_emfile"]
+        and facts["first_failure"] == "timeout"
+        and facts["close_wait_on_B"] >= nofile - 6
+    )
+    return DemoResult(
+        "close-wait-leak",
+        "a server that never close()s piles up CLOSE_WAIT until accept() fails "
+        "with EMFILE; then new clients time out",
+        ok,
+        facts,
+        [
+            f"server RLIMIT_NOFILE={nofile}, listen backlog={backlog}",
+            f"clients served: {facts['clients_served']}, then: {facts['first_failure']}",
+            f"CLOSE_WAIT on the server: {facts['close_wait_on_B']}, accept() EMFILE: "
+            f"{facts['accept_emfile']}, accept queue: {facts['accept_queue']}",
+        ],
+    )
 
 
 def keepalive(quick: bool = False) -> DemoResult:
@@ -308,32 +367,50 @@ def keepalive(quick: bool = False) -> DemoResult:
         c.close()
         s.close()
         lst.close()
-        defaults = {k: int(open(f"/proc/sys/net/ipv4/tcp_{k}").read()) for k in
-                    ("keepalive_time", "keepalive_intvl", "keepalive_probes")}
+        defaults = {
+            k: int(open(f"/proc/sys/net/ipv4/tcp_{k}").read())
+            for k in ("keepalive_time", "keepalive_intvl", "keepalive_probes")
+        }
     expected = idle + intvl * probes
     default_s = defaults["keepalive_time"] + defaults["keepalive_intvl"] * defaults["keepalive_probes"]
-    facts = {"idle": idle, "intvl": intvl, "probes": probes, "expected_s": expected, "detected_s": detected,
-             "error": err, "probes_dropped_at_R": dropped, "default_detection_s": default_s}
+    facts = {
+        "idle": idle,
+        "intvl": intvl,
+        "probes": probes,
+        "expected_s": expected,
+        "detected_s": detected,
+        "error": err,
+        "probes_dropped_at_R": dropped,
+        "default_detection_s": default_s,
+    }
     # At R: the probes, then the RST Linux sends when it gives up (tcp_keepalive_timer -> tcp_send_active_reset).
     ok = err == "ETIMEDOUT" and expected - 0.5 <= detected <= expected + 1.5 and dropped == probes + 1
-    return DemoResult("keepalive", "keepalive finds a silently dead peer after idle + intvl x probes", ok, facts,
-                      [f"TCP_KEEPIDLE={idle} TCP_KEEPINTVL={intvl} TCP_KEEPCNT={probes}: expected {expected} s",
-                       f"measured: {detected} s, recv() -> {err}; {dropped} segments died at R ({probes} probes + the final RST)",
-                       f"with this host's defaults: {default_s} s "
-                       f"({defaults['keepalive_time']} + {defaults['keepalive_intvl']} x {defaults['keepalive_probes']})"])
+    return DemoResult(
+        "keepalive",
+        "keepalive finds a silently dead peer after idle + intvl x probes",
+        ok,
+        facts,
+        [
+            f"TCP_KEEPIDLE={idle} TCP_KEEPINTVL={intvl} TCP_KEEPCNT={probes}: expected {expected} s",
+            f"measured: {detected} s, recv() -> {err}; {dropped} segments died at R ({probes} probes + the final RST)",
+            f"with this host's defaults: {default_s} s "
+            f"({defaults['keepalive_time']} + {defaults['keepalive_intvl']} x {defaults['keepalive_probes']})",
+        ],
+    )
 
 
 def syn_flood(quick: bool = False) -> DemoResult:
     """SYN flood: half-open requests (SYN_RCVD) fill the SYN queue and a legitimate client is dropped; with
     syncookies the same client gets in."""
     backlog, flood = 8, 16
-    sysctls = {"B": {"net.ipv4.tcp_syncookies": "0"},
-               "A": {"net.ipv4.ip_local_port_range": "32768 49999"}}
+    sysctls = {"B": {"net.ipv4.tcp_syncookies": "0"}, "A": {"net.ipv4.ip_local_port_range": "32768 49999"}}
     with _lab(sysctls, faults=True) as (topo, faults):
         assert faults is not None
         # The flood's handshakes never complete: R drops every ACK from the flood's source ports, so B's
         # request socks stay in SYN_RCVD, retransmitting SYN-ACKs (tcp_synack_retries).
-        faults.add("flood-acks", f"ip saddr {A_ADDR} tcp sport 50000-50999 tcp flags & (syn|rst) == 0 counter drop")
+        faults.add(
+            "flood-acks", f"ip saddr {A_ADDR} tcp sport 50000-50999 tcp flags & (syn|rst) == 0 counter drop"
+        )
         lst = _listener(topo, backlog=backlog)
         flooders = []
         for i in range(flood):
@@ -369,16 +446,29 @@ def syn_flood(quick: bool = False) -> DemoResult:
         for c in flooders:
             c.close()
         lst.close()
-    facts = {"backlog": backlog, "flood_syns": flood, "syn_rcvd_on_B": syn_rcvd, "legit_without_syncookies": without,
-             "legit_with_syncookies": with_cookies, "syncookies_sent": sent}
+    facts = {
+        "backlog": backlog,
+        "flood_syns": flood,
+        "syn_rcvd_on_B": syn_rcvd,
+        "legit_without_syncookies": without,
+        "legit_with_syncookies": with_cookies,
+        "syncookies_sent": sent,
+    }
     # inet_csk_reqsk_queue_is_full() compares len > backlog, like the accept queue: backlog + 1 entries fit.
     ok = syn_rcvd == backlog + 1 and without == "timed out" and with_cookies == "connected" and sent >= 1
-    return DemoResult("syn-flood", "half-open requests fill the SYN queue (SYN_RCVD) and new clients are dropped; "
-                      "syncookies let them in", ok, facts,
-                      [f"listen backlog {backlog}, {flood} flood SYNs whose handshakes never complete",
-                       f"SYN_RCVD on B: {syn_rcvd} (backlog + 1: the SYN queue is full)",
-                       f"legitimate client, tcp_syncookies=0: {without}",
-                       f"legitimate client, tcp_syncookies=1: {with_cookies} ({sent} cookie(s) sent)"])
+    return DemoResult(
+        "syn-flood",
+        "half-open requests fill the SYN queue (SYN_RCVD) and new clients are dropped; "
+        "syncookies let them in",
+        ok,
+        facts,
+        [
+            f"listen backlog {backlog}, {flood} flood SYNs whose handshakes never complete",
+            f"SYN_RCVD on B: {syn_rcvd} (backlog + 1: the SYN queue is full)",
+            f"legitimate client, tcp_syncookies=0: {without}",
+            f"legitimate client, tcp_syncookies=1: {with_cookies} ({sent} cookie(s) sent)",
+        ],
+    )
 
 
 def accept_queue_overflow(quick: bool = False) -> DemoResult:
@@ -400,19 +490,36 @@ def accept_queue_overflow(quick: bool = False) -> DemoResult:
         a = _sockets(topo, "A")
         listener = next(s for s in b if s.state == LISTEN)
         ns = _netstat(topo, "B")
-        facts = {"backlog": backlog, "clients": clients, "accept_queue": listener.rqueue,
-                 "established_on_A": _count(a, ESTABLISHED), "syn_sent_on_A": _count(a, SYN_SENT),
-                 "listen_overflows": ns.get("ListenOverflows", 0), "listen_drops": ns.get("ListenDrops", 0)}
+        facts = {
+            "backlog": backlog,
+            "clients": clients,
+            "accept_queue": listener.rqueue,
+            "established_on_A": _count(a, ESTABLISHED),
+            "syn_sent_on_A": _count(a, SYN_SENT),
+            "listen_overflows": ns.get("ListenOverflows", 0),
+            "listen_drops": ns.get("ListenDrops", 0),
+        }
         for c in cs:
             c.close()
         lst.close()
-    ok = facts["accept_queue"] == backlog + 1 and facts["listen_overflows"] >= 1 and facts["syn_sent_on_A"] >= 1
-    return DemoResult("accept-queue-overflow", "with nobody calling accept(), the queue holds backlog+1 "
-                      "connections and further handshakes are dropped", ok, facts,
-                      [f"listen backlog {backlog}, {clients} clients, no accept()",
-                       f"accept queue: {facts['accept_queue']} (backlog + 1: sk_acceptq_is_full() tests '>')",
-                       f"clients ESTABLISHED: {facts['established_on_A']}, still in SYN_SENT: {facts['syn_sent_on_A']}",
-                       f"B's ListenOverflows {facts['listen_overflows']}, ListenDrops {facts['listen_drops']}"])
+    ok = (
+        facts["accept_queue"] == backlog + 1
+        and facts["listen_overflows"] >= 1
+        and facts["syn_sent_on_A"] >= 1
+    )
+    return DemoResult(
+        "accept-queue-overflow",
+        "with nobody calling accept(), the queue holds backlog+1 "
+        "connections and further handshakes are dropped",
+        ok,
+        facts,
+        [
+            f"listen backlog {backlog}, {clients} clients, no accept()",
+            f"accept queue: {facts['accept_queue']} (backlog + 1: sk_acceptq_is_full() tests '>')",
+            f"clients ESTABLISHED: {facts['established_on_A']}, still in SYN_SENT: {facts['syn_sent_on_A']}",
+            f"B's ListenOverflows {facts['listen_overflows']}, ListenDrops {facts['listen_drops']}",
+        ],
+    )
 
 
 def rst_on_linger(quick: bool = False) -> DemoResult:
@@ -438,14 +545,22 @@ def rst_on_linger(quick: bool = False) -> DemoResult:
             st = next((x.state for x in _sockets(topo, "A") if x.sport == port), None)
             results[mode] = {"peer_recv": got, "time_wait": st == TIME_WAIT}
         lst.close()
-    ok = (results["close"] == {"peer_recv": "EOF", "time_wait": True}
-          and results["linger0"] == {"peer_recv": "ECONNRESET", "time_wait": False})
-    return DemoResult("rst-on-linger", "SO_LINGER {1, 0} turns close() into RST: no TIME_WAIT, peer sees "
-                      "ECONNRESET", ok, results,
-                      [f"plain close(): peer recv() -> {results['close']['peer_recv']}, "
-                       f"TIME_WAIT on closer: {results['close']['time_wait']}",
-                       f"SO_LINGER {{1, 0}}: peer recv() -> {results['linger0']['peer_recv']}, "
-                       f"TIME_WAIT on closer: {results['linger0']['time_wait']}"])
+    ok = results["close"] == {"peer_recv": "EOF", "time_wait": True} and results["linger0"] == {
+        "peer_recv": "ECONNRESET",
+        "time_wait": False,
+    }
+    return DemoResult(
+        "rst-on-linger",
+        "SO_LINGER {1, 0} turns close() into RST: no TIME_WAIT, peer sees ECONNRESET",
+        ok,
+        results,
+        [
+            f"plain close(): peer recv() -> {results['close']['peer_recv']}, "
+            f"TIME_WAIT on closer: {results['close']['time_wait']}",
+            f"SO_LINGER {{1, 0}}: peer recv() -> {results['linger0']['peer_recv']}, "
+            f"TIME_WAIT on closer: {results['linger0']['time_wait']}",
+        ],
+    )
 
 
 def middlebox_idle_timeout(quick: bool = False) -> DemoResult:
@@ -476,23 +591,41 @@ def middlebox_idle_timeout(quick: bool = False) -> DemoResult:
             except TimeoutError:
                 got[name] = "lost (A retransmits into the void)"
         dropped = faults.counters().get("middlebox-idle", 0)
-        states = {name: next((x.state for x in _sockets(topo, "A") if x.sport == c.getsockname()[1]), None)
-                  for name, (c, _s) in conns.items()}
+        states = {
+            name: next((x.state for x in _sockets(topo, "A") if x.sport == c.getsockname()[1]), None)
+            for name, (c, _s) in conns.items()
+        }
         for c, s in conns.values():
             c.close()
             s.close()
         lst.close()
-    facts = {"middlebox_timeout_s": timeout, "plain": got["plain"], "with_keepalive_1s": got["keepalive"],
-             "segments_dropped_by_middlebox": dropped, "plain_state_on_A": states["plain"]}
-    ok = got["plain"].startswith("lost") and got["keepalive"] == "delivered" and dropped >= 1 \
+    facts = {
+        "middlebox_timeout_s": timeout,
+        "plain": got["plain"],
+        "with_keepalive_1s": got["keepalive"],
+        "segments_dropped_by_middlebox": dropped,
+        "plain_state_on_A": states["plain"],
+    }
+    ok = (
+        got["plain"].startswith("lost")
+        and got["keepalive"] == "delivered"
+        and dropped >= 1
         and states["plain"] == ESTABLISHED
-    return DemoResult("middlebox-idle-timeout", "a middlebox that forgets idle flows silently drops their next "
-                      "segment; keepalive below its timeout keeps the flow", ok, facts,
-                      [f"stateful firewall at R forgets TCP flows after {timeout} s idle",
-                       f"idle {timeout + 1} s, then send: without keepalive -> {got['plain']} "
-                       f"(A still ESTABLISHED: {states['plain'] == ESTABLISHED})",
-                       f"with keepalive every 1 s -> {got['keepalive']}",
-                       f"segments dropped by the middlebox: {dropped}"])
+    )
+    return DemoResult(
+        "middlebox-idle-timeout",
+        "a middlebox that forgets idle flows silently drops their next "
+        "segment; keepalive below its timeout keeps the flow",
+        ok,
+        facts,
+        [
+            f"stateful firewall at R forgets TCP flows after {timeout} s idle",
+            f"idle {timeout + 1} s, then send: without keepalive -> {got['plain']} "
+            f"(A still ESTABLISHED: {states['plain'] == ESTABLISHED})",
+            f"with keepalive every 1 s -> {got['keepalive']}",
+            f"segments dropped by the middlebox: {dropped}",
+        ],
+    )
 
 
 DEMOS: dict[str, Callable[[bool], DemoResult]] = {

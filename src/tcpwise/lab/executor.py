@@ -92,8 +92,13 @@ class AgentProc:
         env["PYTHONPATH"] = src + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
         self.proc = subprocess.Popen(
             ["ip", "netns", "exec", ns, sys.executable, "-m", "tcpwise.lab.agent"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, start_new_session=True,
-            preexec_fn=(lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))) if nofile else None,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=env,
+            start_new_session=True,
+            preexec_fn=(lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile)))
+            if nofile
+            else None,
         )
         assert self.proc.stdout is not None
         os.set_blocking(self.proc.stdout.fileno(), False)
@@ -141,6 +146,7 @@ class AgentProc:
 @contextlib.contextmanager
 def _sigterm_as_interrupt() -> Iterator[None]:
     """SIGTERM takes the same cleanup path as Ctrl-C (only possible from the main thread)."""
+
     def handler(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt
 
@@ -179,9 +185,19 @@ def run_script(
     on_start: Any = None,
 ) -> Run:
     """Execute ``script`` in a fresh lab and return the recorded Run (world="lab")."""
-    return run_script_full(script, scenario=scenario, title=title, params=params, seed=seed,
-                           max_duration=max_duration, ipv6=ipv6, pcap=pcap, poll_interval=poll_interval,
-                           delay=delay, on_start=on_start).run
+    return run_script_full(
+        script,
+        scenario=scenario,
+        title=title,
+        params=params,
+        seed=seed,
+        max_duration=max_duration,
+        ipv6=ipv6,
+        pcap=pcap,
+        poll_interval=poll_interval,
+        delay=delay,
+        on_start=on_start,
+    ).run
 
 
 def run_script_full(
@@ -208,8 +224,14 @@ def run_script_full(
     with contextlib.suppress(OSError):
         os.nice(-10)
     with _sigterm_as_interrupt():
-        ex = _Executor(script, topo, ipv6=ipv6, poll_interval=poll_interval,
-                       delay=script.link.delay if delay is None else delay, seed=seed or 1)
+        ex = _Executor(
+            script,
+            topo,
+            ipv6=ipv6,
+            poll_interval=poll_interval,
+            delay=script.link.delay if delay is None else delay,
+            seed=seed or 1,
+        )
         try:
             ex.setup()
             if on_start is not None:
@@ -226,8 +248,9 @@ def run_script_full(
 
 
 class _Executor:
-    def __init__(self, script: S.Script, topo: Topology, *, ipv6: bool, poll_interval: float, delay: float,
-                 seed: int) -> None:
+    def __init__(
+        self, script: S.Script, topo: Topology, *, ipv6: bool, poll_interval: float, delay: float, seed: int
+    ) -> None:
         self.script = script
         self.topo = topo
         self.ipv6 = ipv6
@@ -250,7 +273,9 @@ class _Executor:
         self.rule_no = 0
         self.partitions: dict[tuple[str, str], str] = {}
         self.down: dict[str, list[tuple[float, float]]] = {}  # host -> [(crash t, reboot t)]
-        self.app_states: list[tuple[float, str, str, str]] = []  # (t, host, conn, state) measured by the agents
+        self.app_states: list[
+            tuple[float, str, str, str]
+        ] = []  # (t, host, conn, state) measured by the agents
 
     def addr(self, name: str) -> str:
         return self.topo.hosts[self.map[name]].addr(self.ipv6)
@@ -273,7 +298,9 @@ class _Executor:
             routes[h.addr6] = Route(h.router_if, h.mac)
         with in_netns(self.topo.router_ns):
             self.capture = Capture(tuple(h.router_if for h in self.topo.hosts.values()))
-            self.fwd = Forwarder(TUN_DEV, routes, self.delay, link.jitter, link.duplicate, self.seed, link.reorder)
+            self.fwd = Forwarder(
+                TUN_DEV, routes, self.delay, link.jitter, link.duplicate, self.seed, link.reorder
+            )
         self.sel.register(self.capture.fileno(), selectors.EVENT_READ, ("cap", None))
         self.sel.register(self.fwd.fileno(), selectors.EVENT_READ, ("tun", None))
         names = {}
@@ -396,13 +423,31 @@ class _Executor:
         t = now - self.t0
         if isinstance(st, S.Listen):
             cfg = self.cfg[st.host]
-            self._cmd(st.host, {"op": "listen", "port": st.port, "backlog": st.backlog or cfg.backlog,
-                                "accept": st.accept, "on_eof": getattr(st, "on_eof", ""), "ipv6": self.ipv6,
-                                "opts": socket_opts_for(cfg)})
+            self._cmd(
+                st.host,
+                {
+                    "op": "listen",
+                    "port": st.port,
+                    "backlog": st.backlog or cfg.backlog,
+                    "accept": st.accept,
+                    "on_eof": getattr(st, "on_eof", ""),
+                    "ipv6": self.ipv6,
+                    "opts": socket_opts_for(cfg),
+                },
+            )
         elif isinstance(st, S.Connect):
-            self._cmd(st.host, {"op": "connect", "sock": st.sock, "to": self.addr(st.to), "port": st.port,
-                                "sport": st.sport, "on_eof": getattr(st, "on_eof", ""),
-                                "opts": socket_opts_for(self.cfg[st.host])})
+            self._cmd(
+                st.host,
+                {
+                    "op": "connect",
+                    "sock": st.sock,
+                    "to": self.addr(st.to),
+                    "port": st.port,
+                    "sport": st.sport,
+                    "on_eof": getattr(st, "on_eof", ""),
+                    "opts": socket_opts_for(self.cfg[st.host]),
+                },
+            )
         elif isinstance(st, S.Accept):
             self._cmd(st.host, {"op": "accept", "port": st.port, "sock": st.sock})
         elif isinstance(st, S.Send):
@@ -418,7 +463,9 @@ class _Executor:
         elif isinstance(st, S.Abort):
             self._cmd(st.host, {"op": "abort", "sock": st.sock})
         elif isinstance(st, S.DropNext):
-            self.faults.drop_next(self._rule("dropnext"), self.addr(st.src), self.addr(st.dst), st.flags, st.count)
+            self.faults.drop_next(
+                self._rule("dropnext"), self.addr(st.src), self.addr(st.dst), st.flags, st.count
+            )
         elif isinstance(st, S.Partition):
             label = self._rule("partition")
             self.partitions[(st.src, st.dst)] = label
@@ -500,11 +547,15 @@ class _Executor:
             prev: str = items[0][2] or "CLOSED"
             for t, state, _hint in items:
                 if state != prev:
-                    rest.append(Event(t=t, host=host, kind="state", from_state=prev, to_state=state, conn=label))
+                    rest.append(
+                        Event(t=t, host=host, kind="state", from_state=prev, to_state=state, conn=label)
+                    )
                     prev = state
         return rest
 
-    def build_run(self, scenario: str, title: str, params: dict[str, Any], seed: int | None, end: float) -> Run:
+    def build_run(
+        self, scenario: str, title: str, params: dict[str, Any], seed: int | None, end: float
+    ) -> Run:
         assert self.capture is not None
         by_if = {h.router_if: self.rev[h.name] for h in self.topo.hosts.values()}
         sent: list[tuple[Frame, Any]] = []
@@ -521,17 +572,38 @@ class _Executor:
             dst_host = self.recorders[host].names.get(seg.dst, host)
             if f.outgoing:
                 delivered[segment_key(seg)] += 1
-                self.events.append(Event(t=t, host=dst_host, kind="recv", segment=seg,
-                                         conn=f"{dst_host}:{seg.dport}>{src_host}:{seg.sport}"))
+                self.events.append(
+                    Event(
+                        t=t,
+                        host=dst_host,
+                        kind="recv",
+                        segment=seg,
+                        conn=f"{dst_host}:{seg.dport}>{src_host}:{seg.sport}",
+                    )
+                )
             elif any(lo <= t < hi for lo, hi in self.down.get(src_host, ())):
                 # The crashed host's kernel still closes its sockets (FIN/RST) and retransmits; R drops all of
                 # it. The model's crashed host sends nothing, so this is recorded as a drop, never as a send.
-                self.events.append(Event(t=t, host=src_host, kind="drop", segment=seg,
-                                         text="sent by a crashed host's kernel, dropped at R"))
+                self.events.append(
+                    Event(
+                        t=t,
+                        host=src_host,
+                        kind="drop",
+                        segment=seg,
+                        text="sent by a crashed host's kernel, dropped at R",
+                    )
+                )
             else:
                 sent.append((f, seg))
-                self.events.append(Event(t=t, host=src_host, kind="send", segment=seg,
-                                         conn=f"{src_host}:{seg.sport}>{dst_host}:{seg.dport}"))
+                self.events.append(
+                    Event(
+                        t=t,
+                        host=src_host,
+                        kind="send",
+                        segment=seg,
+                        conn=f"{src_host}:{seg.sport}>{dst_host}:{seg.dport}",
+                    )
+                )
         horizon = end - self.delay - 0.05  # frames sent later may still be in the delay line: not drops
         for f, seg in sent:
             key = segment_key(seg)
@@ -541,15 +613,24 @@ class _Executor:
             t = f.t - self.t0
             if t < horizon:
                 host = by_if[f.ifname]
-                self.events.append(Event(t=t, host=host, kind="drop", segment=seg, text="dropped at R (nftables)"))
+                self.events.append(
+                    Event(t=t, host=host, kind="drop", segment=seg, text="dropped at R (nftables)")
+                )
         self.events = self._merge_states(self.events)
         order = {"app": 0, "send": 1, "drop": 2, "recv": 3, "state": 4, "note": 5, "timer": 6}
         self.events.sort(key=lambda e: (e.t, order.get(e.kind, 9)))
         for spec in self.script.hosts:
             if self.cfg[spec.name].time_wait != LINUX.time_wait:
-                self.events.insert(0, Event(t=0.0, host=spec.name, kind="note",
-                                            text=f"time_wait={self.cfg[spec.name].time_wait:g} has no sysctl: "
-                                                 "Linux keeps TIME_WAIT for 60 s (TCP_TIMEWAIT_LEN)"))
+                self.events.insert(
+                    0,
+                    Event(
+                        t=0.0,
+                        host=spec.name,
+                        kind="note",
+                        text=f"time_wait={self.cfg[spec.name].time_wait:g} has no sysctl: "
+                        "Linux keeps TIME_WAIT for 60 s (TCP_TIMEWAIT_LEN)",
+                    ),
+                )
         hosts = [Host(h.name, self.addr(h.name), h.role) for h in self.script.hosts]
         counters = {}
         with contextlib.suppress(Exception):
@@ -561,8 +642,18 @@ class _Executor:
             "polls": sum(r.polls for r in self.recorders.values()),
             "packets_forwarded": self.fwd.forwarded if self.fwd else 0,
             "delay_late_max_ms": round(self.fwd.late_max * 1000, 2) if self.fwd else 0.0,
-            "delay_late_mean_ms": round(self.fwd.late_sum * 1000 / max(1, self.fwd.forwarded), 2) if self.fwd else 0.0,
+            "delay_late_mean_ms": round(self.fwd.late_sum * 1000 / max(1, self.fwd.forwarded), 2)
+            if self.fwd
+            else 0.0,
             "nft_drops": counters,
         }
-        return Run(scenario=scenario, title=title, world="lab", seed=seed, params=params, hosts=hosts,
-                   events=self.events, summary={"values": values})
+        return Run(
+            scenario=scenario,
+            title=title,
+            world="lab",
+            seed=seed,
+            params=params,
+            hosts=hosts,
+            events=self.events,
+            summary={"values": values},
+        )

@@ -66,8 +66,16 @@ class Route:
 class Forwarder:
     """Create inside R's namespace (the TUN attach and the packet socket bind to the current namespace)."""
 
-    def __init__(self, tun_name: str, routes: dict[str, Route], delay: float, jitter: float = 0.0,
-                 duplicate: float = 0.0, seed: int = 1, reorder: float = 0.0) -> None:
+    def __init__(
+        self,
+        tun_name: str,
+        routes: dict[str, Route],
+        delay: float,
+        jitter: float = 0.0,
+        duplicate: float = 0.0,
+        seed: int = 1,
+        reorder: float = 0.0,
+    ) -> None:
         self.tun = open_tun(tun_name)
         self.out = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, 0)
         self.routes = routes  # destination address -> Route
@@ -80,7 +88,9 @@ class Forwarder:
         self.seq = 0
         self.forwarded = 0
         self.unroutable = 0
-        self.late_max = 0.0  # worst release lateness (s): how far the delay line fell behind on a busy machine
+        self.late_max = (
+            0.0  # worst release lateness (s): how far the delay line fell behind on a busy machine
+        )
         self.late_sum = 0.0
 
     def fileno(self) -> int:

@@ -241,7 +241,9 @@ class Topology:
     run_id: str = field(default_factory=new_run_id)
     ipv6: bool = False
     hosts: dict[str, HostNet] = field(default_factory=dict)
-    sysctls: dict[str, dict[str, str]] = field(default_factory=dict)  # host -> sysctl -> value (re-applied on reboot)
+    sysctls: dict[str, dict[str, str]] = field(
+        default_factory=dict
+    )  # host -> sysctl -> value (re-applied on reboot)
     created: bool = False
     ehash_private: bool = False
     delay_line: bool = True  # False: R forwards in the kernel straight to the other veth (no TUN, no delay)
@@ -250,8 +252,12 @@ class Topology:
         if not RUN_ID_RE.match(self.run_id):
             raise UsageError(f"bad lab run id {self.run_id!r}")
         self.hosts = {
-            "A": HostNet("A", self.ns("a"), "eth0", "ra", "198.18.0.1", "198.18.0.254", "fd00::1", "fd00::fe"),
-            "B": HostNet("B", self.ns("b"), "eth0", "rb", "198.18.1.1", "198.18.1.254", "fd00:1::1", "fd00:1::fe"),
+            "A": HostNet(
+                "A", self.ns("a"), "eth0", "ra", "198.18.0.1", "198.18.0.254", "fd00::1", "fd00::fe"
+            ),
+            "B": HostNet(
+                "B", self.ns("b"), "eth0", "rb", "198.18.1.1", "198.18.1.254", "fd00:1::1", "fd00:1::fe"
+            ),
         }
 
     def ns(self, suffix: str) -> str:
@@ -320,7 +326,21 @@ class Topology:
     def _wire_host(self, h: HostNet) -> None:
         """veth pair host<->R created inside both namespaces at once, addresses, routes, static neighbours."""
         r = self.router_ns
-        sh("ip", "link", "add", h.ifname, "netns", h.ns, "type", "veth", "peer", "name", h.router_if, "netns", r)
+        sh(
+            "ip",
+            "link",
+            "add",
+            h.ifname,
+            "netns",
+            h.ns,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            h.router_if,
+            "netns",
+            r,
+        )
         # No IPv6 duplicate address detection: addresses are usable at once (DAD would hold them ~1 s).
         for ns, ifn in ((h.ns, h.ifname), (r, h.router_if)):
             self._ns_sysctl(ns, f"net.ipv6.conf.{ifn}.accept_dad", "0")
@@ -336,10 +356,62 @@ class Topology:
         h.mac = json.loads(sh("ip", "-j", "-n", h.ns, "link", "show", h.ifname))[0]["address"]
         rmac = json.loads(sh("ip", "-j", "-n", r, "link", "show", h.router_if))[0]["address"]
         # Static neighbour entries both ways: no ARP/ND traffic in the capture and no first-packet ARP wait.
-        sh("ip", "-n", h.ns, "neigh", "replace", h.router4, "lladdr", rmac, "dev", h.ifname, "nud", "permanent")
-        sh("ip", "-n", h.ns, "neigh", "replace", h.router6, "lladdr", rmac, "dev", h.ifname, "nud", "permanent")
-        sh("ip", "-n", r, "neigh", "replace", h.addr4, "lladdr", h.mac, "dev", h.router_if, "nud", "permanent")
-        sh("ip", "-n", r, "neigh", "replace", h.addr6, "lladdr", h.mac, "dev", h.router_if, "nud", "permanent")
+        sh(
+            "ip",
+            "-n",
+            h.ns,
+            "neigh",
+            "replace",
+            h.router4,
+            "lladdr",
+            rmac,
+            "dev",
+            h.ifname,
+            "nud",
+            "permanent",
+        )
+        sh(
+            "ip",
+            "-n",
+            h.ns,
+            "neigh",
+            "replace",
+            h.router6,
+            "lladdr",
+            rmac,
+            "dev",
+            h.ifname,
+            "nud",
+            "permanent",
+        )
+        sh(
+            "ip",
+            "-n",
+            r,
+            "neigh",
+            "replace",
+            h.addr4,
+            "lladdr",
+            h.mac,
+            "dev",
+            h.router_if,
+            "nud",
+            "permanent",
+        )
+        sh(
+            "ip",
+            "-n",
+            r,
+            "neigh",
+            "replace",
+            h.addr6,
+            "lladdr",
+            h.mac,
+            "dev",
+            h.router_if,
+            "nud",
+            "permanent",
+        )
         for key, value in self.sysctls.get(h.name, {}).items():
             self._ns_sysctl(h.ns, key, value)
 
@@ -387,4 +459,8 @@ class Topology:
         # The router's ip rule for this interface survives (it names the interface, not its index).
 
     def router_ifindex(self, host: str) -> int:
-        return int(json.loads(sh("ip", "-j", "-n", self.router_ns, "link", "show", self.hosts[host].router_if))[0]["ifindex"])
+        return int(
+            json.loads(sh("ip", "-j", "-n", self.router_ns, "link", "show", self.hosts[host].router_if))[0][
+                "ifindex"
+            ]
+        )

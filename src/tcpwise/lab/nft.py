@@ -71,9 +71,21 @@ class Faults:
     def add(self, label: str, expr: str) -> int:
         """Append ``expr`` (ending in a verdict) to the forward chain; remember its handle under ``label``."""
         out = sh(
-            "ip", "netns", "exec", self.ns, "nft", "--echo", "--handle",
-            "add", "rule", "inet", self.table, "forward", *expr.split(),
-            "comment", f'"{label}"',
+            "ip",
+            "netns",
+            "exec",
+            self.ns,
+            "nft",
+            "--echo",
+            "--handle",
+            "add",
+            "rule",
+            "inet",
+            self.table,
+            "forward",
+            *expr.split(),
+            "comment",
+            f'"{label}"',
         )
         m = re.search(r"# handle (\d+)", out)
         if not m:
@@ -85,8 +97,21 @@ class Faults:
     def delete(self, label: str) -> None:
         handle = self.rules.pop(label, None)
         if handle is not None:
-            sh("ip", "netns", "exec", self.ns, "nft", "delete", "rule", "inet", self.table, "forward",
-               "handle", str(handle), check=False)
+            sh(
+                "ip",
+                "netns",
+                "exec",
+                self.ns,
+                "nft",
+                "delete",
+                "rule",
+                "inet",
+                self.table,
+                "forward",
+                "handle",
+                str(handle),
+                check=False,
+            )
 
     @staticmethod
     def _dir(src: str, dst: str) -> str:
@@ -126,13 +151,33 @@ class Faults:
         the network. (An nft ``ct timeout`` object would be the per-flow way; this kernel ignores it.)"""
         # The rule first: it makes R's namespace track connections, which creates the conntrack sysctls.
         self.add("middlebox-idle", "meta l4proto tcp ct state new tcp flags & syn != syn counter drop")
-        sh("ip", "netns", "exec", self.ns, "sysctl", "-q", "-w",
-           f"net.netfilter.nf_conntrack_tcp_timeout_established={int(seconds)}")
+        sh(
+            "ip",
+            "netns",
+            "exec",
+            self.ns,
+            "sysctl",
+            "-q",
+            "-w",
+            f"net.netfilter.nf_conntrack_tcp_timeout_established={int(seconds)}",
+        )
 
     def counters(self) -> dict[str, int]:
         """label -> packets dropped so far (from the rules' counters)."""
-        out = sh("ip", "netns", "exec", self.ns, "nft", "-j", "list", "chain", "inet", self.table, "forward",
-                 check=False)
+        out = sh(
+            "ip",
+            "netns",
+            "exec",
+            self.ns,
+            "nft",
+            "-j",
+            "list",
+            "chain",
+            "inet",
+            self.table,
+            "forward",
+            check=False,
+        )
         result: dict[str, int] = {}
         try:
             items = json.loads(out)["nftables"]

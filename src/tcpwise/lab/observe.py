@@ -93,12 +93,23 @@ class StateRecorder:
                     prev = "LISTEN"
                 else:
                     prev = "CLOSED"
-            out.append(Event(t=t, host=self.host, kind="state", from_state=prev, to_state=state,
-                             conn=self.label(key)))
+            out.append(
+                Event(
+                    t=t, host=self.host, kind="state", from_state=prev, to_state=state, conn=self.label(key)
+                )
+            )
         for key, prev in self.last.items():
             if key not in cur:
-                out.append(Event(t=t, host=self.host, kind="state", from_state=prev, to_state="CLOSED",
-                                 conn=self.label(key)))
+                out.append(
+                    Event(
+                        t=t,
+                        host=self.host,
+                        kind="state",
+                        from_state=prev,
+                        to_state="CLOSED",
+                        conn=self.label(key),
+                    )
+                )
         self.last = cur
         return out
 
@@ -111,7 +122,17 @@ class StateRecorder:
 
     def forget_all(self, t: float, reason: str) -> list[Event]:
         """The host crashed: every connection it knew is gone (model: state lost at once)."""
-        out = [Event(t=t, host=self.host, kind="state", from_state=prev, to_state="CLOSED", conn=self.label(k),
-                     text=reason) for k, prev in self.last.items()]
+        out = [
+            Event(
+                t=t,
+                host=self.host,
+                kind="state",
+                from_state=prev,
+                to_state="CLOSED",
+                conn=self.label(k),
+                text=reason,
+            )
+            for k, prev in self.last.items()
+        ]
         self.last = {}
         return out

@@ -213,7 +213,9 @@ class Pool:
         self.opened = m.counter("opened_total", "Connections opened.")
         self.closed = m.counter("closed_total", "Connections closed by the pool, by reason.", "reason")
         self.borrows = m.counter("borrows_total", "Connections handed out.")
-        self.rejected = m.counter("validation_failures_total", "Idle connections found dead at borrow.", "why")
+        self.rejected = m.counter(
+            "validation_failures_total", "Idle connections found dead at borrow.", "why"
+        )
         self.retries = m.counter("retries_total", "Operations retried after a reset/close.")
         self.leaks = m.counter("leaks_total", "Borrows held longer than leak_timeout.")
         m.gauge("idle", "Idle connections.", lambda: float(len(self._idle)))
@@ -358,7 +360,9 @@ class Pool:
                 self.retries[""] += 1
                 if log.isEnabledFor(logging.DEBUG):
                     log.debug(
-                        "retry %d after %s", attempt, type(exc).__name__,
+                        "retry %d after %s",
+                        attempt,
+                        type(exc).__name__,
                         extra={"event": "retry", "pool": self.name, "error": repr(exc)},
                     )
                 await asyncio.sleep(self._backoff(attempt))
@@ -443,7 +447,9 @@ class Pool:
             try:
                 await self.health_check()
             except Exception:  # a failed top-up connect must not kill the checker
-                log.warning("pool %s health check failed", self.name, exc_info=True, extra={"pool": self.name})
+                log.warning(
+                    "pool %s health check failed", self.name, exc_info=True, extra={"pool": self.name}
+                )
 
     async def health_check(self) -> None:
         """One round: evict dead/expired idle connections, report leaks, top up ``min_idle``."""
@@ -466,13 +472,20 @@ class Pool:
                     self.leaks[""] += 1
                     log.warning(
                         "connection %d to %s borrowed %.1f s ago and not returned; borrowed at %s",
-                        conn.id, self.name, now - conn.borrowed_at, conn.borrow_site or "(site not tracked)",
+                        conn.id,
+                        self.name,
+                        now - conn.borrowed_at,
+                        conn.borrow_site or "(site not tracked)",
                         extra={
-                            "event": "leak", "pool": self.name, "held_for": round(now - conn.borrowed_at, 3),
+                            "event": "leak",
+                            "pool": self.name,
+                            "held_for": round(now - conn.borrowed_at, 3),
                             "borrowed_at": conn.borrow_site,
                         },
                     )
-        while not self._closed and len(self._idle) < self.config.min_idle and self.size < self.config.max_size:
+        while (
+            not self._closed and len(self._idle) < self.config.min_idle and self.size < self.config.max_size
+        ):
             self._connecting += 1
             try:
                 conn = await self._connect()

@@ -178,7 +178,9 @@ def body(
     title: str | None = None,
 ) -> str:
     """The page content for ``run`` (used by :func:`render_html` and the report)."""
-    zh_title = run.summary.get("title_zh") if lang == "zh" else None  # run_scenario records the catalogue's zh title
+    zh_title = (
+        run.summary.get("title_zh") if lang == "zh" else None
+    )  # run_scenario records the catalogue's zh title
     title = title or zh_title or run.title or run.scenario
     parts = ["<header>"]
     if back_href:

@@ -8,7 +8,16 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__all__ = ["Param", "Scenario", "catalogue", "claim", "get_scenario", "parse_overrides", "register", "run_scenario"]
+__all__ = [
+    "Param",
+    "Scenario",
+    "catalogue",
+    "claim",
+    "get_scenario",
+    "parse_overrides",
+    "register",
+    "run_scenario",
+]
 
 
 def __getattr__(name: str) -> Any:

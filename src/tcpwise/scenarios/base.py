@@ -18,8 +18,17 @@ from tcpwise.errors import UsageError
 from tcpwise.events import Check, Run
 from tcpwise.scenarios.script import Script
 
-__all__ = ["Param", "Scenario", "register", "catalogue", "get_scenario", "run_scenario", "parse_overrides",
-           "claim", "COMMON_PARAMS"]
+__all__ = [
+    "Param",
+    "Scenario",
+    "register",
+    "catalogue",
+    "get_scenario",
+    "run_scenario",
+    "parse_overrides",
+    "claim",
+    "COMMON_PARAMS",
+]
 
 Params = dict[str, Any]
 
@@ -84,8 +93,13 @@ class Scenario:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "id": self.id, "title": self.title, "title_zh": self.title_zh, "claim": self.claim,
-            "claim_zh": self.claim_zh, "lab": self.lab, "tags": list(self.tags),
+            "id": self.id,
+            "title": self.title,
+            "title_zh": self.title_zh,
+            "claim": self.claim,
+            "claim_zh": self.claim_zh,
+            "lab": self.lab,
+            "tags": list(self.tags),
             "params": {k: {"default": v.default, "help": v.help} for k, v in self.params.items()},
         }
 
@@ -118,10 +132,28 @@ def _load() -> None:
 
 # The order of ../DESIGN.md's catalogue table; anything not listed comes after, in registration order.
 CATALOGUE_ORDER = (
-    "handshake", "why-three", "simultaneous-open", "close", "close-three-segments", "half-close",
-    "simultaneous-close", "lost-last-ack", "old-duplicate", "server-close", "timewait-pileup", "half-open-crash",
-    "half-open-partition", "heartbeat-asymmetry", "keepalive", "middlebox-idle-timeout", "close-wait-leak",
-    "client-leak", "syn-flood", "accept-queue-overflow", "rst-on-timeout", "pool-dead-connections",
+    "handshake",
+    "why-three",
+    "simultaneous-open",
+    "close",
+    "close-three-segments",
+    "half-close",
+    "simultaneous-close",
+    "lost-last-ack",
+    "old-duplicate",
+    "server-close",
+    "timewait-pileup",
+    "half-open-crash",
+    "half-open-partition",
+    "heartbeat-asymmetry",
+    "keepalive",
+    "middlebox-idle-timeout",
+    "close-wait-leak",
+    "client-leak",
+    "syn-flood",
+    "accept-queue-overflow",
+    "rst-on-timeout",
+    "pool-dead-connections",
 )
 
 
@@ -163,8 +195,9 @@ def parse_overrides(sc: Scenario, pairs: list[str] | dict[str, Any] | None) -> P
     return out
 
 
-def run_scenario(sid: str, seed: int = 1, overrides: list[str] | dict[str, Any] | None = None,
-                 *, record: bool = True) -> Run:
+def run_scenario(
+    sid: str, seed: int = 1, overrides: list[str] | dict[str, Any] | None = None, *, record: bool = True
+) -> Run:
     """Run a scenario in the model world and judge its checks."""
     sc = get_scenario(sid)
     params = sc.resolve(parse_overrides(sc, overrides))
@@ -173,8 +206,14 @@ def run_scenario(sid: str, seed: int = 1, overrides: list[str] | dict[str, Any] 
     else:
         from tcpwise.sim.runner import run_script
 
-        _, run = run_script(sc.build(params) if sc.build else Script((), ()), seed, scenario=sc.id, params=params,
-                            record=record, record_payload=sc.record_payload)
+        _, run = run_script(
+            sc.build(params) if sc.build else Script((), ()),
+            seed,
+            scenario=sc.id,
+            params=params,
+            record=record,
+            record_payload=sc.record_payload,
+        )
     run.scenario = sc.id
     run.title = sc.title
     run.params = params

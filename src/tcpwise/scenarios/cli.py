@@ -13,25 +13,35 @@ FORMATS = ("text", "json", "mermaid", "svg", "html", "pcap")
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("scenarios", help="list the scenario catalogue",
-                       description="List every scenario id with its claim (the catalogue of docs/scenarios.md).")
+    p = sub.add_parser(
+        "scenarios",
+        help="list the scenario catalogue",
+        description="List every scenario id with its claim (the catalogue of docs/scenarios.md).",
+    )
     p.add_argument("--json", action="store_true", help="machine-readable list with parameters")
     p.add_argument("--lang", choices=("en", "zh"), default="en")
     p.set_defaults(handler=_cmd_scenarios)
 
     s = sub.add_parser(
-        "sim", help="run a scenario in the model and draw it",
+        "sim",
+        help="run a scenario in the model and draw it",
         description="Run scenario ID in the deterministic simulator, check its claims, and render it.",
         epilog="examples:\n  tcpwise sim close\n  tcpwise sim lost-last-ack --set time_wait=0\n"
-               "  tcpwise sim handshake --format svg -o handshake.svg\n  tcpwise sim close --format pcap -o close.pcap",
+        "  tcpwise sim handshake --format svg -o handshake.svg\n  tcpwise sim close --format pcap -o close.pcap",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     s.add_argument("id", help="scenario id (see `tcpwise scenarios`)")
     s.add_argument("--seed", type=int, default=1, help="random seed (same seed, same run) [1]")
     s.add_argument("--format", "-f", default="text", choices=FORMATS, help="output format [text]")
     s.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
-    s.add_argument("--set", dest="sets", action="append", default=[], metavar="K=V",
-                   help="override a parameter (repeatable), e.g. --set time_wait=0")
+    s.add_argument(
+        "--set",
+        dest="sets",
+        action="append",
+        default=[],
+        metavar="K=V",
+        help="override a parameter (repeatable), e.g. --set time_wait=0",
+    )
     s.add_argument("--absolute", action="store_true", help="raw sequence numbers instead of relative ones")
     s.add_argument("--lang", choices=("en", "zh"), default="en", help="language of narratives and checks")
     s.set_defaults(handler=_cmd_sim)

@@ -11,8 +11,21 @@ from typing import Any
 
 from tcpwise.events import Event, Run, SegmentInfo
 
-__all__ = ["values", "state_events", "state_path", "sends", "recvs", "drops", "apps", "first_time_in", "time_in_state",
-           "isn_of", "rel", "entered", "flags_seq"]
+__all__ = [
+    "values",
+    "state_events",
+    "state_path",
+    "sends",
+    "recvs",
+    "drops",
+    "apps",
+    "first_time_in",
+    "time_in_state",
+    "isn_of",
+    "rel",
+    "entered",
+    "flags_seq",
+]
 
 
 def values(run: Run) -> dict[str, Any]:
@@ -26,7 +39,9 @@ def _is_listener(ev: Event) -> bool:
 
 
 def state_events(run: Run, host: str, *, listeners: bool = False) -> list[Event]:
-    return [e for e in run.events if e.kind == "state" and e.host == host and (listeners or not _is_listener(e))]
+    return [
+        e for e in run.events if e.kind == "state" and e.host == host and (listeners or not _is_listener(e))
+    ]
 
 
 def state_path(run: Run, host: str, conn: str | None = None, *, start: str | None = None) -> list[str]:
@@ -74,7 +89,9 @@ def time_in_state(run: Run, host: str, state: str, conn: str | None = None) -> f
 
 
 def _segs(run: Run, kind: str, host: str | None) -> list[Event]:
-    return [e for e in run.events if e.kind == kind and e.segment is not None and (host is None or e.host == host)]
+    return [
+        e for e in run.events if e.kind == kind and e.segment is not None and (host is None or e.host == host)
+    ]
 
 
 def sends(run: Run, host: str | None = None) -> list[Event]:
@@ -90,8 +107,11 @@ def drops(run: Run, host: str | None = None) -> list[Event]:
 
 
 def apps(run: Run, host: str | None = None, contains: str = "") -> list[Event]:
-    return [e for e in run.events if e.kind == "app" and (host is None or e.host == host)
-            and contains in (e.text or "")]
+    return [
+        e
+        for e in run.events
+        if e.kind == "app" and (host is None or e.host == host) and contains in (e.text or "")
+    ]
 
 
 def isn_of(run: Run, host: str) -> int | None:

@@ -43,8 +43,17 @@ from tcpwise.endpoint.tcb import Endpoint, LocalProtocolError
 from tcpwise.sim.core import SimHost, Simulator
 from tcpwise.vocab import TcpState
 
-__all__ = ["Server", "ServerStats", "ShortConnClient", "ClientStats", "LeakyClient", "PoolClient", "PoolStats",
-           "StateSampler", "quiet_reads"]
+__all__ = [
+    "Server",
+    "ServerStats",
+    "ShortConnClient",
+    "ClientStats",
+    "LeakyClient",
+    "PoolClient",
+    "PoolStats",
+    "StateSampler",
+    "quiet_reads",
+]
 
 S = TcpState
 # File descriptors a server process holds before its first client: stdin, stdout, stderr and the listener.
@@ -87,10 +96,21 @@ class Server:
       ``keepalive_timeout``).
     """
 
-    def __init__(self, sim: Simulator, host: SimHost, port: int = 80, *, backlog: int | None = None,
-                 response_bytes: int = 200, on_eof: str = "close", close_after_response: bool = False,
-                 fd_limit: int | None = None, accept_interval: float | None = None, per_ip_limit: int = 0,
-                 idle_timeout: float | None = None) -> None:
+    def __init__(
+        self,
+        sim: Simulator,
+        host: SimHost,
+        port: int = 80,
+        *,
+        backlog: int | None = None,
+        response_bytes: int = 200,
+        on_eof: str = "close",
+        close_after_response: bool = False,
+        fd_limit: int | None = None,
+        accept_interval: float | None = None,
+        per_ip_limit: int = 0,
+        idle_timeout: float | None = None,
+    ) -> None:
         self.sim = sim
         self.host = host
         self.port = port
@@ -250,10 +270,21 @@ class ShortConnClient:
     nothing up front). ``timeout``: the application's own deadline for connect + response (None = wait forever).
     """
 
-    def __init__(self, sim: Simulator, host: SimHost, peer_addr: str, port: int = 80, *,
-                 times: Any = (), request_bytes: int = 100, response_bytes: int = 200, close_mode: str = "close",
-                 timeout: float | None = None, keep_failures: int = 0,
-                 on_fail: Callable[[float], None] | None = None) -> None:
+    def __init__(
+        self,
+        sim: Simulator,
+        host: SimHost,
+        peer_addr: str,
+        port: int = 80,
+        *,
+        times: Any = (),
+        request_bytes: int = 100,
+        response_bytes: int = 200,
+        close_mode: str = "close",
+        timeout: float | None = None,
+        keep_failures: int = 0,
+        on_fail: Callable[[float], None] | None = None,
+    ) -> None:
         self.sim = sim
         self.host = host
         self.peer_addr = peer_addr
@@ -393,9 +424,19 @@ class PoolClient:
     requests).
     """
 
-    def __init__(self, sim: Simulator, host: SimHost, peer_addr: str, port: int = 80, *, times: Any = (),
-                 request_bytes: int = 100, response_bytes: int = 200, validate: bool = False,
-                 max_idle: float | None = None) -> None:
+    def __init__(
+        self,
+        sim: Simulator,
+        host: SimHost,
+        peer_addr: str,
+        port: int = 80,
+        *,
+        times: Any = (),
+        request_bytes: int = 100,
+        response_bytes: int = 200,
+        validate: bool = False,
+        max_idle: float | None = None,
+    ) -> None:
         self.sim = sim
         self.host = host
         self.peer_addr = peer_addr
@@ -405,7 +446,9 @@ class PoolClient:
         self.validate = validate
         self.max_idle = max_idle
         self.stats = PoolStats()
-        self.idle: deque[tuple[Endpoint, float]] = deque()  # (connection, idle since); right end = most recent
+        self.idle: deque[tuple[Endpoint, float]] = (
+            deque()
+        )  # (connection, idle since); right end = most recent
         self.busy: dict[int, list[Any]] = {}  # id(ep) -> [ep, bytes read, retried?]
         self.waiting: deque[bool] = deque()  # requests waiting for a new connection to open (retried flag)
         self.opening: dict[int, bool] = {}  # id(ep) -> retried flag of the request it carries
@@ -466,8 +509,12 @@ class PoolClient:
         entry = self.busy.pop(id(ep), None)
         self.stats.errors += 1
         self.stats.errnos[errno] = self.stats.errnos.get(errno, 0) + 1
-        self.host.app(f"request fails: {errno} (Connection reset by peer)" if errno == "ECONNRESET"
-                      else f"request fails: {errno}", ep)
+        self.host.app(
+            f"request fails: {errno} (Connection reset by peer)"
+            if errno == "ECONNRESET"
+            else f"request fails: {errno}",
+            ep,
+        )
         if self.validate:
             self._close(ep, now)
         else:
@@ -534,8 +581,15 @@ class StateSampler:
     """Every ``interval`` seconds, count each host's connections per state (what ``ss -s``/``ss -tan`` would
     show) into time series. ``extra`` adds more columns: name -> function() -> number."""
 
-    def __init__(self, sim: Simulator, hosts: dict[str, SimHost], states: tuple[str, ...], interval: float = 1.0,
-                 until: float = 0.0, extra: dict[str, Callable[[], float]] | None = None) -> None:
+    def __init__(
+        self,
+        sim: Simulator,
+        hosts: dict[str, SimHost],
+        states: tuple[str, ...],
+        interval: float = 1.0,
+        until: float = 0.0,
+        extra: dict[str, Callable[[], float]] | None = None,
+    ) -> None:
         self.sim = sim
         self.hosts = hosts
         self.states = states
@@ -572,8 +626,18 @@ class SynFlood:
     from ``start`` for ``duration`` seconds. It never completes a handshake, so each SYN leaves one SYN_RCVD
     entry in the server's SYN queue for as long as the server keeps retransmitting its SYN-ACK."""
 
-    def __init__(self, sim: Simulator, sender: str, dst: str, dport: int, sources: list[str], *, rate: float,
-                 start: float, duration: float) -> None:
+    def __init__(
+        self,
+        sim: Simulator,
+        sender: str,
+        dst: str,
+        dport: int,
+        sources: list[str],
+        *,
+        rate: float,
+        start: float,
+        duration: float,
+    ) -> None:
         from tcpwise.sim.rng import Rng
 
         self.sim = sim

@@ -46,8 +46,15 @@ Reaction = Callable[["SimHost", Endpoint, EndpointEvent, float], None]
 class SimHost:
     """A node with a TCP stack and an application layer."""
 
-    def __init__(self, sim: Simulator, name: str, addr: str, cfg: EndpointConfig, role: str = "",
-                 port_range: tuple[int, int] = (32768, 60999)) -> None:
+    def __init__(
+        self,
+        sim: Simulator,
+        name: str,
+        addr: str,
+        cfg: EndpointConfig,
+        role: str = "",
+        port_range: tuple[int, int] = (32768, 60999),
+    ) -> None:
         self.sim = sim
         self.name = name
         self.addr = addr
@@ -139,8 +146,14 @@ class Simulator:
     def rng_for(self, stream: str) -> Rng:
         return Rng(self.seed, stream)
 
-    def add_host(self, name: str, addr: str, cfg: EndpointConfig, role: str = "",
-                 port_range: tuple[int, int] = (32768, 60999)) -> SimHost:
+    def add_host(
+        self,
+        name: str,
+        addr: str,
+        cfg: EndpointConfig,
+        role: str = "",
+        port_range: tuple[int, int] = (32768, 60999),
+    ) -> SimHost:
         h = SimHost(self, name, addr, cfg, role, port_range)
         self.hosts[name] = h
         self.by_addr[addr] = h
@@ -245,7 +258,7 @@ class Simulator:
                 host.app("recv() returns EOF", ep)
                 if pol.get("on_eof") == "close":
                     if ep.state is not TcpState.CLOSED:  # (TIME_WAIT=0 may have closed it already: close(2)
-                        ep.close(now)                    # then just frees the descriptor)
+                        ep.close(now)  # then just frees the descriptor)
                     host.app("close()", ep)
                     host.stack.touch(ep)
         elif tev is ConnectionError:
@@ -282,8 +295,16 @@ class Simulator:
     def seg_info(self, pkt: Packet) -> SegmentInfo:
         seg: TcpSegment = pkt.seg
         return SegmentInfo(
-            src=pkt.src, dst=pkt.dst, sport=seg.sport, dport=seg.dport, seq=seg.seq, ack=seg.ack,
-            flags=seg.flag_str, len=len(seg.payload), win=seg.window, opts=seg.options_dict() or None,
+            src=pkt.src,
+            dst=pkt.dst,
+            sport=seg.sport,
+            dport=seg.dport,
+            seq=seg.seq,
+            ack=seg.ack,
+            flags=seg.flag_str,
+            len=len(seg.payload),
+            win=seg.window,
+            opts=seg.options_dict() or None,
             payload=seg.payload.hex() if (self.record_payload and seg.payload) else None,
         )
 
@@ -298,14 +319,30 @@ class Simulator:
 
     def log_state(self, host: SimHost, ep: Endpoint, old: TcpState, new: TcpState, now: float) -> None:
         if self.record:
-            self._append(Event(now, host.name, "state", from_state=old.value, to_state=new.value,
-                               conn=self.conn_label(host, ep)))
+            self._append(
+                Event(
+                    now,
+                    host.name,
+                    "state",
+                    from_state=old.value,
+                    to_state=new.value,
+                    conn=self.conn_label(host, ep),
+                )
+            )
 
     def log_listen(self, host: SimHost, port: int) -> None:
         """A listener opened: its CLOSED -> LISTEN (listeners are not endpoints, so no StateChanged reports it)."""
         if self.record:
-            self._append(Event(self.now, host.name, "state", from_state="CLOSED", to_state="LISTEN",
-                               conn=f"{host.name}:{port} (listen)"))
+            self._append(
+                Event(
+                    self.now,
+                    host.name,
+                    "state",
+                    from_state="CLOSED",
+                    to_state="LISTEN",
+                    conn=f"{host.name}:{port} (listen)",
+                )
+            )
 
     def log_timer(self, host: SimHost, ep: Endpoint, name: str, now: float) -> None:
         if self.record:
@@ -313,8 +350,15 @@ class Simulator:
 
     def log_app(self, host: SimHost, text: str, ep: Endpoint | None) -> None:
         if self.record:
-            self._append(Event(self.now, host.name, "app", text=text,
-                               conn=self.conn_label(host, ep) if ep is not None else None))
+            self._append(
+                Event(
+                    self.now,
+                    host.name,
+                    "app",
+                    text=text,
+                    conn=self.conn_label(host, ep) if ep is not None else None,
+                )
+            )
 
     def log_note(self, host: str, text: str) -> None:
         if self.record:

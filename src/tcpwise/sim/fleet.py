@@ -63,7 +63,9 @@ class Lifecycle:
 
 @dataclass
 class FlowResult:
-    series: dict[str, list[float]]  # t, TIME_WAIT, ports_in_use, ESTABLISHED, connects, failed_connects, server
+    series: dict[
+        str, list[float]
+    ]  # t, TIME_WAIT, ports_in_use, ESTABLISHED, connects, failed_connects, server
     attempts: int
     succeeded: int
     failed: int
@@ -96,7 +98,9 @@ def _lag(c: np.ndarray, lag: int) -> np.ndarray:
     return out
 
 
-def simulate_flow(rate: float, duration: float, ports: int, lc: Lifecycle, *, sample: float = 1.0) -> FlowResult:
+def simulate_flow(
+    rate: float, duration: float, ports: int, lc: Lifecycle, *, sample: float = 1.0
+) -> FlowResult:
     """Run ``rate`` connections/s for ``duration`` s from one client to one destination through ``ports``
     ephemeral ports, every connection following the calibrated lifecycle ``lc``."""
     dt = bucket_width(duration)
@@ -113,7 +117,7 @@ def simulate_flow(rate: float, duration: float, ports: int, lc: Lifecycle, *, sa
         # C(k - L) for k in [b, e): indices [lo, e - lag_alloc)
         src_lo, src_hi = max(lo, 0), e - lag_alloc
         if src_hi > src_lo:
-            old[src_lo - lo:] = c[src_lo:src_hi]
+            old[src_lo - lo :] = c[src_lo:src_hi]
         cap = ports + old - ab
         g = np.minimum.accumulate(np.concatenate(([c_prev], cap)))[1:]
         c[b:e] = ab + g
@@ -131,7 +135,9 @@ def simulate_flow(rate: float, duration: float, ports: int, lc: Lifecycle, *, sa
     server = pop(lc.server_open, lc.server_closed) if lc.server_closed > lc.server_open else np.zeros_like(c)
     if lc.time_wait_at is not None and lc.time_wait > 0:
         live = pop(0.0, lc.time_wait_at)
-        time_wait = np.minimum(pop(lc.time_wait_at, lc.time_wait_at + lc.time_wait), np.maximum(ports - live, 0))
+        time_wait = np.minimum(
+            pop(lc.time_wait_at, lc.time_wait_at + lc.time_wait), np.maximum(ports - live, 0)
+        )
     else:
         time_wait = np.zeros_like(c)
 
@@ -151,9 +157,14 @@ def simulate_flow(rate: float, duration: float, ports: int, lc: Lifecycle, *, sa
     }
     nz = np.flatnonzero(fail)
     return FlowResult(
-        series=series, attempts=int(a.sum()), succeeded=int(succ.sum()), failed=int(fail.sum()),
-        first_failure=float(nz[0] * dt) if len(nz) else None, peak_time_wait=int(time_wait.max()),
-        peak_ports=int(ports_in_use.max()), dt=dt,
+        series=series,
+        attempts=int(a.sum()),
+        succeeded=int(succ.sum()),
+        failed=int(fail.sum()),
+        first_failure=float(nz[0] * dt) if len(nz) else None,
+        peak_time_wait=int(time_wait.max()),
+        peak_ports=int(ports_in_use.max()),
+        dt=dt,
     )
 
 
@@ -172,5 +183,14 @@ def simulate_pool(rate: float, duration: float, request_time: float, *, sample: 
         "failed_connects": [0] * n,
         "server_conns": [conns] * n,
     }
-    return FlowResult(series=series, attempts=conns, succeeded=conns, failed=0, first_failure=None,
-                      peak_time_wait=0, peak_ports=conns, dt=sample, model="pool")
+    return FlowResult(
+        series=series,
+        attempts=conns,
+        succeeded=conns,
+        failed=0,
+        first_failure=None,
+        peak_time_wait=0,
+        peak_ports=conns,
+        dt=sample,
+        model="pool",
+    )

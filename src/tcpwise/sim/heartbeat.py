@@ -180,8 +180,11 @@ class SendTimeoutServer:
             self.unsent_at_close = queued
             self.closed_at = now
             if self.reset:
-                self.host.app(f"send_timeout {self.timeout:g} s, {queued} bytes still queued: close() with "
-                              "SO_LINGER {1, 0} (reset_timedout_connection on)", ep)
+                self.host.app(
+                    f"send_timeout {self.timeout:g} s, {queued} bytes still queued: close() with "
+                    "SO_LINGER {1, 0} (reset_timedout_connection on)",
+                    ep,
+                )
                 ep.abort(now)
             else:
                 self.host.app(f"send_timeout {self.timeout:g} s, {queued} bytes still queued: close()", ep)

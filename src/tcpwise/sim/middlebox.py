@@ -120,7 +120,9 @@ class StatefulFirewall(PathElement):
             else:
                 # conntrack INVALID (no state, not a SYN): dropped, no RST, no ICMP — both ends stay half-open.
                 self.dropped += 1
-                self.last_drop = f"{self.name}: no state for this flow (forgotten after {self.idle_timeout:g} s idle)"
+                self.last_drop = (
+                    f"{self.name}: no state for this flow (forgotten after {self.idle_timeout:g} s idle)"
+                )
                 if self.reply_rst and not flags & RST:
                     self._reset_sender(pkt, now)
                 return None

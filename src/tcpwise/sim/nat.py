@@ -111,8 +111,10 @@ class LegacyTwRecycle(PathElement):
             stamp, when = seen
             if now - when < TCP_PAWS_MSL and seq_lt(tsval + self.window, stamp):
                 self.rejected += 1
-                self.last_drop = (f"legacy tw_recycle: SYN TSval {tsval} older than {stamp} last seen from "
-                                  f"{pkt.src} {now - when:.1f} s ago (PAWSPassiveRejected)")
+                self.last_drop = (
+                    f"legacy tw_recycle: SYN TSval {tsval} older than {stamp} last seen from "
+                    f"{pkt.src} {now - when:.1f} s ago (PAWSPassiveRejected)"
+                )
                 return None
         if seen is None or not seq_lt(tsval, seen[0]) or now - seen[1] >= TCP_PAWS_MSL:
             self.last[pkt.src] = (tsval, now)

@@ -22,7 +22,9 @@ class Impairments:
     jitter: float = 0.0  # extra uniform [0, jitter) per packet (may reorder)
     loss: float = 0.0  # probability a packet is lost
     duplicate: float = 0.0  # probability a packet is delivered twice
-    reorder: float = 0.0  # probability a packet is held back by up to another `delay` (overtaken by later ones)
+    reorder: float = (
+        0.0  # probability a packet is held back by up to another `delay` (overtaken by later ones)
+    )
 
 
 @dataclass(slots=True)
@@ -40,7 +42,9 @@ class PathElement:
     name = "element"
     last_drop = ""
 
-    def process(self, pkt: Packet, now: float, direction: str) -> Packet | None:  # pragma: no cover - interface
+    def process(
+        self, pkt: Packet, now: float, direction: str
+    ) -> Packet | None:  # pragma: no cover - interface
         return pkt
 
 

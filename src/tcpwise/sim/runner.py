@@ -34,8 +34,14 @@ def payload_bytes(n: int, offset: int = 0) -> bytes:
     return (alphabet * (n // len(alphabet) + 2))[start : start + n]
 
 
-def build_sim(script: sc.Script, seed: int, *, record: bool = True, record_payload: bool = False,
-              base: EndpointConfig = LINUX) -> Simulator:
+def build_sim(
+    script: sc.Script,
+    seed: int,
+    *,
+    record: bool = True,
+    record_payload: bool = False,
+    base: EndpointConfig = LINUX,
+) -> Simulator:
     sim = Simulator(seed, record=record, record_payload=record_payload)
     link = script.link
     sim.default_imp = Impairments(link.delay, link.jitter, link.loss, link.duplicate, link.reorder)
@@ -47,15 +53,29 @@ def build_sim(script: sc.Script, seed: int, *, record: bool = True, record_paylo
     return sim
 
 
-def run_script(script: sc.Script, seed: int = 1, *, scenario: str = "", params: dict[str, Any] | None = None,
-               record: bool = True, record_payload: bool = False, base: EndpointConfig = LINUX,
-               setup: Callable[[Simulator], None] | None = None) -> tuple[Simulator, Run]:
+def run_script(
+    script: sc.Script,
+    seed: int = 1,
+    *,
+    scenario: str = "",
+    params: dict[str, Any] | None = None,
+    record: bool = True,
+    record_payload: bool = False,
+    base: EndpointConfig = LINUX,
+    setup: Callable[[Simulator], None] | None = None,
+) -> tuple[Simulator, Run]:
     sim = build_sim(script, seed, record=record, record_payload=record_payload, base=base)
     if setup is not None:
         setup(sim)
     sim.run(script.duration)
-    run = Run(scenario=scenario, seed=seed, params=dict(params or {}), hosts=sim.host_models(),
-              events=sim.events, world="sim")
+    run = Run(
+        scenario=scenario,
+        seed=seed,
+        params=dict(params or {}),
+        hosts=sim.host_models(),
+        events=sim.events,
+        world="sim",
+    )
     return sim, run
 
 
@@ -159,7 +179,9 @@ def _abort(sim: Simulator, st: sc.Abort) -> None:
 
 def _drop_next(sim: Simulator, st: sc.DropNext) -> None:
     sim.channel(st.src, st.dst).rules.append(
-        DropRule(st.flags, st.count, f"dropped by fault: next {st.count} {st.flags or 'any'} {st.src}->{st.dst}")
+        DropRule(
+            st.flags, st.count, f"dropped by fault: next {st.count} {st.flags or 'any'} {st.src}->{st.dst}"
+        )
     )
 
 

@@ -8,7 +8,18 @@ never used outside this module.
 
 from __future__ import annotations
 
-__all__ = ["MOD", "MASK", "seq_add", "seq_diff", "seq_lt", "seq_le", "seq_gt", "seq_ge", "seq_between", "seq_max"]
+__all__ = [
+    "MOD",
+    "MASK",
+    "seq_add",
+    "seq_diff",
+    "seq_lt",
+    "seq_le",
+    "seq_gt",
+    "seq_ge",
+    "seq_between",
+    "seq_max",
+]
 
 MOD = 1 << 32
 MASK = MOD - 1
