@@ -13,7 +13,7 @@ from __future__ import annotations
 import resource
 import time
 
-from tcpwise.scenarios.script import Close, Connect, HostSpec, LinkSpec, Listen, Script, Send, Shutdown
+from tcpwise.script import Close, Connect, HostSpec, LinkSpec, Listen, Script, Send, Shutdown
 from tcpwise.sim import run_script
 from tcpwise.sim.runner import payload_bytes
 

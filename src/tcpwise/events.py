@@ -2,39 +2,73 @@
 
 A :class:`Run` is the record of one scenario run (model or kernel) or one traced connection::
 
-    {"scenario", "seed", "params", "hosts", "events": [...], "checks": [...], "summary", "world", "series"?}
+    {"schema": 2, "scenario", "seed", "params", "hosts", "events": [...], "checks": [...], "summary", "world",
+     "series"?}
 
-Each event has a time ``t`` (seconds, float, from the start of the run), the ``host`` it happened at and a
-``kind``:
+Each event has a time ``t`` (seconds from the start of the run), the ``host`` it happened at, a ``kind``
+(:class:`~tcpwise.vocab.EventKind`) and the typed fields of that kind — nothing a check needs is hidden in free
+text:
 
-* ``send``  – the host put ``segment`` on the wire;
-* ``recv``  – ``segment`` arrived at the host (after the network);
-* ``drop``  – the network lost ``segment`` (``host`` is the sender; ``text`` says why: loss, partition, ...);
-* ``state`` – a connection of the host moved ``from`` -> ``to`` (canonical names from :mod:`tcpwise.vocab`);
-* ``timer`` – a timer fired (``name``: rto, time_wait, fin_wait_2, keepalive, persist, user_timeout, ...);
-* ``app``   – the application called or learnt something (``text``: ``connect()``, ``close()``, ``ECONNRESET``);
-* ``note``  – narrative text for the diagram.
+* ``send`` / ``recv`` – ``segment`` (:class:`SegmentInfo`) left / reached the host;
+* ``drop``  – the network lost ``segment`` (``host`` is the sender); ``reason`` (:class:`~tcpwise.vocab.DropReason`)
+  says why, ``text`` optionally names the rule or box;
+* ``state`` – a connection of the host moved ``from`` -> ``to`` (:class:`~tcpwise.vocab.TcpState`); ``cause`` is the
+  :class:`~tcpwise.vocab.Trigger` when the world knows it (the model always does; the kernel's observers do not);
+* ``timer`` – the TCP timer ``timer`` (:class:`~tcpwise.vocab.TimerName`) fired;
+* ``app``   – the application made the call ``call`` (:class:`~tcpwise.vocab.AppCall`) or learnt its result, with
+  ``errno`` (an errno name, e.g. ``ECONNRESET``), ``nbytes``, ``port``, ``backlog`` where they apply, and ``why`` +
+  ``value`` when it was the application's own decision (an idle timeout of ``value`` seconds...);
+* ``note``  – narrative ``text`` (and ``text_zh``) for the diagram.
 
-``conn`` (optional) names the connection on a host that owns several (``"A:40000>B:80"``), so that lanes
-with many sockets stay readable. The JSON form leaves out keys whose value is ``None``; the schema is stable.
+``conn`` (optional) names the connection on a host that owns several (``"A:40000>B:80"``; a listener is
+``"B:80 (listen)"``). Events are frozen and validated when made: an unknown kind, state, trigger, timer, call or
+flag letter raises ``ValueError`` at once, and a kind without its required fields is refused. The JSON form
+(:meth:`Event.to_dict`) leaves out keys whose value is ``None``.
 """
 
 from __future__ import annotations
 
+import errno as _errno_names
 import json
-from dataclasses import dataclass, field
+import math
+from dataclasses import KW_ONLY, dataclass, field
 from typing import Any
 
-__all__ = ["SegmentInfo", "Event", "Check", "Host", "Run", "EVENT_KINDS"]
+from tcpwise.vocab import (
+    FLAG_ORDER,
+    AppCall,
+    AppWhy,
+    DropReason,
+    EventKind,
+    TcpState,
+    TimerName,
+    Trigger,
+)
 
-EVENT_KINDS = ("send", "recv", "drop", "state", "timer", "app", "note")
+__all__ = ["SegmentInfo", "Event", "Check", "Host", "Run", "EVENT_KINDS", "SCHEMA_VERSION", "is_errno"]
+
+SCHEMA_VERSION = 2
+EVENT_KINDS = tuple(k.value for k in EventKind)
+_U32 = 1 << 32
+_FLAG_RANK = {letter: i for i, letter in enumerate(FLAG_ORDER)}
 
 
-@dataclass(slots=True)
+def is_errno(name: str) -> bool:
+    """``True`` for an errno name this system knows (``ECONNRESET``, ``EMFILE``...)."""
+    return name.startswith("E") and isinstance(getattr(_errno_names, name, None), int)
+
+
+def _canonical_flags(flags: str) -> bool:
+    ranks = [_FLAG_RANK.get(c, -1) for c in flags]
+    return all(r >= 0 for r in ranks) and ranks == sorted(set(ranks))
+
+
+@dataclass(frozen=True, slots=True)
 class SegmentInfo:
     """A TCP segment as the schema shows it. ``seq``/``ack`` are absolute 32-bit numbers; ``len`` counts payload
-    bytes only (not SYN/FIN). ``opts`` holds decoded options (``mss``, ``ws``, ``sackok``, ``ts`` [val, ecr],
-    ``sack`` [[l, r], ...]); ``payload`` holds the payload as hex when the scenario cares about the bytes."""
+    bytes only (not SYN/FIN); ``win`` is the raw 16-bit window field. ``opts`` holds decoded options (``mss``,
+    ``ws``, ``sackok``, ``ts`` [val, ecr], ``sack`` [[l, r], ...]); ``payload`` holds the payload as hex when the
+    scenario cares about the bytes."""
 
     src: str
     dst: str
@@ -47,6 +81,16 @@ class SegmentInfo:
     win: int
     opts: dict[str, Any] | None = None
     payload: str | None = None
+
+    def __post_init__(self) -> None:
+        if not _canonical_flags(self.flags):
+            raise ValueError(f"flags {self.flags!r}: letters must be from {FLAG_ORDER}, once each, in that order")
+        if not (0 <= self.sport < 65536 and 0 <= self.dport < 65536):
+            raise ValueError(f"port out of range: {self.sport} -> {self.dport}")
+        if not (0 <= self.seq < _U32 and 0 <= self.ack < _U32):
+            raise ValueError(f"seq/ack must be 32-bit unsigned: seq={self.seq} ack={self.ack}")
+        if self.len < 0 or self.win < 0:
+            raise ValueError(f"negative length or window: len={self.len} win={self.win}")
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -83,59 +127,122 @@ class SegmentInfo:
         )
 
 
-@dataclass(slots=True)
+# Which fields each kind must carry (the rest may be None).
+_REQUIRED: dict[EventKind, tuple[str, ...]] = {
+    EventKind.SEND: ("segment",),
+    EventKind.RECV: ("segment",),
+    EventKind.DROP: ("segment", "reason"),
+    EventKind.STATE: ("from_state", "to_state"),
+    EventKind.TIMER: ("timer",),
+    EventKind.APP: ("call",),
+    EventKind.NOTE: ("text",),
+}
+# Enum-typed fields: a plain string is turned into the member (and an unknown one refused).
+_ENUMS: tuple[tuple[str, type[Any]], ...] = (
+    ("from_state", TcpState),
+    ("to_state", TcpState),
+    ("cause", Trigger),
+    ("timer", TimerName),
+    ("call", AppCall),
+    ("why", AppWhy),
+    ("reason", DropReason),
+)
+# JSON key -> attribute, in the order keys are written.
+_JSON_KEYS: tuple[tuple[str, str], ...] = (
+    ("from", "from_state"),
+    ("to", "to_state"),
+    ("cause", "cause"),
+    ("timer", "timer"),
+    ("call", "call"),
+    ("errno", "errno"),
+    ("nbytes", "nbytes"),
+    ("port", "port"),
+    ("backlog", "backlog"),
+    ("why", "why"),
+    ("value", "value"),
+    ("reason", "reason"),
+    ("text", "text"),
+    ("text_zh", "text_zh"),
+    ("conn", "conn"),
+)
+
+
+@dataclass(frozen=True, slots=True)
 class Event:
     t: float
     host: str
-    kind: str
+    kind: EventKind
+    _: KW_ONLY
     segment: SegmentInfo | None = None
-    from_state: str | None = None  # JSON key "from"
-    to_state: str | None = None  # JSON key "to"
-    name: str | None = None  # timer name
-    text: str | None = None  # app call / note / drop reason
+    from_state: TcpState | None = None  # JSON key "from"
+    to_state: TcpState | None = None  # JSON key "to"
+    cause: Trigger | None = None
+    timer: TimerName | None = None
+    call: AppCall | None = None
+    errno: str | None = None
+    nbytes: int | None = None
+    port: int | None = None
+    backlog: int | None = None
+    why: AppWhy | None = None
+    value: float | None = None
+    reason: DropReason | None = None
+    text: str | None = None
+    text_zh: str | None = None
     conn: str | None = None
 
+    def __post_init__(self) -> None:
+        if type(self.kind) is not EventKind:
+            object.__setattr__(self, "kind", EventKind(self.kind))
+        for name, enum in _ENUMS:
+            v = getattr(self, name)
+            if v is not None and type(v) is not enum:
+                object.__setattr__(self, name, enum(v))
+        if not math.isfinite(self.t):
+            raise ValueError(f"event time must be finite, got {self.t!r}")
+        for name in _REQUIRED[self.kind]:
+            if getattr(self, name) is None:
+                raise ValueError(f"a {self.kind} event needs {name}")
+        if self.errno is not None and not is_errno(self.errno):
+            raise ValueError(f"unknown errno name {self.errno!r}")
+        for name in ("nbytes", "port", "backlog"):
+            v = getattr(self, name)
+            if v is not None and (type(v) is not int or v < 0):
+                raise ValueError(f"{name} must be a non-negative int, got {v!r}")
+
     def to_dict(self) -> dict[str, Any]:
-        d: dict[str, Any] = {"t": round(self.t, 6), "host": self.host, "kind": self.kind}
-        if self.from_state is not None:
-            d["from"] = self.from_state
-        if self.to_state is not None:
-            d["to"] = self.to_state
+        d: dict[str, Any] = {"t": round(self.t, 6), "host": self.host, "kind": self.kind.value}
         if self.segment is not None:
             d["segment"] = self.segment.to_dict()
-        if self.name is not None:
-            d["name"] = self.name
-        if self.text is not None:
-            d["text"] = self.text
-        if self.conn is not None:
-            d["conn"] = self.conn
+        for key, attr in _JSON_KEYS:
+            v = getattr(self, attr)
+            if v is not None:
+                d[key] = v  # enum members are str: JSON writes their value
         return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Event:
         seg = d.get("segment")
+        kw: dict[str, Any] = {attr: d.get(key) for key, attr in _JSON_KEYS}
         return cls(
-            t=float(d["t"]),
-            host=d["host"],
-            kind=d["kind"],
+            float(d["t"]),
+            d["host"],
+            EventKind(d["kind"]),
             segment=SegmentInfo.from_dict(seg) if seg else None,
-            from_state=d.get("from"),
-            to_state=d.get("to"),
-            name=d.get("name"),
-            text=d.get("text"),
-            conn=d.get("conn"),
+            **kw,
         )
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class Check:
     """A claim the run must make true. ``claim`` is one English sentence, ``claim_zh`` its Chinese twin;
-    ``detail`` carries the measured numbers that decided it."""
+    ``detail`` carries the measured numbers that decided it. ``observed`` is False when the run could not see
+    what the claim is about (a lab run too short for a 60 s TIME_WAIT): such a check is reported, not failed."""
 
     claim: str
     ok: bool
     claim_zh: str | None = None
     detail: str | None = None
+    observed: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"claim": self.claim, "ok": self.ok}
@@ -143,14 +250,22 @@ class Check:
             d["claim_zh"] = self.claim_zh
         if self.detail is not None:
             d["detail"] = self.detail
+        if not self.observed:
+            d["observed"] = False
         return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Check:
-        return cls(claim=d["claim"], ok=bool(d["ok"]), claim_zh=d.get("claim_zh"), detail=d.get("detail"))
+        return cls(
+            claim=d["claim"],
+            ok=bool(d["ok"]),
+            claim_zh=d.get("claim_zh"),
+            detail=d.get("detail"),
+            observed=bool(d.get("observed", True)),
+        )
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class Host:
     name: str
     addr: str
@@ -183,10 +298,12 @@ class Run:
 
     @property
     def ok(self) -> bool:
-        return all(c.ok for c in self.checks)
+        """Every check the run could observe holds."""
+        return all(c.ok for c in self.checks if c.observed)
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {
+            "schema": SCHEMA_VERSION,
             "scenario": self.scenario,
             "title": self.title,
             "world": self.world,

@@ -78,8 +78,8 @@ class Pair:
                 self._collect(name)
         self.now = max(self.now, to)
 
-    def touch(self, name: str, ep: object) -> None:
-        self._stack(name).touch(ep)  # type: ignore[arg-type]
+    def flush(self, name: str) -> None:
+        """Put on the wire now what the host's user calls produced (the endpoints told their stack)."""
         self._collect(name)
 
     def sent(self, name: str | None = None, since: float = -1.0) -> list[TcpSegment]:

@@ -25,7 +25,8 @@ from tcpwise.endpoint import (
     isn_rfc6528,
     linux_retrans_timeout,
 )
-from tcpwise.vocab import ACK, FIN, RST, SYN, TcpState
+from tcpwise.endpoint.transitions import IllegalTransition, check
+from tcpwise.vocab import ACK, FIN, RST, SYN, TcpState, TimerName, Trigger
 from tcpwise.wire.segment import TcpSegment
 
 S = TcpState
@@ -59,9 +60,21 @@ def test_transition_table_covers_every_state() -> None:
 
 
 def test_illegal_transition_is_a_bug() -> None:
+    with pytest.raises(IllegalTransition):
+        check(S.CLOSED, Trigger.CONNECT, S.TIME_WAIT)
+    check(S.CLOSED, Trigger.CONNECT, S.SYN_SENT)  # the legal edge passes
+
+
+def test_trigger_must_be_a_trigger() -> None:
+    # A typo in a cause cannot be written: the vocabulary refuses it before the table is even consulted.
+    with pytest.raises(ValueError):
+        Trigger("conect()")
+
+
+def test_state_is_read_only_outside_the_one_writer() -> None:
     ep = Endpoint(LINUX, "a", 1, "b", 2, 100, 0.0)
-    with pytest.raises(AssertionError):
-        ep._set_state(S.TIME_WAIT, "connect()")
+    with pytest.raises(AttributeError):
+        ep.state = S.ESTABLISHED  # type: ignore[misc]
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -129,8 +142,8 @@ def test_established_data_both_ways() -> None:
     p, c, s = established()
     c.send(b"hello", p.now)
     s.send(b"world!", p.now)
-    p.touch("A", c)
-    p.touch("B", s)
+    p.flush("A")
+    p.flush("B")
     p.advance(p.now + 1)
     assert s.recv() == b"hello" and c.recv() == b"world!"
 
@@ -138,7 +151,7 @@ def test_established_data_both_ways() -> None:
 def test_established_segments_respect_mss() -> None:
     p, c, s = established(LINUX.with_(mss=500), LINUX)
     c.send(bytes(1200), p.now)
-    p.touch("A", c)
+    p.flush("A")
     p.advance(p.now + 1)
     assert [len(x.payload) for x in p.sent("A") if x.payload] == [500, 500, 200]
     assert s.recv() == bytes(1200)
@@ -226,7 +239,7 @@ def test_established_retransmits_until_retries2_linux() -> None:
     t0 = p.now
     p.filter = lambda sender, seg: sender != "B"  # B -> A lost: A's data never acknowledged
     c.send(b"x" * 100, p.now)
-    p.touch("A", c)
+    p.flush("A")
     p.advance(t0 + 2000)
     times = [t for (t, n, seg) in p.log if n == "A" and seg.payload]
     gaps = [round(b - a, 3) for a, b in zip(times, times[1:], strict=False)]
@@ -243,7 +256,7 @@ def test_user_timeout_gives_up_early() -> None:
     t0 = p.now
     p.filter = lambda sender, seg: sender != "B"
     c.send(b"x" * 100, p.now)
-    p.touch("A", c)
+    p.flush("A")
     p.advance(t0 + 100)
     ((t_err, ev),) = p.evs("A", ConnectionError)
     assert t_err - t0 == pytest.approx(30.0)
@@ -254,7 +267,7 @@ def test_rfc_profile_counts_retransmissions() -> None:
     p, c, s = established(cfg, cfg)
     p.filter = lambda sender, seg: sender != "B"
     c.send(b"x", p.now)
-    p.touch("A", c)
+    p.flush("A")
     p.advance(p.now + 500)
     assert len([x for x in p.sent("A") if x.payload]) == 4  # original + 3 retransmissions
     assert c.error == "ETIMEDOUT"
@@ -263,18 +276,18 @@ def test_rfc_profile_counts_retransmissions() -> None:
 def test_zero_window_persist_probe_then_window_opens() -> None:
     p, c, s = established(LINUX, LINUX.with_(rcv_buf=1000))
     c.send(bytes(3000), p.now)
-    p.touch("A", c)
+    p.flush("A")
     p.advance(p.now + 5)
     assert s.readable == 1000 and c.snd_wnd == 0
     probes = [x for x in p.sent("A") if not x.payload and x.seq == (c.snd_una - 1) & 0xFFFFFFFF]
     assert probes, "zero-window probes (SEG.SEQ = SND.UNA - 1) are sent"
     s.recv()  # the application reads: window update
-    p.touch("B", s)
+    p.flush("B")
     p.advance(p.now + 20)
     got = s.recv()
     while s.readable:
         got += s.recv()
-        p.touch("B", s)
+        p.flush("B")
         p.advance(p.now + 5)
     assert c.snd_una == c.snd_max
 
@@ -306,14 +319,14 @@ def test_keepalive_probe_answered_keeps_connection() -> None:
 def test_close_four_way_and_time_wait_length() -> None:
     p, c, s = established(LINUX.with_(time_wait=5.0))
     c.close(p.now)
-    p.touch("A", c)
+    p.flush("A")
     p.advance(p.now + 0.5)
     assert c.state is S.FIN_WAIT_2 and s.state is S.CLOSE_WAIT
     s.close(p.now)
-    p.touch("B", s)
+    p.flush("B")
     p.advance(p.now + 0.2)
     assert c.state is S.TIME_WAIT and s.state is S.CLOSED
-    t_tw = c.timers["time_wait"]
+    t_tw = c.timers.deadline(TimerName.TIME_WAIT)
     p.advance(t_tw + 0.01)
     assert c.state is S.CLOSED
 
@@ -321,7 +334,7 @@ def test_close_four_way_and_time_wait_length() -> None:
 def test_time_wait_restarts_on_retransmitted_fin() -> None:
     p, c, s = established(LINUX.with_(time_wait=60.0))
     c.close(p.now)
-    p.touch("A", c)
+    p.flush("A")
     p.advance(p.now + 0.5)
     s.close(p.now)
     drop_last_ack = {"n": 1}
@@ -333,18 +346,18 @@ def test_time_wait_restarts_on_retransmitted_fin() -> None:
         return True
 
     p.filter = lose_one_ack
-    p.touch("B", s)
+    p.flush("B")
     p.advance(p.now + 0.11)
-    first_deadline = c.timers["time_wait"]
+    first_deadline = c.timers.deadline(TimerName.TIME_WAIT)
     p.advance(p.now + 5)
     assert s.state is S.CLOSED and s.error is None
-    assert c.timers["time_wait"] > first_deadline  # restarted by the retransmitted FIN (§3.10.7.4)
+    assert c.timers.deadline(TimerName.TIME_WAIT) > first_deadline  # restarted by the retransmitted FIN (§3.10.7.4)
 
 
 def test_fin_wait_2_orphan_timeout_is_fin_timeout_not_time_wait() -> None:
     p, c, s = established(LINUX.with_(fin_timeout=30.0, time_wait=60.0))
     c.close(p.now)
-    p.touch("A", c)
+    p.flush("A")
     p.advance(p.now + 0.2)
     assert c.state is S.FIN_WAIT_2
     t = p.now
@@ -357,7 +370,7 @@ def test_fin_wait_2_orphan_timeout_is_fin_timeout_not_time_wait() -> None:
 def test_fin_wait_2_after_shutdown_has_no_orphan_timeout() -> None:
     p, c, s = established(LINUX.with_(fin_timeout=30.0))
     c.shutdown(p.now)
-    p.touch("A", c)
+    p.flush("A")
     p.advance(p.now + 1000)
     assert c.state is S.FIN_WAIT_2  # not orphaned: the application may still read
 
@@ -365,10 +378,10 @@ def test_fin_wait_2_after_shutdown_has_no_orphan_timeout() -> None:
 def test_half_close_data_after_shutdown_is_received() -> None:
     p, c, s = established()
     c.shutdown(p.now)
-    p.touch("A", c)
+    p.flush("A")
     p.advance(p.now + 0.2)
     s.send(b"more data", p.now)
-    p.touch("B", s)
+    p.flush("B")
     p.advance(p.now + 0.2)
     assert s.state is S.CLOSE_WAIT and c.recv() == b"more data"
     with pytest.raises(LocalProtocolError):
@@ -379,8 +392,8 @@ def test_simultaneous_close_goes_through_closing() -> None:
     p, c, s = established()
     c.close(p.now)
     s.close(p.now)
-    p.touch("A", c)
-    p.touch("B", s)
+    p.flush("A")
+    p.flush("B")
     p.advance(p.now + 0.3)
     assert c.state is S.TIME_WAIT and s.state is S.TIME_WAIT
 
@@ -388,7 +401,7 @@ def test_simultaneous_close_goes_through_closing() -> None:
 def test_abort_sends_rst_and_leaves_no_time_wait() -> None:
     p, c, s = established()
     c.abort(p.now)
-    p.touch("A", c)
+    p.flush("A")
     p.advance(p.now + 0.2)
     assert c.state is S.CLOSED and p.flags("A")[-1] == "RA"
     assert s.state is S.CLOSED and s.error == "ECONNRESET"
@@ -397,10 +410,10 @@ def test_abort_sends_rst_and_leaves_no_time_wait() -> None:
 def test_close_with_unread_data_sends_rst_linux() -> None:
     p, c, s = established()
     c.send(b"unread", p.now)
-    p.touch("A", c)
+    p.flush("A")
     p.advance(p.now + 0.2)
     s.close(p.now)  # B never read: Linux resets instead of FIN
-    p.touch("B", s)
+    p.flush("B")
     p.advance(p.now + 0.2)
     assert p.flags("B")[-1] == "RA" and c.error == "ECONNRESET"
 
@@ -408,11 +421,11 @@ def test_close_with_unread_data_sends_rst_linux() -> None:
 def test_data_after_close_is_answered_with_rst_linux() -> None:
     p, c, s = established()
     s.close(p.now)
-    p.touch("B", s)
+    p.flush("B")
     p.advance(p.now + 0.2)
     assert s.state is S.FIN_WAIT_2 and c.state is S.CLOSE_WAIT
     c.send(b"heartbeat", p.now)
-    p.touch("A", c)
+    p.flush("A")
     p.advance(p.now + 0.2)
     # Linux tcp_reset: a RST in CLOSE_WAIT reports EPIPE (the next write says "Broken pipe").
     assert p.flags("B")[-1] == "RA" and s.state is S.CLOSED and c.error == "EPIPE"
@@ -421,10 +434,10 @@ def test_data_after_close_is_answered_with_rst_linux() -> None:
 def test_time_wait_zero_acks_then_forgets() -> None:
     p, c, s = established(LINUX.with_(time_wait=0.0))
     c.close(p.now)
-    p.touch("A", c)
+    p.flush("A")
     p.advance(p.now + 0.2)
     s.close(p.now)
-    p.touch("B", s)
+    p.flush("B")
     p.advance(p.now + 0.2)
     assert c.state is S.CLOSED and s.state is S.CLOSED and p.flags("A")[-1] == "A"
 
@@ -493,7 +506,7 @@ def test_syncookies_complete_handshake_without_state() -> None:
     s = p.b.accept(80)
     assert s is not None and s.state is S.ESTABLISHED and c.state is S.ESTABLISHED
     c.send(b"hi", p.now)
-    p.touch("A", c)
+    p.flush("A")
     p.advance(p.now + 0.5)
     assert s.recv() == b"hi"
 
@@ -506,11 +519,11 @@ def test_ephemeral_port_exhaustion_is_eaddrnotavail() -> None:
         c = p.a.connect(B_ADDR, 80, p.now)
         p.advance(p.now + 0.3)
         c.close(p.now)
-        p.touch("A", c)
+        p.flush("A")
         p.advance(p.now + 0.3)
         s = p.b.accept(80)
         s.close(p.now)  # type: ignore[union-attr]
-        p.touch("B", s)
+        p.flush("B")
         p.advance(p.now + 1)
     assert p.a.state_counts() == {"TIME_WAIT": 3}
     with pytest.raises(ConnectError) as ei:
@@ -526,12 +539,12 @@ def test_tw_reuse_takes_over_time_wait_port_for_outgoing() -> None:
     c = p.a.connect(B_ADDR, 80, 0.0)
     p.advance(0.3)
     c.close(p.now)
-    p.touch("A", c)
+    p.flush("A")
     p.advance(p.now + 1.0)
     s_old = p.b.accept(80)
     assert s_old is not None
     s_old.close(p.now)
-    p.touch("B", s_old)
+    p.flush("B")
     p.advance(p.now + 2.0)
     assert c.state is S.TIME_WAIT
     c2 = p.a.connect(B_ADDR, 80, p.now)  # 1 s later: tw_reuse allows it (timestamps on)
@@ -547,11 +560,11 @@ def test_tw_reuse_needs_timestamps() -> None:
     c = p.a.connect(B_ADDR, 80, 0.0)
     p.advance(0.3)
     c.close(p.now)
-    p.touch("A", c)
+    p.flush("A")
     p.advance(p.now + 2.0)
     s_old = p.b.accept(80)
     s_old.close(p.now)  # type: ignore[union-attr]
-    p.touch("B", s_old)
+    p.flush("B")
     p.advance(p.now + 2.0)
     with pytest.raises(ConnectError):
         p.a.connect(B_ADDR, 80, p.now)
@@ -565,10 +578,10 @@ def test_time_wait_yields_to_new_syn_on_server() -> None:
     p.advance(0.3)
     s = p.b.accept(80)
     s.close(p.now)  # type: ignore[union-attr]
-    p.touch("B", s)
+    p.flush("B")
     p.advance(p.now + 0.3)
     c.close(p.now)
-    p.touch("A", c)
+    p.flush("A")
     p.advance(p.now + 0.3)
     assert s.state is S.TIME_WAIT  # type: ignore[union-attr]
     p.a.conns.clear()  # the client forgets (e.g. it was never in TIME_WAIT: it was the passive closer)

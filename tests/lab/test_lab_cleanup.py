@@ -20,7 +20,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 # A lab run that lasts 30 s unless killed: listen, connect, keep the connection open.
 LONG_RUN = """
 import sys
-from tcpwise.scenarios import script as S
+import tcpwise.script as S
 from tcpwise.lab.executor import run_script
 sc = S.Script(hosts=(S.HostSpec("A", "198.18.0.1"), S.HostSpec("B", "198.18.1.1")),
               steps=(S.Listen(0.0, "B"), S.Connect(0.1, "A", "B")), duration=30.0)

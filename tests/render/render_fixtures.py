@@ -24,16 +24,16 @@ def close_run(*, fail: bool = False) -> Run:
         to = "B" if frm == "A" else "A"
         ev.append(Event(t, frm, "send", segment=s))
         if lost:
-            ev.append(Event(t, frm, "drop", segment=s, text="loss"))
+            ev.append(Event(t, frm, "drop", segment=s, reason="loss"))
         else:
             ev.append(Event(round(t + 0.01, 6), to, "recv", segment=s))
 
     def state(t: float, h: str, a: str, b: str) -> None:
         ev.append(Event(t, h, "state", from_state=a, to_state=b))
 
-    ev.append(Event(0.0, "B", "app", text="listen()"))
+    ev.append(Event(0.0, "B", "app", call="listen", port=80, backlog=128))
     state(0.0, "B", "CLOSED", "LISTEN")
-    ev.append(Event(0.0, "A", "app", text="connect()"))
+    ev.append(Event(0.0, "A", "app", call="connect"))
     state(0.0, "A", "CLOSED", "SYN_SENT")
     send(0.0, "A", seg("A", "S", J, 0, opts={"mss": 1460, "ws": 7, "sackok": True, "ts": [1, 0]}))
     state(0.01, "B", "LISTEN", "SYN_RCVD")
@@ -41,28 +41,28 @@ def close_run(*, fail: bool = False) -> Run:
     state(0.02, "A", "SYN_SENT", "ESTABLISHED")
     send(0.02, "A", seg("A", "A", J + 1, K + 1))
     state(0.03, "B", "SYN_RCVD", "ESTABLISHED")
-    ev.append(Event(0.1, "A", "app", text="send(100)"))
+    ev.append(Event(0.1, "A", "app", call="send", nbytes=100))
     send(0.1, "A", seg("A", "PA", J + 1, K + 1, 100, payload="ab" * 100))
     send(0.11, "B", seg("B", "A", K + 1, J + 101, win=65060))
-    ev.append(Event(0.2, "A", "app", text="close()"))
+    ev.append(Event(0.2, "A", "app", call="close"))
     state(0.2, "A", "ESTABLISHED", "FIN_WAIT_1")
     send(0.2, "A", seg("A", "FA", J + 101, K + 1))
     state(0.21, "B", "ESTABLISHED", "CLOSE_WAIT")
     send(0.21, "B", seg("B", "A", K + 1, J + 102))
     state(0.22, "A", "FIN_WAIT_1", "FIN_WAIT_2")
-    ev.append(Event(0.3, "B", "app", text="close()"))
+    ev.append(Event(0.3, "B", "app", call="close"))
     state(0.3, "B", "CLOSE_WAIT", "LAST_ACK")
     send(0.3, "B", seg("B", "FA", K + 1, J + 102))
     state(0.31, "A", "FIN_WAIT_2", "TIME_WAIT")
     send(0.31, "A", seg("A", "A", J + 102, K + 2), lost=True)
-    ev.append(Event(0.51, "B", "timer", name="rto"))
+    ev.append(Event(0.51, "B", "timer", timer="rto"))
     send(0.51, "B", seg("B", "FA", K + 1, J + 102))
     ev.append(
         Event(0.52, "A", "note", text="TIME_WAIT re-ACKs the retransmitted FIN and restarts its 60 s timer")
     )
     send(0.52, "A", seg("A", "A", J + 102, K + 2))
     state(0.53, "B", "LAST_ACK", "CLOSED")
-    ev.append(Event(60.52, "A", "timer", name="time_wait"))
+    ev.append(Event(60.52, "A", "timer", timer="time_wait"))
     state(60.52, "A", "TIME_WAIT", "CLOSED")
     ev.sort(key=lambda e: e.t)  # stable: same-time events keep their order
     checks = [

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import os
 import re
@@ -27,7 +29,7 @@ def test_mermaid_sequence_diagram() -> None:
     assert "    participant A as A 198.18.0.1 (client)" in lines
     assert "    A->>B: S seq=0 len=0 win=65535" in lines
     assert "    B->>A: SA seq=0 ack=1 len=0 win=65160" in lines
-    assert "    A-xB: A seq=102 ack=2 len=0 win=65535 (lost)" in lines
+    assert "    A-xB: A seq=102 ack=2 len=0 win=65535 (lost: random loss)" in lines
     assert "    Note over A: FIN_WAIT_2 → TIME_WAIT" in lines
     assert "    Note over B: ⏱ rto" in lines
     assert any(line.startswith("    Note over A,B: ≈ 60 s") for line in lines)
@@ -123,7 +125,7 @@ def test_svg_many_events_are_capped() -> None:
     ev = []
     for i in range(400):
         for e in base.events[:-2]:
-            ev.append(Event(e.t + i, e.host, e.kind, e.segment, e.from_state, e.to_state, e.name, e.text))
+            ev.append(dataclasses.replace(e, t=e.t + i))
     out = render(Run("big", hosts=base.hosts, events=ev), "svg")
     assert "more events not drawn" in out
     assert len(out) < 3_000_000

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from render_fixtures import CONN_A, J, K, close_run, seg, series_run
 
@@ -17,7 +19,7 @@ def test_pairs_every_send_with_its_recv_or_drop() -> None:
     sends = [e for e in close_run().events if e.kind == "send"]
     assert len(d.arrows) == len(sends) == 11
     lost = [a for a in d.arrows if a.lost]
-    assert len(lost) == 1 and lost[0].t1 is None and lost[0].reason == "loss"
+    assert len(lost) == 1 and lost[0].t1 is None and lost[0].reason == "random loss"
     delivered = [a for a in d.arrows if not a.lost]
     assert all(a.t1 is not None and a.t1 == pytest.approx(a.t0 + 0.01) for a in delivered)
     assert all(a.src != a.dst for a in d.arrows)
@@ -107,9 +109,9 @@ def test_three_hosts_get_three_lanes() -> None:
 
 def test_several_connections_on_one_host_are_labelled() -> None:
     run = close_run()
-    for e in run.events:
-        if e.kind == "state" and e.host == "A":
-            e.conn = CONN_A
+    run.events = [
+        dataclasses.replace(e, conn=CONN_A) if e.kind == "state" and e.host == "A" else e for e in run.events
+    ]
     run.events.append(
         Event(61.0, "A", "state", from_state="CLOSED", to_state="SYN_SENT", conn="A:40001>B:80")
     )
@@ -125,7 +127,7 @@ def test_series_runs_print_sparklines_and_a_table() -> None:
 
 
 def test_unknown_format_or_language_is_a_usage_error() -> None:
-    assert FORMATS == ("text", "json", "mermaid", "svg", "html", "pcap")
+    assert FORMATS == ("text", "json", "lines", "mermaid", "svg", "html", "pcap")
     with pytest.raises(UsageError, match="valid: text, json"):
         render(close_run(), "png")
     with pytest.raises(UsageError, match="valid: en, zh"):
@@ -144,14 +146,14 @@ def test_many_hosts_fall_back_to_one_line_per_event() -> None:
     for i in range(1, 6):
         s = SegmentInfo("198.18.0.1", f"198.18.{i}.1", 40000 + i, 80, 100, 0, "S", 0, 65535)
         ev += [Event(i * 0.01, "H0", "send", segment=s), Event(i * 0.01 + 0.005, f"H{i}", "recv", segment=s)]
-    ev.append(Event(5.0, "H0", "drop", segment=s, text="loss"))
+    ev.append(Event(5.0, "H0", "drop", segment=s, reason="loss"))
     out = render(Run("many", hosts=hosts, events=ev), "text")
     assert isinstance(out, str)
     lines = out.splitlines()
     assert "    0.010  H0 -> H1  S seq=0 len=0 win=65535  arr 0.015" in lines
     assert "    0.000  H3    [CLOSED -> LISTEN]" in lines
     assert any("≈ 5" in line for line in lines)
-    assert "    5.000  H0 -> H5  S seq=0 len=0 win=65535  x lost (loss)" in lines
+    assert "    5.000  H0 -> H5  S seq=0 len=0 win=65535  x lost (random loss)" in lines
     assert max(cell_width(line) for line in lines) <= 100
 
 
@@ -195,7 +197,7 @@ def test_a_dropped_segment_delivered_later_is_one_long_arrow() -> None:
     s = seg("A", "PA", J + 1, K + 1, 10)
     ev = [
         Event(0.0, "A", "send", segment=s),
-        Event(0.0, "A", "drop", segment=s, text="held back by the delay box"),
+        Event(0.0, "A", "drop", segment=s, reason="held"),
         Event(3.0, "B", "recv", segment=s),
     ]
     d = build(Run("held", hosts=[Host("A", "198.18.0.1"), Host("B", "198.18.1.1")], events=ev))

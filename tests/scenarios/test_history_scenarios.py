@@ -8,6 +8,7 @@ import pytest
 from tcpwise.errors import UsageError
 from tcpwise.scenarios import query as q
 from tcpwise.scenarios import run_scenario
+from tcpwise.vocab import AppCall, AppWhy
 
 
 def _failed(run):  # type: ignore[no-untyped-def]
@@ -37,7 +38,7 @@ def test_why_three_two_way_opens_a_ghost() -> None:
     run = run_scenario("why-three", overrides={"handshake": "2"})
     assert run.ok, _failed(run)
     assert run.summary["values"]["ghosts"] == 1
-    assert q.apps(run, "B", "two-way")  # the ghost was accept()ed by the application
+    assert q.apps(run, "B", AppCall.ACCEPT, why=AppWhy.TWO_WAY)  # the ghost was accept()ed by the application
     assert len(run.checks) == 5
 
 

@@ -18,7 +18,7 @@ def _failed(run):  # type: ignore[no-untyped-def]
 
 
 def _err_time(run, host: str, errno: str) -> float:  # type: ignore[no-untyped-def]
-    return next(e.t for e in q.apps(run, host, f"error {errno}"))
+    return next(e.t for e in q.errors(run, host, errno))
 
 
 def test_half_open_crash_rst_only_when_a_sends() -> None:
@@ -137,7 +137,7 @@ def test_middlebox_that_resets_gives_immediate_errors() -> None:
     run = run_scenario("middlebox-idle-timeout", overrides={"on_expired": "rst"})
     assert run.ok, _failed(run)
     assert _err_time(run, "A", "ECONNRESET") == pytest.approx(500.05)
-    assert not q.apps(run, None, "ETIMEDOUT") and run.summary["values"]["box_resets"] == 2
+    assert not q.errors(run, None, "ETIMEDOUT") and run.summary["values"]["box_resets"] == 2
 
 
 def test_half_open_crash_keepalive_meets_a_rebooted_peer() -> None:
@@ -148,7 +148,7 @@ def test_half_open_crash_keepalive_meets_a_rebooted_peer() -> None:
     )
     assert run.ok, _failed(run)
     assert _err_time(run, "A", "ECONNRESET") == pytest.approx(135.75)
-    assert not q.apps(run, "A", "ETIMEDOUT")
+    assert not q.errors(run, "A", "ETIMEDOUT")
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tcpwise.vocab import TcpState
+from tcpwise.vocab import TcpState, TimerName, Trigger
 
 __all__ = [
     "EndpointEvent",
@@ -30,7 +30,7 @@ class EndpointEvent:
 class StateChanged(EndpointEvent):
     old: TcpState
     new: TcpState
-    cause: str  # what drove it: "rcv SA", "close()", "timer time_wait", ...
+    cause: Trigger  # what drove it: a key of the one transition table
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +59,7 @@ class ConnectionError(EndpointEvent):  # noqa: A001 - the socket-level name is t
 
 @dataclass(frozen=True, slots=True)
 class TimerFired(EndpointEvent):
-    name: str  # rto, persist, keepalive, time_wait, fin_wait_2
+    name: TimerName
 
 
 @dataclass(frozen=True, slots=True)

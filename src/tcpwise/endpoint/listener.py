@@ -21,7 +21,10 @@ import hashlib
 from collections import deque
 
 from tcpwise.endpoint.config import EndpointConfig
+from tcpwise.endpoint.events import StateChanged
 from tcpwise.endpoint.tcb import Endpoint
+from tcpwise.endpoint.transitions import check
+from tcpwise.vocab import TcpState, Trigger
 
 __all__ = ["Listener", "SYNCOOKIE_MSS"]
 
@@ -41,6 +44,7 @@ class Listener:
         "auto_accept",
         "stats",
         "on_eof",
+        "state",
     )
 
     def __init__(
@@ -55,6 +59,7 @@ class Listener:
         self.accept_queue: deque[Endpoint] = deque()
         self.auto_accept = auto_accept
         self.on_eof = ""
+        self.state = TcpState.CLOSED  # a listening socket has two states of its own: CLOSED and LISTEN
         # Counters named like /proc/net/netstat's TcpExt fields.
         self.stats = {
             "ListenOverflows": 0,
@@ -64,6 +69,20 @@ class Listener:
             "SyncookiesFailed": 0,
             "TCPReqQFullDrop": 0,
         }
+
+    def open(self) -> StateChanged:
+        """listen(2): CLOSED -> LISTEN, through the one transition table."""
+        return self._set_state(TcpState.LISTEN, Trigger.LISTEN)
+
+    def close(self) -> StateChanged:
+        """close(2) of the listening socket: LISTEN -> CLOSED (the stack resets its queued children)."""
+        return self._set_state(TcpState.CLOSED, Trigger.CLOSE)
+
+    def _set_state(self, new: TcpState, trigger: Trigger) -> StateChanged:
+        old = self.state
+        check(old, trigger, new)
+        self.state = new
+        return StateChanged(old, new, trigger)
 
     @property
     def syn_queue_limit(self) -> int:

@@ -5,7 +5,10 @@ Theory of operation
 The stack owns every :class:`Endpoint` and :class:`Listener` of one host and is still sans-IO: segments come in
 with :meth:`receive` (with their IP source and destination), timers fire through :meth:`handle_timer`, and the
 caller pulls :meth:`poll` for outgoing ``(src, dst, segment)`` and :meth:`take_events` for
-``(endpoint, event)`` pairs. One heap holds every endpoint's next deadline so :meth:`get_timer` is O(1).
+``(endpoint or listener, event)`` pairs. One heap holds every endpoint's next deadline so :meth:`get_timer` is
+O(1); equal deadlines are ordered by the endpoints' creation serials, never by memory address, so a run is a
+pure function of its inputs. Every endpoint the stack creates is attached to it: user calls on the endpoint
+(send, recv, shutdown, close, abort) tell the stack themselves, so callers never have to.
 
 Segments for no connection follow RFC 9293 §3.10.7.1 (CLOSED state): RST unless the segment is a RST.
 Ephemeral ports follow Linux: a local port may be reused towards a different destination (the 4-tuple must
@@ -24,15 +27,17 @@ from tcpwise.endpoint.events import Closed, EndpointEvent
 from tcpwise.endpoint.isn import isn_rfc6528
 from tcpwise.endpoint.listener import Listener
 from tcpwise.endpoint.tcb import Endpoint
-from tcpwise.vocab import ACK, RST, SYN, TcpState
+from tcpwise.vocab import ACK, RST, SYN, TcpState, Trigger
 from tcpwise.wire.segment import TcpSegment
 from tcpwise.wire.seq import seq_add, seq_gt
 
-__all__ = ["TcpStack", "ConnectError", "Outgoing"]
+__all__ = ["TcpStack", "ConnectError", "Outgoing", "Owner", "TW_REUSE_DELAY"]
 
 S = TcpState
+TW_REUSE_DELAY = 1.0  # net.ipv4.tcp_tw_reuse_delay (ms in Linux 6.x, default 1000)
 Key = tuple[str, int, str, int]  # (local addr, local port, remote addr, remote port)
 Outgoing = tuple[str, str, TcpSegment, "Endpoint | None"]  # (src, dst, segment, sender endpoint or None)
+Owner = Endpoint | Listener  # what an event is about: a connection, or a listening socket
 
 
 class ConnectError(Exception):
@@ -58,10 +63,18 @@ class TcpStack:
         "_next_port",
         "counters",
         "_parent",
+        "_serial",
+        "host_ts_offset",
     )
 
     def __init__(
-        self, cfg: EndpointConfig, addr: str, secret: bytes, port_range: tuple[int, int] = (32768, 60999)
+        self,
+        cfg: EndpointConfig,
+        addr: str,
+        secret: bytes,
+        port_range: tuple[int, int] = (32768, 60999),
+        *,
+        host_ts_offset: int | None = None,
     ) -> None:
         self.cfg = cfg
         self.addr = addr
@@ -69,12 +82,16 @@ class TcpStack:
         self.conns: dict[Key, Endpoint] = {}
         self.listeners: dict[int, Listener] = {}
         self.port_range = port_range  # net.ipv4.ip_local_port_range
-        self._heap: list[tuple[float, int, Endpoint]] = []
-        self._dirty: dict[int, Endpoint] = {}
+        self._heap: list[tuple[float, int, Endpoint]] = []  # (deadline, serial, endpoint)
+        self._dirty: dict[int, Endpoint] = {}  # serial -> endpoint touched since the last flush
         self._out: list[Outgoing] = []
-        self._events: list[tuple[Endpoint, EndpointEvent]] = []
+        self._events: list[tuple[Owner, EndpointEvent]] = []
         self._next_port = 0
-        self._parent: dict[int, Listener] = {}  # id(child) -> its listener while in a queue
+        self._parent: dict[int, Listener] = {}  # serial of a child -> its listener while in a queue
+        self._serial = 0
+        # One timestamp clock for the whole host (Linux before 4.10, and what legacy tw_recycle relied on); None
+        # = a random offset per connection, as Linux does since 4.10.
+        self.host_ts_offset = host_ts_offset
         self.counters: dict[str, int] = {
             "OutRsts": 0,
             "ActiveOpens": 0,
@@ -105,16 +122,17 @@ class TcpStack:
             auto_accept,
         )
         self.listeners[port] = lst
+        self._events.append((lst, lst.open()))
         return lst
 
-    def unlisten(self, port: int) -> None:
+    def unlisten(self, port: int, now: float = 0.0) -> None:
         lst = self.listeners.pop(port, None)
         if lst is None:
             return
+        self._events.append((lst, lst.close()))
         # Closing a listener resets the connections nobody accepted (Linux inet_csk_listen_stop).
         for child in list(lst.syn_queue.values()) + list(lst.accept_queue):
-            child.abort(0.0)
-            self._touch(child)
+            child.abort(now, Trigger.LISTENER_CLOSED)
 
     def connect(
         self, raddr: str, rport: int, now: float, sport: int | None = None, cfg: EndpointConfig | None = None
@@ -138,11 +156,13 @@ class TcpStack:
         )
         self.conns[(self.addr, sport, raddr, rport)] = ep
         self.counters["ActiveOpens"] += 1
-        self._touch(ep)
+        self._adopt(ep)
         return ep
 
-    def touch(self, ep: Endpoint) -> None:
-        """Call after any user call on ``ep`` (send/close/...) so its output and timers are collected."""
+    def _adopt(self, ep: Endpoint) -> None:
+        """Own a new endpoint: number it and have its user calls report to this stack."""
+        self._serial += 1
+        ep.attach(self._touch, self._serial)
         self._touch(ep)
 
     def accept(self, port: int) -> Endpoint | None:
@@ -151,7 +171,7 @@ class TcpStack:
             return None
         ep = lst.accept()
         if ep is not None:
-            self._parent.pop(id(ep), None)
+            self._parent.pop(ep.serial, None)
         return ep
 
     def crash(self) -> None:
@@ -177,7 +197,7 @@ class TcpStack:
                 self._collect(ep, now)
                 ep = None
         if ep is not None:
-            lst = self._parent.get(id(ep))
+            lst = self._parent.get(ep.serial)
             if (
                 lst is not None
                 and ep.state is S.SYN_RCVD
@@ -190,7 +210,6 @@ class TcpStack:
                 if lst.cfg.abort_on_overflow:
                     self._send_rst_for(src, dst, seg)
                     ep.abort(now)
-                    self._touch(ep)
                 return  # tcp_abort_on_overflow=0: drop the ACK, the SYN-ACK timer retries later
             ep.receive(seg, now)
             self._touch(ep)
@@ -259,9 +278,9 @@ class TcpStack:
         )
         self.conns[(dst, seg.dport, src, seg.sport)] = child
         lst.syn_queue[(src, seg.sport)] = child
-        self._parent[id(child)] = lst
+        self._adopt(child)
+        self._parent[child.serial] = lst
         self.counters["PassiveOpens"] += 1
-        self._touch(child)
 
     def _cookie_child(self, lst: Listener, src: str, seg: TcpSegment, mss: int, now: float) -> None:
         """A valid cookie ACK: rebuild the connection the SYN queue could not hold (options other than MSS are
@@ -273,10 +292,10 @@ class TcpStack:
         )
         child.eff_mss = min(lst.cfg.mss, mss)
         self.conns[(self.addr, seg.dport, src, seg.sport)] = child
-        self._parent[id(child)] = lst
+        self._adopt(child)
+        self._parent[child.serial] = lst
         lst.syn_queue[(src, seg.sport)] = child
         child.receive(seg, now)
-        self._touch(child)
         if child.state in (S.ESTABLISHED, S.CLOSE_WAIT):
             self._promote(lst, child)
 
@@ -314,11 +333,12 @@ class TcpStack:
             return False
         if not tw.ts_ok:
             return False
-        entered = tw.timers.get("time_wait", now) - cfg.time_wait
-        return now - entered >= 1.0
+        # tcp_twsk_unique: the peer's last timestamp must be at least tcp_tw_reuse_delay (1 s) old, so that the
+        # new incarnation's TSval is surely newer than anything of the old one still in flight (PAWS protects).
+        return now - tw.ts_recent_stamp >= TW_REUSE_DELAY
 
     def _reuse_time_wait(self, tw: Endpoint, now: float) -> None:
-        tw.yield_to_new_syn()
+        tw.reuse_time_wait()
         self.counters["TWReused"] += 1
         self._collect(tw, now)
 
@@ -340,6 +360,8 @@ class TcpStack:
         raise ConnectError("EADDRNOTAVAIL", f"no free local port in {lo}-{hi} towards {raddr}:{rport}")
 
     def _ts_offset(self, lport: int, raddr: str, rport: int) -> int:
+        if self.host_ts_offset is not None:
+            return self.host_ts_offset
         # Linux randomises the timestamp offset per connection (tcp_timestamps=1, since 4.10).
         h = hashlib.blake2s(
             f"ts|{self.addr}|{lport}|{raddr}|{rport}".encode(), key=self.secret[:32], digest_size=4
@@ -350,7 +372,7 @@ class TcpStack:
     # timers and output
     # ------------------------------------------------------------------------------------------------------
     def _touch(self, ep: Endpoint) -> None:
-        self._dirty[id(ep)] = ep
+        self._dirty[ep.serial] = ep
 
     def get_timer(self) -> float | None:
         """Earliest deadline over all endpoints. Call after :meth:`poll` (which files touched endpoints)."""
@@ -380,7 +402,7 @@ class TcpStack:
         out, self._out = self._out, []
         return out
 
-    def take_events(self) -> list[tuple[Endpoint, EndpointEvent]]:
+    def take_events(self) -> list[tuple[Owner, EndpointEvent]]:
         """Application events of every endpoint touched since the last poll, *before* its segments are pulled:
         an application that reacts at once (close on EOF) then gets its FIN onto the pending ACK."""
         for ep in list(self._dirty.values()):
@@ -407,13 +429,13 @@ class TcpStack:
         self._take_events_of(ep)
         at = ep.get_timer()
         if at is not None and ep.state is not S.CLOSED:
-            heapq.heappush(self._heap, (at, id(ep), ep))
+            heapq.heappush(self._heap, (at, ep.serial, ep))
 
     def _forget(self, ep: Endpoint) -> None:
         key = (ep.laddr, ep.lport, ep.raddr, ep.rport)
         if self.conns.get(key) is ep:
             del self.conns[key]
-        lst = self._parent.pop(id(ep), None)
+        lst = self._parent.pop(ep.serial, None)
         if lst is not None:
             if lst.syn_queue.get((ep.raddr, ep.rport)) is ep:
                 del lst.syn_queue[(ep.raddr, ep.rport)]

@@ -13,7 +13,11 @@ socket, thread or randomness in here):
 
 Output is pulled (aioquic style): :meth:`segments_to_send` returns the segments to put on the wire now and
 :meth:`next_event` the events for the application. State changes go through :meth:`_set_state`, which checks
-them against the one table in :mod:`tcpwise.endpoint.transitions`.
+them against the one table in :mod:`tcpwise.endpoint.transitions` and logs the :class:`~tcpwise.vocab.Trigger`
+that caused them; ``state`` itself is read-only from outside.
+
+An endpoint owned by a :class:`~tcpwise.endpoint.stack.TcpStack` tells its stack itself whenever a user call
+may have produced output or moved a deadline (:meth:`attach`), so no caller has to remember to.
 
 The "linux" profile (default) follows the kernel where it deviates from the RFC; each such place says so and
 docs/deviations.md lists them with evidence.
@@ -26,6 +30,7 @@ fast retransmit (no fast-recovery window inflation).
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 
 from tcpwise.endpoint.config import EndpointConfig
 from tcpwise.endpoint.events import (
@@ -39,8 +44,9 @@ from tcpwise.endpoint.events import (
     TimerFired,
 )
 from tcpwise.endpoint.rto import RttEstimator, linux_retrans_timeout
-from tcpwise.endpoint.transitions import TRANSITIONS
-from tcpwise.vocab import ACK, FIN, PSH, RST, SYN, TcpState
+from tcpwise.endpoint.timers import EPSILON, Timers
+from tcpwise.endpoint.transitions import check
+from tcpwise.vocab import ACK, FIN, PSH, RST, SYN, TcpState, TimerName, Trigger
 from tcpwise.wire.segment import (
     MssOption,
     NopOption,
@@ -55,6 +61,8 @@ from tcpwise.wire.seq import seq_add, seq_between, seq_diff, seq_ge, seq_gt, seq
 __all__ = ["Endpoint", "LocalProtocolError"]
 
 S = TcpState
+T = Trigger
+TN = TimerName
 _SYNCHRONIZED = frozenset(
     {S.ESTABLISHED, S.FIN_WAIT_1, S.FIN_WAIT_2, S.CLOSE_WAIT, S.CLOSING, S.LAST_ACK, S.TIME_WAIT}
 )
@@ -79,7 +87,9 @@ class Endpoint:
         "raddr",
         "rport",
         "label",
-        "state",
+        "serial",
+        "_state",
+        "_notify",
         "passive",
         "orphan",
         "rd_shut",
@@ -95,6 +105,7 @@ class Endpoint:
         "snd_buf",
         "snd_buf_seq",
         "fin_queued",
+        "fin_trigger",
         "data_end",
         # receive sequence space
         "irs",
@@ -103,16 +114,19 @@ class Endpoint:
         "ooo",
         "fin_seq",
         "rcv_adv",
+        "last_ack_sent",
         # options
         "eff_mss",
         "ts_ok",
         "ts_recent",
+        "ts_recent_stamp",
         "ts_offset",
         "snd_wscale",
         "rcv_wscale",
         "sack_ok",
         # timers and retransmission
         "timers",
+        "time_wait_since",
         "rtt",
         "rtt_seq",
         "rtt_time",
@@ -144,12 +158,18 @@ class Endpoint:
         now: float,
         *,
         ts_offset: int = 0,
+        passive: bool = False,
     ) -> None:
         self.cfg = cfg
         self.laddr, self.lport, self.raddr, self.rport = laddr, lport, raddr, rport
         self.label = f"{laddr}:{lport}>{raddr}:{rport}"
-        self.state = S.CLOSED
-        self.passive = False
+        self.serial = 0  # creation order within the owning stack: the tie-breaker for equal deadlines
+        # Birth state: an active opener starts CLOSED; a listener's child is a copy of the listening TCB
+        # (RFC 9293 §3.10.7.2: the SYN is processed "in the LISTEN state"), so it starts in LISTEN. After birth
+        # only _set_state writes the state.
+        self._state = S.LISTEN if passive else S.CLOSED
+        self._notify: Callable[[Endpoint], None] | None = None
+        self.passive = passive
         self.orphan = False  # the application has close()d: nobody will read or write any more
         self.rd_shut = False
         self.iss = iss
@@ -163,6 +183,7 @@ class Endpoint:
         self.snd_buf = bytearray()  # unacknowledged + unsent data; snd_buf[0] has sequence number snd_buf_seq
         self.snd_buf_seq = seq_add(iss, 1)
         self.fin_queued = False
+        self.fin_trigger = T.CLOSE  # what queued the FIN (close() or shutdown()), for the log once it goes out
         self.data_end = seq_add(iss, 1)  # sequence number after the last queued data byte (= our FIN's seq)
         self.irs = 0
         self.rcv_nxt = 0
@@ -170,14 +191,17 @@ class Endpoint:
         self.ooo: dict[int, bytes] = {}  # out-of-order segments waiting for the hole to fill (seq -> data)
         self.fin_seq: int | None = None  # sequence number of a FIN seen out of order
         self.rcv_adv = 0
+        self.last_ack_sent = 0  # RFC 7323 §4.3 Last.ACK.sent: the ACK field of the last segment we sent
         self.eff_mss = DEFAULT_MSS
         self.ts_ok = False
-        self.ts_recent = 0
+        self.ts_recent = 0  # RFC 7323 §4.3 TS.Recent: the TSval to echo
+        self.ts_recent_stamp = now  # when TS.Recent was last updated (Linux ts_recent_stamp; tw_reuse needs it)
         self.ts_offset = ts_offset
         self.snd_wscale = 0
         self.rcv_wscale = 0
         self.sack_ok = False
-        self.timers: dict[str, float] = {}
+        self.timers = Timers()
+        self.time_wait_since: float | None = None
         self.rtt = RttEstimator(cfg.rto_initial, cfg.rto_min, cfg.rto_max, linux=cfg.profile == "linux")
         self.rtt_seq: int | None = None
         self.rtt_time = 0.0
@@ -216,7 +240,7 @@ class Endpoint:
         ep = cls(cfg, laddr, lport, raddr, rport, iss, now, ts_offset=ts_offset)
         ep.snd_nxt = seq_add(iss, 1)
         ep.snd_max = ep.snd_nxt
-        ep._set_state(S.SYN_SENT, "connect()")
+        ep._set_state(S.SYN_SENT, T.CONNECT)
         ep._out.append(ep._syn_segment(now, ack=False))
         ep.rtt_seq, ep.rtt_time = ep.snd_nxt, now  # the handshake gives the first RTT sample
         ep._arm_rto(now)
@@ -238,18 +262,33 @@ class Endpoint:
         send_synack: bool = True,
     ) -> Endpoint:
         """A listener's child for an arriving SYN: LISTEN -> SYN_RCVD, SYN-ACK queued (§3.10.7.2)."""
-        ep = cls(cfg, laddr, lport, raddr, rport, iss, now, ts_offset=ts_offset)
-        ep.passive = True
-        ep.state = S.LISTEN
-        ep._take_syn(syn)
+        ep = cls(cfg, laddr, lport, raddr, rport, iss, now, ts_offset=ts_offset, passive=True)
+        ep._take_syn(syn, now)
         ep.snd_nxt = seq_add(iss, 1)
         ep.snd_max = ep.snd_nxt
-        ep._set_state(S.SYN_RCVD, "rcv SYN")
+        ep._set_state(S.SYN_RCVD, T.RCV_SYN)
         if send_synack:
             ep._out.append(ep._syn_segment(now, ack=True))
             ep.rtt_seq, ep.rtt_time = ep.snd_nxt, now
             ep._arm_rto(now)
         return ep
+
+    # =====================================================================================================
+    # The owner contract
+    # =====================================================================================================
+    @property
+    def state(self) -> TcpState:
+        return self._state
+
+    def attach(self, notify: Callable[[Endpoint], None], serial: int) -> None:
+        """Called once by the owning stack: ``notify(self)`` after every user call, so the stack collects the
+        output and re-files the deadline without the caller's help; ``serial`` orders equal deadlines."""
+        self._notify = notify
+        self.serial = serial
+
+    def _changed(self) -> None:
+        if self._notify is not None:
+            self._notify(self)
 
     # =====================================================================================================
     # User calls (RFC 9293 §3.10.1 - §3.10.6)
@@ -263,6 +302,7 @@ class Endpoint:
         chunk = bytes(data[:room])
         self.snd_buf += chunk
         self.data_end = seq_add(self.data_end, len(chunk))
+        self._changed()
         return len(chunk)
 
     def recv(self, max_bytes: int = 1 << 30) -> bytes:
@@ -275,22 +315,34 @@ class Endpoint:
             # has opened by a full MSS or half the buffer; we do the same.
             if self._rcv_window() - self.rcv_adv >= min(self.eff_mss, self.cfg.rcv_buf // 2):
                 self.ack_pending = True
+                self._changed()
         return data
 
     @property
     def readable(self) -> int:
+        """Bytes received in order and not read yet (what FIONREAD / SIOCINQ reports)."""
         return len(self.rcv_data)
+
+    @property
+    def send_queue(self) -> int:
+        """Bytes written and not yet acknowledged, sent or not (what SIOCOUTQ reports)."""
+        return len(self.snd_buf)
 
     def shutdown(self, now: float) -> None:
         """shutdown(SHUT_WR): send FIN after queued data, keep receiving (half-close, §3.6)."""
-        if self.state in (S.ESTABLISHED, S.CLOSE_WAIT):
+        st = self.state
+        if st in (S.ESTABLISHED, S.CLOSE_WAIT):
             self.fin_queued = True
-            self._set_state(S.FIN_WAIT_1 if self.state is S.ESTABLISHED else S.LAST_ACK, "shutdown()")
-        elif self.state is S.SYN_SENT:
-            self.close(now)
-        elif self.state is S.SYN_RCVD:
-            self.fin_queued = True  # sent once established (§3.10.4: queue until ESTABLISHED)
+            self._set_state(S.FIN_WAIT_1 if st is S.ESTABLISHED else S.LAST_ACK, T.SHUTDOWN)
+        elif st is S.SYN_SENT:
+            self._set_state(S.CLOSED, T.SHUTDOWN)  # nothing was sent but the SYN: the TCB goes (§3.10.4)
+        elif st is S.SYN_RCVD and not self.fin_queued:
+            # §3.10.4: "queue for processing after entering ESTABLISHED state"; the FIN goes out then, and the
+            # log names shutdown() as its cause.
+            self.fin_queued = True
+            self.fin_trigger = T.SHUTDOWN
         # In any other state the write side is already shut: nothing to do (like shutdown(2) on Linux).
+        self._changed()
 
     def close(self, now: float) -> None:
         """CLOSE call (§3.10.4). Linux profile: unread received data -> RST instead of FIN (RFC 2525 §2.17,
@@ -300,42 +352,72 @@ class Endpoint:
             raise LocalProtocolError("close() on a CLOSED connection")
         self.orphan = True
         self.rd_shut = True
+        self._close_in(st, now)
+        self._changed()
+
+    def _close_in(self, st: TcpState, now: float) -> None:
         if self.cfg.profile == "linux" and self.rcv_data and st in _SYNCHRONIZED and st is not S.TIME_WAIT:
             self.rcv_data.clear()
             self._send_rst_abort(now, "close() with unread data")
-            self._set_state(S.CLOSED, "abort()")
+            self._set_state(S.CLOSED, T.CLOSE_UNREAD)
             return
         if st in (S.LISTEN, S.SYN_SENT):
-            self._set_state(S.CLOSED, "close()")
-        elif st is S.SYN_RCVD:
+            self._set_state(S.CLOSED, T.CLOSE)
+        elif st is S.SYN_RCVD and self.passive:
+            # A passive child still in the SYN queue has no application yet; an application close() of it
+            # (only reachable through a listener reset) sends FIN once established, as RFC 9293 §3.10.4 says.
             self.fin_queued = True
-            self._set_state(S.FIN_WAIT_1, "close()")
+            self._set_state(S.FIN_WAIT_1, T.CLOSE)
+        elif st is S.SYN_RCVD:
+            # Simultaneous open: our SYN is out and the handshake not finished. §3.10.4: "If no SENDs have been
+            # issued and there is no pending data to send, then form a FIN segment and send it, and enter
+            # FIN-WAIT-1 state".
+            self.fin_queued = True
+            self._set_state(S.FIN_WAIT_1, T.CLOSE)
         elif st is S.ESTABLISHED:
             self.fin_queued = True
-            self._set_state(S.FIN_WAIT_1, "close()")
+            self._set_state(S.FIN_WAIT_1, T.CLOSE)
         elif st is S.CLOSE_WAIT:
             self.fin_queued = True
-            self._set_state(S.LAST_ACK, "close()")
+            self._set_state(S.LAST_ACK, T.CLOSE)
         elif st is S.FIN_WAIT_2:
             # Already shut for writing; now orphaned: the FIN_WAIT_2 orphan timer applies (tcp_fin_timeout).
-            self._arm("fin_wait_2", now + self.cfg.fin_timeout)
+            self.timers.arm(TN.FIN_WAIT_2, now + self.cfg.fin_timeout)
         # FIN_WAIT_1, CLOSING, LAST_ACK, TIME_WAIT: the FIN is already on its way.
 
-    def abort(self, now: float) -> None:
-        """ABORT (§3.10.5), i.e. close() with SO_LINGER {1, 0}: send RST, drop everything, no TIME_WAIT."""
+    def abort(self, now: float, trigger: Trigger = T.ABORT) -> None:
+        """ABORT (§3.10.5), i.e. close() with SO_LINGER {1, 0}: send RST, drop everything, no TIME_WAIT.
+        ``trigger`` is LISTENER_CLOSED when the stack resets the children of a listener being closed (Linux
+        inet_csk_listen_stop)."""
         st = self.state
         if st is S.CLOSED:
             return
         self.orphan = True
         if st in (S.SYN_RCVD, S.ESTABLISHED, S.FIN_WAIT_1, S.FIN_WAIT_2, S.CLOSE_WAIT):
-            self._send_rst_abort(now, "abort()")
+            self._send_rst_abort(now, str(trigger))
         self.snd_buf.clear()
-        self._set_state(S.CLOSED, "abort()")
+        self._set_state(S.CLOSED, trigger)
+        self._changed()
 
     def yield_to_new_syn(self) -> None:
         """TIME_WAIT gives way to a new incarnation's SYN (RFC 9293 §3.10.7.4 note, RFC 6191; Linux
         tcp_timewait_state_process -> TCP_TW_SYN). The stack checks the SYN is acceptable first."""
-        self._set_state(S.CLOSED, "rcv SYN new incarnation")
+        self._set_state(S.CLOSED, T.RCV_SYN_NEW_INCARNATION)
+
+    def reuse_time_wait(self) -> None:
+        """tcp_tw_reuse: a new outgoing connection takes this TIME_WAIT 4-tuple over (Linux tcp_twsk_unique);
+        the stack checks that it is allowed first (:meth:`TcpStack._tw_reusable`)."""
+        self._set_state(S.CLOSED, T.REUSE_TIME_WAIT)
+
+    def open_two_way(self, now: float) -> None:
+        """Model-only counterfactual for why-three: declare the handshake done on the SYN alone. Nothing will
+        acknowledge our SYN, so it counts as acknowledged and its retransmission timer stops."""
+        if self.state is not S.SYN_RCVD:
+            raise LocalProtocolError(f"open_two_way() in state {self.state}")
+        self.snd_una = self.snd_max
+        self.timers.disarm(TN.RTO)
+        self._set_state(S.ESTABLISHED, T.TWO_WAY)
+        self._changed()
 
     # =====================================================================================================
     # Output
@@ -364,50 +446,47 @@ class Endpoint:
 
     def get_timer(self) -> float | None:
         """Earliest deadline of any armed timer (None when nothing is pending)."""
-        t = self.timers
-        return min(t.values()) if t else None
+        return self.timers.earliest()
 
     # =====================================================================================================
     # Timers
     # =====================================================================================================
     def handle_timer(self, now: float) -> None:
-        """Fire every timer whose deadline has passed (in a fixed order, so runs are deterministic)."""
-        for name in ("time_wait", "fin_wait_2", "rto", "persist", "keepalive"):
-            due = self.timers.get(name)
-            if due is not None and due <= now + 1e-9:
-                del self.timers[name]
-                self._events.append(TimerFired(name))
-                getattr(self, "_on_" + name)(now)
-                if self.state is S.CLOSED:
-                    return
-
-    def _arm(self, name: str, at: float) -> None:
-        self.timers[name] = at
-
-    def _disarm(self, name: str) -> None:
-        self.timers.pop(name, None)
+        """Fire every timer whose deadline has passed, in the fixed order of :class:`TimerName` (a handler may
+        disarm a later timer, e.g. entering TIME_WAIT stops the others, so each is looked at when its turn
+        comes)."""
+        timers = self.timers
+        for name in TN:
+            at = timers.deadline(name)
+            if at is None or at > now + EPSILON:
+                continue
+            timers.disarm(name)
+            self._events.append(TimerFired(name))
+            _TIMER_HANDLERS[name](self, now)
+            if self.state is S.CLOSED:
+                return
 
     def _arm_rto(self, now: float) -> None:
         at = now + self.rtt.current()
         if self.cfg.user_timeout > 0 and self.state in _SYNCHRONIZED:
             # Linux tcp_clamp_rto_to_user_timeout: never sleep past the user timeout.
             at = min(at, max(now, self.una_since + self.cfg.user_timeout))
-        self.timers["rto"] = at
+        self.timers.arm(TN.RTO, at)
 
     def _on_time_wait(self, now: float) -> None:
-        self._set_state(S.CLOSED, "timer time_wait")
+        self._set_state(S.CLOSED, T.TIMER_TIME_WAIT)
 
     def _on_fin_wait_2(self, now: float) -> None:
         # Linux tcp_fin_timeout: an orphaned FIN_WAIT_2 socket is killed (silently: no RST in the model's view;
         # Linux sends none either unless data arrives).
         if self.state is S.FIN_WAIT_2:
-            self._set_state(S.CLOSED, "timer fin_wait_2")
+            self._set_state(S.CLOSED, T.TIMER_FIN_WAIT_2)
 
     def _give_up(self, now: float, why: str) -> None:
         """Retransmission or keepalive gave up (ETIMEDOUT). Linux sends no RST for a timed-out connection
         except tcp_write_err -> tcp_done: none on the wire; the peer, if alive, learns nothing."""
         self._error("ETIMEDOUT", why)
-        self._set_state(S.CLOSED, "timeout")
+        self._set_state(S.CLOSED, T.TIMEOUT)
 
     def _retrans_expired(self, now: float) -> bool:
         cfg = self.cfg
@@ -467,7 +546,7 @@ class Endpoint:
             return
         self._out.append(self._seg(ACK, seq_add(self.snd_una, -1), now))
         self.rtt.back_off()
-        self._arm("persist", now + self.rtt.current())
+        self.timers.arm(TN.PERSIST, now + self.rtt.current())
 
     def _on_keepalive(self, now: float) -> None:
         """Keepalive (RFC 1122 §4.2.3.6; Linux tcp_keepalive_timer): after keepalive_time idle, a probe with
@@ -478,11 +557,11 @@ class Endpoint:
             return
         if self.snd_una != self.snd_max or self._unsent():
             # Data in flight: the retransmission timer watches the peer instead (tcp_keepalive_timer does the same).
-            self._arm("keepalive", now + cfg.keepalive_time)
+            self.timers.arm(TN.KEEPALIVE, now + cfg.keepalive_time)
             return
         idle = now - self.last_rcv
         if idle < cfg.keepalive_time - 1e-9:
-            self._arm("keepalive", self.last_rcv + cfg.keepalive_time)
+            self.timers.arm(TN.KEEPALIVE, self.last_rcv + cfg.keepalive_time)
             return
         if (cfg.user_timeout > 0 and idle >= cfg.user_timeout and self.ka_probes > 0) or (
             cfg.user_timeout <= 0 and self.ka_probes >= cfg.keepalive_probes
@@ -495,7 +574,7 @@ class Endpoint:
             return
         self._out.append(self._seg(ACK, seq_add(self.snd_max, -1), now))
         self.ka_probes += 1
-        self._arm("keepalive", now + cfg.keepalive_intvl)
+        self.timers.arm(TN.KEEPALIVE, now + cfg.keepalive_intvl)
 
     # =====================================================================================================
     # SEGMENT ARRIVES (RFC 9293 §3.10.7)
@@ -524,21 +603,21 @@ class Endpoint:
         if flags & RST:
             if flags & ACK:  # acceptable ACK + RST: the port is closed
                 self._error("ECONNREFUSED", "connection refused (RST in reply to SYN)")
-                self._set_state(S.CLOSED, "rcv RST")
+                self._set_state(S.CLOSED, T.RCV_RST)
             return
         if not flags & SYN:
             return
-        self._take_syn(seg)
+        self._take_syn(seg, now)
         if flags & ACK:
             self._ack_advance(seg.ack, now)
             self._update_window(seg, force=True)
-            self._set_state(S.ESTABLISHED, "rcv SYN+ACK")
+            self._set_state(S.ESTABLISHED, T.RCV_SYN_ACK)
             self._events.append(Connected())
             self.ack_pending = True
             self._start_keepalive(now)
         else:
             # Simultaneous open (§3.5 Figure 7): SYN_RCVD and send SYN,ACK with our ISS.
-            self._set_state(S.SYN_RCVD, "rcv SYN")
+            self._set_state(S.SYN_RCVD, T.RCV_SYN)
             self.snd_wnd = seg.window
             self._out.append(self._syn_segment(now, ack=True))
             self._arm_rto(now)
@@ -562,7 +641,7 @@ class Endpoint:
         ):
             self._ack_advance(seg.ack, now)
             self._update_window(seg, force=True)
-            self._set_state(S.ESTABLISHED, "rcv SYN+ACK")
+            self._set_state(S.ESTABLISHED, T.RCV_SYN_ACK)
             self._events.append(Connected())
             self._start_keepalive(now)
             if self.cfg.profile == "linux":
@@ -585,6 +664,13 @@ class Endpoint:
                 if st is S.TIME_WAIT and flags & FIN:
                     self._restart_time_wait(now)
             return
+
+        # RFC 7323 §4.3 (2), §5.3 R3: an acceptable segment updates TS.Recent when its TSval is not older and it
+        # starts at or before the left edge of the window we last acknowledged (Last.ACK.sent). Linux:
+        # tcp_replace_ts_recent(), with rcv_wup as Last.ACK.sent. Without this every later segment would keep
+        # echoing the SYN's TSval, and PAWS and the TIME_WAIT checks would compare against a stale value.
+        if self.ts_ok and not flags & RST:
+            self._update_ts_recent(seg, now)
 
         # Second: RST (RFC 5961 §3.2): exact match resets, in-window gets a challenge ACK.
         if flags & RST:
@@ -611,11 +697,11 @@ class Endpoint:
             if seq_lt(self.snd_una, seg.ack) and seq_le(seg.ack, self.snd_max):
                 self._ack_advance(seg.ack, now)
                 self._update_window(seg, force=True)
-                self._set_state(S.ESTABLISHED, "rcv ACK")
+                self._set_state(S.ESTABLISHED, T.RCV_ACK)
                 self._events.append(Connected())
                 self._start_keepalive(now)
-                if self.fin_queued:  # close() while SYN_RCVD: now send the FIN (§3.10.4)
-                    self._set_state(S.FIN_WAIT_1, "close()")
+                if self.fin_queued:  # shutdown() while SYN_RCVD: now send the FIN (§3.10.4)
+                    self._set_state(S.FIN_WAIT_1, self.fin_trigger)
                 st = self.state
             else:
                 self._out.append(self._bare(RST, seg.ack, 0))
@@ -637,15 +723,15 @@ class Endpoint:
 
         our_fin_acked = self.fin_queued and self.snd_una == seq_add(self.data_end, 1)
         if st is S.FIN_WAIT_1 and our_fin_acked:
-            self._set_state(S.FIN_WAIT_2, "rcv ACK")
+            self._set_state(S.FIN_WAIT_2, T.RCV_ACK)
             if self.orphan:
-                self._arm("fin_wait_2", now + self.cfg.fin_timeout)
+                self.timers.arm(TN.FIN_WAIT_2, now + self.cfg.fin_timeout)
             st = self.state
         elif st is S.CLOSING and our_fin_acked:
-            self._enter_time_wait(now, "rcv ACK")
+            self._enter_time_wait(now, T.RCV_ACK)
             return
         elif st is S.LAST_ACK and our_fin_acked:
-            self._set_state(S.CLOSED, "rcv ACK")
+            self._set_state(S.CLOSED, T.RCV_ACK)
             return
         elif st is S.TIME_WAIT:
             if flags & FIN:
@@ -662,7 +748,7 @@ class Endpoint:
                     # Linux tcp_rcv_state_process: data for a socket the application has closed -> RST
                     # (nobody can read it; LINUX_MIB_TCPABORTONDATA).
                     self._send_rst_abort(now, "data after close()")
-                    self._set_state(S.CLOSED, "rcv data after close")
+                    self._set_state(S.CLOSED, T.RCV_DATA_AFTER_CLOSE)
                     return
                 self._take_data(seg, now)
             # CLOSE_WAIT, CLOSING, LAST_ACK, TIME_WAIT: the peer already sent FIN; ignore the text.
@@ -691,16 +777,24 @@ class Endpoint:
         right = seq_add(self.rcv_nxt, wnd)
         return seq_between(self.rcv_nxt, seg.seq, right) or seq_between(self.rcv_nxt, end, right)
 
-    def _take_syn(self, seg: TcpSegment) -> None:
+    def _update_ts_recent(self, seg: TcpSegment, now: float) -> None:
+        ts = seg.timestamps
+        if ts is not None and seq_ge(ts[0], self.ts_recent) and seq_le(seg.seq, self.last_ack_sent):
+            self.ts_recent = ts[0]
+            self.ts_recent_stamp = now
+
+    def _take_syn(self, seg: TcpSegment, now: float) -> None:
         """Record the peer's ISN and options (§3.10.7.2/3, RFC 7323 §2.2/§3.2)."""
         self.irs = seg.seq
         self.rcv_nxt = seq_add(seg.seq, 1)
+        self.last_ack_sent = self.rcv_nxt  # the window's left edge from now on (Linux sets rcv_wup here too)
         mss = seg.mss
         self.eff_mss = min(self.cfg.mss, mss if mss else DEFAULT_MSS)  # §3.7.1
         ts = seg.timestamps
         self.ts_ok = self.cfg.timestamps and ts is not None
         if self.ts_ok and ts is not None:
             self.ts_recent = ts[0]
+            self.ts_recent_stamp = now
         ws = seg.wscale
         if ws is not None and self.cfg.wscale is not None:
             self.snd_wscale = min(ws, 14)  # RFC 7323 §2.3: a shift above 14 is treated as 14
@@ -738,7 +832,7 @@ class Endpoint:
         else:
             self.cwnd += max(1, self.eff_mss * self.eff_mss // self.cwnd)
         if self.snd_una == self.snd_max:
-            self._disarm("rto")
+            self.timers.disarm(TN.RTO)
         else:
             self._arm_rto(now)
 
@@ -774,7 +868,7 @@ class Endpoint:
             self.snd_wl2 = seg.ack
             self.max_snd_wnd = max(self.max_snd_wnd, wnd)
             if opened:
-                self._disarm("persist")
+                self.timers.disarm(TN.PERSIST)
                 self.persist_probes = 0
 
     def _take_data(self, seg: TcpSegment, now: float) -> None:
@@ -824,36 +918,37 @@ class Endpoint:
         self.ack_pending = True
         st = self.state
         if st in (S.SYN_RCVD, S.ESTABLISHED):
-            self._set_state(S.CLOSE_WAIT, "rcv FIN")
+            self._set_state(S.CLOSE_WAIT, T.RCV_FIN)
         elif st is S.FIN_WAIT_1:
             # Our FIN not yet acknowledged (else we would be in FIN_WAIT_2 already): simultaneous close.
-            self._set_state(S.CLOSING, "rcv FIN")
+            self._set_state(S.CLOSING, T.RCV_FIN)
         elif st is S.FIN_WAIT_2:
-            self._enter_time_wait(now, "rcv FIN")
+            self._enter_time_wait(now, T.RCV_FIN)
         self._events.append(EndOfStream())
 
-    def _enter_time_wait(self, now: float, trigger: str) -> None:
+    def _enter_time_wait(self, now: float, trigger: Trigger) -> None:
         self._set_state(S.TIME_WAIT, trigger)
-        for name in ("rto", "persist", "keepalive", "fin_wait_2"):
-            self._disarm(name)
+        self.time_wait_since = now
+        for name in (TN.RTO, TN.PERSIST, TN.KEEPALIVE, TN.FIN_WAIT_2):
+            self.timers.disarm(name)
         if self.cfg.time_wait <= 0:
             # A model-only variant (Linux cannot do this: TCP_TIMEWAIT_LEN is compiled in): no TIME_WAIT at all.
-            # The FIN is still acknowledged, then the connection is forgotten at once.
+            # The FIN is still acknowledged, then the connection is forgotten at once — no timer fires.
             self._out.append(self._seg(ACK, self.snd_max, now))
             self.ack_pending = False
-            self._set_state(S.CLOSED, "timer time_wait")
+            self._set_state(S.CLOSED, T.NO_TIME_WAIT)
             return
-        self._arm("time_wait", now + self.cfg.time_wait)
+        self.timers.arm(TN.TIME_WAIT, now + self.cfg.time_wait)
 
     def _restart_time_wait(self, now: float) -> None:
         if self.state is S.TIME_WAIT:
-            self._arm("time_wait", now + self.cfg.time_wait)
+            self.timers.arm(TN.TIME_WAIT, now + self.cfg.time_wait)
 
     def _on_reset(self, now: float) -> None:
         """§3.10.7.4 second step: a valid RST."""
         st = self.state
         if st is S.SYN_RCVD and self.passive:
-            self._set_state(S.CLOSED, "rcv RST")  # the listener forgets the SYN queue entry
+            self._set_state(S.CLOSED, T.RCV_RST)  # the listener forgets the SYN queue entry
             return
         if st is S.SYN_RCVD:
             self._error("ECONNREFUSED", "connection refused")
@@ -866,7 +961,7 @@ class Endpoint:
         elif st in (S.CLOSING, S.LAST_ACK):
             # The application has closed; a lingering close() or the next call would report the reset.
             self._error("ECONNRESET", "connection reset by peer while closing")
-        self._set_state(S.CLOSED, "rcv RST")
+        self._set_state(S.CLOSED, T.RCV_RST)
 
     def _challenge_ack(self, now: float) -> None:
         """RFC 5961 §3.2/§4.2 challenge ACK, rate limited (§7; Linux tcp_challenge_ack_limit per second)."""
@@ -880,7 +975,7 @@ class Endpoint:
 
     def _start_keepalive(self, now: float) -> None:
         if self.cfg.keepalive:
-            self._arm("keepalive", now + self.cfg.keepalive_time)
+            self.timers.arm(TN.KEEPALIVE, now + self.cfg.keepalive_time)
 
     def _error(self, errno: str, reason: str) -> None:
         if self.error is None:
@@ -907,8 +1002,8 @@ class Endpoint:
             in_flight = seq_diff(self.snd_nxt, self.snd_una)
             usable = min(self.snd_wnd, self.cwnd) - in_flight
             if usable <= 0:
-                if self.snd_wnd == 0 and in_flight == 0 and "persist" not in self.timers:
-                    self._arm("persist", now + self.rtt.current())
+                if self.snd_wnd == 0 and in_flight == 0 and not self.timers.armed(TN.PERSIST):
+                    self.timers.arm(TN.PERSIST, now + self.rtt.current())
                 break
             n = min(unsent, self.eff_mss, usable)
             off = seq_diff(self.snd_nxt, self.snd_buf_seq)
@@ -928,7 +1023,7 @@ class Endpoint:
         ):
             self._emit_new(FIN | ACK, self.data_end, b"", seq_add(self.data_end, 1), now, retransmission)
             sent_any = True
-        if sent_any and "rto" not in self.timers:
+        if sent_any and not self.timers.armed(TN.RTO):
             self._arm_rto(now)
 
     def _may_send_fin(self, fin_end: int) -> bool:
@@ -950,13 +1045,18 @@ class Endpoint:
     def _rcv_window(self) -> int:
         return max(0, self.cfg.rcv_buf - len(self.rcv_data))
 
+    def _tsval(self, now: float) -> int:
+        """Our timestamp clock: 1 ms ticks (Linux since 4.13) plus the per-connection random offset."""
+        return seq_add(self.ts_offset, int(now * 1000))
+
     def _ts_options(self, now: float) -> tuple[TcpOption, ...]:
-        tsval = (int(now * 1000) + self.ts_offset) & 0xFFFFFFFF
-        return (NopOption(), NopOption(), TimestampsOption(tsval, self.ts_recent))
+        return (NopOption(), NopOption(), TimestampsOption(self._tsval(now), self.ts_recent))
 
     def _seg(self, flags: int, seq: int, now: float, payload: bytes = b"") -> TcpSegment:
         wnd = self._rcv_window()
         self.rcv_adv = wnd
+        if flags & ACK:
+            self.last_ack_sent = self.rcv_nxt
         opts = self._ts_options(now) if self.ts_ok else ()
         return TcpSegment(
             self.lport,
@@ -982,20 +1082,14 @@ class Endpoint:
         if cfg.sack and (not ack or self.sack_ok or not self.passive):
             opts.append(SackPermittedOption())
             if offer_ts:
-                opts.append(
-                    TimestampsOption(
-                        (int(now * 1000) + self.ts_offset) & 0xFFFFFFFF, self.ts_recent if ack else 0
-                    )
-                )
+                opts.append(TimestampsOption(self._tsval(now), self.ts_recent if ack else 0))
             else:
                 opts += [NopOption(), NopOption()]
         elif offer_ts:
             opts += [
                 NopOption(),
                 NopOption(),
-                TimestampsOption(
-                    (int(now * 1000) + self.ts_offset) & 0xFFFFFFFF, self.ts_recent if ack else 0
-                ),
+                TimestampsOption(self._tsval(now), self.ts_recent if ack else 0),
             ]
         if cfg.wscale is not None and (not ack or not self.passive or self.rcv_wscale):
             opts += [NopOption(), WindowScaleOption(cfg.wscale)]
@@ -1013,13 +1107,21 @@ class Endpoint:
     # =====================================================================================================
     # The one writer of state
     # =====================================================================================================
-    def _set_state(self, new: TcpState, trigger: str) -> None:
-        old = self.state
-        expect = TRANSITIONS.get((old, trigger))
-        if expect is not new:
-            raise AssertionError(f"transition {old} --{trigger}--> {new} is not in the table (bug)")
-        self.state = new
+    def _set_state(self, new: TcpState, trigger: Trigger) -> None:
+        old = self._state
+        check(old, trigger, new)
+        self._state = new
         self._events.append(StateChanged(old, new, trigger))
         if new is S.CLOSED:
             self.timers.clear()
             self._events.append(Closed())
+
+
+# Timer -> what happens when it fires (the order of firing is TimerName's, see handle_timer).
+_TIMER_HANDLERS: dict[TimerName, Callable[[Endpoint, float], None]] = {
+    TN.TIME_WAIT: Endpoint._on_time_wait,
+    TN.FIN_WAIT_2: Endpoint._on_fin_wait_2,
+    TN.RTO: Endpoint._on_rto,
+    TN.PERSIST: Endpoint._on_persist,
+    TN.KEEPALIVE: Endpoint._on_keepalive,
+}

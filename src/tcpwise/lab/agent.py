@@ -7,8 +7,11 @@ every socket the agent makes lives in that host's network namespace and belongs 
 SIGKILL. Commands arrive on stdin and reports leave on stdout, one JSON object per line::
 
     -> {"op": "connect", "sock": "c", "to": "198.18.1.1", "port": 80, "opts": {"keepalive": true}}
-    <- {"t": 12345.678, "sock": "c", "text": "connect()"}
-    <- {"t": 12345.779, "sock": "c", "text": "connected"}
+    <- {"t": 12345.678, "sock": "c", "call": "connect"}
+    <- {"t": 12345.779, "sock": "c", "call": "connected"}
+
+A report's ``call`` and fields (``errno``, ``nbytes``, ``port``, ``backlog``, ``why``, ``text``) are those of an
+``app`` event of the schema (tcpwise.events): the executor turns each report into one, validated there.
 
 ``t`` is ``time.monotonic()``: CLOCK_MONOTONIC is one clock for the whole machine (no time namespaces here), so
 the executor can put agent reports, captured packets and sock_diag samples on one time axis.
@@ -43,6 +46,18 @@ TCP_KEEPINTVL = 5
 TCP_KEEPCNT = 6
 
 
+# The script op -> the call an app event names when the op fails with an OSError.
+_CALL_OF_OP = {
+    "listen": "listen",
+    "accept": "accept",
+    "connect": "connect",
+    "send": "send",
+    "shutdown": "shutdown",
+    "close": "close",
+    "abort": "abort",
+}
+
+
 class Agent:
     def __init__(self, out: Any = None) -> None:
         self.sel = selectors.DefaultSelector()
@@ -60,8 +75,8 @@ class Agent:
         self.running = True
 
     # --- reporting ---------------------------------------------------------------------------------------------
-    def report(self, text: str, sock: str | None = None, **extra: Any) -> None:
-        d: dict[str, Any] = {"text": text}
+    def report(self, call: str, sock: str | None = None, **extra: Any) -> None:
+        d: dict[str, Any] = {"call": call}
         s = self.socks.get(sock) if sock is not None else None
         if s is not None:
             # The socket's state at this instant, measured: tcp_info.tcpi_state is the first byte of struct
@@ -106,13 +121,13 @@ class Agent:
         op = cmd.get("op")
         handler = getattr(self, f"op_{op}", None)
         if handler is None:
-            self.report(f"unknown op {op!r}", error="EINVAL")
+            self.report("error", errno="EINVAL", text=f"unknown op {op!r}")
             return
         try:
             handler(cmd)
         except OSError as exc:
-            name = errno.errorcode.get(exc.errno or 0, str(exc.errno))
-            self.report(f"{op}(): {name}", cmd.get("sock"), error=name)
+            name = errno.errorcode.get(exc.errno or 0, "EIO")
+            self.report(_CALL_OF_OP.get(str(op), "error"), cmd.get("sock"), errno=name)
 
     def op_listen(self, cmd: dict[str, Any]) -> None:
         port = int(cmd.get("port", 80))
@@ -131,7 +146,7 @@ class Agent:
             "n": 0,
         }
         self.pending_accept[port] = []
-        self.report(f"listen(port={port}, backlog={backlog})")
+        self.report("listen", port=port, backlog=backlog)
         # A never-accepting server is not watched at all: a readable listener would wake the loop forever.
         if self.listen_cfg[port]["accept"]:
             self.sel.register(s, selectors.EVENT_READ, ("listen", port))
@@ -140,7 +155,7 @@ class Agent:
         port = int(cmd.get("port", 80))
         lst = self.listeners.get(port)
         if lst is None:
-            self.report(f"accept(): no listener on port {port} (EINVAL)", error="EINVAL")
+            self.report("accept", errno="EINVAL", text=f"no listener on port {port}")
             return
         # One non-blocking accept(), like the model's Accept step: an empty queue is EAGAIN, not a wait.
         self.pending_accept.setdefault(port, []).append(cmd.get("sock", "s"))
@@ -148,7 +163,7 @@ class Agent:
         self._try_accept(port, once=True)
         if len(self.pending_accept[port]) == before:
             self.pending_accept[port].pop()
-            self.report("accept(): nothing queued (EAGAIN)")
+            self.report("accept", errno="EAGAIN", why="nothing_queued")
 
     def _label_for(self, port: int) -> str:
         cfg = self.listen_cfg[port]
@@ -173,7 +188,7 @@ class Agent:
                 return
             except OSError as exc:  # EMFILE etc.: the application learns it, the connection stays queued
                 name = errno.errorcode.get(exc.errno or 0, str(exc.errno))
-                self.report(f"accept(): {name}", error=name)
+                self.report("accept", errno=name)
                 # The listener stays readable: stop watching it until a descriptor is freed, or the loop spins.
                 try:
                     self.sel.unregister(lst)
@@ -189,7 +204,7 @@ class Agent:
             self.ends[label] = (port, peer[0], peer[1])
             self.on_eof[label] = cfg["on_eof"] if not once else ""
             self.sel.register(conn, selectors.EVENT_READ, ("conn", label))
-            self.report("accept() returns", label)
+            self.report("accept", label)
             if once:
                 return
 
@@ -206,22 +221,18 @@ class Agent:
         self.on_eof[label] = cmd.get("on_eof", "")
         rc = s.connect_ex((to, int(cmd.get("port", 80))))
         self.ends[label] = (s.getsockname()[1], to, int(cmd.get("port", 80)))
-        self.report("connect()", label)
+        self.report("connect", label)
         if rc in (0, errno.EISCONN):
             self._connected(label)
         elif rc == errno.EINPROGRESS:
             self.connecting.add(label)
             self.sel.register(s, selectors.EVENT_WRITE, ("conn", label))
         else:
-            self.report(
-                f"connect() fails: {errno.errorcode.get(rc, rc)}",
-                label,
-                error=errno.errorcode.get(rc, str(rc)),
-            )
+            self.report("connect", label, errno=errno.errorcode.get(rc, "EIO"))
             self._drop(label)
 
     def _connected(self, label: str) -> None:
-        self.report("connect() returns", label)
+        self.report("connected", label)
 
     def op_send(self, cmd: dict[str, Any]) -> None:
         label = cmd.get("sock", "c")
@@ -234,7 +245,7 @@ class Agent:
             n = s.send(pending) if pending else 0
         except BlockingIOError:
             n = 0
-        self.report(f"send({len(data)})", label)
+        self.report("send", label, nbytes=len(data))
         self.outbuf[label] = pending[n:]
         if self.outbuf[label]:
             self._want(label, selectors.EVENT_READ | selectors.EVENT_WRITE)
@@ -244,12 +255,12 @@ class Agent:
         s = self._sock(label)
         if s is not None:
             s.shutdown(socket.SHUT_WR)
-            self.report("shutdown(SHUT_WR)", label)
+            self.report("shutdown", label)
 
     def op_close(self, cmd: dict[str, Any]) -> None:
         label = cmd.get("sock", "c")
         if self._sock(label) is not None:
-            self.report("close()", label)
+            self.report("close", label)
             self._drop(label)
 
     def op_abort(self, cmd: dict[str, Any]) -> None:
@@ -258,7 +269,7 @@ class Agent:
         if s is not None:
             # SO_LINGER {l_onoff=1, l_linger=0}: close() sends RST and skips TIME_WAIT (socket(7), tcp_close()).
             s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            self.report("close() with SO_LINGER {1, 0}", label)
+            self.report("abort", label)
             self._drop(label)
 
     def op_quit(self, cmd: dict[str, Any]) -> None:
@@ -268,7 +279,7 @@ class Agent:
     def _sock(self, label: str) -> socket.socket | None:
         s = self.socks.get(label)
         if s is None:
-            self.report(f"no socket {label!r}", label, error="EBADF")
+            self.report("error", label, errno="EBADF", text=f"no socket {label!r}")
         return s
 
     def _want(self, label: str, events: int) -> None:
@@ -302,7 +313,7 @@ class Agent:
             err = s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
             if err:
                 name = errno.errorcode.get(err, str(err))
-                self.report(f"error {name}: {os.strerror(err)}", label, error=name)
+                self.report("error", label, errno=name)
                 self._drop(label)
                 return
             self._connected(label)
@@ -328,19 +339,19 @@ class Agent:
                 self._error(label, exc)
                 return
             if data:
-                self.report(f"recv() {len(data)} bytes", label)
+                self.report("recv", label, nbytes=len(data))
                 return
-            self.report("recv() returns EOF", label)
+            self.report("eof", label)
             if self.on_eof.get(label) == "close":
-                self.report("close()", label)
+                self.report("close", label)
                 self._drop(label)
             else:
                 # EOF stays readable forever: stop watching for reads, keep the socket (CLOSE_WAIT) open.
                 self.sel.unregister(s)
 
     def _error(self, label: str, exc: OSError) -> None:
-        name = errno.errorcode.get(exc.errno or 0, str(exc.errno))
-        self.report(f"error {name}: {os.strerror(exc.errno or 0)}", label, error=name)
+        name = errno.errorcode.get(exc.errno or 0, "EIO")
+        self.report("error", label, errno=name)
         # The socket is dead in the kernel (CLOSED); the application closes its descriptor.
         self._drop(label)
 
@@ -348,7 +359,8 @@ class Agent:
     def run(self, infd: int) -> None:
         os.set_blocking(infd, False)
         self.sel.register(infd, selectors.EVENT_READ, ("stdin", None))
-        self.report("ready", pid=os.getpid())
+        self.out.write(json.dumps({"ready": True, "pid": os.getpid(), "t": time.monotonic()}) + "\n")
+        self.out.flush()
         while self.running:
             for key, mask in self.sel.select(timeout=1.0):
                 kind, arg = key.data

@@ -286,7 +286,7 @@ def close_wait_leak(quick: bool = False) -> DemoResult:
     with _lab() as (topo, _):
         agent = AgentProc("B", topo.hosts["B"].ns, nofile=nofile)
         try:
-            _wait(lambda: any(r.get("text") == "ready" for r in agent.read()), 15)
+            _wait(lambda: any(r.get("ready") for r in agent.read()), 15)
             agent.send({"op": "listen", "port": 80, "backlog": backlog, "accept": True})
             time.sleep(0.2)
             outcomes: list[str] = []

@@ -1,4 +1,4 @@
-"""Run a scenario :class:`~tcpwise.scenarios.script.Script` on the real kernel and record it as an events.Run.
+"""Run a scenario :class:`~tcpwise.script.Script` on the real kernel and record it as an events.Run.
 
 Theory of operation
 -------------------
@@ -44,8 +44,11 @@ from tcpwise.lab.forward import Forwarder, Route
 from tcpwise.lab.netns import TUN_DEV, Topology, check_capabilities, in_netns
 from tcpwise.lab.nft import Faults
 from tcpwise.lab.observe import StateRecorder
-from tcpwise.scenarios import script as S
-from tcpwise.vocab import kernel_state_name
+import tcpwise.script as S
+from tcpwise.vocab import AppCall, DropReason, EventKind, kernel_state_name
+
+# Fields of an agent report that become fields of the app event (tcpwise.events.Event).
+_APP_FIELDS = ("errno", "nbytes", "port", "backlog", "why", "value", "text")
 
 __all__ = ["run_script", "run_script_full", "sysctls_for", "socket_opts_for", "LabRun", "AgentProc"]
 
@@ -326,7 +329,7 @@ class _Executor:
             if time.monotonic() > deadline or agent.proc.poll() is not None:
                 raise RuntimeError(f"lab agent for host {name} did not start")
             for rep in agent.read():
-                if rep.get("text") == "ready":
+                if rep.get("ready"):
                     agent.ready = True
             time.sleep(0.005)
         self.sel.register(agent.proc.stdout.fileno(), selectors.EVENT_READ, ("agent", name))  # type: ignore[union-attr]
@@ -399,16 +402,17 @@ class _Executor:
         if agent is None:
             return
         for rep in agent.read():
-            if rep.get("text") == "ready":
+            if rep.get("ready"):
                 continue
             conn = None
             if "lport" in rep:
                 peer = self.recorders[name].names.get(rep["raddr"], rep["raddr"])
                 conn = f"{name}:{rep['lport']}>{peer}:{rep['rport']}"
-            elif rep["text"].startswith("listen("):
-                conn = f"{name}:{rep['text'].split('port=')[1].split(',')[0]} (listen)"
+            elif rep["call"] == AppCall.LISTEN:
+                conn = f"{name}:{rep['port']} (listen)"
             t = max(0.0, rep["t"] - self.t0)
-            self.events.append(Event(t=t, host=name, kind="app", text=rep["text"], conn=conn))
+            fields = {k: rep[k] for k in _APP_FIELDS if k in rep}
+            self.events.append(Event(t, name, EventKind.APP, call=AppCall(rep["call"]), conn=conn, **fields))
             # CLOSED from an fd is not the connection's state: when a socket still held by the application
             # enters TIME_WAIT, the kernel moves the connection to a separate timewait sock and leaves the fd's
             # sock in TCP_CLOSE (tcp_time_wait() -> tcp_done()). sock_diag reports the timewait sock.
@@ -470,18 +474,20 @@ class _Executor:
             label = self._rule("partition")
             self.partitions[(st.src, st.dst)] = label
             self.faults.partition(label, self.addr(st.src), self.addr(st.dst))
-            self._note(t, f"partition {st.src}->{st.dst}")
+            en, zh = st.describe()
+            self._note(t, en, st.src, zh)
         elif isinstance(st, S.Heal):
             label = self.partitions.pop((st.src, st.dst), "")
             if label:
                 self.faults.delete(label)
-            self._note(t, f"heal {st.src}->{st.dst}")
+            en, zh = st.describe()
+            self._note(t, en, st.src, zh)
         elif isinstance(st, S.Crash):
             self._crash(st.host, t)
         elif isinstance(st, S.Reboot):
             self._reboot(st.host, t)
         elif isinstance(st, S.Note):
-            self._note(t, st.text)
+            self._note(t, st.text, text_zh=st.text_zh or None)
         else:
             raise UsageError(f"the lab cannot run step {type(st).__name__}")
 
@@ -492,8 +498,10 @@ class _Executor:
         if agent is not None and host not in self.crashed:
             agent.send(cmd)
 
-    def _note(self, t: float, text: str, host: str | None = None) -> None:
-        self.events.append(Event(t=t, host=host or self.script.hosts[0].name, kind="note", text=text))
+    def _note(self, t: float, text: str, host: str | None = None, text_zh: str | None = None) -> None:
+        self.events.append(
+            Event(t=t, host=host or self.script.hosts[0].name, kind="note", text=text, text_zh=text_zh)
+        )
 
     def _crash(self, host: str, t: float) -> None:
         # Order matters: first cut the host off at R, then kill its processes. The kernel closes the killed
@@ -507,7 +515,7 @@ class _Executor:
             agent.kill()
         self.crashed.add(host)
         self.down.setdefault(host, []).append((t, float("inf")))
-        self.events.append(Event(t=t, host=host, kind="app", text="crash"))
+        self.events.append(Event(t, host, EventKind.APP, call=AppCall.CRASH))
         # Like the model, a crashed host records nothing more: its connections vanish with it, silently.
         self.recorders[host].last = {}
 
@@ -524,7 +532,7 @@ class _Executor:
         self.crashed.discard(host)
         self.recorders[host].last = {}
         self._start_host(host)
-        self.events.append(Event(t=time.monotonic() - self.t0, host=host, kind="app", text="reboot"))
+        self.events.append(Event(time.monotonic() - self.t0, host, EventKind.APP, call=AppCall.REBOOT))
 
     # --- the record ----------------------------------------------------------------------------------------------
     def _merge_states(self, events: list[Event]) -> list[Event]:
@@ -590,7 +598,8 @@ class _Executor:
                         host=src_host,
                         kind="drop",
                         segment=seg,
-                        text="sent by a crashed host's kernel, dropped at R",
+                        reason=DropReason.HOST_DOWN,
+                        text="sent by the crashed host's kernel, dropped at R",
                     )
                 )
             else:
@@ -614,7 +623,7 @@ class _Executor:
             if t < horizon:
                 host = by_if[f.ifname]
                 self.events.append(
-                    Event(t=t, host=host, kind="drop", segment=seg, text="dropped at R (nftables)")
+                    Event(t=t, host=host, kind="drop", segment=seg, reason=DropReason.NFTABLES)
                 )
         self.events = self._merge_states(self.events)
         order = {"app": 0, "send": 1, "drop": 2, "recv": 3, "state": 4, "note": 5, "timer": 6}
@@ -629,6 +638,8 @@ class _Executor:
                         kind="note",
                         text=f"time_wait={self.cfg[spec.name].time_wait:g} has no sysctl: "
                         "Linux keeps TIME_WAIT for 60 s (TCP_TIMEWAIT_LEN)",
+                        text_zh=f"time_wait={self.cfg[spec.name].time_wait:g} 没有对应的 sysctl："
+                        "Linux 的 TIME_WAIT 固定为 60 秒 (TCP_TIMEWAIT_LEN)",
                     ),
                 )
         hosts = [Host(h.name, self.addr(h.name), h.role) for h in self.script.hosts]

@@ -13,6 +13,7 @@ mermaid    str    a Mermaid ``sequenceDiagram``
 svg        str    self-contained SVG: lanes, state bands, sloped arrows, drops, timers, compressed time
 html       str    one page: the SVG, checks, narrative, state timeline, parameters (en/zh)
 pcap       bytes  libpcap file with the real IPv4/IPv6 + TCP bytes of every sent segment
+lines      str    one line per event, relative numbers, then the checks (grep-able; what golden files hold)
 =========  =====  ================================================================================
 
 Each module is imported only when its format is asked for, so ``tcpwise sim`` with the default text format does
@@ -30,7 +31,7 @@ if TYPE_CHECKING:  # the CLI imports this package at start-up: keep it light
 
 __all__ = ["render", "FORMATS", "BINARY_FORMATS"]
 
-FORMATS: tuple[str, ...] = ("text", "json", "mermaid", "svg", "html", "pcap")
+FORMATS: tuple[str, ...] = ("text", "json", "lines", "mermaid", "svg", "html", "pcap")
 BINARY_FORMATS: frozenset[str] = frozenset({"pcap"})
 
 
@@ -50,7 +51,7 @@ def render(
     Raises:
         UsageError: unknown format or language.
     """
-    from tcpwise.render.i18n import check_lang
+    from tcpwise.i18n import check_lang
 
     check_lang(lang)
     if fmt == "text":
@@ -59,6 +60,10 @@ def render(
         return render_text(run, absolute=absolute, lang=lang, color=color)
     if fmt == "json":
         return run.to_json()
+    if fmt == "lines":
+        from tcpwise.render.lines import render_lines
+
+        return render_lines(run)
     if fmt == "mermaid":
         from tcpwise.render.mermaid import render_mermaid
 

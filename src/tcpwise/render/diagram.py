@@ -29,7 +29,8 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from tcpwise.events import Event, Run, SegmentInfo
-from tcpwise.wire.seq import seq_diff
+from tcpwise.i18n import event_text
+from tcpwise.wire.seq import seq_add, seq_diff
 
 __all__ = ["Lane", "Arrow", "Mark", "Item", "Diagram", "build", "seg_label", "MAX_EVENTS", "GLOBAL"]
 
@@ -127,7 +128,7 @@ def seg_label(seg: SegmentInfo, rel_seq: int, rel_ack: int | None) -> str:
     return " ".join(parts)
 
 
-class _Numbering:
+class Numbering:
     """Per-direction ISNs for relative sequence numbers (see module docstring)."""
 
     def __init__(self, absolute: bool) -> None:
@@ -143,11 +144,11 @@ class _Numbering:
             # first SYN, or a SYN with a new ISN (a new incarnation of the 4-tuple); a retransmitted SYN keeps it
             self.isn[fwd] = seg.seq
         elif fwd not in self.isn:
-            self.isn[fwd] = (seg.seq - 1) & 0xFFFFFFFF
+            self.isn[fwd] = seq_add(seg.seq, -1)
         rel_ack: int | None = None
         if "A" in seg.flags:
             if rev not in self.isn:
-                self.isn[rev] = (seg.ack - 1) & 0xFFFFFFFF
+                self.isn[rev] = seq_add(seg.ack, -1)
             rel_ack = seq_diff(seg.ack, self.isn[rev])
         return seg_label(seg, seq_diff(seg.seq, self.isn[fwd]), rel_ack)
 
@@ -169,8 +170,9 @@ def _take(queue: deque[Arrow] | None) -> Arrow | None:
     return None
 
 
-def build(run: Run, *, absolute: bool = False, max_events: int = MAX_EVENTS) -> Diagram:
-    """Pair sends with receives/drops and lay events on lanes. Pure function of the run."""
+def build(run: Run, *, absolute: bool = False, max_events: int = MAX_EVENTS, lang: str = "en") -> Diagram:
+    """Pair sends with receives/drops and lay events on lanes. Pure function of the run; mark texts (app calls,
+    drop reasons, notes) are built from the events' fields in ``lang``."""
     lanes: list[Lane] = [Lane(h.name, h.addr, h.role) for h in run.hosts]
     by_name: dict[str, int] = {lane.name: i for i, lane in enumerate(lanes)}
     by_addr: dict[str, int] = {lane.addr: i for i, lane in enumerate(lanes) if lane.addr}
@@ -214,7 +216,7 @@ def build(run: Run, *, absolute: bool = False, max_events: int = MAX_EVENTS) -> 
         truncated = len(events) - max_events
         events = events[:max_events]
 
-    numbering = _Numbering(absolute)
+    numbering = Numbering(absolute)
     items: list[Item] = []
     arrows: list[Arrow] = []
     marks: list[Mark] = []
@@ -281,7 +283,7 @@ def build(run: Run, *, absolute: bool = False, max_events: int = MAX_EVENTS) -> 
             if found is not None:
                 arrow = found
                 arrow.lost = True
-                arrow.reason = ev.text or ""
+                arrow.reason = event_text(ev, lang)
                 dropped.setdefault(_key(seg), deque()).append(arrow)
             else:
                 # a loss whose send was not recorded: draw it as a lost arrow starting here
@@ -293,7 +295,7 @@ def build(run: Run, *, absolute: bool = False, max_events: int = MAX_EVENTS) -> 
                     lane_of_addr(seg.dst, src),
                     ev.t,
                     lost=True,
-                    reason=ev.text or "",
+                    reason=event_text(ev, lang),
                     label=numbering.label(seg),
                     conn=ev.conn,
                 )
@@ -314,10 +316,8 @@ def build(run: Run, *, absolute: bool = False, max_events: int = MAX_EVENTS) -> 
                         lanes[lane].initial[c] = ev.from_state
                     seen_conn[lane].add(c)
                 text = f"{ev.from_state or '?'} -> {ev.to_state or '?'}"
-            elif kind == "timer":
-                text = ev.name or ev.text or "timer"
             else:
-                text = ev.text or ev.name or kind
+                text = event_text(ev, lang)
             mark = Mark(kind, lane, ev.t, text, ev.from_state, ev.to_state, ev.conn)
             marks.append(mark)
             items.append(Item("mark", ev.t, mark=mark))

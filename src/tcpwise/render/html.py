@@ -7,7 +7,7 @@ opens from a file, offline, and can be mailed around. The JavaScript does nothin
 read; it records script errors — ``window.onerror`` plus failed resource loads, caught in the capture phase —
 into ``<html data-js="...">`` ("ok" once loaded cleanly, "ERR: ..." otherwise), which the report's browser test
 reads back from the DOM. UI labels follow ``lang``; check sentences and the narrative come from the run in that
-language (:mod:`tcpwise.render.i18n`).
+language (:mod:`tcpwise.i18n`).
 
 The state timeline lists, per host and connection, each state with the time it was entered, left and how long
 it lasted — the numbers behind the coloured bands of the diagram (60 s of TIME_WAIT, a CLOSE_WAIT that never
@@ -20,9 +20,10 @@ from html import escape
 from typing import Any
 
 from tcpwise.events import Run
+from tcpwise.i18n import check_claim, label, narrative
 from tcpwise.render.diagram import build, states_over_time
-from tcpwise.render.i18n import check_claim, label, narrative
-from tcpwise.render.svg import STATE_COLORS, render_svg
+from tcpwise.render.svg import render_svg
+from tcpwise.vocab import STATE_COLORS
 
 __all__ = ["render_html", "page", "CSS", "ERROR_JS"]
 
@@ -134,7 +135,7 @@ def _dur(seconds: float) -> str:
 
 
 def _timeline(run: Run, lang: str) -> str:
-    d = build(run)
+    d = build(run, lang=lang)
     rows = []
     for li, lane in enumerate(d.lanes):
         per_conn = states_over_time(d, li)

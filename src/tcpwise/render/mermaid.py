@@ -14,8 +14,8 @@ from __future__ import annotations
 import re
 
 from tcpwise.events import Run
+from tcpwise.i18n import label
 from tcpwise.render.diagram import GLOBAL, Arrow, Diagram, Mark, build
-from tcpwise.render.i18n import label
 from tcpwise.render.textutil import human_gap
 
 __all__ = ["render_mermaid"]
@@ -70,7 +70,7 @@ def _note(m: Mark, ids: list[str], multi: bool) -> str:
 
 
 def render_mermaid(run: Run, *, absolute: bool = False, lang: str = "en") -> str:
-    d = build(run, absolute=absolute)
+    d = build(run, absolute=absolute, lang=lang)
     ids = _ids(d)
     lines = ["sequenceDiagram"]
     if run.title:

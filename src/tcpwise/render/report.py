@@ -28,9 +28,9 @@ from html import escape
 from typing import Any
 
 from tcpwise.events import Run
+from tcpwise.i18n import check_lang, label
 from tcpwise.render.html import body as page_body
 from tcpwise.render.html import page
-from tcpwise.render.i18n import check_lang, label
 
 __all__ = ["ReportEntry", "ReportResult", "build_report", "GALLERY_JS"]
 

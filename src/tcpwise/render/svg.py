@@ -27,27 +27,13 @@ from dataclasses import dataclass, field
 from xml.sax.saxutils import escape
 
 from tcpwise.events import Run
+from tcpwise.i18n import label
 from tcpwise.render.diagram import GLOBAL, Arrow, Diagram, Mark, build
-from tcpwise.render.i18n import label
 from tcpwise.render.textutil import cell_width, human_gap, wrap
+from tcpwise.vocab import STATE_COLORS
 
-__all__ = ["render_svg", "diagram_svg", "series_svg", "STATE_COLORS"]
+__all__ = ["render_svg", "diagram_svg", "series_svg"]
 
-# One colour per RFC 9293 state: greens for data-carrying states, blues for the active closer's way out,
-# reds for the passive closer's (CLOSE_WAIT is where leaks live), purple for TIME_WAIT.
-STATE_COLORS: dict[str, str] = {
-    "CLOSED": "#e5e5e5",
-    "LISTEN": "#c7dcef",
-    "SYN_SENT": "#fdd49e",
-    "SYN_RCVD": "#fdae6b",
-    "ESTABLISHED": "#74c476",
-    "FIN_WAIT_1": "#9ecae1",
-    "FIN_WAIT_2": "#6baed6",
-    "CLOSING": "#80cdc1",
-    "CLOSE_WAIT": "#fc9272",
-    "LAST_ACK": "#ef6548",
-    "TIME_WAIT": "#b4a7d6",
-}
 _MONO = "DejaVu Sans Mono, Menlo, Consolas, Liberation Mono, monospace"
 _SANS = "DejaVu Sans, Helvetica, Arial, Noto Sans CJK SC, sans-serif"
 _CHAR_W = 7.3  # px per cell of 12 px monospace (DejaVu Sans Mono advance is 0.602 em)
@@ -360,7 +346,7 @@ def diagram_svg(
     run: Run, *, absolute: bool = False, lang: str = "en", y_offset: float = 0.0
 ) -> tuple[list[str], float, float]:
     """The sequence diagram as SVG elements (no ``<svg>`` wrapper), its width and height."""
-    d = build(run, absolute=absolute)
+    d = build(run, absolute=absolute, lang=lang)
     geo = _layout(d)
     out: list[str] = []
     out.append(f'<g transform="translate(0 {y_offset:.1f})">')

@@ -21,8 +21,8 @@ import unicodedata
 from collections.abc import Sequence
 
 from tcpwise.events import Run
+from tcpwise.i18n import check_claim, label, narrative
 from tcpwise.render.diagram import GLOBAL, Arrow, Diagram, Mark, build
-from tcpwise.render.i18n import check_claim, label, narrative
 from tcpwise.render.textutil import cell_width, human_gap, wrap
 
 __all__ = ["render_text", "cell_width", "sparkline"]
@@ -430,7 +430,7 @@ def render_text(
         lines.extend(series_lines(run, lang, width))
         lines.append("")
     if run.events or not run.series:
-        lines.extend(_diagram_lines(build(run, absolute=absolute), lang, color, width))
+        lines.extend(_diagram_lines(build(run, absolute=absolute, lang=lang), lang, color, width))
         lines.append("")
     lines.extend(_check_lines(run, lang, color, width))
     text = narrative(run.summary, lang)

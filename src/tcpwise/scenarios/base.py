@@ -16,7 +16,7 @@ from typing import Any
 
 from tcpwise.errors import UsageError
 from tcpwise.events import Check, Run
-from tcpwise.scenarios.script import Script
+from tcpwise.script import Script
 
 __all__ = [
     "Param",

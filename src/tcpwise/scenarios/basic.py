@@ -10,9 +10,10 @@ from __future__ import annotations
 from typing import Any
 
 from tcpwise.events import Check, Run
+from tcpwise.i18n import event_text
 from tcpwise.scenarios import query as q
 from tcpwise.scenarios.base import Param, Scenario, claim, register
-from tcpwise.scenarios.script import (
+from tcpwise.script import (
     Close,
     Connect,
     DropNext,
@@ -23,6 +24,8 @@ from tcpwise.scenarios.script import (
     Send,
     Shutdown,
 )
+from tcpwise.vocab import AppCall
+from tcpwise.wire.seq import seq_add
 
 P = dict[str, Any]
 A_ADDR = "198.18.0.1"
@@ -96,8 +99,8 @@ def _handshake_check(run: Run, p: P) -> list[Check]:
             synack is not None
             and j is not None
             and synack.flags == "SA"
-            and synack.ack == (j + 1) & 0xFFFFFFFF,
-            f"SA seq={k} ack={synack.ack if synack else None}, J+1={None if j is None else (j + 1) & 0xFFFFFFFF}",
+            and synack.ack == seq_add(j, 1),
+            f"SA seq={k} ack={synack.ack if synack else None}, J+1={None if j is None else seq_add(j, 1)}",
         ),
         claim(
             "A completes with ACK: seq = J+1, ack = K+1.",
@@ -106,8 +109,8 @@ def _handshake_check(run: Run, p: P) -> list[Check]:
             and k is not None
             and j is not None
             and ack.flags == "A"
-            and ack.ack == (k + 1) & 0xFFFFFFFF
-            and ack.seq == (j + 1) & 0xFFFFFFFF,
+            and ack.ack == seq_add(k, 1)
+            and ack.seq == seq_add(j, 1),
             f"{ack.flags if ack else None} seq={ack.seq if ack else None} ack={ack.ack if ack else None}",
         ),
         claim(
@@ -255,29 +258,29 @@ def _teardown(run: Run, t0: float) -> list[Any]:
 
 def _close_checks_common(run: Run, p: P) -> tuple[list[Check], dict[str, Any]]:
     ja, kb = q.isn_of(run, "A"), q.isn_of(run, "B")
-    fin_a = next((e for e in q.sends(run, "A") if "F" in e.segment.flags), None)  # type: ignore[union-attr]
-    fin_b = next((e for e in q.sends(run, "B") if "F" in e.segment.flags), None)  # type: ignore[union-attr]
+    fin_a = next((e for e in q.sends(run, "A") if "F" in e.segment.flags), None)
+    fin_b = next((e for e in q.sends(run, "B") if "F" in e.segment.flags), None)
     u = fin_a.segment.seq if fin_a else None
     w = fin_b.segment.seq if fin_b else None
     ack_u = next(
         (
             e
             for e in q.sends(run, "B")
-            if e.segment.ack == ((u or 0) + 1) & 0xFFFFFFFF and "A" in e.segment.flags
+            if e.segment.ack == seq_add(u or 0, 1) and "A" in e.segment.flags
         ),
         None,
-    )  # type: ignore[union-attr]
+    )
     ack_w = next(
         (
             e
             for e in q.sends(run, "A")
-            if fin_b and e.t >= fin_b.t and e.segment.ack == ((w or 0) + 1) & 0xFFFFFFFF
+            if fin_b and e.t >= fin_b.t and e.segment.ack == seq_add(w or 0, 1)
         ),
         None,
-    )  # type: ignore[union-attr]
+    )
     tw = q.time_in_state(run, "A", "TIME_WAIT")
     t_tw = q.first_time_in(run, "A", "TIME_WAIT")
-    t_fin_b_rcv = next((e.t for e in q.recvs(run, "A") if "F" in e.segment.flags), None)  # type: ignore[union-attr]
+    t_fin_b_rcv = next((e.t for e in q.recvs(run, "A") if "F" in e.segment.flags), None)
     t_lastack = q.first_time_in(run, "B", "LAST_ACK")
     checks = [
         claim(
@@ -410,8 +413,8 @@ def _close3_check(run: Run, p: P) -> list[Check]:
         claim(
             "B's FIN carries the ACK of A's FIN (ack=u+1): the second and third of the four are merged.",
             "B 的 FIN 同时确认了 A 的 FIN（ack=u+1）：四次中的第二、第三个报文合并了。",
-            fin_b is not None and u is not None and fin_b.segment.ack == (u + 1) & 0xFFFFFFFF,
-            f"B's FIN: {fin_b.segment.flags if fin_b else None} ack=u+1: {fin_b is not None and u is not None and fin_b.segment.ack == (u + 1) & 0xFFFFFFFF}",
+            fin_b is not None and u is not None and fin_b.segment.ack == seq_add(u, 1),
+            f"B's FIN: {fin_b.segment.flags if fin_b else None} ack=u+1: {fin_b is not None and u is not None and fin_b.segment.ack == seq_add(u, 1)}",
         ),
         claim(
             "B passes CLOSE_WAIT -> LAST_ACK in the same instant (its application closed on EOF).",
@@ -479,10 +482,10 @@ def _half_check(run: Run, p: P) -> list[Check]:
                 st = e.to_state
         return st
 
-    b_sent = sum(e.segment.len for e in q.sends(run, "B") if state_at("B", e.t) == "CLOSE_WAIT")  # type: ignore[union-attr]
-    a_got = sum(e.segment.len for e in q.recvs(run, "A") if state_at("A", e.t) == "FIN_WAIT_2")  # type: ignore[union-attr]
+    b_sent = sum(e.segment.len for e in q.sends(run, "B") if state_at("B", e.t) == "CLOSE_WAIT")
+    a_got = sum(e.segment.len for e in q.recvs(run, "A") if state_at("A", e.t) == "FIN_WAIT_2")
     reads = sum(
-        int((e.text or "").split()[1]) for e in q.apps(run, "A", "recv() ") if "bytes" in (e.text or "")
+        e.nbytes or 0 for e in q.apps(run, "A", AppCall.RECV)
     )
     pa = q.state_path(run, "A")
     return [
@@ -623,9 +626,9 @@ def _lla_build(p: P) -> Script:
 
 
 def _lla_check(run: Run, p: P) -> list[Check]:
-    dropped = [e for e in q.drops(run, "A") if e.segment.flags == "A"]  # type: ignore[union-attr]
-    fins_b = [e for e in q.sends(run, "B") if "F" in e.segment.flags]  # type: ignore[union-attr]
-    retrans = len(fins_b) >= 2 and fins_b[0].segment.seq == fins_b[1].segment.seq  # type: ignore[union-attr]
+    dropped = [e for e in q.drops(run, "A") if e.segment.flags == "A"]
+    fins_b = [e for e in q.sends(run, "B") if "F" in e.segment.flags]
+    retrans = len(fins_b) >= 2 and fins_b[0].segment.seq == fins_b[1].segment.seq
     gap = fins_b[1].t - fins_b[0].t if len(fins_b) >= 2 else None
     checks = [
         claim(
@@ -644,7 +647,7 @@ def _lla_check(run: Run, p: P) -> list[Check]:
     if p["time_wait"] > 0:
         acks_in_tw = [
             e for e in q.sends(run, "A") if len(fins_b) >= 2 and e.t > fins_b[1].t and e.segment.flags == "A"
-        ]  # type: ignore[union-attr]
+        ]
         t_tw = q.first_time_in(run, "A", "TIME_WAIT")
         tw = q.time_in_state(run, "A", "TIME_WAIT")
         second_fin_at_a = next(
@@ -654,7 +657,7 @@ def _lla_check(run: Run, p: P) -> list[Check]:
                 if "F" in e.segment.flags and len(fins_b) >= 2 and e.t > fins_b[1].t
             ),
             None,
-        )  # type: ignore[union-attr]
+        )
         restarted = (
             t_tw is not None
             and tw is not None
@@ -678,13 +681,13 @@ def _lla_check(run: Run, p: P) -> list[Check]:
             claim(
                 "B closes cleanly (LAST_ACK -> CLOSED by the ACK) with no error.",
                 "B 正常关闭（收到 ACK：LAST_ACK -> CLOSED），没有错误。",
-                pb[-2:] == ["LAST_ACK", "CLOSED"] and not q.apps(run, "B", "error"),
+                pb[-2:] == ["LAST_ACK", "CLOSED"] and not q.errors(run, "B"),
                 " -> ".join(pb),
             ),
         ]
     else:
-        rst_to_b = [e for e in q.recvs(run, "B") if "R" in e.segment.flags]  # type: ignore[union-attr]
-        err = q.apps(run, "B", "ECONNRESET")
+        rst_to_b = [e for e in q.recvs(run, "B") if "R" in e.segment.flags]
+        err = q.errors(run, "B", "ECONNRESET")
         checks += [
             claim(
                 "With no TIME_WAIT, A has forgotten the connection and answers the retransmitted FIN with RST.",
@@ -696,14 +699,14 @@ def _lla_check(run: Run, p: P) -> list[Check]:
                 "B's connection ends in a reset: the application sees ECONNRESET instead of a clean close.",
                 "B 的连接以复位告终：应用看到 ECONNRESET，而不是正常关闭。",
                 len(err) >= 1,
-                err[0].text if err else "no error seen",
+                event_text(err[0]) if err else "no error seen",
             ),
         ]
     return checks
 
 
 def _lla_narrate(run: Run, p: P) -> tuple[str, str]:
-    fins_b = [e for e in q.sends(run, "B") if "F" in e.segment.flags]  # type: ignore[union-attr]
+    fins_b = [e for e in q.sends(run, "B") if "F" in e.segment.flags]
     gap = fins_b[1].t - fins_b[0].t if len(fins_b) >= 2 else float("nan")
     if p["time_wait"] > 0:
         en = (

@@ -25,7 +25,7 @@ from tcpwise.events import Check, Event, Run
 from tcpwise.scenarios import query as q
 from tcpwise.scenarios.base import Param, Scenario, claim, register
 from tcpwise.scenarios.basic import A_ADDR, B_ADDR, TW_PARAM, _fmt
-from tcpwise.scenarios.script import (
+from tcpwise.script import (
     Close,
     Connect,
     DropNext,
@@ -39,10 +39,10 @@ from tcpwise.scenarios.script import (
 from tcpwise.sim.middlebox import HoldBack
 from tcpwise.sim.network import Packet
 from tcpwise.sim.runner import payload_bytes, run_script
-from tcpwise.vocab import SYN
+from tcpwise.vocab import SYN, AppCall, EventKind
+from tcpwise.wire.seq import seq_add
 
 P = dict[str, Any]
-M32 = 0xFFFFFFFF
 CPORT = 40000  # the client binds a fixed port: the old and new connections share the 4-tuple
 
 # The ISN clock of RFC 9293 §3.4.1 / RFC 6528 §3: M ticks every 4 microseconds (tcpwise.endpoint.isn). Linux
@@ -120,10 +120,10 @@ def _why3_facts(run: Run) -> dict[str, Any]:
     t_del = v.get("delivered_at") or 0.0
     b_sends = [e for e in q.sends(run, "B") if e.t >= t_del - 1e-9]
     synack = next(
-        (e for e in b_sends if e.segment.flags == "SA" and e.segment.ack == ((j_old or 0) + 1) & M32), None
-    )  # type: ignore[union-attr]
-    k = synack.segment.seq if synack else None  # type: ignore[union-attr]
-    rst = next((e for e in q.sends(run, "A") if synack and e.t >= synack.t and "R" in e.segment.flags), None)  # type: ignore[union-attr]
+        (e for e in b_sends if e.segment.flags == "SA" and e.segment.ack == seq_add(j_old or 0, 1)), None
+    )
+    k = synack.segment.seq if synack else None
+    rst = next((e for e in q.sends(run, "A") if synack and e.t >= synack.t and "R" in e.segment.flags), None)
     # B's state events for the 4-tuple, from the old SYN's arrival until the next SYN_RCVD (the real connection)
     b_states = [e for e in q.state_events(run, "B") if e.t >= t_del - 1e-9]
     ghost_path: list[str] = []
@@ -139,15 +139,15 @@ def _why3_facts(run: Run) -> dict[str, Any]:
         e
         for e in q.sends(run, "A")
         if k is not None
-        and "A" in e.segment.flags  # type: ignore[union-attr]
-        and e.segment.ack == (k + 1) & M32
-    ]  # type: ignore[union-attr]
+        and "A" in e.segment.flags
+        and e.segment.ack == seq_add(k, 1)
+    ]
     new_syns = [
         e
         for e in q.sends(run, "A")
         if e.segment is not None and e.segment.flags == "S" and e.t >= t_del - 1e-9 and e.segment.seq != j_old
     ]
-    j_new = new_syns[0].segment.seq if new_syns else None  # type: ignore[union-attr]
+    j_new = new_syns[0].segment.seq if new_syns else None
     a_est = [t for t in q.entered(run, "A", "ESTABLISHED") if t > t_del]
     ghost_bytes = sum(
         e.segment.len if e.segment else 0 for e in b_sends if ghost_end is None or e.t <= ghost_end
@@ -177,18 +177,18 @@ def _why3_check(run: Run, p: P) -> list[Check]:
         claim(
             "A delayed duplicate of an old SYN (from an attempt A gave up at 0.5 s) reaches B much later.",
             "一个旧的重复 SYN（A 在 0.5 秒时已放弃的那次连接尝试）很久之后才到达 B。",
-            j_old is not None and f["t_del"] >= p["old_syn_at"] - 1e-9 and q.apps(run, "A", "close()") != [],
+            j_old is not None and f["t_del"] >= p["old_syn_at"] - 1e-9 and q.apps(run, "A", AppCall.CLOSE) != [],
             f"SYN seq={j_old} held at {_fmt(v.get('held_at'))}, delivered at {_fmt(v.get('delivered_at'))}",
         ),
         claim(
             "B answers the old SYN with a SYN-ACK: its own ISN K and ack = J_old + 1.",
             "B 用 SYN-ACK 回应这个旧 SYN：自己的初始序列号 K，ack = J_old + 1。",
             f["synack"] is not None,
-            f"SA seq={k} ack={None if j_old is None else (j_old + 1) & M32}",
+            f"SA seq={k} ack={None if j_old is None else seq_add(j_old, 1)}",
         ),
     ]
     if p["handshake"] == 3:
-        rst_ok = rst is not None and rst.segment.seq == ((j_old or 0) + 1) & M32
+        rst_ok = rst is not None and rst.segment.seq == seq_add(j_old or 0, 1)
         if p["client"] == "connecting":
             a_states = [e for e in q.state_events(run, "A") if rst is not None and f["t_del"] <= e.t <= rst.t]
             rst_claim = claim(
@@ -223,7 +223,7 @@ def _why3_check(run: Run, p: P) -> list[Check]:
                 "服务端没有保留任何资源：应用没有 accept 到旧 SYN 的连接，SYN 队列重新为空。",
                 f["t_est"] is None
                 and v.get("syn_queue_at_end") == 0
-                and not [e for e in q.apps(run, "B", "accept()") if e.t < f["t_del"] + 1.0],
+                and not [e for e in q.apps(run, "B", AppCall.ACCEPT) if e.t < f["t_del"] + 1.0],
                 f"accept() calls for the ghost: 0 expected; SYN queue at end: {v.get('syn_queue_at_end')}",
             ),
             claim(
@@ -281,14 +281,14 @@ def _why3_narrate(run: Run, p: P) -> tuple[str, str]:
         en = (
             f"A's first SYN (seq {j_old}) gets stuck in the network; A's application gives up at 0.5 s. At "
             f"{t_del:.3f} s the old SYN reaches B, which cannot tell it from a fresh one: it goes to SYN_RCVD and "
-            f"answers SYN-ACK seq={k} ack={None if j_old is None else (j_old + 1) & M32}. {who}; B drops the entry — LISTEN -> SYN_RCVD -> CLOSED, nothing accepted, "
+            f"answers SYN-ACK seq={k} ack={None if j_old is None else seq_add(j_old, 1)}. {who}; B drops the entry — LISTEN -> SYN_RCVD -> CLOSED, nothing accepted, "
             f"SYN queue {v.get('syn_queue_at_end')}. That third segment is the client's veto: the server commits "
             f"nothing until the client confirms K+1. A's real connection (ISN {f['j_new']}) then opens normally."
         )
         zh = (
             f"A 的第一个 SYN（seq {j_old}）滞留在网络中；A 的应用在 0.5 秒时放弃。{t_del:.3f} 秒时这个旧 SYN 到达 B，"
             f"B 无法把它和新的 SYN 区分开：进入 SYN_RCVD 并回复 SYN-ACK seq={k} ack="
-            f"{None if j_old is None else (j_old + 1) & M32}。{who_zh}；B 删除该条目——"
+            f"{None if j_old is None else seq_add(j_old, 1)}。{who_zh}；B 删除该条目——"
             f"LISTEN -> SYN_RCVD -> CLOSED，没有 accept 任何连接，SYN 队列为 {v.get('syn_queue_at_end')}。"
             f"第三个报文就是客户端的否决权：在客户端确认 K+1 之前服务端不作任何承诺。随后 A 的真正连接（ISN {f['j_new']}）正常建立。"
         )
@@ -418,8 +418,8 @@ def _od_simulate(p: P, seed: int) -> Run:
         if ep is None or ep.state.value != "ESTABLISHED":
             return
         n = ep.send(new_data, sim.now)
-        a.app(f"send({n})", ep)
-        a.after_call(ep)
+        a.app(AppCall.SEND, ep, nbytes=n)
+        a.after_call()
 
     sim, run = run_script(script, seed, scenario="old-duplicate", params=p, record_payload=True, setup=setup)
     hb = box[0]
@@ -428,10 +428,10 @@ def _od_simulate(p: P, seed: int) -> Run:
     got = bytes(b.received.get(new_label, b"")) if new_label else b""
     old_got = bytes(b.received.get("s", b""))
     held = hb.held.seg if hb.held else None
-    syns = [e.segment.seq for e in q.sends(run, "A") if e.segment.flags == "S"]  # type: ignore[union-attr]
+    syns = [e.segment.seq for e in q.sends(run, "A") if e.segment.flags == "S"]
     j1 = syns[0] if syns else None
     j2 = next((s for s in syns if s != j1), None)
-    synacks = [e.segment.seq for e in q.sends(run, "B") if e.segment.flags == "SA"]  # type: ignore[union-attr]
+    synacks = [e.segment.seq for e in q.sends(run, "B") if e.segment.flags == "SA"]
     k2 = synacks[1] if len(synacks) > 1 else None
     diff = [i for i in range(min(len(got), len(new_data))) if got[i] != new_data[i]]
     vals: dict[str, Any] = {
@@ -480,9 +480,8 @@ def _prune(events: list[Event], vals: dict[str, Any], t_end: float) -> list[Even
         if (
             seg is None
             and t_data <= e.t < t_end
-            and e.kind == "app"
-            and (e.text or "").startswith("recv() ")
-            and (e.text or "").endswith(" bytes")
+            and e.call is AppCall.RECV
+            and e.nbytes is not None
         ):
             left_out += 1  # the server application's reads during the bulk transfer
             continue
@@ -505,9 +504,10 @@ def _prune(events: list[Event], vals: dict[str, Any], t_end: float) -> list[Even
         note = Event(
             note_at,
             "",
-            "note",
+            EventKind.NOTE,
             text=f"... {left_out} events of the {vals['old_bytes_sent']}-byte bulk "
             "transfer (data, ACKs, reads) are not shown ...",
+            text_zh=f"……{vals['old_bytes_sent']} 字节批量传输中的 {left_out} 个事件（数据、ACK、读取）未画出……",
         )
         idx = next((i for i, e in enumerate(kept) if e.t > note_at), len(kept))
         kept.insert(idx, note)
@@ -542,7 +542,7 @@ def _od_check(run: Run, p: P) -> list[Check]:
                 "A 处于 TIME_WAIT 期间，同一四元组无法再次打开（Linux：bind() 该端口返回 EADDRINUSE；设置 SO_REUSEADDR "
                 "后 connect() 返回 EADDRNOTAVAIL）。",
                 q.first_time_in(run, "A", "TIME_WAIT") is not None
-                and q.apps(run, "A", "connect() fails") != [],
+                and any(e.call is AppCall.CONNECT for e in q.errors(run, "A")),
                 f"connect() at {p['reconnect_at']:g} s: {v.get('reconnect_error')}; A in TIME_WAIT since "
                 f"{_fmt(q.first_time_in(run, 'A', 'TIME_WAIT'))} for {p['time_wait']:g} s",
             ),
@@ -553,7 +553,7 @@ def _od_check(run: Run, p: P) -> list[Check]:
                 v.get("new_received") == 0
                 and any(
                     "R" in e.segment.flags
-                    for e in q.sends(run, "B")  # type: ignore[union-attr]
+                    for e in q.sends(run, "B")
                     if e.t >= (v.get("delivered_at") or 0) - 1e-9
                 ),
                 f"bytes read by a new connection: {v.get('new_received')}",

@@ -32,6 +32,7 @@ from tcpwise.scenarios.base import Param, Scenario, claim, register
 from tcpwise.sim.apps import BASE_FDS, LeakyClient, PoolClient, Server, ShortConnClient, SynFlood
 from tcpwise.sim.core import SimHost, Simulator
 from tcpwise.sim.network import Impairments
+from tcpwise.vocab import AppCall, AppWhy, DropReason
 
 __all__: list[str] = []
 
@@ -168,8 +169,8 @@ def _cwl_simulate(p: P, seed: int) -> Run:
     )
     sim.run(until)
     # Sample connections: the first, the first never accepted, the first whose SYN was dropped.
-    accepted = {_conn_port(e, "B") for e in sim.events if e.host == "B" and e.text == "accept() returns"}
-    opened = [_conn_port(e, "A") for e in sim.events if e.host == "A" and e.text == "connect()"]
+    accepted = {_conn_port(e, "B") for e in sim.events if e.host == "B" and (e.call is AppCall.ACCEPT and e.errno is None)}
+    opened = [_conn_port(e, "A") for e in sim.events if e.host == "A" and (e.call is AppCall.CONNECT and e.errno is None)]
     est = {
         _conn_port(e, "A")
         for e in sim.events
@@ -181,7 +182,7 @@ def _cwl_simulate(p: P, seed: int) -> Run:
     run = _finish(sim, "close-wait-leak", seed, _sample(sim.events, sample))
     run.series = series
     syn_timeouts = sum(
-        1 for e in sim.events if e.host == "A" and (e.text or "").startswith("connect timed out")
+        1 for e in sim.events if e.host == "A" and e.why is AppWhy.CONNECT_TIMEOUT
     )
     run.summary["values"] = {
         "requests": n,
@@ -198,7 +199,7 @@ def _cwl_simulate(p: P, seed: int) -> Run:
         "connect_timeouts": syn_timeouts,
         "sample_ports": sorted(sample),
         "first_emfile_t": next(
-            (round(e.t, 3) for e in sim.events if e.host == "B" and "EMFILE" in (e.text or "")), None
+            (round(e.t, 3) for e in sim.events if e.host == "B" and e.errno == "EMFILE"), None
         ),
     }
     return run
@@ -367,10 +368,10 @@ def _leak_simulate(p: P, seed: int) -> Run:
     _, unlimited = _leak_run(p, seed, 0, False)
     # Sample: A's first connection, its first refused one, C's first connection.
     refused = next(
-        (_conn_port(e, "B") for e in sim.events if e.host == "B" and "per-IP limit" in (e.text or "")), None
+        (_conn_port(e, "B") for e in sim.events if e.host == "B" and e.why is AppWhy.PER_IP_LIMIT), None
     )
-    first_a = next((_conn_port(e, "A") for e in sim.events if e.host == "A" and e.text == "connect()"), None)
-    first_c = next((_conn_port(e, "C") for e in sim.events if e.host == "C" and e.text == "connect()"), None)
+    first_a = next((_conn_port(e, "A") for e in sim.events if e.host == "A" and (e.call is AppCall.CONNECT and e.errno is None)), None)
+    first_c = next((_conn_port(e, "C") for e in sim.events if e.host == "C" and (e.call is AppCall.CONNECT and e.errno is None)), None)
     ports = {pt for pt in (refused, first_a, first_c) if pt is not None}
     run = _finish(sim, "client-leak", seed, _sample(sim.events, ports))
     run.series = limited["series"]
@@ -532,7 +533,7 @@ def _flood_run(p: P, seed: int, cookies: int, record: bool) -> tuple[Simulator, 
             if e.host == "A" and e.kind == "send" and e.segment is not None and e.segment.flags == "S"
         ),
         "established_at": t_est,
-        "no_route": sum(1 for e in sim.events if e.kind == "drop" and e.text == "no route"),
+        "no_route": sum(1 for e in sim.events if e.reason is DropReason.NO_ROUTE),
         "synrcvd_states_only": all(ep.state.value == "SYN_RCVD" for ep in lst.syn_queue.values()),
     }
     return sim, {"info": info, "series": series}
@@ -759,7 +760,7 @@ def _aq_simulate(p: P, seed: int) -> Run:
         and e.segment.flags == "SA"
         and e.segment.dport == ghost_port
     )
-    opened = [_conn_port(e, "A") for e in ev if e.host == "A" and e.text == "connect()"]
+    opened = [_conn_port(e, "A") for e in ev if e.host == "A" and (e.call is AppCall.CONNECT and e.errno is None)]
     late_port = opened[-1] if opened else None
     late_syns = sum(
         1
@@ -770,7 +771,7 @@ def _aq_simulate(p: P, seed: int) -> Run:
         and e.segment.flags == "S"
         and e.segment.sport == late_port
     )
-    resets = [e for e in ev if e.host == "A" and "ECONNRESET" in (e.text or "")]
+    resets = [e for e in ev if e.host == "A" and e.errno == "ECONNRESET"]
     run = _finish(
         sim,
         "accept-queue-overflow",
@@ -794,7 +795,7 @@ def _aq_simulate(p: P, seed: int) -> Run:
         "accepted": server.stats.accepted,
         "clients": len(times),
         "resets": len(resets),
-        "first_accept": next((e.t for e in ev if e.host == "B" and e.text == "accept() returns"), None),
+        "first_accept": next((e.t for e in ev if e.host == "B" and (e.call is AppCall.ACCEPT and e.errno is None)), None),
     }
     return run
 

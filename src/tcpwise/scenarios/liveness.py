@@ -27,10 +27,11 @@ from typing import Any
 from tcpwise.endpoint.rto import linux_retrans_timeout
 from tcpwise.errors import UsageError
 from tcpwise.events import Check, Event, Run
+from tcpwise.i18n import event_text
 from tcpwise.scenarios import query as q
 from tcpwise.scenarios.base import Param, Scenario, claim, register
 from tcpwise.scenarios.basic import A_ADDR, B_ADDR, TW_PARAM, _fmt
-from tcpwise.scenarios.script import (
+from tcpwise.script import (
     Connect,
     Crash,
     HostSpec,
@@ -42,10 +43,10 @@ from tcpwise.scenarios.script import (
     Send,
 )
 from tcpwise.sim.runner import run_script
-from tcpwise.vocab import STATE_NAMES
+from tcpwise.vocab import STATE_NAMES, AppCall, DropReason
+from tcpwise.wire.seq import seq_add, seq_gt
 
 P = dict[str, Any]
-M32 = 0xFFFFFFFF
 EPS = 1e-6
 
 KA_PARAMS: dict[str, Param] = {
@@ -96,7 +97,7 @@ def _has_rst(events: list[Event]) -> bool:
 
 
 def _err(run: Run, host: str, errno: str) -> Event | None:
-    return next((e for e in q.apps(run, host, f"error {errno}")), None)
+    return next((e for e in q.apps(run, host, AppCall.ERROR, errno=errno)), None)
 
 
 def _last_recv_before(run: Run, host: str, t: float) -> float | None:
@@ -113,11 +114,11 @@ def _probes(run: Run, host: str) -> list[Event]:
         seg = e.segment
         if seg is None:
             continue
-        if nxt is not None and seg.flags == "A" and seg.len == 0 and seg.seq == (nxt - 1) & M32:
+        if nxt is not None and seg.flags == "A" and seg.len == 0 and seg.seq == seq_add(nxt, -1):
             out.append(e)
             continue
-        end = (seg.seq + seg.len + ("S" in seg.flags) + ("F" in seg.flags)) & M32
-        if nxt is None or 0 < (end - nxt) & M32 < 1 << 31:
+        end = seq_add(seg.seq, seg.len + ("S" in seg.flags) + ("F" in seg.flags))
+        if nxt is None or seq_gt(end, nxt):
             nxt = end
     return out
 
@@ -125,14 +126,14 @@ def _probes(run: Run, host: str) -> list[Event]:
 def _data_end(run: Run, host: str) -> int | None:
     """SND.NXT after the host's data (the sequence number after its last data byte)."""
     ends = [
-        (e.segment.seq + e.segment.len) & M32
+        seq_add(e.segment.seq, e.segment.len)
         for e in q.sends(run, host)
         if e.segment is not None and e.segment.len > 0
     ]
     if ends:
         return ends[-1]
     isn = q.isn_of(run, host)
-    return None if isn is None else (isn + 1) & M32
+    return None if isn is None else seq_add(isn, 1)
 
 
 # ============================================================================================================
@@ -203,7 +204,7 @@ def _hoc_check(run: Run, p: P) -> list[Check]:
                 "A's application learns only now: ECONNRESET.",
                 "A 的应用直到此时才知道：ECONNRESET。",
                 err is not None and err.t >= send,
-                (err.text or "") if err else "no error",
+                event_text(err) if err else "no error",
             ),
         ]
         return checks
@@ -355,7 +356,7 @@ def _hop_build(p: P) -> Script:
 
 def _hop_facts(run: Run, p: P) -> dict[str, Any]:
     data = [e for e in q.sends(run, "A") if e.segment is not None and e.segment.len > 0]
-    seq0 = data[0].segment.seq if data else None  # type: ignore[union-attr]
+    seq0 = data[0].segment.seq if data else None
     tx = [e.t for e in data if e.segment is not None and e.segment.seq == seq0]
     intervals = [round(b - a, 6) for a, b in pairwise(tx)]
     err = _err(run, "A", "ETIMEDOUT")
@@ -372,7 +373,7 @@ def _hop_facts(run: Run, p: P) -> dict[str, Any]:
 def _hop_check(run: Run, p: P) -> list[Check]:
     f = _hop_facts(run, p)
     got_b = [e for e in q.recvs(run, "B") if e.segment is not None and e.segment.len > 0]
-    dropped_b = [e for e in q.drops(run, "B") if (e.text or "") == "partition"]
+    dropped_b = [e for e in q.drops(run, "B") if e.reason is DropReason.PARTITION]
     iv = f["intervals"]
     doubling = len(iv) >= 1 and all(abs(b - min(2 * a, 120.0)) < 1e-3 for a, b in pairwise(iv))
     checks = [
@@ -556,7 +557,7 @@ def _hb_check(run: Run, p: P) -> list[Check]:
         claim(
             "The client, which never reads, does not notice the FIN: it sits in CLOSE_WAIT.",
             "从不读取的客户端没有注意到 FIN：它停在 CLOSE_WAIT。",
-            cw is not None and not q.apps(run, "A", "close()"),
+            cw is not None and not q.apps(run, "A", AppCall.CLOSE),
             f"A in CLOSE_WAIT from {_fmt(cw)}",
         ),
         claim(
@@ -913,7 +914,7 @@ def _mb_check(run: Run, p: P) -> list[Check]:
     v = q.values(run)
     t_send = p["send_at"]
     expired = v.get("expired", [])
-    fw_drops = [e for e in run.events if e.kind == "drop" and "firewall" in (e.text or "")]
+    fw_drops = [e for e in run.events if e.reason is DropReason.FIREWALL]
     probes = _probes(run, "A")
     if _mb_survives(p):
         got_b = [
@@ -922,7 +923,7 @@ def _mb_check(run: Run, p: P) -> list[Check]:
         got_a = [
             e for e in q.recvs(run, "A") if e.segment is not None and e.segment.len > 0 and e.t >= t_send
         ]
-        errs = q.apps(run, None, "error")
+        errs = q.errors(run)
         return [
             claim(
                 f"Keepalive probes every {p['keepalive_time']:g} s (below the {p['idle_timeout']:g} s idle timeout) "
@@ -966,7 +967,7 @@ def _mb_check(run: Run, p: P) -> list[Check]:
                 "B's push is reset the same way: neither end retransmits into the void.",
                 "B 的推送同样被复位：两端都没有向虚空重传。",
                 b_rst is not None and len(fw_drops) == 2 and v.get("box_resets") == 2,
-                f"B: {b_rst.text if b_rst else 'no error'}; packets dropped {len(fw_drops)}, RSTs from the box "
+                f"B: {event_text(b_rst) if b_rst else 'no error'}; packets dropped {len(fw_drops)}, RSTs from the box "
                 f"{v.get('box_resets')}",
             ),
         ]
@@ -1178,7 +1179,7 @@ def _rt_check(run: Run, p: P) -> list[Check]:
                 "The client sees ECONNRESET and ends up with fewer bytes than the server wrote.",
                 "客户端看到 ECONNRESET，最终拿到的字节少于服务端写入的。",
                 err is not None and read is not None and written is not None and read < written,
-                f"{err.text if err else 'no error'}; read {read} of {written}",
+                f"{event_text(err) if err else 'no error'}; read {read} of {written}",
             ),
         ]
     else:
@@ -1187,7 +1188,7 @@ def _rt_check(run: Run, p: P) -> list[Check]:
                 "With a graceful close() the FIN waits behind the queued data: when the client reads again it gets "
                 "every byte, then EOF.",
                 "正常 close() 时 FIN 排在缓冲数据之后：客户端恢复读取后拿到全部字节，然后是 EOF。",
-                read == written and bool(q.apps(run, "A", "EOF")),
+                read == written and bool(q.apps(run, "A", AppCall.EOF)),
                 f"read {read} of {written}",
             ),
             claim(

@@ -7,11 +7,14 @@ judge the kernel.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, NamedTuple
 
 from tcpwise.events import Event, Run, SegmentInfo
+from tcpwise.vocab import AppCall, AppWhy, DropReason, EventKind
+from tcpwise.wire.seq import seq_add
 
 __all__ = [
+    "SegEvent",
     "values",
     "state_events",
     "state_path",
@@ -19,6 +22,7 @@ __all__ = [
     "recvs",
     "drops",
     "apps",
+    "errors",
     "first_time_in",
     "time_in_state",
     "isn_of",
@@ -32,6 +36,25 @@ def values(run: Run) -> dict[str, Any]:
     """The measured numbers a scenario's simulation recorded for its checks and narrative."""
     vals: dict[str, Any] = run.summary.get("values", {})
     return vals
+
+
+class SegEvent(NamedTuple):
+    """A send/recv/drop event with its segment, typed as present (what :func:`sends` and friends return)."""
+
+    event: Event
+    segment: SegmentInfo
+
+    @property
+    def t(self) -> float:
+        return self.event.t
+
+    @property
+    def host(self) -> str:
+        return self.event.host
+
+    @property
+    def reason(self) -> DropReason | None:
+        return self.event.reason
 
 
 def _is_listener(ev: Event) -> bool:
@@ -88,29 +111,55 @@ def time_in_state(run: Run, host: str, state: str, conn: str | None = None) -> f
     return None
 
 
-def _segs(run: Run, kind: str, host: str | None) -> list[Event]:
+def _segs(run: Run, kind: EventKind, host: str | None) -> list[SegEvent]:
     return [
-        e for e in run.events if e.kind == kind and e.segment is not None and (host is None or e.host == host)
+        SegEvent(e, e.segment)
+        for e in run.events
+        if e.kind is kind and e.segment is not None and (host is None or e.host == host)
     ]
 
 
-def sends(run: Run, host: str | None = None) -> list[Event]:
-    return _segs(run, "send", host)
+def sends(run: Run, host: str | None = None) -> list[SegEvent]:
+    return _segs(run, EventKind.SEND, host)
 
 
-def recvs(run: Run, host: str | None = None) -> list[Event]:
-    return _segs(run, "recv", host)
+def recvs(run: Run, host: str | None = None) -> list[SegEvent]:
+    return _segs(run, EventKind.RECV, host)
 
 
-def drops(run: Run, host: str | None = None) -> list[Event]:
-    return _segs(run, "drop", host)
+def drops(run: Run, host: str | None = None, reason: DropReason | None = None) -> list[SegEvent]:
+    return [d for d in _segs(run, EventKind.DROP, host) if reason is None or d.event.reason is reason]
 
 
-def apps(run: Run, host: str | None = None, contains: str = "") -> list[Event]:
+def apps(
+    run: Run,
+    host: str | None = None,
+    call: AppCall | None = None,
+    *,
+    errno: str | None = None,
+    why: AppWhy | None = None,
+) -> list[Event]:
+    """The app events of ``host`` (any host when None), filtered by call, errno and why."""
     return [
         e
         for e in run.events
-        if e.kind == "app" and (host is None or e.host == host) and contains in (e.text or "")
+        if e.kind is EventKind.APP
+        and (host is None or e.host == host)
+        and (call is None or e.call is call)
+        and (errno is None or e.errno == errno)
+        and (why is None or e.why is why)
+    ]
+
+
+def errors(run: Run, host: str | None = None, errno: str | None = None) -> list[Event]:
+    """The errors the application of ``host`` learnt (failed calls and ERROR reports), optionally one errno."""
+    return [
+        e
+        for e in run.events
+        if e.kind is EventKind.APP
+        and e.errno is not None
+        and (host is None or e.host == host)
+        and (errno is None or e.errno == errno)
     ]
 
 
@@ -125,7 +174,7 @@ def isn_of(run: Run, host: str) -> int | None:
 
 def rel(value: int, base: int | None) -> int:
     """A sequence number relative to an ISN, modulo 2**32 (what Wireshark calls relative)."""
-    return value if base is None else (value - base) & 0xFFFFFFFF
+    return value if base is None else seq_add(value, -base)
 
 
 def flags_seq(events: Iterable[Event]) -> list[str]:

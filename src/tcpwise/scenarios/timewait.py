@@ -40,6 +40,7 @@ from tcpwise.sim.apps import Server, ShortConnClient
 from tcpwise.sim.core import SimHost, Simulator
 from tcpwise.sim.fleet import FlowResult, Lifecycle, simulate_flow, simulate_pool
 from tcpwise.sim.network import Impairments
+from tcpwise.vocab import AppCall, AppWhy
 
 __all__ = ["calibrate", "packet_pileup", "parse_port_range", "A_ADDR", "B_ADDR"]
 
@@ -130,12 +131,12 @@ def calibrate(
     sim.run(3.0 + LINUX.time_wait + 12 * p["delay"])
     run = Run(scenario="timewait-pileup", seed=seed, hosts=sim.host_models(), events=sim.events, world="sim")
     est = q.first_time_in(run, "A", "ESTABLISHED") or 0.0
-    close_ev = next((e for e in q.apps(run, "A", "close()")), None)
+    close_ev = next((e for e in q.apps(run, "A", AppCall.CLOSE)), None)
     t_close = close_ev.t if close_ev else est
     tw_at = q.first_time_in(run, "A", "TIME_WAIT")
     tw = q.time_in_state(run, "A", "TIME_WAIT") if tw_at is not None else 0.0
     t_free = q.first_time_in(run, "A", "CLOSED")
-    done = next((e.t for e in q.apps(run, "A", "response complete")), t_close)
+    done = next((e.t for e in q.apps(run, "A", why=AppWhy.RESPONSE_DONE)), t_close)
     reuse_after = None
     cfg = ha.cfg
     if reuse and tw_at is not None and cfg.tw_reuse == 1:
@@ -152,7 +153,7 @@ def calibrate(
         server_open=q.first_time_in(run, "B", "SYN_RCVD") or 0.0,
         server_closed=q.first_time_in(run, "B", "CLOSED") or 0.0,
     )
-    errs = [(e.text or "").replace("error ", "") for e in q.apps(run, "B", "error")]
+    errs = [e.errno or "" for e in q.errors(run, "B")]
     return Calibration(lc, run, max(done - est, 1e-6), errs)
 
 
@@ -175,7 +176,7 @@ def _measure_reuse(p: P, seed: int, a: dict[str, Any] | None, tw_at: float, tw: 
             return
         found.append(sim.now)
         ep.abort(sim.now)
-        ha.after_call(ep)
+        ha.after_call()
 
     sim.at(tw_at + 0.1, probe, tw_at + 0.1)
     sim.run(tw_at + tw + 1.0)
@@ -551,7 +552,8 @@ def _narrate(run: Run, p: P) -> tuple[str, str]:
 # the NAT variant: why tcp_tw_recycle (removed in Linux 4.12) broke clients behind NAT
 # ============================================================================================================
 def _nat_run(p: P, seed: int, legacy: bool, record: bool) -> tuple[Simulator, dict[str, Any]]:
-    from tcpwise.sim.nat import HostClockStack, LegacyTwRecycle, Nat
+    from tcpwise.endpoint.stack import TcpStack
+    from tcpwise.sim.nat import LegacyTwRecycle, Nat
 
     sim = Simulator(seed, record=record)
     sim.default_imp = Impairments(delay=p["delay"])
@@ -570,7 +572,7 @@ def _nat_run(p: P, seed: int, legacy: bool, record: bool) -> tuple[Simulator, di
         # Each host has its own timestamp clock (uptime differs): pre-4.10 Linux, one offset per host.
         # C1 (the first to connect) has the clock furthest ahead; the others are behind it.
         offset = 50_000_000 if i == 0 else 1_000_000 * i
-        h.stack = HostClockStack(cfg, h.addr, h.stack.secret, h.port_range, clock_offset=offset)
+        h.stack = TcpStack(cfg, h.addr, h.stack.secret, h.port_range, host_ts_offset=offset)
         ch = sim.channel(name, "B")
         ch.elements.append((nat, "fwd"))
         if legacy_el is not None:

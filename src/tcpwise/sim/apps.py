@@ -11,7 +11,7 @@ calls close(), how a pool hands out connections) lives here, as small actor obje
 * schedules its own timed actions with ``sim.at`` (a client's next request, a pool's idle sweep, a slow server's
   next accept()).
 
-Inside a reaction an actor only calls endpoint methods and ``host.stack.touch(ep)``: the drain loop that called it
+Inside a reaction an actor only calls endpoint methods (which tell their stack themselves): the drain loop that called it
 collects the output. From a scheduled action it calls ``host.after_call(ep)``, which drains the host.
 
 Actors keep counters (what an application would log or export) and never keep per-connection state beyond the
@@ -41,7 +41,7 @@ from tcpwise.endpoint.events import (
 from tcpwise.endpoint.stack import ConnectError
 from tcpwise.endpoint.tcb import Endpoint, LocalProtocolError
 from tcpwise.sim.core import SimHost, Simulator
-from tcpwise.vocab import TcpState
+from tcpwise.vocab import AppCall, AppWhy, TcpState
 
 __all__ = [
     "Server",
@@ -122,15 +122,15 @@ class Server:
         self.per_ip_limit = per_ip_limit
         self.idle_timeout = idle_timeout
         self.stats = ServerStats()
-        self.open: dict[int, Endpoint] = {}  # id(ep) -> accepted, not yet close()d by the application
+        self.open: dict[Endpoint, Endpoint] = {}  # accepted, not yet close()d by the application
         self.per_ip: dict[str, int] = {}
-        self.last_active: dict[int, float] = {}
+        self.last_active: dict[Endpoint, float] = {}
         self.listener = host.stack.listen(port, backlog, sim.now, auto_accept=False)
         host.listen_policy[port] = {"accept": False}  # this actor accept()s, not the simulator
         quiet_reads(host)
         host.reactions.append(self._react)
-        host.app(f"listen(port={port}, backlog={self.listener.backlog})")
-        sim.log_listen(host, port)
+        host.app(AppCall.LISTEN, port=port, backlog=self.listener.backlog)
+        sim.drain(host)  # logs the listener's CLOSED -> LISTEN
         if accept_interval is not None:
             sim.at(sim.now + accept_interval, self._slow_accept)
         if idle_timeout is not None:
@@ -145,7 +145,7 @@ class Server:
             # accept(2) -> EMFILE: the kernel leaves the connection in the accept queue (man 2 accept, ERRORS).
             self.stats.emfile += 1
             if self.stats.emfile == 1:
-                self.host.app(f"accept() fails: EMFILE (fd limit {self.fd_limit} reached)")
+                self.host.app(AppCall.ACCEPT, errno="EMFILE", why=AppWhy.FD_LIMIT, value=self.fd_limit)
             return False
         ep = self.host.stack.accept(self.port)
         if ep is None:
@@ -153,18 +153,17 @@ class Server:
         self.stats.accepted += 1
         self.stats.open_fds += 1
         self.stats.peak_fds = max(self.stats.peak_fds, self.stats.open_fds)
-        self.open[id(ep)] = ep
-        self.last_active[id(ep)] = now
-        self.host.app("accept() returns", ep)
+        self.open[ep] = ep
+        self.last_active[ep] = now
+        self.host.app(AppCall.ACCEPT, ep)
         if self.per_ip_limit:
             n = self.per_ip.get(ep.raddr, 0) + 1
             self.per_ip[ep.raddr] = n
             if n > self.per_ip_limit:
                 self.stats.refused += 1
-                self.host.app(f"per-IP limit {self.per_ip_limit} exceeded for {ep.raddr}: close with RST", ep)
+                self.host.app(AppCall.ABORT, ep, why=AppWhy.PER_IP_LIMIT, value=self.per_ip_limit)
                 self._release(ep)
                 ep.abort(now)
-                self.host.stack.touch(ep)
                 return True
         # Data may already be waiting (it arrived while the connection sat in the accept queue).
         if ep.readable:
@@ -187,16 +186,16 @@ class Server:
                 while self._accept_one(now):
                     pass
             return
-        if id(ep) not in self.open:
+        if ep not in self.open:
             return
         if tev is DataReceived:
             self._on_data(ep, now)
         elif tev is EndOfStream:
-            self.host.app("recv() returns EOF", ep)
+            self.host.app(AppCall.EOF, ep)
             if self.on_eof == "close":
                 self._close(ep, now)
-        elif tev is ConnectionError:
-            self.host.app(f"error {ev.errno}", ep)  # type: ignore[attr-defined]
+        elif isinstance(ev, ConnectionError):
+            self.host.app(AppCall.ERROR, ep, errno=ev.errno)
         elif tev is Closed and self.on_eof == "close":
             # The kernel gave up (RST): a correct server closes its fd too.
             self._release(ep)
@@ -205,7 +204,7 @@ class Server:
         data = ep.recv()
         if not data:
             return
-        self.last_active[id(ep)] = now
+        self.last_active[ep] = now
         if ep.state not in (S.ESTABLISHED, S.CLOSE_WAIT):
             return
         try:
@@ -215,26 +214,24 @@ class Server:
         self.stats.responses += 1
         if self.close_after_response:
             self._close(ep, now)
-        self.host.stack.touch(ep)
         # A new accept() becomes possible whenever an fd is freed; handled in _release.
 
     def _release(self, ep: Endpoint) -> None:
-        if self.open.pop(id(ep), None) is None:
+        if self.open.pop(ep, None) is None:
             return
-        self.last_active.pop(id(ep), None)
+        self.last_active.pop(ep, None)
         self.stats.open_fds -= 1
         if self.per_ip_limit:
             self.per_ip[ep.raddr] = max(0, self.per_ip.get(ep.raddr, 1) - 1)
 
-    def _close(self, ep: Endpoint, now: float, why: str = "") -> None:
+    def _close(self, ep: Endpoint, now: float, why: AppWhy | None = None, value: float | None = None) -> None:
         self._release(ep)
         self.stats.closed += 1
-        self.host.app(f"{why}: close()" if why else "close()", ep)
+        self.host.app(AppCall.CLOSE, ep, why=why, value=value)
         try:
             ep.close(now)
         except LocalProtocolError:
             pass
-        self.host.stack.touch(ep)
 
     def _idle_sweep(self) -> None:
         now = self.sim.now
@@ -242,7 +239,7 @@ class Server:
         for key, ep in list(self.open.items()):
             if now - self.last_active.get(key, now) >= limit - 1e-9 and ep.state is S.ESTABLISHED:
                 self.stats.idle_closed += 1
-                self._close(ep, now, f"idle {limit:g} s")
+                self._close(ep, now, AppWhy.IDLE_TIMEOUT, limit)
         self.sim.drain(self.host)
         self.sim.at(now + limit / 4, self._idle_sweep)
 
@@ -296,8 +293,8 @@ class ShortConnClient:
         self.keep_failures = keep_failures
         self.on_fail = on_fail
         self.stats = ClientStats()
-        self.got: dict[int, int] = {}  # id(ep) -> response bytes read so far
-        self.eps: dict[int, Endpoint] = {}
+        self.got: dict[Endpoint, int] = {}  # response bytes read so far
+        self.eps: dict[Endpoint, Endpoint] = {}
         self._times = iter(times)
         quiet_reads(host)
         host.reactions.append(self._react)
@@ -322,43 +319,42 @@ class ShortConnClient:
             if self.on_fail is not None:
                 self.on_fail(now)
             if self.stats.connect_failed == 1 or self.sim.record:
-                self.host.app(f"connect() fails: {exc}")
+                self.host.app(AppCall.CONNECT, errno=exc.errno)
             return
-        self.got[id(ep)] = 0
-        self.eps[id(ep)] = ep
-        self.host.app("connect()", ep)
+        self.got[ep] = 0
+        self.eps[ep] = ep
+        self.host.app(AppCall.CONNECT, ep)
         if self.timeout is not None:
             self.sim.at(now + self.timeout, self._deadline, ep)
-        self.host.after_call(ep)
+        self.host.after_call()
 
     def _deadline(self, ep: Endpoint) -> None:
-        if id(ep) not in self.got:
+        if ep not in self.got:
             return  # finished in time
         self.stats.timeouts += 1
-        what = "connect" if ep.state in (S.SYN_SENT, S.SYN_RCVD) else "response"
-        self.host.app(f"{what} timed out after {self.timeout:g} s: give up (close)", ep)
+        why = AppWhy.CONNECT_TIMEOUT if ep.state in (S.SYN_SENT, S.SYN_RCVD) else AppWhy.READ_TIMEOUT
+        self.host.app(AppCall.GIVE_UP, ep, why=why, value=self.timeout)
         # Giving up on a connect: close() in SYN_SENT just deletes the TCB (RFC 9293 §3.10.4), nothing is sent.
         self._finish(ep, self.sim.now, "close" if ep.state is S.SYN_SENT else self.close_mode)
-        self.host.after_call(ep)
+        self.host.after_call()
 
     def _finish(self, ep: Endpoint, now: float, mode: str) -> None:
-        self.got.pop(id(ep), None)
-        self.eps.pop(id(ep), None)
+        self.got.pop(ep, None)
+        self.eps.pop(ep, None)
         if mode == "never" or ep.state is S.CLOSED:
             return
         if mode == "linger":
-            self.host.app("close() with SO_LINGER {1, 0}", ep)
+            self.host.app(AppCall.ABORT, ep)
             ep.abort(now)
         else:
-            self.host.app("close()", ep)
+            self.host.app(AppCall.CLOSE, ep)
             try:
                 ep.close(now)
             except LocalProtocolError:
                 pass
-        self.host.stack.touch(ep)
 
     def _react(self, host: SimHost, ep: Endpoint, ev: EndpointEvent, now: float) -> None:
-        key = id(ep)
+        key = ep
         if key not in self.got:
             return
         tev = type(ev)
@@ -370,19 +366,18 @@ class ShortConnClient:
                 ep.send(b"q" * self.request_bytes, now)
             except LocalProtocolError:
                 return
-            host.stack.touch(ep)
         elif tev is DataReceived:
             n = len(ep.recv())
             self.got[key] += n
             if self.got[key] >= self.response_bytes:
                 self.stats.completed += 1
-                host.app(f"recv() {self.got[key]} bytes: response complete", ep)
+                host.app(AppCall.RECV, ep, nbytes=self.got[key], why=AppWhy.RESPONSE_DONE)
                 self._finish(ep, now, self.close_mode)
         elif tev is EndOfStream:
-            host.app("recv() returns EOF", ep)
+            host.app(AppCall.EOF, ep)
             self._finish(ep, now, "close" if self.close_mode != "never" else "never")
-        elif tev is ConnectionError:
-            errno = ev.errno  # type: ignore[attr-defined]
+        elif isinstance(ev, ConnectionError):
+            errno = ev.errno
             self.stats.errors[errno] = self.stats.errors.get(errno, 0) + 1  # (the simulator logs the error)
             self.got.pop(key, None)
             self.eps.pop(key, None)
@@ -449,9 +444,9 @@ class PoolClient:
         self.idle: deque[tuple[Endpoint, float]] = (
             deque()
         )  # (connection, idle since); right end = most recent
-        self.busy: dict[int, list[Any]] = {}  # id(ep) -> [ep, bytes read, retried?]
+        self.busy: dict[Endpoint, list[Any]] = {}  # [ep, bytes read, retried?]
         self.waiting: deque[bool] = deque()  # requests waiting for a new connection to open (retried flag)
-        self.opening: dict[int, bool] = {}  # id(ep) -> retried flag of the request it carries
+        self.opening: dict[Endpoint, bool] = {}  # retried flag of the request it carries
         self.leaked: list[Endpoint] = []  # dead connections the naive pool dropped without close()
         self._times = iter(times)
         quiet_reads(host)
@@ -476,7 +471,7 @@ class PoolClient:
             ep, _since = self.idle.pop()  # most recently used first (LIFO, as most pools do)
             if self.validate and ep.state is not S.ESTABLISHED:
                 self.stats.discarded_dead += 1
-                self.host.app(f"pool: connection is {ep.state.value} (peer closed): close and discard", ep)
+                self.host.app(AppCall.CLOSE, ep, why=AppWhy.POOL_PEER_CLOSED, text=ep.state.value)
                 self._close(ep, now)
                 continue
             self.stats.reused += 1
@@ -488,33 +483,26 @@ class PoolClient:
         try:
             ep = self.host.stack.connect(self.peer_addr, self.port, now)
         except ConnectError as exc:
-            self.host.app(f"connect() fails: {exc}")
+            self.host.app(AppCall.CONNECT, errno=exc.errno)
             return
         self.stats.opened += 1
-        self.opening[id(ep)] = retried
-        self.host.app("pool: connect() a new connection", ep)
-        self.host.stack.touch(ep)
+        self.opening[ep] = retried
+        self.host.app(AppCall.CONNECT, ep, why=AppWhy.POOL_NEW)
 
     def _send(self, ep: Endpoint, now: float, retried: bool) -> None:
-        self.busy[id(ep)] = [ep, 0, retried]
+        self.busy[ep] = [ep, 0, retried]
         try:
             ep.send(b"q" * self.request_bytes, now)
-            self.host.app(f"send({self.request_bytes}) request", ep)
+            self.host.app(AppCall.SEND, ep, nbytes=self.request_bytes, why=AppWhy.REQUEST)
         except LocalProtocolError:
             self._fail(ep, now, "EPIPE")
             return
-        self.host.stack.touch(ep)
 
     def _fail(self, ep: Endpoint, now: float, errno: str) -> None:
-        entry = self.busy.pop(id(ep), None)
+        entry = self.busy.pop(ep, None)
         self.stats.errors += 1
         self.stats.errnos[errno] = self.stats.errnos.get(errno, 0) + 1
-        self.host.app(
-            f"request fails: {errno} (Connection reset by peer)"
-            if errno == "ECONNRESET"
-            else f"request fails: {errno}",
-            ep,
-        )
+        self.host.app(AppCall.ERROR, ep, errno=errno, why=AppWhy.REQUEST)
         if self.validate:
             self._close(ep, now)
         else:
@@ -529,10 +517,9 @@ class PoolClient:
             ep.close(now)
         except LocalProtocolError:
             pass
-        self.host.stack.touch(ep)
 
     def _react(self, host: SimHost, ep: Endpoint, ev: EndpointEvent, now: float) -> None:
-        key = id(ep)
+        key = ep
         tev = type(ev)
         if key in self.opening and tev is Connected:
             retried = self.opening.pop(key)
@@ -549,10 +536,10 @@ class PoolClient:
             if entry[1] >= self.response_bytes:
                 del self.busy[key]
                 self.stats.completed += 1
-                host.app("response complete: connection back to the pool", ep)
+                host.app(AppCall.RECV, ep, nbytes=entry[1], why=AppWhy.POOL_RETURN)
                 self.idle.append((ep, now))
-        elif tev is ConnectionError:
-            self._fail(ep, now, ev.errno)  # type: ignore[attr-defined]
+        elif isinstance(ev, ConnectionError):
+            self._fail(ep, now, ev.errno)
 
     def _sweep(self) -> None:
         now = self.sim.now
@@ -561,7 +548,7 @@ class PoolClient:
         for ep, since in self.idle:
             if now - since >= limit - 1e-9:
                 self.stats.evicted_idle += 1
-                self.host.app(f"pool: idle {now - since:.1f} s >= max_idle {limit:g} s: close", ep)
+                self.host.app(AppCall.CLOSE, ep, why=AppWhy.POOL_MAX_IDLE, value=limit)
                 self._close(ep, now)
             else:
                 keep.append((ep, since))

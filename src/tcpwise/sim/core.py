@@ -29,12 +29,13 @@ from tcpwise.endpoint.events import (
     StateChanged,
     TimerFired,
 )
+from tcpwise.endpoint.listener import Listener
 from tcpwise.endpoint.stack import TcpStack
 from tcpwise.endpoint.tcb import Endpoint
 from tcpwise.events import Event, Host, SegmentInfo
-from tcpwise.sim.network import Channel, Impairments, Packet
+from tcpwise.sim.network import Channel, Impairments, Node, Packet
 from tcpwise.sim.rng import Rng
-from tcpwise.vocab import TcpState
+from tcpwise.vocab import AppCall, DropReason, EventKind, TcpState, TimerName, Trigger
 from tcpwise.wire.segment import TcpSegment
 
 __all__ = ["Simulator", "SimHost", "Reaction"]
@@ -80,29 +81,29 @@ class SimHost:
 
     # -- application API (what a script step does) ---------------------------------------------------------
     def label_of(self, ep: Endpoint) -> str:
-        return self.labels.get(id(ep), "")
+        return self.labels.get(ep.serial, "")
 
     def bind_label(self, ep: Endpoint, label: str) -> None:
         self.socks[label] = ep
-        self.labels[id(ep)] = label
+        self.labels[ep.serial] = label
 
     def sock(self, label: str) -> Endpoint:
         return self.socks[label]
 
-    def app(self, text: str, ep: Endpoint | None = None) -> None:
-        self.sim.log_app(self, text, ep)
+    def app(self, call: AppCall, ep: Endpoint | None = None, **fields: Any) -> None:
+        """Log what the application did (``fields``: errno, nbytes, port, backlog, why, value, text)."""
+        self.sim.log_app(self, call, ep, **fields)
 
-    def after_call(self, ep: Endpoint | None = None) -> None:
-        if ep is not None:
-            self.stack.touch(ep)
+    def after_call(self) -> None:
+        """Let the stack act on what the application just did (its endpoints told it themselves)."""
         self.sim.drain(self)
 
     # -- input -------------------------------------------------------------------------------------------
     def deliver(self, pkt: Packet, now: float) -> None:
         if self.down:
-            self.sim.log_drop(pkt, now, f"{self.name} is down")
+            self.sim.log_drop(pkt, now, DropReason.HOST_DOWN, self.name)
             return
-        self.sim.log_seg("recv", self.name, pkt, now)
+        self.sim.log_seg(EventKind.RECV, self.name, pkt, now)
         self.stack.receive(pkt.src, pkt.dst, pkt.seg, now)
         self.sim.drain(self)
 
@@ -136,7 +137,7 @@ class Simulator:
         self._heap: list[tuple[float, int, Callable[..., None], tuple[Any, ...]]] = []
         self._n = 0
         self.hosts: dict[str, SimHost] = {}
-        self.by_addr: dict[str, Any] = {}  # address -> node (SimHost or a forwarding element)
+        self.by_addr: dict[str, Node] = {}  # address -> node (SimHost or a forwarding element)
         self.channels: dict[tuple[str, str], Channel] = {}
         self.default_imp = Impairments()
         self.events: list[Event] = []
@@ -216,57 +217,62 @@ class Simulator:
     def transmit(self, sender: str, pkt: Packet, now: float) -> None:
         """Put a packet on the network: route by destination address, apply the channel, schedule arrival."""
         self.counters["segments"] += 1
-        self.log_seg("send", sender, pkt, now)
+        self.log_seg(EventKind.SEND, sender, pkt, now)
         node = self.by_addr.get(pkt.dst)
         if node is None:
-            self.log_drop(pkt, now, "no route")
+            self.log_drop(pkt, now, DropReason.NO_ROUTE)
             return
         ch = self.channel(sender, node.name)
-        arrivals, reason = ch.transmit(pkt, now)
-        if not arrivals:
-            self.log_drop(pkt, now, reason)
+        arrivals, reason, detail = ch.transmit(pkt, now)
+        if reason is not None:
+            self.log_drop(pkt, now, reason, detail)
             return
         for t, p in arrivals:
             self.at(t, node.deliver, p, t)
 
     # -- endpoint events -> application reactions and the log --------------------------------------------------
-    def _on_endpoint_event(self, host: SimHost, ep: Endpoint, ev: EndpointEvent, now: float) -> None:
-        tev = type(ev)
-        if tev is StateChanged:
-            self.log_state(host, ep, ev.old, ev.new, now)  # type: ignore[attr-defined]
-        elif tev is TimerFired:
-            self.log_timer(host, ep, ev.name, now)  # type: ignore[attr-defined]
-        elif tev is Connected:
+    def _on_endpoint_event(self, host: SimHost, ep: Endpoint | Listener, ev: EndpointEvent, now: float) -> None:
+        if isinstance(ep, Listener):
+            # A listening socket's own CLOSED <-> LISTEN (its children are endpoints and come through below).
+            if isinstance(ev, StateChanged):
+                self.log_state(host, f"{host.name}:{ep.port} (listen)", ev.old, ev.new, ev.cause, now)
+            return
+        if isinstance(ev, StateChanged):
+            self.log_state(host, self.conn_label(host, ep), ev.old, ev.new, ev.cause, now)
+        elif isinstance(ev, TimerFired):
+            self.log_timer(host, ep, ev.name, now)
+        elif isinstance(ev, Connected):
             if ep.passive:
                 self._maybe_accept(host, ep, now)
             else:
-                host.app("connect() returns", ep)
-        elif tev is DataReceived:
-            label = host.label_of(ep)
-            pol = host.policy.get(label, {})
+                host.app(AppCall.CONNECTED, ep)
+        elif isinstance(ev, DataReceived):
+            self._auto_read(host, ep)
+        elif isinstance(ev, EndOfStream):
+            pol = host.policy.get(host.label_of(ep), {})
             if pol.get("auto_read", True):
-                data = ep.recv()
-                if data:
-                    host.received.setdefault(label, bytearray()).extend(data)
-                    if self.record and pol.get("log_reads", True):
-                        host.app(f"recv() {len(data)} bytes", ep)
-                    host.stack.touch(ep)
-        elif tev is EndOfStream:
-            label = host.label_of(ep)
-            pol = host.policy.get(label, {})
-            if pol.get("auto_read", True):
-                host.app("recv() returns EOF", ep)
+                host.app(AppCall.EOF, ep)
                 if pol.get("on_eof") == "close":
                     if ep.state is not TcpState.CLOSED:  # (TIME_WAIT=0 may have closed it already: close(2)
                         ep.close(now)  # then just frees the descriptor)
-                    host.app("close()", ep)
-                    host.stack.touch(ep)
-        elif tev is ConnectionError:
-            host.errors[host.label_of(ep)] = ev.errno  # type: ignore[attr-defined]
+                    host.app(AppCall.CLOSE, ep)
+        elif isinstance(ev, ConnectionError):
+            host.errors[host.label_of(ep)] = ev.errno
             if not ep.passive or host.label_of(ep):
-                host.app(f"error {ev.errno}: {ev.reason}", ep)  # type: ignore[attr-defined]
+                host.app(AppCall.ERROR, ep, errno=ev.errno)
         for react in host.reactions:
             react(host, ep, ev, now)
+
+    def _auto_read(self, host: SimHost, ep: Endpoint) -> None:
+        label = host.label_of(ep)
+        pol = host.policy.get(label, {})
+        if not pol.get("auto_read", True):
+            return
+        data = ep.recv()
+        if data:
+            host.received.setdefault(label, bytearray()).extend(data)
+            if self.record and pol.get("log_reads", True):
+                host.app(AppCall.RECV, ep, nbytes=len(data))
 
     def _maybe_accept(self, host: SimHost, ep: Endpoint, now: float) -> None:
         pol = host.listen_policy.get(ep.lport)
@@ -278,7 +284,7 @@ class Simulator:
             label = pol.get("label", "s") if host.accepted == 1 else f"{pol.get('label', 's')}{host.accepted}"
             host.bind_label(got, label)
             host.policy[label] = {"on_eof": pol.get("on_eof", ""), "auto_read": pol.get("auto_read", True)}
-            host.app("accept() returns", got)
+            host.app(AppCall.ACCEPT, got)
             got = host.stack.accept(ep.lport)
 
     # -- the event log ---------------------------------------------------------------------------------------
@@ -308,58 +314,34 @@ class Simulator:
             payload=seg.payload.hex() if (self.record_payload and seg.payload) else None,
         )
 
-    def log_seg(self, kind: str, host: str, pkt: Packet, now: float) -> None:
+    def log_seg(self, kind: EventKind, host: str, pkt: Packet, now: float) -> None:
         if self.record:
             self._append(Event(now, host, kind, segment=self.seg_info(pkt)))
 
-    def log_drop(self, pkt: Packet, now: float, reason: str) -> None:
+    def log_drop(self, pkt: Packet, now: float, reason: DropReason, detail: str = "") -> None:
         self.counters["drops"] += 1
         if self.record:
-            self._append(Event(now, pkt.sender, "drop", segment=self.seg_info(pkt), text=reason))
-
-    def log_state(self, host: SimHost, ep: Endpoint, old: TcpState, new: TcpState, now: float) -> None:
-        if self.record:
             self._append(
-                Event(
-                    now,
-                    host.name,
-                    "state",
-                    from_state=old.value,
-                    to_state=new.value,
-                    conn=self.conn_label(host, ep),
-                )
+                Event(now, pkt.sender, EventKind.DROP, segment=self.seg_info(pkt), reason=reason, text=detail or None)
             )
 
-    def log_listen(self, host: SimHost, port: int) -> None:
-        """A listener opened: its CLOSED -> LISTEN (listeners are not endpoints, so no StateChanged reports it)."""
+    def log_state(
+        self, host: SimHost, conn: str, old: TcpState, new: TcpState, cause: Trigger, now: float
+    ) -> None:
         if self.record:
             self._append(
-                Event(
-                    self.now,
-                    host.name,
-                    "state",
-                    from_state="CLOSED",
-                    to_state="LISTEN",
-                    conn=f"{host.name}:{port} (listen)",
-                )
+                Event(now, host.name, EventKind.STATE, from_state=old, to_state=new, cause=cause, conn=conn)
             )
 
-    def log_timer(self, host: SimHost, ep: Endpoint, name: str, now: float) -> None:
+    def log_timer(self, host: SimHost, ep: Endpoint, name: TimerName, now: float) -> None:
         if self.record:
-            self._append(Event(now, host.name, "timer", name=name, conn=self.conn_label(host, ep)))
+            self._append(Event(now, host.name, EventKind.TIMER, timer=name, conn=self.conn_label(host, ep)))
 
-    def log_app(self, host: SimHost, text: str, ep: Endpoint | None) -> None:
+    def log_app(self, host: SimHost, call: AppCall, ep: Endpoint | None, **fields: Any) -> None:
         if self.record:
-            self._append(
-                Event(
-                    self.now,
-                    host.name,
-                    "app",
-                    text=text,
-                    conn=self.conn_label(host, ep) if ep is not None else None,
-                )
-            )
+            conn = self.conn_label(host, ep) if ep is not None else None
+            self._append(Event(self.now, host.name, EventKind.APP, call=call, conn=conn, **fields))
 
-    def log_note(self, host: str, text: str) -> None:
+    def log_note(self, host: str, text: str, text_zh: str | None = None) -> None:
         if self.record:
-            self._append(Event(self.now, host, "note", text=text))
+            self._append(Event(self.now, host, EventKind.NOTE, text=text, text_zh=text_zh))

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from tcpwise.endpoint.events import Connected, DataReceived, EndpointEvent
 from tcpwise.endpoint.tcb import Endpoint, LocalProtocolError
 from tcpwise.sim.core import SimHost, Simulator
-from tcpwise.vocab import TcpState
+from tcpwise.vocab import AppCall, AppWhy, TcpState
 
 __all__ = ["HeartbeatClient", "IdleTimeoutServer", "SendTimeoutServer", "StalledReader"]
 
@@ -71,7 +71,7 @@ class HeartbeatClient:
             err = _errno_of(ep)
             self.writes.append((now, None, err))
             self.failed_at = now
-            self.host.app(f"send() fails: {err}" + (" (broken pipe)" if err == "EPIPE" else ""), ep)
+            self.host.app(AppCall.SEND, ep, errno=err, why=AppWhy.HEARTBEAT)
             return
         try:
             n = ep.send(b"PING" + b"." * max(0, self.size - 4), now)
@@ -79,11 +79,11 @@ class HeartbeatClient:
             err = _errno_of(ep)
             self.writes.append((now, None, err))
             self.failed_at = now
-            self.host.app(f"send() fails: {err}", ep)
+            self.host.app(AppCall.SEND, ep, errno=err, why=AppWhy.HEARTBEAT)
             return
         self.writes.append((now, n, ""))
-        self.host.app(f"heartbeat send({n})", ep)
-        self.host.after_call(ep)
+        self.host.app(AppCall.SEND, ep, nbytes=n, why=AppWhy.HEARTBEAT)
+        self.host.after_call()
         nxt = now + self.interval
         if nxt <= self.until + 1e-9:
             self.sim.at(nxt, self._beat)
@@ -99,7 +99,7 @@ class IdleTimeoutServer:
     timeout: float
     port: int = 80
     reset: bool = False
-    last_rx: dict[int, float] = field(default_factory=dict)
+    last_rx: dict[Endpoint, float] = field(default_factory=dict)
     closed: list[tuple[float, str]] = field(default_factory=list)
 
     def attach(self) -> IdleTimeoutServer:
@@ -111,12 +111,12 @@ class IdleTimeoutServer:
             return
         t = type(ev)
         if t is Connected or t is DataReceived:
-            self.last_rx[id(ep)] = now
+            self.last_rx[ep] = now
             self.sim.at(now + self.timeout, self._check, ep)
 
     def _check(self, ep: Endpoint) -> None:
         now = self.sim.now
-        last = self.last_rx.get(id(ep))
+        last = self.last_rx.get(ep)
         if last is None or ep.state not in (S.ESTABLISHED, S.CLOSE_WAIT) or ep.orphan:
             return
         if now - last < self.timeout - 1e-9:
@@ -124,12 +124,12 @@ class IdleTimeoutServer:
         label = self.host.label_of(ep)
         self.closed.append((now, label))
         if self.reset:
-            self.host.app(f"idle {self.timeout:g} s: close() with SO_LINGER {{1, 0}}", ep)
+            self.host.app(AppCall.ABORT, ep, why=AppWhy.IDLE_TIMEOUT, value=self.timeout)
             ep.abort(now)
         else:
-            self.host.app(f"idle {self.timeout:g} s: close()", ep)
+            self.host.app(AppCall.CLOSE, ep, why=AppWhy.IDLE_TIMEOUT, value=self.timeout)
             ep.close(now)
-        self.host.after_call(ep)
+        self.host.after_call()
 
 
 @dataclass
@@ -150,46 +150,38 @@ class SendTimeoutServer:
     written: int = 0
     unsent_at_close: int | None = None
     closed_at: float | None = None
-    started: set[int] = field(default_factory=set)
+    started: set[Endpoint] = field(default_factory=set)
 
     def attach(self) -> SendTimeoutServer:
         self.host.reactions.append(self.react)
         return self
 
     def react(self, host: SimHost, ep: Endpoint, ev: EndpointEvent, now: float) -> None:
-        if not ep.passive or ep.lport != self.port or type(ev) is not DataReceived or id(ep) in self.started:
+        if not ep.passive or ep.lport != self.port or type(ev) is not DataReceived or ep in self.started:
             return
-        self.started.add(id(ep))
+        self.started.add(ep)
         data = bytes(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ"[i % 26] for i in range(self.response))
         self.written = ep.send(data, now)
-        host.app(f"send({self.written}) response", ep)
-        host.stack.touch(ep)
+        host.app(AppCall.SEND, ep, nbytes=self.written)
         self.sim.at(now + self.timeout, self._check, ep)
 
     def _check(self, ep: Endpoint) -> None:
         now = self.sim.now
         if ep.state is not S.ESTABLISHED and ep.state is not S.CLOSE_WAIT:
             return
-        queued = len(ep.snd_buf)  # bytes not yet acknowledged by the client (sent or not)
+        queued = ep.send_queue  # bytes not yet acknowledged by the client (sent or not): SIOCOUTQ
+        self.closed_at = now
+        self.unsent_at_close = queued
         if queued == 0:
-            self.unsent_at_close = 0
-            self.closed_at = now
-            self.host.app("response delivered: close()", ep)
+            self.host.app(AppCall.CLOSE, ep, why=AppWhy.RESPONSE_DONE)
             ep.close(now)
+        elif self.reset:  # nginx reset_timedout_connection on: SO_LINGER {1, 0}
+            self.host.app(AppCall.ABORT, ep, why=AppWhy.SEND_TIMEOUT, value=self.timeout, nbytes=queued)
+            ep.abort(now)
         else:
-            self.unsent_at_close = queued
-            self.closed_at = now
-            if self.reset:
-                self.host.app(
-                    f"send_timeout {self.timeout:g} s, {queued} bytes still queued: close() with "
-                    "SO_LINGER {1, 0} (reset_timedout_connection on)",
-                    ep,
-                )
-                ep.abort(now)
-            else:
-                self.host.app(f"send_timeout {self.timeout:g} s, {queued} bytes still queued: close()", ep)
-                ep.close(now)
-        self.host.after_call(ep)
+            self.host.app(AppCall.CLOSE, ep, why=AppWhy.SEND_TIMEOUT, value=self.timeout, nbytes=queued)
+            ep.close(now)
+        self.host.after_call()
 
 
 @dataclass
@@ -222,8 +214,8 @@ class StalledReader:
         # What was buffered; Linux keeps it readable even after a RST (tcp_recvmsg copies the receive queue
         # before it reports sk_err), and so does the model.
         data = ep.recv()
-        self.host.app(f"application resumes reading: recv() {len(data)} bytes", ep)
+        self.host.app(AppCall.RECV, ep, nbytes=len(data), why=AppWhy.RESUME_READING)
         self.host.policy.setdefault(self.sock, {})["auto_read"] = True
         self.host.received.setdefault(self.sock, bytearray()).extend(data)
         if ep.state is not S.CLOSED:
-            self.host.after_call(ep)
+            self.host.after_call()

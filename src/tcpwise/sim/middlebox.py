@@ -26,9 +26,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from tcpwise.sim.network import Packet, PathElement
-from tcpwise.vocab import ACK, RST, SYN
+from tcpwise.sim.network import Node, Packet, PathElement
+from tcpwise.vocab import ACK, RST, SYN, DropReason
 from tcpwise.wire.segment import TcpSegment
+from tcpwise.wire.seq import seq_add
 
 if TYPE_CHECKING:
     from tcpwise.sim.core import Simulator
@@ -50,6 +51,7 @@ class HoldBack(PathElement):
     held, ``delivered_at`` when it was handed to the destination."""
 
     name = "delay box"
+    drop_reason = DropReason.HELD
 
     def __init__(self, sim: Simulator, match: Callable[[Packet], bool], release_at: float) -> None:
         self.sim = sim
@@ -66,15 +68,15 @@ class HoldBack(PathElement):
         self.held = pkt
         self.held_at = now
         at = max(self.release_at, now)
-        self.last_drop = f"held back by the delay box: delivered at t={at:.3f} s"
+        self.last_drop = f"delivered at t={at:.3f} s"
         node = self.sim.by_addr.get(pkt.dst)
         if node is not None:
             self.sim.at(at, self._deliver, node, pkt, at)
         return None
 
-    def _deliver(self, node: object, pkt: Packet, at: float) -> None:
+    def _deliver(self, node: Node, pkt: Packet, at: float) -> None:
         self.delivered_at = at
-        node.deliver(pkt, at)  # type: ignore[attr-defined]
+        node.deliver(pkt, at)
 
 
 @dataclass(slots=True)
@@ -105,6 +107,7 @@ class StatefulFirewall(PathElement):
     passed: int = 0
     name: str = "stateful firewall"
     last_drop: str = ""
+    drop_reason = DropReason.FIREWALL
 
     def process(self, pkt: Packet, now: float, direction: str) -> Packet | None:
         key = flow_key(pkt)
@@ -120,9 +123,7 @@ class StatefulFirewall(PathElement):
             else:
                 # conntrack INVALID (no state, not a SYN): dropped, no RST, no ICMP — both ends stay half-open.
                 self.dropped += 1
-                self.last_drop = (
-                    f"{self.name}: no state for this flow (forgotten after {self.idle_timeout:g} s idle)"
-                )
+                self.last_drop = f"{self.name}: no state, forgotten after {self.idle_timeout:g} s idle"
                 if self.reply_rst and not flags & RST:
                     self._reset_sender(pkt, now)
                 return None
@@ -142,13 +143,17 @@ class StatefulFirewall(PathElement):
         if seg.flags & ACK:
             rst = TcpSegment(seg.dport, seg.sport, seg.ack, 0, RST, 0)
         else:
-            rst = TcpSegment(seg.dport, seg.sport, 0, (seg.seq + seg.seg_len) & 0xFFFFFFFF, RST | ACK, 0)
+            rst = TcpSegment(seg.dport, seg.sport, 0, seq_add(seg.seq, seg.seg_len), RST | ACK, 0)
         back = Packet(pkt.dst, pkt.src, rst, self.name)
         node = sim.by_addr.get(pkt.src)
         if node is None:
             return
         self.resets += 1
-        sim.log_note(self.name, f"{self.name} answers {node.name}'s packet with RST (flow expired)")
+        sim.log_note(
+            self.name,
+            f"{self.name} answers {node.name}'s packet with RST (flow expired)",
+            f"{self.name} 用 RST 回应 {node.name} 的包（连接状态已过期）",
+        )
         at = now + sim.default_imp.delay
         sim.at(at, node.deliver, back, at)
 

@@ -22,39 +22,30 @@ Where the stamp is taken: Linux stored it when a connection of that peer went th
 (``tcp_remember_stamp``); this model updates it from every segment the server receives. For the demonstration
 (clients that keep connecting) the difference is only a few milliseconds in when the stamp is taken.
 
-:class:`HostClockStack` gives a host one timestamp clock for all its connections (Linux before 4.10, and what
-the tw_recycle era looked like): TSval = milliseconds + a per-host offset.
+A host with one timestamp clock for all its connections (Linux before 4.10, and what the tw_recycle era looked
+like: TSval = milliseconds + a per-host offset) is a ``TcpStack(..., host_ts_offset=N)``.
 """
 
 from __future__ import annotations
 
-from tcpwise.endpoint.stack import TcpStack
+from typing import TYPE_CHECKING
+
 from tcpwise.sim.network import Packet, PathElement
-from tcpwise.vocab import ACK, SYN
+from tcpwise.vocab import ACK, SYN, DropReason
 from tcpwise.wire.seq import seq_lt
 
-__all__ = ["Nat", "LegacyTwRecycle", "HostClockStack", "TCP_PAWS_MSL"]
+if TYPE_CHECKING:
+    from tcpwise.sim.core import Simulator
+
+__all__ = ["Nat", "LegacyTwRecycle", "TCP_PAWS_MSL"]
 
 TCP_PAWS_MSL = 60.0  # include/net/tcp.h: per-host timestamps are trusted this long
-
-
-class HostClockStack(TcpStack):
-    """A TcpStack whose timestamp offset is one per host, not one per connection (pre-4.10 Linux)."""
-
-    __slots__ = ("clock_offset",)
-
-    def __init__(self, *args: object, clock_offset: int = 0, **kw: object) -> None:
-        super().__init__(*args, **kw)  # type: ignore[arg-type]
-        self.clock_offset = clock_offset
-
-    def _ts_offset(self, lport: int, raddr: str, rport: int) -> int:
-        return self.clock_offset
 
 
 class Nat(PathElement):
     """Source NAT: inside (addr, port) <-> (public, fresh port). Also the node at the public address."""
 
-    def __init__(self, sim: object, name: str, public: str, first_port: int = 20000) -> None:
+    def __init__(self, sim: Simulator, name: str, public: str, first_port: int = 20000) -> None:
         self.sim = sim
         self.name = name
         self.public = public
@@ -82,10 +73,10 @@ class Nat(PathElement):
         inside = self.back.get((seg.dport, pkt.src, seg.sport))
         sim = self.sim
         if inside is None:
-            sim.log_drop(pkt, now, "NAT: no translation")  # type: ignore[attr-defined]
+            sim.log_drop(pkt, now, DropReason.NAT)
             return
         addr, port = inside
-        sim.transmit(self.name, Packet(pkt.src, addr, seg.with_(dport=port), self.name), now)  # type: ignore[attr-defined]
+        sim.transmit(self.name, Packet(pkt.src, addr, seg.with_(dport=port), self.name), now)
 
 
 class LegacyTwRecycle(PathElement):
@@ -99,6 +90,8 @@ class LegacyTwRecycle(PathElement):
         self.rejected = 0
         self.rejected_by_src: dict[tuple[str, int], int] = {}
         self.last_drop = ""
+
+    drop_reason = DropReason.PAWS
 
     def process(self, pkt: Packet, now: float, direction: str) -> Packet | None:
         seg = pkt.seg

@@ -9,11 +9,13 @@ pass, rewrite or drop it; they are small objects, never special cases inside the
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from tcpwise.sim.rng import Rng
+from tcpwise.vocab import DropReason
 from tcpwise.wire.segment import TcpSegment
 
-__all__ = ["Impairments", "Packet", "PathElement", "DropRule", "Channel"]
+__all__ = ["Impairments", "Packet", "PathElement", "DropRule", "Channel", "Fate", "Node"]
 
 
 @dataclass(slots=True)
@@ -35,11 +37,25 @@ class Packet:
     sender: str  # node name, for the event log
 
 
+# What a channel does with a packet: arrivals (time, packet); when none, why it was lost and a detail.
+Fate = tuple[list[tuple[float, "Packet"]], DropReason | None, str]
+
+
+class Node(Protocol):
+    """What owns an address in the simulator: a host, or a forwarding box such as a NAT."""
+
+    name: str
+
+    def deliver(self, pkt: Packet, now: float) -> None: ...
+
+
 class PathElement:
-    """Something on the path. ``process`` returns the (possibly rewritten) packet, or None with a reason in
-    ``self.last_drop`` when it drops it. ``direction`` is ``"fwd"`` or ``"rev"`` relative to how it was placed."""
+    """Something on the path. ``process`` returns the (possibly rewritten) packet, or None when it drops it:
+    the log then says :attr:`drop_reason`, with ``self.last_drop`` as the detail. ``direction`` is ``"fwd"`` or
+    ``"rev"`` relative to how it was placed."""
 
     name = "element"
+    drop_reason = DropReason.FAULT
     last_drop = ""
 
     def process(
@@ -54,7 +70,7 @@ class DropRule:
 
     flags: str | None
     count: int
-    reason: str = "dropped by fault rule"
+    detail: str = ""
 
     def matches(self, seg: TcpSegment) -> bool:
         return self.count > 0 and (self.flags is None or seg.flag_str == self.flags)
@@ -70,23 +86,24 @@ class Channel:
     partitioned: bool = False
     last_arrival: float = 0.0
 
-    def transmit(self, pkt: Packet, now: float) -> tuple[list[tuple[float, Packet]], str]:
-        """Decide the packet's fate: a list of (arrival time, packet) — empty when lost — and a drop reason."""
+    def transmit(self, pkt: Packet, now: float) -> Fate:
+        """Decide the packet's fate: a list of (arrival time, packet) — empty when lost — and, when lost, why
+        (with a detail naming the rule or box)."""
         if self.partitioned:
-            return [], "partition"
+            return [], DropReason.PARTITION, ""
         for rule in self.rules:
             if rule.matches(pkt.seg):
                 rule.count -= 1
-                return [], rule.reason
+                return [], DropReason.FAULT, rule.detail
         for element, direction in self.elements:
             out = element.process(pkt, now, direction)
             if out is None:
-                return [], element.last_drop or element.name
+                return [], element.drop_reason, element.last_drop or element.name
             pkt = out
         imp = self.imp
         rng = self.rng
         if imp.loss and rng.random() < imp.loss:
-            return [], "loss"
+            return [], DropReason.LOSS, ""
         t = now + imp.delay
         if imp.jitter:
             t += rng.uniform(0.0, imp.jitter)
@@ -99,4 +116,4 @@ class Channel:
         arrivals = [(t, pkt)]
         if imp.duplicate and rng.random() < imp.duplicate:
             arrivals.append((t + rng.uniform(0.0, max(imp.delay, 0.001)), pkt))
-        return arrivals, ""
+        return arrivals, None, ""

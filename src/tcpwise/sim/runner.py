@@ -1,4 +1,4 @@
-"""Run a :class:`tcpwise.scenarios.script.Script` in the simulator and return the recorded :class:`Run`.
+"""Run a :class:`tcpwise.script.Script` in the simulator and return the recorded :class:`Run`.
 
 The lab executes the very same steps on the real kernel; this is the model world's executor.
 """
@@ -9,13 +9,14 @@ from collections.abc import Callable
 from dataclasses import fields
 from typing import Any
 
+import tcpwise.script as sc
 from tcpwise.endpoint.config import LINUX, EndpointConfig
 from tcpwise.endpoint.stack import ConnectError
 from tcpwise.endpoint.tcb import LocalProtocolError
 from tcpwise.events import Run
-from tcpwise.scenarios import script as sc
 from tcpwise.sim.core import SimHost, Simulator
 from tcpwise.sim.network import DropRule, Impairments
+from tcpwise.vocab import AppCall, AppWhy
 
 __all__ = ["run_script", "build_sim", "config_for", "payload_bytes"]
 
@@ -95,8 +96,8 @@ def _listen(sim: Simulator, st: sc.Listen) -> None:
         return
     lst = h.stack.listen(st.port, st.backlog, sim.now, auto_accept=st.accept)
     h.listen_policy[st.port] = {"accept": st.accept, "on_eof": st.on_eof, "label": "s"}
-    h.app(f"listen(port={st.port}, backlog={lst.backlog})")
-    sim.log_listen(h, st.port)
+    h.app(AppCall.LISTEN, port=st.port, backlog=lst.backlog)
+    h.after_call()  # logs the listener's CLOSED -> LISTEN
 
 
 def _connect(sim: Simulator, st: sc.Connect) -> None:
@@ -108,24 +109,24 @@ def _connect(sim: Simulator, st: sc.Connect) -> None:
         ep = h.stack.connect(peer.addr, st.port, sim.now, st.sport)
     except ConnectError as exc:
         h.errors[st.sock] = exc.errno
-        h.app(f"connect() fails: {exc}")
+        h.app(AppCall.CONNECT, errno=exc.errno)
         return
     h.bind_label(ep, st.sock)
     h.policy[st.sock] = {"on_eof": st.on_eof, "auto_read": True}
-    h.app("connect()", ep)
-    h.after_call(ep)
+    h.app(AppCall.CONNECT, ep)
+    h.after_call()
 
 
 def _accept(sim: Simulator, st: sc.Accept) -> None:
     h = _host(sim, st.host)
     ep = h.stack.accept(st.port)
     if ep is None:
-        h.app("accept(): nothing queued (EAGAIN)")
+        h.app(AppCall.ACCEPT, errno="EAGAIN", why=AppWhy.NOTHING_QUEUED)
         return
     h.bind_label(ep, st.sock)
     h.policy[st.sock] = {"on_eof": "", "auto_read": True}
-    h.app("accept() returns", ep)
-    h.after_call(ep)
+    h.app(AppCall.ACCEPT, ep)
+    h.after_call()
 
 
 def _sock_call(sim: Simulator, host: str, sock: str) -> tuple[SimHost, Any]:
@@ -140,11 +141,10 @@ def _send(sim: Simulator, st: sc.Send) -> None:
     data = st.data if st.data is not None else payload_bytes(st.nbytes)
     try:
         n = ep.send(data, sim.now)
-        h.app(f"send({n})", ep)
-    except LocalProtocolError as exc:
-        err = "EPIPE" if ep.error is None else ep.error
-        h.app(f"send() fails: {err} ({exc})", ep)
-    h.after_call(ep)
+        h.app(AppCall.SEND, ep, nbytes=n)
+    except LocalProtocolError:
+        h.app(AppCall.SEND, ep, errno="EPIPE" if ep.error is None else ep.error)
+    h.after_call()
 
 
 def _shutdown(sim: Simulator, st: sc.Shutdown) -> None:
@@ -152,63 +152,61 @@ def _shutdown(sim: Simulator, st: sc.Shutdown) -> None:
     if ep is None:
         return
     ep.shutdown(sim.now)
-    h.app("shutdown(SHUT_WR)", ep)
-    h.after_call(ep)
+    h.app(AppCall.SHUTDOWN, ep)
+    h.after_call()
 
 
 def _close(sim: Simulator, st: sc.Close) -> None:
     h, ep = _sock_call(sim, st.host, st.sock)
     if ep is None:
         return
-    h.app("close()", ep)
+    h.app(AppCall.CLOSE, ep)
     try:
         ep.close(sim.now)
     except LocalProtocolError:
         pass  # closing a socket the kernel already closed: close(2) just frees the fd
-    h.after_call(ep)
+    h.after_call()
 
 
 def _abort(sim: Simulator, st: sc.Abort) -> None:
     h, ep = _sock_call(sim, st.host, st.sock)
     if ep is None:
         return
-    h.app("close() with SO_LINGER {1, 0}", ep)
+    h.app(AppCall.ABORT, ep)
     ep.abort(sim.now)
-    h.after_call(ep)
+    h.after_call()
 
 
 def _drop_next(sim: Simulator, st: sc.DropNext) -> None:
     sim.channel(st.src, st.dst).rules.append(
-        DropRule(
-            st.flags, st.count, f"dropped by fault: next {st.count} {st.flags or 'any'} {st.src}->{st.dst}"
-        )
+        DropRule(st.flags, st.count, f"next {st.count} {st.flags or 'any'} {st.src}->{st.dst}")
     )
 
 
 def _partition(sim: Simulator, st: sc.Partition) -> None:
     sim.channel(st.src, st.dst).partitioned = True
-    sim.log_note(st.src, f"partition: {st.src} -> {st.dst} drops everything")
+    sim.log_note(st.src, *st.describe())
 
 
 def _heal(sim: Simulator, st: sc.Heal) -> None:
     sim.channel(st.src, st.dst).partitioned = False
-    sim.log_note(st.src, f"partition healed: {st.src} -> {st.dst}")
+    sim.log_note(st.src, *st.describe())
 
 
 def _crash(sim: Simulator, st: sc.Crash) -> None:
     h = _host(sim, st.host)
     h.crash()
-    sim.log_note(st.host, f"{st.host} crashes: all TCP state lost, nothing sent")
+    h.app(AppCall.CRASH, text="all TCP state lost, nothing sent")
 
 
 def _reboot(sim: Simulator, st: sc.Reboot) -> None:
     h = _host(sim, st.host)
     h.reboot()
-    sim.log_note(st.host, f"{st.host} reboots with an empty TCP stack")
+    h.app(AppCall.REBOOT, text="an empty TCP stack")
 
 
 def _note(sim: Simulator, st: sc.Note) -> None:
-    sim.log_note("", st.text)
+    sim.log_note("", st.text, st.text_zh or None)
 
 
 _HANDLERS: dict[type, Callable[[Simulator, Any], None]] = {

@@ -14,8 +14,8 @@ policy declares the handshake finished at once: the server's SYN is counted as d
 two-way protocol has no acknowledgement of it to wait for), the child moves to ESTABLISHED and the
 application accepts it and, optionally, speaks first (an SMTP/FTP-style greeting). The real endpoint is left
 untouched: only connections on the policy's port behave like this, and only in the scenarios that ask for it.
-The model borrows the table's SYN_RCVD -> ESTABLISHED edge for the jump, because the transition table knows
-no two-way edge (and should not).
+The jump goes through :meth:`Endpoint.open_two_way`, whose trigger (``two-way handshake``) the transition table
+marks as model-only, so every diagram of it says what happened.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from tcpwise.endpoint.events import EndpointEvent, StateChanged
 from tcpwise.endpoint.tcb import Endpoint
 from tcpwise.sim.core import SimHost
-from tcpwise.vocab import TcpState
+from tcpwise.vocab import AppCall, AppWhy, TcpState
 
 __all__ = ["TwoWayServer"]
 
@@ -48,11 +48,8 @@ class TwoWayServer:
             return
         if ev.new is not S.SYN_RCVD:
             return
-        # The two-way rule: the SYN opens the connection. Nothing will acknowledge our SYN, so stop waiting
-        # for it (no SYN-ACK retransmissions) and count it as done.
-        ep.snd_una = ep.snd_max
-        ep.timers.pop("rto", None)
-        ep._set_state(S.ESTABLISHED, "rcv ACK")  # noqa: SLF001 - see the module docstring
+        # The two-way rule: the SYN opens the connection (no SYN-ACK retransmissions: our SYN counts as done).
+        ep.open_two_way(now)
         self.opened.append((now, ep.irs, ep.iss))
         label = "s" if "s" not in host.socks else f"s{len(self.opened)}"
         host.bind_label(ep, label)
@@ -65,8 +62,8 @@ class TwoWayServer:
         host = self.host
         if ep.state is not S.ESTABLISHED:
             return
-        host.app("accept() returns (two-way: the SYN alone opened it)", ep)
+        host.app(AppCall.ACCEPT, ep, why=AppWhy.TWO_WAY)
         if self.greeting:
             n = ep.send(self.greeting, now)
-            host.app(f"send({n}) greeting", ep)
-        host.after_call(ep)
+            host.app(AppCall.SEND, ep, nbytes=n, why=AppWhy.GREETING)
+        host.after_call()
