@@ -924,7 +924,11 @@ class Endpoint:
             self._set_state(S.CLOSING, T.RCV_FIN)
         elif st is S.FIN_WAIT_2:
             self._enter_time_wait(now, T.RCV_FIN)
-        self._events.append(EndOfStream())
+        if not self.orphan:
+            # "Signal the user" (§3.10.7.4) needs a user: after close() the descriptor is gone and nobody can
+            # recv() the EOF. Linux tcp_fin() wakes the reader only `if (!sock_flag(sk, SOCK_DEAD))`; after
+            # shutdown(SHUT_WR) the application still holds the socket and does read the EOF.
+            self._events.append(EndOfStream())
 
     def _enter_time_wait(self, now: float, trigger: Trigger) -> None:
         self._set_state(S.TIME_WAIT, trigger)
