@@ -27,10 +27,15 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from tcpwise.events import Event, Run, SegmentInfo
 from tcpwise.i18n import event_text
+from tcpwise.vocab import AppCall
 from tcpwise.wire.seq import seq_add, seq_diff
+
+if TYPE_CHECKING:
+    from tcpwise.render.fold import Fold
 
 __all__ = ["Lane", "Arrow", "Mark", "Item", "Diagram", "build", "seg_label", "MAX_EVENTS", "GLOBAL"]
 
@@ -91,16 +96,20 @@ class Mark:
     from_state: str | None = None
     to_state: str | None = None
     conn: str | None = None
+    call: AppCall | None = None  # app marks: the call (a bulk transfer folds its send()/recv() calls)
+    errno: str | None = None
 
 
 @dataclass(slots=True)
 class Item:
-    """One row of the diagram in event order: an arrow's start ("send"), an arrow's end ("recv") or a mark."""
+    """One row of the diagram in event order: an arrow's start ("send"), an arrow's end ("recv"), a mark, or a
+    folded bulk transfer ("fold", see :mod:`tcpwise.render.fold`)."""
 
-    kind: str  # "send" | "recv" | "mark"
+    kind: str  # "send" | "recv" | "mark" | "fold"
     t: float
     arrow: Arrow | None = None
     mark: Mark | None = None
+    fold: Fold | None = None
 
 
 @dataclass(slots=True)
@@ -318,7 +327,7 @@ def build(run: Run, *, absolute: bool = False, max_events: int = MAX_EVENTS, lan
                 text = f"{ev.from_state or '?'} -> {ev.to_state or '?'}"
             else:
                 text = event_text(ev, lang)
-            mark = Mark(kind, lane, ev.t, text, ev.from_state, ev.to_state, ev.conn)
+            mark = Mark(kind, lane, ev.t, text, ev.from_state, ev.to_state, ev.conn, ev.call, ev.errno)
             marks.append(mark)
             items.append(Item("mark", ev.t, mark=mark))
     t_end = max((ev.t for ev in events), default=0.0)
