@@ -23,7 +23,7 @@ from tcpwise.events import Run
 from tcpwise.i18n import check_claim, label, narrative
 from tcpwise.render.diagram import build, states_over_time
 from tcpwise.render.svg import render_svg
-from tcpwise.vocab import STATE_COLORS
+from tcpwise.render.svglayout import state_color
 
 __all__ = ["render_html", "page", "CSS", "ERROR_JS"]
 
@@ -125,7 +125,7 @@ def _checks(run: Run, lang: str) -> str:
 
 
 def _state(name: str) -> str:
-    return f'<span class="state" style="background:{STATE_COLORS.get(name, "#eee")}">{_e(name)}</span>'
+    return f'<span class="state" style="background:{state_color(name)}">{_e(name)}</span>'
 
 
 def _dur(seconds: float) -> str:
