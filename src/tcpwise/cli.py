@@ -8,6 +8,11 @@ modules are imported inside the handler), because interpreter start-up is part o
 Errors: :class:`tcpwise.errors.TcpwiseError` -> ``tcpwise: error: <one line>`` and its exit code (2);
 Ctrl-C -> exit 130 after the area's own cleanup has run; any other exception is a bug: one line naming it and
 exit 70, with the traceback only when ``TCPWISE_DEBUG=1``.
+
+The root owns what every command shares: ``--version`` (with the kernel, Python and OS facts a bug report
+needs), ``tcpwise completion bash|zsh|fish`` (shell completion through argcomplete, which asks this same parser
+when the user presses TAB, so completion never drifts from the options) and the help format of
+:class:`tcpwise.term.HelpFormatter` (choices and defaults after every option).
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from types import ModuleType
 
 from tcpwise import __version__
 from tcpwise.errors import TcpwiseError
+from tcpwise.term import HelpFormatter
 
 __all__ = ["main", "build_parser"]
 
@@ -44,6 +50,11 @@ EPILOG = """examples:
   tcpwise lab run close                  the same story on the real kernel (root)
   tcpwise doctor                         diagnose this host's TCP connections
   tcpwise trace capture.pcap             the life of every connection in a capture
+  tcpwise completion bash --install      TAB completion for bash (also zsh, fish)
+
+Output fits 80 columns (--wide for more) and has colour only on a terminal
+without NO_COLOR (--color always|never to choose). `tcpwise COMMAND --help`
+lists a command's options with their choices and defaults.
 """
 
 
@@ -52,15 +63,122 @@ def build_parser() -> argparse.ArgumentParser:
         prog="tcpwise",
         description="See, test and fix the life of TCP connections.",
         epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
-    parser.add_argument("--version", action="version", version=f"tcpwise {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    parser.add_argument(
+        "--version",
+        action=_Version,
+        nargs=0,
+        help="print the version and the kernel, Python and OS facts a bug report needs, then exit",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
     for modname in _AREAS:
         mod = _load_cli_module(modname)
         if mod is not None:
             mod.register(sub)
+    _register_completion(sub)
     return parser
+
+
+class _Version(argparse.Action):
+    def __call__(self, parser: argparse.ArgumentParser, *args: object, **kwargs: object) -> None:
+        print(version_text())
+        parser.exit()
+
+
+def version_text() -> str:
+    """``tcpwise --version``: the version, then one line each for Python, the kernel, the OS, privileges and the
+    system tools the lab, trace and report use (found or missing)."""
+    import platform
+    import shutil
+
+    u = os.uname()
+    distro = ""
+    try:
+        with open("/etc/os-release", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("PRETTY_NAME="):
+                    distro = line.split("=", 1)[1].strip().strip('"')
+    except OSError:
+        distro = "unknown"
+    tools = ", ".join(
+        f"{t} {'yes' if shutil.which(t) else 'MISSING'}" for t in ("ip", "nft", "tshark", "chromium")
+    )
+    here = os.path.dirname(os.path.abspath(__file__))
+    rows = [
+        ("python", f"{platform.python_version()} ({platform.python_implementation()}) {sys.executable}"),
+        ("kernel", f"{u.sysname} {u.release} {u.machine}"),
+        ("os", distro),
+        (
+            "user",
+            f"uid {os.geteuid()}" + (" (root: lab and namespace tests can run)" if os.geteuid() == 0 else ""),
+        ),
+        ("tools", tools),
+        ("installed", here),
+    ]
+    return "\n".join([f"tcpwise {__version__}"] + [f"  {k:<10}{v}" for k, v in rows])
+
+
+_COMPLETION_EPILOG = """examples:
+  tcpwise completion bash --install      write ~/.local/share/bash-completion/completions/tcpwise
+  tcpwise completion fish --install      write ~/.config/fish/completions/tcpwise.fish
+  tcpwise completion zsh --install       write ~/.zfunc/_tcpwise (add ~/.zfunc to fpath before compinit)
+  tcpwise completion bash                print the script (e.g. eval "$(tcpwise completion bash)")
+"""
+_COMPLETION_PATHS = {
+    "bash": ("XDG_DATA_HOME", ".local/share", "bash-completion/completions/tcpwise"),
+    "fish": ("XDG_CONFIG_HOME", ".config", "fish/completions/tcpwise.fish"),
+    "zsh": ("", "", ".zfunc/_tcpwise"),
+}
+
+
+def _register_completion(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser(
+        "completion",
+        help="shell completion script for bash, zsh or fish",
+        description="Print (or install) the TAB-completion script for your shell. Completion asks tcpwise itself "
+        "(through argcomplete), so it knows every command, option, choice and scenario id of this version.",
+        epilog=_COMPLETION_EPILOG,
+        formatter_class=HelpFormatter,
+    )
+    p.add_argument("shell", choices=("bash", "zsh", "fish"), help="the shell to complete in")
+    p.add_argument(
+        "--install",
+        action="store_true",
+        help="write the script where the shell looks for it (per user) instead of printing it",
+    )
+    p.set_defaults(handler=_cmd_completion)
+
+
+def completion_path(shell: str) -> str:
+    env, default, rel = _COMPLETION_PATHS[shell]
+    home = os.path.expanduser("~")
+    base = (os.environ.get(env) or os.path.join(home, default)) if env else home
+    return os.path.join(base, rel)
+
+
+def _cmd_completion(args: argparse.Namespace) -> int:
+    from tcpwise.errors import MissingCapability
+    from tcpwise.term import write_output
+
+    try:
+        import argcomplete
+    except ImportError:  # pragma: no cover - a runtime dependency
+        raise MissingCapability(
+            "shell completion needs the argcomplete package (pip install argcomplete)"
+        ) from None
+    script = argcomplete.shellcode(["tcpwise"], shell=args.shell)  # type: ignore[attr-defined]
+    if not args.install:
+        write_output(script, None)
+        return 0
+    path = completion_path(args.shell)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    write_output(script, path)
+    print(f"wrote {path}")
+    if args.shell == "zsh":
+        print("add to ~/.zshrc before compinit:  fpath=(~/.zfunc $fpath)")
+    print("open a new shell to use it")
+    return 0
 
 
 def _load_cli_module(modname: str) -> ModuleType | None:
@@ -97,6 +215,10 @@ def _load_cli_module(modname: str) -> ModuleType | None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    if "_ARGCOMPLETE" in os.environ:  # the shell asks for completions (tcpwise completion): answer and exit
+        import argcomplete
+
+        argcomplete.autocomplete(parser)
     args = parser.parse_args(argv)
     handler = getattr(args, "handler", None)
     if handler is None:

@@ -1,8 +1,8 @@
 """``tcpwise demo``: the flagship demo `make demo` runs — a connection's whole life, drawn and checked.
 
-``tcpwise demo`` prints the handshake and the four-way close as terminal sequence diagrams, shows the
-TIME_WAIT correction (tcp_fin_timeout does not shorten it), and builds the HTML report gallery.
-``tcpwise demo pool`` shows the naive-pool "connection count keeps growing" problem and its fix on loopback.
+``tcpwise demo`` prints the handshake and the four-way close as terminal sequence diagrams and builds the HTML
+report gallery of every scenario. ``tcpwise demo pool`` shows the naive-pool "connection count keeps growing"
+problem and its fix on loopback.
 """
 
 from __future__ import annotations
@@ -11,27 +11,43 @@ import argparse
 import sys
 from typing import Any
 
+from tcpwise.term import HelpFormatter, add_color_option, add_wide_option
+
 __all__ = ["register"]
+
+_EPILOG = """examples:
+  tcpwise demo                          handshake and close, then the gallery in report/
+  tcpwise demo --no-report --lang zh    the two diagrams in Chinese, no gallery
+  tcpwise demo --report /tmp/gallery    the gallery somewhere else
+  tcpwise demo pool                     naive pool vs validating pool on loopback
+"""
 
 
 def register(sub: Any) -> None:
     p = sub.add_parser(
         "demo",
         help="the flagship demo (what `make demo` runs)",
-        description="Draw a connection's life (handshake, close), then build the report gallery.",
+        description="life: draw a connection's life (the handshake, then the four-way close) with its checks, "
+        "then build the HTML report gallery of every scenario. pool: run a naive connection pool and a "
+        "validating one against a server that closes idle connections, on loopback.",
+        epilog=_EPILOG,
+        formatter_class=HelpFormatter,
     )
     p.add_argument(
         "what",
         nargs="?",
         default="life",
         choices=("life", "pool"),
-        help="life: handshake+close diagrams and the report (default); pool: naive vs fixed pool",
+        metavar="WHAT",
+        help="life: handshake and close diagrams and the report; pool: naive vs validating pool",
     )
-    p.add_argument(
-        "--report", default="report", metavar="DIR", help="where to build the HTML gallery [report]"
-    )
+    p.add_argument("--report", default="report", metavar="DIR", help="where to build the HTML gallery")
     p.add_argument("--no-report", action="store_true", help="skip building the gallery")
-    p.add_argument("--lang", choices=("en", "zh"), default="en")
+    p.add_argument(
+        "--lang", choices=("en", "zh"), default="en", help="language of the diagrams and the gallery"
+    )
+    add_color_option(p)
+    add_wide_option(p)
     p.set_defaults(handler=_cmd_demo)
 
 
@@ -45,14 +61,17 @@ def _cmd_demo(args: argparse.Namespace) -> int:
             raise MissingCapability("the pool demo is not built in this version") from None
         return run_pool_demo(out=sys.stdout)
 
+    from tcpwise.i18n import msg
     from tcpwise.render import render
     from tcpwise.scenarios import run_scenario
+    from tcpwise.term import output_width, use_color
 
-    color = sys.stdout.isatty()
+    color = use_color(args.color)
+    width = output_width(args.wide)
     rc = 0
     for sid in ("handshake", "close"):
         run = run_scenario(sid)
-        print(render(run, "text", lang=args.lang, color=color))
+        print(render(run, "text", lang=args.lang, color=color, width=width))
         print()
         rc |= 0 if run.ok else 1
     if not args.no_report:
@@ -62,7 +81,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
         result = build_report(args.report, catalogue_entries(lang=args.lang), lang=args.lang)
         n = len(result.entries)
-        print(f"Report gallery of {n} scenarios ({n - len(result.failing)} passing all checks):")
-        print(f"  open file://{os.path.abspath(result.index)}")
+        print(msg("demo_gallery", args.lang, n=n, ok=n - len(result.failing)))
+        print("  " + msg("open_url", args.lang, url=f"file://{os.path.abspath(result.index)}"))
         rc |= 1 if result.failing else 0
     return rc

@@ -113,7 +113,7 @@ _LABELS: dict[str, dict[str, str]] = {
     "listen_conn": {"en": "listen", "zh": "监听"},
     "id": {"en": "id", "zh": "编号"},
     "title": {"en": "title", "zh": "标题"},
-    "lab_mark": {"en": "lab", "zh": "可在内核实验中运行"},
+    "lab_mark": {"en": "lab", "zh": "内核实验"},
     "all_hold": {"en": "all checks hold", "zh": "全部检查通过"},
     "written": {"en": "wrote", "zh": "已写入"},
     "open": {"en": "open", "zh": "打开"},

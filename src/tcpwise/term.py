@@ -119,7 +119,7 @@ def cell_width(s: str) -> int:
 # ellipsis "……" are never split.
 _NO_START = set("，。、；：？！）》」』】〕〉”’…·%)]}.,;:!?")
 _NO_END = set("（《「『【〔〈“‘([{")
-_TOKEN = re.compile(r"——|……|\{[^{}\s]*(?: [^{}\s]*){0,2}\}|[^\s\u1100-\uffff]+|\s|.")
+_TOKEN = re.compile(r"——|……|\[[^\[\]]{0,40}\]|\{[^{}\s]*(?: [^{}\s]*){0,2}\}|[^\s\u1100-\uffff]+|\s|.")
 
 
 def _tokens(s: str) -> list[str]:
@@ -149,7 +149,7 @@ def wrap(s: str, width: float, measure: Callable[[str], float] = cell_width) -> 
             cur = "" if tok.isspace() else tok
         else:
             cur = "" if (not cur and tok.isspace()) else cur + tok
-        while measure(cur) > width and len(cur) > 1:  # one word longer than the line: cut it
+        while measure(cur.rstrip()) > width and len(cur) > 1:  # one word longer than the line: cut it
             cut = len(cur) - 1
             while cut > 1 and measure(cur[:cut]) > width:
                 cut -= 1
@@ -261,13 +261,32 @@ def fmt_bytes(n: float) -> str:
 
 # -- help --------------------------------------------------------------------------------------------------------
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
-    """Descriptions and epilogs as written (examples keep their lines); after each option's help, its choices
-    (when the metavar hides them) and its default (when it has one worth showing)."""
+    """One-paragraph descriptions wrapped to the terminal, epilogs (examples, several lines) kept as written;
+    after each option's help, its choices (when the metavar hides them) and its default (when it has one worth
+    showing)."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        if "\n" in text.strip():
+            return super()._fill_text(text, width, indent)
+        return argparse.HelpFormatter._fill_text(self, text, width, indent)
 
     def __init__(self, prog: str, **kw: Any) -> None:
         kw.setdefault("max_help_position", 30)
         kw.setdefault("width", min(DEFAULT_WIDTH, shutil.get_terminal_size((DEFAULT_WIDTH, 24)).columns))
         super().__init__(prog, **kw)
+
+    def add_argument(self, action: argparse.Action) -> None:
+        super().add_argument(action)
+        # argparse measures subcommand names without their extra indent, so "scenarios" would push its help
+        # onto the next line: count the indent
+        if action.help is not argparse.SUPPRESS and isinstance(action, argparse._SubParsersAction):
+            for sub in action._get_subactions():
+                length = (
+                    len(self._format_action_invocation(sub))
+                    + self._current_indent
+                    + 2 * self._indent_increment
+                )
+                self._action_max_length = max(self._action_max_length, length)
 
     def _get_help_string(self, action: argparse.Action) -> str | None:
         text = action.help or ""

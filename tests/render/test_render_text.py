@@ -75,6 +75,11 @@ def test_text_diagram_shows_states_timers_drops_gap_and_checks() -> None:
     ):
         assert needle in out, needle
     lost_row = next(line for line in out.splitlines() if "lost" in line)
+    assert "A seq=102 ack=2 len=0" in lost_row and "--x" in lost_row  # at 80 columns win= makes room
+    assert max(len(line) for line in out.splitlines()) <= 80
+    wide = render(close_run(), "text", width=None)
+    assert isinstance(wide, str)
+    lost_row = next(line for line in wide.splitlines() if "lost" in line)
     assert "A seq=102 ack=2 len=0 win=65535" in lost_row and "--x" in lost_row
     # one arrow row per segment, drawn in the right direction
     assert sum(1 for line in out.splitlines() if "->|" in line) == 5
@@ -101,10 +106,14 @@ def test_three_hosts_get_three_lanes() -> None:
     base = close_run()
     extra = Event(0.4, "R", "note", text="NAT entry expires")
     run = Run("x", hosts=base.hosts + [Host("R", "198.18.0.254", "router")], events=base.events + [extra])
-    out = render(run, "text")
+    out = render(run, "text", width=None)  # --wide: lanes side by side
+    assert isinstance(out, str)
     header = next(line for line in out.splitlines() if "A 198.18.0.1" in line)
     assert "A 198.18.0.1" in header and "B 198.18.1.1" in header and "R 198.18.0.254" in header
     assert "NAT entry expires" in out
+    narrow = render(run, "text")  # three lanes do not fit 80 columns: one line per event
+    assert isinstance(narrow, str)
+    assert "R 198.18.0.254 (router)" in narrow and max(len(line) for line in narrow.splitlines()) <= 80
 
 
 def test_several_connections_on_one_host_are_labelled() -> None:

@@ -36,7 +36,14 @@ BINARY_FORMATS: frozenset[str] = frozenset({"pcap"})
 
 
 def render(
-    run: Run, fmt: str, *, absolute: bool = False, lang: str = "en", color: bool = False
+    run: Run,
+    fmt: str,
+    *,
+    absolute: bool = False,
+    lang: str = "en",
+    color: bool = False,
+    width: int | None = 80,
+    fold: bool = True,
 ) -> str | bytes:
     """Render ``run`` as ``fmt`` (one of :data:`FORMATS`).
 
@@ -46,7 +53,9 @@ def render(
         absolute: show raw 32-bit sequence/acknowledgment numbers instead of numbers relative to each
             direction's ISN (text, mermaid, svg, html).
         lang: ``"en"`` or ``"zh"`` — UI labels; claims and narratives come from the run in that language.
-        color: ANSI colour in the text format (the caller decides whether stdout is a terminal).
+        color: ANSI colour in the text format (the caller decides, with :func:`tcpwise.term.use_color`).
+        width: columns the text format must fit (None: as wide as the diagram wants).
+        fold: summarise bulk transfers in one row (text, svg; html adds a control that shows every segment).
 
     Raises:
         UsageError: unknown format or language.
@@ -57,7 +66,7 @@ def render(
     if fmt == "text":
         from tcpwise.render.text import render_text
 
-        return render_text(run, absolute=absolute, lang=lang, color=color)
+        return render_text(run, absolute=absolute, lang=lang, color=color, width=width, fold_bulk=fold)
     if fmt == "json":
         return run.to_json()
     if fmt == "lines":
@@ -71,11 +80,11 @@ def render(
     if fmt == "svg":
         from tcpwise.render.svg import render_svg
 
-        return render_svg(run, absolute=absolute, lang=lang)
+        return render_svg(run, absolute=absolute, lang=lang, fold=fold)
     if fmt == "html":
         from tcpwise.render.html import render_html
 
-        return render_html(run, absolute=absolute, lang=lang)
+        return render_html(run, absolute=absolute, lang=lang, fold=fold)
     if fmt == "pcap":
         from tcpwise.render.pcap import render_pcap
 

@@ -1,6 +1,7 @@
 """``tcpwise report -o DIR [--lang en|zh] [--only ID ...] [--seed N]``: the HTML gallery of every scenario.
 
-Imports only argparse at module level; the renderers and the simulator load inside the handler.
+Imports only argparse and :mod:`tcpwise.term` at module level; the renderers and the simulator load inside the
+handler.
 """
 
 from __future__ import annotations
@@ -9,7 +10,17 @@ import argparse
 import os
 import sys
 
+from tcpwise.term import HelpFormatter, add_color_option
+
 __all__ = ["register"]
+
+_EPILOG = """examples:
+  tcpwise report -o report/
+  tcpwise report -o report-zh/ --lang zh
+  tcpwise report -o /tmp/r --only close lost-last-ack
+
+exit status: 0 when every scenario passes all its checks, 1 otherwise, 2 on bad input.
+"""
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -19,9 +30,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         description="Run every scenario of the catalogue in the simulator and write an offline HTML gallery: "
         "index.html with one card per scenario, one page per scenario with its diagram, checks, narrative, "
         "state timeline and parameters, and the SVG/JSON/pcap/Mermaid files behind them.",
-        epilog="examples:\n  tcpwise report -o report/\n  tcpwise report -o report-zh/ --lang zh\n"
-        "  tcpwise report -o /tmp/r --only close lost-last-ack",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=_EPILOG,
+        formatter_class=HelpFormatter,
     )
     p.add_argument(
         "-o", "--output", required=True, metavar="DIR", help="folder to write (created if missing)"
@@ -29,23 +39,29 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument(
         "--lang", default="en", choices=("en", "zh"), help="language of labels, claims, narratives"
     )
-    p.add_argument("--only", nargs="+", metavar="ID", help="only these scenario ids")
-    p.add_argument("--seed", type=int, default=1, help="simulator seed (default 1)")
+    p.add_argument("--only", nargs="+", metavar="ID", help="only these scenario ids (default: all of them)")
+    p.add_argument("--seed", type=int, default=1, metavar="N", help="simulator seed")
     p.add_argument("--absolute", action="store_true", help="raw sequence numbers instead of relative ones")
+    add_color_option(p)
     p.set_defaults(handler=_report)
 
 
 def _report(args: argparse.Namespace) -> int:
     from tcpwise.errors import UsageError
+    from tcpwise.i18n import check_claim, msg
     from tcpwise.render.report import ReportEntry, build_report, catalogue_entries
+    from tcpwise.term import fmt_seconds, use_color
 
     out = args.output
     if os.path.exists(out) and not os.path.isdir(out):
         raise UsageError(f"{out} exists and is not a directory")
+    color = use_color(args.color, sys.stderr)
 
     def progress(entry: ReportEntry, seconds: float) -> None:
         mark = "✓" if entry.ok else "✗"
-        print(f"  {mark} {entry.id:<24} {seconds:6.2f} s", file=sys.stderr, flush=True)
+        if color:
+            mark = ("\x1b[32m" if entry.ok else "\x1b[31m") + mark + "\x1b[0m"
+        print(f"  {mark} {entry.id:<24} {fmt_seconds(seconds):>8}", file=sys.stderr, flush=True)
 
     entries = catalogue_entries(lang=args.lang, seed=args.seed, only=args.only, progress=progress)
     try:
@@ -54,9 +70,11 @@ def _report(args: argparse.Namespace) -> int:
         raise UsageError(f"cannot write the report to {out}: {exc.strerror or exc}") from None
     n = len(result.entries)
     failing = result.failing
-    print(f"wrote {result.index} ({n} scenarios, {n - len(failing)} passing)")
+    print(msg("report_wrote", args.lang, index=result.index, n=n, ok=n - len(failing)))
     for e in failing:
-        why = e.error or "; ".join(c.claim for c in (e.run.checks if e.run else []) if not c.ok)
-        print(f"failing: {e.id}: {why}", file=sys.stderr)
-    print(f"open file://{os.path.abspath(result.index)}")
+        why = e.error or "; ".join(
+            check_claim(c, args.lang) for c in (e.run.checks if e.run else []) if not c.ok
+        )
+        print(msg("report_failing", args.lang, id=e.id, why=why), file=sys.stderr)
+    print(msg("open_url", args.lang, url=f"file://{os.path.abspath(result.index)}"))
     return 1 if failing else 0

@@ -20,9 +20,9 @@ from html import escape
 from typing import Any
 
 from tcpwise.events import Run
-from tcpwise.i18n import check_claim, label, narrative
+from tcpwise.i18n import check_claim, check_detail, label, msg, narrative, phrase, run_title, world_text
 from tcpwise.render.diagram import build, states_over_time
-from tcpwise.render.svg import render_svg
+from tcpwise.render.svg import render_svg, render_svg_folded
 from tcpwise.render.svglayout import state_color
 
 __all__ = ["render_html", "page", "CSS", "ERROR_JS"]
@@ -54,6 +54,8 @@ tr.ok td.mark{color:var(--ok)}tr.bad td.mark{color:var(--bad)}tr.bad{background:
 .state{display:inline-block;padding:0 .5rem;border-radius:.7rem;font-family:DejaVu Sans Mono,Menlo,monospace;
  font-size:.82rem;font-weight:bold;border:1px solid #999}
 .downloads a{margin-right:1rem}
+details.unfold{margin:.6rem 0}
+details.unfold>summary{cursor:pointer;color:#1f4fa8;font-weight:bold}
 footer{color:var(--mute);font-size:.8rem;padding:2rem 20px}
 .grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(270px,1fr));gap:16px;margin:16px 0 32px}
 .card{background:#fff;border:1px solid var(--line);border-radius:8px;overflow:hidden;display:flex;flex-direction:column;
@@ -116,7 +118,8 @@ def _checks(run: Run, lang: str) -> str:
     rows = []
     for c in run.checks:
         cls = "ok" if c.ok else "bad"
-        detail = f'<div class="detail">{_e(c.detail)}</div>' if c.detail else ""
+        text = check_detail(c, lang)
+        detail = f'<div class="detail">{_e(text)}</div>' if text else ""
         rows.append(
             f'<tr class="{cls}"><td class="mark" title="{_e(label("pass" if c.ok else "fail", lang))}">'
             f"{'✓' if c.ok else '✗'}</td><td>{_e(check_claim(c, lang))}{detail}</td></tr>"
@@ -177,17 +180,18 @@ def body(
     back_href: str | None = None,
     downloads: dict[str, str] | None = None,
     title: str | None = None,
+    fold: bool = True,
 ) -> str:
-    """The page content for ``run`` (used by :func:`render_html` and the report)."""
-    zh_title = (
-        run.summary.get("title_zh") if lang == "zh" else None
-    )  # run_scenario records the catalogue's zh title
+    """The page content for ``run`` (used by :func:`render_html` and the report). A folded bulk transfer comes
+    with a ``<details>`` control that shows the diagram with every segment."""
+    # run_scenario (and the lab) record the catalogue's Chinese title in the summary
+    zh_title = (run.summary.get("title_zh") or phrase(run.title, lang)) if lang == "zh" else None
     title = title or zh_title or run.title or run.scenario
     parts = ["<header>"]
     if back_href:
         parts.append(f'<p><a href="{_e(back_href)}">← {_e(label("back", lang))}</a></p>')
     parts.append(f"<h1>{_e(title)}</h1>")
-    meta = f"{_e(run.scenario)} · {_e(label('world', lang))} {_e(run.world)}"
+    meta = f"{_e(run.scenario)} · {_e(label('world', lang))} {_e(world_text(run.world, lang))}"
     if run.seed is not None:
         meta += f" · {_e(label('seed', lang))} {_e(run.seed)}"
     parts.append(f'<div class="meta">{meta} · {_verdict(run, lang)}</div>')
@@ -199,7 +203,15 @@ def body(
         parts.append(f'<h2>{_e(label("summary", lang))}</h2><p class="narrative">{_e(text)}</p>')
     parts.append(f"<h2>{_e(label('checks', lang))}</h2>{_checks(run, lang)}")
     parts.append(f"<h2>{_e(label('series' if run.series and not run.events else 'diagram', lang))}</h2>")
-    parts.append(f'<div class="diagram">{render_svg(run, absolute=absolute, lang=lang, header=False)}</div>')
+    svg, folded = render_svg_folded(run, absolute=absolute, lang=lang, header=False, fold=fold)
+    parts.append(f'<div class="diagram">{svg}</div>')
+    if folded:
+        # the bulk transfer summarised above, segment by segment, one click away (no script needed)
+        full = render_svg(run, absolute=absolute, lang=lang, header=False, fold=False)
+        parts.append(
+            f'<details class="unfold"><summary>{_e(msg("unfold_count", lang, n=folded))}</summary>'
+            f'<div class="diagram">{full}</div></details>'
+        )
     if run.events:
         parts.append(f"<h2>{_e(label('state_timeline', lang))}</h2>{_timeline(run, lang)}")
     params = dict(run.params)
@@ -222,7 +234,10 @@ def render_html(
     claim: str | None = None,
     back_href: str | None = None,
     downloads: dict[str, str] | None = None,
+    fold: bool = True,
 ) -> str:
     """A standalone page for ``run``."""
-    content = body(run, absolute=absolute, lang=lang, claim=claim, back_href=back_href, downloads=downloads)
-    return page(f"tcpwise · {run.scenario}" + (f" — {run.title}" if run.title else ""), content, lang=lang)
+    content = body(
+        run, absolute=absolute, lang=lang, claim=claim, back_href=back_href, downloads=downloads, fold=fold
+    )
+    return page(f"tcpwise · {run_title(run, lang)}", content, lang=lang)

@@ -575,7 +575,8 @@ class _Placer:
 
     def soft_shift(self, groups: list[Group], lines: list[LineP]) -> float:
         """How far down the row should move so that its labels clear the lines already drawn and its own lines
-        clear the labels already placed (0: nothing in the way)."""
+        clear the labels already placed (0: nothing in the way). Lines still in flight are unknown: a burst of
+        parallel connections can still cross labels (they keep their halo)."""
         best = 0.0
         for g in groups:
             for p in g.prims:
@@ -613,6 +614,7 @@ class _Placer:
         y = y_min
         if it.kind == "recv" and it.arrow is not None and not it.arrow.orphan:
             y = max(y, self.send_y.get(it.arrow.send_index, y) + MIN_SLOPE)
+        base = y
         soft = SOFT_MAX
         use_soft = True
         for _ in range(2000):
@@ -637,8 +639,9 @@ class _Placer:
                     y += s
                     continue
                 if s:
-                    use_soft = False  # cannot clear the lines nearby: give up on them for this item
-                    y = y_min if it.kind != "recv" else y
+                    # the lines nearby cannot be cleared within SOFT_MAX: do not grow the row for nothing
+                    use_soft = False
+                    y = base
                     continue
             if dy:
                 y += dy

@@ -21,9 +21,22 @@ import unicodedata
 from collections.abc import Sequence
 
 from tcpwise.events import Run
-from tcpwise.i18n import check_claim, label, narrative
-from tcpwise.render.diagram import GLOBAL, Arrow, Diagram, Mark, build
+from tcpwise.i18n import (
+    check_claim,
+    check_detail,
+    conn_text,
+    label,
+    msg,
+    narrative,
+    role_text,
+    run_title,
+    series_name,
+    world_text,
+)
+from tcpwise.render.diagram import GLOBAL, Arrow, Diagram, Lane, Mark, build
+from tcpwise.render.fold import Fold, fold
 from tcpwise.render.textutil import cell_width, human_gap, wrap
+from tcpwise.term import fmt_num
 
 __all__ = ["render_text", "cell_width", "sparkline"]
 
@@ -87,18 +100,32 @@ def _time_fmt(times: Sequence[float]) -> str:
     return "{:9.6f}"
 
 
+# Lanes need this much room between them for a segment label, and the last lane this much on its right.
+_MIN_STEP = 40
+_MIN_RIGHT = 24
+_MAX_RIGHT = 44
+
+
+def _fits(n: int, width: int | None) -> bool:
+    """Whether ``n`` lanes fit ``width`` columns with whole segment labels (else: one line per event)."""
+    return width is None or n <= 1 or _TIME_W + 2 + (n - 1) * _MIN_STEP + _MIN_RIGHT <= width
+
+
 class _Layout:
-    def __init__(self, n: int, width: int, right_text: int = 28) -> None:
-        self.width = width
-        # the last lane's marks go to its right: give them the room they need (24..40 cells)
-        right_margin = max(24, min(44, right_text + 3)) if n > 1 else 40
-        span = width - _TIME_W - 2 - right_margin
+    def __init__(self, n: int, width: int | None, right_text: int = 28) -> None:
+        want_right = max(_MIN_RIGHT, min(_MAX_RIGHT, right_text + 3))
         if n == 1:
             self.x = [_TIME_W + 2]
+            self.width = width if width is not None else _TIME_W + 2 + 40
+            return
+        if width is None:  # natural width: lanes 46 apart, the last lane's notes as wide as they want
+            step, right = 46, want_right
         else:
-            step = max(40, span // (n - 1))  # room for a full segment label
-            self.x = [_TIME_W + 2 + i * step for i in range(n)]
-            self.width = max(width, self.x[-1] + right_margin)
+            room = width - _TIME_W - 2
+            right = max(_MIN_RIGHT, min(want_right, room - (n - 1) * _MIN_STEP))
+            step = max(_MIN_STEP, min(60, (room - right) // (n - 1)))
+        self.x = [_TIME_W + 2 + i * step for i in range(n)]
+        self.width = self.x[-1] + right
 
     def bars(self, c: _Canvas) -> None:
         for x in self.x:
@@ -121,7 +148,7 @@ def _arrow_row(c: _Canvas, lay: _Layout, a: Arrow, lang: str) -> list[tuple[int,
     right = xb > xa
     lo, hi = (xa, xb) if right else (xb, xa)
     span = hi - lo - 1
-    if cell_width(text) > span - 6:
+    if cell_width(text) > span - (10 if a.lost else 6):
         # too long for the gap: the window is the field readers need least, drop it before cutting anything
         text = re.sub(r" win=\d+", "", text)
     if a.lost:
@@ -162,21 +189,23 @@ def _arrow_row(c: _Canvas, lay: _Layout, a: Arrow, lang: str) -> list[tuple[int,
     return []
 
 
-def _mark_lines(m: Mark, multi_conn: bool) -> str:
+def _mark_lines(m: Mark, multi_conn: bool, lang: str = "en") -> str:
     if m.kind == "state":
         text = f"[{m.from_state or '?'} -> {m.to_state or '?'}]"
         if multi_conn and m.conn:
-            text = f"{m.conn} {text}"
+            text = f"{conn_text(m.conn, lang)} {text}"
         return text
     if m.kind == "timer":
-        return f"(timer {m.text})"
+        return f"({label('timer', lang)} {m.text})"
     if m.kind == "app":
-        return f"app: {m.text}" if not m.text.endswith(")") else m.text
+        return f"{label('app', lang)}: {m.text}" if not m.text.endswith(")") else m.text
     return m.text
 
 
-def _mark_rows(lay: _Layout, m: Mark, multi_conn: bool) -> list[_Canvas]:
-    text = _mark_lines(m, multi_conn)
+def _mark_rows(lay: _Layout, m: Mark, multi_conn: bool, lang: str = "en") -> list[_Canvas]:
+    """The rows of a mark, written in its own host's column: right of its lane, up to the next lane (or the
+    right edge), wrapped there -- never in another host's column."""
+    text = _mark_lines(m, multi_conn, lang)
     n = len(lay.x)
     if m.lane == GLOBAL:  # a note about the whole run: across the lanes, between the first and the last
         x0 = lay.x[0] + 2
@@ -185,27 +214,48 @@ def _mark_rows(lay: _Layout, m: Mark, multi_conn: bool) -> list[_Canvas]:
         for line in wrap(text, room):
             c = _Canvas(lay.width)
             lay.bars(c)
-            c.put(x0, line.center(room) if n > 1 else line, "dim")
+            c.put(x0, _center(line, room) if n > 1 else line, "dim")
             rows_g.append(c)
         return rows_g
     x = lay.x[m.lane]
     style = _MARK_STYLE.get(m.kind, "")
-    room_right = (lay.x[m.lane + 1] - x - 3) if m.lane + 1 < n else (lay.width - x - 2)
+    room = (lay.x[m.lane + 1] - x - 3) if m.lane + 1 < n else (lay.width - x - 2)
     rows: list[_Canvas] = []
-    if m.lane == n - 1 and n > 1 and cell_width(text) > room_right:
-        # too long for the right margin: write it left of the last lane, right-aligned against it
-        room = x - lay.x[m.lane - 1] - 3
-        for line in wrap(text, room):
-            c = _Canvas(lay.width)
-            lay.bars(c)
-            c.put(x - 1 - cell_width(line), line, style)
-            rows.append(c)
-        return rows
-    for line in wrap(text, room_right):
+    for line in wrap(text, room):
         c = _Canvas(lay.width)
         lay.bars(c)
         c.put(x + 2, line, style)
         rows.append(c)
+    return rows
+
+
+def _center(s: str, width: int) -> str:
+    pad = max(0, width - cell_width(s))
+    return " " * (pad // 2) + s
+
+
+def _fold_rows(lay: _Layout, f: Fold, d: Diagram, lang: str) -> list[_Canvas]:
+    """A folded bulk transfer: a thick arrow between the two lanes, the summary under it, its time span on the
+    right."""
+    from tcpwise.render.svglayout import fold_text
+
+    xa, xb = lay.x[f.src], lay.x[f.dst]
+    lo, hi = min(xa, xb), max(xa, xb)
+    right = xb > xa
+    c = _Canvas(lay.width)
+    lay.bars(c)
+    body = "=" * (hi - lo - 1)
+    body = body[:-1] + ">" if right else "<" + body[1:]
+    c.put(lo + 1, body, "bold")
+    end = lay.x[-1] + 2
+    span = msg("fold_span", lang, t0=f"{f.t0:.3f}", t1=f"{f.t1:.3f}")
+    c.put(end, span[: max(0, lay.width - end)], "dim")
+    rows = [c]
+    for line in wrap(fold_text(f, d, lang), hi - lo - 3):
+        r = _Canvas(lay.width)
+        lay.bars(r)
+        r.put(lo + 2, line, "")
+        rows.append(r)
     return rows
 
 
@@ -218,20 +268,38 @@ def _idle_gap(d: Diagram) -> float:
     return max(1.0, 20 * typical)
 
 
-# Beyond this many hosts, lanes no longer fit a terminal: print one line per event instead.
+# Beyond this many hosts, lanes no longer fit even a wide terminal: print one line per event instead.
 MAX_LANES = 4
 
 
-def _list_lines(d: Diagram, lang: str, color: bool, width: int) -> list[str]:
-    """The many-host layout: ``time  A -> B  label`` / ``time  A  [X -> Y]``, same rows as the lane view."""
+def lane_title(lane: Lane, lang: str) -> str:
+    """``A 198.18.0.1 (client)`` with the role in ``lang``."""
+    parts = [lane.name]
+    if lane.addr and lane.addr != lane.name:
+        parts.append(lane.addr)
+    if lane.role:
+        parts.append(f"({role_text(lane.role, lang)})")
+    return " ".join(parts)
+
+
+def _list_lines(d: Diagram, lang: str, color: bool, width: int | None) -> list[str]:
+    """The many-host layout: ``time  A -> B  label`` / ``time  A  [X -> Y]``, same rows as the lane view; a line
+    longer than ``width`` continues under its text."""
     names = [lane.name for lane in d.lanes]
     name_w = min(16, max((cell_width(n) for n in names), default=1))
     fmt = _time_fmt([it.t for it in d.items]) if d.items else "{:9.3f}"
     out = [f"{label('time_s', lang):>9}  {label('host', lang)}"]
-    out.extend(f"{'':9}  {lane.title}" for lane in d.lanes)
+    out.extend(f"{'':9}  {lane_title(lane, lang)}" for lane in d.lanes)
     st = (lambda code, s: f"{_STYLE[code]}{s}{_RESET}") if color else (lambda code, s: s)
     idle = _idle_gap(d)
     last_t: float | None = None
+
+    def emit(head: str, text: str, style: str = "") -> None:
+        indent = cell_width(head)
+        room = (width - indent) if width is not None else 10**6
+        for i, line in enumerate(wrap(text, max(20, room))):
+            out.append((head if i == 0 else " " * indent) + (st(style, line) if style else line))
+
     for it in d.items:
         a = it.arrow
         if it.kind == "recv" and a is not None and not (a.dup or a.orphan):
@@ -240,36 +308,48 @@ def _list_lines(d: Diagram, lang: str, color: bool, width: int) -> list[str]:
             out.append(st("yellow", f"{'≈ ' + human_gap(it.t - last_t):>9}"))
         t = fmt.format(it.t) if it.t != last_t else " " * 9
         last_t = it.t
-        if a is not None:
+        if it.fold is not None:
+            from tcpwise.render.svglayout import fold_text
+
+            f = it.fold
+            route = f"{names[f.src]:>{name_w}} => {names[f.dst]:<{name_w}}"
+            emit(
+                f"{t}  {route}  ",
+                fold_text(f, d, lang) + "; " + msg("fold_span", lang, t0=f"{f.t0:.3f}", t1=f"{f.t1:.3f}"),
+            )
+        elif a is not None:
             route = f"{names[a.src]:>{name_w}} -> {names[a.dst]:<{name_w}}"
             tail = ""
             if a.lost:
-                tail = st("red", f"  x {label('lost', lang)}" + (f" ({a.reason})" if a.reason else ""))
+                tail = f"  x {label('lost', lang)}" + (f" ({a.reason})" if a.reason else "")
             elif a.dup:
-                tail = "  (dup)"
+                tail = f"  ({label('dup', lang)})"
             elif a.t1 is not None and a.t1 != a.t0:
-                tail = st("dim", f"  {label('arrives', lang)} {a.t1:.3f}")
-            out.append(f"{t}  {route}  {a.label}{tail}")
+                tail = f"  {label('arrives', lang)} {a.t1:.3f}"
+            emit(f"{t}  {route}  ", a.label + tail)
         elif it.mark is not None:
             m = it.mark
             if m.lane == GLOBAL:
-                out.append(f"{t}  {'':>{name_w}}    " + st("dim", m.text))
+                emit(f"{t}  {'':>{name_w}}    ", m.text, "dim")
                 continue
-            text = _mark_lines(m, len(d.lanes[m.lane].conns) > 1)
-            out.append(f"{t}  {names[m.lane]:>{name_w}}    " + st(_MARK_STYLE.get(m.kind, ""), text))
+            text = _mark_lines(m, len(d.lanes[m.lane].conns) > 1, lang)
+            emit(f"{t}  {names[m.lane]:>{name_w}}    ", text, _MARK_STYLE.get(m.kind, ""))
     if d.truncated:
         out.append(f"   … {d.truncated} {label('truncated', lang)}")
     return out
 
 
-def _diagram_lines(d: Diagram, lang: str, color: bool, width: int) -> list[str]:
-    if len(d.lanes) > MAX_LANES:
-        return _list_lines(d, lang, color, width)
+def _diagram_lines(d: Diagram, lang: str, color: bool, width: int | None) -> list[str]:
+    if len(d.lanes) > MAX_LANES or not _fits(len(d.lanes), width):
+        lines = _list_lines(d, lang, color, width)
+        legend = label("legend_flags_abs" if d.absolute else "legend_flags", lang)
+        lines.extend(((_STYLE["dim"] + ln + _RESET) if color else ln) for ln in wrap(legend, width or 100))
+        return lines
     multi = {i: len(lane.conns) > 1 for i, lane in enumerate(d.lanes)}
     last = len(d.lanes) - 1
     right_text = max(
         (
-            cell_width(_mark_lines(m, multi.get(m.lane, False)))
+            cell_width(_mark_lines(m, multi.get(m.lane, False), lang))
             for m in d.marks
             if m.lane == last and m.kind != "note"
         ),
@@ -277,12 +357,20 @@ def _diagram_lines(d: Diagram, lang: str, color: bool, width: int) -> list[str]:
     )
     lay = _Layout(max(1, len(d.lanes)), width, right_text)
     out: list[str] = []
-    # header: host titles and their first states
-    head = _Canvas(lay.width)
-    head.put(1, label("time_s", lang), "dim")
-    for i, lane in enumerate(d.lanes):
-        head.put(lay.x[i], lane.title, "bold")
-    out.append(head.render(color))
+    # header: host titles (wrapped in their own column) and their first states
+    titles = [lane_title(lane, lang) for lane in d.lanes]
+    heads: list[list[str]] = []
+    for i, title in enumerate(titles):
+        room = (lay.x[i + 1] - lay.x[i] - 2) if i + 1 < len(lay.x) else (lay.width - lay.x[i])
+        heads.append(wrap(title, max(8, room)))
+    for k in range(max((len(h) for h in heads), default=1)):
+        head = _Canvas(lay.width)
+        if k == 0:
+            head.put(1, label("time_s", lang), "dim")
+        for i, h in enumerate(heads):
+            if k < len(h):
+                head.put(lay.x[i], h[k], "bold")
+        out.append(head.render(color))
     init = _Canvas(lay.width)
     lay.bars(init)
     for i, lane in enumerate(d.lanes):
@@ -311,7 +399,9 @@ def _diagram_lines(d: Diagram, lang: str, color: bool, width: int) -> list[str]:
             out.append(gap.render(color))
         show_t = it.t != last_t
         last_t = it.t
-        if it.arrow is not None:
+        if it.fold is not None:
+            rows = _fold_rows(lay, it.fold, d, lang)
+        elif it.arrow is not None:
             c = _Canvas(lay.width)
             lay.bars(c)
             rows = [c]
@@ -322,7 +412,7 @@ def _diagram_lines(d: Diagram, lang: str, color: bool, width: int) -> list[str]:
                 rows.append(more)
         else:
             assert it.mark is not None
-            rows = _mark_rows(lay, it.mark, multi.get(it.mark.lane, False))
+            rows = _mark_rows(lay, it.mark, multi.get(it.mark.lane, False), lang)
         if show_t:
             rows[0].put(0, fmt.format(it.t), "dim")
         out.extend(r.render(color) for r in rows)
@@ -352,45 +442,59 @@ def sparkline(values: Sequence[float], width: int = 40) -> str:
 
 
 def _num(v: float) -> str:
-    if v == int(v):
-        return f"{int(v)}"
-    return f"{v:.3g}"
+    return fmt_num(v) if math.isfinite(v) else str(v)
 
 
-def series_lines(run: Run, lang: str, width: int) -> list[str]:
-    """A compact table (about 12 sampled rows) and one sparkline per series."""
+def series_lines(run: Run, lang: str, width: int | None) -> list[str]:
+    """One sparkline per series, then a compact table (about 12 sampled rows), split into blocks of columns so
+    that each fits ``width``."""
+    w = width or 100
     s = run.series or {}
     t = list(s.get("t", []))
     keys = [k for k in s if k != "t"]
     out = [f"{label('series', lang)}:"]
     if not t or not keys:
         return out + ["   " + label("no_events", lang)]
-    name_w = max(len(k) for k in keys)
-    spark_w = max(10, min(48, width - name_w - 30))
+    names = {k: series_name(k, lang) for k in keys}
+    name_w = max(cell_width(n) for n in names.values())
     for k in keys:
         vals = [float(v) for v in s[k]]
         if not vals:
             continue
         peak = max(vals)
         at = t[vals.index(peak)] if len(t) == len(vals) else math.nan
-        out.append(
-            f"  {k:<{name_w}} {sparkline(vals, spark_w)}  {label('max', lang)} {_num(peak)} "
-            f"{label('at', lang)} t={_num(at)}  {label('last', lang)} {_num(vals[-1])}"
-        )
+        tail = f"  {label('max', lang)} {_num(peak)} {label('at', lang)} t={_num(at)}  {label('last', lang)} {_num(vals[-1])}"
+        spark_w = max(10, min(48, w - name_w - cell_width(tail) - 3))
+        name = names[k] + " " * (name_w - cell_width(names[k]))
+        line = f"  {name} {sparkline(vals, spark_w)}{tail}"
+        if cell_width(line) > w:  # a long name: the numbers go on the next line
+            out.append(f"  {name} {sparkline(vals, spark_w)}")
+            out.append(" " * (name_w + 3) + tail.strip())
+        else:
+            out.append(line)
     rows = 12
     idx = (
         sorted({round(i * (len(t) - 1) / (rows - 1)) for i in range(rows)})
         if len(t) > rows
         else range(len(t))
     )
-    col_w = [max(9, len(k) + 1) for k in keys]
-    out.append("  " + f"{'t':>9}" + "".join(f"{k:>{w}}" for k, w in zip(keys, col_w, strict=True)))
-    for i in idx:
-        cells = []
-        for k, w in zip(keys, col_w, strict=True):
-            v = s[k][i] if i < len(s[k]) else math.nan
-            cells.append(f"{_num(float(v)):>{w}}")
-        out.append("  " + f"{_num(float(t[i])):>9}" + "".join(cells))
+    col_w = {k: max(9, cell_width(names[k]) + 1) for k in keys}
+    blocks: list[list[str]] = [[]]
+    used = 2 + 9
+    for k in keys:
+        if blocks[-1] and used + col_w[k] > w:
+            blocks.append([])
+            used = 2 + 9
+        blocks[-1].append(k)
+        used += col_w[k]
+    for block in blocks:
+        head = "".join(" " * (col_w[k] - cell_width(names[k])) + names[k] for k in block)
+        out.append("  " + f"{'t':>9}" + head)
+        for i in idx:
+            cells = "".join(
+                f"{_num(float(s[k][i]) if i < len(s[k]) else math.nan):>{col_w[k]}}" for k in block
+            )
+            out.append("  " + f"{_num(float(t[i])):>9}" + cells)
     return out
 
 
@@ -401,41 +505,56 @@ def _check_lines(run: Run, lang: str, color: bool, width: int) -> list[str]:
     ok = sum(1 for ch in run.checks if ch.ok)
     out.append(f"{label('checks', lang)} ({ok}/{len(run.checks)}):")
     for ch in run.checks:
-        mark = "✓" if ch.ok else "✗"
+        mark = "✓" if ch.ok else ("✗" if ch.observed else "?")
         if color:
             mark = ("\x1b[32m" if ch.ok else "\x1b[31m") + mark + _RESET
         lines = wrap(check_claim(ch, lang), width - 6)
         out.append(f"  {mark} {lines[0]}")
         out.extend(f"    {ln}" for ln in lines[1:])
-        if ch.detail:
-            for ln in wrap(ch.detail, width - 8):
+        detail = check_detail(ch, lang)
+        if detail:
+            for ln in wrap(detail, width - 8):
                 out.append(("\x1b[2m" if color else "") + f"      {ln}" + (_RESET if color else ""))
     return out
 
 
 def render_text(
-    run: Run, *, absolute: bool = False, lang: str = "en", color: bool = False, width: int = 100
+    run: Run,
+    *,
+    absolute: bool = False,
+    lang: str = "en",
+    color: bool = False,
+    width: int | None = 80,
+    fold_bulk: bool = True,
 ) -> str:
-    """The whole terminal view of ``run``: title, diagram (or series), checks, narrative."""
-    title = f"{run.scenario}" + (f" — {run.title}" if run.title else "")
-    meta = f"{label('world', lang)} {run.world}" + (
-        f", {label('seed', lang)} {run.seed}" if run.seed is not None else ""
+    """The whole terminal view of ``run``: title, diagram (or series), checks, narrative, fitted into ``width``
+    columns (None: as wide as the diagram wants). Bulk transfers are folded into one row unless ``fold_bulk`` is
+    False. With more hosts than fit ``width``, the diagram becomes one line per event."""
+    w = width or 100
+    meta = (
+        msg("title_meta", lang, world=world_text(run.world, lang), seed=run.seed)
+        if run.seed is not None
+        else msg("title_meta_noseed", lang, world=world_text(run.world, lang))
     )
-    lines = [(("\x1b[1m" + title + _RESET) if color else title) + f"  ({meta})"]
+    title_lines = wrap(f"{run_title(run, lang)}  ({meta})", w)
+    lines = [(("\x1b[1m" + ln + _RESET) if color else ln) for ln in title_lines]
     if run.params:
         params = " ".join(f"{k}={v}" for k, v in run.params.items())
-        lines.extend(wrap(f"{label('parameters', lang)}: {params}", width))
+        lines.extend(wrap(f"{label('parameters', lang)}: {params}", w))
     lines.append("")
     if run.series:
         lines.extend(series_lines(run, lang, width))
         lines.append("")
     if run.events or not run.series:
-        lines.extend(_diagram_lines(build(run, absolute=absolute, lang=lang), lang, color, width))
+        d = build(run, absolute=absolute, lang=lang)
+        if fold_bulk:
+            d, _ = fold(d)
+        lines.extend(_diagram_lines(d, lang, color, width))
         lines.append("")
-    lines.extend(_check_lines(run, lang, color, width))
+    lines.extend(_check_lines(run, lang, color, w))
     text = narrative(run.summary, lang)
     if text:
         lines.append("")
         lines.append(f"{label('summary', lang)}:")
-        lines.extend("  " + ln for ln in wrap(text, width - 2))
+        lines.extend("  " + ln for ln in wrap(text, w - 2))
     return "\n".join(lines).rstrip() + "\n"

@@ -1,4 +1,8 @@
-"""``tcpwise scenarios`` and ``tcpwise sim``: list the catalogue, run a scenario in the model and draw it."""
+"""``tcpwise scenarios`` and ``tcpwise sim``: list the catalogue, run a scenario in the model and draw it.
+
+Imports only argparse and :mod:`tcpwise.term` at module level; the catalogue, the simulator and the renderers load
+inside the handlers (and inside the completer of ``sim ID``, which lists the scenario ids when TAB is pressed).
+"""
 
 from __future__ import annotations
 
@@ -7,32 +11,69 @@ import json
 import sys
 from typing import Any
 
-__all__ = ["register", "write_output"]
+from tcpwise.term import HelpFormatter, add_color_option, add_wide_option, write_output
 
-FORMATS = ("text", "json", "mermaid", "svg", "html", "pcap")
+# write_output is re-exported for callers that import it from here (the lab CLI); it lives in tcpwise.term.
+__all__ = ["register", "write_output", "FORMATS"]
+
+# The renderers' formats (tcpwise.render.FORMATS, repeated here so that --help does not import the renderers;
+# tests/cli checks the two agree).
+FORMATS = ("text", "json", "lines", "mermaid", "svg", "html", "pcap")
+
+_SIM_EPILOG = """examples:
+  tcpwise sim close                                  the four-way close, drawn and checked
+  tcpwise sim lost-last-ack --set time_wait=0        the model-only variant: B gets a RST
+  tcpwise sim syn-flood --set syncookies=1           the same flood with SYN cookies
+  tcpwise sim handshake --format svg -o handshake.svg
+  tcpwise sim close --format pcap -o close.pcap      open it in Wireshark
+  tcpwise sim rst-on-timeout --every-segment         every data segment, not a summary row
+  tcpwise sim close --lang zh --color never          Chinese, no colour
+  tcpwise sim client-leak --wide                     three lanes side by side (wider than 80)
+
+exit status: 0 when every check holds, 1 when one fails, 2 on bad input.
+"""
+_LIST_EPILOG = """examples:
+  tcpwise scenarios
+  tcpwise scenarios --lang zh
+  tcpwise scenarios --json
+"""
+
+
+def _scenario_ids(**_: Any) -> list[str]:
+    """argcomplete completer of ``sim ID``: the catalogue's ids."""
+    from tcpwise.scenarios import catalogue
+
+    return [sc.id for sc in catalogue()]
 
 
 def register(sub: Any) -> None:
     p = sub.add_parser(
         "scenarios",
         help="list the scenario catalogue",
-        description="List every scenario id with its claim (the catalogue of docs/scenarios.md).",
+        description="List every scenario id with its title; [lab] marks those the kernel lab can run too "
+        "(tcpwise lab run ID). The claims behind each title are in docs/scenarios.md and in `--json`.",
+        epilog=_LIST_EPILOG,
+        formatter_class=HelpFormatter,
     )
-    p.add_argument("--json", action="store_true", help="machine-readable list with parameters")
-    p.add_argument("--lang", choices=("en", "zh"), default="en")
+    p.add_argument("--json", action="store_true", help="machine-readable list with claims and parameters")
+    p.add_argument("--lang", choices=("en", "zh"), default="en", help="language of the titles")
+    add_wide_option(p)
     p.set_defaults(handler=_cmd_scenarios)
 
     s = sub.add_parser(
         "sim",
         help="run a scenario in the model and draw it",
-        description="Run scenario ID in the deterministic simulator, check its claims, and render it.",
-        epilog="examples:\n  tcpwise sim close\n  tcpwise sim lost-last-ack --set time_wait=0\n"
-        "  tcpwise sim handshake --format svg -o handshake.svg\n  tcpwise sim close --format pcap -o close.pcap",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Run scenario ID in the deterministic simulator, check its claims, and render it: a sequence "
+        "diagram with seq/ack, windows, state changes and timers, then the checks and the narrative.",
+        epilog=_SIM_EPILOG,
+        formatter_class=HelpFormatter,
     )
-    s.add_argument("id", help="scenario id (see `tcpwise scenarios`)")
-    s.add_argument("--seed", type=int, default=1, help="random seed (same seed, same run) [1]")
-    s.add_argument("--format", "-f", default="text", choices=FORMATS, help="output format [text]")
+    ident = s.add_argument("id", metavar="ID", help="scenario id (see `tcpwise scenarios`)")
+    setattr(ident, "completer", _scenario_ids)  # noqa: B010 - argcomplete reads this attribute of the action
+    s.add_argument(
+        "--seed", type=int, default=1, metavar="N", help="random seed: the same seed gives the same run"
+    )
+    s.add_argument("--format", "-f", default="text", choices=FORMATS, metavar="FMT", help="output format")
     s.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
     s.add_argument(
         "--set",
@@ -40,59 +81,61 @@ def register(sub: Any) -> None:
         action="append",
         default=[],
         metavar="K=V",
-        help="override a parameter (repeatable), e.g. --set time_wait=0",
+        help="override a scenario parameter (repeatable), e.g. --set time_wait=0",
     )
     s.add_argument("--absolute", action="store_true", help="raw sequence numbers instead of relative ones")
-    s.add_argument("--lang", choices=("en", "zh"), default="en", help="language of narratives and checks")
+    s.add_argument(
+        "--lang", choices=("en", "zh"), default="en", help="language of labels, checks and narrative"
+    )
+    s.add_argument(
+        "--every-segment",
+        action="store_true",
+        help="draw every segment of a bulk transfer instead of one summary row (text, svg, html)",
+    )
+    add_color_option(s)
+    add_wide_option(s)
     s.set_defaults(handler=_cmd_sim)
 
 
 def _cmd_scenarios(args: argparse.Namespace) -> int:
+    from tcpwise.i18n import label
     from tcpwise.scenarios import catalogue
+    from tcpwise.term import Column, output_width, table
 
     cat = catalogue()
     if args.json:
         print(json.dumps([sc.to_dict() for sc in cat], indent=1, ensure_ascii=False))
         return 0
-    width = max(len(sc.id) for sc in cat)
-    for sc in cat:
-        title = sc.title_zh if args.lang == "zh" else sc.title
-        lab = " [lab]" if sc.lab else ""
-        print(f"{sc.id:<{width}}  {title}{lab}")
+    lab = label("lab_mark", args.lang)
+    rows = [
+        (sc.id, (sc.title_zh if args.lang == "zh" else sc.title) + (f" [{lab}]" if sc.lab else ""))
+        for sc in cat
+    ]
+    cols = [Column(label("id", args.lang)), Column(label("title", args.lang), flex=True, min=20)]
+    print("\n".join(table(cols, rows, width=output_width(args.wide))))
     return 0
 
 
-def write_output(data: str | bytes, path: str | None) -> None:
-    """Write to a file or stdout; refuses to spill binary onto a terminal."""
-    from tcpwise.errors import UsageError
-
-    if path:
-        try:
-            mode = "wb" if isinstance(data, bytes) else "w"
-            with open(path, mode, **({} if isinstance(data, bytes) else {"encoding": "utf-8"})) as f:
-                f.write(data)
-        except OSError as exc:
-            raise UsageError(f"cannot write {path}: {exc.strerror}") from None
-        return
-    if isinstance(data, bytes):
-        if sys.stdout.isatty():
-            raise UsageError("binary output (pcap): use -o FILE or redirect stdout")
-        sys.stdout.buffer.write(data)
-        sys.stdout.flush()
-    else:
-        sys.stdout.write(data if data.endswith("\n") else data + "\n")
-
-
 def _cmd_sim(args: argparse.Namespace) -> int:
+    from tcpwise.i18n import label, msg
     from tcpwise.render import render
     from tcpwise.scenarios import run_scenario
+    from tcpwise.term import output_width, use_color
 
     run = run_scenario(args.id, seed=args.seed, overrides=args.sets)
-    color = args.format == "text" and not args.output and sys.stdout.isatty()
-    out = render(run, args.format, absolute=args.absolute, lang=args.lang, color=color)
+    color = args.format == "text" and not args.output and use_color(args.color)
+    out = render(
+        run,
+        args.format,
+        absolute=args.absolute,
+        lang=args.lang,
+        color=color,
+        width=output_width(args.wide),
+        fold=not args.every_segment,
+    )
     write_output(out, args.output)
     if args.output:
         bad = [c for c in run.checks if not c.ok]
-        status = "all checks hold" if not bad else f"{len(bad)} check(s) FAILED"
-        print(f"{args.id}: wrote {args.output} ({status})", file=sys.stderr)
+        status = label("all_hold", args.lang) if not bad else msg("checks_failed", args.lang, n=len(bad))
+        print(msg("sim_wrote", args.lang, id=args.id, path=args.output, status=status), file=sys.stderr)
     return 0 if run.ok else 1
