@@ -44,13 +44,13 @@ _AREAS = (
 
 EPILOG = """examples:
   tcpwise scenarios                      list the scenario catalogue
-  tcpwise sim close                      four-way teardown as a sequence diagram
+  tcpwise sim close                      the four-way close, drawn and checked
   tcpwise sim lost-last-ack --set time_wait=0 --format json
   tcpwise report -o report/              HTML gallery of every scenario
-  tcpwise lab run close                  the same story on the real kernel (root)
-  tcpwise doctor                         diagnose this host's TCP connections
-  tcpwise trace capture.pcap             the life of every connection in a capture
-  tcpwise completion bash --install      TAB completion for bash (also zsh, fish)
+  tcpwise lab run close                  the same story on the real kernel
+  tcpwise doctor                         diagnose this host's connections
+  tcpwise trace capture.pcap             every connection in a capture
+  tcpwise completion bash --install      TAB completion (also zsh, fish)
 
 Output fits 80 columns (--wide for more) and has colour only on a terminal
 without NO_COLOR (--color always|never to choose). `tcpwise COMMAND --help`
@@ -120,10 +120,15 @@ def version_text() -> str:
 
 
 _COMPLETION_EPILOG = """examples:
-  tcpwise completion bash --install      write ~/.local/share/bash-completion/completions/tcpwise
-  tcpwise completion fish --install      write ~/.config/fish/completions/tcpwise.fish
-  tcpwise completion zsh --install       write ~/.zfunc/_tcpwise (add ~/.zfunc to fpath before compinit)
-  tcpwise completion bash                print the script (e.g. eval "$(tcpwise completion bash)")
+  tcpwise completion bash --install
+  tcpwise completion fish --install
+  tcpwise completion zsh --install
+  eval "$(tcpwise completion bash)"      just this shell, nothing written
+
+--install writes the script where the shell looks for it:
+  bash  ~/.local/share/bash-completion/completions/tcpwise
+  fish  ~/.config/fish/completions/tcpwise.fish
+  zsh   ~/.zfunc/_tcpwise  (put fpath=(~/.zfunc $fpath) before compinit)
 """
 _COMPLETION_PATHS = {
     "bash": ("XDG_DATA_HOME", ".local/share", "bash-completion/completions/tcpwise"),

@@ -16,10 +16,10 @@ from tcpwise.term import HelpFormatter, add_color_option, add_wide_option
 __all__ = ["register"]
 
 _EPILOG = """examples:
-  tcpwise demo                          handshake and close, then the gallery in report/
-  tcpwise demo --no-report --lang zh    the two diagrams in Chinese, no gallery
+  tcpwise demo                          handshake, close, gallery in report/
+  tcpwise demo --no-report --lang zh    the two diagrams in Chinese
   tcpwise demo --report /tmp/gallery    the gallery somewhere else
-  tcpwise demo pool                     naive pool vs validating pool on loopback
+  tcpwise demo pool                     naive vs validating pool (loopback)
 """
 
 

@@ -656,7 +656,7 @@ def phrase(text: str, lang: str = "en", _depth: int = 0) -> str:
 _KEEP_WORDS = frozenset(
     "tcpwise Linux nginx nftables syncookies Wireshark tshark tcpdump Zeek Mermaid JSON SVG HTML PNG pcap "
     "seq ack len win mss ws ts sackok sack rto persist keepalive ms µs kB MB GB min "
-    "backlog accept cookie cookies fd fds lab sim trace crash "
+    "backlog accept cookie cookies fd fds lab sim trace crash ss conntrack somaxconn ping "
     "Broken pipe Connection reset by peer".split()
 )
 _KEEP_PATTERNS = re.compile(
@@ -670,18 +670,20 @@ _KEEP_PATTERNS = re.compile(
     r"|\b[a-z0-9]+(?:-[a-z0-9]+)+\b"  # a kebab-case id: lost-last-ack
     r"|\b0x[0-9a-fA-F]+\b"
     r"|--[a-z][\w-]*"  # a command-line option: --full
+    r"|\b\w+\*\w+\b"  # a formula of parameters: intvl*probes
     r"|\b[A-Za-z]\b"  # a host name or unit: A, B, s
 )
 _WORD = re.compile(r"[A-Za-z]{2,}")
 
 
-def untranslated(text: str) -> list[str]:
+def untranslated(text: str, keep: frozenset[str] | set[str] = frozenset()) -> list[str]:
     """The lines of ``text`` (Chinese output) that still contain an English word, each followed by the words
-    found, e.g. ``measured 60.0  «measured»``. Empty when the text is fully translated."""
+    found, e.g. ``measured 60.0  «measured»``. ``keep`` adds identifiers of the caller's world (scenario ids,
+    process names) that stay as they are. Empty when the text is fully translated."""
     bad: list[str] = []
     for line in text.splitlines():
         rest = _KEEP_PATTERNS.sub(" ", line)
-        words = [w for w in _WORD.findall(rest) if w not in _KEEP_WORDS]
+        words = [w for w in _WORD.findall(rest) if w not in _KEEP_WORDS and w not in keep]
         if words:
             bad.append(f"{line.strip()}  «{' '.join(words)}»")
     return bad

@@ -19,7 +19,7 @@ _EPILOG = """examples:
   tcpwise report -o report-zh/ --lang zh
   tcpwise report -o /tmp/r --only close lost-last-ack
 
-exit status: 0 when every scenario passes all its checks, 1 otherwise, 2 on bad input.
+exit status: 0 when every scenario passes, 1 otherwise, 2 on bad input.
 """
 
 

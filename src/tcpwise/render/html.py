@@ -20,7 +20,17 @@ from html import escape
 from typing import Any
 
 from tcpwise.events import Run
-from tcpwise.i18n import check_claim, check_detail, label, msg, narrative, phrase, run_title, world_text
+from tcpwise.i18n import (
+    check_claim,
+    check_detail,
+    conn_text,
+    label,
+    msg,
+    narrative,
+    phrase,
+    run_title,
+    world_text,
+)
 from tcpwise.render.diagram import build, states_over_time
 from tcpwise.render.svg import render_svg, render_svg_folded
 from tcpwise.render.svglayout import state_color
@@ -149,7 +159,7 @@ def _timeline(run: Run, lang: str) -> str:
                 open_end = t1 >= d.t_end and intervals[-1] == (t0, t1, state)
                 dur = f"{_dur(t1 - t0)}" + (f" ({_e(label('until_end', lang))})" if open_end else "")
                 rows.append(
-                    f"<tr><td>{_e(lane.name)}</td><td>{_e(conn)}</td><td>{_state(state)}</td>"
+                    f"<tr><td>{_e(lane.name)}</td><td>{_e(conn_text(conn, lang))}</td><td>{_state(state)}</td>"
                     f'<td class="num">{t0:.3f}</td><td class="num">{dur}</td></tr>'
                 )
     if not rows:
@@ -164,7 +174,11 @@ def _timeline(run: Run, lang: str) -> str:
 def _kv(items: dict[str, Any], lang: str) -> str:
     if not items:
         return ""
-    rows = "".join(f'<tr><td>{_e(k)}</td><td class="num">{_e(v)}</td></tr>' for k, v in items.items())
+    # names and values are identifiers (what --set takes, what --format json carries): translate="no" tells
+    # people, browsers' translators and the zh test that they stay as they are
+    rows = "".join(
+        f'<tr translate="no"><td>{_e(k)}</td><td class="num">{_e(v)}</td></tr>' for k, v in items.items()
+    )
     return (
         f'<table class="kv"><thead><tr><th>{_e(label("name", lang))}</th><th>{_e(label("value", lang))}</th></tr>'
         f"</thead><tbody>{rows}</tbody></table>"
@@ -191,7 +205,8 @@ def body(
     if back_href:
         parts.append(f'<p><a href="{_e(back_href)}">← {_e(label("back", lang))}</a></p>')
     parts.append(f"<h1>{_e(title)}</h1>")
-    meta = f"{_e(run.scenario)} · {_e(label('world', lang))} {_e(world_text(run.world, lang))}"
+    world = f"{_e(label('world', lang))} {_e(world_text(run.world, lang))}"
+    meta = f'<span translate="no">{_e(run.scenario)}</span> · {world}'
     if run.seed is not None:
         meta += f" · {_e(label('seed', lang))} {_e(run.seed)}"
     parts.append(f'<div class="meta">{meta} · {_verdict(run, lang)}</div>')

@@ -21,14 +21,14 @@ __all__ = ["register", "write_output", "FORMATS"]
 FORMATS = ("text", "json", "lines", "mermaid", "svg", "html", "pcap")
 
 _SIM_EPILOG = """examples:
-  tcpwise sim close                                  the four-way close, drawn and checked
-  tcpwise sim lost-last-ack --set time_wait=0        the model-only variant: B gets a RST
-  tcpwise sim syn-flood --set syncookies=1           the same flood with SYN cookies
+  tcpwise sim close                             the four-way close, checked
+  tcpwise sim lost-last-ack --set time_wait=0   model-only: B gets a RST
+  tcpwise sim syn-flood --set syncookies=1      the flood with SYN cookies
   tcpwise sim handshake --format svg -o handshake.svg
-  tcpwise sim close --format pcap -o close.pcap      open it in Wireshark
-  tcpwise sim rst-on-timeout --every-segment         every data segment, not a summary row
-  tcpwise sim close --lang zh --color never          Chinese, no colour
-  tcpwise sim client-leak --wide                     three lanes side by side (wider than 80)
+  tcpwise sim close --format pcap -o close.pcap   open it in Wireshark
+  tcpwise sim rst-on-timeout --every-segment    no summary row for the bulk
+  tcpwise sim close --lang zh --color never     Chinese, no colour
+  tcpwise sim client-leak --wide                three lanes side by side
 
 exit status: 0 when every check holds, 1 when one fails, 2 on bad input.
 """
