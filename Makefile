@@ -8,8 +8,10 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SYSSTAMP := .sysdeps.installed
 # System packages: nftables (lab faults), tshark (pcap validation, trace benchmark), tcptrace (trace benchmark),
-# chromium (HTML report browser test), iproute2 (namespaces), tcpdump (bench captures), procps (sysctl).
-APT_PACKAGES := nftables tshark tcptrace chromium iproute2 tcpdump procps
+# chromium (HTML report and SVG layout browser tests, docs-img screenshots), fonts-noto-cjk (the CJK font the
+# SVG/HTML name: Chinese renders as boxes without it), iproute2 (namespaces), tcpdump (bench captures),
+# procps (sysctl).
+APT_PACKAGES := nftables tshark tcptrace chromium fonts-noto-cjk iproute2 tcpdump procps
 
 .PHONY: demo test bench lint venv sysdeps clean
 

@@ -76,6 +76,7 @@ text{{font-family:{SANS};fill:#222;{_HALO}}}
 .tw-app{{font-style:italic;fill:#7a4b00}}
 .tw-timer{{fill:#8e24aa}}
 .tw-note{{fill:#555}}
+.tw-why{{font-size:11px;fill:#c62828}}
 .tw-fold{{font-size:12px;font-weight:bold;fill:#1f3b73;stroke:#eef3fb}}
 .tw-legend{{font-size:12px;fill:#333}}
 .tw-ok{{fill:#2e7d32;font-weight:bold}}

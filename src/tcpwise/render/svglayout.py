@@ -56,6 +56,7 @@ TOP = 128  # y of the first event (lane heads above)
 OFF = 14  # distance from a lane to its labels
 PILL_GAP = 8  # between the pill column and the text column
 TEXT_MAX = 220.0  # mark texts wrap at this width
+REASON_MAX = 280.0  # a loss reason wraps at this width
 PAD = 2.0  # minimum space between two label boxes
 STEP = 24.0  # height of the run's typical gap between events
 BREAK_H = 30.0  # height of a broken-axis band
@@ -378,6 +379,8 @@ class _Placer:
         self.send_y: dict[int, float] = {}
         self.lost_end: dict[int, tuple[float, float]] = {}
         self.last_time: float | None = None
+        self.last_reason: dict[tuple[int, int], str] = {}  # the last loss reason shown, per path
+        self.pending_reason: tuple[tuple[int, int], str] | None = None
         self.multi = [len(lane.conns) > 1 for lane in d.lanes]
         self.flight = self._flight_estimate()
 
@@ -436,13 +439,18 @@ class _Placer:
         return ex, ey
 
     def _reason_options(self, a: Arrow, ex: float, ey: float) -> list[tuple[Group, list[LineP]]]:
-        why = label("lost", self.lang) + (f": {a.reason}" if a.reason and a.reason != "loss" else "")
-        lines = wrap(why, TEXT_MAX, lambda s: text_width(s, SEG_SIZE, "mono"))
-        cls, size, face = "tw-seg tw-lost", SEG_SIZE, "mono"
+        # the reason in full the first time; a loss on the same path for the same reason just says "lost"
+        # (the tooltip keeps the reason): ten retransmissions into a black hole need one explanation
+        path = (a.src, a.dst)
+        same = self.last_reason.get(path) == a.reason
+        self.pending_reason = (path, a.reason)
+        why = label("lost", self.lang) + (f": {a.reason}" if a.reason and a.reason != "loss" and not same else "")
+        lines = wrap(why, REASON_MAX, lambda s: text_width(s, MARK_SIZE - 1, "sans"))
+        cls, size, face = "tw-mark tw-why", MARK_SIZE - 1, "sans"
         opts: list[tuple[Group, list[LineP]]] = []
-        for dx, dy, anchor in ((0, 22, "middle"), (-10, 22, "end"), (10, 22, "start"), (0, 40, "middle")):
+        for dx, dy, anchor in ((0, 20, "middle"), (-10, 20, "end"), (10, 20, "start"), (0, 38, "middle")):
             t = TextP(ex + dx, ey + dy, lines, cls, size, face, anchor)
-            leader = [LineP(ex, ey + 7, ex + dx, ey + dy - 12, "leader")] if dy > 22 else []
+            leader = [LineP(ex, ey + 7, ex + dx, ey + dy - 12, "leader")] if dy > 20 else []
             opts.append((Group([t]), leader))
         return opts
 
@@ -650,6 +658,9 @@ class _Placer:
                 groups.append(g)
                 lines.extend(lns)
             self.commit(groups, lines)
+            if self.pending_reason is not None:
+                self.last_reason[self.pending_reason[0]] = self.pending_reason[1]
+                self.pending_reason = None
             break
         if it.t != self.last_time:
             self.last_time = it.t
