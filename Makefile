@@ -13,7 +13,7 @@ SYSSTAMP := .sysdeps.installed
 # procps (sysctl).
 APT_PACKAGES := nftables tshark tcptrace chromium fonts-noto-cjk iproute2 tcpdump procps
 
-.PHONY: demo test bench lint venv sysdeps clean
+.PHONY: demo test bench lint venv sysdeps clean docs-img
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -41,6 +41,11 @@ test: venv sysdeps
 
 bench: venv sysdeps
 	@for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+# The README picture and docs/img (the busiest diagrams as SVG and as Chromium screenshots), regenerated from the
+# renderer; tests/render/test_docs_img.py fails when they are stale.
+docs-img: venv sysdeps
+	$(BIN)/python tools/docs_img.py
 
 lint: venv
 	$(BIN)/ruff check src tests bench
