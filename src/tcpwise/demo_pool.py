@@ -1,4 +1,4 @@
-"""``tcpwise demo pool``: the notes' "connection count keeps growing" problem and its fix, live on loopback.
+"""``tcpwise demo pool``: the classic "connection count keeps growing" problem and its fix, live on loopback.
 
 A guarded server closes keep-alive connections idle for 0.3 s (FIN), as real servers do. A client sends bursts
 of concurrent requests with pauses longer than that. Two client pools serve the same workload:
@@ -38,7 +38,7 @@ class _Conn:
 
 @dataclass
 class NaivePool:
-    """The pool the notes warn about: no validation, no eviction, dead connections dropped but never closed."""
+    """The pool everyone warns about: no validation, no eviction, dead connections dropped but never closed."""
 
     host: str
     port: int
@@ -92,7 +92,7 @@ async def _demo(out: TextIO) -> int:
     def p(s: str) -> None:
         print(s, file=out)
 
-    p('tcpwise demo pool - the notes\' "connection count keeps growing" problem, on loopback')
+    p('tcpwise demo pool - the "connection count keeps growing" problem, on loopback')
     p(f"server: guarded echo on 127.0.0.1:{port}, closes connections idle for {SERVER_IDLE} s (FIN)")
     p(
         f"client: {ROUNDS} rounds of {BURST} concurrent requests, {PAUSE} s pause between rounds (> server idle)"

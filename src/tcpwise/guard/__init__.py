@@ -1,4 +1,4 @@
-"""tcpwise.guard: the notes' server-side remedies as an asyncio library.
+"""tcpwise.guard: the common server-side remedies as an asyncio library.
 
 Limits (global, per-IP with IPv6 prefix aggregation, accept rate), first-byte/idle/write/lifetime timeouts,
 keepalive + TCP_USER_TIMEOUT on every socket, FIN or RST close modes, always-close, graceful SIGTERM drain,
