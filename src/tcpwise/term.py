@@ -143,7 +143,13 @@ def wrap(s: str, width: float, measure: Callable[[str], float] = cell_width) -> 
     width = max(8.0 if measure is cell_width else 1.0, width)
     lines: list[str] = []
     cur = ""
-    for tok in _tokens(s):
+    tokens = _tokens(s)
+    while tokens:
+        tok = tokens.pop(0)
+        if " " in tok and not tok.isspace() and measure(tok) > width:
+            # a group kept whole where it fits ("[ESTABLISHED -> CLOSE_WAIT]") breaks at its spaces where not
+            tokens[:0] = re.findall(r"\S+|\s", tok)
+            continue
         if cur.strip() and measure(cur + tok.rstrip()) > width:
             lines.append(cur.rstrip())
             cur = "" if tok.isspace() else tok

@@ -444,7 +444,9 @@ class _Placer:
         path = (a.src, a.dst)
         same = self.last_reason.get(path) == a.reason
         self.pending_reason = (path, a.reason)
-        why = label("lost", self.lang) + (f": {a.reason}" if a.reason and a.reason != "loss" and not same else "")
+        why = label("lost", self.lang) + (
+            f": {a.reason}" if a.reason and a.reason != "loss" and not same else ""
+        )
         lines = wrap(why, REASON_MAX, lambda s: text_width(s, MARK_SIZE - 1, "sans"))
         cls, size, face = "tw-mark tw-why", MARK_SIZE - 1, "sans"
         opts: list[tuple[Group, list[LineP]]] = []
