@@ -307,7 +307,7 @@ def close_wait_leak(quick: bool = False) -> DemoResult:
                 c.close()  # the client is done: FIN -> the server's socket goes to CLOSE_WAIT, forever
                 time.sleep(0.02)
             time.sleep(0.2)
-            reports = [r.get("text", "") for r in agent.read()]
+            reports = agent.read()
             socks = _sockets(topo, "B")
             lst = next((s for s in socks if s.state == LISTEN), None)
             facts: dict[str, Any] = {
@@ -316,7 +316,7 @@ def close_wait_leak(quick: bool = False) -> DemoResult:
                 "clients_served": outcomes.count("ok"),
                 "first_failure": next((o for o in outcomes if o != "ok"), None),
                 "close_wait_on_B": _count(socks, CLOSE_WAIT),
-                "accept_emfile": any("EMFILE" in r for r in reports),
+                "accept_emfile": any(r.get("call") == "accept" and r.get("errno") == "EMFILE" for r in reports),
                 "accept_queue": lst.rqueue if lst else None,
             }
         finally:
