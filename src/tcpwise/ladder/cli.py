@@ -63,12 +63,26 @@ def register(sub: Any) -> None:
         help="a hop: a kind from --defaults with overrides, e.g. nginx:pool_idle=60s or generic:role=server,idle=5s",
     )
     for kind in CONFIG_KINDS:
-        p.add_argument(f"--{kind}", dest=kind, action=_Chain, metavar="FILE", help=f"a hop read from a {kind} config")
-    p.add_argument("--sysctl", metavar="FILE", help="kernel keepalive/conntrack settings (sysctl.conf or sysctl -a)")
-    p.add_argument("--margin", default=None, metavar="DUR|PCT", help="safety margin (2s, 10%%) [auto: 10%%, >= 1s, <= half]")
+        p.add_argument(
+            f"--{kind}", dest=kind, action=_Chain, metavar="FILE", help=f"a hop read from a {kind} config"
+        )
+    p.add_argument(
+        "--sysctl", metavar="FILE", help="kernel keepalive/conntrack settings (sysctl.conf or sysctl -a)"
+    )
+    p.add_argument(
+        "--margin",
+        default=None,
+        metavar="DUR|PCT",
+        help="safety margin (2s, 10%%) [auto: 10%%, >= 1s, <= half]",
+    )
     p.add_argument("--format", "-f", choices=("text", "json"), default="text", help="output format [text]")
     p.add_argument("--json", action="store_true", help="same as --format json")
-    p.add_argument("--fail-on", choices=("warn", "crit"), default=None, help="exit 1 when a finding is this severe [never]")
+    p.add_argument(
+        "--fail-on",
+        choices=("warn", "crit"),
+        default=None,
+        help="exit 1 when a finding is this severe [never]",
+    )
     p.add_argument("--wide", action="store_true", help="use the terminal's width instead of 80 columns")
     p.add_argument("--defaults", action="store_true", help="print the defaults table with sources and exit")
     p.set_defaults(handler=_cmd_ladder, chain=[])
@@ -83,11 +97,27 @@ def register(sub: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     r.add_argument("--proxy", choices=("nginx", "haproxy"), default="nginx", help="the proxy [nginx]")
-    r.add_argument("--upstream-idle", type=float, default=1.0, metavar="S", help="upstream keep-alive (s) [1.0]")
-    r.add_argument("--proxy-idle", type=float, default=3.0, metavar="S", help="nginx upstream keepalive_timeout (s) [3.0]")
+    r.add_argument(
+        "--upstream-idle", type=float, default=1.0, metavar="S", help="upstream keep-alive (s) [1.0]"
+    )
+    r.add_argument(
+        "--proxy-idle",
+        type=float,
+        default=3.0,
+        metavar="S",
+        help="nginx upstream keepalive_timeout (s) [3.0]",
+    )
     r.add_argument("--requests", type=int, default=6, help="requests per run [6]")
-    r.add_argument("--spacing", type=float, default=None, metavar="S", help="pause between requests (s) [upstream idle - delay]")
-    r.add_argument("--delay", type=float, default=0.05, metavar="S", help="one-way delay proxy<->upstream (s) [0.05]")
+    r.add_argument(
+        "--spacing",
+        type=float,
+        default=None,
+        metavar="S",
+        help="pause between requests (s) [upstream idle - delay]",
+    )
+    r.add_argument(
+        "--delay", type=float, default=0.05, metavar="S", help="one-way delay proxy<->upstream (s) [0.05]"
+    )
     r.add_argument("--method", choices=("POST", "GET"), default="POST", help="request method [POST]")
     r.add_argument("--no-fix", action="store_true", help="only the inverted run")
     r.add_argument("--format", "-f", choices=("text", "svg", "json"), default="text", help="output [text]")
@@ -97,8 +127,8 @@ def register(sub: Any) -> None:
 
 def _build(args: argparse.Namespace) -> Any:
     from tcpwise.errors import UsageError
-    from tcpwise.ladder.path import LadderPath, apply_sysctl, hop_from_spec, load_path_file, read_config
     from tcpwise.ladder.parsers.sysctl import read_sysctl
+    from tcpwise.ladder.path import LadderPath, apply_sysctl, hop_from_spec, load_path_file, read_config
 
     lp = load_path_file(args.path) if args.path else LadderPath()
     for dest, value in args.chain:
@@ -112,7 +142,9 @@ def _build(args: argparse.Namespace) -> Any:
         lp.hops = apply_sysctl(lp.hops, read_sysctl(args.sysctl))
     lp.unique_names()
     if len(lp.hops) < 2:
-        raise UsageError("give at least two hops: PATH, --hop KIND or --nginx/--haproxy/... FILE (see --help)")
+        raise UsageError(
+            "give at least two hops: PATH, --hop KIND or --nginx/--haproxy/... FILE (see --help)"
+        )
     return lp
 
 

@@ -280,24 +280,29 @@ def _failed_connection(pcap: bytes, upstream_addr: str) -> Run | None:
                 run = connection_run(path, n)
             except UsageError:
                 return None
-            segs = [e for e in run.events if e.kind == "send" and e.segment is not None]
-            if not segs or segs[0].segment is None or segs[0].segment.dst != upstream_addr:
+            segs = [(e.host, e.segment) for e in run.events if e.kind == "send" and e.segment is not None]
+            if not segs or segs[0][1].dst != upstream_addr:
                 continue
-            last_req = max((i for i, e in enumerate(segs) if e.host == "A" and e.segment.len > 0), default=None)  # type: ignore[union-attr]
+            last_req = max((i for i, (h, sg) in enumerate(segs) if h == "A" and sg.len > 0), default=None)
             if last_req is None:
                 continue
             after = segs[last_req + 1 :]
-            answered = any(e.host == "B" and e.segment.len > 0 for e in after)  # type: ignore[union-attr]
-            closed = any(e.host == "B" and ("F" in e.segment.flags or "R" in e.segment.flags) for e in after)  # type: ignore[union-attr]
+            answered = any(h == "B" and sg.len > 0 for h, sg in after)
+            closed = any(h == "B" and ("F" in sg.flags or "R" in sg.flags) for h, sg in after)
             if not answered and closed:
-                run.title = f"keep-alive race: the proxy's request meets a closed connection ({run.title})"
+                run.title = "keep-alive race: the proxy's request meets the upstream's close"
+                run.params = {"capture": "router R, proxy <-> upstream", "conn": n}
+                run.hosts[0].role = "proxy"
+                run.hosts[1].role = "upstream"
                 return run
         return None
     finally:
         os.unlink(path)
 
 
-def _start_proxy(proxy: str, tmp: str, ns: str, upstream: str, proxy_idle: float, res: RaceResult) -> tuple[subprocess.Popen[bytes], IO[bytes]]:
+def _start_proxy(
+    proxy: str, tmp: str, ns: str, upstream: str, proxy_idle: float, res: RaceResult
+) -> tuple[subprocess.Popen[bytes], IO[bytes]]:
     log = open(os.path.join(tmp, "proxy.out"), "wb")  # noqa: SIM115 - closed by the caller
     if proxy == "nginx":
         exe = _need("nginx", "nginx")
@@ -344,17 +349,7 @@ def run_race(
 ) -> RaceResult:
     """Run the race once; needs root, network namespaces and the proxy binary. Bounded: ``requests`` requests of
     at most ``spacing + 3`` seconds each."""
-    if proxy not in PROXIES:
-        raise UsageError(f"--proxy must be one of {', '.join(PROXIES)}")
-    if not (1 <= requests <= 500):
-        raise UsageError("--requests must be 1..500")
-    if not (0.2 <= upstream_idle <= 30 and 0 < proxy_idle <= 120 and 0.001 <= delay <= 0.5):
-        raise UsageError("need 0.2 <= upstream idle <= 30 s, 0 < proxy idle <= 120 s, 1 ms <= delay <= 500 ms")
-    if method not in ("GET", "POST"):
-        raise UsageError("--method must be GET or POST")
-    gap = upstream_idle - delay if spacing is None else spacing
-    if not (0 <= gap <= 60):
-        raise UsageError("--spacing must be 0..60 s")
+    gap = _validate(proxy, requests, upstream_idle, proxy_idle, delay, method, spacing)
     from tcpwise.lab.capture import Capture, write_pcap
     from tcpwise.lab.forward import Forwarder, Route
     from tcpwise.lab.netns import TUN_DEV, Topology, check_capabilities, clean, in_netns
@@ -411,27 +406,14 @@ def run_race(
             import io
 
             buf = io.BytesIO()
-            write_pcap(cap.frames, buf)  # type: ignore[attr-defined]
+            write_pcap(cap.frames, buf)
             res.pcap = buf.getvalue()
-            cap.close()  # type: ignore[attr-defined]
+            cap.close()
         if fwd is not None:
-            fwd.close()  # type: ignore[attr-defined]
+            fwd.close()
         topo.destroy()
         _ONE_AT_A_TIME.release()
-    try:
-        if proxy == "nginx":
-            _count_log(proxy, _read(os.path.join(tmp, "access.log")), res)
-            res.error_lines = [ln for ln in _read(os.path.join(tmp, "error.log")).splitlines() if "upstream" in ln]
-        else:
-            text = _read(os.path.join(tmp, "proxy.out"))
-            _count_log(proxy, text, res)
-            res.error_lines = [ln for ln in text.splitlines() if " 502 " in ln]
-        for line in _read(os.path.join(tmp, "upstream.out")).splitlines():
-            parts = line.split()
-            if len(parts) >= 2:
-                res.upstream_events[parts[1]] += 1
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    _collect(proxy, tmp, res)
     if draw and res.log_502 and res.pcap:
         res.failed = _failed_connection(res.pcap, "198.18.1.1")
     return res
@@ -443,3 +425,49 @@ def _read(path: str) -> str:
             return f.read()
     except FileNotFoundError:
         return ""
+
+
+def _validate(
+    proxy: str,
+    requests: int,
+    upstream_idle: float,
+    proxy_idle: float,
+    delay: float,
+    method: str,
+    spacing: float | None,
+) -> float:
+    """Bounds on every knob (the run is bounded by them); the spacing to use."""
+    if proxy not in PROXIES:
+        raise UsageError(f"--proxy must be one of {', '.join(PROXIES)}")
+    if not (1 <= requests <= 500):
+        raise UsageError("--requests must be 1..500")
+    if not (0.2 <= upstream_idle <= 30 and 0 < proxy_idle <= 120 and 0.001 <= delay <= 0.5):
+        raise UsageError(
+            "need 0.2 <= upstream idle <= 30 s, 0 < proxy idle <= 120 s, 1 ms <= delay <= 500 ms"
+        )
+    if method not in ("GET", "POST"):
+        raise UsageError("--method must be GET or POST")
+    gap = upstream_idle - delay if spacing is None else spacing
+    if not (0 <= gap <= 60):
+        raise UsageError("--spacing must be 0..60 s")
+    return gap
+
+
+def _collect(proxy: str, tmp: str, res: RaceResult) -> None:
+    """The proxy's own logs and the upstream's event lines into ``res``; then the work directory goes."""
+    try:
+        if proxy == "nginx":
+            _count_log(proxy, _read(os.path.join(tmp, "access.log")), res)
+            res.error_lines = [
+                ln for ln in _read(os.path.join(tmp, "error.log")).splitlines() if "upstream" in ln
+            ]
+        else:
+            text = _read(os.path.join(tmp, "proxy.out"))
+            _count_log(proxy, text, res)
+            res.error_lines = [ln for ln in text.splitlines() if " 502 " in ln]
+        for line in _read(os.path.join(tmp, "upstream.out")).splitlines():
+            parts = line.split()
+            if len(parts) >= 2:
+                res.upstream_events[parts[1]] += 1
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

@@ -82,8 +82,12 @@ class Hop:
     role: str
     values: dict[str, Value] = field(default_factory=dict)
     on_expire: str = "drop"  # middleboxes: what a packet of a forgotten flow meets
-    notes: tuple[str, ...] = ()  # what the parser noticed (e.g. "upstream keepalive needs proxy_http_version 1.1")
-    context: dict[str, str] = field(default_factory=dict)  # parser facts the fixes need (upstream name, section)
+    notes: tuple[
+        str, ...
+    ] = ()  # what the parser noticed (e.g. "upstream keepalive needs proxy_http_version 1.1")
+    context: dict[str, str] = field(
+        default_factory=dict
+    )  # parser facts the fixes need (upstream name, section)
 
     def __post_init__(self) -> None:
         if self.role not in ROLES:

@@ -57,7 +57,9 @@ class LadderPath:
 def _preset_hop(kind: str, name: str | None, role: str | None) -> Hop:
     p = get_preset(kind)
     vals = {f: Value(d.seconds, Source("default", text=d.doc)) for f, d in p.defaults.items()}
-    return Hop(name or kind, kind, role or p.role, vals, on_expire=p.on_expire, notes=(p.note,) if p.note else ())
+    return Hop(
+        name or kind, kind, role or p.role, vals, on_expire=p.on_expire, notes=(p.note,) if p.note else ()
+    )
 
 
 def read_config(kind: str, path: str, name: str | None, opts: dict[str, str]) -> Hop:
@@ -67,7 +69,11 @@ def read_config(kind: str, path: str, name: str | None, opts: dict[str, str]) ->
     from tcpwise.ladder.parsers.haproxy import read_haproxy
     from tcpwise.ladder.parsers.nginx import read_nginx
 
-    readers: dict[str, Callable[..., Hop]] = {"nginx": read_nginx, "haproxy": read_haproxy, "envoy": read_envoy}
+    readers: dict[str, Callable[..., Hop]] = {
+        "nginx": read_nginx,
+        "haproxy": read_haproxy,
+        "envoy": read_envoy,
+    }
     readers.update(APP_READERS)
     reader = readers.get(kind)
     if reader is None:
@@ -75,8 +81,13 @@ def read_config(kind: str, path: str, name: str | None, opts: dict[str, str]) ->
     extra = {}
     for key, arg in (("upstream", "upstream"), ("backend", "backend"), ("cluster", "cluster")):
         if key in opts:
-            if kind not in ("nginx", "haproxy", "envoy") or {"nginx": "upstream", "haproxy": "backend", "envoy": "cluster"}[kind] != key:
-                raise UsageError(f"{key}= only applies to {'nginx' if key == 'upstream' else 'haproxy' if key == 'backend' else 'envoy'}")
+            if (
+                kind not in ("nginx", "haproxy", "envoy")
+                or {"nginx": "upstream", "haproxy": "backend", "envoy": "cluster"}[kind] != key
+            ):
+                raise UsageError(
+                    f"{key}= only applies to {'nginx' if key == 'upstream' else 'haproxy' if key == 'backend' else 'envoy'}"
+                )
             extra[arg] = opts[key]
     hop = reader(path, name or kind, **extra)
     # Fields the file does not set come from the preset's defaults (same kind family).
@@ -110,7 +121,9 @@ def hop_from_mapping(m: dict[str, Any], src: Source, base_dir: str = ".") -> Hop
     """One hop from a TOML/YAML table or a parsed ``--hop`` spec."""
     unknown = set(m) - KEYS
     if unknown:
-        raise UsageError(f"hop: unknown key(s) {', '.join(sorted(unknown))}; valid: {', '.join(sorted(KEYS))}")
+        raise UsageError(
+            f"hop: unknown key(s) {', '.join(sorted(unknown))}; valid: {', '.join(sorted(KEYS))}"
+        )
     kind = str(m.get("kind", "")).strip()
     if not kind:
         raise UsageError("hop: 'kind' is required (tcpwise ladder --defaults lists the kinds)")
@@ -122,7 +135,9 @@ def hop_from_mapping(m: dict[str, Any], src: Source, base_dir: str = ".") -> Hop
         cfg = str(m["config"])
         if not os.path.isabs(cfg):
             cfg = os.path.join(base_dir, cfg)
-        hop = read_config(kind, cfg, name, {k: str(m[k]) for k in ("upstream", "backend", "cluster") if k in m})
+        hop = read_config(
+            kind, cfg, name, {k: str(m[k]) for k in ("upstream", "backend", "cluster") if k in m}
+        )
         if role is not None:
             hop = replace(hop, role=role)
     else:
@@ -174,7 +189,9 @@ def load_path_file(path: str) -> LadderPath:
         raise ParseError(path, None, "expected a table with a list of hops ([[hop]] in TOML, hops: in YAML)")
     unknown = set(data) - {"hop", "hops", "margin"}
     if unknown:
-        raise ParseError(path, None, f"unknown key(s) {', '.join(sorted(unknown))}; valid: hop (or hops), margin")
+        raise ParseError(
+            path, None, f"unknown key(s) {', '.join(sorted(unknown))}; valid: hop (or hops), margin"
+        )
     hops_raw = data.get("hop", data.get("hops"))
     if not isinstance(hops_raw, list) or not hops_raw:
         raise ParseError(path, None, "no hops: add [[hop]] tables (TOML) or a hops: list (YAML)")

@@ -93,9 +93,17 @@ _P = [
         "requests",
         "client",
         "Python requests (urllib3 pool)",
-        {"pool_idle": Default(NEVER, "urllib3 has no idle expiry", "https://github.com/urllib3/urllib3/issues/2498")},
-        {"pool_idle": _tmpl("urllib3 has no idle timeout: Retry(total=2, allowed_methods=None) on the HTTPAdapter, "
-                            "or session.close() after {v} idle")},  # fmt: skip
+        {
+            "pool_idle": Default(
+                NEVER, "urllib3 has no idle expiry", "https://github.com/urllib3/urllib3/issues/2498"
+            )
+        },
+        {
+            "pool_idle": _tmpl(
+                "urllib3 has no idle timeout: Retry(total=2, allowed_methods=None) on the HTTPAdapter, "
+                "or session.close() after {v} idle"
+            )
+        },  # fmt: skip
         note="checks the socket before reuse (sees a FIN that already arrived), never expires it",
     ),
     Preset(
@@ -103,23 +111,37 @@ _P = [
         "client",
         "urllib3 PoolManager",
         {"pool_idle": Default(NEVER, "no idle expiry", "https://github.com/urllib3/urllib3/issues/3184")},
-        {"pool_idle": _tmpl("urllib3 has no idle timeout: PoolManager(retries=Retry(total=2, allowed_methods=None)), "
-                            "or pool.clear() after {v} idle")},  # fmt: skip
+        {
+            "pool_idle": _tmpl(
+                "urllib3 has no idle timeout: PoolManager(retries=Retry(total=2, allowed_methods=None)), "
+                "or pool.clear() after {v} idle"
+            )
+        },  # fmt: skip
     ),
     Preset(
         "aiohttp",
         "client",
         "aiohttp ClientSession (TCPConnector)",
-        {"pool_idle": Default(15.0, "TCPConnector(keepalive_timeout=15.0)",
-                              "https://docs.aiohttp.org/en/stable/client_reference.html#aiohttp.TCPConnector")},  # fmt: skip
+        {
+            "pool_idle": Default(
+                15.0,
+                "TCPConnector(keepalive_timeout=15.0)",
+                "https://docs.aiohttp.org/en/stable/client_reference.html#aiohttp.TCPConnector",
+            )
+        },  # fmt: skip
         {"pool_idle": _tmpl("aiohttp.TCPConnector(keepalive_timeout={v})", "float")},
     ),
     Preset(
         "httpx",
         "client",
         "httpx Client",
-        {"pool_idle": Default(5.0, "httpx.Limits(keepalive_expiry=5)",
-                              "https://www.python-httpx.org/advanced/resource-limits/")},  # fmt: skip
+        {
+            "pool_idle": Default(
+                5.0,
+                "httpx.Limits(keepalive_expiry=5)",
+                "https://www.python-httpx.org/advanced/resource-limits/",
+            )
+        },  # fmt: skip
         {"pool_idle": _tmpl("httpx.Limits(keepalive_expiry={v})", "float")},
     ),
     Preset(
@@ -127,19 +149,33 @@ _P = [
         "client",
         "Go http.Client (DefaultTransport)",
         {
-            "pool_idle": Default(90.0, "DefaultTransport IdleConnTimeout: 90 * time.Second", GO_HTTP + "#DefaultTransport"),
-            "keepalive": Default(30.0, "DefaultTransport net.Dialer KeepAlive: 30 * time.Second", GO_HTTP + "#DefaultTransport"),
+            "pool_idle": Default(
+                90.0, "DefaultTransport IdleConnTimeout: 90 * time.Second", GO_HTTP + "#DefaultTransport"
+            ),
+            "keepalive": Default(
+                30.0, "DefaultTransport net.Dialer KeepAlive: 30 * time.Second", GO_HTTP + "#DefaultTransport"
+            ),
         },  # fmt: skip
-        {"pool_idle": _tmpl("IdleConnTimeout: {v},  // http.Transport", "go"),
-         "keepalive": _tmpl("KeepAlive: {v},  // net.Dialer", "go")},  # fmt: skip
+        {
+            "pool_idle": _tmpl("IdleConnTimeout: {v},  // http.Transport", "go"),
+            "keepalive": _tmpl("KeepAlive: {v},  // net.Dialer", "go"),
+        },  # fmt: skip
     ),
     Preset(
         "hikaricp",
         "client",
         "HikariCP (JDBC pool)",
         {
-            "pool_idle": Default(600.0, "idleTimeout=600000 (ms)", "https://github.com/brettwooldridge/HikariCP#frequently-used"),
-            "max_lifetime": Default(1800.0, "maxLifetime=1800000 (ms)", "https://github.com/brettwooldridge/HikariCP#frequently-used"),
+            "pool_idle": Default(
+                600.0,
+                "idleTimeout=600000 (ms)",
+                "https://github.com/brettwooldridge/HikariCP#frequently-used",
+            ),
+            "max_lifetime": Default(
+                1800.0,
+                "maxLifetime=1800000 (ms)",
+                "https://github.com/brettwooldridge/HikariCP#frequently-used",
+            ),
         },  # fmt: skip
         {"pool_idle": _tmpl("idleTimeout={v}", "ms"), "max_lifetime": _tmpl("maxLifetime={v}", "ms")},
         note="idleTimeout applies only above minimumIdle; maxLifetime should be shorter than any limit on the path",
@@ -153,8 +189,11 @@ _P = [
             "idle": Default(75.0, "keepalive_timeout 75s", NGINX_CORE + "#keepalive_timeout"),
             "pool_idle": Default(60.0, "upstream keepalive_timeout 60s (with `keepalive N;`)", NGINX_UP),
             "hard_limit": Default(3600.0, "keepalive_time 1h", NGINX_CORE + "#keepalive_time"),
-            "read_timeout": Default(60.0, "proxy_read_timeout 60s",
-                                    "https://nginx.org/en/docs/http/ngx_http_proxy_module.html#proxy_read_timeout"),
+            "read_timeout": Default(
+                60.0,
+                "proxy_read_timeout 60s",
+                "https://nginx.org/en/docs/http/ngx_http_proxy_module.html#proxy_read_timeout",
+            ),
         },  # fmt: skip
         {
             "idle": _tmpl("keepalive_timeout {v};"),
@@ -168,12 +207,19 @@ _P = [
         "haproxy",
         "proxy",
         "HAProxy",
-        {"pool_idle": Default(NEVER, "idle server connections kept while needed (pool-purge-delay trims surplus)",
-                              "https://docs.haproxy.org/2.6/configuration.html#5.2-pool-purge-delay")},  # fmt: skip
+        {
+            "pool_idle": Default(
+                NEVER,
+                "idle server connections kept while needed (pool-purge-delay trims surplus)",
+                "https://docs.haproxy.org/2.6/configuration.html#5.2-pool-purge-delay",
+            )
+        },  # fmt: skip
         {
             "idle": _tmpl("timeout http-keep-alive {v}"),
-            "pool_idle": _tmpl("HAProxy has no idle timeout for server connections: retry-on conn-failure "
-                               "empty-response + retries 1 (replays POSTs too), or http-reuse never"),  # fmt: skip
+            "pool_idle": _tmpl(
+                "HAProxy has no idle timeout for server connections: retry-on conn-failure "
+                "empty-response + retries 1 (replays POSTs too), or http-reuse never"
+            ),  # fmt: skip
             "read_timeout": _tmpl("timeout server {v}"),
             "keepalive": _tmpl("option srvtcpka + srvtcpka-idle {v}"),
         },
@@ -184,17 +230,25 @@ _P = [
         "proxy",
         "Envoy",
         {
-            "idle": Default(3600.0, "HttpConnectionManager common_http_protocol_options.idle_timeout 1h", ENVOY_FAQ),
-            "pool_idle": Default(3600.0, "cluster HttpProtocolOptions common_http_protocol_options.idle_timeout 1h", ENVOY_FAQ),
+            "idle": Default(
+                3600.0, "HttpConnectionManager common_http_protocol_options.idle_timeout 1h", ENVOY_FAQ
+            ),
+            "pool_idle": Default(
+                3600.0, "cluster HttpProtocolOptions common_http_protocol_options.idle_timeout 1h", ENVOY_FAQ
+            ),
             "read_timeout": Default(15.0, "route timeout 15s", ENVOY_FAQ),
         },  # fmt: skip
         {
             "idle": _tmpl("common_http_protocol_options: {{idle_timeout: {v}}}  # HttpConnectionManager"),
-            "pool_idle": _tmpl("common_http_protocol_options: {{idle_timeout: {v}}}  # cluster "
-                               "typed_extension_protocol_options envoy.extensions.upstreams.http.v3.HttpProtocolOptions"),
+            "pool_idle": _tmpl(
+                "common_http_protocol_options: {{idle_timeout: {v}}}  # cluster "
+                "typed_extension_protocol_options envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+            ),
             "hard_limit": _tmpl("common_http_protocol_options: {{max_connection_duration: {v}}}"),
             "read_timeout": _tmpl("timeout: {v}  # route"),
-            "keepalive": _tmpl("upstream_connection_options: {{tcp_keepalive: {{keepalive_time: {v}}}}}", "int"),
+            "keepalive": _tmpl(
+                "upstream_connection_options: {{tcp_keepalive: {{keepalive_time: {v}}}}}", "int"
+            ),
         },  # fmt: skip
     ),
     Preset(
@@ -202,14 +256,26 @@ _P = [
         "proxy",
         "AWS Application Load Balancer",
         {
-            "idle": Default(60.0, "idle_timeout.timeout_seconds 60 (client and target connections)",
-                            "https://docs.aws.amazon.com/elasticloadbalancing/latest/application/edit-load-balancer-attributes.html#connection-idle-timeout"),
-            "pool_idle": Default(60.0, "idle_timeout.timeout_seconds 60 (client and target connections)",
-                                 "https://docs.aws.amazon.com/elasticloadbalancing/latest/application/edit-load-balancer-attributes.html#connection-idle-timeout"),
+            "idle": Default(
+                60.0,
+                "idle_timeout.timeout_seconds 60 (client and target connections)",
+                "https://docs.aws.amazon.com/elasticloadbalancing/latest/application/edit-load-balancer-attributes.html#connection-idle-timeout",
+            ),
+            "pool_idle": Default(
+                60.0,
+                "idle_timeout.timeout_seconds 60 (client and target connections)",
+                "https://docs.aws.amazon.com/elasticloadbalancing/latest/application/edit-load-balancer-attributes.html#connection-idle-timeout",
+            ),
         },  # fmt: skip
         {
-            "idle": _tmpl("aws elbv2 modify-load-balancer-attributes --attributes Key=idle_timeout.timeout_seconds,Value={v}", "int"),
-            "pool_idle": _tmpl("aws elbv2 modify-load-balancer-attributes --attributes Key=idle_timeout.timeout_seconds,Value={v}", "int"),
+            "idle": _tmpl(
+                "aws elbv2 modify-load-balancer-attributes --attributes Key=idle_timeout.timeout_seconds,Value={v}",
+                "int",
+            ),
+            "pool_idle": _tmpl(
+                "aws elbv2 modify-load-balancer-attributes --attributes Key=idle_timeout.timeout_seconds,Value={v}",
+                "int",
+            ),
         },  # fmt: skip
         managed=True,
         note="AWS: configure the target's keep-alive timeout larger than the load balancer's idle timeout",
@@ -219,12 +285,22 @@ _P = [
         "proxy",
         "Google Cloud external Application Load Balancer",
         {
-            "idle": Default(610.0, "client HTTP keepalive timeout 610 s",
-                            "https://cloud.google.com/load-balancing/docs/https/request-distribution"),
-            "pool_idle": Default(600.0, "backend keepalive timeout 600 s (fixed)",
-                                 "https://cloud.google.com/load-balancing/docs/https/request-distribution"),
+            "idle": Default(
+                610.0,
+                "client HTTP keepalive timeout 610 s",
+                "https://cloud.google.com/load-balancing/docs/https/request-distribution",
+            ),
+            "pool_idle": Default(
+                600.0,
+                "backend keepalive timeout 600 s (fixed)",
+                "https://cloud.google.com/load-balancing/docs/https/request-distribution",
+            ),
         },  # fmt: skip
-        {"idle": _tmpl("gcloud compute target-http-proxies update PROXY --http-keep-alive-timeout-sec={v}", "int")},
+        {
+            "idle": _tmpl(
+                "gcloud compute target-http-proxies update PROXY --http-keep-alive-timeout-sec={v}", "int"
+            )
+        },
         managed=True,
         note="the backend keepalive (600 s) cannot be changed: backends must keep idle connections longer",
     ),
@@ -233,7 +309,11 @@ _P = [
         "gunicorn",
         "server",
         "gunicorn",
-        {"idle": Default(2.0, "keepalive = 2", "https://docs.gunicorn.org/en/stable/settings.html#keepalive")},
+        {
+            "idle": Default(
+                2.0, "keepalive = 2", "https://docs.gunicorn.org/en/stable/settings.html#keepalive"
+            )
+        },
         {"idle": _tmpl("keepalive = {v}  # gunicorn.conf.py (or --keep-alive {v})", "int")},
         note="the default sync worker does not keep connections alive at all",
     ),
@@ -248,16 +328,26 @@ _P = [
         "hypercorn",
         "server",
         "Hypercorn",
-        {"idle": Default(5.0, "keep_alive_timeout = 5",
-                         "https://hypercorn.readthedocs.io/en/latest/how_to_guides/configuring.html")},  # fmt: skip
+        {
+            "idle": Default(
+                5.0,
+                "keep_alive_timeout = 5",
+                "https://hypercorn.readthedocs.io/en/latest/how_to_guides/configuring.html",
+            )
+        },  # fmt: skip
         {"idle": _tmpl("keep_alive_timeout = {v}  # hypercorn.toml", "float")},
     ),
     Preset(
         "node",
         "server",
         "Node.js http.Server",
-        {"idle": Default(5.0, "server.keepAliveTimeout = 5000 (ms; 65000 from Node 26, nodejs/node#62782)",
-                         "https://nodejs.org/api/http.html#serverkeepalivetimeout")},  # fmt: skip
+        {
+            "idle": Default(
+                5.0,
+                "server.keepAliveTimeout = 5000 (ms; 65000 from Node 26, nodejs/node#62782)",
+                "https://nodejs.org/api/http.html#serverkeepalivetimeout",
+            )
+        },  # fmt: skip
         {"idle": _tmpl("server.keepAliveTimeout = {v};  // and server.headersTimeout above it", "ms")},
     ),
     Preset(
@@ -266,7 +356,9 @@ _P = [
         "Go http.Server",
         {
             "idle": Default(NEVER, "IdleTimeout 0 and ReadTimeout 0: no timeout", GO_HTTP + "#Server"),
-            "keepalive": Default(15.0, "net.ListenConfig KeepAlive default 15 s", "https://pkg.go.dev/net#ListenConfig"),
+            "keepalive": Default(
+                15.0, "net.ListenConfig KeepAlive default 15 s", "https://pkg.go.dev/net#ListenConfig"
+            ),
         },  # fmt: skip
         {"idle": _tmpl("IdleTimeout: {v},  // http.Server", "go")},
     ),
@@ -274,8 +366,13 @@ _P = [
         "mysql",
         "server",
         "MySQL server",
-        {"idle": Default(28800.0, "wait_timeout = 28800",
-                         "https://dev.mysql.com/doc/refman/8.0/en/server-system-variables.html#sysvar_wait_timeout")},  # fmt: skip
+        {
+            "idle": Default(
+                28800.0,
+                "wait_timeout = 28800",
+                "https://dev.mysql.com/doc/refman/8.0/en/server-system-variables.html#sysvar_wait_timeout",
+            )
+        },  # fmt: skip
         {"idle": _tmpl("SET GLOBAL wait_timeout = {v};", "int")},
     ),
     # ---- middleboxes -----------------------------------------------------------------------------------------------
@@ -283,8 +380,13 @@ _P = [
         "aws-nat",
         "middlebox",
         "AWS NAT gateway",
-        {"idle": Default(350.0, "350 s, fixed; answers a late packet with RST",
-                         "https://docs.aws.amazon.com/vpc/latest/userguide/nat-gateway-troubleshooting.html")},  # fmt: skip
+        {
+            "idle": Default(
+                350.0,
+                "350 s, fixed; answers a late packet with RST",
+                "https://docs.aws.amazon.com/vpc/latest/userguide/nat-gateway-troubleshooting.html",
+            )
+        },  # fmt: skip
         {},
         on_expire="rst",
         managed=True,
@@ -293,9 +395,19 @@ _P = [
         "aws-nlb",
         "middlebox",
         "AWS Network Load Balancer",
-        {"idle": Default(350.0, "tcp.idle_timeout.seconds 350 (60-6000)",
-                         "https://docs.aws.amazon.com/elasticloadbalancing/latest/network/update-idle-timeout.html")},  # fmt: skip
-        {"idle": _tmpl("aws elbv2 modify-listener-attributes --attributes Key=tcp.idle_timeout.seconds,Value={v}", "int")},
+        {
+            "idle": Default(
+                350.0,
+                "tcp.idle_timeout.seconds 350 (60-6000)",
+                "https://docs.aws.amazon.com/elasticloadbalancing/latest/network/update-idle-timeout.html",
+            )
+        },  # fmt: skip
+        {
+            "idle": _tmpl(
+                "aws elbv2 modify-listener-attributes --attributes Key=tcp.idle_timeout.seconds,Value={v}",
+                "int",
+            )
+        },
         on_expire="rst",
         managed=True,
     ),
@@ -303,17 +415,32 @@ _P = [
         "gcp-nat",
         "middlebox",
         "Google Cloud NAT",
-        {"idle": Default(1200.0, "tcpEstablishedIdleTimeoutSec 1200",
-                         "https://cloud.google.com/nat/docs/tune-nat-configuration")},  # fmt: skip
-        {"idle": _tmpl("gcloud compute routers nats update NAT --router=ROUTER --tcp-established-idle-timeout={v}s", "int")},
+        {
+            "idle": Default(
+                1200.0,
+                "tcpEstablishedIdleTimeoutSec 1200",
+                "https://cloud.google.com/nat/docs/tune-nat-configuration",
+            )
+        },  # fmt: skip
+        {
+            "idle": _tmpl(
+                "gcloud compute routers nats update NAT --router=ROUTER --tcp-established-idle-timeout={v}s",
+                "int",
+            )
+        },
         managed=True,
     ),
     Preset(
         "azure-lb",
         "middlebox",
         "Azure Load Balancer",
-        {"idle": Default(240.0, "idle timeout 4 min (4-100), silent drop unless TCP reset is enabled",
-                         "https://learn.microsoft.com/azure/load-balancer/load-balancer-tcp-idle-timeout")},  # fmt: skip
+        {
+            "idle": Default(
+                240.0,
+                "idle timeout 4 min (4-100), silent drop unless TCP reset is enabled",
+                "https://learn.microsoft.com/azure/load-balancer/load-balancer-tcp-idle-timeout",
+            )
+        },  # fmt: skip
         {"idle": _tmpl("az network lb rule update ... --idle-timeout {v} --enable-tcp-reset true", "min")},
         managed=True,
     ),
@@ -321,8 +448,13 @@ _P = [
         "azure-nat",
         "middlebox",
         "Azure NAT Gateway",
-        {"idle": Default(240.0, "TCP idle timeout 4 min (4-120)",
-                         "https://learn.microsoft.com/azure/nat-gateway/nat-gateway-resource#tcp-idle-timeout")},  # fmt: skip
+        {
+            "idle": Default(
+                240.0,
+                "TCP idle timeout 4 min (4-120)",
+                "https://learn.microsoft.com/azure/nat-gateway/nat-gateway-resource#tcp-idle-timeout",
+            )
+        },  # fmt: skip
         {"idle": _tmpl("az network nat gateway update ... --idle-timeout {v}", "min")},
         managed=True,
     ),
@@ -330,8 +462,13 @@ _P = [
         "conntrack",
         "middlebox",
         "Linux conntrack (firewall/NAT box)",
-        {"idle": Default(432000.0, "net.netfilter.nf_conntrack_tcp_timeout_established = 432000",
-                         "https://docs.kernel.org/networking/nf_conntrack-sysctl.html")},  # fmt: skip
+        {
+            "idle": Default(
+                432000.0,
+                "net.netfilter.nf_conntrack_tcp_timeout_established = 432000",
+                "https://docs.kernel.org/networking/nf_conntrack-sysctl.html",
+            )
+        },  # fmt: skip
         {"idle": _tmpl("net.netfilter.nf_conntrack_tcp_timeout_established = {v}", "int")},
         note="drops only with an INVALID drop rule or a NAT mapping to lose; loose pick-up otherwise",
     ),

@@ -31,9 +31,8 @@ def ladder_fix(proxy: str, proxy_idle: float, upstream_idle: float) -> Any:
 
 def _line(label: str, res: Any) -> str:
     errs = sum("prematurely closed" in ln or " 502 " in ln for ln in res.error_lines)
-    return (
-        f"  {label:<9}{res.requests} requests -> {res.log_502} x 502 in {res.proxy}'s access log"
-        + (f" ({errs} upstream errors logged)" if errs else "")
+    return f"  {label:<10}{res.requests} requests -> {res.log_502} x 502 in {res.proxy}'s access log" + (
+        f" ({errs} upstream errors logged)" if errs else ""
     )
 
 
@@ -46,7 +45,11 @@ def race_report(args: argparse.Namespace) -> int:
     if args.format in ("svg",) and not args.output:
         raise UsageError("--format svg needs -o FILE")
     common: dict[str, Any] = dict(
-        upstream_idle=args.upstream_idle, requests=args.requests, spacing=args.spacing, delay=args.delay, method=args.method
+        upstream_idle=args.upstream_idle,
+        requests=args.requests,
+        spacing=args.spacing,
+        delay=args.delay,
+        method=args.method,
     )
     bad = run_race(args.proxy, proxy_idle=args.proxy_idle, **common)
     finding = ladder_fix(args.proxy, args.proxy_idle, args.upstream_idle)
@@ -77,7 +80,7 @@ def race_report(args: argparse.Namespace) -> int:
         _line("inverted:", bad),
     ]
     if finding is not None:
-        out.append(f"  ladder:  {finding.severity.upper()} {finding.id}; fix: {finding.setting['text']}")
+        out.append(f"  ladder:   {finding.severity.upper()} {finding.id}; fix: {finding.setting['text']}")
     if good is not None:
         out.append(_line("fixed:", good))
     sys.stdout.write("\n".join(out) + "\n")
@@ -90,5 +93,7 @@ def race_report(args: argparse.Namespace) -> int:
             if args.output:
                 write_output(text, args.output)
             else:
-                sys.stdout.write("\nThe packets of one failed request (proxy A -> upstream B, at the router):\n" + text)
+                sys.stdout.write(
+                    "\nThe packets of one failed request (proxy A -> upstream B, at the router):\n" + text
+                )
     return 0 if ok else 1

@@ -43,8 +43,8 @@ def _paint(text: str, code: str, color: bool) -> str:
 def to_text(hops: list[Hop], findings: list[Finding], *, width: int = 80, color: bool = False) -> str:
     color = color and not os.environ.get("NO_COLOR")
     out = [
-        "The ladder, client first. idle: closes an idle connection from the previous hop after;",
-        "pool: keeps an idle connection to the next hop for.",
+        "The ladder, client first. idle: closes an idle connection from the previous",
+        "hop after; pool: keeps an idle connection to the next hop for.",
         "",
     ]
     out.append(f"  {'#':>2} {'hop':<14} {'kind':<10} {'idle':>8} {'pool':>8} {'keepalive':>9}  from")
@@ -62,12 +62,18 @@ def to_text(hops: list[Hop], findings: list[Finding], *, width: int = 80, color:
         out.extend(textwrap.wrap(f"note ({name}): {n}", width, initial_indent="  ", subsequent_indent="    "))
     out.append("")
     if not findings:
-        out.append(_paint("No findings: every hop gives up an idle connection before the next one does.", "32", color))
+        out.append(
+            _paint(
+                "No findings: every hop gives up an idle connection before the next one does.", "32", color
+            )
+        )
         return "\n".join(out) + "\n"
     crit = sum(f.severity == "crit" for f in findings)
     out.append(f"Findings: {crit} critical, {len(findings) - crit} other")
     for f in findings:
-        tag = {"crit": _paint("CRIT", "1;31", color), "warn": _paint("WARN", "33", color)}.get(f.severity, "INFO")
+        tag = {"crit": _paint("CRIT", "1;31", color), "warn": _paint("WARN", "33", color)}.get(
+            f.severity, "INFO"
+        )
         out.append("")
         out.append(f"{tag} {f.id}: {f.hops[0]} -> {f.hops[1]}")
         for label, text in (("", f.message), ("then: ", f.consequence), ("fix: ", f.fix)):
@@ -76,5 +82,7 @@ def to_text(hops: list[Hop], findings: list[Finding], *, width: int = 80, color:
         if f.setting.get("where"):
             out.append(f"  change: {f.setting['where']}")
         if f.reproduce:
-            out.extend(textwrap.wrap("see it: " + f.reproduce, width, initial_indent="  ", subsequent_indent="    "))
+            out.extend(
+                textwrap.wrap("see it: " + f.reproduce, width, initial_indent="  ", subsequent_indent="    ")
+            )
     return "\n".join(out) + "\n"

@@ -187,7 +187,9 @@ def _idle_rules(link: Link, margin_spec: str | None) -> list[Finding]:
         primary = lower
         fix = f"make {c.name} give up first, at {_fmt(target)}: {lower['text']}"
         if raise_to is not None:
-            fix += f" - or raise {s.name}'s to {_fmt(raise_to)}: {_setting(s, 'idle', raise_to, False)['text']}"
+            fix += (
+                f" - or raise {s.name}'s to {_fmt(raise_to)}: {_setting(s, 'idle', raise_to, False)['text']}"
+            )
     return [
         Finding(
             "idle-inversion" if crit else "idle-margin",
@@ -206,7 +208,9 @@ def _box_rules(link: Link, margin_spec: str | None) -> list[Finding]:
     out = []
     c, s = link.client, link.server
     idle_life = min(x for x in (c.seconds("pool_idle"), s.seconds("idle"), INF) if x is not None)
-    probes = [x for x in (c.seconds("keepalive"), s.seconds("keepalive"), c.seconds("heartbeat")) if x is not None]
+    probes = [
+        x for x in (c.seconds("keepalive"), s.seconds("keepalive"), c.seconds("heartbeat")) if x is not None
+    ]
     for box in link.boxes:
         bi = box.seconds("idle")
         if bi is None or bi == INF:
@@ -269,7 +273,13 @@ def _heartbeat_rules(link: Link) -> list[Finding]:
                 f"{c.name}'s heartbeat every {_fmt(hb)} is not faster than {target.name}'s {_fmt(ti)} idle timeout",
                 f"heartbeat more often than every {_fmt(_nice_down(ti / 2))} (at most half the idle timeout)",
                 f"{target.name} closes or forgets the connection between two heartbeats; the next one fails",
-                {"hop": c.name, "field": "heartbeat", "value": _nice_down(ti / 2), "where": "", "text": f"heartbeat interval {_fmt(_nice_down(ti / 2))}"},
+                {
+                    "hop": c.name,
+                    "field": "heartbeat",
+                    "value": _nice_down(ti / 2),
+                    "where": "",
+                    "text": f"heartbeat interval {_fmt(_nice_down(ti / 2))}",
+                },
                 f"tcpwise sim heartbeat-asymmetry --set interval={hb:g} --set idle_timeout={ti:g}",
             )
         )

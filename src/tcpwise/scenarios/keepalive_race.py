@@ -96,10 +96,14 @@ class RaceStats:
 class RacePool:
     """A keep-alive pool as nginx's upstream keepalive cache behaves (see the module docstring)."""
 
-    def __init__(self, sim: Simulator, host: SimHost, peer: str, *, idle: float, times: Any, retry: bool) -> None:
+    def __init__(
+        self, sim: Simulator, host: SimHost, peer: str, *, idle: float, times: Any, retry: bool
+    ) -> None:
         self.sim, self.host, self.peer, self.idle, self.retry = sim, host, peer, idle, retry
         self.stats = RaceStats()
-        self.cache: deque[tuple[Endpoint, float]] = deque()  # (connection, cached at); right end = most recent
+        self.cache: deque[tuple[Endpoint, float]] = (
+            deque()
+        )  # (connection, cached at); right end = most recent
         self.busy: dict[int, list[Any]] = {}  # id(ep) -> [ep, bytes read, retried?, idle before send]
         self.opening: dict[int, bool] = {}  # id(ep) -> retried?
         self._times = iter(times)
@@ -145,23 +149,27 @@ class RacePool:
         except LocalProtocolError:
             self._fail(ep, now, "EPIPE")
             return
-        what = f"send({REQUEST}) request on a connection idle {idle_for:.3f} s" if idle_for else f"send({REQUEST}) request"
+        what = (
+            f"send({REQUEST}) request on a connection idle {idle_for:.3f} s"
+            if idle_for
+            else f"send({REQUEST}) request"
+        )
         self.host.app(what, ep)
         self.host.stack.touch(ep)
 
     def _fail(self, ep: Endpoint, now: float, why: str) -> None:
         entry = self.busy.pop(id(ep), None)
         self.stats.errnos[why] = self.stats.errnos.get(why, 0) + 1
+        if self.stats.first_failure is None:
+            self.stats.first_failure = now  # the first request that met a closed connection (retried or not)
+        if entry is not None:
+            self.stats.failure_idle.append(entry[3])
         if entry is not None and not entry[2] and self.retry:
             self.stats.retried += 1
             self.host.app(f"request fails ({why}): retry on a new connection", ep)
             self._open(now, True)
         else:
             self.stats.failed += 1
-            if self.stats.first_failure is None:
-                self.stats.first_failure = now
-            if entry is not None:
-                self.stats.failure_idle.append(entry[3])
             self.host.app(f"request fails ({why}): 502 Bad Gateway", ep)
         if ep.state is not S.CLOSED:
             try:
@@ -239,7 +247,7 @@ def _spacing(p: P) -> float:
 
 
 def _fixed_idle(p: P) -> float:
-    return p["fixed_idle"] or p["server_idle"] - ladder_margin(p["server_idle"])
+    return float(p["fixed_idle"] or p["server_idle"] - ladder_margin(p["server_idle"]))
 
 
 def _times(p: P, sim: Simulator, n: int) -> Any:
@@ -251,7 +259,9 @@ def _times(p: P, sim: Simulator, n: int) -> Any:
         t += g + (rng.uniform(-j, j) if j else 0.0)
 
 
-def _simulate_one(p: P, seed: int, client_idle: float, *, record: bool, until: float | None = None) -> tuple[Simulator, RacePool, Server]:
+def _simulate_one(
+    p: P, seed: int, client_idle: float, *, record: bool, until: float | None = None
+) -> tuple[Simulator, RacePool, Server]:
     sim = Simulator(seed, record=record)
     sim.default_imp = Impairments(delay=p["delay"])
     ha = sim.add_host("A", A_ADDR, LINUX, "pool (proxy upstream keep-alive)")
@@ -277,7 +287,9 @@ def _simulate(p: P, seed: int) -> Run:
         t0 = ff - _spacing(p) - p["jitter"] - 4 * p["delay"]
         events = [e for e in sim.events if e.t >= t0]
     if sim is None:
-        sim, _, _ = _simulate_one({**p, "requests": min(p["requests"], 3)}, seed, p["client_idle"], record=True)
+        sim, _, _ = _simulate_one(
+            {**p, "requests": min(p["requests"], 3)}, seed, p["client_idle"], record=True
+        )
         events = sim.events
     run = Run(scenario="keepalive-race", seed=seed, hosts=sim.host_models(), events=events, world="sim")
     lo, hi = race_window(p["server_idle"], p["delay"])
@@ -312,17 +324,31 @@ def _race_seen(run: Run, delay: float) -> tuple[bool, str]:
     fin = fins[-1]
     assert fin.segment is not None
     fin_at_a = next(
-        (e.t for e in q.recvs(run, "A") if e.segment is not None and "F" in e.segment.flags and e.t >= fin.t), None
+        (e.t for e in q.recvs(run, "A") if e.segment is not None and "F" in e.segment.flags and e.t >= fin.t),
+        None,
     )
-    reqs = [e for e in q.sends(run, "A") if e.segment is not None and e.segment.len > 0 and e.t < (fin_at_a or 1e18)]
+    reqs = [
+        e
+        for e in q.sends(run, "A")
+        if e.segment is not None and e.segment.len > 0 and e.t < (fin_at_a or 1e18)
+    ]
     req = reqs[-1] if reqs else None
     req_at_b = next(
         (e.t for e in q.recvs(run, "B") if req is not None and e.segment is not None and e.segment.seq == req.segment.seq  # type: ignore[union-attr]
          and e.segment.len > 0 and e.t >= req.t),
         None,
     )  # fmt: skip
-    rst = next((e for e in q.sends(run, "B") if e.segment is not None and "R" in e.segment.flags and e.t >= fin.t), None)
-    ok = req is not None and req_at_b is not None and req_at_b >= fin.t and rst is not None and rst.t >= req_at_b
+    rst = next(
+        (e for e in q.sends(run, "B") if e.segment is not None and "R" in e.segment.flags and e.t >= fin.t),
+        None,
+    )
+    ok = (
+        req is not None
+        and req_at_b is not None
+        and req_at_b >= fin.t
+        and rst is not None
+        and rst.t >= req_at_b
+    )
     return ok, (
         f"request sent at {_t(req.t if req else None)}, reaches the server at {_t(req_at_b)}; the server's FIN "
         f"left at {fin.t:.3f} s, reaches the pool at {_t(fin_at_a)}; RST at {_t(rst.t if rst else None)}"
@@ -384,7 +410,11 @@ def _narrate(run: Run, p: P) -> tuple[str, str]:
         if p["retry"]
         else ""
     )
-    retry_zh = f"连接池会在新连接上重试一次（重试 {c['retried']} 次），nginx 对幂等请求正是这样做的。" if p["retry"] else ""
+    retry_zh = (
+        f"连接池会在新连接上重试一次（重试 {c['retried']} 次），nginx 对幂等请求正是这样做的。"
+        if p["retry"]
+        else ""
+    )
     en = (
         f"A pool (a proxy's upstream keep-alive) sends one request about every {v['spacing']:.3f} s "
         f"(± {p['jitter']:g} s) to a server that closes connections idle for {p['server_idle']:g} s; the pool keeps "
@@ -427,8 +457,14 @@ register(
                 "mean time between requests (s); 0 = auto: the middle of the race window",
                 "请求间的平均间隔（秒）；0 = 自动：竞争窗口的中点",
             ),
-            "jitter": Param(0.5, "each spacing is drawn in spacing ± jitter (s)", "每个间隔在 spacing ± jitter 内随机（秒）"),
-            "requests": Param(10000, "requests per run (the configured and the fixed ladder)", "每次运行的请求数"),
+            "jitter": Param(
+                0.5,
+                "each spacing is drawn in spacing ± jitter (s)",
+                "每个间隔在 spacing ± jitter 内随机（秒）",
+            ),
+            "requests": Param(
+                10000, "requests per run (the configured and the fixed ladder)", "每次运行的请求数"
+            ),
             "retry": Param(
                 False,
                 "retry a request that failed on a reused connection once (nginx does for idempotent requests)",

@@ -60,17 +60,25 @@ def _default(kind: str, field: str) -> Value:
 def read_gunicorn(path: str, name: str = "gunicorn") -> Hop:
     text = read_text(path)
     got = _last(path, text, [rf"^\s*keepalive\s*=\s*{_NUM}", rf"--keep-alive[= ]\s*{_NUM}"])
-    worker = _last(path, text, [r"""^\s*worker_class\s*=\s*["']([\w.]+)""", r"(?:-k|--worker-class)[= ]\s*([\w.]+)"])
+    worker = _last(
+        path, text, [r"""^\s*worker_class\s*=\s*["']([\w.]+)""", r"(?:-k|--worker-class)[= ]\s*([\w.]+)"]
+    )
     notes: list[str] = []
     if worker is not None and worker[1] == "sync" or worker is None:
         where = f"{path}:{worker[0]}" if worker else "default worker_class"
         notes.append(f"sync worker ({where}): no keep-alive, every response closes the connection")
-        src = Source("file", path, worker[0], worker[2]) if worker else Source("default", text="worker_class = sync")
+        src = (
+            Source("file", path, worker[0], worker[2])
+            if worker
+            else Source("default", text="worker_class = sync")
+        )
         return Hop(name, "gunicorn", "server", {"idle": Value(0.0, src)}, notes=tuple(notes))
     if got is None:
         return Hop(name, "gunicorn", "server", {"idle": _default("gunicorn", "idle")})
     no, val, line = got
-    return Hop(name, "gunicorn", "server", {"idle": Value(_secs(path, no, val), Source("file", path, no, line))})
+    return Hop(
+        name, "gunicorn", "server", {"idle": Value(_secs(path, no, val), Source("file", path, no, line))}
+    )
 
 
 def read_uvicorn(path: str, name: str = "uvicorn") -> Hop:
@@ -83,7 +91,9 @@ def read_uvicorn(path: str, name: str = "uvicorn") -> Hop:
     if got is None:
         return Hop(name, "uvicorn", "server", {"idle": _default("uvicorn", "idle")})
     no, val, line = got
-    return Hop(name, "uvicorn", "server", {"idle": Value(_secs(path, no, val), Source("file", path, no, line))})
+    return Hop(
+        name, "uvicorn", "server", {"idle": Value(_secs(path, no, val), Source("file", path, no, line))}
+    )
 
 
 def read_hypercorn(path: str, name: str = "hypercorn") -> Hop:
@@ -92,7 +102,9 @@ def read_hypercorn(path: str, name: str = "hypercorn") -> Hop:
     if got is None:
         return Hop(name, "hypercorn", "server", {"idle": _default("hypercorn", "idle")})
     no, val, line = got
-    return Hop(name, "hypercorn", "server", {"idle": Value(_secs(path, no, val), Source("file", path, no, line))})
+    return Hop(
+        name, "hypercorn", "server", {"idle": Value(_secs(path, no, val), Source("file", path, no, line))}
+    )
 
 
 def read_node(path: str, name: str = "node") -> Hop:
@@ -102,10 +114,19 @@ def read_node(path: str, name: str = "node") -> Hop:
         return Hop(name, "node", "server", {"idle": _default("node", "idle")})
     no, val, line = got
     secs = _secs(path, no, val, "ms")
-    return Hop(name, "node", "server", {"idle": Value(None if secs == 0 else secs, Source("file", path, no, line))})
+    return Hop(
+        name, "node", "server", {"idle": Value(None if secs == 0 else secs, Source("file", path, no, line))}
+    )
 
 
-_GO_UNITS = {"Nanosecond": 1e-9, "Microsecond": 1e-6, "Millisecond": 1e-3, "Second": 1.0, "Minute": 60.0, "Hour": 3600.0}
+_GO_UNITS = {
+    "Nanosecond": 1e-9,
+    "Microsecond": 1e-6,
+    "Millisecond": 1e-3,
+    "Second": 1.0,
+    "Minute": 60.0,
+    "Hour": 3600.0,
+}
 _GO_EXPR = re.compile(
     r"^\s*(?:time\.Duration\(\s*(\d+(?:\.\d+)?)\s*\)|(\d+(?:\.\d+)?))?\s*\*?\s*time\.(\w+)\s*(?:\*\s*(\d+(?:\.\d+)?))?\s*$"
 )
@@ -139,7 +160,12 @@ def read_go(path: str, name: str = "go") -> Hop:
         except UsageError as exc:
             raise ParseError(path, no, str(exc)) from None
 
-    idle, read, conn, ka = field("IdleTimeout"), field("ReadTimeout"), field("IdleConnTimeout"), field("KeepAlive")
+    idle, read, conn, ka = (
+        field("IdleTimeout"),
+        field("ReadTimeout"),
+        field("IdleConnTimeout"),
+        field("KeepAlive"),
+    )
     server = "http.Server" in text or idle is not None
     client = "http.Transport" in text or conn is not None
     if server:
@@ -150,15 +176,21 @@ def read_go(path: str, name: str = "go") -> Hop:
             vals["idle"] = _default("go-server", "idle")
     if client:
         if conn is not None:
-            vals["pool_idle"] = Value(None if conn[1] == 0 else conn[1], Source("file", path, conn[0], conn[2]))
+            vals["pool_idle"] = Value(
+                None if conn[1] == 0 else conn[1], Source("file", path, conn[0], conn[2])
+            )
         else:
-            vals["pool_idle"] = Value(None, Source("default", text="http.Transport{} without IdleConnTimeout: no limit"))
+            vals["pool_idle"] = Value(
+                None, Source("default", text="http.Transport{} without IdleConnTimeout: no limit")
+            )
     if ka is not None:
         vals["keepalive"] = Value(None if ka[1] < 0 else (ka[1] or 15.0), Source("file", path, ka[0], ka[2]))
     if not vals:
         raise ParseError(path, None, "no http.Server, http.Transport or their timeouts: is this Go code?")
     role = "proxy" if server and client else ("server" if server else "client")
-    return Hop(name, "go-server" if role == "server" else "go-client" if role == "client" else "go", role, vals)
+    return Hop(
+        name, "go-server" if role == "server" else "go-client" if role == "client" else "go", role, vals
+    )
 
 
 APP_READERS = {

@@ -44,7 +44,9 @@ def load_yaml_with_lines(path: str) -> Any:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        raise ParseError(path, mark.line + 1 if mark else None, f"not valid YAML: {getattr(exc, 'problem', exc)}") from None
+        raise ParseError(
+            path, mark.line + 1 if mark else None, f"not valid YAML: {getattr(exc, 'problem', exc)}"
+        ) from None
     if node is None:
         raise ParseError(path, None, "empty file")
     loader = yaml.SafeLoader("")
@@ -76,7 +78,7 @@ def _duration(path: str, line: int | None, v: Any, what: str) -> float:
             return parse_duration(v, "s", what=what)
         except UsageError as exc:
             raise ParseError(path, line, str(exc)) from None
-    raise ParseError(path, line, f"{what}: a Duration is a string like \"60s\", got {v!r}")
+    raise ParseError(path, line, f'{what}: a Duration is a string like "60s", got {v!r}')
 
 
 def _find(obj: Any, want: str) -> list[Any]:
@@ -120,34 +122,15 @@ def read_envoy(path: str, name: str = "envoy", cluster: str | None = None) -> Ho
             vals["hard_limit"] = hl
     if hcms and "idle" not in vals:
         vals["idle"] = Value(3600.0, Source("default", text=preset.defaults["idle"].doc))
-    clusters = doc["static_resources"].get("clusters", []) if isinstance(doc["static_resources"], dict) else []
+    clusters = (
+        doc["static_resources"].get("clusters", []) if isinstance(doc["static_resources"], dict) else []
+    )
     if cluster is not None:
         clusters = [c for c in clusters if isinstance(c, dict) and c.get("name") == cluster]
         if not clusters:
             raise UsageError(f"{path}: no cluster named {cluster!r}")
     for c in clusters[:1] if cluster is None else clusters:
-        if not isinstance(c, dict):
-            continue
-        context["cluster"] = str(c.get("name", ""))
-        teo = c.get("typed_extension_protocol_options", {})
-        hpo = teo.get(HPO, {}) if isinstance(teo, dict) else {}
-        cho = hpo.get("common_http_protocol_options") if isinstance(hpo, dict) else None
-        if cho is None:
-            cho = c.get("common_http_protocol_options", {})  # the pre-v3 place
-        v = _opt(path, cho, "idle_timeout", "cluster idle_timeout")
-        vals["pool_idle"] = v or Value(3600.0, Source("default", text=preset.defaults["pool_idle"].doc))
-        hl = _opt(path, cho, "max_connection_duration", "cluster max_connection_duration")
-        if hl is not None:
-            context["upstream_max_connection_duration"] = str(hl.seconds)
-        uco = c.get("upstream_connection_options", {})
-        tk = uco.get("tcp_keepalive") if isinstance(uco, dict) else None
-        if isinstance(tk, dict):
-            t = tk.get("keepalive_time", 7200)
-            line = tk.lines.get("keepalive_time") if isinstance(tk, Lined) else None
-            try:
-                vals["keepalive"] = Value(float(t), Source("file", path, line, f"keepalive_time: {t}"))
-            except (TypeError, ValueError):
-                raise ParseError(path, line, f"keepalive_time: expected seconds, got {t!r}") from None
+        _cluster(path, c, vals, context)
     if not hcms and not clusters:
         raise ParseError(path, None, "no http_connection_manager and no clusters: nothing to judge")
     rt = [r for r in _walk_routes(doc) if "timeout" in r]
@@ -155,7 +138,9 @@ def read_envoy(path: str, name: str = "envoy", cluster: str | None = None) -> Ho
         r = rt[0]
         line = r.lines.get("timeout") if isinstance(r, Lined) else None
         secs = _duration(path, line, r["timeout"], "route timeout")
-        vals["read_timeout"] = Value(None if secs == 0 else secs, Source("file", path, line, f"timeout: {r['timeout']}"))
+        vals["read_timeout"] = Value(
+            None if secs == 0 else secs, Source("file", path, line, f"timeout: {r['timeout']}")
+        )
     elif hcms:
         vals["read_timeout"] = Value(15.0, Source("default", text=preset.defaults["read_timeout"].doc))
     return Hop(name, "envoy", "proxy", vals, context=context)
@@ -174,3 +159,30 @@ def _walk_routes(obj: Any) -> list[dict[str, Any]]:
         for v in obj:
             out.extend(_walk_routes(v))
     return out
+
+
+def _cluster(path: str, c: Any, vals: dict[str, Value], context: dict[str, str]) -> None:
+    """The pool side of one cluster: HttpProtocolOptions idle_timeout (or the pre-v3 place), TCP keepalive."""
+    preset = get_preset("envoy")
+    if not isinstance(c, dict):
+        return
+    context["cluster"] = str(c.get("name", ""))
+    teo = c.get("typed_extension_protocol_options", {})
+    hpo = teo.get(HPO, {}) if isinstance(teo, dict) else {}
+    cho = hpo.get("common_http_protocol_options") if isinstance(hpo, dict) else None
+    if cho is None:
+        cho = c.get("common_http_protocol_options", {})  # the pre-v3 place
+    v = _opt(path, cho, "idle_timeout", "cluster idle_timeout")
+    vals["pool_idle"] = v or Value(3600.0, Source("default", text=preset.defaults["pool_idle"].doc))
+    hl = _opt(path, cho, "max_connection_duration", "cluster max_connection_duration")
+    if hl is not None:
+        context["upstream_max_connection_duration"] = str(hl.seconds)
+    uco = c.get("upstream_connection_options", {})
+    tk = uco.get("tcp_keepalive") if isinstance(uco, dict) else None
+    if isinstance(tk, dict):
+        t = tk.get("keepalive_time", 7200)
+        line = tk.lines.get("keepalive_time") if isinstance(tk, Lined) else None
+        try:
+            vals["keepalive"] = Value(float(t), Source("file", path, line, f"keepalive_time: {t}"))
+        except (TypeError, ValueError):
+            raise ParseError(path, line, f"keepalive_time: expected seconds, got {t!r}") from None

@@ -75,7 +75,9 @@ def parse_haproxy(path: str) -> list[Section]:
             sections.append(cur)
             continue
         if cur is None:
-            raise ParseError(path, no, f"{words[0]!r} outside any section (global/defaults/frontend/backend/listen)")
+            raise ParseError(
+                path, no, f"{words[0]!r} outside any section (global/defaults/frontend/backend/listen)"
+            )
         cur.lines.append((no, words))
     if not any(s.kind in ("frontend", "backend", "listen") for s in sections):
         raise ParseError(path, None, "no frontend, backend or listen section: is this a haproxy.cfg?")
@@ -152,5 +154,7 @@ def read_haproxy(path: str, name: str = "haproxy", backend: str | None = None) -
 
             got = b.get("option", "srvtcpka") or b.get("option", "tcpka")
             assert got is not None
-            vals["keepalive"] = ka or Value(KERNEL_KEEPALIVE.seconds, Source("file", path, got[0], " ".join(got[1])))
+            vals["keepalive"] = ka or Value(
+                KERNEL_KEEPALIVE.seconds, Source("file", path, got[0], " ".join(got[1]))
+            )
     return Hop(name, "haproxy", "proxy", vals, notes=tuple(notes), context=context)

@@ -212,12 +212,42 @@ def read_nginx(path: str, name: str = "nginx", upstream: str | None = None) -> H
         ups = [u for u in ups if u.args[:1] == [upstream]]
         if not ups:
             raise UsageError(f"{path}: no upstream block named {upstream!r}")
+    _pool(ups, every, vals, notes, context)
+    for fname, directive, default in (
+        ("hard_limit", "keepalive_time", 3600.0),
+        ("read_timeout", "proxy_read_timeout", 60.0),
+    ):
+        found = [d for d in every if d.name == directive]
+        if found:
+            worst = max(found, key=_time)
+            vals[fname] = Value(_time(worst), _src(worst))
+        else:
+            vals[fname] = Value(default, Source("default", text=preset.defaults[fname].doc))
+    _so_keepalive(every, vals)
+    return Hop(name, "nginx", "proxy", vals, notes=tuple(notes), context=context)
+
+
+def _pool(
+    ups: list[Directive],
+    every: list[Directive],
+    vals: dict[str, Value],
+    notes: list[str],
+    context: dict[str, str],
+) -> None:
+    """The pool side: the worst (largest) idle of the upstream blocks; 0 for a block without ``keepalive``."""
+    preset = get_preset("nginx")
     pool: list[tuple[float, Source, str]] = []
     for u in ups:
         assert u.block is not None
         ka = [d for d in u.block if d.name == "keepalive"]
         if not ka:
-            pool.append((0.0, Source("file", u.file, u.line, f"upstream {u.args[0]} {{}} without keepalive"), u.args[0]))
+            pool.append(
+                (
+                    0.0,
+                    Source("file", u.file, u.line, f"upstream {u.args[0]} {{}} without keepalive"),
+                    u.args[0],
+                )
+            )
             continue
         kto = [d for d in u.block if d.name == "keepalive_timeout"]
         if kto:
@@ -231,17 +261,12 @@ def read_nginx(path: str, name: str = "nginx", upstream: str | None = None) -> H
         if secs == 0:
             notes.append(f"upstream {uname}: no `keepalive N;` - nginx opens a new connection per request")
         elif not any(d.name == "proxy_http_version" and d.args[:1] == ["1.1"] for d in every):
-            notes.append("upstream keepalive is on but proxy_http_version is not 1.1: nginx still closes after each request")
-    for fname, directive, default in (
-        ("hard_limit", "keepalive_time", 3600.0),
-        ("read_timeout", "proxy_read_timeout", 60.0),
-    ):
-        found = [d for d in every if d.name == directive]
-        if found:
-            worst = max(found, key=_time)
-            vals[fname] = Value(_time(worst), _src(worst))
-        else:
-            vals[fname] = Value(default, Source("default", text=preset.defaults[fname].doc))
+            notes.append(
+                "upstream keepalive is on but proxy_http_version is not 1.1: nginx still closes after each request"
+            )
+
+
+def _so_keepalive(every: list[Directive], vals: dict[str, Value]) -> None:
     for d in every:
         if d.name == "listen":
             for a in d.args:
@@ -258,4 +283,3 @@ def read_nginx(path: str, name: str = "nginx", upstream: str | None = None) -> H
                                 vals["keepalive"] = Value(parse_duration(idle, "s"), _src(d))
                             except UsageError as exc:
                                 raise ParseError(d.file, d.line, str(exc)) from None
-    return Hop(name, "nginx", "proxy", vals, notes=tuple(notes), context=context)
