@@ -12,26 +12,27 @@ __all__ = ["register"]
 CONFIG_KINDS = ("nginx", "haproxy", "envoy", "gunicorn", "uvicorn", "hypercorn", "node", "go")
 
 EPILOG = """examples:
-  tcpwise ladder --hop nginx --hop uvicorn                 defaults of both: nginx keeps 60s, uvicorn 5s
+  tcpwise ladder --hop nginx --hop uvicorn       defaults: nginx keeps 60s, uvicorn 5s
   tcpwise ladder --nginx /etc/nginx/nginx.conf --uvicorn Procfile
   tcpwise ladder --hop requests --hop aws-nat --hop go-server:idle=10m
-  tcpwise ladder path.toml --format json --fail-on crit    CI: exit 1 on a critical finding
-  tcpwise ladder --hop hikaricp --hop azure-nat --hop mysql --sysctl /etc/sysctl.conf
-  tcpwise ladder --defaults                                the defaults table and its sources
-  tcpwise sim keepalive-race --set client_idle=60 --set server_idle=5     the race in the model
-  sudo tcpwise ladder-race                                 the race on real nginx (lab namespaces)
+  tcpwise ladder path.toml --format json --fail-on crit   CI: exit 1 if critical
+  tcpwise ladder --hop hikaricp --hop azure-nat --hop mysql --sysctl sysctl.conf
+  tcpwise ladder --defaults                      the defaults table and its sources
+  tcpwise sim keepalive-race --set client_idle=60 --set server_idle=5
+  sudo tcpwise ladder-race                       the race on real nginx (lab)
 
 exit codes: 0 ok (or findings below --fail-on), 1 a finding at or above --fail-on, 2 bad input
 """
 
 RACE_EPILOG = """examples:
-  sudo tcpwise ladder-race                          nginx keeps 3s, upstream 1s: 502s, then the fix: none
+  sudo tcpwise ladder-race              nginx keeps 3s, upstream 1s: 502s; fixed: 0
   sudo tcpwise ladder-race --proxy haproxy
-  sudo tcpwise ladder-race --format svg -o race.svg the packets of one failed request as a picture
-  sudo tcpwise ladder-race --method GET             nginx retries a GET on a fresh connection: no 502
+  sudo tcpwise ladder-race --format svg -o race.svg   one failed request, drawn
+  sudo tcpwise ladder-race --method GET nginx retries a GET: no 502 (POSTs fail)
 
-needs root, network namespaces and nginx/haproxy (apt-get install nginx haproxy). Namespaces are named
-tcpwise-lab<pid hex>-*; after a SIGKILL: tcpwise lab clean --run lab<pid hex>.
+needs root, network namespaces and nginx/haproxy (apt-get install nginx
+haproxy). Namespaces: tcpwise-lab<pid hex>-*; after a SIGKILL:
+tcpwise lab clean --run lab<pid hex>.
 """
 
 
@@ -48,9 +49,9 @@ def register(sub: Any) -> None:
     p = sub.add_parser(
         "ladder",
         help="find idle-timeout inversions along a path (502s, resets)",
-        description="Check the ladder of idle timeouts from the client inwards: every hop must give up an idle "
-        "connection before the next hop does. Hops come from PATH (TOML/YAML), --hop and real config files, "
-        "in command-line order.",
+        description="Check the ladder of idle timeouts from the client inwards: every hop\n"
+        "must give up an idle connection before the next hop does. Hops come from\n"
+        "PATH (TOML/YAML), --hop and real config files, in command-line order.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -90,9 +91,9 @@ def register(sub: Any) -> None:
     r = sub.add_parser(
         "ladder-race",
         help="reproduce a keep-alive race on real nginx/HAProxy (root)",
-        description="Run nginx (or HAProxy) in front of a Python upstream with a shorter keep-alive in lab "
-        "namespaces, count the 502s in the proxy's own log, apply the ladder's fix, count again, and draw the "
-        "packets of one failed request.",
+        description="Run nginx (or HAProxy) in front of a Python upstream with a shorter\n"
+        "keep-alive in lab namespaces, count the 502s in the proxy's own log, apply\n"
+        "the ladder's fix, count again, and draw the packets of one failed request.",
         epilog=RACE_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
