@@ -12,20 +12,20 @@ __all__ = ["register"]
 CONFIG_KINDS = ("nginx", "haproxy", "envoy", "gunicorn", "uvicorn", "hypercorn", "node", "go")
 
 EPILOG = """examples:
-  tcpwise ladder --hop nginx --hop uvicorn       defaults: nginx keeps 60s, uvicorn 5s
+  tcpwise ladder --hop nginx --hop uvicorn     defaults: nginx 60s, uvicorn 5s
   tcpwise ladder --nginx /etc/nginx/nginx.conf --uvicorn Procfile
   tcpwise ladder --hop requests --hop aws-nat --hop go-server:idle=10m
   tcpwise ladder path.toml --format json --fail-on crit   CI: exit 1 if critical
   tcpwise ladder --hop hikaricp --hop azure-nat --hop mysql --sysctl sysctl.conf
-  tcpwise ladder --defaults                      the defaults table and its sources
+  tcpwise ladder --defaults                    the defaults table, with sources
   tcpwise sim keepalive-race --set client_idle=60 --set server_idle=5
   sudo tcpwise ladder-race                       the race on real nginx (lab)
 
-exit codes: 0 ok (or findings below --fail-on), 1 a finding at or above --fail-on, 2 bad input
+exit codes: 0 ok, 1 a finding at or above --fail-on, 2 bad input
 """
 
 RACE_EPILOG = """examples:
-  sudo tcpwise ladder-race              nginx keeps 3s, upstream 1s: 502s; fixed: 0
+  sudo tcpwise ladder-race              nginx 3s, upstream 1s: 502s; fixed: 0
   sudo tcpwise ladder-race --proxy haproxy
   sudo tcpwise ladder-race --format svg -o race.svg   one failed request, drawn
   sudo tcpwise ladder-race --method GET nginx retries a GET: no 502 (POSTs fail)
