@@ -7,9 +7,9 @@ import json
 import sys
 from typing import Any
 
-__all__ = ["register", "write_output"]
+from tcpwise.render import FORMATS  # the one list of formats (the package __init__ is light)
 
-FORMATS = ("text", "json", "mermaid", "svg", "html", "pcap")
+__all__ = ["register", "write_output"]
 
 
 def register(sub: Any) -> None:
