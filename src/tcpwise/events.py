@@ -84,7 +84,9 @@ class SegmentInfo:
 
     def __post_init__(self) -> None:
         if not _canonical_flags(self.flags):
-            raise ValueError(f"flags {self.flags!r}: letters must be from {FLAG_ORDER}, once each, in that order")
+            raise ValueError(
+                f"flags {self.flags!r}: letters must be from {FLAG_ORDER}, once each, in that order"
+            )
         if not (0 <= self.sport < 65536 and 0 <= self.dport < 65536):
             raise ValueError(f"port out of range: {self.sport} -> {self.dport}")
         if not (0 <= self.seq < _U32 and 0 <= self.ack < _U32):

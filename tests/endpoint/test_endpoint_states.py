@@ -351,7 +351,9 @@ def test_time_wait_restarts_on_retransmitted_fin() -> None:
     first_deadline = c.timers.deadline(TimerName.TIME_WAIT)
     p.advance(p.now + 5)
     assert s.state is S.CLOSED and s.error is None
-    assert c.timers.deadline(TimerName.TIME_WAIT) > first_deadline  # restarted by the retransmitted FIN (§3.10.7.4)
+    assert (
+        c.timers.deadline(TimerName.TIME_WAIT) > first_deadline
+    )  # restarted by the retransmitted FIN (§3.10.7.4)
 
 
 def test_fin_wait_2_orphan_timeout_is_fin_timeout_not_time_wait() -> None:

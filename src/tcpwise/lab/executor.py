@@ -36,6 +36,7 @@ from collections import defaultdict
 from collections.abc import Iterator
 from typing import IO, Any, BinaryIO, cast
 
+import tcpwise.script as S
 from tcpwise.endpoint.config import LINUX, SYSCTL_OF, EndpointConfig
 from tcpwise.errors import UsageError
 from tcpwise.events import Event, Host, Run
@@ -44,7 +45,6 @@ from tcpwise.lab.forward import Forwarder, Route
 from tcpwise.lab.netns import TUN_DEV, Topology, check_capabilities, in_netns
 from tcpwise.lab.nft import Faults
 from tcpwise.lab.observe import StateRecorder
-import tcpwise.script as S
 from tcpwise.vocab import AppCall, DropReason, EventKind, kernel_state_name
 
 # Fields of an agent report that become fields of the app event (tcpwise.events.Event).

@@ -173,7 +173,9 @@ class RacePool:
                 pass
 
     def _report_failure(self, ep: Endpoint, why: str, outcome: str) -> None:
-        if why == "EOF":  # the server's FIN arrived instead of a response: nginx "upstream prematurely closed"
+        if (
+            why == "EOF"
+        ):  # the server's FIN arrived instead of a response: nginx "upstream prematurely closed"
             self.host.app(AppCall.EOF, ep, why=AppWhy.REQUEST, text=outcome)
         else:
             self.host.app(AppCall.ERROR, ep, errno=why, why=AppWhy.REQUEST, text=outcome)
@@ -449,20 +451,41 @@ register(
                 60.0,
                 "how long the pool keeps an idle connection (s); inf = never (urllib3)",
                 "连接池保留空闲连接的时长（秒）；inf = 永不放弃（urllib3）",
+                unit="s",
+                lo=0.01,
+                hi=86_400.0,
+                inf_ok=True,
             ),
-            "server_idle": Param(5.0, "the server's keep-alive timeout (s)", "服务端 keep-alive 超时（秒）"),
+            "server_idle": Param(
+                5.0,
+                "the server's keep-alive timeout (s)",
+                "服务端 keep-alive 超时（秒）",
+                unit="s",
+                lo=0.2,
+                hi=3600.0,
+            ),
             "spacing": Param(
                 0.0,
                 "mean time between requests (s); 0 = auto: the middle of the race window",
                 "请求间的平均间隔（秒）；0 = 自动：竞争窗口的中点",
+                unit="s",
+                lo=0.0,
+                hi=3600.0,
             ),
             "jitter": Param(
                 0.5,
                 "each spacing is drawn in spacing ± jitter (s)",
                 "每个间隔在 spacing ± jitter 内随机（秒）",
+                unit="s",
+                lo=0.0,
+                hi=600.0,
             ),
             "requests": Param(
-                10000, "requests per run (the configured and the fixed ladder)", "每次运行的请求数"
+                10000,
+                "requests per run (the configured and the fixed ladder)",
+                "每次运行的请求数",
+                lo=1,
+                hi=100_000,
             ),
             "retry": Param(
                 False,
@@ -473,6 +496,9 @@ register(
                 0.0,
                 "the corrected pool idle (s); 0 = auto: server_idle minus the ladder's margin",
                 "修正后的连接池空闲时长（秒）；0 = 自动：server_idle 减去阶梯的余量",
+                unit="s",
+                lo=0.0,
+                hi=3600.0,
             ),
         },
         simulate=_simulate,
