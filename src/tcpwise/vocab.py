@@ -68,7 +68,7 @@ STATE_NAMES: tuple[str, ...] = tuple(s.value for s in TcpState)
 
 # One colour per state, used by every renderer: greens for data-carrying states, blues for the active closer's way
 # out, reds for the passive closer's (CLOSE_WAIT is where leaks live), purple for TIME_WAIT.
-STATE_COLORS: dict[TcpState, str] = {
+STATE_COLORS: dict[str, str] = {  # keyed by TcpState members, which are str: a state name looks up too
     TcpState.CLOSED: "#e5e5e5",
     TcpState.LISTEN: "#c7dcef",
     TcpState.SYN_SENT: "#fdd49e",

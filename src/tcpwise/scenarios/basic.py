@@ -43,7 +43,7 @@ TW_PARAM = Param(
 
 
 def hosts(p: P, a: dict[str, Any] | None = None, b: dict[str, Any] | None = None) -> tuple[HostSpec, ...]:
-    common = {k: p[k] for k in ("time_wait", "fin_timeout") if k in p}
+    common: dict[str, Any] = {k: p[k] for k in ("time_wait", "fin_timeout") if k in p}
     return (
         HostSpec("A", A_ADDR, "client", {**common, **(a or {})}),
         HostSpec("B", B_ADDR, "server", {**common, **(b or {})}),

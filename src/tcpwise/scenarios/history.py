@@ -148,9 +148,7 @@ def _why3_facts(run: Run) -> dict[str, Any]:
     ]
     j_new = new_syns[0].segment.seq if new_syns else None
     a_est = [t for t in q.entered(run, "A", "ESTABLISHED") if t > t_del]
-    ghost_bytes = sum(
-        e.segment.len if e.segment else 0 for e in b_sends if ghost_end is None or e.t <= ghost_end
-    )
+    ghost_bytes = sum(e.segment.len for e in b_sends if ghost_end is None or e.t <= ghost_end)
     return {
         "j_old": j_old,
         "k": k,

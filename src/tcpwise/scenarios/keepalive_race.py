@@ -335,7 +335,7 @@ def _race_seen(run: Run, delay: float) -> tuple[bool, str]:
     ]
     req = reqs[-1] if reqs else None
     req_at_b = next(
-        (e.t for e in q.recvs(run, "B") if req is not None and e.segment is not None and e.segment.seq == req.segment.seq  # type: ignore[union-attr]
+        (e.t for e in q.recvs(run, "B") if req is not None and e.segment is not None and e.segment.seq == req.segment.seq
          and e.segment.len > 0 and e.t >= req.t),
         None,
     )  # fmt: skip

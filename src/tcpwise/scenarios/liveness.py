@@ -120,11 +120,11 @@ def _last_recv_before(run: Run, host: str, t: float) -> float | None:
     return ts[-1] if ts else None
 
 
-def _probes(run: Run, host: str) -> list[Event]:
+def _probes(run: Run, host: str) -> list[q.SegEvent]:
     """Keepalive probes: pure ACKs with SEG.SEQ = SND.NXT - 1 and no data (Linux tcp_xmit_probe_skb), where
     SND.NXT is tracked from the host's own earlier segments."""
     nxt: int | None = None
-    out: list[Event] = []
+    out: list[q.SegEvent] = []
     for e in q.sends(run, host):
         seg = e.segment
         if seg is None:
@@ -740,8 +740,8 @@ def _ka_facts(run: Run, p: P) -> dict[str, Any]:
     die = _die_at(p, p["keepalive_time"])
     end = _data_end(run, "A")
     probes = _probes(run, "A")
-    answered: list[tuple[Event, Event | None]] = []
-    silent: list[tuple[Event, Event | None]] = []
+    answered: list[tuple[q.SegEvent, q.SegEvent | None]] = []
+    silent: list[tuple[q.SegEvent, q.SegEvent | None]] = []
     for pr in probes:
         ack = next(
             (
