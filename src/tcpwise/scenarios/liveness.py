@@ -198,7 +198,7 @@ def _hoc_check(run: Run, p: P) -> list[Check]:
                 not changes and q.state_path(run, "A")[:2] == ["SYN_SENT", "ESTABLISHED"],
                 f"A's state changes between crash and send: {len(changes)}",
             ),
-            # Correction to the notes: `ss -s | grep half-open` finds nothing — there is no such state or line.
+            # A common claim corrected: `ss -s | grep half-open` finds nothing — there is no such state or line.
             claim(
                 "On A the half-open connection is an ordinary ESTABLISHED socket: no state, and no `ss -s` line, "
                 "says 'half-open' — it is invisible to the host that still believes in it.",
