@@ -600,25 +600,12 @@ def _flood_simulate(p: P, seed: int) -> Run:
     other_cookies = 1 if p["syncookies"] == 0 else 0
     _, other = _flood_run(p, seed, other_cookies, True)
     # Sample: the legit client's connection plus the first three spoofed SYNs (and their SYN-ACK retries).
-    first3 = {
-        (e.segment.src, e.segment.sport)
-        for e in sim.events
-        if e.kind == "send" and e.host == "X" and e.segment is not None
-    }
-    first3 = (
-        set(
-            sorted(
-                first3,
-                key=lambda sp: next(
-                    i
-                    for i, ev in enumerate(sim.events)
-                    if ev.segment is not None and (ev.segment.src, ev.segment.sport) == sp
-                ),
-            )[:3]
-        )
-        if first3
-        else set()
-    )
+    first3: set[tuple[str, int]] = set()
+    for e in sim.events:  # the first three attacker sources, in the order they appear in the log
+        if len(first3) == 3:
+            break
+        if e.kind == "send" and e.host == "X" and e.segment is not None:
+            first3.add((e.segment.src, e.segment.sport))
     keep = []
     for e in sim.events:
         seg = e.segment
