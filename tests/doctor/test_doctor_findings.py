@@ -9,8 +9,8 @@ import pytest
 
 from tcpwise.doctor import advice, findings
 from tcpwise.doctor.collect import Snapshot
-from tcpwise.doctor.netlink import _SWAP, Sock, TcpInfo
-from tcpwise.doctor.procfs import ProcInfo
+from tcpwise.linux.netlink import PORT_SWAP, Sock, TcpInfo
+from tcpwise.linux.procfs import ProcInfo
 
 SYSCTLS = {
     "net.ipv4.ip_local_port_range": "32768 60999",
@@ -41,14 +41,14 @@ def sock(
     inode=0,
     info: TcpInfo | None = None,
 ) -> Sock:
-    # Sock keeps the ports as read in host order; _SWAP is its own inverse.
+    # Sock keeps the ports as read in host order; PORT_SWAP is its own inverse.
     return Sock(
         2,
         state,
         timer,
         retrans,
-        _SWAP[sport],
-        _SWAP[dport],
+        PORT_SWAP[sport],
+        PORT_SWAP[dport],
         ip(src),
         ip(dst),
         0,

@@ -33,9 +33,10 @@ from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
-from tcpwise.doctor import collect, findings, kernel, netlink
-from tcpwise.doctor.netlink import format_addr
+from tcpwise.doctor import collect, findings
 from tcpwise.errors import UsageError
+from tcpwise.linux import kernel, netlink
+from tcpwise.linux.netlink import format_addr
 from tcpwise.vocab import STATE_NAMES, kernel_state_name
 
 __all__ = ["TcpCollector", "run", "KERNEL_COUNTERS"]

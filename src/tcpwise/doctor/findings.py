@@ -31,7 +31,7 @@ from typing import Any
 
 from tcpwise.doctor import advice as adv
 from tcpwise.doctor.collect import Snapshot
-from tcpwise.doctor.netlink import _SWAP, Sock, format_addr
+from tcpwise.linux.netlink import PORT_SWAP, Sock, format_addr
 from tcpwise.vocab import kernel_state_name
 
 __all__ = ["Finding", "Thresholds", "analyze", "SEVERITIES", "severity_rank", "CHECK_IDS"]
@@ -223,7 +223,7 @@ def _timewait(c: _Ctx) -> list[Finding]:
     lo, hi = _port_range(c.snap)
     size = hi - lo + 1
     groups: Counter[tuple[int, bytes, bytes, int]] = Counter()
-    swap = _SWAP
+    swap = PORT_SWAP
     for s in c.states(_TIME_WAIT):
         if lo <= swap[s.sport_n] <= hi:
             groups[(s.family, s.src, s.dst, s.dport_n)] += 1
@@ -315,7 +315,7 @@ def _syn_flood(c: _Ctx) -> list[Finding]:
     syncookies = _int(c.snap, "net.ipv4.tcp_syncookies", 1)
     out = []
     for (fam, src, port_n), n in groups.most_common():
-        port = _SWAP[port_n]
+        port = PORT_SWAP[port_n]
         # The listener: same port, and same address or a wildcard one (an IPv4 request may hit a [::] socket).
         cand = listeners.get((fam, port), []) + (
             listeners.get((socket.AF_INET6, port), []) if fam == 2 else []

@@ -52,6 +52,8 @@ __all__ = [
     "census",
     "format_addr",
     "DiagError",
+    "PORT_SWAP",
+    "open_diag_socket",
 ]
 
 NETLINK_SOCK_DIAG = 4
@@ -75,7 +77,7 @@ ALL_STATES = sum(1 << s for s in range(1, 13))
 TIMER_NAMES = {0: "off", 1: "retransmit", 2: "keepalive", 3: "timewait", 4: "persist"}
 
 # nlmsghdr (len, type, flags, seq, pid) + inet_diag_msg (family, state, timer, retrans, sport, dport, src[16],
-# dst[16], if, cookie[2], expires, rqueue, wqueue, uid, inode). Ports are big-endian; fixed up via _SWAP.
+# dst[16], if, cookie[2], expires, rqueue, wqueue, uid, inode). Ports are big-endian; fixed up via PORT_SWAP.
 _MSG = struct.Struct("=BBBBHH16s16s4x8xIIIII")  # inet_diag_msg without idiag_if and idiag_cookie
 _REC_LEN = 16 + _MSG.size  # 88
 _NLHDR = struct.Struct("=IHHII")
@@ -106,7 +108,9 @@ def _swap_table() -> array.array[int]:
     return array.array("H", bytes(raw))
 
 
-_SWAP = _swap_table()
+PORT_SWAP = _swap_table()
+"""Port as read in host order from a sock_diag record -> the real port (``PORT_SWAP[s.sport_n]``)."""
+_SWAP = PORT_SWAP
 
 
 class TcpInfo(NamedTuple):
