@@ -3,8 +3,8 @@
 Theory of operation
 -------------------
 A NETLINK_SOCK_DIAG socket created inside a host's namespace (:func:`tcpwise.lab.netns.in_netns`) dumps that
-namespace's TCP sockets (sock_diag(7)); the dump itself is the doctor's client
-(:func:`tcpwise.doctor.netlink.dump`), asked for no extensions. Every poll yields a map ``4-tuple -> kernel
+namespace's TCP sockets (sock_diag(7)); the dump itself is the shared sock_diag client
+(:func:`tcpwise.linux.netlink.dump`), asked for no extensions. Every poll yields a map ``4-tuple -> kernel
 state`` and the recorder diffs it against the previous one:
 
 * a tuple that appears -> ``state`` event from its *implied* predecessor: a listener ``CLOSED -> LISTEN``; a
@@ -49,7 +49,7 @@ class StateRecorder:
 
     def open(self) -> None:
         """Create the sock_diag socket; call inside the host's namespace."""
-        from tcpwise.doctor.netlink import open_diag_socket
+        from tcpwise.linux.netlink import open_diag_socket
 
         self.close()
         self.sock = open_diag_socket()
@@ -67,7 +67,7 @@ class StateRecorder:
         return f"{me}>{self.names.get(raddr, _fmt(raddr, rport))}:{rport}"
 
     def sample(self) -> dict[ConnKey, str]:
-        from tcpwise.doctor.netlink import dump, format_addr
+        from tcpwise.linux.netlink import dump, format_addr
 
         if self.sock is None:
             return {}
