@@ -31,6 +31,7 @@ _AREAS = (
     "tcpwise.render.cli",
     "tcpwise.lab.cli",
     "tcpwise.doctor.cli",
+    "tcpwise.watch.cli",
     "tcpwise.trace.cli",
     "tcpwise.guard.cli",
     "tcpwise.demo",
@@ -43,6 +44,7 @@ EPILOG = """examples:
   tcpwise report -o report/              HTML gallery of every scenario
   tcpwise lab run close                  the same story on the real kernel (root)
   tcpwise doctor                         diagnose this host's TCP connections
+  tcpwise watch                          every connection's life on this host, live (root)
   tcpwise trace capture.pcap             the life of every connection in a capture
 """
 
