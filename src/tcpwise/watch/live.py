@@ -123,6 +123,7 @@ class Watch:
         )
         self._lost_seen = 0
         self.on_step: Callable[[], None] | None = None  # called after every drain (zeek interim rows)
+        self.started = threading.Event()  # set once the tracepoints are on
 
     def run(self, duration: float | None = None, stop: threading.Event | None = None) -> WatchSummary:
         """Watch until ``duration`` seconds pass or ``stop`` is set; always removes the instance."""
@@ -130,6 +131,7 @@ class Watch:
         src = self.src
         try:
             src.start()
+            self.started.set()
             next_stats = t0 + 1.0
             while True:
                 now = time.monotonic()

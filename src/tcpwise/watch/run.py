@@ -164,6 +164,19 @@ def _writer(opts: Mapping[str, Any], out: TextIO, stop: threading.Event) -> Any:
 def watch_cmd(opts: Mapping[str, Any], out: TextIO, env: Mapping[str, str]) -> int:
     filt = make_filter(opts)
     stop = threading.Event()
+    # Signals first: a SIGTERM that arrives while the instance is being created must still remove it.
+    with _stop_on_signals(stop):
+        return _watch(opts, out, filt, stop)
+
+
+def _fallback_note(reason: str | None, interval: float) -> str:
+    limit = f"connections shorter than {interval:g} s are missed, resets are not seen"
+    if reason:
+        return f"tcpwise: watch: tracepoints unavailable ({reason}); falling back to sock_diag polling every {interval:g} s: {limit}\n"
+    return f"tcpwise: watch: sock_diag polling every {interval:g} s: {limit}\n"
+
+
+def _watch(opts: Mapping[str, Any], out: TextIO, filt: Filter, stop: threading.Event) -> int:
     src = None
     reason = None
     if not opts.get("poll"):
@@ -173,9 +186,14 @@ def watch_cmd(opts: Mapping[str, Any], out: TextIO, env: Mapping[str, str]) -> i
             src = open_source(filt.ports, opts.get("buffer_kb") or 4096)
         except MissingCapability as exc:
             reason = str(exc)
-    if src is None and opts.get("netns") and os.geteuid() != 0:
-        raise MissingCapability("--netns needs root")
-    writer = _writer(opts, out, stop)
+    try:
+        if src is None and opts.get("netns") and os.geteuid() != 0:
+            raise MissingCapability("--netns needs root")
+        writer = _writer(opts, out, stop)
+    except BaseException:
+        if src is not None:
+            src.close()
+        raise
     count = opts.get("count")
     emitted = [0]
 
@@ -189,26 +207,17 @@ def watch_cmd(opts: Mapping[str, Any], out: TextIO, env: Mapping[str, str]) -> i
 
     interval = float(opts.get("interval") or 0.1)
     if src is None:
-        why = reason or "asked for with --poll"
-        sys.stderr.write(
-            f"tcpwise: watch: tracepoints unavailable ({why}); falling back to sock_diag polling every "
-            f"{interval:g} s: connections shorter than the interval are missed, resets are not seen\n"
-            if reason
-            else f"tcpwise: watch: sock_diag polling every {interval:g} s: connections shorter than the "
-            "interval are missed, resets are not seen\n"
-        )
-    with _stop_on_signals(stop):
-        if src is None:
-            from tcpwise.watch.poll import Poller
+        from tcpwise.watch.poll import Poller
 
-            poller = Poller(sink, filt, interval=interval, netns=opts.get("netns"))
-            summary = poller.run(duration=opts.get("duration"), stop=stop)
-            summary.fallback_reason = reason
-        else:
-            w = Watch(sink, filt, src=src, on_lost=writer.lost)
-            zeek = opts.get("format") == "zeek" and not opts.get("conn")
-            interim = _Interim(w, writer, float(opts.get("interim") or 60.0)) if zeek else None
-            summary = _run(w, opts.get("duration"), stop, interim)
+        sys.stderr.write(_fallback_note(reason, interval))
+        poller = Poller(sink, filt, interval=interval, netns=opts.get("netns"))
+        summary = poller.run(duration=opts.get("duration"), stop=stop)
+        summary.fallback_reason = reason
+    else:
+        w = Watch(sink, filt, src=src, on_lost=writer.lost)
+        zeek = opts.get("format") == "zeek" and not opts.get("conn")
+        interim = _Interim(w, writer, float(opts.get("interim") or 60.0)) if zeek else None
+        summary = _run(w, opts.get("duration"), stop, interim)
     writer.close(summary)
     return 0
 
