@@ -15,16 +15,16 @@ STATES = "CLOSED LISTEN SYN_SENT SYN_RCVD ESTABLISHED FIN_WAIT_1 FIN_WAIT_2 CLOS
 CONN_FORMATS = ("text", "svg", "html", "mermaid", "json")
 
 EPILOG = """examples:
-  tcpwise watch                              every connection's life as it ends (Ctrl-C stops)
-  tcpwise watch --port 443 --duration 10     10 s of connections to or from port 443
-  tcpwise watch --format json --duration 5 | jq -c 'select(.closer == "local")'
-  tcpwise watch --format zeek > conn.log     a Zeek conn.log, rows as connections end
+  tcpwise watch                           each connection's life as it ends
+  tcpwise watch --port 443 --duration 10  10 s of connections on port 443
+  tcpwise watch --format json --duration 5 | jq -c 'select(.closer=="local")'
+  tcpwise watch --format zeek > conn.log  a Zeek conn.log, rows as they end
   tcpwise watch --comm nginx --state CLOSE_WAIT
-  tcpwise watch --netns tcpwise-lab-b        one network namespace (name from `ip netns list`)
-  tcpwise watch --port 8080 --conn           draw each finished connection as a sequence diagram
-  tcpwise watch --port 8080 --conn --conn-format svg -o conn.svg   the first one, as SVG
-  tcpwise watch --poll --interval 0.05       sock_diag polling instead of tracepoints
-  tcpwise watch --clean                      remove instances left by a killed watch
+  tcpwise watch --netns blue              one namespace (see `ip netns list`)
+  tcpwise watch --port 8080 --conn        draw each finished connection
+  tcpwise watch --port 8080 --conn --conn-format svg -o c.svg   the first
+  tcpwise watch --poll --interval 0.05    sock_diag polling, no tracepoints
+  tcpwise watch --clean                   remove instances of killed watches
 """
 
 

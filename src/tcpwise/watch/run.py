@@ -92,8 +92,11 @@ def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
 class _ConnDrawer:
     """``--conn``: draw each finished connection; with -o, the first one, then stop."""
 
-    def __init__(self, out: TextIO, fmt: str, path: str | None, stop: threading.Event) -> None:
+    def __init__(
+        self, out: TextIO, fmt: str, path: str | None, stop: threading.Event, count: int | None = None
+    ) -> None:
         self.out = out
+        self.count = 1 if path else count
         self.fmt = fmt
         self.path = path
         self.stop = stop
@@ -101,7 +104,7 @@ class _ConnDrawer:
         self.done = 0
 
     def write(self, r: ConnRecord) -> None:
-        if self.stop.is_set() and self.path:
+        if self.count is not None and self.done >= self.count:
             return
         if r.role == "listener":
             return
@@ -126,19 +129,19 @@ class _ConnDrawer:
         assert isinstance(out, str)
         if self.path:
             write_output(out, self.path)
-            self.done += 1
-            self.stop.set()
-            return
-        self.out.write(out if out.endswith("\n") else out + "\n")
-        self.out.flush()
+        else:
+            self.out.write(out if out.endswith("\n") else out + "\n")
+            self.out.flush()
         self.done += 1
+        if self.count is not None and self.done >= self.count:
+            self.stop.set()
 
     def lost(self, n: int) -> None:
         sys.stderr.write(f"tcpwise: watch: {n} events lost (ring buffer full)\n")
 
     def close(self, s: WatchSummary) -> None:
         for r in list(self.waiting.values()):
-            if self.path and self.done:
+            if self.count is not None and self.done >= self.count:
                 break
             self._draw(r, None)
         self.waiting.clear()
@@ -152,7 +155,9 @@ def _writer(opts: Mapping[str, Any], out: TextIO, stop: threading.Event) -> Any:
     from tcpwise.watch import output
 
     if opts.get("conn"):
-        return _ConnDrawer(out, opts.get("conn_format") or "text", opts.get("output"), stop)
+        return _ConnDrawer(
+            out, opts.get("conn_format") or "text", opts.get("output"), stop, opts.get("count")
+        )
     fmt = opts.get("format") or "table"
     if fmt == "json":
         return output.JsonWriter(out)
@@ -194,7 +199,7 @@ def _watch(opts: Mapping[str, Any], out: TextIO, filt: Filter, stop: threading.E
         if src is not None:
             src.close()
         raise
-    count = opts.get("count")
+    count = None if opts.get("conn") else opts.get("count")  # --conn counts drawings itself
     emitted = [0]
 
     def sink(r: ConnRecord) -> None:
