@@ -117,7 +117,7 @@ def _doctor(args: argparse.Namespace) -> int:
         time.sleep(args.interval)
     snap = collect.take(netns=args.netns, pids=pids, idle_s=args.idle)
     found = findings.analyze(snap, th, lang=args.lang, prev=prev, pid=args.pid)
-    doc = report.to_dict(snap, found, time.perf_counter() - t0 - (args.interval or 0))
+    doc = report.to_dict(snap, found, time.perf_counter() - t0 - (args.interval or 0), pid=args.pid)
     if args.json:
         report.write_json(doc)
     else:

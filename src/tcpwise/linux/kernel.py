@@ -38,6 +38,7 @@ SYSCTLS = (
     "net/ipv4/tcp_syncookies",
     "net/ipv4/tcp_max_syn_backlog",
     "net/ipv4/tcp_synack_retries",
+    "net/ipv4/tcp_syn_retries",
     "net/ipv4/tcp_abort_on_overflow",
     "net/ipv4/tcp_keepalive_time",
     "net/ipv4/tcp_keepalive_intvl",
