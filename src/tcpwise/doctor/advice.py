@@ -76,6 +76,41 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "{comm}（pid {pid}）有 {n} 个到 {dst} 的 connect() 没有得到应答：SYN 已重传 {retrans} 次（这不是半开连接："
         "连接从未建立）；内核在 tcp_syn_retries={retries} 次重传后放弃，即 connect() 之后约 {give_up:.0f} 秒{link}",
     ),
+    "close-wait-churn": (
+        "{comm} (pid {pid}) churns CLOSE_WAIT: {entered} sockets entered and {left} left in {secs:.0f} s",
+        "{comm}（pid {pid}）的 CLOSE_WAIT 在周转：{secs:.0f} 秒内进入 {entered} 个、离开 {left} 个",
+    ),
+    "close-wait-verdict.leak": (
+        "leak in {comm} (pid {pid}) toward peer {peer}: {entered} sockets entered CLOSE_WAIT in {secs:.0f} s "
+        "({rin:.1f}/s) and none left",
+        "{comm}（pid {pid}）对 {peer} 存在泄漏：{secs:.0f} 秒内有 {entered} 个套接字进入 CLOSE_WAIT（每秒 {rin:.1f} 个），"
+        "没有一个离开",
+    ),
+    "close-wait-verdict.churn": (
+        "churn, not a leak: {comm} (pid {pid}) does close them: {entered} entered CLOSE_WAIT and {left} left in "
+        "{secs:.0f} s ({rin:.1f}/s in, {rout:.1f}/s out; median {dwell:.0f} ms in CLOSE_WAIT)",
+        "是周转而非泄漏：{comm}（pid {pid}）确实会关闭它们：{secs:.0f} 秒内进入 CLOSE_WAIT {entered} 个、离开 {left} 个"
+        "（每秒进 {rin:.1f}、出 {rout:.1f}；在 CLOSE_WAIT 中的中位时间 {dwell:.0f} 毫秒）",
+    ),
+    "close-wait-verdict.slow": (
+        "{comm} (pid {pid}) closes fewer than it receives from {peer}: {entered} entered CLOSE_WAIT and {left} "
+        "left in {secs:.0f} s ({rin:.1f}/s in, {rout:.1f}/s out)",
+        "{comm}（pid {pid}）关闭得比收到的少（对端 {peer}）：{secs:.0f} 秒内进入 CLOSE_WAIT {entered} 个、离开 {left} 个"
+        "（每秒进 {rin:.1f}、出 {rout:.1f}）",
+    ),
+    "timewait-rate.exhaustion": (
+        "{rate:.0f} connections/s toward {dst} are closed first by this host: each holds a local port in "
+        "TIME_WAIT for 60 s, {steady:.0f} ports at this rate, but the range has {size}: port exhaustion toward "
+        "{dst} in ~{eta:.0f} s at this rate",
+        "本机每秒主动关闭 {rate:.0f} 个到 {dst} 的连接：每个在 TIME_WAIT 中占用本地端口 60 秒，按此速率需要 {steady:.0f} "
+        "个端口，而范围只有 {size} 个：按此速率约 {eta:.0f} 秒后到 {dst} 的端口将耗尽",
+    ),
+    "timewait-rate.steady": (
+        "{rate:.1f} connections/s toward {dst} are closed first by this host: TIME_WAIT will hold ~{steady:.0f} "
+        "of the {size} ephemeral ports for that destination at this rate",
+        "本机每秒主动关闭 {rate:.1f} 个到 {dst} 的连接：按此速率 TIME_WAIT 将占用该目的地 {size} 个临时端口中的约 "
+        "{steady:.0f} 个",
+    ),
     "connect-retrying.local-full": (
         "; the destination is the local listener {addr} of {comm} (pid {pid}), whose accept queue is full: it "
         "drops these SYNs (see accept-queue-overflow)",
@@ -211,6 +246,13 @@ ADVICE: dict[str, tuple[str, str]] = {
         "数据未被确认，正在以指数退避重传：对端崩溃、重启（一旦收到会回 RST）或路径丢包。Linux 在 "
         "net.ipv4.tcp_retries2（默认 15，约 15 分钟）后才放弃；在套接字上设置 TCP_USER_TIMEOUT 可在数秒内让此类"
         "连接失败，并检查对端与网络路径。",
+    ),
+    "close-wait-churn": (
+        "Not a leak: the application closes these sockets, only after its peers do (the time in CLOSE_WAIT is "
+        "how long it takes to notice EOF and close). Each costs an fd meanwhile; if that time is long, look at "
+        "how soon the code reacts to EOF (read() returning 0).",
+        "不是泄漏：应用会关闭这些套接字，只是晚于对端（在 CLOSE_WAIT 中的时间就是它发现 EOF 并关闭所用的时间）。"
+        "期间每个占用一个 fd；若时间很长，检查代码对 EOF（read() 返回 0）的反应速度。",
     ),
     "connect-retrying": (
         "No SYN-ACK came back. connect() retransmits the SYN with exponential backoff (1, 2, 4, ... s) and fails "

@@ -20,6 +20,7 @@ DOCTOR_EPILOG = """examples:
   tcpwise doctor --json | jq .findings    machine-readable
   tcpwise doctor --pid 1234 --lang zh     one process, advice in Chinese
   tcpwise doctor --interval 5             two samples 5 s apart: is CLOSE_WAIT growing?
+  tcpwise doctor --watch 10               10 s of transitions: leak or churn, port exhaustion
   tcpwise doctor --netns tcpwise-lab-b    look inside a network namespace (root)
   tcpwise doctor --fail-on warn           exit 1 when anything is warn or worse (cron, CI)
 """
@@ -67,6 +68,13 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         help="take a second sample after SECONDS to measure growth",
     )
     d.add_argument(
+        "--watch",
+        type=_positive,
+        metavar="SECONDS",
+        help="watch SECONDS of state transitions (tracepoints, root): CLOSE_WAIT leak vs churn, "
+        "TIME_WAIT rate per destination vs the port range",
+    )
+    d.add_argument(
         "--top", type=int, default=15, metavar="N", help="processes shown in the table (default 15)"
     )
     _common(d)
@@ -110,14 +118,30 @@ def _doctor(args: argparse.Namespace) -> int:
     if args.pid is not None and not os.path.exists(f"/proc/{args.pid}"):
         raise UsageError(f"no process with pid {args.pid}")
     pids = [args.pid] if args.pid is not None else None
+    if args.interval and args.watch:
+        raise UsageError("--interval and --watch both measure growth: use one (--watch is the precise one)")
     th = findings.Thresholds(idle_s=args.idle)
     prev = None
+    watched = None
+    waited = 0.0
     if args.interval:
         prev = collect.take(netns=args.netns, pids=pids, idle_s=args.idle)
         time.sleep(args.interval)
+        waited = args.interval
+    if args.watch:
+        from tcpwise.doctor import watchdiag
+
+        watched = watchdiag.sample(args.watch, netns=args.netns)
+        waited = watched.seconds
     snap = collect.take(netns=args.netns, pids=pids, idle_s=args.idle)
     found = findings.analyze(snap, th, lang=args.lang, prev=prev, pid=args.pid)
-    doc = report.to_dict(snap, found, time.perf_counter() - t0 - (args.interval or 0), pid=args.pid)
+    if watched is not None:
+        found = watchdiag.analyze(watched, snap, found, th, lang=args.lang)
+        if args.pid is not None:
+            found = [f for f in found if f.pid == args.pid]
+    doc = report.to_dict(snap, found, time.perf_counter() - t0 - waited, pid=args.pid)
+    if watched is not None:
+        doc["watch"] = watched.to_dict()
     if args.json:
         report.write_json(doc)
     else:

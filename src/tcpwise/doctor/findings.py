@@ -92,8 +92,10 @@ class Thresholds:
 
 CHECK_IDS = (
     "close-wait-leak",
+    "close-wait-churn",
     "connect-retrying",
     "timewait-ports",
+    "timewait-rate",
     "accept-queue-overflow",
     "syn-flood",
     "fd-headroom",

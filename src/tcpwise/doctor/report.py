@@ -99,6 +99,14 @@ def write_text(doc: dict[str, Any], lang: str = "en", top: int = 15, netns: str 
         if n:
             st.add_row(name, str(n))
     con.print(st)
+    w = doc.get("watch")
+    if w:
+        src = "tracepoints" if w["source"] == "tracepoints" else f"sock_diag polling ({w.get('limit', '')})"
+        con.print(
+            f"watched {w['seconds']:.1f} s: {w['connections']} sockets ended or open, {w['events']} events, "
+            f"{w['lost']} lost, from {src}",
+            highlight=False,
+        )
     procs = doc["processes"][:top]
     if procs:
         pt = Table(

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 
-__all__ = ["TaskInfo", "TaskCache", "netns_inode", "netns_of_name", "read_cmdline"]
+__all__ = ["TaskInfo", "TaskCache", "netns_inode", "netns_of_name", "netns_path", "read_cmdline"]
 
 
 class TaskInfo(tuple[int, str, int | None]):
@@ -51,6 +51,23 @@ def netns_of_name(name: str) -> int | None:
     if "/" in name or name in (".", ".."):
         return None
     return netns_inode(f"/run/netns/{name}")
+
+
+def netns_path(inode: int) -> str | None:
+    """A file that opens namespace ``inode``: /proc/self/ns/net, a /run/netns/ name, or a process's."""
+    if netns_inode("/proc/self/ns/net") == inode:
+        return "/proc/self/ns/net"
+    try:
+        names = os.listdir("/run/netns")
+    except OSError:
+        names = []
+    for n in names:
+        if netns_inode(f"/run/netns/{n}") == inode:
+            return f"/run/netns/{n}"
+    for pid in os.listdir("/proc"):
+        if pid.isdigit() and netns_inode(f"/proc/{pid}/ns/net") == inode:
+            return f"/proc/{pid}/ns/net"
+    return None
 
 
 def read_cmdline(pid: int) -> list[str] | None:

@@ -13,12 +13,15 @@ another thread may set, as the exporter and ``doctor --watch`` do).
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from tcpwise.linux.tasks import TaskCache
+from tcpwise.errors import TcpwiseError
+from tcpwise.linux import kernel, netlink
+from tcpwise.linux.tasks import TaskCache, netns_path
 from tcpwise.linux.tcpevents import TcpTracepoints
 from tcpwise.watch.metrics import WatchMetrics
 from tcpwise.watch.record import ConnRecord
@@ -89,6 +92,18 @@ def open_source(
     return src
 
 
+def _diag_socket_in(inode: int) -> socket.socket | None:
+    """A sock_diag socket created inside namespace ``inode`` (a socket stays in the namespace it was made in)."""
+    path = netns_path(inode)
+    if path is None:
+        return None
+    try:
+        with kernel.in_netns(None if path == "/proc/self/ns/net" else path):
+            return netlink.open_diag_socket()
+    except (OSError, TcpwiseError):
+        return None
+
+
 class Watch:
     """One watch run over tracepoints. ``sink`` gets every emitted :class:`ConnRecord`."""
 
@@ -111,6 +126,7 @@ class Watch:
         self.summary = WatchSummary()
         self.src = src if src is not None else open_source(self.filt.ports, buffer_kb, purpose)
         self.summary.missing_events = self.src.missing
+        self.diag = _diag_socket_in(self.filt.netns) if self.filt.netns is not None else None
         self.tracker = Tracker(
             self.src.ids,
             sink,
@@ -120,10 +136,15 @@ class Watch:
             reset_reasons=self.src.reset_reasons,
             fin_timeout_s=fin_timeout(),
             metrics=metrics,
+            probe=self._probe if self.diag is not None else None,
         )
         self._lost_seen = 0
         self.on_step: Callable[[], None] | None = None  # called after every drain (zeek interim rows)
         self.started = threading.Event()  # set once the tracepoints are on
+
+    def _probe(self, family: int, la: bytes, lp: int, ra: bytes, rp: int) -> bool:
+        assert self.diag is not None
+        return netlink.exists(self.diag, family, la, lp, ra, rp)
 
     def run(self, duration: float | None = None, stop: threading.Event | None = None) -> WatchSummary:
         """Watch until ``duration`` seconds pass or ``stop`` is set; always removes the instance."""
@@ -153,6 +174,8 @@ class Watch:
             self.tracker.flush(open_too=True)
         finally:
             src.close()
+            if self.diag is not None:
+                self.diag.close()
             self._fill_summary(t0)
         return self.summary
 

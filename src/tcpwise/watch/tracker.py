@@ -95,6 +95,7 @@ class Conn:
         "end_reason",
         "key",
         "emitted",
+        "probed",
     )
 
     def __init__(self, sk: int, t: int, family: int) -> None:
@@ -127,6 +128,7 @@ class Conn:
         self.end_reason = ""
         self.key: tuple[int, bytes, int, bytes, int] | None = None
         self.emitted = False
+        self.probed = False
 
 
 class Filter:
@@ -184,6 +186,7 @@ class Tracker:
         grace_ms: float = 10.0,
         metrics: Any = None,
         limit: int = 1_000_000,
+        probe: Callable[[int, bytes, int, bytes, int], bool] | None = None,
     ) -> None:
         self.sink = sink
         self.wall = wall_offset  # epoch seconds = monotonic ns / 1e9 + wall
@@ -194,6 +197,10 @@ class Tracker:
         self.grace_ns = int(grace_ms * _MS)
         self.metrics = metrics
         self.limit = limit
+        # probe(family, laddr, lport, raddr, rport): does the filter's namespace hold this 4-tuple right now
+        # (sock_diag exact lookup)? Used only for sockets whose namespace the events could not name.
+        self.probe = probe
+        self.probes = 0
         self.conns: dict[int, Conn] = {}
         self.by_key: dict[tuple[int, bytes, int, bytes, int], Conn] = {}
         self.ended: list[Conn] = []  # reached CLOSE, waiting for grace / destroy / the peer's FIN
@@ -312,6 +319,8 @@ class Tracker:
             c.closer = "remote"
         elif old == FW1 and new == CLOSING:
             c.simultaneous = True
+        if new == EST and c.netns is None and self.probe is not None and not c.probed:
+            self._probe(c)
         if new == LISTEN:
             self.listeners.setdefault((c.family, c.lport), []).append(c)
         elif new == SYN_RECV and old == LISTEN and c.netns is None:
@@ -507,6 +516,26 @@ class Tracker:
         c.time_wait = None
         c.end_reason = "handoff"
 
+    def _probe(self, c: Conn) -> bool:
+        """Ask sock_diag in the filter's namespace whether ``c`` (or, on loopback, its peer) lives there."""
+        if self.probe is None or c.key is None:
+            return False
+        c.probed = True
+        fam, la, lp, ra, rp = c.key
+        keys = [(fam, la, lp, ra, rp)]
+        if _is_loopback(fam, la) and _is_loopback(fam, ra):
+            keys.append((fam, ra, rp, la, lp))
+        for k in keys:
+            self.probes += 1
+            try:
+                found = self.probe(*k)
+            except OSError:
+                return False
+            if found:
+                c.netns = self.filt.netns
+                return True
+        return False
+
     def _resolve_netns(self, c: Conn) -> None:
         if c.netns is not None or c.key is None:
             return
@@ -522,6 +551,8 @@ class Tracker:
                 return
         if c.role == "server":
             c.netns = self._listener_netns(c)
+        if c.netns is None and self.probe is not None:
+            self._probe(c)
 
     def _record(self, c: Conn, open_: bool) -> ConnRecord:
         w = self.wall
