@@ -201,9 +201,7 @@ def _close_wait_findings(
             fid, sev = "close-wait-churn", "info"  # worth knowing (it costs fds while it lasts), not a bug
         else:
             continue
-        new.append(
-            Finding(fid, sev, pid, text[0].upper() + text[1:], {"watch": ev}, adv.advice(fid, lang))
-        )
+        new.append(Finding(fid, sev, pid, text[0].upper() + text[1:], {"watch": ev}, adv.advice(fid, lang)))
     return new
 
 
