@@ -101,6 +101,41 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     e.add_argument("--listen", default="127.0.0.1:9477", metavar="HOST:PORT", help="default 127.0.0.1:9477")
     e.add_argument("--top", type=int, default=20, metavar="N", help="per-process series for the top N (20)")
     e.add_argument(
+        "--listeners",
+        type=int,
+        default=20,
+        metavar="K",
+        help="per-listener series for the K busiest listeners, the rest summed as 'other' (default 20)",
+    )
+    e.add_argument(
+        "--peers",
+        type=int,
+        default=10,
+        metavar="K",
+        help="watch: per-peer counters for the top K (default 10)",
+    )
+    e.add_argument(
+        "--no-watch", action="store_true", help="no tracepoint counters (transitions, resets, durations)"
+    )
+    e.add_argument(
+        "--max-conns", type=int, default=512, metavar="N", help="open HTTP connections at most (default 512)"
+    )
+    e.add_argument("--backlog", type=int, default=1024, metavar="N", help="listen backlog (default 1024)")
+    e.add_argument(
+        "--header-timeout",
+        type=_positive,
+        default=5.0,
+        metavar="S",
+        help="a request head must arrive within S seconds (default 5)",
+    )
+    e.add_argument(
+        "--idle-timeout",
+        type=_positive,
+        default=15.0,
+        metavar="S",
+        help="keep-alive connections idle longer are closed (default 15)",
+    )
+    e.add_argument(
         "--proc-interval",
         type=float,
         default=10.0,
@@ -161,5 +196,10 @@ def _top(args: argparse.Namespace) -> int:
 
 def _exporter(args: argparse.Namespace) -> int:
     from tcpwise.doctor import exporter
+
+    for name in ("listeners", "peers", "max_conns", "backlog", "top"):
+        v = getattr(args, name)
+        if not 1 <= v <= 100_000:
+            raise UsageError(f"--{name.replace('_', '-')} must be between 1 and 100000, not {v}")
 
     return exporter.run(args)
