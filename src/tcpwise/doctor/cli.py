@@ -122,6 +122,13 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     )
     e.add_argument("--backlog", type=int, default=1024, metavar="N", help="listen backlog (default 1024)")
     e.add_argument(
+        "--cache",
+        type=float,
+        default=0.5,
+        metavar="S",
+        help="serve a page younger than S seconds again instead of collecting (default 0.5; 0 = never)",
+    )
+    e.add_argument(
         "--header-timeout",
         type=_positive,
         default=5.0,
@@ -197,6 +204,8 @@ def _top(args: argparse.Namespace) -> int:
 def _exporter(args: argparse.Namespace) -> int:
     from tcpwise.doctor import exporter
 
+    if not 0 <= args.cache <= 60:
+        raise UsageError(f"--cache must be between 0 and 60 seconds, not {args.cache}")
     for name in ("listeners", "peers", "max_conns", "backlog", "top"):
         v = getattr(args, name)
         if not 1 <= v <= 100_000:

@@ -361,7 +361,6 @@ class TcpCollector:
             )
         for name, help_, v in (
             ("evicted", "idle connections closed to make room at the connection cap", st.evicted),
-            ("refused", "connections closed at the cap because every slot was busy", st.refused),
             ("header_timeouts", "connections closed for not sending a request in time", st.header_timeouts),
         ):
             c = CounterMetricFamily(f"tcpwise_exporter_{name}", help_)
@@ -473,6 +472,7 @@ def run(args: argparse.Namespace) -> int:
         backlog=args.backlog,
         header_timeout=args.header_timeout,
         idle_timeout=args.idle_timeout,
+        min_interval=args.cache,
     )
     server = BoundedHTTPServer(lambda: generate_latest(reg), cfg, log)
     col.server_stats = server.stats

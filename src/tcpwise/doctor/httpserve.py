@@ -6,11 +6,13 @@ The exporter is bound to 0.0.0.0 so Prometheus can reach it — and so can anyon
 connection server (``http.server``, prometheus_client's ``start_http_server``) gets wrong, and what this one
 does instead:
 
-- **Connection cap with eviction, not refusal.** At most ``max_conns`` connections are open. When one more
-  arrives, the connection that has waited longest *without having completed a request* is closed to make room
-  (idle or trickling clients are the cheap attack; a scraper sends its request at once). If every open
-  connection is in the middle of being served, the newcomer is closed instead. Open fds therefore stay below
-  ``max_conns`` + a few, whatever the attacker does, so ``accept()`` never meets the fd limit.
+- **Connection cap with eviction, not refusal.** At most ``max_conns`` connections are open: the server
+  accepts one connection at a time, and only when there is room. At the cap, the connection that has waited
+  longest *without having completed a request* is closed to make room (idle or trickling clients are the cheap
+  attack; a scraper sends its request at once); if every open connection is being answered, accepting waits
+  for one to finish while newcomers queue in the kernel backlog. Open fds therefore stay below ``max_conns`` + a
+  few, whatever the attacker does, so ``accept()`` does not meet the fd limit (if it does anyway, the error is
+  logged, rate-limited, and accepting pauses 50 ms instead of spinning).
 - **Deadlines.** The request head must arrive complete within ``header_timeout`` of the connection (or of the
   previous response, on keep-alive: ``idle_timeout``); the head may not exceed ``max_header`` bytes (431). A
   response must be written within ``write_timeout`` (a reader that never reads is cut). Methods other than GET
@@ -30,6 +32,8 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import errno
+import socket
 import sys
 import threading
 import time
@@ -38,6 +42,8 @@ from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 __all__ = ["ServerConfig", "BoundedHTTPServer", "RateLimitedLog"]
+
+_EVICT_SLACK = 32  # fds of evicted connections not yet released, on top of the cap
 
 
 class RateLimitedLog:
@@ -101,13 +107,13 @@ class _Conn:
     t0: float
     busy: bool = False  # a complete request is being answered
     requests: int = 0
+    evicted: bool = False
 
 
 @dataclass
 class _Stats:
     accepted: int = 0
     evicted: int = 0
-    refused: int = 0
     header_timeouts: int = 0
     bad_requests: int = 0
     responses: int = 0
@@ -144,7 +150,8 @@ class BoundedHTTPServer:
         self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="tcpwise-render")
         self._inflight: asyncio.Future[bytes] | None = None
         self._page: tuple[float, bytes] | None = None
-        self._server: asyncio.base_events.Server | None = None
+        self.n_open = 0  # accepted and not yet finished (registered in conns or about to be)
+        self.evicting = 0  # evicted, their tasks not yet finished
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopped = threading.Event()
         self.ready = threading.Event()
@@ -152,40 +159,85 @@ class BoundedHTTPServer:
 
     # -- lifecycle --------------------------------------------------------------------------------------
     async def start(self) -> None:
+        """Bind and listen, then accept in our own loop: one accept at a time, each only once there is room
+        (asyncio.start_server would accept up to ``backlog`` connections in one go, past any cap and into the
+        fd limit)."""
         loop = asyncio.get_running_loop()
         self._loop = loop
         loop.set_exception_handler(self._loop_error)
-        self._server = await asyncio.start_server(
-            self._client,
-            self.cfg.host,
-            self.cfg.port,
-            backlog=self.cfg.backlog,
-            reuse_address=True,
-            limit=self.cfg.max_header,
-        )
-        sock = self._server.sockets[0]
-        self.address = sock.getsockname()[:2]
+        info = socket.getaddrinfo(
+            self.cfg.host or None, self.cfg.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+        lsock = socket.socket(info[0], socket.SOCK_STREAM)
+        try:
+            lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            lsock.bind(info[4])
+            lsock.listen(self.cfg.backlog)
+            lsock.setblocking(False)
+        except BaseException:
+            lsock.close()
+            raise
+        self._lsock = lsock
+        self.address = lsock.getsockname()[:2]
+        self._accept_task = asyncio.ensure_future(self._accept_loop())
         self.ready.set()
 
     async def serve(self, stop: asyncio.Event | None = None) -> None:
         await self.start()
-        assert self._server is not None
         try:
-            if stop is None:
-                await self._server.serve_forever()
-            else:
-                await stop.wait()
+            await (stop.wait() if stop is not None else asyncio.Event().wait())
         finally:
             await self.close()
 
     async def close(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            for c in list(self.conns.values()):
-                c.writer.transport.abort()
-            with contextlib.suppress(Exception):
-                await self._server.wait_closed()
+        task = getattr(self, "_accept_task", None)
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        lsock = getattr(self, "_lsock", None)
+        if lsock is not None:
+            lsock.close()
+        for c in list(self.conns.values()):
+            c.writer.transport.abort()
         self._pool.shutdown(wait=False, cancel_futures=True)
+
+    async def _accept_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        lsock = self._lsock
+        while True:
+            if self.n_open >= self.cfg.max_conns + _EVICT_SLACK:
+                await asyncio.sleep(0.005)  # evicted connections still hold their fds: let them go first
+                continue
+            if self.n_open - self.evicting >= self.cfg.max_conns and not self._make_room():
+                await asyncio.sleep(0.01)  # every slot is answering a request: let one finish
+                continue
+            try:
+                sock, _ = await loop.sock_accept(lsock)
+            except (ConnectionAbortedError, InterruptedError):
+                continue
+            except OSError as exc:
+                if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                    self.log.log("accept", f"accept() failed: {exc.strerror}; pausing 50 ms")
+                    self._make_room()
+                    await asyncio.sleep(0.05)
+                    continue
+                raise
+            self.stats.accepted += 1
+            self.n_open += 1
+            asyncio.ensure_future(self._client_sock(sock))
+
+    async def _client_sock(self, sock: socket.socket) -> None:
+        try:
+            reader, writer = await asyncio.open_connection(sock=sock, limit=self.cfg.max_header)
+        except OSError:
+            sock.close()
+            self.n_open -= 1
+            return
+        try:
+            await self._client(reader, writer)
+        finally:
+            self.n_open -= 1
 
     def start_in_thread(self) -> threading.Thread:
         """Run the server on its own event loop in a daemon thread (tests, benchmarks); :meth:`stop` ends it."""
@@ -230,16 +282,13 @@ class BoundedHTTPServer:
             return False
         victim = min(idle, key=lambda c: c.t0)
         self.stats.evicted += 1
+        victim.evicted = True
+        self.evicting += 1  # its slot frees when its task ends; do not evict again for the same room
         victim.writer.transport.abort()
         self.conns.pop(id(victim.writer), None)
         return True
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.stats.accepted += 1
-        if len(self.conns) >= self.cfg.max_conns and not self._make_room():
-            self.stats.refused += 1
-            writer.transport.abort()
-            return
         conn = _Conn(writer, time.monotonic())
         self.conns[id(writer)] = conn
         try:
@@ -250,6 +299,8 @@ class BoundedHTTPServer:
             self.log.log("handler", f"error while serving a client: {type(exc).__name__}: {exc}")
         finally:
             self.conns.pop(id(writer), None)
+            if conn.evicted:
+                self.evicting -= 1
             if not writer.transport.is_closing():
                 writer.close()
 
