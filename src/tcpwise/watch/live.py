@@ -13,10 +13,12 @@ another thread may set, as the exporter and ``doctor --watch`` do).
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from tcpwise.errors import TcpwiseError
@@ -65,6 +67,21 @@ class WatchSummary:
         if self.fallback_reason:
             d["fallback_reason"] = self.fallback_reason
         return d
+
+
+@contextlib.contextmanager
+def gc_quiet() -> Iterator[None]:
+    """Fewer cyclic-GC passes while watching: the tracker creates no reference cycles, but at 100k+ events/s
+    the default thresholds rescan every live Conn dozens of times a second (measured: ~1.8x slower). Objects
+    alive at the start are frozen out of the scans; the thresholds are restored afterwards."""
+    old = gc.get_threshold()
+    gc.freeze()
+    gc.set_threshold(50_000, 50, 100)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*old)
+        gc.unfreeze()
 
 
 def fin_timeout() -> float:
@@ -150,7 +167,11 @@ class Watch:
         """Watch until ``duration`` seconds pass or ``stop`` is set; always removes the instance."""
         t0 = time.monotonic()
         src = self.src
+        quiet = (
+            gc_quiet() if threading.current_thread() is threading.main_thread() else contextlib.nullcontext()
+        )
         try:
+            quiet.__enter__()
             src.start()
             self.started.set()
             next_stats = t0 + 1.0
@@ -173,6 +194,7 @@ class Watch:
             self._check_lost()
             self.tracker.flush(open_too=True)
         finally:
+            quiet.__exit__(None, None, None)
             src.close()
             if self.diag is not None:
                 self.diag.close()

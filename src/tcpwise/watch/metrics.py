@@ -57,14 +57,17 @@ class WatchMetrics:
         self.retransmits[state] = self.retransmits.get(state, 0) + 1
 
     def ended(self, r: ConnRecord) -> None:
-        d = r.duration
+        self.ended_conn(r.duration, r.role, r.raddr, r.end_reason)
+
+    def ended_conn(self, d: float, role: str, raddr: str, end_reason: str) -> None:
+        """A socket ended after ``d`` seconds (the tracker calls this without building a record)."""
         self.buckets[bisect.bisect_left(DURATION_BUCKETS, d)] += 1
         self.duration_sum += d
         self.duration_count += 1
-        self.ended_by_reason[r.end_reason] = self.ended_by_reason.get(r.end_reason, 0) + 1
-        if r.role == "listener":
+        self.ended_by_reason[end_reason] = self.ended_by_reason.get(end_reason, 0) + 1
+        if role == "listener":
             return
-        peer = r.raddr or "?"
+        peer = raddr or "?"
         if peer in self.peers:
             self.peers[peer] += 1
             return

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import socket
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from tcpwise.vocab import kernel_state_name
 
@@ -46,8 +46,9 @@ def fmt_addr(family: int, raw: bytes) -> str:
     return socket.inet_ntop(socket.AF_INET, raw[:4])
 
 
-@dataclass(frozen=True, slots=True)
-class Transition:
+class Transition(NamedTuple):
+    """One state change (a NamedTuple: built once per transition of every socket, so it must be cheap)."""
+
     t: float  # epoch seconds
     from_state: str
     to_state: str
@@ -56,8 +57,7 @@ class Transition:
         return {"t": round(self.t, 6), "from": self.from_state, "to": self.to_state}
 
 
-@dataclass(frozen=True, slots=True)
-class ResetInfo:
+class ResetInfo(NamedTuple):
     t: float
     dir: str  # "sent" | "received"
     state: str

@@ -53,6 +53,7 @@ EST, SYN_SENT, SYN_RECV, FW1, FW2, TW, CLOSE, CW, LA, LISTEN, CLOSING, NEW_SYN_R
 _FIN_SENT_STATES = (FW1, LA, CLOSING)  # entering one of these means this side sent its FIN
 _MS = 1_000_000
 _SAME_BURST_NS = _MS  # FIN_WAIT_1 -> FIN_WAIT_2 -> CLOSE within this: one segment did both (ambiguous)
+_NAMES = [kernel_state_name(i) for i in range(16)]
 _V4_LOOP = b"\x7f"
 _V6_LOOP = b"\x00" * 15 + b"\x01"
 _V4MAPPED = b"\x00" * 10 + b"\xff\xff"
@@ -151,6 +152,18 @@ class Filter:
         self.netns = netns
         self.states = states
         self.listeners = listeners
+
+    def match_conn(self, c: Conn) -> bool:
+        """The checks a Conn can answer without building its record (cheap; match() decides the rest)."""
+        if self.ports is not None and c.lport not in self.ports and c.rport not in self.ports:
+            return False
+        if self.netns is not None and c.netns != self.netns:
+            return False
+        if self.pids is not None and c.pid not in self.pids:
+            return False
+        if self.comms is not None and c.comm not in self.comms:
+            return False
+        return self.listeners or c.role != "listener"
 
     def match(self, r: ConnRecord) -> bool:
         if self.ports is not None and r.lport not in self.ports and r.rport not in self.ports:
@@ -303,13 +316,15 @@ class Tracker:
                 c.partial = old != CLOSE
             else:
                 c.partial = True
-        self._set_tuple(c, rec)
+        if rec[te.S_SPORT] != c.lport or rec[te.S_DPORT] != c.rport or c.key is None:
+            self._set_tuple(c, rec)
         c.trans.append((t, old, new))
         c.state = new
         m = self.metrics
         if m is not None and not (new == CLOSE and old in (FW2, CLOSING)):
             m.transition(old, new)  # a hand-off to a timewait socket is counted once classified
-        self._ctx(c, t, rec)
+        if not rec[1] & IRQ_CONTEXT:
+            self._ctx(c, t, rec)
         if new in _FIN_SENT_STATES and c.fin_t is None:
             c.fin_t = t
             self._peer_fin(c, t)
@@ -557,8 +572,11 @@ class Tracker:
     def _record(self, c: Conn, open_: bool) -> ConnRecord:
         w = self.wall
         fam = 6 if c.family == socket.AF_INET6 else 4
+        names = _NAMES
+        new = tuple.__new__
         trans = tuple(
-            Transition(t / 1e9 + w, kernel_state_name(a), kernel_state_name(b)) for t, a, b in c.trans
+            new(Transition, (t / 1e9 + w, names[a] if a < 16 else str(a), names[b] if b < 16 else str(b)))
+            for t, a, b in c.trans
         )
         resets = tuple(
             ResetInfo(t / 1e9 + w, d, kernel_state_name(s), self.reasons.get(r) if r is not None else None)
@@ -613,9 +631,14 @@ class Tracker:
             self.recent[c.key] = (c.end_t or c.t0, c.netns, c.fin_t)
         if c.netns is None:
             self.unknown_netns += 1
-        rec = self._record(c, open_)
         if self.metrics is not None and not open_:
-            self.metrics.ended(rec)
+            last = max(c.trans[-1][0] if c.trans else c.t0, c.end_t or c.t0)
+            raddr = fmt_addr(c.family, c.raddr) if c.raddr else ""
+            self.metrics.ended_conn((last - c.t0) / 1e9, c.role, raddr, c.end_reason)
+        if not self.filt.match_conn(c):
+            self.filtered += 1
+            return
+        rec = self._record(c, open_)
         if self.filt.match(rec):
             self.emitted += 1
             self.sink(rec)
