@@ -159,9 +159,9 @@ class Watch:
         self.on_step: Callable[[], None] | None = None  # called after every drain (zeek interim rows)
         self.started = threading.Event()  # set once the tracepoints are on
 
-    def _probe(self, family: int, la: bytes, lp: int, ra: bytes, rp: int) -> bool:
+    def _probe(self, family: int, la: bytes, lp: int, ra: bytes, rp: int) -> int | None:
         assert self.diag is not None
-        return netlink.exists(self.diag, family, la, lp, ra, rp)
+        return self.filt.netns if netlink.exists(self.diag, family, la, lp, ra, rp) else None
 
     def run(self, duration: float | None = None, stop: threading.Event | None = None) -> WatchSummary:
         """Watch until ``duration`` seconds pass or ``stop`` is set; always removes the instance."""

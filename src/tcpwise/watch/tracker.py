@@ -199,7 +199,7 @@ class Tracker:
         grace_ms: float = 10.0,
         metrics: Any = None,
         limit: int = 1_000_000,
-        probe: Callable[[int, bytes, int, bytes, int], bool] | None = None,
+        probe: Callable[[int, bytes, int, bytes, int], int | None] | None = None,
     ) -> None:
         self.sink = sink
         self.wall = wall_offset  # epoch seconds = monotonic ns / 1e9 + wall
@@ -210,8 +210,9 @@ class Tracker:
         self.grace_ns = int(grace_ms * _MS)
         self.metrics = metrics
         self.limit = limit
-        # probe(family, laddr, lport, raddr, rport): does the filter's namespace hold this 4-tuple right now
-        # (sock_diag exact lookup)? Used only for sockets whose namespace the events could not name.
+        # probe(family, laddr, lport, raddr, rport) -> the inode of the namespace (among those the caller can
+        # look into) that holds this 4-tuple right now, or None (sock_diag exact lookup). Used only for sockets
+        # whose namespace the events could not name.
         self.probe = probe
         self.probes = 0
         self.conns: dict[int, Conn] = {}
@@ -532,7 +533,7 @@ class Tracker:
         c.end_reason = "handoff"
 
     def _probe(self, c: Conn) -> bool:
-        """Ask sock_diag in the filter's namespace whether ``c`` (or, on loopback, its peer) lives there."""
+        """Ask sock_diag where ``c`` (or, on loopback, its peer) lives, among the namespaces we can look in."""
         if self.probe is None or c.key is None:
             return False
         c.probed = True
@@ -546,8 +547,8 @@ class Tracker:
                 found = self.probe(*k)
             except OSError:
                 return False
-            if found:
-                c.netns = self.filt.netns
+            if found is not None:
+                c.netns = found
                 return True
         return False
 
