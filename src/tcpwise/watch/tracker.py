@@ -20,9 +20,10 @@ What the tracepoints say and what we derive (net/ipv4/tcp.c tcp_set_state, tcp_i
   when the socket had been in FIN_WAIT_2 for a while (the peer's FIN just arrived); right after
   ``FIN_WAIT_1 -> FIN_WAIT_2`` it is ambiguous: either a FIN+ACK arrived (TIME_WAIT) or, for a closed (orphaned)
   socket, a bare ACK of our FIN, and tcp_rcv_state_process moved the connection to a timewait socket *still in
-  FIN_WAIT_2*. When the peer is on this host and traced, its own FIN decides: already sent -> TIME_WAIT; not yet
-  -> the record waits (up to ``tcp_fin_timeout``) for it and then records ``FIN_WAIT_2 -> TIME_WAIT`` at that
-  time. Otherwise the record ends with ``end_reason`` ``handoff`` and ``time_wait`` null.
+  FIN_WAIT_2*. When the peer is on loopback (same namespace: its FIN arrives the moment it is sent) and traced,
+  its own FIN decides: already sent -> TIME_WAIT; not yet -> the record waits (up to ``tcp_fin_timeout``) for it
+  and then records ``FIN_WAIT_2 -> TIME_WAIT`` at that time. Otherwise the record ends with ``end_reason``
+  ``handoff`` and ``time_wait`` null.
 - resets: ``tcp_receive_reset`` fires before the state change it causes, in the state the socket was in;
   ``tcp_send_reset`` for an abortive close fires *after* ``-> CLOSE`` (tcp_close sets the state, then sends), so
   a sent reset in CLOSE is attributed to the state before it. A record is emitted ``grace`` after the socket
@@ -358,6 +359,8 @@ class Tracker:
         if c.key is None:
             return
         fam, la, lp, ra, rp = c.key
+        if not (_is_loopback(fam, la) and _is_loopback(fam, ra)):
+            return  # see _fin_wait_2_end: only a loopback FIN arrives when it is sent
         peer = self.by_key.get((fam, ra, rp, la, lp))
         if peer is not None and peer.hold_until is not None and not peer.emitted:
             peer.trans.append((t, FW2, TW))
@@ -507,7 +510,9 @@ class Tracker:
             return
         peer = None
         peer_fin: int | None = None
-        if c.key is not None:
+        # Only on loopback does the peer's FIN arrive the moment it is sent (same namespace, no link): across
+        # a real link the timewait socket moves to TIME_WAIT one path delay later, unseen.
+        if c.key is not None and _is_loopback(c.key[0], c.key[1]) and _is_loopback(c.key[0], c.key[3]):
             fam, la, lp, ra, rp = c.key
             rkey = (fam, ra, rp, la, lp)
             peer = self.by_key.get(rkey)
