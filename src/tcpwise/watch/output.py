@@ -63,7 +63,7 @@ def story(r: ConnRecord, reasons: bool = True) -> str:
     elif r.end_reason == "closed":
         head = f"gone after {r.transitions[-1].from_state if r.transitions else '?'}"
     elif r.simultaneous_close:
-        head = "both closed → TIME_WAIT"
+        head = "simultaneous close"
     elif r.closer == "local":
         head = "we closed → TIME_WAIT" if r.time_wait else "we closed → handoff"
     elif r.closer == "remote":
