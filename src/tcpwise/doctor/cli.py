@@ -16,13 +16,20 @@ from tcpwise.errors import UsageError
 __all__ = ["register"]
 
 DOCTOR_EPILOG = """examples:
-  tcpwise doctor                          tables: states, processes, findings with advice
-  tcpwise doctor --json | jq .findings    machine-readable
-  tcpwise doctor --pid 1234 --lang zh     one process, advice in Chinese
-  tcpwise doctor --interval 5             two samples 5 s apart: is CLOSE_WAIT growing?
-  tcpwise doctor --watch 10               10 s of transitions: leak or churn, port exhaustion
-  tcpwise doctor --netns tcpwise-lab-b    look inside a network namespace (root)
-  tcpwise doctor --fail-on warn           exit 1 when anything is warn or worse (cron, CI)
+  tcpwise doctor                        states, processes, findings with advice
+  tcpwise doctor --json | jq .findings  machine-readable
+  tcpwise doctor --pid 1234 --lang zh   one process, advice in Chinese
+  tcpwise doctor --interval 5           two samples 5 s apart: is it growing?
+  tcpwise doctor --watch 10             10 s of transitions: leak or churn?
+  tcpwise doctor --netns blue           inside a network namespace (root)
+  tcpwise doctor --fail-on warn         exit 1 on warn or worse (cron, CI)
+"""
+
+EXPORTER_EPILOG = """examples:
+  tcpwise exporter                          http://127.0.0.1:9477/metrics
+  tcpwise exporter --listen 0.0.0.0:9477    for a Prometheus on another host
+  tcpwise exporter --no-watch --top 5       no tracepoint counters, 5 processes
+  tcpwise exporter --netns blue --listeners 50
 """
 
 
@@ -54,7 +61,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     d = sub.add_parser(
         "doctor",
         help="diagnose this host's TCP connections (read-only)",
-        description="Diagnose the live host's TCP sockets: states, owning processes, findings with advice.",
+        description="Diagnose the live host's TCP sockets: states, owning processes,\nfindings with advice.",
         epilog=DOCTOR_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -95,8 +102,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     e = sub.add_parser(
         "exporter",
         help="Prometheus metrics of TCP states, processes, queues and findings",
-        description="Serve Prometheus metrics (per state, top processes, listener queues, "
-        "findings) at http://LISTEN/metrics. Dashboard: docs/grafana-tcpwise.json.",
+        description="Serve Prometheus metrics (per state, top processes, listener queues,\n"
+        "findings; with root, state transitions from tracepoints) at\n"
+        "http://LISTEN/metrics. Dashboard: docs/grafana-tcpwise.json.",
+        epilog=EXPORTER_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     e.add_argument("--listen", default="127.0.0.1:9477", metavar="HOST:PORT", help="default 127.0.0.1:9477")
     e.add_argument("--top", type=int, default=20, metavar="N", help="per-process series for the top N (20)")
