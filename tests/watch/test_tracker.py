@@ -255,3 +255,13 @@ def _no_peer_fin_wait_2_end(self: Tracker, c: tr.Conn, t: int) -> None:
     c.trans.pop()
     c.time_wait = None
     c.end_reason = "handoff"
+
+
+def test_interim_records_for_long_connections_only() -> None:
+    out: list[ConnRecord] = []
+    t = Tracker(IDS, out.append, wall_offset=0.0, tasks=FakeTasks({}))  # type: ignore[arg-type]
+    t.feed([(0, e) for e in handshake()])
+    t.feed([(90 * 1000 * MS, state(0xD0, CLOSE, SYN_SENT, 0, 81))])  # a young one, 90 s later
+    long_ = t.open_records(min_age_ns=60 * 1000 * MS)
+    assert sorted(r.lport for r in long_) == [SP, CP] and all(r.open for r in long_)
+    assert out == []  # interim rows are not the final records

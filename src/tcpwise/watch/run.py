@@ -28,6 +28,8 @@ __all__ = ["watch_cmd", "clean_cmd", "make_filter"]
 def clean_cmd() -> int:
     from tcpwise.linux import tracefs
 
+    if os.geteuid() != 0:
+        raise MissingCapability("tcpwise watch --clean needs root (tracefs instances belong to root)")
     try:
         root = tracefs.find_tracefs(mount=False)
     except MissingCapability:
