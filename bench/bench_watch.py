@@ -30,15 +30,17 @@ ROUNDS = 5
 CHURN_S = 4.0
 
 
-def churn_worker(seconds: float, out: mp.Queue) -> None:  # type: ignore[type-arg]
-    """connect/accept/close on loopback as fast as possible; the server closes first (its TIME_WAIT keys are
-    unique per client port, so the client's ephemeral ports never run out)."""
+def churn_worker(seconds: float, out: mp.Queue, rate: float = 0.0) -> None:  # type: ignore[type-arg]
+    """connect/accept/close on loopback as fast as possible (or paced at ``rate`` per second); the server
+    closes first (its TIME_WAIT keys are unique per client port, so the client's ephemeral ports never run
+    out)."""
     ls = socket.socket()
     ls.bind(("127.0.0.1", 0))
     ls.listen(512)
     addr = ls.getsockname()
     n = 0
-    end = time.monotonic() + seconds
+    t0 = time.monotonic()
+    end = t0 + seconds
     while time.monotonic() < end:
         for _ in range(50):
             c = socket.socket()
@@ -47,14 +49,18 @@ def churn_worker(seconds: float, out: mp.Queue) -> None:  # type: ignore[type-ar
             s.close()
             c.close()
         n += 50
+        if rate:
+            ahead = t0 + n / rate - time.monotonic()
+            if ahead > 0:
+                time.sleep(ahead)
     ls.close()
     out.put(n)
 
 
-def churn(workers: int, seconds: float) -> float:
-    """Connections per second over ``workers`` processes."""
+def churn(workers: int, seconds: float, rate: float = 0.0) -> float:
+    """Connections per second over ``workers`` processes (each paced at ``rate`` when given)."""
     q: mp.Queue = mp.Queue()  # type: ignore[type-arg]
-    ps = [mp.Process(target=churn_worker, args=(seconds, q)) for _ in range(workers)]
+    ps = [mp.Process(target=churn_worker, args=(seconds, q, rate)) for _ in range(workers)]
     t0 = time.monotonic()
     for p in ps:
         p.start()
@@ -131,7 +137,7 @@ def decode_rate(pages: list[bytes], src: object, track: bool) -> tuple[float, in
     return best, n
 
 
-def watch_run(workers: int) -> tuple[float, dict[str, object]]:
+def watch_run(workers: int, rate: float = 0.0) -> tuple[float, dict[str, object]]:
     """Churn throughput with ``tcpwise watch --format json`` running; the watch's summary."""
     import tempfile
 
@@ -148,7 +154,7 @@ def watch_run(workers: int) -> tuple[float, dict[str, object]]:
             _wait_instance(w.pid)
             c0 = _cpu(w.pid)
             t0 = time.monotonic()
-            rate = churn(workers, CHURN_S)
+            got = churn(workers, CHURN_S, rate)
             cpu = (_cpu(w.pid) - c0) / (time.monotonic() - t0)
             time.sleep(0.3)
         finally:
@@ -160,7 +166,7 @@ def watch_run(workers: int) -> tuple[float, dict[str, object]]:
             last = line
     summary = json.loads(last)["summary"] if last else {"events": 0, "lost": -1}
     summary["cpu"] = cpu
-    return rate, summary
+    return got, summary
 
 
 def _cpu(pid: int) -> float:
@@ -220,6 +226,17 @@ def main() -> int:
     print(f"    with watch:    {mw:8.0f} connections/s  (rounds: {', '.join(f'{x:.0f}' for x in watched)})")
     print(f"    watch events per round: {', '.join(map(str, events))}; lost: {', '.join(map(str, lost))}")
     print(f"    watch CPU (cores) during the churn: {', '.join(f'{x:.2f}' for x in cpus)}")
+    paced = 5000.0
+    lost_p: list[int] = []
+    rates_p: list[float] = []
+    for _ in range(3):
+        r, summ = watch_run(1, paced)
+        rates_p.append(r)
+        lost_p.append(int(summ.get("lost", 0)))  # type: ignore[call-overload]
+    print(
+        f"    context: a churn paced at {paced:.0f} connections/s (1 worker) with watch: "
+        f"{statistics.median(rates_p):.0f}/s achieved, lost {', '.join(map(str, lost_p))}"
+    )
     print(
         f"RESULT decode {full_rate / 1000:.0f}k events/s (walk only {raw_rate / 1000:.0f}k; goal >= 200k); "
         f"lost events median {statistics.median(lost):.0f} (goal 0); churn overhead {overhead:.1%} "
