@@ -174,3 +174,13 @@ def test_conn_draws_both_ends_with_the_shared_renderers() -> None:
     assert isinstance(text, str) and "TIME_WAIT" in text and "CLOSE_WAIT" in text
     svg = render(run, "svg")
     assert isinstance(svg, str) and svg.lstrip().startswith("<svg")
+
+
+def test_fast_json_is_the_same_object_as_to_dict() -> None:
+    recs = [
+        _rec(),
+        _rec(comm='we"ird\\name\u00e9', pid=None, netns=None, end=None, open=True, time_wait=None),
+        _rec(resets=(ResetInfo(100.2, "sent", "ESTABLISHED", "TCP_ABORT_ON_CLOSE"),), family=6, laddr="::1"),
+    ]
+    for r in recs:
+        assert json.loads(r.to_json()) == r.to_dict()

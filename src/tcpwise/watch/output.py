@@ -168,11 +168,14 @@ class JsonWriter:
         self.out = out
 
     def write(self, r: ConnRecord) -> None:
-        self.out.write(json.dumps(r.to_dict(), separators=(",", ":")) + "\n")
-        self.out.flush()
+        self.out.write(r.to_json() + "\n")
 
     def lost(self, n: int) -> None:
         sys.stderr.write(f"tcpwise: watch: {n} events lost (ring buffer full)\n")
+
+    def flush(self) -> None:
+        """Called after each drain: lines reach a pipe in batches, not one write(2) per socket."""
+        self.out.flush()
 
     def close(self, s: WatchSummary) -> None:
         self.out.write(json.dumps({"summary": s.to_dict()}, separators=(",", ":")) + "\n")

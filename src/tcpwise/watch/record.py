@@ -19,6 +19,7 @@ before the watch started (their first transitions were not seen).
 
 from __future__ import annotations
 
+import json
 import socket
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -123,6 +124,30 @@ class ConnRecord:
             return []
         return [self.transitions[0].from_state] + [t.to_state for t in self.transitions]
 
+    def to_json(self) -> str:
+        """:meth:`to_dict` as compact JSON, written directly (a watch writes tens of thousands per second;
+        ``json.dumps(to_dict())`` costs three times as much). A test holds the two to the same object."""
+        tr = ",".join(
+            f'{{"t":{round(t.t, 6)!r},"from":"{t.from_state}","to":"{t.to_state}"}}' for t in self.transitions
+        )
+        rs = ",".join(json.dumps(r.to_dict(), separators=(",", ":")) for r in self.resets)
+        end = "null" if self.end is None else repr(round(self.end, 6))
+        tw = _j(self.time_wait)
+        head = (
+            f'{{"laddr":{_j(self.laddr)},"lport":{self.lport},"raddr":{_j(self.raddr)},"rport":{self.rport},'
+            f'"family":{self.family},"netns":{_j(self.netns)},"pid":{_j(self.pid)},"comm":{_j(self.comm)},'
+            f'"role":"{self.role}","start":{round(self.start, 6)!r},"end":{end},'
+            f'"duration":{round(self.duration, 6)!r},"transitions":[{tr}],"closer":"{self.closer}",'
+            f'"simultaneous_close":{_j(self.simultaneous_close)},"time_wait":{tw},'
+            f'"resets_sent":{self.resets_sent},"resets_received":{self.resets_received},"resets":[{rs}],'
+            f'"retransmits":{self.retransmits},"synack_retransmits":{self.synack_retransmits},'
+            f'"end_reason":"{self.end_reason}","open":{_j(self.open)},"partial":{_j(self.partial)},'
+            f'"source":"{self.source}"'
+        )
+        if self.extra:
+            head += "," + json.dumps(self.extra, separators=(",", ":"))[1:-1]
+        return head + "}"
+
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {
             "laddr": self.laddr,
@@ -153,6 +178,21 @@ class ConnRecord:
         }
         d.update(self.extra)
         return d
+
+
+def _j(v: object) -> str:
+    """A JSON scalar: the few value kinds a record holds (str via json for escaping, bools, None, numbers)."""
+    if v is None:
+        return "null"
+    if v is True:
+        return "true"
+    if v is False:
+        return "false"
+    if isinstance(v, str):
+        return json.dumps(v, ensure_ascii=False)
+    if isinstance(v, float):
+        return repr(v)
+    return str(v)
 
 
 def state_name(n: int) -> str:

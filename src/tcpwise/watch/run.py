@@ -224,7 +224,7 @@ def _watch(opts: Mapping[str, Any], out: TextIO, filt: Filter, stop: threading.E
         w = Watch(sink, filt, src=src, on_lost=writer.lost)
         zeek = opts.get("format") == "zeek" and not opts.get("conn")
         interim = _Interim(w, writer, float(opts.get("interim") or 60.0)) if zeek else None
-        summary = _run(w, opts.get("duration"), stop, interim)
+        summary = _run(w, opts.get("duration"), stop, interim, writer)
     writer.close(summary)
     return 0
 
@@ -246,7 +246,16 @@ class _Interim:
             self.writer.write(r)
 
 
-def _run(w: Watch, duration: float | None, stop: threading.Event, interim: _Interim | None) -> WatchSummary:
-    if interim is not None:
-        w.on_step = interim.tick
+def _run(
+    w: Watch, duration: float | None, stop: threading.Event, interim: _Interim | None, writer: Any = None
+) -> WatchSummary:
+    flush = getattr(writer, "flush", None)
+
+    def after_step() -> None:
+        if interim is not None:
+            interim.tick()
+        if flush is not None:
+            flush()
+
+    w.on_step = after_step
     return w.run(duration=duration, stop=stop)
