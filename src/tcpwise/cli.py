@@ -44,7 +44,7 @@ EPILOG = """examples:
   tcpwise report -o report/              HTML gallery of every scenario
   tcpwise lab run close                  the same story on the real kernel (root)
   tcpwise doctor                         diagnose this host's TCP connections
-  tcpwise watch                          every connection's life on this host, live (root)
+  tcpwise watch                          each connection's life, live (root)
   tcpwise trace capture.pcap             the life of every connection in a capture
 """
 

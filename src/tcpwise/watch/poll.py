@@ -99,7 +99,8 @@ class Poller:
                     else:
                         time.sleep(wait)
             for key, s in sorted(self.seen.items(), key=lambda kv: kv[1].t0):
-                self._emit(key, s, None)
+                if s.trans:  # a socket that existed before and never changed is no story we watched
+                    self._emit(key, s, None)
         finally:
             sock.close()
             self.summary.elapsed = time.monotonic() - t0
