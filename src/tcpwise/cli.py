@@ -31,6 +31,7 @@ _AREAS = (
     "tcpwise.scenarios.report_cli",
     "tcpwise.lab.cli",
     "tcpwise.doctor.cli",
+    "tcpwise.watch.cli",
     "tcpwise.trace.cli",
     "tcpwise.guard.cli",
     "tcpwise.ladder.cli",
@@ -44,6 +45,7 @@ EPILOG = """examples:
   tcpwise report -o report/              HTML gallery of every scenario
   tcpwise lab run close                  the same story on the real kernel (root)
   tcpwise doctor                         diagnose this host's TCP connections
+  tcpwise watch                          each connection's life, live (root)
   tcpwise trace capture.pcap             the life of every connection in a capture
   tcpwise ladder --nginx nginx.conf --hop uvicorn   idle-timeout inversions (502s) on a path
 """

@@ -151,6 +151,45 @@ def test_accept_queue_overflow_backlog_1():
                 c.close()
 
 
+def test_syn_sent_toward_a_full_local_listener_is_linked():
+    """Clients of a listener whose accept queue is full sit in SYN_SENT retrying (the kernel drops their SYNs):
+    connect-retrying names them with tcp_syn_retries, and both findings point at each other."""
+    with Child(LISTEN_NO_ACCEPT, "127.0.0.47", 1) as lst:
+        port = lst.info["port"]
+        clients = []
+        try:
+            for _ in range(6):
+                c = socket.socket()
+                c.setblocking(False)
+                c.connect_ex(("127.0.0.47", port))
+                clients.append(c)
+
+            def linked():
+                doc = doctor_json()
+                hits = [
+                    f for f in find(doc, "connect-retrying", os.getpid()) if f["evidence"].get("listener_pid")
+                ]
+                return (doc, hits) if hits else None
+
+            got = wait_for(linked, timeout=8, step=0.5)  # the first SYN retransmission comes after 1 s
+            assert got, "no connect-retrying finding linked to the full listener"
+            doc, hits = got
+            ev = hits[0]["evidence"]
+            assert ev["listener_pid"] == lst.pid and ev["local_listener"] == f"127.0.0.47:{port}"
+            assert ev["tcp_syn_retries"] >= 1 and ev["syn_retransmissions"] >= 1
+            assert "not half-open" in hits[0]["message"]
+            assert not [
+                f
+                for f in find(doc, "retransmitting", os.getpid())
+                if f["evidence"]["dst"].startswith("127.0.0.47")
+            ]
+            aq = find(doc, "accept-queue-overflow", lst.pid)
+            assert aq and aq[0]["evidence"]["local_clients_retrying_syn"] >= 1
+        finally:
+            for c in clients:
+                c.close()
+
+
 def test_fd_headroom_low_rlimit():
     with (
         Child(SERVER_NO_CLOSE, "127.0.0.44") as server,
