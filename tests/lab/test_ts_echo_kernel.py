@@ -46,15 +46,24 @@ def _frozen_ts_recent(pattern: list[tuple[str, str, int | None]]) -> bool:
 
 @pytest.mark.parametrize("sid", ["half-close", "close"])
 def test_model_echoes_timestamps_like_the_kernel(sid: str) -> None:
+    """Compared on a kernel run whose segments line up with the model's: on a loaded machine the kernel now and
+    then merges a data segment with the FIN that follows it at once (one segment where the model sends two),
+    which moves every later index. Such a run says nothing about echoes, so it is run again (at most 4 times)."""
     if os.geteuid() != 0:
         pytest.skip("needs root")
     from tcpwise.lab.conform import lab_scenario_run
     from tcpwise.scenarios import run_scenario
 
     model = echo_pattern(run_scenario(sid))
-    kernel = echo_pattern(lab_scenario_run(sid))
-    assert not _frozen_ts_recent(kernel), "the kernel's echo moves on: the lab must see that"
-    assert model == kernel, f"model:  {model}\nkernel: {kernel}"
+    tries = []
+    for _ in range(4):
+        kernel = echo_pattern(lab_scenario_run(sid))
+        assert not _frozen_ts_recent(kernel), "the kernel's echo moves on: the lab must see that"
+        if [(h, f) for h, f, _ in kernel] == [(h, f) for h, f, _ in model]:
+            assert model == kernel, f"model:  {model}\nkernel: {kernel}"
+            return
+        tries.append(kernel)
+    pytest.fail(f"no kernel run lined up with the model's segments in 4 tries: {tries}")
 
 
 def test_a_frozen_ts_recent_is_caught() -> None:

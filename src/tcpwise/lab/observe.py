@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tcpwise.events import Event
-from tcpwise.vocab import kernel_state_name
+from tcpwise.vocab import EventKind, TcpState, kernel_state_name
 
 __all__ = ["StateRecorder", "ConnKey", "TraceStates", "merge_traced"]
 
@@ -106,18 +106,23 @@ class StateRecorder:
                     prev = "CLOSED"
             out.append(
                 Event(
-                    t=t, host=self.host, kind="state", from_state=prev, to_state=state, conn=self.label(key)
+                    t,
+                    self.host,
+                    EventKind.STATE,
+                    from_state=TcpState(prev),
+                    to_state=TcpState(state),
+                    conn=self.label(key),
                 )
             )
         for key, prev in self.last.items():
             if key not in cur:
                 out.append(
                     Event(
-                        t=t,
-                        host=self.host,
-                        kind="state",
-                        from_state=prev,
-                        to_state="CLOSED",
+                        t,
+                        self.host,
+                        EventKind.STATE,
+                        from_state=TcpState(prev),
+                        to_state=TcpState.CLOSED,
                         conn=self.label(key),
                     )
                 )
@@ -135,11 +140,11 @@ class StateRecorder:
         """The host crashed: every connection it knew is gone (model: state lost at once)."""
         out = [
             Event(
-                t=t,
-                host=self.host,
-                kind="state",
-                from_state=prev,
-                to_state="CLOSED",
+                t,
+                self.host,
+                EventKind.STATE,
+                from_state=TcpState(prev),
+                to_state=TcpState.CLOSED,
                 conn=self.label(k),
                 text=reason,
             )
@@ -165,10 +170,9 @@ class TraceStates:
     ) -> TraceStates | None:
         """Start tracing for hosts ``{name: namespace}``; None when the tracepoints cannot be read.
 
-        ``diag(host)`` returns that host's sock_diag socket (the StateRecorder's), used to find which host a
-        socket belongs to when the events cannot say (a server socket born in softirq)."""
+        ``diag(host)`` returns that host's sock_diag socket (the StateRecorder's); it is accepted for the
+        caller's convenience but not used to attribute sockets (see the comment at ``probe=None``)."""
         from tcpwise.errors import TcpwiseError
-        from tcpwise.linux import netlink
         from tcpwise.linux.tasks import TaskCache
         from tcpwise.linux.tcpevents import TcpTracepoints
         from tcpwise.watch.tracker import Tracker
@@ -184,13 +188,6 @@ class TraceStates:
         except (TcpwiseError, OSError):
             return None
 
-        def probe(fam: int, la: bytes, lp: int, ra: bytes, rp: int) -> int | None:
-            for ino, name in inodes.items():
-                s = diag(name)
-                if s is not None and netlink.exists(s, fam, la, lp, ra, rp):
-                    return ino
-            return None
-
         ts = cls(src, None, inodes)
         ts.tracker = Tracker(
             src.ids,
@@ -198,7 +195,12 @@ class TraceStates:
             wall_offset=0.0,  # record times in time.monotonic() seconds, like the executor's t0
             tasks=TaskCache(fallback=src.saved_task),
             reset_reasons=src.reset_reasons,
-            probe=probe,
+            # No sock_diag probe by 4-tuple here: every lab run uses the same addresses, and Linux picks the same
+            # first ephemeral port in every fresh namespace (the port hash does not include the namespace), so a
+            # concurrent lab run has the very same 4-tuple and a probe would claim its sockets. Only events whose
+            # namespace is certain (process context, or an unambiguous listener) are used; the others keep the
+            # sock_diag polling times.
+            probe=None,
         )
         try:
             src.start()
@@ -251,11 +253,11 @@ def merge_traced(
             label = rec.label((r.laddr, r.lport, r.raddr, r.rport))
             traced_ev[(host, label)] = [
                 Event(
-                    t=max(0.0, t.t - t0),
-                    host=host,
-                    kind="state",
-                    from_state=t.from_state,
-                    to_state=t.to_state,
+                    max(0.0, t.t - t0),
+                    host,
+                    EventKind.STATE,
+                    from_state=TcpState(t.from_state),
+                    to_state=TcpState(t.to_state),
                     conn=label,
                 )
                 for t in r.transitions

@@ -308,16 +308,7 @@ class Tracker:
         sk, old, new = rec[te.S_SK], rec[te.S_OLD], rec[te.S_NEW]
         c = self.conns.get(sk)
         if c is None or c.end_t is not None:
-            c = self._new(sk, t, rec)
-            if old == CLOSE and new == SYN_SENT:
-                c.role = "client"
-            elif old == LISTEN and new == SYN_RECV:
-                c.role = "server"
-            elif new == LISTEN or old == LISTEN:
-                c.role = "listener"
-                c.partial = old != CLOSE
-            else:
-                c.partial = True
+            c = self._born(sk, t, rec, old, new)
         if rec[te.S_SPORT] != c.lport or rec[te.S_DPORT] != c.rport or c.key is None:
             self._set_tuple(c, rec)
         c.trans.append((t, old, new))
@@ -327,6 +318,28 @@ class Tracker:
             m.transition(old, new)  # a hand-off to a timewait socket is counted once classified
         if not rec[1] & IRQ_CONTEXT:
             self._ctx(c, t, rec)
+        self._close_roles(c, t, old, new)
+        self._where(c, old, new)
+        if new == CLOSE:
+            c.end_t = t
+            self.ended.append(c)
+
+    def _born(self, sk: int, t: int, rec: tuple[Any, ...], old: int, new: int) -> Conn:
+        """A socket we have not seen: its role follows from its first transition."""
+        c = self._new(sk, t, rec)
+        if old == CLOSE and new == SYN_SENT:
+            c.role = "client"
+        elif old == LISTEN and new == SYN_RECV:
+            c.role = "server"
+        elif new == LISTEN or old == LISTEN:
+            c.role = "listener"
+            c.partial = old != CLOSE
+        else:
+            c.partial = True
+        return c
+
+    def _close_roles(self, c: Conn, t: int, old: int, new: int) -> None:
+        """Who sent the first FIN (and so holds TIME_WAIT), and whether both did at once."""
         if new in _FIN_SENT_STATES and c.fin_t is None:
             c.fin_t = t
             self._peer_fin(c, t)
@@ -336,15 +349,15 @@ class Tracker:
             c.closer = "remote"
         elif old == FW1 and new == CLOSING:
             c.simultaneous = True
+
+    def _where(self, c: Conn, old: int, new: int) -> None:
+        """The socket's namespace, when this transition can tell (a listener's child, or a probe)."""
         if new == EST and c.netns is None and self.probe is not None and not c.probed:
             self._probe(c)
         if new == LISTEN:
             self.listeners.setdefault((c.family, c.lport), []).append(c)
         elif new == SYN_RECV and old == LISTEN and c.netns is None:
             c.netns = self._listener_netns(c)
-        if new == CLOSE:
-            c.end_t = t
-            self.ended.append(c)
 
     def _listener_netns(self, c: Conn) -> int | None:
         cands = {
