@@ -16,7 +16,7 @@ import json
 import logging
 import sys
 
-from tcpwise.guard.logfmt import JsonFormatter
+from tcpwise.sockets.logfmt import JsonFormatter
 from tcpwise.pool import Pool, PoolConfig, PooledConnection
 
 

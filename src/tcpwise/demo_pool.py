@@ -77,8 +77,8 @@ async def _request(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n
 
 async def _demo(out: TextIO) -> int:
     from tcpwise.guard import Guard, GuardConfig, Timeouts
-    from tcpwise.guard.procnet import count_states
     from tcpwise.pool import RETRYABLE, Pool, PoolConfig
+    from tcpwise.sockets.procnet import count_states
 
     async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         while line := await reader.readline():

@@ -26,14 +26,14 @@ import time
 
 import pytest
 
-from tcpwise.guard.testing import LOOPS
+from tcpwise.sockets.testing import LOOPS
 
 pytestmark = [pytest.mark.kernel]
 
 SERVER = r"""
 import asyncio, json, sys, time
 from tcpwise.guard import Guard, GuardConfig, Keepalive
-from tcpwise.guard.testing import run
+from tcpwise.sockets.testing import run
 
 async def handler(reader, writer):
     line = await reader.readline()

@@ -11,8 +11,8 @@ import asyncio
 import pytest
 
 from tcpwise.guard import Guard, GuardConfig, Keepalive, Limits
-from tcpwise.guard.procnet import count_states, own_socket_inodes, port_socket_inodes
-from tcpwise.guard.testing import LOOPS, connect_from, established_from, open_fds, probe_closed, run
+from tcpwise.sockets.procnet import count_states, own_socket_inodes, port_socket_inodes
+from tcpwise.sockets.testing import LOOPS, connect_from, established_from, open_fds, probe_closed, run
 
 
 async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

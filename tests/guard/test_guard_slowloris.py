@@ -12,8 +12,8 @@ import asyncio
 import pytest
 
 from tcpwise.guard import Guard, GuardConfig, Limits, Timeouts
-from tcpwise.guard.procnet import count_states
-from tcpwise.guard.testing import LOOPS, connect_from, established_from, run
+from tcpwise.sockets.procnet import count_states
+from tcpwise.sockets.testing import LOOPS, connect_from, established_from, run
 
 ATTACK_IPS = [f"127.0.1.{i}" for i in range(1, 11)]
 

@@ -12,8 +12,8 @@ import asyncio
 import pytest
 
 from tcpwise.guard import Guard, GuardConfig, Timeouts
-from tcpwise.guard.procnet import count_states
-from tcpwise.guard.testing import LOOPS, connect_from, probe_closed, run
+from tcpwise.sockets.procnet import count_states
+from tcpwise.sockets.testing import LOOPS, connect_from, probe_closed, run
 
 
 async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

@@ -17,8 +17,8 @@ from tcpwise.guard import (
 )
 from tcpwise.guard.heartbeat import HeartbeatWarning
 from tcpwise.guard.limits import Admission
-from tcpwise.guard.metrics import Metrics
 from tcpwise.guard.timeouts import ConnClock, next_deadline
+from tcpwise.sockets.metrics import Metrics
 
 
 def test_guard_source_key_ipv6_prefix_and_mapped() -> None:

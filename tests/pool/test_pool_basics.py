@@ -10,8 +10,8 @@ import struct
 
 import pytest
 
-from tcpwise.guard.testing import LOOPS, run
 from tcpwise.pool import Liveness, Pool, PoolConfig, PoolTimeout, peek_liveness
+from tcpwise.sockets.testing import LOOPS, run
 
 
 def test_pool_peek_liveness_alive_eof_rst_data() -> None:
@@ -210,7 +210,7 @@ def test_pool_run_retries_after_reset(loop: str) -> None:
 
 
 def test_pool_sets_keepalive_on_client_sockets() -> None:
-    from tcpwise.guard import Keepalive
+    from tcpwise.sockets import Keepalive
 
     async def main() -> None:
         srv = Server()

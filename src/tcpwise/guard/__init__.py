@@ -15,8 +15,8 @@ from tcpwise.guard.heartbeat import HeartbeatMismatch, check_heartbeat, heartbea
 from tcpwise.guard.limits import Admission, Limits, source_key
 from tcpwise.guard.reasons import CloseReason
 from tcpwise.guard.server import Guard, GuardConfig, GuardedProtocol, start_guarded_server
-from tcpwise.guard.sockopts import Keepalive, apply_keepalive, set_abortive
 from tcpwise.guard.timeouts import Timeouts
+from tcpwise.sockets.options import Keepalive, apply_keepalive, set_abortive
 
 __all__ = [
     "Admission",

@@ -76,7 +76,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     from tcpwise.errors import UsageError
     from tcpwise.guard import Guard, GuardConfig, Limits, Timeouts
-    from tcpwise.guard.testing import run
+    from tcpwise.sockets.testing import run
 
     try:
         if not ipaddress.ip_address(args.host).is_loopback:

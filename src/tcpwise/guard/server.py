@@ -10,7 +10,7 @@ accept any :class:`asyncio.Protocol`). Each accepted connection gets one :class:
 1. asks :class:`~.limits.Admission` for a slot in ``connection_made``, *before* the handler exists. A refused
    connection is closed at once — with RST by default (SO_LINGER {1,0}, so the refusing server keeps no
    TIME_WAIT for it) or FIN — and never reaches the handler, so it cannot leak;
-2. sets SO_KEEPALIVE/TCP_KEEPIDLE/INTVL/CNT and TCP_USER_TIMEOUT (see :mod:`.sockopts`);
+2. sets SO_KEEPALIVE/TCP_KEEPIDLE/INTVL/CNT and TCP_USER_TIMEOUT (see :mod:`tcpwise.sockets.options`);
 3. keeps one lazy loop timer for the earliest of its first-byte / idle / stalled-write / lifetime deadlines
    (see :mod:`.timeouts`); a read only stores ``loop.time()``;
 4. runs the handler in a task and *always* closes the transport when the handler returns or raises — a
@@ -41,10 +41,10 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from tcpwise.guard.limits import Admission, Limits
-from tcpwise.guard.metrics import Metrics
 from tcpwise.guard.reasons import CloseReason
-from tcpwise.guard.sockopts import Keepalive, apply_keepalive, set_abortive
 from tcpwise.guard.timeouts import ConnClock, Timeouts, next_deadline
+from tcpwise.sockets.metrics import Metrics
+from tcpwise.sockets.options import Keepalive, apply_keepalive, set_abortive
 
 __all__ = ["GuardConfig", "Guard", "GuardedProtocol", "Handler", "start_guarded_server"]
 

@@ -1,4 +1,4 @@
-"""One-line JSON log records carrying the guard's and pool's structured fields.
+"""One-line JSON log records carrying the guard's and pool's structured fields, and a log rate limiter.
 
 The guard logs with ``extra={"event": "close", "peer": ..., "reason": ..., "duration": ..., ...}``; this
 formatter writes those fields as JSON so log pipelines can count close reasons without parsing prose.
