@@ -14,12 +14,13 @@ from __future__ import annotations
 from tcpwise.guard.heartbeat import HeartbeatMismatch, check_heartbeat, heartbeat
 from tcpwise.guard.limits import Admission, Limits, source_key
 from tcpwise.guard.reasons import CloseReason
-from tcpwise.guard.server import Guard, GuardConfig, GuardedProtocol, start_guarded_server
+from tcpwise.guard.server import Guard, GuardConfig, GuardedProtocol, GuardServer, start_guarded_server
 from tcpwise.guard.timeouts import Timeouts
 from tcpwise.sockets.options import Keepalive, apply_keepalive, set_abortive
 
 __all__ = [
     "Admission",
+    "GuardServer",
     "CloseReason",
     "Guard",
     "GuardConfig",
