@@ -214,9 +214,16 @@ async def flood(host: str, port: int, plan: FloodPlan, ready: asyncio.Event | No
 
 
 async def legit_clients(
-    host: str, port: int, requests: int, interval: float, timeout: float, source_prefix: str = "127.0.2."
+    host: str,
+    port: int,
+    requests: int,
+    interval: float,
+    timeout: float,
+    source_prefix: str = "127.0.2.",
+    expect: bytes = b"ok GET\n",
 ) -> dict[str, Any]:
-    """``requests`` one-request connections, one started every ``interval`` s; success, failures, latencies."""
+    """``requests`` one-request connections (``GET\n``, answered by ``expect``), one started every ``interval``
+    s; success, failures, latencies."""
     loop = asyncio.get_running_loop()
     lat: list[float] = []
     starts: list[float] = []
@@ -230,7 +237,7 @@ async def legit_clients(
             r, w = await _connect_from(f"{source_prefix}{1 + i % 250}", host, port, timeout)
             w.write(b"GET\n")
             line = await asyncio.wait_for(r.readline(), max(0.001, timeout - (time.perf_counter() - t0)))
-            if line != b"ok GET\n":
+            if line != expect:
                 fail["bad_reply" if line else "closed"] += 1
                 return
             lat.append(time.perf_counter() - t0)
