@@ -164,7 +164,8 @@ def test_guard_eviction_picks_oldest_candidate_of_heaviest_source() -> None:
     assert _pick(ix, held, "L", 10.0) == "b1"
     ix.discard("B", "b1")
     held["B"] = 1  # only busy-b2 left in B: not evictable
-    assert _pick(ix, held, "L", 10.0) == "c1"  # equal loads (1 vs 1 after admission), c1 is old enough
+    assert _pick(ix, held, "B", 10.0) is None  # B already holds one: no churn between equal sources
+    assert _pick(ix, held, "L", 10.0) == "c1"  # a new source against a single old candidate: allowed
     assert _pick(ix, held, "L", 5.5) is None  # ... but not when it is younger than min_age
     ix.add("C", "c1", 9.0)  # re-added: moves to the back with a new age
     assert _pick(ix, held, "L", 9.5) is None

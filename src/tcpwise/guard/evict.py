@@ -11,9 +11,12 @@ away. The guard evicts instead — but only connections that have not earned the
   whose request in progress arrives below ``Timeouts.min_rate`` (the caller's ``evictable`` test decides);
 * the victim's source must hold more connections than the newcomer's source would after admission — so a flood
   from one address (or 100) evicts its own connections, never a client holding one, and a flood from a single
-  source that is already the heaviest is refused rather than churned; between *equally* loaded sources only a
-  candidate older than ``min_age`` is evicted, so a client that connected a moment ago keeps its chance to
-  send its request;
+  source that is already the heaviest is refused rather than churned. Sources that already hold connections
+  never displace each other at equal loads (100 attacking addresses settle at equal shares instead of evicting
+  each other in a loop). The one tie allowed: a newcomer from a source holding nothing may displace the single
+  connection of another source if that one is older than ``min_age`` — otherwise a flood from thousands of
+  addresses with one connection each would lock out every new client; a client that connected a moment ago
+  keeps its chance to send its request;
 * within a source the oldest candidate goes first: it has held its slot longest without result.
 
 Sources are ranked by connections held (most first); ties go to the source whose oldest candidate is oldest.
@@ -86,11 +89,13 @@ class EvictionIndex(Generic[T]):
             n = held.get(key, 0)
             if n < after:
                 continue  # not heavier than the newcomer's source would be: never evict from it
+            if n == after and after > 1:
+                continue  # equal loads between sources that both hold connections: no churn
             for i, (item, since) in enumerate(cands.items()):
                 if i >= _CANDIDATES_EXAMINED:
                     break
                 if n == after and now - since < min_age:
-                    break  # equally loaded: only a candidate that had time to prove itself (oldest first)
+                    break  # one against one: only a candidate that had time to prove itself (oldest first)
                 if evictable(item, now):
                     return item
         return None

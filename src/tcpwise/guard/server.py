@@ -44,6 +44,7 @@ import errno
 import logging
 import signal
 import socket
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -67,6 +68,8 @@ log = logging.getLogger("tcpwise.guard")
 # Timers may fire up to the loop's clock resolution early (asyncio runs handles whose time is within
 # ``_clock_resolution`` of now); treat a deadline this close as reached instead of re-arming a 0 s timer.
 _EPS = 1e-3
+# Connections set up per loop iteration from the fair per-source queue (see Guard._run_setup).
+_SETUP_BATCH = 16
 
 
 @dataclass(frozen=True)
@@ -473,6 +476,8 @@ class Guard:
         self.servers: list[GuardServer] = []
         self._index: EvictionIndex[GuardedProtocol] = EvictionIndex()
         self._attaching: set[asyncio.Task[Any]] = set()
+        self._setup: dict[str, deque[tuple[GuardedProtocol, socket.socket, dict[str, Any]]]] = {}
+        self._setup_scheduled = False
         self._idle_event: asyncio.Event | None = None
         self._loglim = LogLimiter(self.config.log_rate, self.config.log_burst)
         m = self.metrics = Metrics("tcpwise_guard")
@@ -531,7 +536,7 @@ class Guard:
         else:
             socks = open_listening_sockets(host, port, backlog=backlog, family=family, reuse_port=reuse_port)
         limit, headroom = self._fit_fd_budget()
-        batch = self.config.accept_batch or max(1, min(64, headroom // 4))
+        batch = self.config.accept_batch or max(1, min(128, headroom // 4))
         ssl_kw: dict[str, Any] = {}
         if ssl is not None:
             ssl_kw = {"ssl": ssl, "ssl_handshake_timeout": ssl_handshake_timeout}
@@ -595,7 +600,41 @@ class Guard:
         if reason is not None:
             self._refuse_socket(conn, reason, peer, key)
             return
-        proto = GuardedProtocol(self, loop, key)
+        # Setting a connection up (transport, protocol, handler task) costs several times more than accepting
+        # or refusing it. Queue it per source and set up round-robin across sources, so a burst of thousands
+        # from a few addresses does not sit in front of a client from another one (fair queuing).
+        q = self._setup.get(key)
+        if q is None:
+            q = self._setup[key] = deque()
+        q.append((GuardedProtocol(self, loop, key), conn, ssl_kw))
+        if not self._setup_scheduled:
+            self._setup_scheduled = True
+            loop.call_soon(self._run_setup, loop)
+
+    def _run_setup(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Set up at most ``_SETUP_BATCH`` queued connections, one per source in turn, then yield to the loop."""
+        self._setup_scheduled = False
+        setup = self._setup
+        for _ in range(_SETUP_BATCH):
+            if not setup:
+                return
+            key = next(iter(setup))
+            q = setup.pop(key)
+            proto, conn, ssl_kw = q.popleft()
+            if q:
+                setup[key] = q  # back of the line: the other sources go first
+            self._attach(loop, proto, conn, ssl_kw)
+        if setup:
+            self._setup_scheduled = True
+            loop.call_soon(self._run_setup, loop)
+
+    def _attach(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        proto: GuardedProtocol,
+        conn: socket.socket,
+        ssl_kw: dict[str, Any],
+    ) -> None:
         task = loop.create_task(loop.connect_accepted_socket(lambda: proto, conn, **ssl_kw))
         self._attaching.add(task)
 
