@@ -70,6 +70,8 @@ log = logging.getLogger("tcpwise.guard")
 _EPS = 1e-3
 # Connections set up per loop iteration from the fair per-source queue (see Guard._run_setup).
 _SETUP_BATCH = 16
+# Connections closed for a passed deadline per loop iteration (see Guard._expire).
+_CLOSE_BATCH = 32
 
 
 @dataclass(frozen=True)
@@ -84,7 +86,7 @@ class GuardConfig:
         refuse_mode: how over-limit connections are refused: ``rst`` (default, no TIME_WAIT) or ``fin``.
         stream_limit: StreamReader buffer limit (bytes) handed to the handler (bounds memory per connection:
             reading pauses while the handler has not consumed twice this much).
-        accept_batch: most connections accepted per loop wake-up (default: headroom / 4, at most 64).
+        accept_batch: most connections accepted per loop wake-up (default 256).
         log_rate / log_burst: guard log records let through per second (and at once) per kind of record;
             the rest are counted and reported as ``suppressed`` in the next record of that kind.
     """
@@ -392,7 +394,7 @@ class GuardedProtocol(asyncio.StreamReaderProtocol):
             return
         when, reason = nd
         if when - self._lp.time() <= _EPS:
-            self.close(reason)
+            self._guard._expire(self, reason)
         else:
             self._timer_when = when
             self._timer = self._lp.call_at(when, self._on_timer)
@@ -478,6 +480,10 @@ class Guard:
         self._attaching: set[asyncio.Task[Any]] = set()
         self._setup: dict[str, deque[tuple[GuardedProtocol, socket.socket, dict[str, Any]]]] = {}
         self._setup_scheduled = False
+        self._expired: deque[tuple[GuardedProtocol, CloseReason]] = deque()
+        self._expire_scheduled = False
+        self._evicted_now = 0
+        self._evict_budget = 1 << 30  # lowered by start_server to fit the descriptor headroom
         self._idle_event: asyncio.Event | None = None
         self._loglim = LogLimiter(self.config.log_rate, self.config.log_burst)
         m = self.metrics = Metrics("tcpwise_guard")
@@ -536,7 +542,11 @@ class Guard:
         else:
             socks = open_listening_sockets(host, port, backlog=backlog, family=family, reuse_port=reuse_port)
         limit, headroom = self._fit_fd_budget()
-        batch = self.config.accept_batch or max(1, min(128, headroom // 4))
+        # Accepting, refusing and queueing are cheap, so drain the kernel's accept queue in big batches: a
+        # legitimate client waits behind everything queued before it there. The descriptors that outlive a
+        # batch are those of evicted connections (closed on the next iteration): bounded separately.
+        batch = self.config.accept_batch or 256
+        self._evict_budget = max(1, headroom // 4)
         ssl_kw: dict[str, Any] = {}
         if ssl is not None:
             ssl_kw = {"ssl": ssl, "ssl_handshake_timeout": ssl_handshake_timeout}
@@ -585,13 +595,21 @@ class Guard:
 
     def _make_room(self, key: str, now: float) -> bool:
         """At the cap: evict one connection for a newcomer from ``key`` if the policy allows (see .evict)."""
+        if self._evicted_now >= self._evict_budget:
+            return False  # evicted descriptors close on the next iteration: keep them within the headroom
         victim = self._index.pick(
             self.admission.per_key, key, now, GuardedProtocol.evictable, self.config.limits.evict_min_age
         )
         if victim is None:
             return False
+        if self._evicted_now == 0:
+            asyncio.get_running_loop().call_soon(self._reset_evicted)
+        self._evicted_now += 1
         victim.evict()
         return True
+
+    def _reset_evicted(self) -> None:
+        self._evicted_now = 0
 
     def _on_accept(
         self, loop: asyncio.AbstractEventLoop, conn: socket.socket, peer: Any, ssl_kw: dict[str, Any]
@@ -648,6 +666,26 @@ class Guard:
                 self.closes[CloseReason.ERROR.value] += 1
 
         task.add_done_callback(attached)
+
+    def _expire(self, p: GuardedProtocol, reason: CloseReason) -> None:
+        """A deadline passed: close ``p`` — in batches, because connections accepted in one burst time out in one
+        burst, and a thousand closes in one loop iteration stall every other connection for that long."""
+        self._expired.append((p, reason))
+        if not self._expire_scheduled:
+            self._expire_scheduled = True
+            asyncio.get_running_loop().call_soon(self._run_expired)
+
+    def _run_expired(self) -> None:
+        self._expire_scheduled = False
+        q = self._expired
+        for _ in range(_CLOSE_BATCH):
+            if not q:
+                return
+            p, reason = q.popleft()
+            p.close(reason)  # a no-op if it closed meanwhile
+        if q:
+            self._expire_scheduled = True
+            asyncio.get_running_loop().call_soon(self._run_expired)
 
     def _refuse_socket(self, conn: socket.socket, reason: CloseReason, peer: Any, key: str) -> None:
         if self.config.refuse_mode == "rst":
