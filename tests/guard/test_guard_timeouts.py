@@ -329,3 +329,36 @@ def test_guard_timeout_checks_turn_red_on_planted_bugs(monkeypatch: pytest.Monke
         m.setattr(GuardedProtocol, "_wait_ended", lambda self: None)
         with pytest.raises((AssertionError, ConnectionError, asyncio.IncompleteReadError)):
             _slow_handler_scenario()
+
+
+def test_guard_handler_starts_at_first_byte_when_asked() -> None:
+    """``handler_start="first_byte"``: a silent connection costs no handler task until it speaks; one that only
+    sends FIN still has its handler run (and see EOF); the first-byte timeout closes the silent one."""
+    started: list[bytes] = []
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        line = await reader.readline()
+        started.append(line)
+        writer.write(b"ok " + line)
+
+    async def main() -> None:
+        cfg = GuardConfig(timeouts=Timeouts(first_byte=5), handler_start="first_byte", close_mode="abortive")
+        guard = Guard(handler, cfg)
+        port = await serve(guard)
+        silent = await connect_from("127.0.1.43", "127.0.0.1", port)
+        speaks = await connect_from("127.0.2.43", "127.0.0.1", port)
+        fin_only = await connect_from("127.0.2.44", "127.0.0.1", port)
+        await asyncio.sleep(1)
+        assert started == [] and len(guard.connections) == 3
+        speaks[1].write(b"GET\n")
+        assert await speaks[0].readline() == b"ok GET\n"
+        fin_only[1].write_eof()
+        assert await asyncio.wait_for(fin_only[0].read(), 5) == b"ok "
+        assert sorted(started) == [b"", b"GET\n"]
+        assert await probe_closed(silent[0], timeout=10) == "rst"
+        assert guard.stats()["closes_total"]["first_byte_timeout"] == 1
+        for _, w in (silent, speaks, fin_only):
+            w.close()
+        assert await wait_for(lambda: not guard.connections)
+
+    run_virtual(main())

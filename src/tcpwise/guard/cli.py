@@ -222,6 +222,7 @@ def _serve_config(args: argparse.Namespace) -> Any:
             ),
             close_mode="graceful" if args.graceful else "abortive",
             log_rate=args.log_rate,
+            handler_start="first_byte",  # a line protocol: the client speaks first
         )
     except ValueError as exc:
         raise UsageError(str(exc)) from None

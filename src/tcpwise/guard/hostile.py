@@ -96,6 +96,7 @@ def guard_config(fast: bool = False) -> Any:
             min_rate_grace=2.0 * scale,
         ),
         close_mode="abortive",
+        handler_start="first_byte",
     )
 
 

@@ -89,6 +89,9 @@ class GuardConfig:
         accept_batch: most connections accepted per loop wake-up (default 256).
         log_rate / log_burst: guard log records let through per second (and at once) per kind of record;
             the rest are counted and reported as ``suppressed`` in the next record of that kind.
+        handler_start: ``connect`` (default) starts the handler when the connection is made; ``first_byte``
+            only when the client's first byte (or its FIN) arrives, as nginx does for HTTP: a silent connection
+            then costs no handler task at all. Only for protocols where the client speaks first.
     """
 
     limits: Limits = field(default_factory=Limits)
@@ -100,10 +103,13 @@ class GuardConfig:
     accept_batch: int | None = None
     log_rate: float = 1.0
     log_burst: int = 20
+    handler_start: Literal["connect", "first_byte"] = "connect"
 
     def __post_init__(self) -> None:
         if self.close_mode not in ("graceful", "abortive"):
             raise ValueError(f"close_mode must be 'graceful' or 'abortive', got {self.close_mode!r}")
+        if self.handler_start not in ("connect", "first_byte"):
+            raise ValueError(f"handler_start must be 'connect' or 'first_byte', got {self.handler_start!r}")
         if self.refuse_mode not in ("rst", "fin"):
             raise ValueError(f"refuse_mode must be 'rst' or 'fin', got {self.refuse_mode!r}")
         if self.accept_batch is not None and self.accept_batch < 1:
@@ -222,6 +228,7 @@ class GuardedProtocol(asyncio.StreamReaderProtocol):
         self._tr: asyncio.Transport | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._guard_closing = False
+        self._handler_started = False
 
     # -- asyncio.Protocol ---------------------------------------------------------------------------------
 
@@ -254,7 +261,15 @@ class GuardedProtocol(asyncio.StreamReaderProtocol):
         # Hold the writer for the connection's whole life: since CPython 3.11.5 a collected StreamWriter closes its
         # transport, which would cut short a graceful close still waiting for the peer's FIN.
         self._writer = writer
-        task: asyncio.Task[None] = loop.create_task(g.handler(reader, writer))  # type: ignore[arg-type]
+        if g.config.handler_start == "connect":
+            self._start_handler()
+
+    def _start_handler(self) -> None:
+        reader, writer = self._reader_strong, self._writer
+        if self._handler_started or reader is None or writer is None:
+            return
+        self._handler_started = True
+        task: asyncio.Task[None] = self._lp.create_task(self._guard.handler(reader, writer))  # type: ignore[arg-type]
         task.add_done_callback(self._handler_done)
         self._handler_task = task
 
@@ -280,9 +295,13 @@ class GuardedProtocol(asyncio.StreamReaderProtocol):
         reader = self._reader_strong
         if reader is not None:
             reader.feed_data(data)
+        if not self._handler_started:
+            self._start_handler()  # handler_start="first_byte": the first byte is here
 
     def eof_received(self) -> bool:
         self._eof = True
+        if not self._handler_started and self.reason is None:
+            self._start_handler()  # let the handler see the EOF (and be closed after it, as always)
         if self.reason is not None and self._tr is not None:
             # Graceful close: our FIN is out and the peer's has arrived; nothing left to wait for.
             self._tr.close()
