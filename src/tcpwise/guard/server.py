@@ -229,6 +229,7 @@ class GuardedProtocol(asyncio.StreamReaderProtocol):
         self._writer: asyncio.StreamWriter | None = None
         self._guard_closing = False
         self._handler_started = False
+        self.queued: socket.socket | None = None  # the accepted socket while it waits for its setup turn
 
     # -- asyncio.Protocol ---------------------------------------------------------------------------------
 
@@ -247,6 +248,7 @@ class GuardedProtocol(asyncio.StreamReaderProtocol):
                 g._refuse_transport(transport, reason, self.peer, key)
                 return
             self._key = key
+            g._index.add(key, self, now)  # no request completed yet: a candidate until it answers one
         self.clock.accepted = now
         sock = transport.get_extra_info("socket")
         if g.config.keepalive is not None and sock is not None:
@@ -466,6 +468,14 @@ class GuardedProtocol(asyncio.StreamReaderProtocol):
     def evict(self) -> None:
         """Free this connection's slot now and reset it (reason ``evicted`` unless already closing)."""
         self._release()
+        raw = self.queued
+        if raw is not None:  # still waiting for its setup: no transport yet, the socket is ours to reset
+            self.queued = None
+            self.reason = CloseReason.EVICTED
+            set_abortive(raw)
+            raw.close()
+            self._guard.closes[CloseReason.EVICTED.value] += 1
+            return
         if self.reason is None:
             self.close(CloseReason.EVICTED, "abortive")
         else:
@@ -643,7 +653,10 @@ class Guard:
         q = self._setup.get(key)
         if q is None:
             q = self._setup[key] = deque()
-        q.append((GuardedProtocol(self, loop, key), conn, ssl_kw))
+        proto = GuardedProtocol(self, loop, key)
+        proto.queued = conn
+        self._index.add(key, proto, loop.time())  # evictable while it waits, as once it is set up
+        q.append((proto, conn, ssl_kw))
         if not self._setup_scheduled:
             self._setup_scheduled = True
             loop.call_soon(self._run_setup, loop)
@@ -660,6 +673,9 @@ class Guard:
             proto, conn, ssl_kw = q.popleft()
             if q:
                 setup[key] = q  # back of the line: the other sources go first
+            if proto.queued is None:
+                continue  # evicted while it waited
+            proto.queued = None
             self._attach(loop, proto, conn, ssl_kw)
         if setup:
             self._setup_scheduled = True
@@ -739,8 +755,6 @@ class Guard:
         self._accepted[""] += 1
         if self.admission.active > self.peak_active:
             self.peak_active = self.admission.active
-        if p._key is not None:
-            self._index.add(p._key, p, now)  # no request completed yet: a candidate until it answers one
 
     def _closed(self, p: GuardedProtocol, exc: BaseException | None) -> None:
         self.connections.discard(p)
