@@ -64,3 +64,19 @@ async def close_all(writers: list[asyncio.StreamWriter | None]) -> None:
 async def serve(guard: Guard) -> int:
     server = await guard.start_server("127.0.0.1", 0)
     return int(server.sockets[0].getsockname()[1])
+
+
+def time_wait_table_full() -> bool:
+    """The kernel keeps at most ``net.ipv4.tcp_max_tw_buckets`` TIME_WAIT sockets (per namespace); beyond that a
+    closing socket skips TIME_WAIT ("time wait bucket table overflow"). On a machine shared with load tests the
+    table can be full, and a check that a graceful close left one TIME_WAIT would fail for a reason that is not
+    ours: such checks ask this first."""
+    import subprocess
+
+    try:
+        with open("/proc/sys/net/ipv4/tcp_max_tw_buckets") as f:
+            cap = int(f.read())
+        out = subprocess.run(["ss", "-Htan", "state", "time-wait"], capture_output=True, text=True, timeout=20)
+    except (OSError, ValueError, subprocess.SubprocessError):
+        return False
+    return out.stdout.count("\n") >= cap - 100

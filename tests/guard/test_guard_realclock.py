@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from guard_helpers import echo, line_echo, serve, wait_for
+from guard_helpers import echo, line_echo, serve, time_wait_table_full, wait_for
 
 from tcpwise.guard import Guard, GuardConfig, Timeouts
 from tcpwise.sockets.procnet import count_states
@@ -28,7 +28,7 @@ def test_guard_idle_timeout_real_clock_fin_or_rst(loop: str, mode: str) -> None:
         assert guard.stats()["closes_total"] == {"idle_timeout": 1}
         st = count_states(local_port=port, local_addr="127.0.0.1")
         if mode == "graceful":
-            assert await wait_for(
+            assert time_wait_table_full() or await wait_for(
                 lambda: count_states(local_port=port, local_addr="127.0.0.1")["TIME_WAIT"] == 1
             )
         else:

@@ -34,6 +34,8 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
+from tcpwise.sockets.options import set_abortive
+
 __all__ = ["FloodPlan", "flood", "legit_clients", "guard_config", "percentile", "run_role"]
 
 IP_BIND_ADDRESS_NO_PORT = getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24)  # ip(7), Linux >= 4.2
@@ -202,6 +204,11 @@ async def flood(host: str, port: int, plan: FloodPlan, ready: asyncio.Event | No
                 await hold(r, w)
             finally:
                 state["open"] -= 1
+                # RST, not FIN: thousands of attacker sockets must not fill the machine's TIME_WAIT table
+                # (net.ipv4.tcp_max_tw_buckets), which other tests on the host rely on.
+                sock = w.get_extra_info("socket")
+                if sock is not None:
+                    set_abortive(sock)
                 w.close()
 
     tasks = [loop.create_task(slot(i)) for i in range(plan.conns)]
