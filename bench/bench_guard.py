@@ -77,7 +77,7 @@ async def serve(kind: str, target: int, timeout: float) -> None:
     base = rss_kib()
     if kind == "guard":
         cfg = GuardConfig(
-            limits=Limits(max_connections=19_500, max_per_ip=5_000),
+            limits=Limits(max_per_ip=5_000),  # the cap: RLIMIT_NOFILE minus the headroom
             timeouts=Timeouts(first_byte=120, idle=300, write=60),
             keepalive=Keepalive(idle=60, interval=10, count=3, user_timeout=30),
         )

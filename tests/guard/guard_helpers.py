@@ -76,7 +76,9 @@ def time_wait_table_full() -> bool:
     try:
         with open("/proc/sys/net/ipv4/tcp_max_tw_buckets") as f:
             cap = int(f.read())
-        out = subprocess.run(["ss", "-Htan", "state", "time-wait"], capture_output=True, text=True, timeout=20)
+        out = subprocess.run(
+            ["ss", "-Htan", "state", "time-wait"], capture_output=True, text=True, timeout=20
+        )
     except (OSError, ValueError, subprocess.SubprocessError):
         return False
     return out.stdout.count("\n") >= cap - 100

@@ -441,3 +441,35 @@ def test_guard_limit_and_eviction_checks_turn_red_on_planted_bugs(monkeypatch: p
         m.setattr(GuardServer, "pause", lambda self, why, in_use: None)
         with pytest.raises(AssertionError, match="never paused"):
             _headroom_scenario()
+
+
+def test_guard_eviction_while_setup_in_flight_resets_when_the_transport_appears() -> None:
+    """A connection evicted after its set-up started but before ``connection_made``: its slot is given back at
+    once, and the transport is reset the moment it exists (never served, counted once)."""
+    from tcpwise.guard.reasons import CloseReason
+    from tcpwise.guard.server import GuardedProtocol
+
+    class FakeTransport:
+        aborted = False
+
+        def get_extra_info(self, name: str) -> object:
+            return None
+
+        def abort(self) -> None:
+            self.aborted = True
+
+    async def main() -> None:
+        guard = Guard(line_echo, GuardConfig(limits=Limits(max_connections=1)))
+        key, reason = guard._admit("127.0.1.99", 0.0)
+        assert reason is None and guard.admission.active == 1
+        proto = GuardedProtocol(guard, asyncio.get_running_loop(), key)
+        proto.evict()
+        assert guard.admission.active == 0 and proto.reason is CloseReason.EVICTED
+        tr = FakeTransport()
+        proto.connection_made(tr)  # type: ignore[arg-type]
+        assert tr.aborted and not guard.connections
+        assert guard.stats()["closes_total"] == {"evicted": 1}
+        proto.connection_lost(None)
+        assert guard.stats()["closes_total"] == {"evicted": 1}
+
+    run_virtual(main())

@@ -175,6 +175,8 @@ async def flood(host: str, port: int, plan: FloodPlan, ready: asyncio.Event | No
     state = {"open": 0, "peak": 0}
 
     async def hold(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        if plan.trickle is not None:
+            w.write(b"G")  # a trickler speaks at once (then a byte per interval): past any first-byte timeout
         while loop.time() < end:
             wait = plan.trickle if plan.trickle is not None else end - loop.time()
             try:

@@ -116,6 +116,8 @@ class GuardServer:
         batch: most connections accepted per wake-up.
         limiter: rate limiter for this module's log records.
         pause_check: seconds between descriptor counts while paused.
+        may_accept: asked before each accept(); ``False`` ends this batch early (e.g. the caller's per-iteration
+            eviction budget is spent: better to leave a connection queued than to refuse it).
     """
 
     def __init__(
@@ -129,6 +131,7 @@ class GuardServer:
         batch: int,
         limiter: LogLimiter,
         pause_check: float = 0.05,
+        may_accept: Callable[[], bool] | None = None,
     ) -> None:
         self.loop = loop
         self.sockets = socks
@@ -140,6 +143,7 @@ class GuardServer:
         self.batch = batch
         self.limiter = limiter
         self.pause_check = pause_check
+        self.may_accept = may_accept
         self.paused = False
         self.closed = False
         self.pauses: Counter[str] = Counter()
@@ -161,9 +165,12 @@ class GuardServer:
                 self.loop.remove_reader(s.fileno())
 
     def _on_readable(self, lsock: socket.socket) -> None:
+        may_accept = self.may_accept
         for _ in range(self.batch):
             if self.paused or self.closed:
                 return
+            if may_accept is not None and not may_accept():
+                return  # the rest wait in the kernel's queue until the next iteration (the socket stays readable)
             try:
                 conn, peer = lsock.accept()
             except (BlockingIOError, InterruptedError):

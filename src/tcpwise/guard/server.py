@@ -206,13 +206,22 @@ class GuardedProtocol(asyncio.StreamReaderProtocol):
     """
 
     def __init__(self, guard: Guard, loop: asyncio.AbstractEventLoop, key: str | None = None) -> None:
-        reader = _GuardedReader(limit=guard.config.stream_limit, loop=loop)
+        t = guard.config.timeouts
+        # Only the request and minimum-rate deadlines need to know when the handler waits: without them the
+        # plain StreamReader serves (no extra frame per read).
+        self._rate_deadlines = t.request is not None or t.min_rate is not None
+        reader: asyncio.StreamReader
+        if self._rate_deadlines:
+            reader = _GuardedReader(limit=guard.config.stream_limit, loop=loop)
+        else:
+            reader = asyncio.StreamReader(limit=guard.config.stream_limit, loop=loop)
         super().__init__(reader, loop=loop)
         self._lp = loop
         self._guard = guard
-        self._t = guard.config.timeouts
-        self._rate_deadlines = self._t.request is not None or self._t.min_rate is not None
-        self._reader_strong: _GuardedReader | None = reader
+        self._t = t
+        # A connection that has answered a request can be evicted later only for a slow request (min_rate).
+        self._slow_evictable = guard.config.limits.evict and t.min_rate is not None
+        self._reader_strong: asyncio.StreamReader | None = reader
         self._key: str | None = key
         self._refused: CloseReason | None = None
         self.made = False
@@ -238,6 +247,16 @@ class GuardedProtocol(asyncio.StreamReaderProtocol):
         loop = self._lp
         now = loop.time()
         self.made = True
+        if (
+            self.reason is CloseReason.EVICTED
+        ):  # evicted while its set-up was in flight: slot already given back
+            self._refused = self.reason
+            sock = transport.get_extra_info("socket")
+            if sock is not None:
+                set_abortive(sock)
+            transport.abort()  # type: ignore[attr-defined]  # a stream transport: it has abort()
+            g.closes[CloseReason.EVICTED.value] += 1
+            return
         # uvloop's transports implement the Transport interface without subclassing asyncio.Transport.
         self._tr = transport  # type: ignore[assignment]
         self.peer = transport.get_extra_info("peername")
@@ -258,7 +277,8 @@ class GuardedProtocol(asyncio.StreamReaderProtocol):
         super().connection_made(transport)
         reader = self._reader_strong
         assert reader is not None
-        reader.gp = self
+        if isinstance(reader, _GuardedReader):
+            reader.gp = self
         writer = _GuardedWriter(self._tr, self, reader, loop)
         # Hold the writer for the connection's whole life: since CPython 3.11.5 a collected StreamWriter closes its
         # transport, which would cut short a graceful close still waiting for the peer's FIN.
@@ -283,8 +303,10 @@ class GuardedProtocol(asyncio.StreamReaderProtocol):
         now = clock.last_read = self._lp.time()
         self.bytes_in += len(data)
         if clock.request_start is None:
-            clock.start_request(now)
-            if clock.answered and self._key is not None:
+            clock.request_start = now  # ConnClock.start_request, inlined: this runs once per request
+            clock.request_bytes = 0
+            clock.request_waited = 0.0
+            if clock.answered and self._slow_evictable and self._key is not None:
                 self._guard._index.add(self._key, self, now)  # a request in progress may be evicted if slow
             if self._rate_deadlines:
                 self._arm()
@@ -334,7 +356,7 @@ class GuardedProtocol(asyncio.StreamReaderProtocol):
         self._release()
         g._closed(self, exc)
         super().connection_lost(exc)
-        if self._reader_strong is not None:
+        if isinstance(self._reader_strong, _GuardedReader):
             self._reader_strong.gp = None
         self._reader_strong = None
         self._writer = None
@@ -359,8 +381,10 @@ class GuardedProtocol(asyncio.StreamReaderProtocol):
         c.waiting = False
 
     def _answered(self) -> None:
-        self.clock.answer()
-        if self._key is not None:
+        clock = self.clock
+        first = clock.answered == 0
+        clock.answer()
+        if self._key is not None and (first or self._slow_evictable):
             self._guard._index.discard(self._key, self)
 
     def evictable(self, now: float) -> bool:
@@ -476,6 +500,9 @@ class GuardedProtocol(asyncio.StreamReaderProtocol):
             raw.close()
             self._guard.closes[CloseReason.EVICTED.value] += 1
             return
+        if not self.made:  # its transport is being created: connection_made resets it (and counts it)
+            self.reason = CloseReason.EVICTED
+            return
         if self.reason is None:
             self.close(CloseReason.EVICTED, "abortive")
         else:
@@ -584,7 +611,14 @@ class Guard:
             self._on_accept(loop, conn, peer, ssl_kw)
 
         srv = GuardServer(
-            loop, socks, on_accept, fd_limit=limit, headroom=headroom, batch=batch, limiter=self._loglim
+            loop,
+            socks,
+            on_accept,
+            fd_limit=limit,
+            headroom=headroom,
+            batch=batch,
+            limiter=self._loglim,
+            may_accept=self._may_accept,
         )
         srv.pauses = self.accept_pauses
         srv.accept_errors = self.accept_errors
@@ -639,6 +673,12 @@ class Guard:
 
     def _reset_evicted(self) -> None:
         self._evicted_now = 0
+
+    def _may_accept(self) -> bool:
+        """Accept more in this loop iteration? Not at the cap once this iteration's evictions are spent: the
+        newcomer would be refused although the next iteration could make room for it."""
+        cap = self.admission.cap
+        return self._evicted_now < self._evict_budget or cap is None or self.admission.active < cap
 
     def _on_accept(
         self, loop: asyncio.AbstractEventLoop, conn: socket.socket, peer: Any, ssl_kw: dict[str, Any]
