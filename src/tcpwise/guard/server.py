@@ -70,6 +70,8 @@ log = logging.getLogger("tcpwise.guard")
 _EPS = 1e-3
 # Connections set up per loop iteration from the fair per-source queue (see Guard._run_setup).
 _SETUP_BATCH = 16
+# A source holding only the connection being set up goes before the round-robin of the others.
+_LIGHT_SOURCE = 1
 # Connections closed for a passed deadline per loop iteration (see Guard._expire).
 _CLOSE_BATCH = 32
 
@@ -535,6 +537,7 @@ class Guard:
         self._index: EvictionIndex[GuardedProtocol] = EvictionIndex()
         self._attaching: set[asyncio.Task[Any]] = set()
         self._setup: dict[str, deque[tuple[GuardedProtocol, socket.socket, dict[str, Any]]]] = {}
+        self._setup_first: deque[tuple[GuardedProtocol, socket.socket, dict[str, Any]]] = deque()
         self._setup_scheduled = False
         self._expired: deque[tuple[GuardedProtocol, CloseReason]] = deque()
         self._expire_scheduled = False
@@ -688,15 +691,20 @@ class Guard:
             self._refuse_socket(conn, reason, peer, key)
             return
         # Setting a connection up (transport, protocol, handler task) costs several times more than accepting
-        # or refusing it. Queue it per source and set up round-robin across sources, so a burst of thousands
-        # from a few addresses does not sit in front of a client from another one (fair queuing).
-        q = self._setup.get(key)
-        if q is None:
-            q = self._setup[key] = deque()
+        # or refusing it. A source holding few connections goes to the front queue; the others are queued per
+        # source and set up round-robin, so a burst of thousands from a few addresses (or a hundred) does not
+        # sit in front of a client from another one (fair queuing).
         proto = GuardedProtocol(self, loop, key)
         proto.queued = conn
         self._index.add(key, proto, loop.time())  # evictable while it waits, as once it is set up
-        q.append((proto, conn, ssl_kw))
+        item = (proto, conn, ssl_kw)
+        if self.admission.per_key.get(key, 0) <= _LIGHT_SOURCE:
+            self._setup_first.append(item)
+        else:
+            q = self._setup.get(key)
+            if q is None:
+                q = self._setup[key] = deque()
+            q.append(item)
         if not self._setup_scheduled:
             self._setup_scheduled = True
             loop.call_soon(self._run_setup, loop)
@@ -704,20 +712,23 @@ class Guard:
     def _run_setup(self, loop: asyncio.AbstractEventLoop) -> None:
         """Set up at most ``_SETUP_BATCH`` queued connections, one per source in turn, then yield to the loop."""
         self._setup_scheduled = False
-        setup = self._setup
+        setup, first = self._setup, self._setup_first
         for _ in range(_SETUP_BATCH):
-            if not setup:
+            if first:
+                proto, conn, ssl_kw = first.popleft()
+            elif setup:
+                key = next(iter(setup))
+                q = setup.pop(key)
+                proto, conn, ssl_kw = q.popleft()
+                if q:
+                    setup[key] = q  # back of the line: the other sources go first
+            else:
                 return
-            key = next(iter(setup))
-            q = setup.pop(key)
-            proto, conn, ssl_kw = q.popleft()
-            if q:
-                setup[key] = q  # back of the line: the other sources go first
             if proto.queued is None:
                 continue  # evicted while it waited
             proto.queued = None
             self._attach(loop, proto, conn, ssl_kw)
-        if setup:
+        if setup or first:
             self._setup_scheduled = True
             loop.call_soon(self._run_setup, loop)
 
