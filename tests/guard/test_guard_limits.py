@@ -473,3 +473,52 @@ def test_guard_eviction_while_setup_in_flight_resets_when_the_transport_appears(
         assert guard.stats()["closes_total"] == {"evicted": 1}
 
     run_virtual(main())
+
+
+def _setup_order(light: int | None = None) -> list[str]:
+    """Three busy sources (holding 10 connections each) queue 5 more each, then a new source one; return the
+    set-up order."""
+    from tcpwise.guard import server as server_mod
+
+    order: list[str] = []
+    socks: list[socket.socket] = []
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        guard = Guard(line_echo, GuardConfig(keepalive=None))
+        guard._attach = lambda lp, proto, conn, kw: order.append(proto._key or "")  # type: ignore[method-assign]
+        for i in range(30):
+            guard.admission.admit(f"127.0.1.{70 + i % 3}", 0.0)  # what they already hold
+        peers = [f"127.0.1.{70 + i % 3}" for i in range(15)] + ["127.0.2.70"]
+        for host in peers:
+            a, b = socket.socketpair()
+            socks.extend((a, b))
+            guard._on_accept(loop, a, (host, 40000), {})
+        for _ in range(3):
+            await asyncio.sleep(0)
+
+    orig = server_mod._LIGHT_SOURCE
+    if light is not None:
+        server_mod._LIGHT_SOURCE = light
+    try:
+        run_virtual(main())
+    finally:
+        server_mod._LIGHT_SOURCE = orig
+        for s in socks:
+            s.close()
+    return order
+
+
+def _check_new_source_first(order: list[str]) -> None:
+    assert len(order) == 16
+    assert order.index("127.0.2.70") == 0, order  # before all 15 of the busy sources
+
+
+def test_guard_sets_up_a_new_source_before_the_busy_ones() -> None:
+    _check_new_source_first(_setup_order())
+
+
+def test_guard_setup_order_check_turns_red_without_the_front_queue() -> None:
+    order = _setup_order(light=-1)  # planted bug: nobody goes to the front queue
+    with pytest.raises(AssertionError):
+        _check_new_source_first(order)
