@@ -713,6 +713,9 @@ class Guard:
         """Set up at most ``_SETUP_BATCH`` queued connections, one per source in turn, then yield to the loop."""
         self._setup_scheduled = False
         setup, first = self._setup, self._setup_first
+        if self.servers and all(srv.closed for srv in self.servers):
+            self._drop_queued()  # shutting down: no new transports or tasks the loop would never finish
+            return
         for _ in range(_SETUP_BATCH):
             if first:
                 proto, conn, ssl_kw = first.popleft()
@@ -731,6 +734,22 @@ class Guard:
         if setup or first:
             self._setup_scheduled = True
             loop.call_soon(self._run_setup, loop)
+
+    def _drop_queued(self) -> None:
+        """Reset every connection still waiting for its set-up (the server is closing)."""
+        items = list(self._setup_first)
+        for q in self._setup.values():
+            items.extend(q)
+        self._setup_first.clear()
+        self._setup.clear()
+        for proto, conn, _kw in items:
+            if proto.queued is None:
+                continue
+            proto.queued = None
+            proto._release()
+            set_abortive(conn)
+            conn.close()
+            self.closes[CloseReason.SHUTDOWN.value] += 1
 
     def _attach(
         self,
@@ -890,6 +909,7 @@ class Guard:
         self.draining = True
         for s in self.servers:
             s.close()
+        self._drop_queued()
         if self.connections:
             self._idle_event = asyncio.Event()
             try:
