@@ -66,12 +66,12 @@ class VirtualClockLoop(asyncio.SelectorEventLoop):
     """A selector event loop on a virtual clock (see the module docstring).
 
     Args:
-        settle: real seconds the poller must stay idle before the clock jumps (default 5 ms).
+        settle: real seconds the poller must stay idle before the clock jumps (default 10 ms).
         max_block: real seconds to wait for I/O when no timer is pending before raising (default 30 s).
         start: the clock's initial value.
     """
 
-    def __init__(self, settle: float = 0.005, max_block: float = 30.0, start: float = 0.0) -> None:
+    def __init__(self, settle: float = 0.01, max_block: float = 30.0, start: float = 0.0) -> None:
         sel = _JumpingSelector(settle, max_block)
         sel.clock = start
         self._jsel = sel
@@ -86,7 +86,7 @@ class VirtualClockLoop(asyncio.SelectorEventLoop):
         return int(self._jsel.jumps)
 
 
-def run_virtual(coro: Coroutine[Any, Any, T], settle: float = 0.005) -> T:
+def run_virtual(coro: Coroutine[Any, Any, T], settle: float = 0.01) -> T:
     """Run ``coro`` to completion on a fresh :class:`VirtualClockLoop`."""
     with asyncio.Runner(loop_factory=lambda: VirtualClockLoop(settle=settle)) as r:
         return r.run(coro)
