@@ -88,7 +88,7 @@ class GuardConfig:
         refuse_mode: how over-limit connections are refused: ``rst`` (default, no TIME_WAIT) or ``fin``.
         stream_limit: StreamReader buffer limit (bytes) handed to the handler (bounds memory per connection:
             reading pauses while the handler has not consumed twice this much).
-        accept_batch: most connections accepted per loop wake-up (default 256).
+        accept_batch: most connections accepted per loop wake-up (default 64).
         log_rate / log_burst: guard log records let through per second (and at once) per kind of record;
             the rest are counted and reported as ``suppressed`` in the next record of that kind.
         handler_start: ``connect`` (default) starts the handler when the connection is made; ``first_byte``
@@ -601,10 +601,10 @@ class Guard:
         else:
             socks = open_listening_sockets(host, port, backlog=backlog, family=family, reuse_port=reuse_port)
         limit, headroom = self._fit_fd_budget()
-        # Accepting, refusing and queueing are cheap, so drain the kernel's accept queue in big batches: a
+        # Accepting, refusing and queueing are cheap, so drain the kernel's accept queue in batches of 64: a
         # legitimate client waits behind everything queued before it there. The descriptors that outlive a
         # batch are those of evicted connections (closed on the next iteration): bounded separately.
-        batch = self.config.accept_batch or 256
+        batch = self.config.accept_batch or 64
         self._evict_budget = max(1, headroom // 4)
         ssl_kw: dict[str, Any] = {}
         if ssl is not None:
