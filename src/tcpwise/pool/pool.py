@@ -39,9 +39,9 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from tcpwise.guard.metrics import Metrics
-from tcpwise.guard.sockopts import Keepalive, apply_keepalive
 from tcpwise.pool.validate import Liveness, peek_liveness
+from tcpwise.sockets.metrics import Metrics
+from tcpwise.sockets.options import Keepalive, apply_keepalive
 
 __all__ = ["PoolConfig", "Pool", "PooledConnection", "PoolTimeout", "PoolClosed", "RETRYABLE"]
 
