@@ -1,4 +1,4 @@
-"""``tcpwise demo pool``: the notes' "connection count keeps growing" problem and its fix, live on loopback.
+"""``tcpwise demo pool``: the "connection count keeps growing" problem and its fix, live on loopback.
 
 A guarded server closes keep-alive connections idle for 0.3 s (FIN), as real servers do. A client sends bursts
 of concurrent requests with pauses longer than that. Two client pools serve the same workload:
@@ -39,7 +39,7 @@ class _Conn:
 
 @dataclass
 class NaivePool:
-    """The pool the notes warn about: no validation, no eviction, dead connections dropped but never closed."""
+    """The naive pool: no validation, no eviction, dead connections dropped but never closed."""
 
     host: str
     port: int

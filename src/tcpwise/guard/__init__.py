@@ -1,4 +1,4 @@
-"""tcpwise.guard: the notes' server-side remedies as an asyncio library.
+"""tcpwise.guard: the server-side remedies for connection-life problems, as an asyncio library.
 
 Limits (global, per-IP with IPv6 prefix aggregation, accept rate), descriptor headroom (pause accepting before
 RLIMIT_NOFILE), eviction of connections that have not earned their slot, fair per-source set-up, first-byte /

@@ -2,7 +2,7 @@
 
 Theory of operation
 -------------------
-The notes' "connection count keeps growing" story: a server closes idle keep-alive connections (its idle
+The "connection count keeps growing" story every pool user meets: a server closes idle keep-alive connections (its idle
 timeout, a restart, a load balancer); a naive pool does not notice — the FIN only moves the client socket to
 CLOSE_WAIT — hands the dead connection out, the request fails with "Connection reset by peer", the caller
 drops the connection without closing it, and the pool opens a fresh one. Dead sockets pile up in CLOSE_WAIT.
