@@ -83,6 +83,38 @@ class PageResult:
         self.last_ts = 0
 
 
+def _page_header(
+    page: bytes | bytearray | memoryview, layout: PageLayout, res: PageResult
+) -> tuple[int, int, int] | None:
+    """(page timestamp, first data byte, end of committed data) — None for a page too short to hold a header.
+    Records in ``res`` whether the kernel dropped events before this page (and how many, when it says)."""
+    n = len(page)
+    if n < layout.data_offset:
+        return None
+    ts = _U64.unpack_from(page, layout.ts_offset)[0]
+    if layout.commit_size == 8:
+        commit = _U64.unpack_from(page, layout.commit_offset)[0]
+    else:
+        commit = _U32.unpack_from(page, layout.commit_offset)[0]
+    start = layout.data_offset
+    end = min(start + (commit & _LEN_MASK), n)
+    if commit & RB_MISSED_EVENTS:
+        res.missed = True
+        if commit & RB_MISSED_STORED and end + 8 <= n:
+            res.missed_count = _U64.unpack_from(page, end)[0]
+    return ts, start, end
+
+
+def _absolute_ts(hi: int, delta: int, page_ts: int) -> int:
+    """A TIME_STAMP entry's absolute time: 59 bits split over the entry; the top bits come from the page."""
+    ab = (hi << 27) | delta
+    if page_ts & _TS_MSB:
+        ab |= page_ts & _TS_MSB
+        if ab < page_ts:
+            ab += 1 << 59
+    return ab
+
+
 def decode_page(
     page: bytes | bytearray | memoryview,
     layout: PageLayout,
@@ -96,22 +128,11 @@ def decode_page(
     entry that would run past the committed data (no exception).
     """
     res = PageResult()
-    n = len(page)
-    if n < layout.data_offset:
+    head = _page_header(page, layout, res)
+    if head is None:
         return res
-    ts = _U64.unpack_from(page, layout.ts_offset)[0]
-    page_ts = ts
-    if layout.commit_size == 8:
-        commit = _U64.unpack_from(page, layout.commit_offset)[0]
-    else:
-        commit = _U32.unpack_from(page, layout.commit_offset)[0]
-    length = commit & _LEN_MASK
-    start = layout.data_offset
-    end = min(start + length, n)
-    if commit & RB_MISSED_EVENTS:
-        res.missed = True
-        if commit & RB_MISSED_STORED and end + 8 <= n:
-            res.missed_count = _U64.unpack_from(page, end)[0]
+    page_ts, start, end = head
+    ts = page_ts
     u32 = _U32.unpack_from
     u32x2 = _U32x2.unpack_from
     get = unpackers.get
@@ -142,13 +163,7 @@ def decode_page(
         elif tl == TYPE_TIME_STAMP:
             if off + 8 > end:
                 break
-            _, hi = u32x2(page, off)
-            ab = (hi << 27) | delta
-            if page_ts & _TS_MSB:
-                ab |= page_ts & _TS_MSB
-                if ab < page_ts:
-                    ab += 1 << 59
-            ts = ab
+            ts = _absolute_ts(u32x2(page, off)[1], delta, page_ts)
             off += 8
             continue
         else:  # padding
