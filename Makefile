@@ -10,8 +10,8 @@ SYSSTAMP := .sysdeps.installed
 # System packages: nftables (lab faults), tshark (pcap validation, trace benchmark), tcptrace (trace benchmark),
 # chromium (HTML report and SVG layout browser tests, docs-img screenshots), fonts-noto-cjk (the CJK font the
 # SVG/HTML name: Chinese renders as boxes without it), iproute2 (namespaces), tcpdump (bench captures),
-# procps (sysctl).
-APT_PACKAGES := nftables tshark tcptrace chromium fonts-noto-cjk iproute2 tcpdump procps
+# procps (sysctl), nginx and haproxy (the ladder's real-software keep-alive race reproducers).
+APT_PACKAGES := nftables tshark tcptrace chromium fonts-noto-cjk iproute2 tcpdump procps nginx haproxy
 
 .PHONY: demo test bench lint venv sysdeps clean docs-img
 
@@ -47,9 +47,13 @@ bench: venv sysdeps
 docs-img: venv sysdeps
 	$(BIN)/python tools/docs_img.py
 
+# The lint gate (.ci/run runs it before the tests): ruff lint and format, mypy --strict over all of src, and the
+# layer contracts (import-linter, configured in pyproject.toml).
 lint: venv
-	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff check src tests bench tools examples
+	$(BIN)/ruff format --check src tests bench tools examples
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info

@@ -55,8 +55,8 @@ def test_conform_every_lab_scenario(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_deviation_simultaneous_open_acks_the_synack() -> None:
     _root()
-    from tcpwise.lab.executor import run_script
     import tcpwise.script as S
+    from tcpwise.lab.executor import run_script
 
     hosts = (S.HostSpec("A", "198.18.0.1"), S.HostSpec("B", "198.18.1.1"))
     steps = (S.Connect(0.0, "A", "B", 6000, sport=5000), S.Connect(0.0, "B", "A", 5000, sport=6000))

@@ -183,7 +183,9 @@ class Endpoint:
         self.snd_buf = bytearray()  # unacknowledged + unsent data; snd_buf[0] has sequence number snd_buf_seq
         self.snd_buf_seq = seq_add(iss, 1)
         self.fin_queued = False
-        self.fin_trigger = T.CLOSE  # what queued the FIN (close() or shutdown()), for the log once it goes out
+        self.fin_trigger = (
+            T.CLOSE
+        )  # what queued the FIN (close() or shutdown()), for the log once it goes out
         self.data_end = seq_add(iss, 1)  # sequence number after the last queued data byte (= our FIN's seq)
         self.irs = 0
         self.rcv_nxt = 0
@@ -195,7 +197,9 @@ class Endpoint:
         self.eff_mss = DEFAULT_MSS
         self.ts_ok = False
         self.ts_recent = 0  # RFC 7323 §4.3 TS.Recent: the TSval to echo
-        self.ts_recent_stamp = now  # when TS.Recent was last updated (Linux ts_recent_stamp; tw_reuse needs it)
+        self.ts_recent_stamp = (
+            now  # when TS.Recent was last updated (Linux ts_recent_stamp; tw_reuse needs it)
+        )
         self.ts_offset = ts_offset
         self.snd_wscale = 0
         self.rcv_wscale = 0

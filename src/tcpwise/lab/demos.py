@@ -92,8 +92,8 @@ def _listener(topo: Topology, host: str = "B", port: int = 80, backlog: int = 12
 
 
 def _sockets(topo: Topology, host: str) -> list[Any]:
-    """Every TCP socket of ``host`` (tcpwise.doctor.netlink records: state, timer, expires_ms, rqueue, ...)."""
-    from tcpwise.doctor.netlink import dump, open_diag_socket
+    """Every TCP socket of ``host`` (tcpwise.linux.netlink records: state, timer, expires_ms, rqueue, ...)."""
+    from tcpwise.linux.netlink import dump, open_diag_socket
 
     with in_netns(topo.hosts[host].ns):
         s = open_diag_socket()
@@ -307,7 +307,7 @@ def close_wait_leak(quick: bool = False) -> DemoResult:
                 c.close()  # the client is done: FIN -> the server's socket goes to CLOSE_WAIT, forever
                 time.sleep(0.02)
             time.sleep(0.2)
-            reports = [r.get("text", "") for r in agent.read()]
+            reports = agent.read()
             socks = _sockets(topo, "B")
             lst = next((s for s in socks if s.state == LISTEN), None)
             facts: dict[str, Any] = {
@@ -316,7 +316,9 @@ def close_wait_leak(quick: bool = False) -> DemoResult:
                 "clients_served": outcomes.count("ok"),
                 "first_failure": next((o for o in outcomes if o != "ok"), None),
                 "close_wait_on_B": _count(socks, CLOSE_WAIT),
-                "accept_emfile": any("EMFILE" in r for r in reports),
+                "accept_emfile": any(
+                    r.get("call") == "accept" and r.get("errno") == "EMFILE" for r in reports
+                ),
                 "accept_queue": lst.rqueue if lst else None,
             }
         finally:

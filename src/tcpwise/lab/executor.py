@@ -36,6 +36,7 @@ from collections import defaultdict
 from collections.abc import Iterator
 from typing import IO, Any, BinaryIO, cast
 
+import tcpwise.script as S
 from tcpwise.endpoint.config import LINUX, SYSCTL_OF, EndpointConfig
 from tcpwise.errors import UsageError
 from tcpwise.events import Event, Host, Run
@@ -43,8 +44,7 @@ from tcpwise.lab.capture import Capture, Frame, parse_frame, segment_key, write_
 from tcpwise.lab.forward import Forwarder, Route
 from tcpwise.lab.netns import TUN_DEV, Topology, check_capabilities, in_netns
 from tcpwise.lab.nft import Faults
-from tcpwise.lab.observe import StateRecorder
-import tcpwise.script as S
+from tcpwise.lab.observe import StateRecorder, TraceStates, merge_traced
 from tcpwise.vocab import AppCall, DropReason, EventKind, kernel_state_name
 
 # Fields of an agent report that become fields of the app event (tcpwise.events.Event).
@@ -268,6 +268,7 @@ class _Executor:
         self.capture: Capture | None = None
         self.fwd: Forwarder | None = None
         self.recorders: dict[str, StateRecorder] = {}
+        self.trace: TraceStates | None = None  # exact state times from tracepoints, when readable
         self.agents: dict[str, AgentProc] = {}
         self.sel = selectors.DefaultSelector()
         self.events: list[Event] = []
@@ -310,6 +311,11 @@ class _Executor:
         for h in self.topo.hosts.values():
             names[h.addr4] = self.rev[h.name]
             names[h.addr6] = self.rev[h.name]
+        if not any(isinstance(st, (S.Crash, S.Reboot)) for st in self.script.steps):
+            ns = {spec.name: self.topo.hosts[self.map[spec.name]].ns for spec in self.script.hosts}
+            self.trace = TraceStates.try_start(
+                ns, lambda h: self.recorders[h].sock if h in self.recorders else None
+            )
         for spec in self.script.hosts:
             self._start_host(spec.name, names)
 
@@ -335,6 +341,8 @@ class _Executor:
         self.sel.register(agent.proc.stdout.fileno(), selectors.EVENT_READ, ("agent", name))  # type: ignore[union-attr]
 
     def teardown(self) -> None:
+        if self.trace is not None:
+            self.trace.close()
         for a in self.agents.values():
             a.kill()
         for r in self.recorders.values():
@@ -392,6 +400,8 @@ class _Executor:
             self._agent_reports(name)
 
     def poll(self, now: float) -> None:
+        if self.trace is not None:
+            self.trace.drain()
         for name, rec in self.recorders.items():
             if name in self.crashed:
                 continue
@@ -625,6 +635,8 @@ class _Executor:
                 self.events.append(
                     Event(t=t, host=host, kind="drop", segment=seg, reason=DropReason.NFTABLES)
                 )
+        if self.trace is not None:
+            self.events = merge_traced(self.events, self.trace.finish(), self.recorders, self.t0)
         self.events = self._merge_states(self.events)
         order = {"app": 0, "send": 1, "drop": 2, "recv": 3, "state": 4, "note": 5, "timer": 6}
         self.events.sort(key=lambda e: (e.t, order.get(e.kind, 9)))

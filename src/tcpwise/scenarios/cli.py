@@ -13,12 +13,10 @@ from typing import Any
 
 from tcpwise.term import HelpFormatter, add_color_option, add_wide_option, write_output
 
+from tcpwise.render import FORMATS  # the one list of formats (the package __init__ is light)
+
 # write_output is re-exported for callers that import it from here (the lab CLI); it lives in tcpwise.term.
 __all__ = ["register", "write_output", "FORMATS"]
-
-# The renderers' formats (tcpwise.render.FORMATS, repeated here so that --help does not import the renderers;
-# tests/cli checks the two agree).
-FORMATS = ("text", "json", "lines", "mermaid", "svg", "html", "pcap")
 
 _SIM_EPILOG = """examples:
   tcpwise sim close                             the four-way close, checked
@@ -83,6 +81,13 @@ def register(sub: Any) -> None:
         metavar="K=V",
         help="override a scenario parameter (repeatable), e.g. --set time_wait=0",
     )
+    s.add_argument(
+        "--budget",
+        type=float,
+        default=300.0,
+        metavar="SECONDS",
+        help="stop a run that takes longer than this wall time, with an error",
+    )
     s.add_argument("--absolute", action="store_true", help="raw sequence numbers instead of relative ones")
     s.add_argument(
         "--lang", choices=("en", "zh"), default="en", help="language of labels, checks and narrative"
@@ -117,12 +122,16 @@ def _cmd_scenarios(args: argparse.Namespace) -> int:
 
 
 def _cmd_sim(args: argparse.Namespace) -> int:
+    from tcpwise.errors import UsageError
     from tcpwise.i18n import label, msg
     from tcpwise.render import render
     from tcpwise.scenarios import run_scenario
+    from tcpwise.scenarios.base import run_budget
     from tcpwise.term import output_width, use_color
 
-    run = run_scenario(args.id, seed=args.seed, overrides=args.sets)
+    if not (0 < args.budget < float("inf")):
+        raise UsageError(f"--budget {args.budget}: must be a positive number of seconds")
+    run = run_scenario(args.id, seed=args.seed, overrides=args.sets, budget=run_budget(args.budget))
     color = args.format == "text" and not args.output and use_color(args.color)
     out = render(
         run,

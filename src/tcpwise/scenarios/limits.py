@@ -169,8 +169,16 @@ def _cwl_simulate(p: P, seed: int) -> Run:
     )
     sim.run(until)
     # Sample connections: the first, the first never accepted, the first whose SYN was dropped.
-    accepted = {_conn_port(e, "B") for e in sim.events if e.host == "B" and (e.call is AppCall.ACCEPT and e.errno is None)}
-    opened = [_conn_port(e, "A") for e in sim.events if e.host == "A" and (e.call is AppCall.CONNECT and e.errno is None)]
+    accepted = {
+        _conn_port(e, "B")
+        for e in sim.events
+        if e.host == "B" and (e.call is AppCall.ACCEPT and e.errno is None)
+    }
+    opened = [
+        _conn_port(e, "A")
+        for e in sim.events
+        if e.host == "A" and (e.call is AppCall.CONNECT and e.errno is None)
+    ]
     est = {
         _conn_port(e, "A")
         for e in sim.events
@@ -181,9 +189,7 @@ def _cwl_simulate(p: P, seed: int) -> Run:
     sample = {pt for pt in (opened[0] if opened else None, queued, dropped) if pt is not None}
     run = _finish(sim, "close-wait-leak", seed, _sample(sim.events, sample))
     run.series = series
-    syn_timeouts = sum(
-        1 for e in sim.events if e.host == "A" and e.why is AppWhy.CONNECT_TIMEOUT
-    )
+    syn_timeouts = sum(1 for e in sim.events if e.host == "A" and e.why is AppWhy.CONNECT_TIMEOUT)
     run.summary["values"] = {
         "requests": n,
         "accepted": server.stats.accepted,
@@ -273,19 +279,36 @@ register(
         claim_zh="CLOSE_WAIT 随请求增长直到 fd 上限（1024）-> accept 失败（EMFILE），全连接队列被占满，新客户端超时。",
         params={
             "fd_limit": Param(
-                1024, "server process RLIMIT_NOFILE (ulimit -n)", "服务端进程 fd 上限（ulimit -n）"
+                1024,
+                "server process RLIMIT_NOFILE (ulimit -n)",
+                "服务端进程 fd 上限（ulimit -n）",
+                lo=4,
+                hi=65536,
             ),
             "backlog": Param(
                 128,
                 "listen() backlog (accept queue holds backlog + 1)",
                 "listen() 的 backlog（全连接队列可容纳 backlog + 1）",
+                lo=0,
+                hi=65535,
             ),
-            "rate": Param(200.0, "client requests per second", "客户端每秒请求数"),
-            "extra": Param(100, "requests beyond fds + accept queue", "超出 fd 与全连接队列容量的额外请求数"),
+            "rate": Param(
+                200.0, "client requests per second", "客户端每秒请求数", unit="conn/s", lo=0.1, hi=10_000.0
+            ),
+            "extra": Param(
+                100,
+                "requests beyond fds + accept queue",
+                "超出 fd 与全连接队列容量的额外请求数",
+                lo=0,
+                hi=100_000,
+            ),
             "timeout": Param(
                 3.0,
                 "client application timeout for connect + response (s)",
                 "客户端应用的连接+响应超时（秒）",
+                unit="s",
+                lo=0.01,
+                hi=3600.0,
             ),
         },
         simulate=_cwl_simulate,
@@ -370,8 +393,22 @@ def _leak_simulate(p: P, seed: int) -> Run:
     refused = next(
         (_conn_port(e, "B") for e in sim.events if e.host == "B" and e.why is AppWhy.PER_IP_LIMIT), None
     )
-    first_a = next((_conn_port(e, "A") for e in sim.events if e.host == "A" and (e.call is AppCall.CONNECT and e.errno is None)), None)
-    first_c = next((_conn_port(e, "C") for e in sim.events if e.host == "C" and (e.call is AppCall.CONNECT and e.errno is None)), None)
+    first_a = next(
+        (
+            _conn_port(e, "A")
+            for e in sim.events
+            if e.host == "A" and (e.call is AppCall.CONNECT and e.errno is None)
+        ),
+        None,
+    )
+    first_c = next(
+        (
+            _conn_port(e, "C")
+            for e in sim.events
+            if e.host == "C" and (e.call is AppCall.CONNECT and e.errno is None)
+        ),
+        None,
+    )
     ports = {pt for pt in (refused, first_a, first_c) if pt is not None}
     run = _finish(sim, "client-leak", seed, _sample(sim.events, ports))
     run.series = limited["series"]
@@ -445,22 +482,34 @@ register(
                 64,
                 "connections the server process can hold (fds beyond the standard ones)",
                 "服务端进程可持有的连接数（除标准 fd 外）",
+                lo=1,
+                hi=65536,
             ),
             "per_ip_limit": Param(
                 10,
                 "server application policy: open connections allowed per source IP",
                 "服务端应用策略：每个源 IP 允许的连接数",
+                lo=0,
+                hi=65536,
             ),
             "leak_conns": Param(
                 100,
                 "connections the leaking client opens (20 per second)",
                 "泄漏客户端打开的连接数（每秒 20 个）",
+                lo=0,
+                hi=100_000,
             ),
             "other_requests": Param(
-                3, "requests from the other client C, one per second", "另一客户端 C 的请求数（每秒一个）"
+                3,
+                "requests from the other client C, one per second",
+                "另一客户端 C 的请求数（每秒一个）",
+                lo=0,
+                hi=10_000,
             ),
-            "backlog": Param(16, "listen() backlog", "listen() 的 backlog"),
-            "timeout": Param(3.0, "client application timeout (s)", "客户端应用超时（秒）"),
+            "backlog": Param(16, "listen() backlog", "listen() 的 backlog", lo=0, hi=65535),
+            "timeout": Param(
+                3.0, "client application timeout (s)", "客户端应用超时（秒）", unit="s", lo=0.01, hi=3600.0
+            ),
         },
         simulate=_leak_simulate,
         check=_leak_check,
@@ -551,25 +600,12 @@ def _flood_simulate(p: P, seed: int) -> Run:
     other_cookies = 1 if p["syncookies"] == 0 else 0
     _, other = _flood_run(p, seed, other_cookies, True)
     # Sample: the legit client's connection plus the first three spoofed SYNs (and their SYN-ACK retries).
-    first3 = {
-        (e.segment.src, e.segment.sport)
-        for e in sim.events
-        if e.kind == "send" and e.host == "X" and e.segment is not None
-    }
-    first3 = (
-        set(
-            sorted(
-                first3,
-                key=lambda sp: next(
-                    i
-                    for i, ev in enumerate(sim.events)
-                    if ev.segment is not None and (ev.segment.src, ev.segment.sport) == sp
-                ),
-            )[:3]
-        )
-        if first3
-        else set()
-    )
+    first3: set[tuple[str, int]] = set()
+    for e in sim.events:  # the first three attacker sources, in the order they appear in the log
+        if len(first3) == 3:
+            break
+        if e.kind == "send" and e.host == "X" and e.segment is not None:
+            first3.add((e.segment.src, e.segment.sport))
     keep = []
     for e in sim.events:
         seg = e.segment
@@ -659,23 +695,44 @@ register(
                 0,
                 "server's net.ipv4.tcp_syncookies for the main run (the other value is run too)",
                 "主运行中服务端的 tcp_syncookies（另一取值也会运行）",
+                choices=(0, 1, 2),
             ),
             "backlog": Param(
                 64,
                 "listen() backlog (the SYN queue holds backlog + 1)",
                 "listen() backlog（SYN 队列可容纳 backlog + 1）",
+                lo=0,
+                hi=65535,
             ),
             "max_syn_backlog": Param(
                 128,
                 "net.ipv4.tcp_max_syn_backlog (without cookies its last quarter stays free)",
                 "tcp_max_syn_backlog（不开 syncookies 时保留最后四分之一）",
+                lo=1,
+                hi=65536,
             ),
-            "flood_rate": Param(200.0, "spoofed SYNs per second", "每秒伪造 SYN 数"),
-            "flood_duration": Param(10.0, "seconds of flood", "洪泛持续时间（秒）"),
+            "flood_rate": Param(
+                200.0, "spoofed SYNs per second", "每秒伪造 SYN 数", unit="SYN/s", lo=0.1, hi=100_000.0
+            ),
+            "flood_duration": Param(
+                10.0, "seconds of flood", "洪泛持续时间（秒）", unit="s", lo=0.1, hi=3600.0
+            ),
             "client_at": Param(
-                2.0, "when the legitimate client connects (s)", "正常客户端发起连接的时间（秒）"
+                2.0,
+                "when the legitimate client connects (s)",
+                "正常客户端发起连接的时间（秒）",
+                unit="s",
+                lo=0.0,
+                hi=3600.0,
             ),
-            "timeout": Param(8.0, "legit client's connect timeout (s)", "正常客户端的连接超时（秒）"),
+            "timeout": Param(
+                8.0,
+                "legit client's connect timeout (s)",
+                "正常客户端的连接超时（秒）",
+                unit="s",
+                lo=0.01,
+                hi=3600.0,
+            ),
         },
         simulate=_flood_simulate,
         check=_flood_check,
@@ -760,7 +817,9 @@ def _aq_simulate(p: P, seed: int) -> Run:
         and e.segment.flags == "SA"
         and e.segment.dport == ghost_port
     )
-    opened = [_conn_port(e, "A") for e in ev if e.host == "A" and (e.call is AppCall.CONNECT and e.errno is None)]
+    opened = [
+        _conn_port(e, "A") for e in ev if e.host == "A" and (e.call is AppCall.CONNECT and e.errno is None)
+    ]
     late_port = opened[-1] if opened else None
     late_syns = sum(
         1
@@ -795,7 +854,9 @@ def _aq_simulate(p: P, seed: int) -> Run:
         "accepted": server.stats.accepted,
         "clients": len(times),
         "resets": len(resets),
-        "first_accept": next((e.t for e in ev if e.host == "B" and (e.call is AppCall.ACCEPT and e.errno is None)), None),
+        "first_accept": next(
+            (e.t for e in ev if e.host == "B" and (e.call is AppCall.ACCEPT and e.errno is None)), None
+        ),
     }
     return run
 
@@ -901,19 +962,24 @@ register(
         claim_zh="全连接队列满（backlog+1）；内核丢弃第三次握手的 ACK（tcp_abort_on_overflow=0：客户端 ESTABLISHED，服务端 SYN_RCVD "
         "并重传 SYN-ACK）以及新的 SYN（ListenOverflows）；=1 时回 RST。",
         params={
-            "backlog": Param(4, "listen() backlog", "listen() 的 backlog"),
+            "backlog": Param(4, "listen() backlog", "listen() 的 backlog", lo=0, hi=65535),
             "somaxconn": Param(
                 4096,
                 "net.core.somaxconn: caps every listen() backlog",
                 "net.core.somaxconn：限制所有 listen() 的 backlog",
+                lo=1,
+                hi=65535,
             ),
             "accept_interval": Param(
                 5.0,
                 "the server accept()s one connection every this many seconds",
                 "服务端每隔多少秒 accept() 一个连接",
+                unit="s",
+                lo=0.01,
+                hi=3600.0,
             ),
             "abort_on_overflow": Param(False, "net.ipv4.tcp_abort_on_overflow", "tcp_abort_on_overflow"),
-            "duration": Param(30.0, "seconds to run", "运行时长（秒）"),
+            "duration": Param(30.0, "seconds to run", "运行时长（秒）", unit="s", lo=0.1, hi=3600.0),
         },
         simulate=_aq_simulate,
         check=_aq_check,
@@ -1082,15 +1148,28 @@ register(
         claim_zh="朴素连接池交出服务端已关闭的连接：“Connection reset by peer”，新连接越积越多；校验并淘汰空闲连接的连接池解决问题。",
         params={
             "server_idle": Param(
-                5.0, "server keep-alive idle timeout (s)", "服务端 keep-alive 空闲超时（秒）"
+                5.0,
+                "server keep-alive idle timeout (s)",
+                "服务端 keep-alive 空闲超时（秒）",
+                unit="s",
+                lo=0.1,
+                hi=3600.0,
             ),
             "max_idle": Param(
                 4.0,
                 "validating pool's max idle time (s), below the server's",
                 "校验型连接池的最大空闲时间（秒），需小于服务端",
+                unit="s",
+                lo=0.01,
+                hi=3600.0,
             ),
-            "bursts": Param("6,2,2,6,2", "requests per burst, comma-separated", "每次突发的请求数，逗号分隔"),
-            "gap": Param(10.0, "seconds between bursts", "突发间隔（秒）"),
+            "bursts": Param(
+                "6,2,2,6,2",
+                "requests per burst, comma-separated",
+                "每次突发的请求数，逗号分隔",
+                pattern=r"\d{1,3}(,\d{1,3}){0,49}",
+            ),
+            "gap": Param(10.0, "seconds between bursts", "突发间隔（秒）", unit="s", lo=0.01, hi=3600.0),
         },
         simulate=_pool_simulate,
         check=_pool_check,

@@ -49,7 +49,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 def _report(args: argparse.Namespace) -> int:
     from tcpwise.errors import UsageError
     from tcpwise.i18n import check_claim, msg
-    from tcpwise.render.report import ReportEntry, build_report, catalogue_entries
+    from tcpwise.render.report import ReportEntry, build_report
+    from tcpwise.scenarios.gallery import catalogue_entries
     from tcpwise.term import fmt_seconds, use_color
 
     out = args.output
