@@ -593,6 +593,15 @@ _PHRASES: tuple[tuple[str, str], ...] = (
         "校验连接池：错误 {a} 个，完成 {b}，新建 {c} 个，淘汰空闲 {d} 个，丢弃失效 {e} 个，持有 {f}",
     ),
     ("{a} sockets ({b} CLOSE_WAIT)", "{a} 个套接字（{b} 个 CLOSE_WAIT）"),
+    ("pool ({a})", "连接池（{a}）"),
+    ("proxy upstream keep-alive", "代理到上游的 keep-alive"),
+    ("configured: {a} failed ({b}), {c} retried, of {d}", "按原配置：{d} 个请求中 {a} 个失败（{b}），重试 {c} 个"),
+    ("fixed: {a} failed, {b} retried, {c} completed, {d} connections opened, {e} closed idle by the pool",
+     "修正后：失败 {a} 个，重试 {b} 个，完成 {c}，新建连接 {d} 个，连接池因空闲关闭 {e} 个"),
+    ("failed connections had been idle {a}", "失败的连接此前已空闲 {a}"),
+    ("request sent at {a}, reaches the server at {b}", "请求于 {a} 发出，{b} 到达服务端"),
+    ("the server's FIN left at {a}, reaches the pool at {b}", "服务端的 FIN 于 {a} 发出，{b} 到达连接池"),
+    ("RST at {a}", "{a} 时 RST"),
     # run titles of worlds that carry no Chinese title (lab runs copy the catalogue's; trace names a file)
     ("lab run {a}", "内核实验运行 {a}"),
 )
@@ -671,6 +680,8 @@ _KEEP_PATTERNS = re.compile(
     r"|\b0x[0-9a-fA-F]+\b"
     r"|--[a-z][\w-]*"  # a command-line option: --full
     r"|\b\w+\*\w+\b"  # a formula of parameters: intvl*probes
+    r"|\b[Kk]eep-alive\b"  # HTTP's keep-alive, written so in Chinese too
+    r"|\b[1-5]\d\d(?: [A-Z][a-z]+)+"  # an HTTP status line: 502 Bad Gateway
     r"|\b[A-Za-z]\b"  # a host name or unit: A, B, s
 )
 _WORD = re.compile(r"[A-Za-z]{2,}")
