@@ -595,9 +595,14 @@ _PHRASES: tuple[tuple[str, str], ...] = (
     ("{a} sockets ({b} CLOSE_WAIT)", "{a} 个套接字（{b} 个 CLOSE_WAIT）"),
     ("pool ({a})", "连接池（{a}）"),
     ("proxy upstream keep-alive", "代理到上游的 keep-alive"),
-    ("configured: {a} failed ({b}), {c} retried, of {d}", "按原配置：{d} 个请求中 {a} 个失败（{b}），重试 {c} 个"),
-    ("fixed: {a} failed, {b} retried, {c} completed, {d} connections opened, {e} closed idle by the pool",
-     "修正后：失败 {a} 个，重试 {b} 个，完成 {c}，新建连接 {d} 个，连接池因空闲关闭 {e} 个"),
+    (
+        "configured: {a} failed ({b}), {c} retried, of {d}",
+        "按原配置：{d} 个请求中 {a} 个失败（{b}），重试 {c} 个",
+    ),
+    (
+        "fixed: {a} failed, {b} retried, {c} completed, {d} connections opened, {e} closed idle by the pool",
+        "修正后：失败 {a} 个，重试 {b} 个，完成 {c}，新建连接 {d} 个，连接池因空闲关闭 {e} 个",
+    ),
     ("failed connections had been idle {a}", "失败的连接此前已空闲 {a}"),
     ("request sent at {a}, reaches the server at {b}", "请求于 {a} 发出，{b} 到达服务端"),
     ("the server's FIN left at {a}, reaches the pool at {b}", "服务端的 FIN 于 {a} 发出，{b} 到达连接池"),

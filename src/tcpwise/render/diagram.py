@@ -179,159 +179,169 @@ def _take(queue: deque[Arrow] | None) -> Arrow | None:
     return None
 
 
+class _Builder:
+    """The state of one :func:`build`: lanes by name and address, arrows waiting for their arrival."""
+
+    def __init__(self, run: Run, absolute: bool, lang: str) -> None:
+        self.lang = lang
+        self.lanes: list[Lane] = [Lane(h.name, h.addr, h.role) for h in run.hosts]
+        self.by_name: dict[str, int] = {lane.name: i for i, lane in enumerate(self.lanes)}
+        self.by_addr: dict[str, int] = {lane.addr: i for i, lane in enumerate(self.lanes) if lane.addr}
+        self.numbering = Numbering(absolute)
+        self.items: list[Item] = []
+        self.arrows: list[Arrow] = []
+        self.marks: list[Mark] = []
+        self.pending: dict[tuple[object, ...], deque[Arrow]] = {}
+        # a middlebox that rewrites addresses/ports/window (NAT) changes the exact key between send and recv:
+        # fall back to the fields it leaves alone
+        self.loose: dict[tuple[object, ...], deque[Arrow]] = {}
+        self.delivered: dict[tuple[object, ...], Arrow] = {}
+        self.dropped: dict[tuple[object, ...], deque[Arrow]] = {}
+        self.seen_conn: dict[int, set[str]] = {}
+
+    def lane_of(self, host: str) -> int:
+        i = self.by_name.get(host)
+        if i is None:
+            i = self.by_addr.get(host)
+        if i is None:
+            self.lanes.append(Lane(host, "", ""))
+            i = self.by_name[host] = len(self.lanes) - 1
+        return i
+
+    def lane_of_addr(self, addr: str, other: int) -> int:
+        i = self.by_addr.get(addr)
+        if i is not None:
+            return i
+        if len(self.lanes) == 2:
+            return 1 - other
+        if addr in self.by_name:
+            return self.by_name[addr]
+        # an address outside the run's hosts (e.g. a trace peer): give it a lane of its own
+        self.lanes.append(Lane(addr, addr, ""))
+        i = self.by_addr[addr] = self.by_name[addr] = len(self.lanes) - 1
+        return i
+
+    def learn_addresses(self, events: list[Event]) -> None:
+        """Which address belongs to which host, from the events themselves (runs without a host list, hosts with
+        several addresses): a sender owns the source address, a receiver the destination address."""
+        for ev in events:
+            if ev.segment is not None and ev.kind in ("send", "recv"):
+                addr = ev.segment.src if ev.kind == "send" else ev.segment.dst
+                if addr not in self.by_addr:
+                    self.by_addr[addr] = self.lane_of(ev.host)
+
+    def _start(self, arrow: Arrow, seg: SegmentInfo) -> None:
+        arrow.send_index = len(self.items)
+        self.items.append(Item("send", arrow.t0, arrow=arrow))
+        self.arrows.append(arrow)
+        self.pending.setdefault(_key(seg), deque()).append(arrow)
+        self.loose.setdefault(_loose_key(seg), deque()).append(arrow)
+
+    def send(self, ev: Event, seg: SegmentInfo) -> None:
+        src = self.lane_of(ev.host)
+        dst = self.lane_of_addr(seg.dst, src)
+        self._start(Arrow(seg, src, dst, ev.t, label=self.numbering.label(seg), conn=ev.conn), seg)
+
+    def recv(self, ev: Event, seg: SegmentInfo) -> None:
+        dst = self.lane_of(ev.host)
+        key = _key(seg)
+        found = _take(self.pending.get(key)) or _take(self.loose.get(_loose_key(seg)))
+        if found is None:
+            # a segment the network reported dropped but delivered after all (held back by a delay box and
+            # released): it was in flight all along, so draw it as one long arrow, keeping the reason
+            held = self.dropped.get(key)
+            if held:
+                found = held.popleft()
+                found.lost = False
+        if found is not None:
+            arrow = found
+            arrow.dst = dst
+            arrow.t1 = ev.t
+            self.delivered[key] = arrow
+        else:
+            first = self.delivered.get(key)
+            if first is not None:  # the network duplicated it: same send, second arrival
+                arrow = Arrow(seg, first.src, dst, first.t0, ev.t, dup=True, label=first.label, conn=ev.conn)
+                arrow.send_index = first.send_index
+            else:
+                src = self.lane_of_addr(seg.src, dst)
+                label = self.numbering.label(seg)
+                arrow = Arrow(seg, src, dst, ev.t, ev.t, orphan=True, label=label, conn=ev.conn)
+                arrow.send_index = len(self.items)
+            self.arrows.append(arrow)
+        arrow.recv_index = len(self.items)
+        self.items.append(Item("recv", ev.t, arrow=arrow))
+
+    def drop(self, ev: Event, seg: SegmentInfo) -> None:
+        found = _take(self.pending.get(_key(seg))) or _take(self.loose.get(_loose_key(seg)))
+        if found is not None:
+            found.lost = True
+            found.reason = event_text(ev, self.lang)
+            self.dropped.setdefault(_key(seg), deque()).append(found)
+            return
+        # a loss whose send was not recorded: draw it as a lost arrow starting here
+        sender = self.by_addr.get(seg.src)
+        src = sender if sender is not None else self.lane_of(ev.host)
+        arrow = Arrow(
+            seg, src, self.lane_of_addr(seg.dst, src), ev.t, lost=True, reason=event_text(ev, self.lang),
+            label=self.numbering.label(seg), conn=ev.conn,
+        )  # fmt: skip
+        self._start(arrow, seg)
+
+    def mark(self, ev: Event) -> None:
+        kind = ev.kind
+        # a note without a host is about the whole run ("... 5100 events not shown ..."): it spans the lanes
+        lane = GLOBAL if (kind == "note" and not ev.host) else self.lane_of(ev.host)
+        if kind == "state":
+            self._first_state(lane, ev)
+            text = f"{ev.from_state or '?'} -> {ev.to_state or '?'}"
+        else:
+            text = event_text(ev, self.lang)
+        m = Mark(kind, lane, ev.t, text, ev.from_state, ev.to_state, ev.conn, ev.call, ev.errno)
+        self.marks.append(m)
+        self.items.append(Item("mark", ev.t, mark=m))
+
+    def _first_state(self, lane: int, ev: Event) -> None:
+        c = ev.conn or ""
+        ln = self.lanes[lane]
+        if c not in ln.conns:
+            ln.conns.append(c)
+        seen = self.seen_conn.setdefault(lane, set())
+        if c not in seen:
+            # A connection's first from-state held since the start of the run -- unless it is a child socket
+            # born from a listener ("LISTEN -> SYN_RCVD" on a lane that already has a socket): that one did not
+            # exist before this event.
+            if ev.from_state and not (ev.from_state == "LISTEN" and seen):
+                ln.initial[c] = ev.from_state
+            seen.add(c)
+
+
 def build(run: Run, *, absolute: bool = False, max_events: int = MAX_EVENTS, lang: str = "en") -> Diagram:
     """Pair sends with receives/drops and lay events on lanes. Pure function of the run; mark texts (app calls,
     drop reasons, notes) are built from the events' fields in ``lang``."""
-    lanes: list[Lane] = [Lane(h.name, h.addr, h.role) for h in run.hosts]
-    by_name: dict[str, int] = {lane.name: i for i, lane in enumerate(lanes)}
-    by_addr: dict[str, int] = {lane.addr: i for i, lane in enumerate(lanes) if lane.addr}
-
-    def lane_of(host: str) -> int:
-        i = by_name.get(host)
-        if i is None:
-            i = by_addr.get(host)
-        if i is None:
-            lanes.append(Lane(host, "", ""))
-            i = by_name[host] = len(lanes) - 1
-        return i
-
-    def lane_of_addr(addr: str, other: int) -> int:
-        i = by_addr.get(addr)
-        if i is not None:
-            return i
-        if len(lanes) == 2:
-            return 1 - other
-        if addr in by_name:
-            return by_name[addr]
-        # an address outside the run's hosts (e.g. a trace peer): give it a lane of its own
-        lanes.append(Lane(addr, addr, ""))
-        i = by_addr[addr] = by_name[addr] = len(lanes) - 1
-        return i
-
+    b = _Builder(run, absolute, lang)
     # the sim logs in time order; a lab or trace run merged from several sources may not (sorted() is stable, so
     # same-time events keep their logged order)
     events: list[Event] = run.events
-    if any(b.t < a.t for a, b in zip(events, events[1:], strict=False)):
+    if any(y.t < x.t for x, y in zip(events, events[1:], strict=False)):
         events = sorted(events, key=lambda e: e.t)
-    # learn which address belongs to which host from the events themselves (runs without a host list, hosts
-    # with several addresses): a sender owns the source address, a receiver the destination address
-    for ev in events:
-        if ev.segment is not None and ev.kind in ("send", "recv"):
-            addr = ev.segment.src if ev.kind == "send" else ev.segment.dst
-            if addr not in by_addr:
-                by_addr[addr] = lane_of(ev.host)
+    b.learn_addresses(events)
     truncated = 0
     if len(events) > max_events:
         truncated = len(events) - max_events
         events = events[:max_events]
-
-    numbering = Numbering(absolute)
-    items: list[Item] = []
-    arrows: list[Arrow] = []
-    marks: list[Mark] = []
-    pending: dict[tuple[object, ...], deque[Arrow]] = {}
-    # a middlebox that rewrites addresses/ports/window (NAT) changes the exact key between send and recv: fall
-    # back to the fields it leaves alone
-    loose: dict[tuple[object, ...], deque[Arrow]] = {}
-    delivered: dict[tuple[object, ...], Arrow] = {}
-    dropped: dict[tuple[object, ...], deque[Arrow]] = {}
-    seen_conn: dict[int, set[str]] = {}
-
-    def add_conn(lane: int, conn: str | None) -> None:
-        c = conn or ""
-        if c not in lanes[lane].conns:
-            lanes[lane].conns.append(c)
-
     for ev in events:
-        kind = ev.kind
         seg = ev.segment
-        if kind == "send" and seg is not None:
-            src = lane_of(ev.host)
-            arrow = Arrow(
-                seg, src, lane_of_addr(seg.dst, src), ev.t, label=numbering.label(seg), conn=ev.conn
-            )
-            arrow.send_index = len(items)
-            items.append(Item("send", ev.t, arrow=arrow))
-            arrows.append(arrow)
-            pending.setdefault(_key(seg), deque()).append(arrow)
-            loose.setdefault(_loose_key(seg), deque()).append(arrow)
-        elif kind == "recv" and seg is not None:
-            dst = lane_of(ev.host)
-            key = _key(seg)
-            found = _take(pending.get(key)) or _take(loose.get(_loose_key(seg)))
-            if found is None:
-                # a segment the network reported dropped but delivered after all (held back by a delay box
-                # and released): it was in flight all along, so draw it as one long arrow, keeping the reason
-                held = dropped.get(key)
-                if held:
-                    found = held.popleft()
-                    found.lost = False
-            if found is not None:
-                arrow = found
-                arrow.dst = dst
-                arrow.t1 = ev.t
-                delivered[key] = arrow
-            else:
-                first = delivered.get(key)
-                if first is not None:  # the network duplicated it: same send, second arrival
-                    arrow = Arrow(
-                        seg, first.src, dst, first.t0, ev.t, dup=True, label=first.label, conn=ev.conn
-                    )
-                    arrow.send_index = first.send_index
-                else:
-                    src = lane_of_addr(seg.src, dst)
-                    arrow = Arrow(
-                        seg, src, dst, ev.t, ev.t, orphan=True, label=numbering.label(seg), conn=ev.conn
-                    )
-                    arrow.send_index = len(items)
-                arrows.append(arrow)
-            arrow.recv_index = len(items)
-            items.append(Item("recv", ev.t, arrow=arrow))
-        elif kind == "drop" and seg is not None:
-            found = _take(pending.get(_key(seg))) or _take(loose.get(_loose_key(seg)))
-            if found is not None:
-                arrow = found
-                arrow.lost = True
-                arrow.reason = event_text(ev, lang)
-                dropped.setdefault(_key(seg), deque()).append(arrow)
-            else:
-                # a loss whose send was not recorded: draw it as a lost arrow starting here
-                sender = by_addr.get(seg.src)
-                src = sender if sender is not None else lane_of(ev.host)
-                arrow = Arrow(
-                    seg,
-                    src,
-                    lane_of_addr(seg.dst, src),
-                    ev.t,
-                    lost=True,
-                    reason=event_text(ev, lang),
-                    label=numbering.label(seg),
-                    conn=ev.conn,
-                )
-                arrow.send_index = len(items)
-                items.append(Item("send", ev.t, arrow=arrow))
-                arrows.append(arrow)
+        if ev.kind == "send" and seg is not None:
+            b.send(ev, seg)
+        elif ev.kind == "recv" and seg is not None:
+            b.recv(ev, seg)
+        elif ev.kind == "drop" and seg is not None:
+            b.drop(ev, seg)
         else:
-            # a note without a host is about the whole run ("... 5100 events not shown ..."): it spans the lanes
-            lane = GLOBAL if (kind == "note" and not ev.host) else lane_of(ev.host)
-            if kind == "state":
-                add_conn(lane, ev.conn)
-                c = ev.conn or ""
-                if c not in seen_conn.setdefault(lane, set()):
-                    # A connection's first from-state held since the start of the run -- unless it is a child
-                    # socket born from a listener ("LISTEN -> SYN_RCVD" on a lane that already has a socket):
-                    # that one did not exist before this event.
-                    if ev.from_state and not (ev.from_state == "LISTEN" and seen_conn[lane]):
-                        lanes[lane].initial[c] = ev.from_state
-                    seen_conn[lane].add(c)
-                text = f"{ev.from_state or '?'} -> {ev.to_state or '?'}"
-            else:
-                text = event_text(ev, lang)
-            mark = Mark(kind, lane, ev.t, text, ev.from_state, ev.to_state, ev.conn, ev.call, ev.errno)
-            marks.append(mark)
-            items.append(Item("mark", ev.t, mark=mark))
+            b.mark(ev)
     t_end = max((ev.t for ev in events), default=0.0)
-    return Diagram(lanes, items, arrows, marks, t_end, truncated, absolute)
+    return Diagram(b.lanes, b.items, b.arrows, b.marks, t_end, truncated, absolute)
 
 
 def states_over_time(diagram: Diagram, lane: int) -> dict[str, list[tuple[float, float, str]]]:

@@ -238,7 +238,7 @@ def _bands(d: Diagram, p: Plan) -> list[str]:
                 continue
             out.append(
                 f'<rect x="{_f(x_left + ci * w)}" y="{_f(y0)}" width="{_f(w)}" height="{_f(y1 - y0)}" '
-                f'fill="{STATE_COLORS.get(state, "#ddd")}"><title>{_x(state)}</title></rect>'  # type: ignore[call-overload]
+                f'fill="{STATE_COLORS.get(state, "#ddd")}"><title>{_x(state)}</title></rect>'
             )
     return out
 

@@ -33,7 +33,7 @@ from tcpwise.i18n import (
     series_name,
     world_text,
 )
-from tcpwise.render.diagram import GLOBAL, Arrow, Diagram, Lane, Mark, build
+from tcpwise.render.diagram import GLOBAL, Arrow, Diagram, Item, Lane, Mark, build
 from tcpwise.render.fold import Fold, fold
 from tcpwise.render.textutil import cell_width, human_gap, wrap
 from tcpwise.term import fmt_num
@@ -339,10 +339,58 @@ def _list_lines(d: Diagram, lang: str, color: bool, width: int | None) -> list[s
     return out
 
 
+def _head_lines(d: Diagram, lay: _Layout, lang: str, color: bool) -> list[str]:
+    """Host titles (each wrapped in its own column) and the states the hosts start in."""
+    out: list[str] = []
+    heads: list[list[str]] = []
+    for i, lane in enumerate(d.lanes):
+        room = (lay.x[i + 1] - lay.x[i] - 2) if i + 1 < len(lay.x) else (lay.width - lay.x[i])
+        heads.append(wrap(lane_title(lane, lang), max(8, room)))
+    for k in range(max((len(h) for h in heads), default=1)):
+        head = _Canvas(lay.width)
+        if k == 0:
+            head.put(1, label("time_s", lang), "dim")
+        for i, h in enumerate(heads):
+            if k < len(h):
+                head.put(lay.x[i], h[k], "bold")
+        out.append(head.render(color))
+    init = _Canvas(lay.width)
+    lay.bars(init)
+    for i, lane in enumerate(d.lanes):
+        if lane.initial:
+            init.put(lay.x[i] + 2, ", ".join(dict.fromkeys(lane.initial.values())), "cyan")
+    out.append(init.render(color))
+    return out
+
+
+def _item_rows(d: Diagram, it: Item, lay: _Layout, multi: dict[int, bool], lang: str) -> list[_Canvas]:
+    """The rows of one item: a folded transfer, an arrow (with a wrapped loss reason), or a mark."""
+    if it.fold is not None:
+        return _fold_rows(lay, it.fold, d, lang)
+    if it.arrow is not None:
+        c = _Canvas(lay.width)
+        lay.bars(c)
+        rows = [c]
+        for x, line, style in _arrow_row(c, lay, it.arrow, lang):
+            more = _Canvas(lay.width)
+            lay.bars(more)
+            more.put(x, line, style)
+            rows.append(more)
+        return rows
+    assert it.mark is not None
+    return _mark_rows(lay, it.mark, multi.get(it.mark.lane, False), lang)
+
+
+def _drawn(it: Item) -> bool:
+    """An arrow is drawn at its send: only duplicates and unsent arrivals need a row at their arrival."""
+    a = it.arrow
+    return it.kind != "recv" or (a is not None and (a.dup or a.orphan))
+
+
 def _diagram_lines(d: Diagram, lang: str, color: bool, width: int | None) -> list[str]:
+    legend = label("legend_flags_abs" if d.absolute else "legend_flags", lang)
     if len(d.lanes) > MAX_LANES or not _fits(len(d.lanes), width):
         lines = _list_lines(d, lang, color, width)
-        legend = label("legend_flags_abs" if d.absolute else "legend_flags", lang)
         lines.extend(((_STYLE["dim"] + ln + _RESET) if color else ln) for ln in wrap(legend, width or 100))
         return lines
     multi = {i: len(lane.conns) > 1 for i, lane in enumerate(d.lanes)}
@@ -356,69 +404,27 @@ def _diagram_lines(d: Diagram, lang: str, color: bool, width: int | None) -> lis
         default=20,
     )
     lay = _Layout(max(1, len(d.lanes)), width, right_text)
-    out: list[str] = []
-    # header: host titles (wrapped in their own column) and their first states
-    titles = [lane_title(lane, lang) for lane in d.lanes]
-    heads: list[list[str]] = []
-    for i, title in enumerate(titles):
-        room = (lay.x[i + 1] - lay.x[i] - 2) if i + 1 < len(lay.x) else (lay.width - lay.x[i])
-        heads.append(wrap(title, max(8, room)))
-    for k in range(max((len(h) for h in heads), default=1)):
-        head = _Canvas(lay.width)
-        if k == 0:
-            head.put(1, label("time_s", lang), "dim")
-        for i, h in enumerate(heads):
-            if k < len(h):
-                head.put(lay.x[i], h[k], "bold")
-        out.append(head.render(color))
-    init = _Canvas(lay.width)
-    lay.bars(init)
-    for i, lane in enumerate(d.lanes):
-        if lane.initial:
-            first = ", ".join(dict.fromkeys(lane.initial.values()))
-            init.put(lay.x[i] + 2, first, "cyan")
-    out.append(init.render(color))
+    out = _head_lines(d, lay, lang, color)
     if not d.items:
         out.append("   " + label("no_events", lang))
         return out
     fmt = _time_fmt([it.t for it in d.items])
     idle = _idle_gap(d)
     last_t: float | None = None
-    for it in d.items:
-        if it.kind == "recv":
-            a = it.arrow
-            assert a is not None
-            # an arrow is drawn at its send; only duplicates and unsent arrivals need a row of their own
-            if not (a.dup or a.orphan):
-                continue
+    for it in filter(_drawn, d.items):
         if last_t is not None and it.t - last_t >= idle:
             gap = _Canvas(lay.width)
             for x in lay.x:
                 gap.put(x, ":", "dim")
             gap.put(1, f"≈ {human_gap(it.t - last_t)}", "yellow")
             out.append(gap.render(color))
-        show_t = it.t != last_t
-        last_t = it.t
-        if it.fold is not None:
-            rows = _fold_rows(lay, it.fold, d, lang)
-        elif it.arrow is not None:
-            c = _Canvas(lay.width)
-            lay.bars(c)
-            rows = [c]
-            for x, line, style in _arrow_row(c, lay, it.arrow, lang):
-                more = _Canvas(lay.width)
-                lay.bars(more)
-                more.put(x, line, style)
-                rows.append(more)
-        else:
-            assert it.mark is not None
-            rows = _mark_rows(lay, it.mark, multi.get(it.mark.lane, False), lang)
-        if show_t:
+        rows = _item_rows(d, it, lay, multi, lang)
+        if it.t != last_t:
             rows[0].put(0, fmt.format(it.t), "dim")
+        last_t = it.t
         out.extend(r.render(color) for r in rows)
     if d.truncated:
         out.append(f"   … {d.truncated} {label('truncated', lang)}")
-    legend = label("legend_flags_abs" if d.absolute else "legend_flags", lang)
     out.append(("\x1b[2m" + legend + _RESET) if color else legend)
     return out
 
