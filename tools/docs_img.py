@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 IMG = ROOT / "docs" / "img"
@@ -29,12 +30,14 @@ FIXED = ("close", "lost-last-ack")  # README picture, docs/render.md example
 BUSIEST = 3
 
 
-def _svgs() -> tuple[dict[str, str], list[str]]:
-    """Every SVG docs/img holds, by file name, and the busiest scenario ids (most labels first)."""
+def _svgs(runs: dict[str, Any] | None = None) -> tuple[dict[str, str], list[str]]:
+    """Every SVG docs/img holds, by file name, and the busiest scenario ids (most labels first). ``runs`` (id ->
+    Run) saves running the catalogue again when the caller has the runs already."""
     from tcpwise.render.svg import render_svg
     from tcpwise.scenarios import catalogue, run_scenario
 
-    runs = {sc.id: run_scenario(sc.id) for sc in catalogue()}
+    if runs is None:
+        runs = {sc.id: run_scenario(sc.id) for sc in catalogue()}
     svgs = {sid: render_svg(run) for sid, run in runs.items()}
     count = {sid: s.count('<g class="lbl">') for sid, s in svgs.items()}
     busiest = sorted(count, key=lambda sid: (-count[sid], sid))[:BUSIEST]

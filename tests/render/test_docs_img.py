@@ -12,6 +12,7 @@ import json
 import sys
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 
@@ -27,8 +28,10 @@ def _tool() -> ModuleType:
     return mod
 
 
-def _stale(tool: ModuleType) -> list[str]:
-    files, busiest = tool._svgs()
+def _stale(tool: ModuleType, runs: dict[str, Any] | None = None) -> list[str]:
+    from pictures import scenario_runs
+
+    files, busiest = tool._svgs(runs if runs is not None else scenario_runs())
     files["MANIFEST.json"] = tool.manifest(files, busiest)
     img = tool.IMG
     stale = [
@@ -45,10 +48,13 @@ def test_docs_img_is_current() -> None:
 
 
 def test_the_currency_check_turns_red_when_the_renderer_changes(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pictures import scenario_runs
+
     import tcpwise.render.svg as svg
 
     monkeypatch.setattr(svg, "_STYLE", svg._STYLE + ".tw-new{fill:red}")
-    assert "close.svg" in _stale(_tool())
+    runs = {sid: scenario_runs()[sid] for sid in ("close", "lost-last-ack", "handshake", "half-close")}
+    assert "close.svg" in _stale(_tool(), runs)
 
 
 def test_readme_and_render_doc_show_the_pictures() -> None:
