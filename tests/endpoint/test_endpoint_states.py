@@ -140,6 +140,17 @@ def test_established_segments_respect_mss() -> None:
     c.send(bytes(1200), p.now)
     p.touch("A", c)
     p.advance(p.now + 1)
+    # Both ends use timestamps (the Linux default): every segment carries 12 bytes of option, which the sender
+    # takes from the MSS (RFC 6691 §2; Linux mss_cache 1448 for MSS 1460).
+    assert [len(x.payload) for x in p.sent("A") if x.payload] == [488, 488, 224]
+    assert s.recv() == bytes(1200)
+
+
+def test_segments_fill_the_mss_without_timestamps() -> None:
+    p, c, s = established(LINUX.with_(mss=500, timestamps=False), LINUX)
+    c.send(bytes(1200), p.now)
+    p.touch("A", c)
+    p.advance(p.now + 1)
     assert [len(x.payload) for x in p.sent("A") if x.payload] == [500, 500, 200]
     assert s.recv() == bytes(1200)
 

@@ -701,6 +701,11 @@ class Endpoint:
         self.ts_ok = self.cfg.timestamps and ts is not None
         if self.ts_ok and ts is not None:
             self.ts_recent = ts[0]
+            # RFC 6691 §2 (and RFC 9293 §3.7.1): the MSS option counts data bytes only, and the sender must
+            # leave room for the options it puts in every segment — 12 bytes of timestamps (Linux
+            # tcp_sync_mss: mss_cache 1448 for MSS 1460). Without this a full segment is 1512 bytes of IP and a
+            # router with a 1500-byte MTU drops it (DF set).
+            self.eff_mss -= 12
         ws = seg.wscale
         if ws is not None and self.cfg.wscale is not None:
             self.snd_wscale = min(ws, 14)  # RFC 7323 §2.3: a shift above 14 is treated as 14
