@@ -602,3 +602,16 @@ def test_send_on_closed_raises_local_error() -> None:
 
 def test_fin_flag_constants() -> None:
     assert (FIN, SYN, RST, ACK) == (1, 2, 4, 16)
+
+
+def test_ack_echoes_the_latest_in_order_timestamp() -> None:
+    """RFC 7323 §4.3: TS.Recent follows in-order segments, so a late ACK echoes a recent TSval (not the SYN's)."""
+    p, c, s = established(LINUX, LINUX)
+    p.advance(p.now + 5)
+    c.send(b"x" * 100, p.now)
+    p.touch("A", c)
+    p.advance(p.now + 1)
+    data = [x for t, name, x in p.log if name == "A" and x.payload][-1]
+    ack = [x for t, name, x in p.log if name == "B" and not x.payload][-1]
+    assert data.timestamps is not None and ack.timestamps is not None
+    assert ack.timestamps[1] == data.timestamps[0]

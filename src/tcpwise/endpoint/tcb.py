@@ -586,6 +586,15 @@ class Endpoint:
                     self._restart_time_wait(now)
             return
 
+        # RFC 7323 §4.3: TS.Recent follows the TSval of segments that are not beyond what we acknowledged (SEG.SEQ
+        # <= Last.ACK.sent, here RCV.NXT; Linux tcp_replace_ts_recent), so every ACK echoes the segment that
+        # advanced RCV.NXT. Without it the peer computes its RTT from the SYN's timestamp and its RTO grows
+        # without bound on a long connection.
+        if self.ts_ok and not flags & RST:
+            ts = seg.timestamps
+            if ts is not None and seq_le(seg.seq, self.rcv_nxt) and seq_ge(ts[0], self.ts_recent):
+                self.ts_recent = ts[0]
+
         # Second: RST (RFC 5961 §3.2): exact match resets, in-window gets a challenge ACK.
         if flags & RST:
             if seg.seq == self.rcv_nxt or (st is S.SYN_RCVD):
