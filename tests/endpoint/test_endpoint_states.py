@@ -22,6 +22,7 @@ from tcpwise.endpoint import (
     EndpointConfig,
     LocalProtocolError,
     RttEstimator,
+    TimerFired,
     isn_rfc6528,
     linux_retrans_timeout,
 )
@@ -615,3 +616,50 @@ def test_ack_echoes_the_latest_in_order_timestamp() -> None:
     ack = [x for t, name, x in p.log if name == "B" and not x.payload][-1]
     assert data.timestamps is not None and ack.timestamps is not None
     assert ack.timestamps[1] == data.timestamps[0]
+
+
+def _bulk_with_losses(drop_nth: set[int]):  # type: ignore[no-untyped-def]
+    """A sends 40 segments' worth; the data segments numbered in ``drop_nth`` (first transmission) are lost."""
+    p, c, s = established(LINUX.with_(mss=1000, timestamps=False), LINUX.with_(rcv_buf=1 << 20))
+    seen: list[int] = []
+
+    def lose(sender: str, seg: TcpSegment) -> bool:
+        if sender != "A" or not seg.payload:
+            return True
+        if seg.seq in seen:
+            return True  # a retransmission gets through
+        seen.append(seg.seq)
+        return len(seen) not in drop_nth
+
+    p.filter = lose
+    c.send(bytes(40_000), p.now)
+    p.touch("A", c)
+    p.advance(p.now + 5)
+    return p, c, s
+
+
+def test_newreno_repairs_two_holes_in_one_window_without_a_timeout() -> None:
+    """RFC 6582: the partial ACK after the first retransmission names the second hole, which is resent at once."""
+    p, c, s = _bulk_with_losses({3, 6})
+    assert s.recv() == bytes(40_000)
+    assert not [e for _, e in p.evs("A", TimerFired) if e.name == "rto"]
+
+
+def test_limited_transmit_gives_three_duplicates_in_a_small_window() -> None:
+    """RFC 3042: the 2nd and 3rd data segments are lost from an initial window of 3 (cwnd 3 x MSS)."""
+    p, c, s = established(LINUX.with_(mss=1000, timestamps=False), LINUX)
+    c.cwnd = 3000
+    seen: list[int] = []
+
+    def lose(sender: str, seg: TcpSegment) -> bool:
+        if sender == "A" and seg.payload and seg.seq not in seen:
+            seen.append(seg.seq)
+            return len(seen) != 1
+        return True
+
+    p.filter = lose
+    c.send(bytes(10_000), p.now)
+    p.touch("A", c)
+    p.advance(p.now + 5)
+    assert s.recv() == bytes(10_000)
+    assert not [e for _, e in p.evs("A", TimerFired) if e.name == "rto"]
