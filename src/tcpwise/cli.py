@@ -33,6 +33,7 @@ _AREAS = (
     "tcpwise.doctor.cli",
     "tcpwise.trace.cli",
     "tcpwise.guard.cli",
+    "tcpwise.probe.cli",
     "tcpwise.demo",
 )
 
@@ -44,6 +45,7 @@ EPILOG = """examples:
   tcpwise lab run close                  the same story on the real kernel (root)
   tcpwise doctor                         diagnose this host's TCP connections
   tcpwise trace capture.pcap             the life of every connection in a capture
+  tcpwise probe --serve CMD --port P --all   misbehaving peers against your own server (root)
 """
 
 
