@@ -8,8 +8,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SYSSTAMP := .sysdeps.installed
 # System packages: nftables (lab faults), tshark (pcap validation, trace benchmark), tcptrace (trace benchmark),
-# chromium (HTML report browser test), iproute2 (namespaces), tcpdump (bench captures), procps (sysctl).
-APT_PACKAGES := nftables tshark tcptrace chromium iproute2 tcpdump procps
+# chromium (HTML report browser test), iproute2 (namespaces), tcpdump (bench captures), procps (sysctl),
+# nginx (probe reference target), curl and netcat-openbsd (stack interop tests: kernel clients and servers).
+APT_PACKAGES := nftables tshark tcptrace chromium iproute2 tcpdump procps nginx curl netcat-openbsd
 
 .PHONY: demo test bench lint venv sysdeps clean
 
