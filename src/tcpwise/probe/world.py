@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import itertools
 import json
 import os
 import re
@@ -57,6 +58,7 @@ __all__ = [
 
 NS_RE = re.compile(r"^twp-(\d+)-(\d+)-([a-z0-9]+)$")
 PR_SET_PDEATHSIG = 1
+_worlds = itertools.count(1)  # several worlds in one process (tests) get distinct names
 
 
 def start_time(pid: int) -> int | None:
@@ -177,12 +179,14 @@ class World:
     namespaces: list[str] = field(default_factory=list)
     procs: list[Proc] = field(default_factory=list)
     _started: int = 0
+    _seq: int = 0
 
     def __post_init__(self) -> None:
         st = start_time(self.pid)
         if st is None:
             raise RuntimeError("cannot read our own /proc/self/stat")
         self._started = st
+        self._seq = next(_worlds)
 
     def __enter__(self) -> World:
         return self
@@ -191,7 +195,7 @@ class World:
         self.destroy()
 
     def ns_name(self, role: str) -> str:
-        return f"twp-{self.pid}-{self._started}-{role}"
+        return f"twp-{self.pid}-{self._started}-{role}{self._seq}"
 
     def add_ns(self, role: str, sysctls: dict[str, str] | None = None) -> str:
         if not re.fullmatch(r"[a-z0-9]+", role):
