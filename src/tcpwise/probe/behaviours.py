@@ -544,8 +544,15 @@ async def blind_injection(ctx: Ctx) -> Outcome:
     timeout's FIN) is no failure."""
     c = await ctx.connect()
     await ctx.exchange(c)
+    await ctx.sleep(0.1)  # the target's side is on record before anything is injected
     ep, host = c.ep, ctx.host
     rec = ctx.tracker.rec(c.lport)
+    keys = ctx.view.keys_for(c.lport)
+
+    def synchronized() -> bool:
+        """The target still has *this* connection (not gone, not a new incarnation in SYN_RCVD)."""
+        return any(ctx.view.last.get(k) not in (None, "SYN_RCVD") for k in keys) or rec.target_fin is not None
+
     t0 = ctx.now()
     wnd = max(2, ep.snd_wnd)
     seq = seq_add(ep.snd_nxt, max(1, min(wnd // 2, 1 << 20)))
@@ -556,19 +563,19 @@ async def blind_injection(ctx: Ctx) -> Outcome:
         0.6
     )  # Linux rate-limits challenge ACKs per socket to one per 500 ms (tcp_invalid_ratelimit)
     rst_challenged = len(rec.rx_acks) > n_acks
-    n_acks = len(rec.rx_acks)
-    syn = TcpSegment(ep.lport, ep.rport, seq, 0, SYN, 64240, (MssOption(1460),))
-    host.send_raw(ep.laddr, ep.raddr, syn, note="blind SYN")
-    ctx.note("in-window SYN injected")
-    await ctx.sleep(0.6)
-    syn_challenged = len(rec.rx_acks) > n_acks
-    keys = ctx.view.keys_for(c.lport)
-    present = any(k in ctx.view.last for k in keys)
-    own_close = rec.target_fin is not None
-    survived = rec.target_rst is None and (present or own_close)
+    survived = rec.target_rst is None and synchronized()
+    syn_challenged = False
+    if survived:
+        n_acks = len(rec.rx_acks)
+        syn = TcpSegment(ep.lport, ep.rport, seq, 0, SYN, 64240, (MssOption(1460),))
+        host.send_raw(ep.laddr, ep.raddr, syn, note="blind SYN")
+        ctx.note("in-window SYN injected")
+        await ctx.sleep(0.6)
+        syn_challenged = len(rec.rx_acks) > n_acks
+        survived = rec.target_rst is None and synchronized()
     ev = {"rst_challenge_ack": rst_challenged, "syn_challenge_ack": syn_challenged, "survived": survived}
     if survived:
-        closed = ctx.target_closed(c.lport, t0) if own_close else None
+        closed = ctx.target_closed(c.lport, t0) if rec.target_fin is not None else None
         return Outcome(True, t0, {c.lport}, (closed[0], "target", closed[1]) if closed else None, evidence=ev)
     return Outcome(
         False,

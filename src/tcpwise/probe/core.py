@@ -130,10 +130,7 @@ class DiagObserver:
 
     def usage(self) -> tuple[int | None, int | None]:
         fds = rss = 0
-        pids = self._pids()
-        if not pids:
-            return None, None
-        for pid in pids:
+        for pid in self._pids():  # no process left (the target died) holds nothing: 0, 0
             try:
                 fds += len(_listdir(f"/proc/{pid}/fd"))
                 rss += _rss_kb(pid)
