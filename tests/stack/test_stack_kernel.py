@@ -15,8 +15,8 @@ import shutil
 import tempfile
 
 import pytest
+from stacknet import B4, B6, HOST4, HOST6, Net, drive
 
-from conftest import B4, B6, HOST4, HOST6, Net, drive
 from tcpwise.endpoint import RttEstimator
 from tcpwise.stack import Host, open_connection, start_server
 from tcpwise.wire.segment import TcpSegment

@@ -102,6 +102,13 @@ def register(sub: Any) -> None:
         help="slow behaviours: seconds per byte (default 1)",
     )
     what.add_argument(
+        "--watch",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="after each verdict keep drawing for up to S s, until the target's sockets are gone (default 0)",
+    )
+    what.add_argument(
         "--flood", type=int, default=1024, metavar="N", help="syn-flood: SYNs to send (default 1024)"
     )
     what.add_argument(
@@ -196,6 +203,8 @@ def _check(args: argparse.Namespace) -> list[str]:
         raise UsageError(f"--interval {args.interval:g}: expected 0 < S <= 600")
     if not 1 <= args.flood <= 50000:
         raise UsageError(f"--flood {args.flood}: expected 1-50000")
+    if not 0 <= args.watch <= 600:
+        raise UsageError(f"--watch {args.watch:g}: expected 0 <= S <= 600")
     if not 0 < args.startup <= 600:
         raise UsageError(f"--startup {args.startup:g}: expected 0 < S <= 600")
     if args.output:
@@ -241,7 +250,13 @@ def _handle(args: argparse.Namespace) -> int:
         results = run_in_namespace(
             target,
             names,
-            {"deadline": args.deadline, "interval": args.interval, "flood": args.flood, "request": request},
+            {
+                "deadline": args.deadline,
+                "interval": args.interval,
+                "flood": args.flood,
+                "request": request,
+                "watch": args.watch,
+            },
             on_result,
         )
     finally:

@@ -309,6 +309,7 @@ class Options:
     flood: int = 1024  # syn-flood: SYNs sent
     request: bytes = b"GET / HTTP/1.1\r\nHost: target\r\n\r\n"
     cfg: EndpointConfig | None = None  # endpoint configuration of the probe's connections
+    watch: float = 0.0  # after the verdict, keep recording (for the picture) until the target's sockets go
 
 
 @dataclass
@@ -404,6 +405,7 @@ class Ctx:
         self.tracker.rec(ep.lport)
         conn = Conn(reader, writer, ep, self.now())
         self.conns.append(conn)
+        self.view.poll(self.now())  # the target's side of the handshake, as close to it as we can see
         return conn
 
     async def sleep(self, seconds: float) -> None:
@@ -487,7 +489,9 @@ class Ctx:
             return b""
         c.writer.write(req)
         await c.writer.drain()
-        return await self.read_response(c)
+        resp = await self.read_response(c)
+        self.view.poll(self.now())
+        return resp
 
     def abort(self, c: Conn) -> None:
         """RST the probe's connection (cleanup after a behaviour, or the behaviour itself)."""

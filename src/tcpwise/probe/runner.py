@@ -105,6 +105,9 @@ async def run_behaviour(
     states = view.states_for(out.lports | out.left_ports)
     fds1, rss1 = observer.usage()
     left_fds = None if fds0 is None or fds1 is None else max(0, fds1 - fds0)
+    if opts.watch > 0:  # only the picture gains: the verdict and what was left are already taken
+        ports = out.lports | out.left_ports
+        await ctx.until(lambda: not view.states_for(ports), host.now() + opts.watch)
     t_end = host.now()
     evidence = dict(out.evidence)
     if rss0 is not None and rss1 is not None:
