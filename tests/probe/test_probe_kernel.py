@@ -26,7 +26,7 @@ pytestmark = [pytest.mark.kernel]
 PY = sys.executable
 TARGETS = f"exec {PY} -m tcpwise.probe.targets"
 FAST = ["--deadline", "2.5", "--interval", "0.5", "--flood", "300"]
-GUARD = "--idle 1 --first-byte 1 --write 1 --lifetime 2 --drain 0.5 --user-timeout 1.5 --ka-idle 1"
+GUARD = "--idle 1 --first-byte 1 --write 1 --lifetime 1.5 --drain 0.5 --user-timeout 1.5 --ka-idle 1"
 
 
 def _nginx_conf(d: str, tuned: bool) -> str:
