@@ -364,3 +364,37 @@ def test_100mb_each_way_through_5pct_loss_arrives_intact(net: Net) -> None:
     res = _both_ways_with_loss(net, (HOST4, B4), 100_000_000, 0.05)
     dropped = res["dropped"]
     assert isinstance(dropped, dict) and dropped["down"] > 1000 and dropped["up"] > 1000
+
+
+def test_planted_corruption_is_caught_by_the_kernel_side_hash(
+    net: Net, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A test must be able to fail: a host that flips one byte of every data segment (checksums still right, so
+    Linux accepts them) must not pass the byte-exact comparison the interop tests rely on."""
+    import tcpwise.stack.host as host_mod
+
+    real = host_mod.build_packet
+
+    def corrupt(src: str, dst: str, seg: TcpSegment, *a: object, **kw: object) -> bytes:
+        if seg.payload:
+            seg = seg.with_(payload=bytes([seg.payload[0] ^ 0xFF]) + seg.payload[1:])
+        return real(src, dst, seg, *a, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(host_mod, "build_packet", corrupt)
+    data = pattern(100_000)
+    got: list[list[bytes]] = []
+
+    async def body(host: Host) -> None:
+        k = await net.kpeer("recv", "9500")
+        await ready(k)
+        r, w = await open_connection(host, B4, 9500)
+        w.write(data)
+        w.write_eof()
+        await w.drain()
+        out, _ = await k.communicate()
+        got.append(out.split())
+
+    drive(net, body)
+    assert got[0][1] == b"100000"  # every byte arrived ...
+    with pytest.raises(AssertionError):  # ... and the check the interop tests make sees the corruption
+        assert got[0][0] == hashlib.sha256(data).hexdigest().encode()
