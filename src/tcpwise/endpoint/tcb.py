@@ -187,7 +187,8 @@ class Endpoint:
         self.cwnd = 10 * cfg.mss  # RFC 6928 initial window (Linux default)
         self.ssthresh = 1 << 30
         self.dupacks = 0
-        self.recover: int | None = None  # RFC 6582 "recover": SND.MAX when fast recovery began (None: not in it)
+        # RFC 6582 "recover": SND.MAX when fast recovery began (None: not in fast recovery).
+        self.recover: int | None = None
         self.ka_probes = 0
         self.last_rcv = now
         self.persist_probes = 0
@@ -753,7 +754,8 @@ class Endpoint:
         if self.recover is not None:
             if seq_lt(ack, self.recover):
                 self._retransmit_first(now)
-                self.cwnd = max(self.cwnd - acked + self.eff_mss, self.eff_mss)  # deflate by what left, + 1 SMSS
+                # Deflate by what the partial ACK took out of the network, add back one SMSS.
+                self.cwnd = max(self.cwnd - acked + self.eff_mss, self.eff_mss)
             else:
                 self.recover = None
                 self.cwnd = self.ssthresh  # step 6: full ACK, take back the inflation
@@ -786,7 +788,8 @@ class Endpoint:
             self.ssthresh = max(flight // 2, 2 * self.eff_mss)
             self.cwnd = self.ssthresh + 3 * self.eff_mss
             self._retransmit_first(now)
-            self._arm_rto(now)  # Linux restarts the timer when it retransmits the head (tcp_xmit_retransmit_queue)
+            # Linux restarts the timer when it retransmits the head of the queue (tcp_xmit_retransmit_queue).
+            self._arm_rto(now)
 
     def _retransmit_first(self, now: float) -> None:
         n = min(self.eff_mss, len(self.snd_buf))
