@@ -35,6 +35,7 @@ _AREAS = (
     "tcpwise.trace.cli",
     "tcpwise.guard.cli",
     "tcpwise.ladder.cli",
+    "tcpwise.probe.cli",
     "tcpwise.demo",
 )
 
@@ -48,6 +49,7 @@ EPILOG = """examples:
   tcpwise watch                          each connection's life, live (root)
   tcpwise trace capture.pcap             the life of every connection in a capture
   tcpwise ladder --nginx nginx.conf --hop uvicorn   idle-timeout inversions (502s) on a path
+  tcpwise probe --serve CMD --port P --all   misbehaving peers against your own server (root)
 """
 
 
