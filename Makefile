@@ -10,8 +10,10 @@ SYSSTAMP := .sysdeps.installed
 # System packages: nftables (lab faults), tshark (pcap validation, trace benchmark), tcptrace (trace benchmark),
 # chromium (HTML report and SVG layout browser tests, docs-img screenshots), fonts-noto-cjk (the CJK font the
 # SVG/HTML name: Chinese renders as boxes without it), iproute2 (namespaces), tcpdump (bench captures),
-# procps (sysctl), nginx and haproxy (the ladder's real-software keep-alive race reproducers).
-APT_PACKAGES := nftables tshark tcptrace chromium fonts-noto-cjk iproute2 tcpdump procps nginx haproxy
+# procps (sysctl), nginx and haproxy (the ladder's real-software keep-alive race reproducers; nginx is also a
+# probe reference target), curl and netcat-openbsd (stack interop tests: kernel clients and servers).
+APT_PACKAGES := nftables tshark tcptrace chromium fonts-noto-cjk iproute2 tcpdump procps nginx haproxy curl \
+  netcat-openbsd
 
 .PHONY: demo test bench lint venv sysdeps clean docs-img
 

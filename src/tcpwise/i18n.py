@@ -303,6 +303,7 @@ _DROP: dict[DropReason, tuple[str, str]] = {
     DropReason.NFTABLES: ("nftables rule at R", "R 处的 nftables 规则"),
     DropReason.HELD: ("held back by the delay box", "被延迟盒扣留"),
     DropReason.PAWS: ("rejected by PAWS", "被 PAWS 拒绝"),
+    DropReason.PROBE: ("by the probe, on purpose", "探测器故意丢弃"),
 }
 
 

@@ -192,6 +192,7 @@ class DropReason(enum.StrEnum):
     NFTABLES = "nftables"  # the lab's router dropped it (nft rule)
     HELD = "held"  # a delay box took it off the link; it is delivered later (text says when)
     PAWS = "paws"  # a PAWS check in front of the host rejected it (legacy tw_recycle)
+    PROBE = "probe"  # tcpwise probe ignored or withheld it on purpose (a misbehaving peer); text says which
 
 
 # Linux include/net/tcp_states.h: TCP_ESTABLISHED = 1 ... TCP_NEW_SYN_RECV = 12. NEW_SYN_RECV is the kernel's

@@ -21,6 +21,7 @@ from tcpwise.endpoint import (
     EndpointConfig,
     LocalProtocolError,
     RttEstimator,
+    TimerFired,
     isn_rfc6528,
     linux_retrans_timeout,
 )
@@ -134,6 +135,17 @@ def test_established_data_both_ways() -> None:
 
 def test_established_segments_respect_mss() -> None:
     p, c, s = established(LINUX.with_(mss=500), LINUX)
+    c.send(bytes(1200), p.now)
+    p.flush("A")
+    p.advance(p.now + 1)
+    # Both ends use timestamps (the Linux default): every segment carries 12 bytes of option, which the sender
+    # takes from the MSS (RFC 6691 §2; Linux mss_cache 1448 for MSS 1460).
+    assert [len(x.payload) for x in p.sent("A") if x.payload] == [488, 488, 224]
+    assert s.recv() == bytes(1200)
+
+
+def test_segments_fill_the_mss_without_timestamps() -> None:
+    p, c, s = established(LINUX.with_(mss=500, timestamps=False), LINUX)
     c.send(bytes(1200), p.now)
     p.flush("A")
     p.advance(p.now + 1)
@@ -590,3 +602,63 @@ def test_send_on_closed_raises_local_error() -> None:
 
 def test_fin_flag_constants() -> None:
     assert (FIN, SYN, RST, ACK) == (1, 2, 4, 16)
+
+
+def test_ack_echoes_the_latest_in_order_timestamp() -> None:
+    """RFC 7323 §4.3: TS.Recent follows in-order segments, so a late ACK echoes a recent TSval (not the SYN's)."""
+    p, c, s = established(LINUX, LINUX)
+    p.advance(p.now + 5)
+    c.send(b"x" * 100, p.now)
+    p.flush("A")
+    p.advance(p.now + 1)
+    data = [x for t, name, x in p.log if name == "A" and x.payload][-1]
+    ack = [x for t, name, x in p.log if name == "B" and not x.payload][-1]
+    assert data.timestamps is not None and ack.timestamps is not None
+    assert ack.timestamps[1] == data.timestamps[0]
+
+
+def _bulk_with_losses(drop_nth: set[int]):  # type: ignore[no-untyped-def]
+    """A sends 40 segments' worth; the data segments numbered in ``drop_nth`` (first transmission) are lost."""
+    p, c, s = established(LINUX.with_(mss=1000, timestamps=False), LINUX.with_(rcv_buf=1 << 20))
+    seen: list[int] = []
+
+    def lose(sender: str, seg: TcpSegment) -> bool:
+        if sender != "A" or not seg.payload:
+            return True
+        if seg.seq in seen:
+            return True  # a retransmission gets through
+        seen.append(seg.seq)
+        return len(seen) not in drop_nth
+
+    p.filter = lose
+    c.send(bytes(40_000), p.now)
+    p.flush("A")
+    p.advance(p.now + 5)
+    return p, c, s
+
+
+def test_newreno_repairs_two_holes_in_one_window_without_a_timeout() -> None:
+    """RFC 6582: the partial ACK after the first retransmission names the second hole, which is resent at once."""
+    p, c, s = _bulk_with_losses({3, 6})
+    assert s.recv() == bytes(40_000)
+    assert not [e for _, e in p.evs("A", TimerFired) if e.name == "rto"]
+
+
+def test_limited_transmit_gives_three_duplicates_in_a_small_window() -> None:
+    """RFC 3042: the 2nd and 3rd data segments are lost from an initial window of 3 (cwnd 3 x MSS)."""
+    p, c, s = established(LINUX.with_(mss=1000, timestamps=False), LINUX)
+    c.cwnd = 3000
+    seen: list[int] = []
+
+    def lose(sender: str, seg: TcpSegment) -> bool:
+        if sender == "A" and seg.payload and seg.seq not in seen:
+            seen.append(seg.seq)
+            return len(seen) != 1
+        return True
+
+    p.filter = lose
+    c.send(bytes(10_000), p.now)
+    p.flush("A")
+    p.advance(p.now + 5)
+    assert s.recv() == bytes(10_000)
+    assert not [e for _, e in p.evs("A", TimerFired) if e.name == "rto"]

@@ -162,11 +162,30 @@ class TcpCollector:
         return []  # unchecked collector: metric families are produced at scrape time
 
     def collect(self) -> Iterator[Any]:
-        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
-
         t0 = time.perf_counter()
         if self.proc_interval <= 0 or self._full is None:
             self.refresh_full()
+        counts, listeners, syn, counters, sockstat = self._census()
+        with self._lock:
+            assert self._full is not None
+            snap, found = self._full
+            full_age = time.time() - self._full_time
+        yield self._state_family(counts)
+        yield from self._process_families(snap)
+        yield from self._listener_families(listeners, syn)
+        yield self._findings_family(found)
+        yield from self._kernel_families(counters, sockstat, full_age)
+        yield from self._watch_families()
+        yield from self._server_families()
+        from prometheus_client.core import GaugeMetricFamily
+
+        yield GaugeMetricFamily(
+            "tcpwise_scrape_duration_seconds", "time to build this scrape", value=time.perf_counter() - t0
+        )
+
+    def _census(self) -> tuple[list[int], Any, dict[Any, int], dict[str, int], dict[str, int]]:
+        """Counts per kernel state, listeners, SYN_RCVD per listener, TcpExt counters, sockstat — in the
+        target namespace, from one sock_diag census (no per-socket records)."""
         with kernel.in_netns(self.netns):
             sock = netlink.open_diag_socket()
             counters = kernel.read_counters()
@@ -187,10 +206,11 @@ class TcpCollector:
                 counts[1] = max(mib - counts[8], 0)
         finally:
             sock.close()
-        with self._lock:
-            assert self._full is not None
-            snap, found = self._full
-            full_age = time.time() - self._full_time
+        return counts, listeners, syn, counters, sockstat
+
+    @staticmethod
+    def _state_family(counts: list[int]) -> Any:
+        from prometheus_client.core import GaugeMetricFamily
 
         g = GaugeMetricFamily("tcpwise_sockets", "TCP sockets per state (sock_diag)", labels=["state"])
         by_name = dict.fromkeys(STATE_NAMES, 0)
@@ -200,7 +220,10 @@ class TcpCollector:
                 by_name[name] = by_name.get(name, 0) + n
         for name, n in by_name.items():
             g.add_metric([name], n)
-        yield g
+        return g
+
+    def _process_families(self, snap: Any) -> Iterator[Any]:
+        from prometheus_client.core import GaugeMetricFamily
 
         per_pid: Counter[int] = Counter({pid: len(p.inodes) for pid, p in snap.procs.items()})
         ps = GaugeMetricFamily(
@@ -226,6 +249,9 @@ class TcpCollector:
         yield ps
         yield pf
         yield pl
+
+    def _listener_families(self, listeners: Any, syn: dict[Any, int]) -> Iterator[Any]:
+        from prometheus_client.core import GaugeMetricFamily
 
         aq = GaugeMetricFamily(
             "tcpwise_listener_accept_queue",
@@ -255,6 +281,10 @@ class TcpCollector:
         yield sr
         yield GaugeMetricFamily("tcpwise_listeners", "listening sockets", value=len(listeners))
 
+    @staticmethod
+    def _findings_family(found: Any) -> Any:
+        from prometheus_client.core import GaugeMetricFamily
+
         fc = Counter((f.id, f.severity) for f in found)
         fm = GaugeMetricFamily(
             "tcpwise_findings", "doctor findings by id and severity", labels=["id", "severity"]
@@ -262,7 +292,12 @@ class TcpCollector:
         for fid in findings.CHECK_IDS:
             for sev in findings.SEVERITIES:
                 fm.add_metric([fid, sev], fc.get((fid, sev), 0))
-        yield fm
+        return fm
+
+    def _kernel_families(
+        self, counters: dict[str, int], sockstat: dict[str, int], full_age: float
+    ) -> Iterator[Any]:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
         for name in KERNEL_COUNTERS:
             v = counters.get(f"TcpExt.{name}")
@@ -286,11 +321,6 @@ class TcpCollector:
         )
         c.add_metric([], self.refresh_failures)
         yield c
-        yield from self._watch_families()
-        yield from self._server_families()
-        yield GaugeMetricFamily(
-            "tcpwise_scrape_duration_seconds", "time to build this scrape", value=time.perf_counter() - t0
-        )
 
     def _watch_families(self) -> Iterator[Any]:
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily

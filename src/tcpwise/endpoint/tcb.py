@@ -24,7 +24,7 @@ docs/deviations.md lists them with evidence.
 
 Not implemented (honestly): SACK-based recovery (SACK-permitted may be offered, blocks are ignored), urgent
 data, Nagle, IP options, PMTU discovery. Congestion control is RFC 5681 slow start / congestion avoidance with
-fast retransmit (no fast-recovery window inflation).
+fast retransmit and fast recovery, NewReno partial ACKs (RFC 6582) and Limited Transmit (RFC 3042).
 """
 
 from __future__ import annotations
@@ -135,6 +135,7 @@ class Endpoint:
         "cwnd",
         "ssthresh",
         "dupacks",
+        "recover",
         "ka_probes",
         "last_rcv",
         "persist_probes",
@@ -214,6 +215,8 @@ class Endpoint:
         self.cwnd = 10 * cfg.mss  # RFC 6928 initial window (Linux default)
         self.ssthresh = 1 << 30
         self.dupacks = 0
+        # RFC 6582 "recover": SND.MAX when fast recovery began (None: not in fast recovery).
+        self.recover: int | None = None
         self.ka_probes = 0
         self.last_rcv = now
         self.persist_probes = 0
@@ -530,6 +533,7 @@ class Endpoint:
             self._out.append(self._syn_segment(now, ack=True))
         else:
             # RFC 5681 §3.1 eq. 4: ssthresh = max(FlightSize / 2, 2*SMSS); cwnd = 1 SMSS (loss window).
+            self.recover = None  # a timeout ends fast recovery (go-back-N takes over)
             flight = seq_diff(self.snd_max, self.snd_una)
             self.ssthresh = max(flight // 2, 2 * self.eff_mss)
             self.cwnd = self.eff_mss
@@ -799,6 +803,11 @@ class Endpoint:
         if self.ts_ok and ts is not None:
             self.ts_recent = ts[0]
             self.ts_recent_stamp = now
+            # RFC 6691 §2 (and RFC 9293 §3.7.1): the MSS option counts data bytes only, and the sender must
+            # leave room for the options it puts in every segment — 12 bytes of timestamps (Linux
+            # tcp_sync_mss: mss_cache 1448 for MSS 1460). Without this a full segment is 1512 bytes of IP and a
+            # router with a 1500-byte MTU drops it (DF set).
+            self.eff_mss -= 12
         ws = seg.wscale
         if ws is not None and self.cfg.wscale is not None:
             self.snd_wscale = min(ws, 14)  # RFC 7323 §2.3: a shift above 14 is treated as 14
@@ -828,8 +837,20 @@ class Endpoint:
         self.una_since = now
         self.dupacks = 0
         self.persist_probes = 0
+        # RFC 6582 §3.2 (NewReno) step 5: an ACK below "recover" is partial — the next hole of the same window:
+        # retransmit it at once instead of waiting for three more duplicates (which cannot come while the
+        # halved cwnd keeps new data back) or for the retransmission timer. A full ACK ends recovery.
+        if self.recover is not None:
+            if seq_lt(ack, self.recover):
+                self._retransmit_first(now)
+                # Deflate by what the partial ACK took out of the network, add back one SMSS.
+                self.cwnd = max(self.cwnd - acked + self.eff_mss, self.eff_mss)
+            else:
+                self.recover = None
+                self.cwnd = self.ssthresh  # step 6: full ACK, take back the inflation
+                acked = 0
         # RFC 5681 §3.1: slow start below ssthresh, congestion avoidance above (the ACK of a SYN is no data).
-        if self.state not in _SYNCHRONIZED:
+        if self.state not in _SYNCHRONIZED or self.recover is not None or not acked:
             pass
         elif self.cwnd < self.ssthresh:
             self.cwnd += min(acked, self.eff_mss)
@@ -841,15 +862,23 @@ class Endpoint:
             self._arm_rto(now)
 
     def _dupack(self, seg: TcpSegment, now: float) -> None:
-        """RFC 5681 §3.2 fast retransmit on the third duplicate ACK."""
+        """RFC 5681 §3.2 fast retransmit on the third duplicate ACK and fast recovery: cwnd = ssthresh + 3 SMSS,
+        then one more SMSS per further duplicate (each says a segment has left the network), so new data keeps
+        flowing while the hole is repaired. The first two duplicates may send new data too (RFC 3042 Limited
+        Transmit, see :meth:`_transmit`): with a small window there would otherwise never be three."""
         if self.snd_una == self.snd_max:
             return
         self.dupacks += 1
-        if self.dupacks == 3:
+        if self.recover is not None:
+            self.cwnd += self.eff_mss
+        elif self.dupacks == 3:
+            self.recover = self.snd_max
             flight = seq_diff(self.snd_max, self.snd_una)
             self.ssthresh = max(flight // 2, 2 * self.eff_mss)
-            self.cwnd = self.ssthresh
+            self.cwnd = self.ssthresh + 3 * self.eff_mss
             self._retransmit_first(now)
+            # Linux restarts the timer when it retransmits the head of the queue (tcp_xmit_retransmit_queue).
+            self._arm_rto(now)
 
     def _retransmit_first(self, now: float) -> None:
         n = min(self.eff_mss, len(self.snd_buf))
@@ -1008,7 +1037,10 @@ class Endpoint:
             if unsent <= 0:
                 break
             in_flight = seq_diff(self.snd_nxt, self.snd_una)
-            usable = min(self.snd_wnd, self.cwnd) - in_flight
+            cwnd = self.cwnd
+            if self.recover is None and self.dupacks < 3:
+                cwnd += self.dupacks * self.eff_mss  # RFC 3042 Limited Transmit
+            usable = min(self.snd_wnd, cwnd) - in_flight
             if usable <= 0:
                 if self.snd_wnd == 0 and in_flight == 0 and not self.timers.armed(TN.PERSIST):
                     self.timers.arm(TN.PERSIST, now + self.rtt.current())

@@ -205,12 +205,14 @@ def _need(tool: str, package: str) -> str:
     return path
 
 
-def _wait_port(ns: str, port: int, deadline: float, proc: subprocess.Popen[bytes]) -> None:
+def _wait_port(
+    ns: str, port: int, deadline: float, proc: subprocess.Popen[bytes], what: str = "proxy"
+) -> None:
     from tcpwise.lab.netns import in_netns
 
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"proxy exited with {proc.returncode} before listening")
+            raise RuntimeError(f"{what} exited with {proc.returncode} before listening")
         with in_netns(ns):
             s = socket.socket()
         try:
@@ -389,6 +391,10 @@ def run_race(
              "--port", str(UPSTREAM_PORT), "--keepalive", str(upstream_idle), "--duration", str(budget)],
             stdout=up_out, stderr=subprocess.STDOUT,
         )  # fmt: skip
+        # The upstream must listen before the first request: on a busy machine its interpreter takes a while to
+        # start, and the proxy would answer the first request with a 502 that has nothing to do with idle
+        # timeouts ("connect() failed (111)"). The probe connection is closed at once; the upstream sees EOF.
+        _wait_port(b.ns, UPSTREAM_PORT, time.monotonic() + 15, upstream_proc, "upstream")
         proxy_proc, plog = _start_proxy(proxy, tmp, a.ns, f"{b.addr4}:{UPSTREAM_PORT}", proxy_idle, res)
         outs.append(plog)
         _wait_port(a.ns, PROXY_PORT, time.monotonic() + 10, proxy_proc)

@@ -21,6 +21,7 @@ Every number a narrative quotes is measured from the run (or, for the default-kn
 
 from __future__ import annotations
 
+import bisect
 from itertools import pairwise
 from typing import Any
 
@@ -742,19 +743,13 @@ def _ka_facts(run: Run, p: P) -> dict[str, Any]:
     probes = _probes(run, "A")
     answered: list[tuple[q.SegEvent, q.SegEvent | None]] = []
     silent: list[tuple[q.SegEvent, q.SegEvent | None]] = []
+    # The ACKs that can answer a probe, in time order: one pass over the log, then a bisect per probe (a week
+    # of probes must not cost probes x log length).
+    acks = [e for e in q.recvs(run, "A") if e.segment.flags == "A" and e.segment.ack == end]
+    ack_times = [e.t for e in acks]
     for pr in probes:
-        ack = next(
-            (
-                e
-                for e in q.recvs(run, "A")
-                if e.t >= pr.t
-                and e.segment is not None
-                and e.segment.flags == "A"
-                and e.segment.ack == end
-                and e.t <= pr.t + 4 * p["delay"] + 1e-6
-            ),
-            None,
-        )
+        i = bisect.bisect_left(ack_times, pr.t)
+        ack = acks[i] if i < len(acks) and acks[i].t <= pr.t + 4 * p["delay"] + 1e-6 else None
         (answered if ack is not None else silent).append((pr, ack))
     err = _err(run, "A", "ETIMEDOUT")
     last_rx = _last_recv_before(run, "A", die)
