@@ -8,7 +8,7 @@ on the lane's outer side, in a column of its own, and beyond it the lane's timer
 notes. Every transmitted segment is a sloped arrow from the sender at its send time to the receiver at its
 arrival time, labelled near its sender (``SA seq=0 ack=1 len=0 win=65535``, relative numbers by default, options
 in the tooltip). A lost segment stops at a red cross with its reason. A bulk transfer is folded into one framed
-row ("45 data segments B → A, 65.5 kB, ...", :mod:`.fold`) unless ``fold=False``.
+row ("48 data segments B → A, 65.5 kB, ...", :mod:`.fold`) unless ``fold=False``.
 
 Time runs downwards but is not linear: one linear scale would make a 10 ms handshake a hair's width beside a
 60 s TIME_WAIT. Each step between consecutive events gets a height that grows with the logarithm of its
