@@ -27,8 +27,6 @@ from tcpwise.render import render
 
 GOLDEN = Path(__file__).parent.parent / "golden"
 _CJK = re.compile(r"[\u3000-\u9fff\uff00-\uffef]")
-# English titles that carry Chinese on purpose are the scenario's own text: none may be added
-KNOWN_EN_CJK = {"syn-flood"}  # "SYN flood: the SYN queue (半连接队列)" (scenarios/limits.py title)
 
 
 def visible_text(markup: str) -> str:
@@ -108,8 +106,6 @@ def test_chinese_cli_messages(tmp_path: Path) -> None:
 def test_english_output_has_no_chinese() -> None:
     bad = []
     for name, run in scenario_runs().items():
-        if name in KNOWN_EN_CJK:
-            continue
         for fmt in ("text", "svg", "html"):
             out = str(render(run, fmt))
             text = out if fmt == "text" else visible_text(out)

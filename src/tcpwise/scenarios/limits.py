@@ -627,7 +627,8 @@ def _flood_check(run: Run, p: P) -> list[Check]:
     off, on = v["cookies_off"], v["cookies_on"]
     return [
         claim(
-            "Spoofed SYNs fill the SYN queue (the 半连接队列) with SYN_RCVD entries up to its limit.",
+            "Spoofed SYNs fill the SYN queue (the 'half-connection queue' of Chinese texts) with SYN_RCVD entries up to "
+            "its limit.",
             "伪造源地址的 SYN 用 SYN_RCVD 条目填满 SYN 队列（半连接队列），直到上限。",
             off["peak_syn_rcvd"] == off["syn_queue_limit"] and off["synrcvd_states_only"],
             f"syncookies=0: SYN queue peaked at {off['peak_syn_rcvd']} of {off['syn_queue_limit']} "
@@ -663,7 +664,7 @@ def _flood_narrate(run: Run, p: P) -> tuple[str, str]:
     en = (
         f"Host X sends {off['flood_syns']} SYNs in {p['flood_duration']:g} s from spoofed addresses. Each one "
         f"leaves a SYN_RCVD entry whose SYN-ACK goes nowhere and is retransmitted for about a minute: with "
-        f"tcp_syncookies=0 the SYN queue ('半连接队列', {off['syn_queue_limit']} entries: {off['limit_rule']}) is "
+        f"tcp_syncookies=0 the SYN queue (the 'half-connection queue', {off['syn_queue_limit']} entries: {off['limit_rule']}) is "
         f"full at once, {off['stats']['ListenDrops']} SYNs are dropped — including all {off['a_syns']} of "
         f"the legitimate client A, whose connect() gives up after {p['timeout']:g} s. With tcp_syncookies=1 the "
         f"server stops queueing when the queue ({on['syn_queue_limit']} entries: {on['limit_rule']}) is full and encodes the "
@@ -685,10 +686,10 @@ def _flood_narrate(run: Run, p: P) -> tuple[str, str]:
 register(
     Scenario(
         id="syn-flood",
-        title="SYN flood: the SYN queue (半连接队列)",
+        title="SYN flood: the SYN queue (the 'half-connection queue')",
         title_zh="SYN 洪泛：SYN 队列（半连接队列）",
         claim="SYN_RCVD fills the SYN queue, legit clients' SYNs are dropped; syncookies restore service. "
-        "'半连接队列' means the SYN queue, not half-open connections.",
+        "The 'half-connection queue' of Chinese texts means the SYN queue, not half-open connections.",
         claim_zh="SYN_RCVD 占满 SYN 队列，正常客户端的 SYN 被丢弃；syncookies 恢复服务。“半连接队列”指 SYN 队列，而不是半开连接。",
         params={
             "syncookies": Param(
