@@ -26,7 +26,7 @@ from tcpwise.endpoint import (
     linux_retrans_timeout,
 )
 from tcpwise.endpoint.transitions import IllegalTransition, check
-from tcpwise.vocab import ACK, FIN, RST, SYN, TcpState, TimerName, Trigger
+from tcpwise.vocab import ACK, FIN, PSH, RST, SYN, TcpState, TimerName, Trigger
 from tcpwise.wire.segment import TcpSegment
 
 S = TcpState
@@ -153,7 +153,8 @@ def test_established_segments_respect_mss() -> None:
     c.send(bytes(1200), p.now)
     p.flush("A")
     p.advance(p.now + 1)
-    assert [len(x.payload) for x in p.sent("A") if x.payload] == [500, 500, 200]
+    # RFC 6691: the timestamps option (12 bytes) comes out of the MSS, so segments carry 488 bytes of data.
+    assert [len(x.payload) for x in p.sent("A") if x.payload] == [488, 488, 224]
     assert s.recv() == bytes(1200)
 
 
@@ -188,12 +189,22 @@ def test_challenge_ack_rate_limited() -> None:
     assert len(c.segments_to_send(p.now)) == 3
 
 
-def test_ack_beyond_snd_max_is_answered_and_ignored() -> None:
+def test_ack_beyond_snd_max_is_answered_and_ignored_rfc() -> None:
     """RFC 9293 §3.10.7.4 fifth step / RFC 5961 §5: an ACK for data never sent -> send ACK, drop."""
-    p, c, s = established()
+    p, c, s = established(RFC, RFC)
     una = c.snd_una
     c.receive(TcpSegment(80, c.lport, c.rcv_nxt, (c.snd_max + 1000) & 0xFFFFFFFF, ACK, 1000), p.now)
     assert c.snd_una == una and [x.flag_str for x in c.segments_to_send(p.now)] == ["A"]
+
+
+def test_ack_beyond_snd_max_is_dropped_silently_linux() -> None:
+    """Linux tcp_ack: SEG.ACK > SND.NXT -> discard the segment, its data too, and send nothing."""
+    p, c, s = established()
+    una, nxt = c.snd_una, c.rcv_nxt
+    c.receive(
+        TcpSegment(80, c.lport, c.rcv_nxt, (c.snd_max + 1000) & 0xFFFFFFFF, ACK | PSH, 1000, (), b"x"), p.now
+    )
+    assert c.snd_una == una and c.rcv_nxt == nxt and c.segments_to_send(p.now) == []
 
 
 def test_unacceptable_segment_gets_ack() -> None:
@@ -351,7 +362,9 @@ def test_time_wait_restarts_on_retransmitted_fin() -> None:
     first_deadline = c.timers.deadline(TimerName.TIME_WAIT)
     p.advance(p.now + 5)
     assert s.state is S.CLOSED and s.error is None
-    assert c.timers.deadline(TimerName.TIME_WAIT) > first_deadline  # restarted by the retransmitted FIN (§3.10.7.4)
+    assert (
+        c.timers.deadline(TimerName.TIME_WAIT) > first_deadline
+    )  # restarted by the retransmitted FIN (§3.10.7.4)
 
 
 def test_fin_wait_2_orphan_timeout_is_fin_timeout_not_time_wait() -> None:
