@@ -36,6 +36,7 @@ from collections import defaultdict
 from collections.abc import Iterator
 from typing import IO, Any, BinaryIO, cast
 
+import tcpwise.script as S
 from tcpwise.endpoint.config import LINUX, SYSCTL_OF, EndpointConfig
 from tcpwise.errors import UsageError
 from tcpwise.events import Event, Host, Run
@@ -44,7 +45,6 @@ from tcpwise.lab.forward import Forwarder, Route
 from tcpwise.lab.netns import TUN_DEV, Topology, check_capabilities, in_netns
 from tcpwise.lab.nft import Faults
 from tcpwise.lab.observe import StateRecorder
-import tcpwise.script as S
 from tcpwise.vocab import AppCall, DropReason, EventKind, kernel_state_name
 
 # Fields of an agent report that become fields of the app event (tcpwise.events.Event).
@@ -79,7 +79,11 @@ def sysctls_for(cfg: EndpointConfig) -> dict[str, str]:
         if key is None:
             continue
         out[key] = _sysctl_value(getattr(cfg, name))
-    # tcp_orphan_retries=0 means "8" to the kernel (tcp_orphan_retries() in tcp_timer.c): write 0 for 8.
+    # The receive buffer: tcp_rmem[1] is the default buffer, of which the window gets tcp_full_space() = half
+    # (default scaling ratio), and tcp_rmem[2] the largest one, which sets the window scale shift. A namespace
+    # otherwise inherits the root namespace's values (this host's maximum may not be Linux's 6 MiB).
+    default = 2 * cfg.rcv_buf
+    out["net.ipv4.tcp_rmem"] = f"4096 {default} {max(default, cfg.rmem_max)}"
     return out
 
 

@@ -347,7 +347,10 @@ class Topology:
         sh("ip", "-n", h.ns, "link", "set", "lo", "up")
         sh("ip", "-n", h.ns, "addr", "add", f"{h.addr4}/24", "dev", h.ifname)
         sh("ip", "-n", h.ns, "addr", "add", f"{h.addr6}/64", "dev", h.ifname, "nodad")
-        sh("ip", "-n", h.ns, "link", "set", h.ifname, "up")
+        # One MSS per frame: veths offload segmentation (TSO/GSO), so a bulk sender would put 2-3 MSS in one frame
+        # at R and the capture would not show the segments the model sends. gso_max_segs 1 makes the host's stack
+        # cut every segment itself, as a NIC without TSO would.
+        sh("ip", "-n", h.ns, "link", "set", h.ifname, "gso_max_segs", "1", "up")
         sh("ip", "-n", r, "addr", "add", f"{h.router4}/24", "dev", h.router_if)
         sh("ip", "-n", r, "addr", "add", f"{h.router6}/64", "dev", h.router_if, "nodad")
         sh("ip", "-n", r, "link", "set", h.router_if, "up")
