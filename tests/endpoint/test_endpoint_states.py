@@ -440,8 +440,11 @@ def test_data_after_close_is_answered_with_rst_linux() -> None:
     c.send(b"heartbeat", p.now)
     p.flush("A")
     p.advance(p.now + 0.2)
-    # Linux tcp_reset: a RST in CLOSE_WAIT reports EPIPE (the next write says "Broken pipe").
-    assert p.flags("B")[-1] == "RA" and s.state is S.CLOSED and c.error == "EPIPE"
+    # Linux answers with the stateless reset (<SEQ=SEG.ACK><CTL=RST>, measured in the lab), and tcp_reset: a RST
+    # in CLOSE_WAIT reports EPIPE (the next write says "Broken pipe").
+    rst = p.sent("B")[-1]
+    assert rst.flag_str == "R" and rst.seq == s.snd_max and rst.options == () and rst.window == 0
+    assert s.state is S.CLOSED and c.error == "EPIPE"
 
 
 def test_time_wait_zero_acks_then_forgets() -> None:

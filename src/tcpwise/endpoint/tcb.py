@@ -886,8 +886,9 @@ class Endpoint:
             if st in _RECEIVING:
                 if self.orphan and self.cfg.profile == "linux":
                     # Linux tcp_rcv_state_process: data for a socket the application has closed -> RST
-                    # (nobody can read it; LINUX_MIB_TCPABORTONDATA).
-                    self._send_rst_abort(now, "data after close()")
+                    # (nobody can read it; LINUX_MIB_TCPABORTONDATA). It returns 1 and tcp_v4_do_rcv answers
+                    # with the stateless reset (tcp_v4_send_reset): <SEQ=SEG.ACK><CTL=RST>, no options.
+                    self._out.append(self._bare(RST, seg.ack, 0))
                     self._set_state(S.CLOSED, T.RCV_DATA_AFTER_CLOSE)
                     return
                 self._take_data(seg, now)
@@ -1381,7 +1382,8 @@ class Endpoint:
     def _send_rst_abort(self, now: float, why: str) -> None:
         """RST for an abortive close: <SEQ=SND.NXT><CTL=RST,ACK>. Linux (tcp_send_active_reset) sends it through
         the connection's own transmit path, so it carries the current window and the timestamps option."""
-        if self.cfg.profile == "linux":
+        if self.cfg.profile == "linux" and not (self.passive and self.state is S.SYN_RCVD):
+            # (A SYN queue entry is no full socket: its RST is the stateless one, tcp_v4_send_reset.)
             seg = self._seg(RST | ACK, self.snd_max, now)
             self._out.append(
                 seg.with_(options=tuple(o for o in seg.options if not isinstance(o, SackOption)))
