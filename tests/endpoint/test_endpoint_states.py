@@ -262,8 +262,22 @@ def test_established_retransmits_until_retries2_linux() -> None:
 
 
 def test_user_timeout_gives_up_early() -> None:
-    """TCP_USER_TIMEOUT (RFC 5482): unacknowledged data for 30 s -> ETIMEDOUT at 30 s (Linux clamps the RTO)."""
+    """TCP_USER_TIMEOUT: Linux counts it from the first RTO retransmission (retrans_stamp; the tail loss probe
+    before it does not count) and clamps the RTO to it: ETIMEDOUT 30 s after that retransmission."""
     p, c, s = established(LINUX.with_(user_timeout=30.0))
+    t0 = p.now
+    p.filter = lambda sender, seg: sender != "B"
+    c.send(b"x" * 100, p.now)
+    p.flush("A")
+    p.advance(t0 + 100)
+    ((t_err, ev),) = p.evs("A", ConnectionError)
+    sends = [t for (t, n, seg) in p.log if n == "A" and seg.payload]  # data, loss probe, first RTO, ...
+    assert t_err - sends[2] == pytest.approx(30.0)
+
+
+def test_user_timeout_rfc_counts_from_the_data() -> None:
+    """RFC 5482: how long transmitted data may stay unacknowledged: ETIMEDOUT 30 s after the data was sent."""
+    p, c, s = established(RFC.with_(user_timeout=30.0), RFC)
     t0 = p.now
     p.filter = lambda sender, seg: sender != "B"
     c.send(b"x" * 100, p.now)

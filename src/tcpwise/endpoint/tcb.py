@@ -140,6 +140,7 @@ class Endpoint:
         "retransmits",
         "una_since",
         "head_tx",
+        "retrans_stamp",
         "tail_seq",
         "tlp_high_seq",
         "recovery_point",
@@ -232,14 +233,14 @@ class Endpoint:
         self.rtt_time = 0.0
         self.retransmits = 0
         self.una_since = now  # when the oldest unacknowledged data was (first) sent: user timeout, retries2
-        self.head_tx = (
-            now  # when the segment at SND.UNA was last (re)transmitted (Linux: the head skb's stamp)
-        )
+        # When the segment at SND.UNA was last (re)transmitted (Linux: the head skb's stamp).
+        self.head_tx = now
+        # Linux retrans_stamp: when the first RTO retransmission went out (the give-up clock, see _retrans_start).
+        self.retrans_stamp: float | None = None
         self.tail_seq = seq_add(iss, 1)  # where the last new segment sent starts (what a loss probe resends)
         self.tlp_high_seq: int | None = None  # RFC 8985 TLP: SND.NXT when the one outstanding probe went out
-        self.recovery_point: int | None = (
-            None  # SND.MAX when loss recovery began (no probe until it is acked)
-        )
+        # SND.MAX when loss recovery began (no loss probe until it is acknowledged).
+        self.recovery_point: int | None = None
         self.cwnd = 10 * cfg.mss  # RFC 6928 initial window (Linux default)
         self.ssthresh = 1 << 30
         self.dupacks = 0
@@ -514,11 +515,21 @@ class Endpoint:
             if self.state is S.CLOSED:
                 return
 
+    def _retrans_start(self) -> float | None:
+        """Where the give-up clock (retries2 budget, TCP_USER_TIMEOUT) starts. RFC 5482 / the rfc profile: when
+        the oldest unacknowledged data was sent. Linux (retransmits_timed_out, tcp_clamp_rto_to_user_timeout):
+        ``retrans_stamp``, the first RTO retransmission — a tail loss probe does not count — so an established
+        connection gives up one RTO (plus the probe) later than the RFC reading; None before it."""
+        if self.cfg.profile == "linux" and self.state in _SYNCHRONIZED:
+            return self.retrans_stamp
+        return self.una_since
+
     def _arm_rto(self, now: float, at: float | None = None) -> None:
         at = now + self.rtt.current() if at is None else at
-        if self.cfg.user_timeout > 0 and self.state in _SYNCHRONIZED:
+        start = self._retrans_start()
+        if self.cfg.user_timeout > 0 and self.state in _SYNCHRONIZED and start is not None:
             # Linux tcp_clamp_rto_to_user_timeout: never sleep past the user timeout.
-            at = min(at, max(now, self.una_since + self.cfg.user_timeout))
+            at = min(at, max(now, start + self.cfg.user_timeout))
         self.timers.disarm(TN.LOSS_PROBE)  # one retransmission timer slot (Linux icsk_pending)
         self.timers.arm(TN.RTO, at)
 
@@ -602,7 +613,10 @@ class Endpoint:
 
     def _retrans_expired(self, now: float) -> bool:
         cfg = self.cfg
-        elapsed = now - self.una_since
+        start = self._retrans_start()
+        if start is None:
+            return False  # Linux: no retransmission yet, nothing has timed out
+        elapsed = now - start
         if cfg.user_timeout > 0 and self.state in _SYNCHRONIZED:
             return elapsed >= cfg.user_timeout - 1e-9
         st = self.state
@@ -629,6 +643,8 @@ class Endpoint:
             )
             return
         self.retransmits += 1
+        if self.retrans_stamp is None:
+            self.retrans_stamp = now
         self.rtt.back_off()
         self.rtt_seq = None  # Karn: the timed segment is ambiguous now
         self.recovery_point = self.snd_max  # loss recovery (Linux TCP_CA_Loss): no loss probes until it ends
@@ -758,79 +774,109 @@ class Endpoint:
     # -- §3.10.7.4 other states -------------------------------------------------------------------------
     def _rcv_other(self, seg: TcpSegment, now: float) -> None:
         flags = seg.flags
-        st = self.state
         self.last_rcv = now
         self.ka_probes = 0
+        if self._simultaneous_synack(seg, now) or self._paws_reject(seg):
+            return
+        # First: sequence number check (acceptability table).
+        if not self._acceptable(seg):
+            self._unacceptable(seg, now)
+            return
+        linux = self.cfg.profile == "linux"
+        # RFC 7323 §4.3 (2), §5.3 R3: an acceptable segment updates TS.Recent when its TSval is not older and it
+        # starts at or before the left edge of the window we last acknowledged (Last.ACK.sent). Without this every
+        # later segment would keep echoing the SYN's TSval, and PAWS and the TIME_WAIT checks would compare against
+        # a stale value. Linux (tcp_replace_ts_recent, rcv_wup as Last.ACK.sent) does it only once the segment has
+        # passed the RST, SYN and ACK checks (tcp_ack with FLAG_UPDATE_TS_RECENT): see below.
+        if self.ts_ok and not flags & RST and not linux:
+            self._update_ts_recent(seg, now)
+        # Second: RST (RFC 5961 §3.2): exact match resets, in-window gets a challenge ACK.
+        if flags & RST:
+            if seg.seq == self.rcv_nxt or self.state is S.SYN_RCVD:
+                self._on_reset(now)
+            else:
+                self._challenge_ack(now)
+            return
+        # Fourth: SYN in a synchronized state (RFC 5961 §4.2): challenge ACK, never a reset.
+        if flags & SYN:
+            self._rcv_syn_synchronized(seg, now)
+            return
+        # Fifth: ACK field.
+        if not flags & ACK or not self._rcv_ack(seg, now):
+            return
+        if self.ts_ok and linux:
+            self._update_ts_recent(seg, now)
+        if self._our_fin_acked(seg, now):
+            return
+        self._rcv_text_and_fin(seg, now)
 
-        # Linux simultaneous open: the peer's SYN-ACK in SYN_RCVD completes the handshake (tcp_validate_incoming
-        # lets it pass; RFC 793 Figure 8 agrees). Strict RFC 9293 would challenge-ACK it.
-        if (
-            st is S.SYN_RCVD
+    def _simultaneous_synack(self, seg: TcpSegment, now: float) -> bool:
+        """Linux simultaneous open: the peer's SYN-ACK in SYN_RCVD completes the handshake (tcp_validate_incoming
+        lets it pass; RFC 793 Figure 8 agrees). Strict RFC 9293 would challenge-ACK it."""
+        flags = seg.flags
+        if not (
+            self.state is S.SYN_RCVD
             and flags & SYN
             and flags & ACK
             and not self.passive
             and seq_add(seg.seq, 1) == self.rcv_nxt
             and seg.ack == self.snd_nxt
         ):
-            self._ack_advance(seg.ack, now)
-            self._update_window(seg, force=True)
-            self._set_state(S.ESTABLISHED, T.RCV_SYN_ACK)
-            self._events.append(Connected())
-            self._start_keepalive(now)
-            if self.cfg.profile == "linux":
-                # Linux also ACKs that SYN-ACK (measured by `tcpwise lab conform`: each side sends S, SA, A);
-                # RFC 793 Figure 8 shows no ACKs.
-                self.ack_pending = True
+            return False
+        self._ack_advance(seg.ack, now)
+        self._update_window(seg, force=True)
+        self._set_state(S.ESTABLISHED, T.RCV_SYN_ACK)
+        self._events.append(Connected())
+        self._start_keepalive(now)
+        if self.cfg.profile == "linux":
+            # Linux also ACKs that SYN-ACK (measured by `tcpwise lab conform`: each side sends S, SA, A; RFC 793
+            # Figure 8 shows no ACKs): tcp_rcv_state_process lets it through tcp_ack, which takes its TSval as
+            # TS.Recent, then tcp_data_queue finds its SYN a duplicate (its sequence number is already
+            # acknowledged) and acknowledges it at once with a D-SACK block for it.
+            if self.ts_ok:
+                self._update_ts_recent(seg, now)
+            if self.sack_ok:
+                self.dsack = (seg.seq, seq_add(seg.seq, 1))
+            self.ack_pending = True
+        return True
+
+    def _paws_reject(self, seg: TcpSegment) -> bool:
+        """PAWS (RFC 7323 §5.3): a segment whose timestamp is older than TS.Recent is an old duplicate."""
+        if not self.ts_ok or seg.flags & RST or self.state is S.SYN_RCVD:
+            return False
+        ts = seg.timestamps
+        if ts is not None and seq_lt(ts[0], self.ts_recent):
+            self.ack_pending = True
+            return True
+        return False
+
+    def _unacceptable(self, seg: TcpSegment, now: float) -> None:
+        """<SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK> for anything but a RST (§3.10.7.4 first check)."""
+        if seg.flags & RST:
             return
+        self.ack_pending = True
+        if self.sack_ok and seg.payload and seq_lt(seg.seq, self.rcv_nxt):
+            # Linux tcp_send_dupack: an old data segment's duplicate bytes go out as a D-SACK block.
+            end = seq_add(seg.seq, len(seg.payload))
+            self.dsack = (seg.seq, end if seq_le(end, self.rcv_nxt) else self.rcv_nxt)
+        if self.state is S.TIME_WAIT and (
+            seg.flags & FIN or (self.cfg.profile == "linux" and seg.flags & ACK)
+        ):
+            # §3.10.7.4: a retransmitted FIN restarts the 2 MSL timeout; Linux (tcp_timewait_state_process)
+            # restarts it for any out-of-window segment carrying an ACK.
+            self._restart_time_wait(now)
 
-        # PAWS (RFC 7323 §5.3): a segment whose timestamp is older than TS.Recent is an old duplicate.
-        if self.ts_ok and not flags & RST:
-            ts = seg.timestamps
-            if ts is not None and seq_lt(ts[0], self.ts_recent) and st is not S.SYN_RCVD:
-                self.ack_pending = True
-                return
-
-        # First: sequence number check (acceptability table).
-        if not self._acceptable(seg):
-            if not flags & RST:
-                self.ack_pending = True  # <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>
-                if self.sack_ok and seg.payload and seq_lt(seg.seq, self.rcv_nxt):
-                    # Linux tcp_send_dupack: an old data segment's duplicate bytes go out as a D-SACK block.
-                    end = seq_add(seg.seq, len(seg.payload))
-                    self.dsack = (seg.seq, end if seq_le(end, self.rcv_nxt) else self.rcv_nxt)
-                if st is S.TIME_WAIT and flags & FIN:
-                    self._restart_time_wait(now)
+    def _rcv_syn_synchronized(self, seg: TcpSegment, now: float) -> None:
+        if self.state is S.SYN_RCVD and self.passive:
+            # A retransmitted SYN for an existing SYN queue entry: resend the SYN-ACK (Linux does).
+            if seg.seq == self.irs:
+                self._out.append(self._syn_segment(now, ack=True))
             return
+        self._challenge_ack(now)
 
-        # RFC 7323 §4.3 (2), §5.3 R3: an acceptable segment updates TS.Recent when its TSval is not older and it
-        # starts at or before the left edge of the window we last acknowledged (Last.ACK.sent). Linux:
-        # tcp_replace_ts_recent(), with rcv_wup as Last.ACK.sent. Without this every later segment would keep
-        # echoing the SYN's TSval, and PAWS and the TIME_WAIT checks would compare against a stale value.
-        if self.ts_ok and not flags & RST:
-            self._update_ts_recent(seg, now)
-
-        # Second: RST (RFC 5961 §3.2): exact match resets, in-window gets a challenge ACK.
-        if flags & RST:
-            if seg.seq == self.rcv_nxt or (st is S.SYN_RCVD):
-                self._on_reset(now)
-            else:
-                self._challenge_ack(now)
-            return
-
-        # Fourth: SYN in a synchronized state (RFC 5961 §4.2): challenge ACK, never a reset.
-        if flags & SYN:
-            if st is S.SYN_RCVD and self.passive:
-                # A retransmitted SYN for an existing SYN queue entry: resend the SYN-ACK (Linux does).
-                if seg.seq == self.irs:
-                    self._out.append(self._syn_segment(now, ack=True))
-                return
-            self._challenge_ack(now)
-            return
-
-        # Fifth: ACK field.
-        if not flags & ACK:
-            return
-        if st is S.SYN_RCVD:
+    def _rcv_ack(self, seg: TcpSegment, now: float) -> bool:
+        """The fifth check. False when the segment is dropped here."""
+        if self.state is S.SYN_RCVD:
             if seq_lt(self.snd_una, seg.ack) and seq_le(seg.ack, self.snd_max):
                 self._ack_advance(seg.ack, now)
                 self._update_window(seg, force=True)
@@ -839,63 +885,65 @@ class Endpoint:
                 self._start_keepalive(now)
                 if self.fin_queued:  # shutdown() while SYN_RCVD: now send the FIN (§3.10.4)
                     self._set_state(S.FIN_WAIT_1, self.fin_trigger)
-                st = self.state
-            else:
-                self._out.append(self._bare(RST, seg.ack, 0))
-                return
-        else:
-            # RFC 5961 §5.2: acceptable if SND.UNA - MAX.SND.WND <= SEG.ACK <= SND.NXT (we use SND.MAX, the
-            # highest sent, since go-back-N may have pulled SND.NXT back).
-            if seq_gt(seg.ack, self.snd_max):
-                if self.cfg.profile != "linux":
-                    self.ack_pending = True  # RFC 9293 §3.10.7.4: "send an ACK, drop the segment, and return"
-                # Linux tcp_ack: an ACK of data not yet sent is discarded silently (SKB_DROP_REASON_TCP_ACK_UNSENT_DATA;
-                # tcp_rcv_established / tcp_rcv_state_process "goto discard"), with its text: no ACK goes back.
-                return
-            if seq_lt(seg.ack, seq_add(self.snd_una, -max(self.max_snd_wnd, 1))):
-                self.ack_pending = True
-                return
-            if seq_gt(seg.ack, self.snd_una):
-                self._ack_advance(seg.ack, now)
-            elif seg.ack == self.snd_una and not seg.payload and not flags & FIN:
-                self._dupack(seg, now)
-            self._update_window(seg)
+                return True
+            self._out.append(self._bare(RST, seg.ack, 0))
+            return False
+        # RFC 5961 §5.2: acceptable if SND.UNA - MAX.SND.WND <= SEG.ACK <= SND.NXT (we use SND.MAX, the highest
+        # sent, since go-back-N may have pulled SND.NXT back).
+        if seq_gt(seg.ack, self.snd_max):
+            if self.cfg.profile != "linux":
+                self.ack_pending = True  # RFC 9293 §3.10.7.4: "send an ACK, drop the segment, and return"
+            # Linux tcp_ack: an ACK of data not yet sent is discarded silently, text and all
+            # (SKB_DROP_REASON_TCP_ACK_UNSENT_DATA; tcp_rcv_established / tcp_rcv_state_process "goto discard").
+            return False
+        if seq_lt(seg.ack, seq_add(self.snd_una, -max(self.max_snd_wnd, 1))):
+            self.ack_pending = True
+            return False
+        if seq_gt(seg.ack, self.snd_una):
+            self._ack_advance(seg.ack, now)
+        elif seg.ack == self.snd_una and not seg.payload and not seg.flags & FIN:
+            self._dupack(seg, now)
+        self._update_window(seg)
+        return True
 
-        our_fin_acked = self.fin_queued and self.snd_una == seq_add(self.data_end, 1)
-        if st is S.FIN_WAIT_1 and our_fin_acked:
+    def _our_fin_acked(self, seg: TcpSegment, now: float) -> bool:
+        """FIN_WAIT_1 / CLOSING / LAST_ACK moves when the ACK covers our FIN; TIME_WAIT answers a FIN. True when
+        the segment needs nothing more."""
+        st = self.state
+        acked = self.fin_queued and self.snd_una == seq_add(self.data_end, 1)
+        if st is S.FIN_WAIT_1 and acked:
             self._set_state(S.FIN_WAIT_2, T.RCV_ACK)
             if self.orphan:
                 self.timers.arm(TN.FIN_WAIT_2, now + self.cfg.fin_timeout)
-            st = self.state
-        elif st is S.CLOSING and our_fin_acked:
+        elif st is S.CLOSING and acked:
             self._enter_time_wait(now, T.RCV_ACK)
-            return
-        elif st is S.LAST_ACK and our_fin_acked:
+            return True
+        elif st is S.LAST_ACK and acked:
             self._set_state(S.CLOSED, T.RCV_ACK)
-            return
+            return True
         elif st is S.TIME_WAIT:
-            if flags & FIN:
+            if seg.flags & FIN:
                 # §3.10.7.4 eighth step: a retransmitted FIN in TIME_WAIT is acknowledged and the 2 MSL
                 # timeout restarted.
                 self.ack_pending = True
                 self._restart_time_wait(now)
-            return
+            return True
+        return False
 
+    def _rcv_text_and_fin(self, seg: TcpSegment, now: float) -> None:
         # Seventh: segment text.
-        if seg.payload:
-            if st in _RECEIVING:
-                if self.orphan and self.cfg.profile == "linux":
-                    # Linux tcp_rcv_state_process: data for a socket the application has closed -> RST
-                    # (nobody can read it; LINUX_MIB_TCPABORTONDATA). It returns 1 and tcp_v4_do_rcv answers
-                    # with the stateless reset (tcp_v4_send_reset): <SEQ=SEG.ACK><CTL=RST>, no options.
-                    self._out.append(self._bare(RST, seg.ack, 0))
-                    self._set_state(S.CLOSED, T.RCV_DATA_AFTER_CLOSE)
-                    return
-                self._take_data(seg, now)
-            # CLOSE_WAIT, CLOSING, LAST_ACK, TIME_WAIT: the peer already sent FIN; ignore the text.
-
+        if seg.payload and self.state in _RECEIVING:
+            if self.orphan and self.cfg.profile == "linux":
+                # Linux tcp_rcv_state_process: data for a socket the application has closed -> RST (nobody can
+                # read it; LINUX_MIB_TCPABORTONDATA). It returns 1 and tcp_v4_do_rcv answers with the stateless
+                # reset (tcp_v4_send_reset): <SEQ=SEG.ACK><CTL=RST>, no options.
+                self._out.append(self._bare(RST, seg.ack, 0))
+                self._set_state(S.CLOSED, T.RCV_DATA_AFTER_CLOSE)
+                return
+            self._take_data(seg, now)
+        # (CLOSE_WAIT, CLOSING, LAST_ACK, TIME_WAIT: the peer already sent FIN; the text is ignored.)
         # Eighth: FIN.
-        if flags & FIN:
+        if seg.flags & FIN:
             fin_seq = seq_add(seg.seq, len(seg.payload))
             if fin_seq == self.rcv_nxt:
                 self._take_fin(now)
@@ -905,7 +953,22 @@ class Endpoint:
 
     # -- helpers for SEGMENT ARRIVES ------------------------------------------------------------------------
     def _acceptable(self, seg: TcpSegment) -> bool:
-        """The RFC 9293 §3.10.7.4 acceptability test (four cases on SEG.LEN and RCV.WND)."""
+        """The RFC 9293 §3.10.7.4 acceptability test (four cases on SEG.LEN and RCV.WND).
+
+        Linux (tcp_sequence) is more lenient on the left: a segment is acceptable when it *ends* at or after
+        RCV.WUP (the left edge of the window last advertised) and starts no later than its right edge. So a
+        retransmission of data already acknowledged is processed (its TSval updates TS.Recent, its bytes are
+        reported as a D-SACK) where the RFC test would drop it before any of that."""
+        if self.cfg.profile == "linux":
+            if self.state is S.TIME_WAIT:
+                # tcp_timewait_state_process: only a bare ACK or RST exactly at RCV.NXT is in window; anything
+                # else (a retransmitted FIN, data) is answered with an ACK.
+                return seg.seq == self.rcv_nxt and (
+                    not seg.payload and not seg.flags & FIN or bool(seg.flags & RST)
+                )
+            end = seq_add(seg.seq, seg.seg_len)
+            right = seq_add(self.rcv_nxt, max(self._window_left(), 0))
+            return seq_ge(end, self.last_ack_sent) and seq_le(seg.seq, right)
         seg_len = seg.seg_len
         wnd = max(self._rcv_window(), self.rcv_adv)  # never shrink the window we advertised
         if seg_len == 0:
@@ -968,6 +1031,7 @@ class Endpoint:
             self.rtt_seq = None
         self.rtt.reset_backoff()
         self.retransmits = 0
+        self.retrans_stamp = None
         self.una_since = now
         self.dupacks = 0
         self.persist_probes = 0
