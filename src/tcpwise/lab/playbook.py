@@ -1,0 +1,80 @@
+"""How the lab plays each catalogue scenario — or why it cannot.
+
+Theory of operation
+-------------------
+A scenario's ``build(params)`` gives the script both worlds run. This module adds what the kernel run needs
+around it, one :class:`Plan` per scenario id:
+
+* ``overrides`` — ``--set`` values that scale the story down to a lab run of seconds (a keepalive of 1 s instead
+  of 60 s, a port range of 4 ports instead of 28 000); conformance and ``lab run`` both use them, the model
+  runs the very same parameters;
+* ``horizon`` — how long to run and compare when the point comes later than the default settle time after the
+  last step (a give-up, a FIN_WAIT_2 expiry);
+* ``sim_setup`` / ``lab_hooks`` — the same extra component in both worlds where a script step does not exist:
+  a stateful firewall at R (nft conntrack with a short established timeout) and the model's
+  :class:`~tcpwise.sim.middlebox.StatefulFirewall`; a hold-back rule in the delay line and the model's
+  :class:`~tcpwise.sim.middlebox.HoldBack`; spoofed SYNs from the third host's raw socket and the model's
+  :class:`~tcpwise.sim.apps.SynFlood`; an application that stops reading; a crafted segment injected at R;
+* ``level`` — ``segment`` (default), ``state`` (only state sequences are comparable, ``reason`` says why) or
+  ``none`` (the kernel cannot play it, ``reason`` says why);
+* ``deviation`` — a documented Linux behaviour the model does not reproduce (docs/deviations.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from tcpwise.lab.executor import LabHooks
+
+__all__ = ["Plan", "plan_for", "PLANS", "playable"]
+
+P = dict[str, Any]
+SimSetup = Callable[[P], Callable[[Any], None]]
+HookMaker = Callable[[P, Any], LabHooks]
+
+
+@dataclass(frozen=True)
+class Plan:
+    level: str = "segment"
+    reason: str = ""
+    overrides: dict[str, str] = field(default_factory=dict)
+    horizon: float | None = None
+    sim_setup: SimSetup | None = None
+    hooks: HookMaker | None = None
+    deviation: str = ""
+
+    def lab_hooks(self, params: P, script: Any) -> LabHooks:
+        return self.hooks(params, script) if self.hooks is not None else LabHooks()
+
+
+PLANS: dict[str, Plan] = {}
+
+
+def plan_for(sid: str) -> Plan:
+    """The scenario's plan; a scenario without one plays its script as it is (segment level)."""
+    return PLANS.get(sid, Plan())
+
+
+def playable() -> list[str]:
+    from tcpwise.scenarios import catalogue
+
+    return [sc.id for sc in catalogue() if sc.build is not None and plan_for(sc.id).level != "none"]
+
+
+def _plan(sid: str, **kw: Any) -> None:
+    PLANS[sid] = Plan(**kw)
+
+
+# --- scaled-down liveness stories -----------------------------------------------------------------------------
+_plan(
+    "half-open-crash",
+    overrides={"crash_at": "1", "reboot_at": "2", "send_at": "3"},
+)
+_plan(
+    "half-open-partition",
+    # TCP_USER_TIMEOUT 3 s instead of tcp_retries2's 924.6 s: the same backoff series, cut where the user asks.
+    overrides={"user_timeout": "3"},
+    horizon=6.5,
+)
