@@ -78,3 +78,14 @@ _plan(
     overrides={"user_timeout": "3"},
     horizon=6.5,
 )
+_plan(
+    "keepalive",
+    # 1 s idle, 1 s interval, 2 probes: the same probes and give-up, 60x faster (TCP_KEEPIDLE/INTVL/CNT).
+    overrides={"keepalive_time": "1", "keepalive_intvl": "1", "keepalive_probes": "2"},
+    horizon=7.5,
+)
+_plan(
+    "heartbeat-asymmetry",
+    # A 3 s heartbeat against a 1 s idle timeout: the same asymmetry (heartbeat > idle), 10x faster.
+    overrides={"interval": "3", "idle_timeout": "1"},
+)
