@@ -932,9 +932,9 @@ register(
 # ============================================================================================================
 # middlebox-idle-timeout
 # ============================================================================================================
-def _mb_simulate(p: P, seed: int) -> Run:
-    from tcpwise.sim.middlebox import StatefulFirewall
-
+def _mb_build(p: P) -> Script:
+    """The two ends' script; the firewall in the path is the world's own (the simulator's StatefulFirewall, in
+    the lab nft conntrack at the router)."""
     _check_ka(p)
     if p["idle_timeout"] <= 0 or p["send_at"] <= p["idle_timeout"] + 1.0:
         raise UsageError(
@@ -956,7 +956,13 @@ def _mb_simulate(p: P, seed: int) -> Run:
         Send(t_send + 10.0, "B", 100, sock="s"),
     )
     dur = t_send + 10.0 + linux_retrans_timeout(15, 0.2, 120.0) + 125.0
-    script = Script(_hosts(a), steps, LinkSpec(delay=p["delay"]), duration=dur)
+    return Script(_hosts(a), steps, LinkSpec(delay=p["delay"]), duration=dur)
+
+
+def _mb_simulate(p: P, seed: int) -> Run:
+    from tcpwise.sim.middlebox import StatefulFirewall
+
+    script = _mb_build(p)
     boxes: list[Any] = []
 
     def setup(sim: Any) -> None:
@@ -1166,6 +1172,8 @@ register(
             ),
         },
         simulate=_mb_simulate,
+        build=_mb_build,
+        lab=True,
         check=_mb_check,
         narrate=_mb_narrate,
         tags=("liveness", "middlebox"),
