@@ -89,3 +89,35 @@ _plan(
     # A 3 s heartbeat against a 1 s idle timeout: the same asymmetry (heartbeat > idle), 10x faster.
     overrides={"interval": "3", "idle_timeout": "1"},
 )
+
+
+# --- extra components, the same in both worlds -----------------------------------------------------------------
+def _firewall_sim(p: P) -> Callable[[Any], None]:
+    def setup(sim: Any) -> None:
+        from tcpwise.sim.middlebox import StatefulFirewall
+
+        fw = StatefulFirewall(idle_timeout=p["idle_timeout"], reply_rst=p["on_expired"] == "rst", sim=sim)
+        sim.channel("A", "B").elements.append((fw, "fwd"))
+        sim.channel("B", "A").elements.append((fw, "rev"))
+
+    return setup
+
+
+def _firewall_lab(p: P, script: Any) -> LabHooks:
+    def setup(ex: Any) -> None:
+        # R becomes a stateful firewall: conntrack forgets established flows after idle_timeout s and a
+        # non-SYN segment of a forgotten flow is dropped (nft ct state new, the classic rule).
+        ex.faults.middlebox_idle_timeout(int(p["idle_timeout"]))
+
+    return LabHooks(setup=setup)
+
+
+_plan(
+    "middlebox-idle-timeout",
+    # A 2 s idle timeout (conntrack's established timeout at R) and A's send at 4 s; compared while A
+    # retransmits into the void (B's own push 10 s later is left out: the story is the same).
+    overrides={"idle_timeout": "2", "send_at": "4"},
+    horizon=9.5,
+    sim_setup=_firewall_sim,
+    hooks=_firewall_lab,
+)
