@@ -32,6 +32,7 @@ from tcpwise.scenarios import query as q
 from tcpwise.scenarios.base import Param, Scenario, claim, register
 from tcpwise.scenarios.basic import A_ADDR, B_ADDR, TW_PARAM, _fmt
 from tcpwise.script import (
+    Abort,
     Close,
     Connect,
     Crash,
@@ -1184,15 +1185,38 @@ register(
 # ============================================================================================================
 # rst-on-timeout
 # ============================================================================================================
-def _rt_simulate(p: P, seed: int) -> Run:
-    from tcpwise.sim.heartbeat import SendTimeoutServer, StalledReader
+def _rt_build(p: P) -> Script:
+    """The story as a script (the lab runs it): the server writes the response once the request is in and closes
+    (RST or FIN) send_timeout later; the client that stops reading is the world's own (the simulator's
+    StalledReader, the lab agent told to stop reading)."""
+    _rt_validate(p)
+    t_resp = 0.5 + 2 * p["delay"]
+    end = Abort if p["close"] == "rst" else Close
+    steps = (
+        Listen(0.0, "B", 80),
+        Connect(0.0, "A", "B", 80, on_eof="close"),
+        Send(0.5, "A", 100),
+        Send(t_resp, "B", p["response"], sock="s"),
+        end(t_resp + p["send_timeout"], "B", sock="s"),
+    )
+    dur = p["resume_at"] + 5.0 + (p["time_wait"] + 5.0 if p["close"] == "fin" else 0.0)
+    cfg = {"time_wait": p["time_wait"]}
+    return Script(_hosts(cfg, cfg), steps, LinkSpec(delay=p["delay"]), duration=dur)
 
+
+def _rt_validate(p: P) -> None:
     if p["close"] not in ("rst", "fin"):
         raise UsageError("--set close= must be rst (reset_timedout_connection on) or fin")
     if not 1.0 <= p["send_timeout"] < p["resume_at"] or p["response"] <= 70000:
         raise UsageError(
             "need 1 <= send_timeout < resume_at and response > 70000 bytes (more than the client window)"
         )
+
+
+def _rt_simulate(p: P, seed: int) -> Run:
+    from tcpwise.sim.heartbeat import SendTimeoutServer, StalledReader
+
+    _rt_validate(p)
     steps = (Listen(0.0, "B", 80), Connect(0.0, "A", "B", 80, on_eof="close"), Send(0.5, "A", 100))
     dur = p["resume_at"] + 5.0 + (p["time_wait"] + 5.0 if p["close"] == "fin" else 0.0)
     cfg = {"time_wait": p["time_wait"]}
@@ -1343,6 +1367,8 @@ register(
             "time_wait": TW_PARAM,
         },
         simulate=_rt_simulate,
+        build=_rt_build,
+        lab=True,
         check=_rt_check,
         narrate=_rt_narrate,
         tags=("close", "liveness"),
