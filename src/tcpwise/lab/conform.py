@@ -307,25 +307,30 @@ def _model_run(sc: Any, params: dict[str, Any], script: Any, plan: Any, seed: in
 def _mark_unobserved(
     sc: Any, params: dict[str, Any], script: Any, plan: Any, checks: list[Check], cut_at: float | None
 ) -> list[Check]:
-    """A failed check is *not observed* when the model, given the same script and cut at the same time, cannot
-    make it true either: the run was too short (or the check reads numbers only the simulator records)."""
+    """A failed check is *not observed* when the model, given the same script, cannot make it true either: cut
+    at the same time, the run was too short (``--full`` observes it); even uncut, the check reads numbers only
+    the simulator's own applications record."""
     if all(c.ok for c in checks):
         return checks
+    cut_ok: dict[str, bool] = {}
+    full_ok: dict[str, bool] = {}
     try:
         model = _model_run(sc, params, script, plan)
+        full_ok = {c.claim: c.ok for c in sc.check(model, params)}
         if cut_at is not None:
             model.events = [e for e in model.events if e.t <= cut_at + 1e-9]
-        model_ok = {c.claim: c.ok for c in sc.check(model, params)}
+            cut_ok = {c.claim: c.ok for c in sc.check(model, params)}
+        else:
+            cut_ok = full_ok
     except Exception:
-        model_ok = {}
+        pass
     out = []
     for c in checks:
-        if not c.ok and model_ok.get(c.claim) is False:
-            why = (
-                "the run stopped too early to observe it (tcpwise lab run --full)"
-                if cut_at
-                else ("the lab run does not record what it reads")
-            )
+        if c.observed and not c.ok and cut_ok.get(c.claim) is False:
+            if full_ok.get(c.claim) is False:
+                why = "it reads numbers only the simulator's applications record (tcpwise sim shows them)"
+            else:
+                why = "the run stopped too early to observe it (tcpwise lab run --full)"
             detail = f"not observed: {why}" + (f"; {c.detail}" if c.detail else "")
             c = Check(c.claim, False, c.claim_zh, detail, observed=False)
         out.append(c)

@@ -316,7 +316,9 @@ def close_wait_leak(quick: bool = False) -> DemoResult:
                 "clients_served": outcomes.count("ok"),
                 "first_failure": next((o for o in outcomes if o != "ok"), None),
                 "close_wait_on_B": _count(socks, CLOSE_WAIT),
-                "accept_emfile": any(r.get("call") == "accept" and r.get("errno") == "EMFILE" for r in reports),
+                "accept_emfile": any(
+                    r.get("call") == "accept" and r.get("errno") == "EMFILE" for r in reports
+                ),
                 "accept_queue": lst.rqueue if lst else None,
             }
         finally:

@@ -636,6 +636,10 @@ class _Executor:
         else:
             raise UsageError(f"the lab cannot run step {type(st).__name__}")
 
+    def command(self, host: str, cmd: dict[str, Any]) -> None:
+        """Send an agent command for a script host (hooks use it: pause_reads, resume_reads)."""
+        self._cmd(host, cmd)
+
     def _cmd(self, host: str, cmd: dict[str, Any]) -> None:
         if host not in self.map:
             raise UsageError(f"script step names unknown host {host!r}")

@@ -121,3 +121,36 @@ _plan(
     sim_setup=_firewall_sim,
     hooks=_firewall_lab,
 )
+
+
+def _stall_sim(p: P) -> Callable[[Any], None]:
+    def setup(sim: Any) -> None:
+        from tcpwise.sim.heartbeat import StalledReader
+
+        StalledReader(sim, sim.hosts["A"], p["resume_at"]).attach()
+
+    return setup
+
+
+def _stall_lab(p: P, script: Any) -> LabHooks:
+    def pause(ex: Any, t: float) -> None:
+        ex.command("A", {"op": "pause_reads", "sock": "c"})
+
+    def resume(ex: Any, t: float) -> None:
+        ex.command("A", {"op": "resume_reads", "sock": "c"})
+
+    return LabHooks(timed=((0.0, pause), (float(p["resume_at"]), resume)))
+
+
+_plan(
+    "rst-on-timeout",
+    # send_timeout 3 s, the client resumes reading at 5 s.
+    overrides={"send_timeout": "3", "resume_at": "5"},
+    horizon=6.5,
+    level="state",
+    reason="how much a reader that stops reading takes before its window closes is Linux's receive-buffer "
+    "accounting (skb truesize, the per-connection scaling ratio): the kernel advertised up to 70 KB where the "
+    "model offers its 64 KiB space, so the segment counts differ; states and the RST that ends it agree",
+    sim_setup=_stall_sim,
+    hooks=_stall_lab,
+)
