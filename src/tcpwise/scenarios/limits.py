@@ -29,6 +29,7 @@ from tcpwise.errors import UsageError
 from tcpwise.events import Check, Event, Run
 from tcpwise.scenarios import query as q
 from tcpwise.scenarios.base import Param, Scenario, claim, register
+from tcpwise.script import Close, Connect, HostSpec, LinkSpec, Listen, Script, Send
 from tcpwise.sim.apps import BASE_FDS, LeakyClient, PoolClient, Server, ShortConnClient, SynFlood
 from tcpwise.sim.core import SimHost, Simulator
 from tcpwise.sim.network import Impairments
@@ -141,6 +142,35 @@ def _t(x: float | None) -> str:
 # ============================================================================================================
 # close-wait-leak
 # ============================================================================================================
+def _lab_label(i: int) -> str:
+    """The label of the i-th connection a server accepts, in both worlds: s, s2, s3, ..."""
+    return "s" if i == 0 else f"s{i + 1}"
+
+
+def _cwl_build(p: P) -> Script:
+    """The leak at lab scale, as a script: four requests; each client closes after its response, the server never
+    close()s — CLOSE_WAIT stays on the server while the client's orphaned FIN_WAIT_2 dies after tcp_fin_timeout."""
+    _need(p, "backlog", 1, 4096)
+    _need(p, "fin_timeout", 1, 3600)
+    d = p["delay"]
+    gap = max(0.5, 10 * d)
+    steps: list[Any] = [Listen(0.0, "B", 80, backlog=p["backlog"])]
+    n = 4
+    for i in range(n):
+        t, c = i * gap, f"c{i}"
+        steps += [
+            Connect(t, "A", "B", 80, sock=c),
+            Send(t + 3 * d, "A", 100, sock=c),
+            Send(t + 5 * d, "B", 200, sock=_lab_label(i)),
+            Close(t + 7 * d, "A", sock=c),
+        ]
+    hosts = (
+        HostSpec("A", A_ADDR, "client", {"fin_timeout": p["fin_timeout"]}),
+        HostSpec("B", B_ADDR, "server (never close()s)"),
+    )
+    return Script(hosts, tuple(steps), LinkSpec(delay=d), duration=n * gap + p["fin_timeout"] + 2.0)
+
+
 def _cwl_simulate(p: P, seed: int) -> Run:
     _need(p, "fd_limit", BASE_FDS + 1, 20000)
     _need(p, "backlog", 1, 4096)
@@ -169,8 +199,16 @@ def _cwl_simulate(p: P, seed: int) -> Run:
     )
     sim.run(until)
     # Sample connections: the first, the first never accepted, the first whose SYN was dropped.
-    accepted = {_conn_port(e, "B") for e in sim.events if e.host == "B" and (e.call is AppCall.ACCEPT and e.errno is None)}
-    opened = [_conn_port(e, "A") for e in sim.events if e.host == "A" and (e.call is AppCall.CONNECT and e.errno is None)]
+    accepted = {
+        _conn_port(e, "B")
+        for e in sim.events
+        if e.host == "B" and (e.call is AppCall.ACCEPT and e.errno is None)
+    }
+    opened = [
+        _conn_port(e, "A")
+        for e in sim.events
+        if e.host == "A" and (e.call is AppCall.CONNECT and e.errno is None)
+    ]
     est = {
         _conn_port(e, "A")
         for e in sim.events
@@ -181,9 +219,7 @@ def _cwl_simulate(p: P, seed: int) -> Run:
     sample = {pt for pt in (opened[0] if opened else None, queued, dropped) if pt is not None}
     run = _finish(sim, "close-wait-leak", seed, _sample(sim.events, sample))
     run.series = series
-    syn_timeouts = sum(
-        1 for e in sim.events if e.host == "A" and e.why is AppWhy.CONNECT_TIMEOUT
-    )
+    syn_timeouts = sum(1 for e in sim.events if e.host == "A" and e.why is AppWhy.CONNECT_TIMEOUT)
     run.summary["values"] = {
         "requests": n,
         "accepted": server.stats.accepted,
@@ -287,8 +323,15 @@ register(
                 "client application timeout for connect + response (s)",
                 "客户端应用的连接+响应超时（秒）",
             ),
+            "fin_timeout": Param(
+                60.0,
+                "the client's net.ipv4.tcp_fin_timeout: how long its orphaned FIN_WAIT_2 lives (s; lab script)",
+                "客户端的 tcp_fin_timeout：孤儿 FIN_WAIT_2 存活多久（秒；实验室脚本）",
+            ),
         },
         simulate=_cwl_simulate,
+        build=_cwl_build,
+        lab=True,
         check=_cwl_check,
         narrate=_cwl_narrate,
         tags=("limits", "close_wait"),
@@ -370,8 +413,22 @@ def _leak_simulate(p: P, seed: int) -> Run:
     refused = next(
         (_conn_port(e, "B") for e in sim.events if e.host == "B" and e.why is AppWhy.PER_IP_LIMIT), None
     )
-    first_a = next((_conn_port(e, "A") for e in sim.events if e.host == "A" and (e.call is AppCall.CONNECT and e.errno is None)), None)
-    first_c = next((_conn_port(e, "C") for e in sim.events if e.host == "C" and (e.call is AppCall.CONNECT and e.errno is None)), None)
+    first_a = next(
+        (
+            _conn_port(e, "A")
+            for e in sim.events
+            if e.host == "A" and (e.call is AppCall.CONNECT and e.errno is None)
+        ),
+        None,
+    )
+    first_c = next(
+        (
+            _conn_port(e, "C")
+            for e in sim.events
+            if e.host == "C" and (e.call is AppCall.CONNECT and e.errno is None)
+        ),
+        None,
+    )
     ports = {pt for pt in (refused, first_a, first_c) if pt is not None}
     run = _finish(sim, "client-leak", seed, _sample(sim.events, ports))
     run.series = limited["series"]
@@ -760,7 +817,9 @@ def _aq_simulate(p: P, seed: int) -> Run:
         and e.segment.flags == "SA"
         and e.segment.dport == ghost_port
     )
-    opened = [_conn_port(e, "A") for e in ev if e.host == "A" and (e.call is AppCall.CONNECT and e.errno is None)]
+    opened = [
+        _conn_port(e, "A") for e in ev if e.host == "A" and (e.call is AppCall.CONNECT and e.errno is None)
+    ]
     late_port = opened[-1] if opened else None
     late_syns = sum(
         1
@@ -795,7 +854,9 @@ def _aq_simulate(p: P, seed: int) -> Run:
         "accepted": server.stats.accepted,
         "clients": len(times),
         "resets": len(resets),
-        "first_accept": next((e.t for e in ev if e.host == "B" and (e.call is AppCall.ACCEPT and e.errno is None)), None),
+        "first_accept": next(
+            (e.t for e in ev if e.host == "B" and (e.call is AppCall.ACCEPT and e.errno is None)), None
+        ),
     }
     return run
 
