@@ -154,3 +154,13 @@ _plan(
     sim_setup=_stall_sim,
     hooks=_stall_lab,
 )
+
+
+# --- limits at lab scale -----------------------------------------------------------------------------------------
+_plan(
+    "close-wait-leak",
+    # Four requests instead of a thousand; the clients' tcp_fin_timeout 2 s so their orphaned FIN_WAIT_2 expires
+    # within the run (a timer the comparison times), while the server's CLOSE_WAIT stays.
+    overrides={"fin_timeout": "2"},
+    horizon=5.5,
+)
