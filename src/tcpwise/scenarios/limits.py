@@ -29,7 +29,7 @@ from tcpwise.errors import UsageError
 from tcpwise.events import Check, Event, Run
 from tcpwise.scenarios import query as q
 from tcpwise.scenarios.base import Param, Scenario, claim, register
-from tcpwise.script import Close, Connect, HostSpec, LinkSpec, Listen, Script, Send
+from tcpwise.script import Abort, Close, Connect, HostSpec, LinkSpec, Listen, Script, Send
 from tcpwise.sim.apps import BASE_FDS, LeakyClient, PoolClient, Server, ShortConnClient, SynFlood
 from tcpwise.sim.core import SimHost, Simulator
 from tcpwise.sim.network import Impairments
@@ -401,6 +401,42 @@ def _leak_run(p: P, seed: int, per_ip_limit: int, record: bool) -> tuple[Simulat
     return sim, {"info": info, "series": series}
 
 
+def _leak_build(p: P) -> Script:
+    """Three hosts, as a script (the lab runs it): A opens connections and never closes them; the server refuses
+    (RST) those beyond its per-IP limit right after accept(); the other client C is served."""
+    _need(p, "per_ip_limit", 1, 5000)
+    _need(p, "leak_conns", 1, 50)
+    _need(p, "other_requests", 1, 20)
+    _need(p, "backlog", 1, 4096)
+    d = p["delay"]
+    gap = max(0.2, 4 * d)
+    n = p["leak_conns"]
+    steps: list[Any] = [Listen(0.0, "B", 80, backlog=p["backlog"], on_eof="close")]
+    for i in range(n):
+        t, c, s = i * gap, f"c{i}", _lab_label(i)
+        steps += [Connect(t, "A", "B", 80, sock=c), Send(t + 3 * d, "A", 100, sock=c)]
+        if i >= p["per_ip_limit"]:
+            steps.append(Abort(t + 3.5 * d, "B", sock=s))  # refused: before its request arrives
+        else:
+            steps.append(Send(t + 5 * d, "B", 200, sock=s))
+    t_c = n * gap + 0.5
+    for j in range(p["other_requests"]):
+        t, c, s = t_c + j * max(0.5, 10 * d), f"c{j}", _lab_label(n + j)
+        steps += [
+            Connect(t, "C", "B", 80, sock=c),
+            Send(t + 3 * d, "C", 100, sock=c),
+            Send(t + 5 * d, "B", 200, sock=s),
+            Close(t + 7 * d, "C", sock=c),
+        ]
+    hosts = (
+        HostSpec("A", A_ADDR, "client that never closes"),
+        HostSpec("B", B_ADDR, f"server (per-IP limit {p['per_ip_limit']})"),
+        HostSpec("C", C_ADDR, "another client"),
+    )
+    end = t_c + p["other_requests"] * max(0.5, 10 * d) + 2.0
+    return Script(hosts, tuple(steps), LinkSpec(delay=d), duration=end)
+
+
 def _leak_simulate(p: P, seed: int) -> Run:
     _need(p, "max_conns", 1, 5000)
     _need(p, "per_ip_limit", 1, 5000)
@@ -520,6 +556,8 @@ register(
             "timeout": Param(3.0, "client application timeout (s)", "客户端应用超时（秒）"),
         },
         simulate=_leak_simulate,
+        build=_leak_build,
+        lab=True,
         check=_leak_check,
         narrate=_leak_narrate,
         tags=("limits",),
