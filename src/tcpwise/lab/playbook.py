@@ -164,3 +164,8 @@ _plan(
     overrides={"fin_timeout": "2"},
     horizon=5.5,
 )
+_plan(
+    "client-leak",
+    # Three hosts: A leaks 3 connections against a per-IP limit of 2 (the third is refused with RST), C is served.
+    overrides={"leak_conns": "3", "per_ip_limit": "2", "other_requests": "1"},
+)
