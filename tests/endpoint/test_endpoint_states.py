@@ -106,14 +106,23 @@ def test_syn_sent_bad_ack_gets_rst() -> None:
 
 
 def test_syn_sent_retransmits_with_backoff_and_gives_up_like_linux() -> None:
-    """tcp_syn_retries=6: SYNs at 0, 1, 3, 7, 15, 31, 63 s; ETIMEDOUT at 127 s (tcp_model_timeout, 1 s base)."""
+    """Linux 6.x: tcp_syn_linear_timeouts=4 keeps the first retransmissions 1 s apart, then backs off, and adds
+    four retries to tcp_syn_retries=6 (SYNs measured in the lab at 0, 1, 2, 3, 4, 5, 7, 11, 19 s); ETIMEDOUT at
+    131 s. Without linear timeouts (older kernels): 0, 1, 3, ..., 63 s and 127 s (tcp_model_timeout)."""
     p = Pair()
     p.filter = lambda sender, seg: sender != "A"  # black hole A -> B
     c = p.a.connect(B_ADDR, 80, 0.0)
     p.advance(200.0)
     times = [t for (t, n, s) in p.log if n == "A"]
-    assert times == [0.0, 1.0, 3.0, 7.0, 15.0, 31.0, 63.0]
+    assert times == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 7.0, 11.0, 19.0, 35.0, 67.0]
     assert c.state is S.CLOSED and c.error == "ETIMEDOUT"
+    assert [t for t, _ in p.evs("A", ConnectionError)] == [131.0]
+    old = LINUX.with_(syn_linear_timeouts=0)
+    p = Pair(old, old)
+    p.filter = lambda sender, seg: sender != "A"
+    c = p.a.connect(B_ADDR, 80, 0.0)
+    p.advance(200.0)
+    assert [t for (t, n, s) in p.log if n == "A"] == [0.0, 1.0, 3.0, 7.0, 15.0, 31.0, 63.0]
     assert [t for t, _ in p.evs("A", ConnectionError)] == [127.0]
 
 

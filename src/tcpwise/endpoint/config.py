@@ -34,6 +34,9 @@ class EndpointConfig:
     )
     retries2: int = 15  # net.ipv4.tcp_retries2: give up on an established connection
     syn_retries: int = 6  # net.ipv4.tcp_syn_retries
+    # net.ipv4.tcp_syn_linear_timeouts (Linux 6.x, default 4): the first SYN retransmissions keep the initial RTO
+    # (1 s apart) before backing off, and add as many retries: 0, 1, 2, 3, 4, 5, 7, 11, 19 ... give up at 131 s.
+    syn_linear_timeouts: int = 4
     synack_retries: int = 5  # net.ipv4.tcp_synack_retries
     orphan_retries: int = 8  # net.ipv4.tcp_orphan_retries: 0 means 8 in Linux; FIN retries once orphaned
     # --- close --------------------------------------------------------------------------------------------
@@ -86,7 +89,9 @@ class EndpointConfig:
 LINUX = EndpointConfig()
 # The RFC profile keeps RFC 9293's text and the model's earlier option set: no window scaling, no SACK-permitted,
 # a 64 KiB - 1 window.
-RFC = EndpointConfig(rto_min=1.0, profile="rfc", rcv_buf=65535, window_scaling=False, sack=False)
+RFC = EndpointConfig(
+    rto_min=1.0, profile="rfc", rcv_buf=65535, window_scaling=False, sack=False, syn_linear_timeouts=0
+)
 
 # Parameter -> per-namespace sysctl the lab writes (None = not a sysctl: a socket option or compile-time).
 # rcv_buf and rmem_max together are net.ipv4.tcp_rmem ("4096 2*rcv_buf rmem_max"), which the lab writes itself.
@@ -97,6 +102,7 @@ SYSCTL_OF: dict[str, str | None] = {
     "retries1": "net.ipv4.tcp_retries1",
     "retries2": "net.ipv4.tcp_retries2",
     "syn_retries": "net.ipv4.tcp_syn_retries",
+    "syn_linear_timeouts": "net.ipv4.tcp_syn_linear_timeouts",
     "synack_retries": "net.ipv4.tcp_synack_retries",
     "orphan_retries": "net.ipv4.tcp_orphan_retries",
     "time_wait": None,  # TCP_TIMEWAIT_LEN is compiled in

@@ -621,6 +621,9 @@ class Endpoint:
             return elapsed >= cfg.user_timeout - 1e-9
         st = self.state
         if st is S.SYN_SENT:
+            if cfg.profile == "linux" and cfg.syn_linear_timeouts:
+                # Linux 6.x tcp_write_timeout: the linear retries come on top of tcp_syn_retries.
+                return self.retransmits >= cfg.syn_retries + cfg.syn_linear_timeouts
             if cfg.profile == "linux":
                 return elapsed >= linux_retrans_timeout(cfg.syn_retries, cfg.rto_initial, cfg.rto_max) - 1e-9
             return self.retransmits >= cfg.syn_retries
@@ -645,7 +648,16 @@ class Endpoint:
         self.retransmits += 1
         if self.retrans_stamp is None:
             self.retrans_stamp = now
-        self.rtt.back_off()
+        st = self.state
+        linear = (
+            st is S.SYN_SENT
+            and self.cfg.profile == "linux"
+            and self.retransmits <= self.cfg.syn_linear_timeouts
+        )
+        if not linear:
+            # Linux 6.x tcp_retransmit_timer: an active open's first tcp_syn_linear_timeouts retransmissions keep
+            # the RTO (measured: SYNs at 0, 1, 2, 3, 4, 5, 7, 11, 19 s); everything else doubles it.
+            self.rtt.back_off()
         self.rtt_seq = None  # Karn: the timed segment is ambiguous now
         self.recovery_point = self.snd_max  # loss recovery (Linux TCP_CA_Loss): no loss probes until it ends
         self.tlp_high_seq = None
