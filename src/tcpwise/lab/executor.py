@@ -39,7 +39,7 @@ from typing import IO, Any, BinaryIO, cast
 
 import tcpwise.script as S
 from tcpwise.endpoint.config import LINUX, SYSCTL_OF, EndpointConfig
-from tcpwise.errors import UsageError
+from tcpwise.errors import MissingCapability, UsageError
 from tcpwise.events import Event, Host, Run
 from tcpwise.lab.capture import Capture, Frame, parse_frame, segment_key, write_pcap
 from tcpwise.lab.forward import Forwarder, Route
@@ -283,6 +283,9 @@ def run_script_full(
                 ex.teardown()
 
 
+# Knobs of newer kernels: on a kernel without them the run goes on (and says so in summary.values).
+_OPTIONAL_SYSCTLS = frozenset({"net.ipv4.tcp_syn_linear_timeouts"})
+
 # The longest run the lab accepts: a script that would hold namespaces longer is refused before it starts.
 MAX_LAB_DURATION = 3600.0
 
@@ -373,6 +376,8 @@ class _Executor:
         # progress callback (elapsed, end), about four times a second
         self.on_tick: Callable[[float, float], None] | None = None
         self.pending: dict[str, list[dict[str, Any]]] = {}  # agent reports read early (see _await_report)
+        self.raw_socks: dict[tuple[str, bool], Any] = {}  # (host, IPv6) -> raw socket (raw_send)
+        self.missing_sysctls: set[str] = set()  # optional knobs this kernel does not have
         # Script host names -> topology hosts, in order.
         self.map = {spec.name: tname for spec, tname in zip(script.hosts, ("A", "B", "C"), strict=False)}
         self.rev = {v: k for k, v in self.map.items()}
@@ -401,7 +406,12 @@ class _Executor:
         self.topo.create()
         for spec in self.script.hosts:
             for key, value in host_sysctls(spec).items():
-                self.topo.set_sysctl(self.map[spec.name], key, value)
+                try:
+                    self.topo.set_sysctl(self.map[spec.name], key, value)
+                except MissingCapability:
+                    if key not in _OPTIONAL_SYSCTLS:
+                        raise
+                    self.missing_sysctls.add(key)
         self.faults.create()
         link = self.script.link
         if link.loss > 0:
@@ -451,6 +461,9 @@ class _Executor:
         self.sel.register(agent.proc.stdout.fileno(), selectors.EVENT_READ, ("agent", name))  # type: ignore[union-attr]
 
     def teardown(self) -> None:
+        for sock in self.raw_socks.values():
+            with contextlib.suppress(OSError):
+                sock.close()
         for a in self.agents.values():
             a.kill()
         for r in self.recorders.values():
@@ -636,6 +649,25 @@ class _Executor:
         else:
             raise UsageError(f"the lab cannot run step {type(st).__name__}")
 
+    def raw_send(self, host: str, packet: bytes) -> None:
+        """Send a complete IP packet from ``host``'s namespace with a raw socket (IP_HDRINCL: any source address,
+        as an attacker's raw-socket program would); the capture at R sees it arrive from that host."""
+        v6 = packet[0] >> 4 == 6
+        sock = self.raw_socks.get((host, v6))
+        if sock is None:
+            import socket as _socket
+
+            fam = _socket.AF_INET6 if v6 else _socket.AF_INET
+            with in_netns(self.topo.hosts[self.map[host]].ns):
+                sock = _socket.socket(fam, _socket.SOCK_RAW, _socket.IPPROTO_RAW)
+            self.raw_socks[(host, v6)] = sock
+        import socket as _socket
+
+        fam = _socket.AF_INET6 if v6 else _socket.AF_INET
+        dst = _socket.inet_ntop(fam, packet[24:40] if v6 else packet[16:20])
+        with contextlib.suppress(OSError):
+            sock.sendto(packet, (dst, 0))
+
     def command(self, host: str, cmd: dict[str, Any]) -> None:
         """Send an agent command for a script host (hooks use it: pause_reads, resume_reads)."""
         self._cmd(host, cmd)
@@ -820,6 +852,8 @@ class _Executor:
             else 0.0,
             "nft_drops": counters,
         }
+        if self.missing_sysctls:
+            values["kernel_lacks"] = sorted(self.missing_sysctls)
         return Run(
             scenario=scenario,
             title=title,

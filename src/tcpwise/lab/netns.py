@@ -354,6 +354,10 @@ class Topology:
             self._add_ns(r)
             self._ns_sysctl(r, "net.ipv4.ip_forward", "1")
             self._ns_sysctl(r, "net.ipv6.conf.all.forwarding", "1")
+            # No reverse-path filter at R: an attacker host's spoofed sources (a SYN flood) must get through,
+            # as they would on a real path; R never routes anything out of the lab anyway.
+            self._ns_sysctl(r, "net.ipv4.conf.all.rp_filter", "0")
+            self._ns_sysctl(r, "net.ipv4.conf.default.rp_filter", "0")
             sh("ip", "-n", r, "link", "set", "lo", "up")
             if self.delay_line:
                 # The TUN device the kernel routes forwarded packets into (the user-space half of the router).
