@@ -634,6 +634,25 @@ def _flood_run(p: P, seed: int, cookies: int, record: bool) -> tuple[Simulator, 
     return sim, {"info": info, "series": series}
 
 
+def _flood_build(p: P) -> Script:
+    """The three hosts' script (the lab runs it): the server listens, the legitimate client connects and gives
+    up after its timeout; the attacker's spoofed SYNs come from each world's raw-socket program."""
+    _need(p, "syncookies", 0, 2)
+    _need(p, "backlog", 1, 4096)
+    _need(p, "max_syn_backlog", 1, 65535)
+    _need(p, "client_at", 0.0, 60)
+    _need(p, "timeout", 0.1, 60)
+    b_cfg = {"syncookies": p["syncookies"], "max_syn_backlog": p["max_syn_backlog"]}
+    hosts = (
+        HostSpec("X", X_ADDR, "attacker"),
+        HostSpec("A", A_ADDR, "legit client"),
+        HostSpec("B", B_ADDR, f"server (syncookies={p['syncookies']})", b_cfg),
+    )
+    t, end = p["client_at"], p["client_at"] + p["timeout"]
+    steps = (Listen(0.0, "B", 80, backlog=p["backlog"]), Connect(t, "A", "B", 80), Close(end, "A"))
+    return Script(hosts, steps, LinkSpec(delay=p["delay"]), duration=max(p["flood_duration"], end) + 1.0)
+
+
 def _flood_simulate(p: P, seed: int) -> Run:
     _need(p, "syncookies", 0, 2)
     _need(p, "backlog", 1, 4096)
@@ -773,6 +792,8 @@ register(
             "timeout": Param(8.0, "legit client's connect timeout (s)", "正常客户端的连接超时（秒）"),
         },
         simulate=_flood_simulate,
+        build=_flood_build,
+        lab=True,
         check=_flood_check,
         narrate=_flood_narrate,
         tags=("limits", "listen"),
