@@ -169,3 +169,67 @@ _plan(
     # Three hosts: A leaks 3 connections against a per-IP limit of 2 (the third is refused with RST), C is served.
     overrides={"leak_conns": "3", "per_ip_limit": "2", "other_requests": "1"},
 )
+
+# The flood's spoofed sources: addresses nobody answers for in either world (198.18.3.0/24 is no lab subnet).
+FLOOD_SOURCES = tuple(f"198.18.3.{i}" for i in range(1, 251))
+FLOOD_SOURCES6 = tuple(f"fd00:3::{i:x}" for i in range(1, 251))
+
+
+def _flood_sim(p: P) -> Callable[[Any], None]:
+    def setup(sim: Any) -> None:
+        from tcpwise.sim.apps import SynFlood
+
+        SynFlood(
+            sim,
+            "X",
+            sim.hosts["B"].addr,
+            80,
+            list(FLOOD_SOURCES),
+            rate=p["flood_rate"],
+            start=0.0,
+            duration=p["flood_duration"],
+        )
+
+    return setup
+
+
+def _flood_lab(p: P, script: Any) -> LabHooks:
+    """Bare SYNs with spoofed sources from the attacker host's raw socket, at the model's times."""
+    import random
+
+    from tcpwise.vocab import SYN
+    from tcpwise.wire.ip import build_packet
+    from tcpwise.wire.segment import MssOption, TcpSegment
+
+    rng = random.Random(4987)  # RFC 4987: ports and ISNs of the flood (not compared: relative numbers are)
+    n = int(p["flood_rate"] * p["flood_duration"])
+
+    def one(i: int) -> Any:
+        sport, isn = 1024 + rng.randrange(64000), rng.randrange(1 << 32)
+
+        def send(ex: Any, t: float) -> None:
+            dst = ex.addr("B")
+            src = (FLOOD_SOURCES6 if ":" in dst else FLOOD_SOURCES)[i % len(FLOOD_SOURCES)]
+            seg = TcpSegment(sport, 80, isn, 0, SYN, 64240, (MssOption(1460),))
+            ex.raw_send("X", build_packet(src, dst, seg))
+
+        return send
+
+    return LabHooks(timed=tuple((i / p["flood_rate"], one(i)) for i in range(n)))
+
+
+_plan(
+    "syn-flood",
+    # Three hosts: the attacker X sends 8 spoofed SYNs in 0.35 s to a backlog-4 listener without cookies (its
+    # SYN queue holds 5), then the legitimate client A connects and gives up 3 s later.
+    overrides={
+        "backlog": "4",
+        "flood_rate": "20",
+        "flood_duration": "0.4",
+        "client_at": "0.5",
+        "timeout": "3",
+    },
+    horizon=5.5,
+    sim_setup=_flood_sim,
+    hooks=_flood_lab,
+)
