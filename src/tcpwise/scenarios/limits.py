@@ -29,7 +29,7 @@ from tcpwise.errors import UsageError
 from tcpwise.events import Check, Event, Run
 from tcpwise.scenarios import query as q
 from tcpwise.scenarios.base import Param, Scenario, claim, register
-from tcpwise.script import Abort, Close, Connect, HostSpec, LinkSpec, Listen, Script, Send
+from tcpwise.script import Abort, Accept, Close, Connect, HostSpec, LinkSpec, Listen, Script, Send
 from tcpwise.sim.apps import BASE_FDS, LeakyClient, PoolClient, Server, ShortConnClient, SynFlood
 from tcpwise.sim.core import SimHost, Simulator
 from tcpwise.sim.network import Impairments
@@ -804,6 +804,29 @@ register(
 # ============================================================================================================
 # accept-queue-overflow
 # ============================================================================================================
+def _aq_build(p: P) -> Script:
+    """The same arrivals as a script (the lab runs it): backlog connections one after the other, three at once,
+    one late; the server accept()s one every accept_interval seconds."""
+    _need(p, "backlog", 1, 64)
+    _need(p, "accept_interval", 0.1, 60)
+    _need(p, "duration", 1.0, 600)
+    _need(p, "somaxconn", 1, 65535)
+    d = p["delay"]
+    b = min(p["backlog"], p["somaxconn"])
+    times = [i * (2 * d + 0.1) for i in range(b)]
+    t_burst = b * (2 * d + 0.1)
+    times += [t_burst + 0.001 * i for i in range(3)] + [t_burst + 6 * d]
+    steps: list[Any] = [Listen(0.0, "B", 80, backlog=p["backlog"], accept=False)]
+    steps += [Connect(t, "A", "B", 80, sock=f"c{i}") for i, t in enumerate(times)]
+    k = 1
+    while k * p["accept_interval"] <= p["duration"] and k <= len(times):
+        steps.append(Accept(k * p["accept_interval"], "B", sock=_lab_label(k - 1)))
+        k += 1
+    b_cfg = {"abort_on_overflow": bool(p["abort_on_overflow"]), "syncookies": 0, "somaxconn": p["somaxconn"]}
+    hosts = (HostSpec("A", A_ADDR, "clients"), HostSpec("B", B_ADDR, "server (slow accept())", b_cfg))
+    return Script(hosts, tuple(steps), LinkSpec(delay=d), duration=p["duration"])
+
+
 def _aq_simulate(p: P, seed: int) -> Run:
     _need(p, "backlog", 1, 64)
     _need(p, "accept_interval", 0.1, 60)
@@ -1036,6 +1059,8 @@ register(
             "duration": Param(30.0, "seconds to run", "运行时长（秒）"),
         },
         simulate=_aq_simulate,
+        build=_aq_build,
+        lab=True,
         check=_aq_check,
         narrate=_aq_narrate,
         tags=("limits", "listen"),
