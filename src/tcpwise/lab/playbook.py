@@ -233,3 +233,9 @@ _plan(
     sim_setup=_flood_sim,
     hooks=_flood_lab,
 )
+_plan(
+    "accept-queue-overflow",
+    # backlog 2 (the accept queue holds 3), one accept() every 3 s.
+    overrides={"backlog": "2", "accept_interval": "3", "duration": "10"},
+    horizon=7.5,
+)
