@@ -1122,6 +1122,31 @@ def _pool_run(p: P, seed: int, good: bool, record: bool) -> tuple[Simulator, dic
     return sim, {"info": info, "series": series}
 
 
+def _pool_build(p: P) -> Script:
+    """The naive pool's failure as a script (the lab runs it): a pooled connection's request and response; the
+    server closes it after server_idle; the next burst reuses it (the naive pool does not look): the request
+    meets a closed socket and draws a RST; the pool then opens a new connection, which works."""
+    _need(p, "server_idle", 0.5, 3600)
+    _need(p, "gap", 0.5, 3600)
+    if p["gap"] <= p["server_idle"] + 0.5:
+        raise UsageError("the lab script needs gap > server_idle + 0.5 s (the reuse comes after the close)")
+    d, gap = p["delay"], p["gap"]
+    steps = (
+        Listen(0.0, "B", 80),
+        Connect(0.0, "A", "B", 80, sock="c0"),
+        Send(3 * d, "A", 100, sock="c0"),
+        Send(5 * d, "B", 200, sock="s"),
+        Close(5 * d + p["server_idle"], "B", sock="s"),  # the server's keep-alive idle timeout
+        Send(gap, "A", 100, sock="c0"),  # the naive pool hands out the dead connection
+        Close(gap + 4 * d, "A", sock="c0"),  # the request failed: the pool drops it
+        Connect(gap + 4 * d, "A", "B", 80, sock="c1"),
+        Send(gap + 7 * d, "A", 100, sock="c1"),
+        Send(gap + 9 * d, "B", 200, sock="s2"),
+    )
+    hosts = (HostSpec("A", A_ADDR, "client with a naive pool"), HostSpec("B", B_ADDR, "server"))
+    return Script(hosts, steps, LinkSpec(delay=d), duration=gap + 2.0)
+
+
 def _pool_simulate(p: P, seed: int) -> Run:
     _need(p, "server_idle", 0.5, 3600)
     _need(p, "max_idle", 0.1, 3600)
@@ -1238,6 +1263,8 @@ register(
             "gap": Param(10.0, "seconds between bursts", "突发间隔（秒）"),
         },
         simulate=_pool_simulate,
+        build=_pool_build,
+        lab=True,
         check=_pool_check,
         narrate=_pool_narrate,
         tags=("limits", "pool", "close_wait"),
