@@ -239,3 +239,8 @@ _plan(
     overrides={"backlog": "2", "accept_interval": "3", "duration": "10"},
     horizon=7.5,
 )
+_plan(
+    "pool-dead-connections",
+    # The server's idle timeout 1 s, the next burst 2 s later: one dead connection reused, one new one.
+    overrides={"server_idle": "1", "gap": "2"},
+)
