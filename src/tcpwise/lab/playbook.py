@@ -244,3 +244,9 @@ _plan(
     # The server's idle timeout 1 s, the next burst 2 s later: one dead connection reused, one new one.
     overrides={"server_idle": "1", "gap": "2"},
 )
+_plan(
+    "timewait-pileup",
+    # Four ephemeral ports (ip_local_port_range 40000 40003 in A's namespace): four connections leave four
+    # TIME_WAITs, the fifth connect() gets EADDRNOTAVAIL.
+    overrides={"port_range": "40000-40003", "tw_reuse": "0"},
+)
