@@ -54,7 +54,15 @@ A_WINDOW = 1 << 20  # both hosts' receive buffer (window scaling on): the larges
 # ============================================================================================================
 # why-three
 # ============================================================================================================
-def _why3_simulate(p: P, seed: int) -> Run:
+def _why3_build(p: P) -> Script:
+    """The three-way story as a script (the lab runs it; the delay box that holds the old SYN is each world's
+    own: the simulator's HoldBack, a hold rule in the lab's delay line). handshake=2 is model-only."""
+    if p["handshake"] != 3:
+        raise UsageError("handshake=2 is a model-only counterfactual (no kernel opens on a SYN alone)")
+    return _why3_script(p)[0]
+
+
+def _why3_script(p: P) -> tuple[Script, float]:
     if p["handshake"] not in (2, 3):
         raise UsageError("--set handshake= must be 3 (TCP) or 2 (the counterfactual two-way server)")
     if not 0 <= p["delay"] <= 0.3:
@@ -83,7 +91,11 @@ def _why3_simulate(p: P, seed: int) -> Run:
         t_new = t_old + 1.0
         steps = base + (Connect(t_new, "A", "B", 80, sport=CPORT),)
     hosts = (HostSpec("A", A_ADDR, "client"), HostSpec("B", B_ADDR, "server"))
-    script = Script(hosts, steps, LinkSpec(delay=p["delay"]), duration=t_old + 3.0)
+    return Script(hosts, steps, LinkSpec(delay=p["delay"]), duration=t_old + 3.0), t_old
+
+
+def _why3_simulate(p: P, seed: int) -> Run:
+    script, t_old = _why3_script(p)
     box: list[HoldBack] = []
     ghost: list[Any] = []
 
@@ -138,9 +150,7 @@ def _why3_facts(run: Run) -> dict[str, Any]:
     acked_k = [
         e
         for e in q.sends(run, "A")
-        if k is not None
-        and "A" in e.segment.flags
-        and e.segment.ack == seq_add(k, 1)
+        if k is not None and "A" in e.segment.flags and e.segment.ack == seq_add(k, 1)
     ]
     new_syns = [
         e
@@ -177,7 +187,9 @@ def _why3_check(run: Run, p: P) -> list[Check]:
         claim(
             "A delayed duplicate of an old SYN (from an attempt A gave up at 0.5 s) reaches B much later.",
             "一个旧的重复 SYN（A 在 0.5 秒时已放弃的那次连接尝试）很久之后才到达 B。",
-            j_old is not None and f["t_del"] >= p["old_syn_at"] - 1e-9 and q.apps(run, "A", AppCall.CLOSE) != [],
+            j_old is not None
+            and f["t_del"] >= p["old_syn_at"] - 1e-9
+            and q.apps(run, "A", AppCall.CLOSE) != [],
             f"SYN seq={j_old} held at {_fmt(v.get('held_at'))}, delivered at {_fmt(v.get('delivered_at'))}",
         ),
         claim(
@@ -223,7 +235,11 @@ def _why3_check(run: Run, p: P) -> list[Check]:
                 "服务端没有保留任何资源：应用没有 accept 到旧 SYN 的连接，SYN 队列重新为空。",
                 f["t_est"] is None
                 and v.get("syn_queue_at_end") == 0
-                and not [e for e in q.apps(run, "B", AppCall.ACCEPT) if e.t < f["t_del"] + 1.0],
+                and not [
+                    e
+                    for e in q.apps(run, "B", AppCall.ACCEPT)
+                    if e.t < (f["ghost_end"] if f["ghost_end"] is not None else f["t_del"] + 1.0)
+                ],
                 f"accept() calls for the ghost: 0 expected; SYN queue at end: {v.get('syn_queue_at_end')}",
             ),
             claim(
@@ -338,6 +354,8 @@ register(
             ),
         },
         simulate=_why3_simulate,
+        build=_why3_build,
+        lab=True,
         check=_why3_check,
         narrate=_why3_narrate,
         tags=("open", "history"),
@@ -477,12 +495,7 @@ def _prune(events: list[Event], vals: dict[str, Any], t_end: float) -> list[Even
     note_at: float | None = None
     for e in events:
         seg = e.segment
-        if (
-            seg is None
-            and t_data <= e.t < t_end
-            and e.call is AppCall.RECV
-            and e.nbytes is not None
-        ):
+        if seg is None and t_data <= e.t < t_end and e.call is AppCall.RECV and e.nbytes is not None:
             left_out += 1  # the server application's reads during the bulk transfer
             continue
         if seg is None or e.t < t_data or e.t >= t_end or set(seg.flags) & {"S", "F", "R"}:
