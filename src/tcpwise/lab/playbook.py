@@ -250,3 +250,60 @@ _plan(
     # TIME_WAITs, the fifth connect() gets EADDRNOTAVAIL.
     overrides={"port_range": "40000-40003", "tw_reuse": "0"},
 )
+
+
+def _hold_first_syn_sim(p: P) -> Callable[[Any], None]:
+    def setup(sim: Any) -> None:
+        from tcpwise.sim.middlebox import HoldBack
+        from tcpwise.vocab import SYN
+
+        sim.channel("A", "B").elements.append(
+            (HoldBack(sim, lambda pkt: pkt.seg.flags == SYN, p["old_syn_at"]), "fwd")
+        )
+
+    return setup
+
+
+def _is_bare_syn(packet: bytes) -> bool:
+    """A raw IP packet carrying a TCP segment whose flags are exactly SYN."""
+    if packet[0] >> 4 == 4:
+        off, proto = (packet[0] & 0x0F) * 4, packet[9]
+    else:
+        off, proto = 40, packet[6]
+    return proto == 6 and len(packet) > off + 13 and packet[off + 13] == 0x02
+
+
+def _hold_first_syn_lab(p: P, script: Any) -> LabHooks:
+    from tcpwise.lab.forward import Hold
+
+    hold = Hold(match=_is_bare_syn, until=float("inf"))
+
+    def setup(ex: Any) -> None:
+        ex.fwd.holds.append(hold)
+
+    def arm(ex: Any, t: float) -> None:
+        hold.until = ex.t0 + float(p["old_syn_at"])  # absolute: the delay line runs on the monotonic clock
+
+    return LabHooks(setup=setup, timed=((0.0, arm),))
+
+
+_plan(
+    "why-three",
+    # The first SYN is held in R's delay line until 2 s (a wandering old duplicate), long after A gave up.
+    overrides={"old_syn_at": "2"},
+    sim_setup=_hold_first_syn_sim,
+    hooks=_hold_first_syn_lab,
+)
+_plan(
+    "old-duplicate",
+    level="none",
+    reason="the story needs an old segment to land inside the new incarnation's window, which the model's "
+    "RFC 6528 4 µs ISN clock makes predictable; Linux's ISN (a keyed hash plus a 64 ns clock) is "
+    "unpredictable by design, and its 60 s TIME_WAIT cannot be shortened (time_wait=1 is model-only)",
+)
+_plan(
+    "keepalive-race",
+    level="none",
+    reason="a statistical race over thousands of pooled requests; on the kernel it is reproduced with the real "
+    "proxies (nginx, HAProxy) by `tcpwise ladder-race`",
+)

@@ -10,7 +10,9 @@ each segment a host *sent* is first normalised into what must be equal (:class:`
 * **direction** — sender and receiver host;
 * **flags**, **payload length**;
 * **relative seq/ack** — seq minus the sender's ISN on that connection, ack minus the receiver's (the ISN is the
-  seq of the side's first SYN; a reset to a SYN, ``<SEQ=0><CTL=RST,ACK>``, keeps its literal 0);
+  seq of the side's SYN; when a 4-tuple is reused by a new incarnation, the nearest ISN at or below the number —
+  a reset answering an old duplicate is relative to the old one; a reset to a SYN, ``<SEQ=0><CTL=RST,ACK>``,
+  keeps its literal 0);
 * **window in bytes** — the raw field shifted by the sender's window scale when both SYNs carried the option
   (never in a SYN, RFC 7323 §2.2);
 * **options present** — the set of mss / ws / sackok / ts / sack;
@@ -184,16 +186,18 @@ def normalise(run: Run, horizon: float | None = None) -> dict[tuple[str, int], l
     ]
     timer_at = {(e.host, round(e.t, 9)) for e in run.events if e.kind == "timer"}
     conns: dict[tuple[tuple[str, int], tuple[str, int]], int] = {}
-    isn: dict[tuple[int, str], int] = {}
+    isn: dict[tuple[int, str], list[int]] = {}
     shift: dict[tuple[int, str], int] = {}
     syn_ws: dict[tuple[int, str], int | None] = {}
     for e in sends:
         seg = e.segment
         assert seg is not None
         k = conns.setdefault(_conn_key(seg), len(conns))
-        if "S" in seg.flags and (k, seg.src) not in isn:
-            isn[(k, seg.src)] = seg.seq
-            syn_ws[(k, seg.src)] = (seg.opts or {}).get("ws")
+        if "S" in seg.flags:
+            known = isn.setdefault((k, seg.src), [])
+            if seg.seq not in known:
+                known.append(seg.seq)
+            syn_ws.setdefault((k, seg.src), (seg.opts or {}).get("ws"))
     for (k, src), ws in syn_ws.items():
         peers = [w for (k2, s2), w in syn_ws.items() if k2 == k and s2 != src]
         if ws is not None and peers and peers[0] is not None:
@@ -226,8 +230,8 @@ def normalise(run: Run, horizon: float | None = None) -> dict[tuple[str, int], l
         host = names.get(seg.src, e.host)
         peer = names.get(seg.dst, seg.dst)
         lst = out.setdefault((host, k), [])
-        own = isn.get((k, seg.src))
-        other = isn.get((k, seg.dst))
+        own = isn.get((k, seg.src), [])
+        other = isn.get((k, seg.dst), [])
         opts = seg.opts or {}
         ts = opts.get("ts")
         echo: str | None = None
@@ -248,9 +252,7 @@ def normalise(run: Run, horizon: float | None = None) -> dict[tuple[str, int], l
                 index=len(lst),
                 flags=seg.flags,
                 seq=_rel_seq(seg, own),
-                ack=(seq_diff(seg.ack, other) if other is not None else seg.ack)
-                if "A" in seg.flags
-                else None,
+                ack=_rel(seg.ack, other) if "A" in seg.flags else None,
                 len=seg.len,
                 win=seg.win << sh,
                 shift=sh,
@@ -277,12 +279,19 @@ def _seg_id(seg: SegmentInfo) -> tuple[object, ...]:
     )
 
 
-def _rel_seq(seg: SegmentInfo, isn: int | None) -> int | str:
+def _rel(x: int, isns: list[int]) -> int | str:
+    """``x`` relative to the nearest of a side's ISNs at or below it (its incarnations of the 4-tuple)."""
+    if not isns:
+        return f"@{x}"
+    diffs = [seq_diff(x, i) for i in isns]
+    ahead = [d for d in diffs if d >= 0]
+    return min(ahead) if ahead else diffs[0]
+
+
+def _rel_seq(seg: SegmentInfo, isns: list[int]) -> int | str:
     if "R" in seg.flags and seg.seq == 0:
         return "0"  # <SEQ=0><ACK=SEG.SEQ+SEG.LEN><CTL=RST,ACK>: a reset to a SYN
-    if isn is None:
-        return f"@{seg.seq}"
-    return seq_diff(seg.seq, isn)
+    return _rel(seg.seq, isns)
 
 
 # --- comparison ----------------------------------------------------------------------------------------------
