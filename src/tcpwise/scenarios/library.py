@@ -8,7 +8,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 
-_GROUPS = ("history", "liveness", "limits", "timewait", "keepalive_race")
+_GROUPS = ("history", "liveness", "limits", "timewait", "keepalive_race", "segments")
 
 for _g in _GROUPS:
     _name = f"tcpwise.scenarios.{_g}"
