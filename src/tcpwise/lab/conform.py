@@ -394,14 +394,14 @@ def conform_scenario(
     m_segs, k_segs = normalise(model, cut), normalise(kernel, cut)
     res.segments_compared = sum(len(v) for v in m_segs.values())
     if plan.level == "segment":
-        sd = first_segment_diff(m_segs, k_segs)
+        sd = first_segment_diff(m_segs, k_segs, plan.ignore)
         if sd is not None:
             res.segment = sd.to_dict()
             res.drilldown = sd.describe()
         steps = [st.t for st in script.steps]
         res.timing = [t.to_dict() for t in timing_diffs(model, kernel, m_segs, k_segs, steps, cut)]
     res.match = not diffs and res.segment is None and not res.timing
-    if plan.level == "state" and plan.reason:
+    if (plan.level == "state" or plan.ignore) and plan.reason:
         res.reason = plan.reason if res.match else None
     if not res.match:
         res.reason = _classify(res, plan)

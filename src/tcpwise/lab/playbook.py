@@ -17,7 +17,9 @@ around it, one :class:`Plan` per scenario id:
   :class:`~tcpwise.sim.apps.SynFlood`; an application that stops reading; a crafted segment injected at R;
 * ``level`` — ``segment`` (default), ``state`` (only state sequences are comparable, ``reason`` says why) or
   ``none`` (the kernel cannot play it, ``reason`` says why);
-* ``deviation`` — a documented Linux behaviour the model does not reproduce (docs/deviations.md).
+* ``deviation`` — a documented Linux behaviour the model does not reproduce (docs/deviations.md);
+* ``ignore`` — segment fields left out of the comparison for this scenario, ``reason`` says why (the table shows
+  it even when everything else matches).
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ class Plan:
     sim_setup: SimSetup | None = None
     hooks: HookMaker | None = None
     deviation: str = ""
+    ignore: tuple[str, ...] = ()  # segment fields left out of the comparison (``reason`` says why)
 
     def lab_hooks(self, params: P, script: Any) -> LabHooks:
         return self.hooks(params, script) if self.hooks is not None else LabHooks()
@@ -307,3 +310,77 @@ _plan(
     reason="a statistical race over thousands of pooled requests; on the kernel it is reproduced with the real "
     "proxies (nginx, HAProxy) by `tcpwise ladder-race`",
 )
+
+
+# --- the segment-level stories --------------------------------------------------------------------------------
+def _reader_sim(p: P) -> Callable[[Any], None]:
+    from tcpwise.scenarios.segments import reader_setup
+
+    return reader_setup(p)  # type: ignore[no-any-return]
+
+
+def _reader_lab(p: P, script: Any) -> LabHooks:
+    def pause(ex: Any, t: float) -> None:
+        ex.command("B", {"op": "pause_reads", "sock": "s"})
+
+    def resume(ex: Any, t: float) -> None:
+        ex.command("B", {"op": "resume_reads", "sock": "s"})
+
+    from tcpwise.scenarios.segments import read_times
+
+    _t1, r1, _t2, r2 = read_times(p)
+    return LabHooks(timed=((0.0, pause), (r1, resume), (r1 + 0.05, pause), (r2, resume)))
+
+
+def _stray_ack_sim(p: P) -> Callable[[Any], None]:
+    from tcpwise.scenarios.segments import stray_ack_setup
+
+    return stray_ack_setup(p)  # type: ignore[no-any-return]
+
+
+def _stray_ack_lab(p: P, script: Any) -> LabHooks:
+    """At the scenario's time, craft A's next segment from what the capture saw, acknowledging bytes B never
+    sent, and hand it to B from R (the capture sees its delivery only, as the model records it)."""
+    from tcpwise.scenarios.segments import INJECT_AT
+
+    def inject(ex: Any, t: float) -> None:
+        from tcpwise.lab.capture import parse_frame
+        from tcpwise.vocab import ACK, PSH
+        from tcpwise.wire.ip import build_packet
+        from tcpwise.wire.segment import NopOption, TcpSegment, TimestampsOption
+        from tcpwise.wire.seq import seq_add
+
+        ex.capture.read()
+        a_addr, b_addr = ex.addr("A"), ex.addr("B")
+        last: dict[str, Any] = {}
+        for f in ex.capture.frames:
+            seg = parse_frame(f.data)
+            if seg is not None and not f.outgoing and {seg.src, seg.dst} == {a_addr, b_addr}:
+                last[seg.src] = seg
+        a, b = last.get(a_addr), last.get(b_addr)
+        if a is None or b is None:
+            return
+        a_next = seq_add(a.seq, a.len + ("F" in a.flags))
+        b_next = seq_add(b.seq, b.len + ("F" in b.flags))
+        ts_a, ts_b = (a.opts or {}).get("ts"), (b.opts or {}).get("ts")
+        opts = (NopOption(), NopOption(), TimestampsOption(ts_a[0], ts_b[0])) if ts_a and ts_b else ()
+        seg = TcpSegment(
+            a.sport, a.dport, a_next, seq_add(b_next, p["beyond"]), ACK | PSH, a.win, opts, b"x" * 10
+        )
+        ex.fwd.inject(build_packet(a_addr, b_addr, seg), ex.t0 + t)
+
+    return LabHooks(timed=((INJECT_AT, inject),))
+
+
+_plan("window-scaling")
+_plan(
+    "read-window-update",
+    sim_setup=_reader_sim,
+    hooks=_reader_lab,
+    ignore=("win",),
+    reason="window values not compared: while unread data piles up Linux's window first grows (rcv_ssthresh, "
+    "the scaling ratio it measures from skb truesize) where the model's shrinks; which read sends an update is "
+    "compared segment by segment",
+)
+_plan("ack-unsent-data", sim_setup=_stray_ack_sim, hooks=_stray_ack_lab)
+_plan("lost-fin")
