@@ -62,6 +62,10 @@ SETTLE = (
 # application closes on EOF). sock_diag polling cannot see such states, so both worlds drop them alike. Every
 # other state lasts at least one link delay (50 ms).
 MIN_STATE = 0.010
+# A CLOSED between two incarnations of one 4-tuple (a SYN queue entry reset, then a new SYN at once) lasts as long
+# as the peer takes to send again: 8-16 ms on the kernel, timer-wheel noise around MIN_STATE. Such a gap is folded
+# in both worlds when it is shorter than this.
+MIN_CLOSED_GAP = 0.05
 
 
 def sequences(
@@ -81,7 +85,8 @@ def sequences(
         last_by_conn[e.conn] = i
     states: list[str] = []
     for i, e in enumerate(state_evs):
-        if i in next_t and next_t[i] - e.t < min_state:
+        held = next_t[i] - e.t if i in next_t else None
+        if held is not None and (held < min_state or (e.to_state == "CLOSED" and held < MIN_CLOSED_GAP)):
             continue
         if not states or states[-1] != e.to_state:
             states.append(str(e.to_state))
