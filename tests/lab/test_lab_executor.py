@@ -11,8 +11,8 @@ import os
 
 import pytest
 
-from tcpwise.lab.conform import sequences
 import tcpwise.script as S
+from tcpwise.lab.conform import sequences
 
 pytestmark = pytest.mark.kernel
 

@@ -551,10 +551,10 @@ def format_table(results: list[ConformResult], width: int = 80) -> str:
     n = sum(r.match for r in results)
     dev = sum(bool(r.deviation) and not r.match for r in results)
     seg = sum(r.match and r.level == "segment" for r in results)
-    tail = f"{n}/{len(results)} scenarios conform ({seg} segment by segment)"
+    lines.append(f"{n}/{len(results)} scenarios conform ({seg} segment by segment)")
+    tail = f"{len(results) - len(playable)} not playable on the kernel"
     if dev:
-        tail += f", {dev} differ by a documented Linux deviation"
-    tail += f"; {len(results) - len(playable)} not playable on the kernel"
+        tail = f"{dev} differ by a documented Linux deviation; " + tail
     lines.append(tail)
     return "\n".join(lines)
 

@@ -147,11 +147,28 @@ def sh(*args: str, input: str | None = None, check: bool = True, timeout: float 
     try:
         # A session of its own: a terminal's Ctrl-C goes to the foreground process group, and an `ip netns delete`
         # killed halfway would leave the namespace it was removing (the caller decides about signals).
-        p = subprocess.run(
-            list(args), input=input, capture_output=True, text=True, timeout=timeout, start_new_session=True
+        proc = subprocess.Popen(
+            list(args),
+            stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
         )
     except FileNotFoundError:
         raise MissingCapability(f"{args[0]} not found (install iproute2 / nftables)") from None
+    try:
+        out, errs = proc.communicate(input, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        raise RuntimeError(f"{' '.join(args)}: no answer in {timeout:g} s") from None
+    except BaseException:
+        # Interrupted (a forced Ctrl-C): let the command finish, so what is reported as left is what is left.
+        with contextlib.suppress(Exception):
+            proc.wait(timeout=timeout)
+        raise
+    p = subprocess.CompletedProcess(list(args), proc.returncode, out, errs)
     if check and p.returncode != 0:
         msg = (p.stderr or p.stdout).strip().splitlines()
         raise RuntimeError(f"{' '.join(args)}: {msg[0] if msg else 'exit ' + str(p.returncode)}")

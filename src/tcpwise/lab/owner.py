@@ -184,8 +184,11 @@ def shielded(run_id: str, leftovers: Callable[[], list[str]], out: Any = None) -
         sig.cleaning = True
         try:
             yield
-        except ForcedExit:
-            _report_leftovers(run_id, leftovers, sig.stream)
+        except ForcedExit as exc:
+            # Nested shields (the executor's around the topology's) report once, after the innermost stopped.
+            if not getattr(exc, "reported", False):
+                exc.reported = True  # type: ignore[attr-defined]
+                _report_leftovers(run_id, leftovers, sig.stream)
             raise
         finally:
             if not was:  # a teardown at the normal end of a run: the next signal stops the next thing again
