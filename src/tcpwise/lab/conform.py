@@ -336,7 +336,8 @@ def _mark_unobserved(
                 why = "it reads numbers only the simulator's applications record (tcpwise sim shows them)"
             else:
                 why = "the run stopped too early to observe it (tcpwise lab run --full)"
-            detail = f"not observed: {why}" + (f"; {c.detail}" if c.detail else "")
+            rest = c.detail.removeprefix("not observed: ") if c.detail else ""
+            detail = f"not observed: {why}" + (f"; {rest}" if rest and rest not in why else "")
             c = Check(c.claim, False, c.claim_zh, detail, observed=False)
         out.append(c)
     return out

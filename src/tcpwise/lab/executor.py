@@ -581,6 +581,21 @@ class _Executor:
 
     def step(self, st: S.Step, now: float) -> None:
         t = now - self.t0
+        if isinstance(st, S.Listen | S.Connect | S.Accept | S.Send | S.Shutdown | S.Close | S.Abort):
+            self._socket_step(st)
+        elif isinstance(st, S.DropNext | S.Partition | S.Heal):
+            self._fault_step(st, t)
+        elif isinstance(st, S.Crash):
+            self._crash(st.host, t)
+        elif isinstance(st, S.Reboot):
+            self._reboot(st.host, t)
+        elif isinstance(st, S.Note):
+            self._note(t, st.text, text_zh=st.text_zh or None)
+        else:
+            raise UsageError(f"the lab cannot run step {type(st).__name__}")
+
+    def _socket_step(self, st: Any) -> None:
+        """An application call: one agent command (a listen() is waited for, see _await_report)."""
         if isinstance(st, S.Listen):
             cfg = self.cfg[st.host]
             self._cmd(
@@ -590,64 +605,52 @@ class _Executor:
                     "port": st.port,
                     "backlog": st.backlog or cfg.backlog,
                     "accept": st.accept,
-                    "on_eof": getattr(st, "on_eof", ""),
+                    "on_eof": st.on_eof,
                     "ipv6": self.ipv6,
                     "opts": socket_opts_for(cfg),
                 },
             )
             if st.host not in self.crashed:
                 self._await_report(st.host, "listen")
-        elif isinstance(st, S.Connect):
-            self._cmd(
-                st.host,
-                {
-                    "op": "connect",
-                    "sock": st.sock,
-                    "to": self.addr(st.to),
-                    "port": st.port,
-                    "sport": st.sport,
-                    "on_eof": getattr(st, "on_eof", ""),
-                    "opts": socket_opts_for(self.cfg[st.host]),
-                },
-            )
+            return
+        cmd: dict[str, Any]
+        if isinstance(st, S.Connect):
+            cmd = {
+                "op": "connect",
+                "sock": st.sock,
+                "to": self.addr(st.to),
+                "port": st.port,
+                "sport": st.sport,
+                "on_eof": st.on_eof,
+                "opts": socket_opts_for(self.cfg[st.host]),
+            }
         elif isinstance(st, S.Accept):
-            self._cmd(st.host, {"op": "accept", "port": st.port, "sock": st.sock})
+            cmd = {"op": "accept", "port": st.port, "sock": st.sock}
         elif isinstance(st, S.Send):
-            data = st.data.hex() if st.data is not None else None
-            cmd: dict[str, Any] = {"op": "send", "sock": st.sock, "nbytes": st.nbytes}
-            if data:
-                cmd["data"] = data
-            self._cmd(st.host, cmd)
-        elif isinstance(st, S.Shutdown):
-            self._cmd(st.host, {"op": "shutdown", "sock": st.sock})
-        elif isinstance(st, S.Close):
-            self._cmd(st.host, {"op": "close", "sock": st.sock})
-        elif isinstance(st, S.Abort):
-            self._cmd(st.host, {"op": "abort", "sock": st.sock})
-        elif isinstance(st, S.DropNext):
+            cmd = {"op": "send", "sock": st.sock, "nbytes": st.nbytes}
+            if st.data:
+                cmd["data"] = st.data.hex()
+        else:  # Shutdown, Close, Abort
+            cmd = {"op": type(st).__name__.lower(), "sock": st.sock}
+        self._cmd(st.host, cmd)
+
+    def _fault_step(self, st: Any, t: float) -> None:
+        """A network fault at R: nft rules added (DropNext, Partition) or removed (Heal)."""
+        if isinstance(st, S.DropNext):
             self.faults.drop_next(
                 self._rule("dropnext"), self.addr(st.src), self.addr(st.dst), st.flags, st.count
             )
-        elif isinstance(st, S.Partition):
+            return
+        if isinstance(st, S.Partition):
             label = self._rule("partition")
             self.partitions[(st.src, st.dst)] = label
             self.faults.partition(label, self.addr(st.src), self.addr(st.dst))
-            en, zh = st.describe()
-            self._note(t, en, st.src, zh)
-        elif isinstance(st, S.Heal):
+        else:
             label = self.partitions.pop((st.src, st.dst), "")
             if label:
                 self.faults.delete(label)
-            en, zh = st.describe()
-            self._note(t, en, st.src, zh)
-        elif isinstance(st, S.Crash):
-            self._crash(st.host, t)
-        elif isinstance(st, S.Reboot):
-            self._reboot(st.host, t)
-        elif isinstance(st, S.Note):
-            self._note(t, st.text, text_zh=st.text_zh or None)
-        else:
-            raise UsageError(f"the lab cannot run step {type(st).__name__}")
+        en, zh = st.describe()
+        self._note(t, en, st.src, zh)
 
     def raw_send(self, host: str, packet: bytes) -> None:
         """Send a complete IP packet from ``host``'s namespace with a raw socket (IP_HDRINCL: any source address,
@@ -736,11 +739,14 @@ class _Executor:
         for (host, label), items in obs.items():
             items.sort(key=lambda x: x[0])
             prev: str = items[0][2] or "CLOSED"
+            seen_by_recorder = False
             for t, state, hint in items:
-                if hint is not None and hint != prev and hint == "CLOSED":
-                    # The recorder saw the tuple appear anew (a listener re-opened after a host's reboot: the
-                    # crash forgot the old one silently, as the model's crash does): a new life starts.
+                if hint == "CLOSED" and prev != "CLOSED" and seen_by_recorder:
+                    # The recorder saw the tuple appear anew after it had seen it before (a listener re-opened
+                    # after its host's reboot; the crash forgot the old one silently, as the model's crash does):
+                    # a new life starts. (A first sighting after the agent's own reading is the same life.)
                     prev = hint
+                seen_by_recorder = seen_by_recorder or hint is not None
                 if state != prev:
                     rest.append(
                         Event(

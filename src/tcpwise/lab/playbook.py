@@ -364,10 +364,10 @@ def _stray_ack_lab(p: P, script: Any) -> LabHooks:
         b_next = seq_add(b.seq, b.len + ("F" in b.flags))
         ts_a, ts_b = (a.opts or {}).get("ts"), (b.opts or {}).get("ts")
         opts = (NopOption(), NopOption(), TimestampsOption(ts_a[0], ts_b[0])) if ts_a and ts_b else ()
-        seg = TcpSegment(
+        stray = TcpSegment(
             a.sport, a.dport, a_next, seq_add(b_next, p["beyond"]), ACK | PSH, a.win, opts, b"x" * 10
         )
-        ex.fwd.inject(build_packet(a_addr, b_addr, seg), ex.t0 + t)
+        ex.fwd.inject(build_packet(a_addr, b_addr, stray), ex.t0 + t)
 
     return LabHooks(timed=((INJECT_AT, inject),))
 

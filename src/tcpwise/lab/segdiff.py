@@ -72,7 +72,7 @@ class NormSeg:
     index: int  # position among the segments this host sent on this connection
     flags: str
     seq: int | str
-    ack: int | None
+    ack: int | str | None
     len: int
     win: int
     shift: int
