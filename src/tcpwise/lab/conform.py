@@ -120,16 +120,36 @@ def _ops(a: list[str], b: list[str]) -> list[str]:
     return out
 
 
+def conn_sequences(run: Run, host: str, horizon: float | None = None) -> list[list[str]]:
+    """``host``'s state sequence per connection (listeners and connections, in the order they first appear),
+    with transient states folded like :func:`sequences`: connections of one host may interleave differently in
+    the two worlds (a delayed ACK moves one by 40 ms) without either being wrong."""
+    by_conn: dict[str | None, list[Event]] = {}
+    for e in run.events:
+        if e.host == host and e.kind == "state" and e.to_state and (horizon is None or e.t <= horizon):
+            by_conn.setdefault(e.conn, []).append(e)
+    out = []
+    for evs in by_conn.values():
+        one = Run(scenario="", hosts=run.hosts, events=evs)
+        out.append(sequences(one, host)[0])
+    return out
+
+
 def compare(sim: Run, lab: Run, horizon: float | None = None) -> list[HostDiff]:
     """Per-host state and flag differences between a model run and a lab run (empty list = they conform at the
-    state level). Hosts are matched by name; ``horizon`` cuts both runs at the same time."""
+    state level). Hosts are matched by name; states are compared connection by connection
+    (:func:`conn_sequences`); ``horizon`` cuts both runs at the same time."""
     diffs: list[HostDiff] = []
     names = [h.name for h in sim.hosts] or sorted({e.host for e in sim.events})
     for host in names:
         s_states, s_flags = sequences(sim, host, horizon)
         l_states, l_flags = sequences(lab, host, horizon)
-        if s_states != l_states:
-            diffs.append(HostDiff(host, "states", s_states, l_states, _ops(s_states, l_states)))
+        s_conns, l_conns = conn_sequences(sim, host, horizon), conn_sequences(lab, host, horizon)
+        if s_conns != l_conns:
+            s_flat = [" ".join(c) for c in s_conns]
+            l_flat = [" ".join(c) for c in l_conns]
+            ops = _ops(s_flat, l_flat) if s_states == l_states else _ops(s_states, l_states)
+            diffs.append(HostDiff(host, "states", s_states, l_states, ops))
         if s_flags != l_flags:
             diffs.append(HostDiff(host, "flags", s_flags, l_flags, _ops(s_flags, l_flags)))
     return diffs
