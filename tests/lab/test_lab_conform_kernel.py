@@ -96,3 +96,42 @@ def test_deviation_simultaneous_open_acks_the_synack() -> None:
         states, flags = sequences(run, host)
         assert states == ["SYN_SENT", "SYN_RCVD", "ESTABLISHED"]
         assert flags == ["S", "SA", "A"]
+
+
+@pytest.mark.slow
+def test_time_wait_length_conforms_over_the_whole_script() -> None:
+    """--full: close runs its 62.5 s script, so TIME_WAIT's expiry is a timed event (60 s, within 13 %)."""
+    _root()
+    from tcpwise.lab.conform import conform_all
+
+    (r,) = conform_all(["close"], full=True, retries=1)
+    assert r.match, (r.reason, r.timing)
+    assert r.horizon > 62 and "TIME_WAIT" in r.sequences["A"]["lab_states"]
+
+
+def test_lab_run_close_as_the_readme_shows_it(tmp_path: object) -> None:
+    """`tcpwise lab run close` exits 0: the TIME_WAIT checks a 4 s run cannot observe are reported as not
+    observed (with --full), not failed; `-f pcap -o F` writes the capture."""
+    _root()
+    import pathlib
+
+    from tcpwise.cli import main
+    from tcpwise.lab.conform import lab_scenario_run
+
+    run = lab_scenario_run("close")
+    unobserved = [c for c in run.checks if not c.observed]
+    assert run.ok and unobserved and all("--full" in (c.detail or "") for c in unobserved)
+    out = pathlib.Path(str(tmp_path)) / "close.pcap"
+    assert main(["lab", "run", "close", "-f", "pcap", "-o", str(out)]) == 0
+    assert out.read_bytes()[:4] in (b"\xd4\xc3\xb2\xa1", b"\xa1\xb2\xc3\xd4")
+
+
+def test_nan_is_refused_before_any_namespace_exists(capsys: pytest.CaptureFixture[str]) -> None:
+    _root()
+    from tcpwise.cli import main
+    from tcpwise.lab.netns import list_lab_namespaces
+
+    before = set(list_lab_namespaces())
+    assert main(["lab", "run", "close", "--set", "time_wait=nan"]) == 2
+    assert "finite" in capsys.readouterr().err
+    assert set(list_lab_namespaces()) <= before

@@ -116,6 +116,12 @@ def register(sub: Any) -> None:
         "loaded machine; default 1)",
     )
     c.add_argument("--wide", action="store_true", help="use more than 80 columns for the table")
+    c.add_argument(
+        "--full",
+        action="store_true",
+        help="compare each scenario's whole script (e.g. 60 s of TIME_WAIT, so its length is timed too); "
+        "default: until --settle after the last step",
+    )
     c.set_defaults(handler=_conform)
 
     d = lsub.add_parser("demo", help="kernel demonstrations (TIME_WAIT length, port exhaustion, ...)")
@@ -206,6 +212,7 @@ def _conform(args: argparse.Namespace) -> int:
             ipv6=args.ipv6,
             jobs=args.jobs,
             progress=(lambda done, total, r: tick(done, total)) if tick else None,
+            full=args.full,
         )
     if args.json:
         print(json.dumps({"scenarios": [r.to_dict() for r in results]}, indent=1))

@@ -377,6 +377,7 @@ def conform_scenario(
     settle: float = SETTLE,
     ipv6: bool = False,
     model_hook: Any = None,
+    full: bool = False,
 ) -> ConformResult:
     """Model vs kernel for one scenario (see the module docstring). ``model_hook(run)`` may alter the model's
     Run before the comparison (tests plant bugs with it)."""
@@ -391,6 +392,8 @@ def conform_scenario(
     params = _params(sc, plan.overrides)
     script = sc.script(params)
     horizon = plan.horizon or horizon_of(script, max_duration, settle)
+    if full:  # the whole script (e.g. 60 s of TIME_WAIT, so its length is timed too) and the timer slack
+        horizon = float(script.duration) + FULL_GRACE
     validate_script(script, horizon)
     model = _model_run(sc, params, script, plan, seed)
     if model_hook is not None:
@@ -456,16 +459,16 @@ def _classify(res: ConformResult, plan: Any) -> str:
     return "differs"
 
 
-def _one(args: tuple[str, float, float, int, bool]) -> ConformResult:
+def _one(args: tuple[str, float, float, int, bool, bool]) -> ConformResult:
     """Worker: conform one scenario, retrying a differing one (a loaded machine can change a kernel choice that
     depends on how fast the application reacts, e.g. a FIN riding on a delayed ACK)."""
-    sid, max_duration, settle, retries, ipv6 = args
+    sid, max_duration, settle, retries, ipv6, full = args
     from tcpwise.errors import UsageError
 
     res: ConformResult | None = None
     for attempt in range(1, retries + 2):
         try:
-            res = conform_scenario(sid, max_duration=max_duration, settle=settle, ipv6=ipv6)
+            res = conform_scenario(sid, max_duration=max_duration, settle=settle, ipv6=ipv6, full=full)
         except UsageError:
             raise
         except Exception as exc:  # one broken scenario must not hide the others' results
@@ -487,6 +490,7 @@ def conform_all(
     ipv6: bool = False,
     jobs: int = 1,
     progress: Any = None,
+    full: bool = False,
 ) -> list[ConformResult]:
     """Conform each scenario (default: the whole catalogue; scenarios the kernel cannot play come back as level
     "none" with the reason). ``jobs`` > 1 runs that many scenarios at once, each in its own worker process and
@@ -501,7 +505,7 @@ def conform_all(
     else:
         for sid in ids:
             _scenario(sid)  # unknown id: one-line error before anything runs
-    tasks = [(sid, max_duration, settle, retries, ipv6) for sid in ids]
+    tasks = [(sid, max_duration, settle, retries, ipv6, full) for sid in ids]
     results: dict[str, ConformResult] = {}
     if jobs <= 1 or len(tasks) <= 1:
         for task in tasks:
@@ -514,7 +518,7 @@ def conform_all(
 
 
 def _parallel(
-    tasks: list[tuple[str, float, float, int, bool]],
+    tasks: list[tuple[str, float, float, int, bool, bool]],
     jobs: int,
     results: dict[str, ConformResult],
     progress: Any,
