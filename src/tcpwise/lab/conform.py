@@ -442,14 +442,14 @@ def conform_scenario(
 def _classify(res: ConformResult, plan: Any) -> str:
     if plan.deviation:
         return f"documented Linux deviation: {plan.deviation}"
-    if res.diffs:
-        d = res.diffs[0]
-        return f"{d.host} states differ ({d.ops[0] if d.ops else ''})"
-    if res.segment is not None:
+    if res.segment is not None:  # the segment that differs first usually explains the states that follow
         s = res.segment
         return (
             f"{s['host']} segment #{s['index']} of connection {s['conn']} differs: {', '.join(s['fields'])}"
         )
+    if res.diffs:
+        d = res.diffs[0]
+        return f"{d.host} states differ ({d.ops[0] if d.ops else ''})"
     if res.timing:
         t = res.timing[0]
         return (
