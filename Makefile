@@ -41,9 +41,13 @@ test: venv sysdeps
 bench: venv sysdeps
 	@for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
+# The lint gate (.ci/run runs it before the tests): ruff lint and format, mypy --strict over all of src, and the
+# layer contracts (import-linter, configured in pyproject.toml).
 lint: venv
-	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff check src tests bench tools examples
+	$(BIN)/ruff format --check src tests bench tools examples
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info

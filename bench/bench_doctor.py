@@ -118,7 +118,8 @@ def main() -> int:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
         exporter = subprocess.Popen(
-            [*tcpwise_cmd(), "exporter", "--listen", f"127.0.0.1:{port}"],
+            # --cache 0: every scrape collects (the default 0.5 s page cache would answer back-to-back scrapes).
+            [*tcpwise_cmd(), "exporter", "--listen", f"127.0.0.1:{port}", "--cache", "0"],
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,

@@ -1,5 +1,13 @@
-"""Benchmark: what the guard costs, side by side with a plain asyncio server in the same run.
+"""Benchmark: what the guard buys under hostile load, and what it costs, side by side with a plain asyncio
+server in the same run.
 
+0. Flood (issue 17): legitimate-request success and latency while an attacker keeps 3,000 connections going
+   (silent, reopened when closed, at most 3,000 new ones per second) from one loopback address and from 100
+   (127.0.1.x), with the server's RLIMIT_NOFILE at 1,024 and 4,096 (set in the server's own process). The
+   legitimate clients (127.0.2.x) open one connection per request, one every 20 ms, and need the answer
+   within 2 s. Goal: >= 99 % served, p99 < 50 ms. Server and legitimate clients share CPU 0, the attacker
+   gets CPU 1, so the attacker's own CPU use does not decide the result. Each cell runs ``--flood-runs``
+   times; medians are printed (the machine is shared and noisy), with the server's log volume and peak RSS.
 1. Idle connections held by one server process (goal >= 15,000) and RSS per connection: a guarded server
    (limits, first-byte/idle timeouts, keepalive + user timeout all on) and a plain ``asyncio.start_server``
    server each accept N idle connections opened by two client processes (fd limit ~20k per process) from
@@ -9,7 +17,8 @@
    the default loop and on uvloop; the client runs in its own process on uvloop so it is not the bottleneck. Runs alternate plain/guard to spread machine noise;
    the best of each is reported with the ratio guard/plain (goal >= 0.8).
 
-Loopback only, every loop bounded in count and time. Usage: python bench/bench_guard.py [--conns 16000]
+Loopback only, every loop bounded in count and time.
+Usage: python bench/bench_guard.py [--only flood|cost] [--flood-runs 3] [--conns 16000]
 """
 
 from __future__ import annotations
@@ -19,9 +28,12 @@ import asyncio
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
+import tempfile
 import time
+from typing import Any
 
 HERE = os.path.abspath(__file__)
 
@@ -65,7 +77,7 @@ async def serve(kind: str, target: int, timeout: float) -> None:
     base = rss_kib()
     if kind == "guard":
         cfg = GuardConfig(
-            limits=Limits(max_connections=19_500, max_per_ip=5_000),
+            limits=Limits(max_per_ip=5_000),  # the cap: RLIMIT_NOFILE minus the headroom
             timeouts=Timeouts(first_byte=120, idle=300, write=60),
             keepalive=Keepalive(idle=60, interval=10, count=3, user_timeout=30),
         )
@@ -139,6 +151,110 @@ async def load(port: int, mode: str, seconds: float) -> None:
     for _, w in pairs:
         w.close()
     print(json.dumps({"ops": ops, "ops_per_s": ops / dt, "mb_per_s": ops * size * 2 / dt / 1e6}), flush=True)
+
+
+# -- flood (issue 17) --------------------------------------------------------------------------------------------
+
+
+def _hostile(role: str, *args: str, cpu: int, stderr: Any = subprocess.DEVNULL) -> subprocess.Popen[str]:
+    cpus = sorted(os.sched_getaffinity(0))
+    pin = {cpus[cpu % len(cpus)]}
+    return subprocess.Popen(
+        [sys.executable, "-m", "tcpwise.guard.hostile", role, *args],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=stderr,
+        text=True,
+        preexec_fn=lambda: os.sched_setaffinity(0, pin),
+    )
+
+
+def flood_cell(kind: str, sources: int, nofile: int, seconds: float = 6.0) -> dict[str, Any]:
+    """One run: server + attacker + legitimate clients; what the legitimate clients saw and what it cost."""
+    with tempfile.TemporaryFile("w+") as err:
+        procs: list[subprocess.Popen[str]] = []
+        try:
+            srv = _hostile("server", "--kind", kind, "--nofile", str(nofile), cpu=0, stderr=err)
+            procs.append(srv)
+            port = str(int(_line(srv)["port"]))
+            att = _hostile(
+                "attack", "--port", port, "--conns", "3000", "--sources", str(sources), "--seconds",
+                str(seconds), "--rate", "3000", "--nofile", "10000", "--loop", "uvloop", cpu=1,
+            )  # fmt: skip
+            procs.append(att)
+            _line(att)
+            leg = _hostile(
+                "legit", "--port", port, "--requests", "200", "--interval", "0.02", "--timeout", "2",
+                "--loop", "uvloop", cpu=0,
+            )  # fmt: skip
+            procs.append(leg)
+            legit = json.loads(leg.communicate(timeout=60)[0])
+            att.communicate(timeout=60)
+            rep = json.loads(srv.communicate(timeout=60)[0].strip().splitlines()[-1])
+        finally:
+            for p in procs:
+                if p.poll() is None:
+                    p.kill()
+                    p.wait()
+        size = err.tell()
+        err.seek(0)
+        lines = tracebacks = 0
+        for line in err:
+            lines += 1
+            tracebacks += line.startswith("Traceback")
+    return {
+        "success": legit["ok"] / legit["requests"],
+        "p50": legit["p50_ms"],
+        "p99": legit["p99_ms"],
+        "log_lines": lines,
+        "log_bytes": size,
+        "tracebacks": tracebacks,
+        "peak_mib": rep["mem_kib"]["VmHWM"] / 1024,
+    }
+
+
+def _med(runs: list[dict[str, Any]], key: str) -> float:
+    vals = [r[key] for r in runs if r[key] == r[key]]  # drop NaN (no request answered)
+    return statistics.median(vals) if vals else float("nan")
+
+
+def _fmt_ms(v: float) -> str:
+    return f"{v:7.1f}" if v == v else "      -"
+
+
+def bench_flood(runs: int) -> None:
+    print(
+        "flood: attacker holds up to 3000 connections (reopened when closed, <= 3000 new/s), 200 legitimate"
+    )
+    print(f"requests one connection each, 20 ms apart, 2 s timeout; median of {runs} runs per cell")
+    print("load average at start: {:.1f} {:.1f} {:.1f} (other jobs on this machine)".format(*os.getloadavg()))
+    print(
+        f"{'sources':>7} {'nofile':>6} {'server':<6} {'served':>7} {'p50 ms':>7} {'p99 ms':>7} "
+        f"{'log lines':>10} {'log MB':>7} {'tracebk':>7} {'RSS MiB':>7}  goal >=99%, p99<50ms"
+    )
+    for sources in (1, 100):
+        for nofile in (1024, 4096):
+            cell: dict[str, list[dict[str, Any]]] = {"plain": [], "guard": []}
+            for _ in range(runs):
+                for kind in ("plain", "guard"):  # alternate: machine noise hits both alike
+                    cell[kind].append(flood_cell(kind, sources, nofile))
+            for kind in ("plain", "guard"):
+                rs = cell[kind]
+                ok = _med(rs, "success") >= 0.99 and _med(rs, "p99") < 50
+                print(
+                    f"{sources:>7} {nofile:>6} {kind:<6} {_med(rs, 'success') * 100:>6.1f}% {_fmt_ms(_med(rs, 'p50'))} "
+                    f"{_fmt_ms(_med(rs, 'p99'))} {_med(rs, 'log_lines'):>10.0f} {_med(rs, 'log_bytes') / 1e6:>7.2f} "
+                    f"{_med(rs, 'tracebacks'):>7.0f} {_med(rs, 'peak_mib'):>7.1f}  {'MET' if ok else 'not met'}"
+                )
+            g, pl = cell["guard"], cell["plain"]
+            s_ratio = _med(g, "success") / _med(pl, "success") if _med(pl, "success") else float("inf")
+            p_ratio = _med(pl, "p99") / _med(g, "p99") if _med(pl, "p99") == _med(pl, "p99") else float("nan")
+            print(
+                f"{'':>7} {'':>6} ratio  guard/plain served {s_ratio:.2f}x"
+                + (f", p99 plain/guard {p_ratio:.2f}x" if p_ratio == p_ratio else ", plain answered nothing")
+                + f"; per-run guard served {[round(r['success'] * 100, 1) for r in g]}"
+                + f", p99 {[round(r['p99']) for r in g]} ms; load {os.getloadavg()[0]:.1f}"
+            )
 
 
 # -- orchestration ---------------------------------------------------------------------------------------------
@@ -243,6 +359,8 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=1.0)
     ap.add_argument("--conns", type=int, default=16_000, help="idle connections to hold (main role)")
     ap.add_argument("--repeat", type=int, default=4, help="alternating echo runs per server kind")
+    ap.add_argument("--only", choices=("flood", "cost"), default=None, help="run one part (default both)")
+    ap.add_argument("--flood-runs", type=int, default=3, help="runs per flood cell; medians are printed")
     a = ap.parse_args()
     raise_nofile()
     if a.role in ("server", "load") and len(os.sched_getaffinity(0)) >= 2:
@@ -265,6 +383,10 @@ def main() -> int:
         uvloop.run(load(a.port, a.mode, a.seconds))
         return 0
 
+    if a.only in (None, "flood"):
+        bench_flood(a.flood_runs)
+        if a.only == "flood":
+            return 0
     print(f"bench_guard: {a.conns} idle connections per server process, then echo throughput (loopback)")
     idle = {k: bench_idle(k, a.conns) for k in ("plain", "guard")}
     print(f"{'server':<8} {'held':>7} {'RSS MiB':>8} {'bytes/conn':>11} {'fill s':>7}")

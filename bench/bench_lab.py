@@ -27,8 +27,8 @@ def main() -> int:
     if os.geteuid() != 0:
         print("bench_lab: needs root (network namespaces); skipped")
         return 0
-    from tcpwise.doctor.netlink import dump, open_diag_socket
     from tcpwise.lab.netns import Topology, in_netns
+    from tcpwise.linux.netlink import dump, open_diag_socket
 
     others = int(open("/proc/net/sockstat").read().split("TCP: inuse ")[1].split()[0])
     print(

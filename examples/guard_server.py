@@ -19,7 +19,7 @@ import signal
 import sys
 
 from tcpwise.guard import Guard, GuardConfig, Keepalive, Limits, Timeouts
-from tcpwise.guard.logfmt import JsonFormatter
+from tcpwise.sockets.logfmt import JsonFormatter
 
 
 async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

@@ -16,8 +16,8 @@ import json
 import logging
 import sys
 
-from tcpwise.guard.logfmt import JsonFormatter
 from tcpwise.pool import Pool, PoolConfig, PooledConnection
+from tcpwise.sockets.logfmt import JsonFormatter
 
 
 async def echo_request(conn: PooledConnection, payload: bytes) -> bytes:

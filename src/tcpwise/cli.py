@@ -28,9 +28,10 @@ __all__ = ["main", "build_parser"]
 # Order = order in --help.
 _AREAS = (
     "tcpwise.scenarios.cli",
-    "tcpwise.render.cli",
+    "tcpwise.scenarios.report_cli",
     "tcpwise.lab.cli",
     "tcpwise.doctor.cli",
+    "tcpwise.watch.cli",
     "tcpwise.trace.cli",
     "tcpwise.guard.cli",
     "tcpwise.ladder.cli",
@@ -44,6 +45,7 @@ EPILOG = """examples:
   tcpwise report -o report/              HTML gallery of every scenario
   tcpwise lab run close                  the same story on the real kernel (root)
   tcpwise doctor                         diagnose this host's TCP connections
+  tcpwise watch                          each connection's life, live (root)
   tcpwise trace capture.pcap             the life of every connection in a capture
   tcpwise ladder --nginx nginx.conf --hop uvicorn   idle-timeout inversions (502s) on a path
 """
@@ -59,32 +61,22 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"tcpwise {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for modname in _AREAS:
-        mod = _load_cli_module(modname)
-        if mod is not None:
-            mod.register(sub)
+        _load_cli_module(modname).register(sub)
     return parser
 
 
-def _load_cli_module(modname: str) -> ModuleType | None:
+def _load_cli_module(modname: str) -> ModuleType:
     """Import an area's ``cli`` module *without* running its package ``__init__`` (which may re-export the
     area's whole API: guard's pulls in asyncio). The package is imported normally later, by the handler, if the
-    command is the one asked for. An area that is not built simply has no subcommands."""
+    command is the one asked for. Every area is part of tcpwise: a missing one is a broken install, and fails."""
     if modname in sys.modules:
         return sys.modules[modname]
     pkg, _, leaf = modname.rpartition(".")
     if pkg == "tcpwise":  # a top-level module (tcpwise.demo): nothing to skip
-        try:
-            return importlib.import_module(modname)
-        except ModuleNotFoundError as exc:
-            if exc.name == modname:
-                return None
-            raise
+        return importlib.import_module(modname)
     pkg_spec = importlib.util.find_spec(pkg)  # imports only the parents of pkg, not pkg itself
-    if pkg_spec is None or not pkg_spec.submodule_search_locations:
-        return None
+    assert pkg_spec is not None and pkg_spec.submodule_search_locations, f"tcpwise is missing {pkg}"
     path = os.path.join(list(pkg_spec.submodule_search_locations)[0], leaf + ".py")
-    if not os.path.exists(path):
-        return None
     spec = importlib.util.spec_from_file_location(modname, path)
     assert spec is not None and spec.loader is not None
     mod = importlib.util.module_from_spec(spec)

@@ -58,7 +58,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     if not args.no_report:
         import os
 
-        from tcpwise.render.report import build_report, catalogue_entries
+        from tcpwise.render.report import build_report
+        from tcpwise.scenarios.gallery import catalogue_entries
 
         result = build_report(args.report, catalogue_entries(lang=args.lang), lang=args.lang)
         n = len(result.entries)

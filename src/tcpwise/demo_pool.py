@@ -1,4 +1,4 @@
-"""``tcpwise demo pool``: the notes' "connection count keeps growing" problem and its fix, live on loopback.
+"""``tcpwise demo pool``: the "connection count keeps growing" problem and its fix, live on loopback.
 
 A guarded server closes keep-alive connections idle for 0.3 s (FIN), as real servers do. A client sends bursts
 of concurrent requests with pauses longer than that. Two client pools serve the same workload:
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TextIO
 
@@ -38,7 +39,7 @@ class _Conn:
 
 @dataclass
 class NaivePool:
-    """The pool the notes warn about: no validation, no eviction, dead connections dropped but never closed."""
+    """The naive pool: no validation, no eviction, dead connections dropped but never closed."""
 
     host: str
     port: int
@@ -75,10 +76,113 @@ async def _request(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n
         raise ValueError(f"wrong reply {reply!r}")
 
 
+Kernel = Callable[[], tuple[int, int, int]]
+Row = tuple[int, int, int, int, tuple[int, int, int]]
+
+
+def _table(p: Callable[[str], None], rows: list[Row]) -> None:
+    p("round  errors  opened  sockets held  client ESTAB/CLOSE_WAIT/TIME_WAIT")
+    for rnd, errs, opened, held, (e, cw, tw) in rows:
+        p(f"{rnd:>5}  {errs:>6}  {opened:>6}  {held:>12}  {e:>5}/{cw}/{tw}")
+
+
+async def _naive_part(port: int, p: Callable[[str], None], kernel: Kernel) -> dict[str, int]:
+    from tcpwise.pool import RETRYABLE
+
+    naive = NaivePool("127.0.0.1", port)
+    count = {"errors": 0, "failed": 0}
+    kinds: dict[str, int] = {}
+    rows: list[Row] = []
+    naive_errors: tuple[type[BaseException], ...] = (*RETRYABLE, ValueError)
+
+    async def naive_one(n: int) -> None:
+        for _attempt in range(2):  # the usual "retry once" - on whatever the naive pool hands out
+            c = await naive.get()
+            try:
+                await _request(c.reader, c.writer, n)
+            except naive_errors as exc:
+                count["errors"] += 1
+                if isinstance(exc, ConnectionResetError):
+                    name = "reset by peer"
+                elif isinstance(exc, asyncio.IncompleteReadError):
+                    name = "EOF before the answer"
+                else:
+                    name = type(exc).__name__
+                kinds[name] = kinds.get(name, 0) + 1
+                continue  # dropped from the pool, never closed
+            naive.put(c)
+            return
+        count["failed"] += 1
+
+    for rnd in range(1, ROUNDS + 1):
+        before = count["errors"]
+        base = (rnd - 1) * BURST
+        await asyncio.gather(*(naive_one(base + i) for i in range(BURST)), return_exceptions=True)
+        await asyncio.sleep(PAUSE)
+        rows.append(
+            (rnd, count["errors"] - before, naive.opened, naive.held(), await asyncio.to_thread(kernel))
+        )
+    close_wait, held, opened = kernel()[1], naive.held(), naive.opened
+    await naive.shutdown()
+    n = ROUNDS * BURST
+    p("naive pool (no validation, no eviction, drops dead connections unclosed)")
+    _table(p, rows)
+    p(f"  -> {count['errors']} errors seen by the application")
+    p(f"     ({', '.join(f'{v} {k}' for k, v in sorted(kinds.items()))});")
+    p(f"     {count['failed']} of {n} requests failed even after one retry;")
+    p(f"     {opened} connections opened for {n} requests;")
+    p(f"     {held} sockets still held by the process, {close_wait} of them in")
+    if close_wait < held:
+        p("     CLOSE_WAIT (the rest got RST: CLOSED in the kernel, but their")
+        p("     descriptors leak until the process exits)")
+    else:
+        p("     CLOSE_WAIT: the server closed them, the application never will")
+    p("")
+    return {"errors": count["errors"], "held": held}
+
+
+async def _fixed_part(port: int, p: Callable[[str], None], kernel: Kernel) -> dict[str, int]:
+    from tcpwise.pool import Pool, PoolConfig
+
+    cfg = PoolConfig(
+        max_size=BURST, max_idle_time=POOL_IDLE, server_idle_timeout=SERVER_IDLE, health_check_interval=0.1
+    )
+    errors = 0
+    rows: list[Row] = []
+    async with Pool("127.0.0.1", port, cfg) as pool:
+
+        async def fixed_one(k: int) -> None:
+            nonlocal errors
+            try:
+                await pool.run(lambda c: _request(c.reader, c.writer, k))
+            except Exception:  # noqa: BLE001 - counted and reported
+                errors += 1
+
+        for rnd in range(1, ROUNDS + 1):
+            before = errors
+            base = (ROUNDS + rnd - 1) * BURST
+            await asyncio.gather(*(fixed_one(base + i) for i in range(BURST)))
+            await asyncio.sleep(PAUSE)
+            opened = pool.stats()["opened_total"]
+            rows.append((rnd, errors - before, opened, pool.size, await asyncio.to_thread(kernel)))
+        st = pool.stats()
+        close_wait = kernel()[1]
+        held = pool.size
+    p(f"tcpwise.pool (validate on borrow, max_idle_time {POOL_IDLE} s < server idle")
+    p(f"{SERVER_IDLE} s, retry)")
+    _table(p, rows)
+    closed = ", ".join(f"{v} {k}" for k, v in sorted(st["closed_total"].items()))
+    p(f"  -> {errors} errors seen by the application, {errors} of {ROUNDS * BURST} requests failed;")
+    p(f"     {st['opened_total']} connections opened, {sum(st['closed_total'].values())} closed by the pool")
+    p(f"     ({closed}), {st['retries_total']} retries, {held} sockets held at the end,")
+    p(f"     {close_wait} in CLOSE_WAIT")
+    p("")
+    return {"errors": errors, "held": held, "close_wait": close_wait}
+
+
 async def _demo(out: TextIO) -> int:
     from tcpwise.guard import Guard, GuardConfig, Timeouts
-    from tcpwise.guard.procnet import count_states
-    from tcpwise.pool import RETRYABLE, Pool, PoolConfig
+    from tcpwise.sockets.procnet import count_states
 
     async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         while line := await reader.readline():
@@ -92,125 +196,33 @@ async def _demo(out: TextIO) -> int:
     def p(s: str) -> None:
         print(s, file=out)
 
-    p('tcpwise demo pool - the notes\' "connection count keeps growing" problem, on loopback')
-    p(f"server: guarded echo on 127.0.0.1:{port}, closes connections idle for {SERVER_IDLE} s (FIN)")
-    p(
-        f"client: {ROUNDS} rounds of {BURST} concurrent requests, {PAUSE} s pause between rounds (> server idle)"
-    )
-    p("")
-
     def kernel() -> tuple[int, int, int]:
         st = count_states(remote_port=port)  # client-side sockets: their remote port is the server's
         return st["ESTABLISHED"], st["CLOSE_WAIT"], st["TIME_WAIT"]
 
-    # -- naive ------------------------------------------------------------------------------------------------
-    naive = NaivePool("127.0.0.1", port)
-    n_errors = 0
-    kinds: dict[str, int] = {}
-    rows: list[tuple[int, int, int, int, tuple[int, int, int]]] = []
-
-    n_failed = 0
-    naive_errors: tuple[type[BaseException], ...] = (*RETRYABLE, ValueError)
-
-    async def naive_one(n: int) -> None:
-        nonlocal n_errors, n_failed
-        for _attempt in range(2):  # the usual "retry once" - on whatever the naive pool hands out
-            c = await naive.get()
-            try:
-                await _request(c.reader, c.writer, n)
-            except naive_errors as exc:
-                n_errors += 1
-                if isinstance(exc, ConnectionResetError):
-                    name = "Connection reset by peer"
-                elif isinstance(exc, asyncio.IncompleteReadError):
-                    name = "server closed before answering (EOF)"
-                else:
-                    name = type(exc).__name__
-                kinds[name] = kinds.get(name, 0) + 1
-                continue  # dropped from the pool, never closed
-            naive.put(c)
-            return
-        n_failed += 1
-
-    n = 0
-    for rnd in range(1, ROUNDS + 1):
-        before = n_errors
-        await asyncio.gather(*(naive_one(n + i) for i in range(BURST)), return_exceptions=True)
-        n += BURST
-        await asyncio.sleep(PAUSE)
-        rows.append((rnd, n_errors - before, naive.opened, naive.held(), await asyncio.to_thread(kernel)))
-    naive_close_wait = kernel()[1]
-    naive_held = naive.held()
-    naive_opened = naive.opened
-    await naive.shutdown()
-
-    p("naive pool (no validation, no eviction, drops dead connections without closing them)")
-    p("round  errors  opened  sockets held  client ESTAB/CLOSE_WAIT/TIME_WAIT (after the pause)")
-    for rnd, errs, opened, held, (e, cw, tw) in rows:
-        p(f"{rnd:>5}  {errs:>6}  {opened:>6}  {held:>12}  {e:>5}/{cw}/{tw}")
-    p(
-        f"  -> {n_errors} errors seen by the application ({', '.join(f'{v} {k}' for k, v in sorted(kinds.items()))}),"
-    )
-    p(
-        f"     {n_failed} of {n} requests failed even after one retry; {naive_opened} connections opened for {n} requests;"
-    )
-    p(
-        f"     {naive_held} sockets still held by the process, {naive_close_wait} of them in CLOSE_WAIT (the rest got RST:"
-    )
-    p("     CLOSED in the kernel, but their descriptors leak until the process exits)")
+    p('tcpwise demo pool - "the connection count keeps growing", on loopback')
+    p(f"server: guarded echo on 127.0.0.1:{port}, closes connections idle {SERVER_IDLE} s")
+    p(f"client: {ROUNDS} rounds of {BURST} concurrent requests, {PAUSE} s pauses (> server idle)")
     p("")
+    naive = await _naive_part(port, p, kernel)
     await asyncio.sleep(0.1)
-
-    # -- tcpwise.pool -------------------------------------------------------------------------------------------
-    cfg = PoolConfig(
-        max_size=BURST, max_idle_time=POOL_IDLE, server_idle_timeout=SERVER_IDLE, health_check_interval=0.1
-    )
-    f_errors = 0
-    rows = []
-    async with Pool("127.0.0.1", port, cfg) as pool:
-
-        async def fixed_one(k: int) -> None:
-            nonlocal f_errors
-            try:
-                await pool.run(lambda c: _request(c.reader, c.writer, k))
-            except Exception:  # noqa: BLE001 - counted and reported
-                f_errors += 1
-
-        for rnd in range(1, ROUNDS + 1):
-            before = f_errors
-            await asyncio.gather(*(fixed_one(n + i) for i in range(BURST)))
-            n += BURST
-            await asyncio.sleep(PAUSE)
-            st = pool.stats()
-            rows.append(
-                (rnd, f_errors - before, st["opened_total"], pool.size, await asyncio.to_thread(kernel))
-            )
-        st = pool.stats()
-        fixed_close_wait = kernel()[1]
-        fixed_held = pool.size
-    p(f"tcpwise.pool (validate on borrow, max_idle_time {POOL_IDLE} s < server idle {SERVER_IDLE} s, retry)")
-    p("round  errors  opened  sockets held  client ESTAB/CLOSE_WAIT/TIME_WAIT (after the pause)")
-    for rnd, errs, opened, held, (e, cw, tw) in rows:
-        p(f"{rnd:>5}  {errs:>6}  {opened:>6}  {held:>12}  {e:>5}/{cw}/{tw}")
-    evicted = sum(st["closed_total"].values())
-    p(
-        f"  -> {f_errors} errors seen by the application, {f_errors} of {ROUNDS * BURST} requests failed; {st['opened_total']} connections opened, "
-        f"{evicted} closed by the pool ({', '.join(f'{v} {k}' for k, v in sorted(st['closed_total'].items()))}),"
-    )
-    p(
-        f"     {st['retries_total']} retries, {fixed_held} sockets held at the end, {fixed_close_wait} in CLOSE_WAIT"
-    )
-    p("")
-    p(
-        "Why: the server's FIN only moves an idle client socket to CLOSE_WAIT; nothing tells the application until"
-    )
-    p(
-        "it writes and gets RST. Retire connections before the server does (pool idle < server idle), check them"
-    )
-    p("on borrow, retry idempotent requests, and always close what you drop. (TIME_WAIT on the client is the")
-    p("price of closing first: harmless at this rate, see `tcpwise sim timewait-pileup`.)")
+    fixed = await _fixed_part(port, p, kernel)
+    for line in (
+        "Why: the server's FIN only moves an idle client socket to CLOSE_WAIT;",
+        "nothing tells the application until it writes and gets RST. Retire",
+        "connections before the server does (pool idle < server idle), check them",
+        "on borrow, retry idempotent requests, and always close what you drop.",
+        "(TIME_WAIT on the client is the price of closing first: harmless at this",
+        "rate, see `tcpwise sim timewait-pileup`.)",
+    ):
+        p(line)
     server.close()
-    ok = n_errors > 0 and f_errors == 0 and fixed_close_wait == 0 and naive_held > fixed_held
+    ok = (
+        naive["errors"] > 0
+        and fixed["errors"] == 0
+        and fixed["close_wait"] == 0
+        and naive["held"] > fixed["held"]
+    )
     return 0 if ok else 1
 
 

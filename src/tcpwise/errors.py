@@ -7,7 +7,7 @@ The CLI prints ``tcpwise: error: <message>`` and exits with :attr:`UsageError.ex
 
 from __future__ import annotations
 
-__all__ = ["TcpwiseError", "UsageError", "MissingCapability"]
+__all__ = ["TcpwiseError", "UsageError", "MissingCapability", "BudgetExceeded"]
 
 
 class TcpwiseError(Exception):
@@ -22,3 +22,8 @@ class UsageError(TcpwiseError):
 
 class MissingCapability(TcpwiseError):
     """The machine lacks something: root, a namespace, nftables, a kernel feature, a binary."""
+
+
+class BudgetExceeded(TcpwiseError):
+    """A run reached one of its budgets (simulated events, recorded events, wall time or memory): the parameters
+    ask for more than a run may take. The message names the budget and what to lower."""

@@ -43,6 +43,7 @@ from tcpwise.vocab import (
     TcpState,
     TimerName,
     Trigger,
+    flags_to_str,
 )
 
 __all__ = ["SegmentInfo", "Event", "Check", "Host", "Run", "EVENT_KINDS", "SCHEMA_VERSION", "is_errno"]
@@ -50,7 +51,6 @@ __all__ = ["SegmentInfo", "Event", "Check", "Host", "Run", "EVENT_KINDS", "SCHEM
 SCHEMA_VERSION = 2
 EVENT_KINDS = tuple(k.value for k in EventKind)
 _U32 = 1 << 32
-_FLAG_RANK = {letter: i for i, letter in enumerate(FLAG_ORDER)}
 
 
 def is_errno(name: str) -> bool:
@@ -58,9 +58,8 @@ def is_errno(name: str) -> bool:
     return name.startswith("E") and isinstance(getattr(_errno_names, name, None), int)
 
 
-def _canonical_flags(flags: str) -> bool:
-    ranks = [_FLAG_RANK.get(c, -1) for c in flags]
-    return all(r >= 0 for r in ranks) and ranks == sorted(set(ranks))
+# Every canonical flag string (letters once each, in S F R P A U E C order): 256 of them, looked up in O(1).
+_CANONICAL_FLAGS = frozenset(flags_to_str(bits) for bits in range(256))
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,8 +82,10 @@ class SegmentInfo:
     payload: str | None = None
 
     def __post_init__(self) -> None:
-        if not _canonical_flags(self.flags):
-            raise ValueError(f"flags {self.flags!r}: letters must be from {FLAG_ORDER}, once each, in that order")
+        if self.flags not in _CANONICAL_FLAGS:
+            raise ValueError(
+                f"flags {self.flags!r}: letters must be from {FLAG_ORDER}, once each, in that order"
+            )
         if not (0 <= self.sport < 65536 and 0 <= self.dport < 65536):
             raise ValueError(f"port out of range: {self.sport} -> {self.dport}")
         if not (0 <= self.seq < _U32 and 0 <= self.ack < _U32):
@@ -191,17 +192,25 @@ class Event:
     conn: str | None = None
 
     def __post_init__(self) -> None:
-        if type(self.kind) is not EventKind:
-            object.__setattr__(self, "kind", EventKind(self.kind))
+        kind = self.kind
+        if type(kind) is not EventKind:
+            kind = EventKind(kind)
+            object.__setattr__(self, "kind", kind)
+        if not math.isfinite(self.t):
+            raise ValueError(f"event time must be finite, got {self.t!r}")
+        # Segment events are most of every log: one check for them, the full validation for the rest.
+        if kind is EventKind.SEND or kind is EventKind.RECV:
+            if self.segment is None:
+                raise ValueError(f"a {kind} event needs segment")
+            if self.from_state is None and self.call is None and self.timer is None:
+                return
         for name, enum in _ENUMS:
             v = getattr(self, name)
             if v is not None and type(v) is not enum:
                 object.__setattr__(self, name, enum(v))
-        if not math.isfinite(self.t):
-            raise ValueError(f"event time must be finite, got {self.t!r}")
-        for name in _REQUIRED[self.kind]:
+        for name in _REQUIRED[kind]:
             if getattr(self, name) is None:
-                raise ValueError(f"a {self.kind} event needs {name}")
+                raise ValueError(f"a {kind} event needs {name}")
         if self.errno is not None and not is_errno(self.errno):
             raise ValueError(f"unknown errno name {self.errno!r}")
         for name in ("nbytes", "port", "backlog"):

@@ -184,7 +184,11 @@ def _app_text(ev: Event, lang: str) -> str:
     if call is AppCall.LISTEN:
         base = f"listen(port={ev.port}, backlog={ev.backlog})" if ev.backlog is not None else "listen()"
     elif call in (AppCall.SEND, AppCall.RECV) and ev.nbytes is not None and ev.errno is None:
-        base = f"send({ev.nbytes})" if call is AppCall.SEND else f"recv() {ev.nbytes} " + ("字节" if zh else "bytes")
+        base = (
+            f"send({ev.nbytes})"
+            if call is AppCall.SEND
+            else f"recv() {ev.nbytes} " + ("字节" if zh else "bytes")
+        )
     if ev.errno is not None:
         fails = "失败" if zh else "fails"
         base = f"{ev.errno}" if call is AppCall.ERROR else f"{base} {fails}: {ev.errno}"
@@ -192,7 +196,10 @@ def _app_text(ev: Event, lang: str) -> str:
         why_en, why_zh = _WHY[ev.why]
         why = (why_zh if zh else why_en).format(v=num(ev.value) if ev.value is not None else "")
         if call in (AppCall.SEND, AppCall.RECV) and ev.why in (
-            AppWhy.REQUEST, AppWhy.HEARTBEAT, AppWhy.GREETING, AppWhy.RESPONSE_DONE
+            AppWhy.REQUEST,
+            AppWhy.HEARTBEAT,
+            AppWhy.GREETING,
+            AppWhy.RESPONSE_DONE,
         ):
             return f"{base} {why}" if call is AppCall.SEND else f"{base}: {why}"
         return f"{why}: {base}"

@@ -68,7 +68,7 @@ STATE_NAMES: tuple[str, ...] = tuple(s.value for s in TcpState)
 
 # One colour per state, used by every renderer: greens for data-carrying states, blues for the active closer's way
 # out, reds for the passive closer's (CLOSE_WAIT is where leaks live), purple for TIME_WAIT.
-STATE_COLORS: dict[TcpState, str] = {
+STATE_COLORS: dict[str, str] = {  # keyed by TcpState members, which are str: a state name looks up too
     TcpState.CLOSED: "#e5e5e5",
     TcpState.LISTEN: "#c7dcef",
     TcpState.SYN_SENT: "#fdd49e",
@@ -124,8 +124,12 @@ class Trigger(enum.StrEnum):
     RCV_ACK = "rcv ACK"  # an ACK of our SYN or FIN
     RCV_FIN = "rcv FIN"
     RCV_RST = "rcv RST"
-    RCV_SYN_NEW_INCARNATION = "rcv SYN new incarnation"  # TIME_WAIT yields to a new SYN (RFC 6191, TCP_TW_SYN)
-    RCV_DATA_AFTER_CLOSE = "rcv data after close"  # Linux: an orphan answers new data with RST (TCPAbortOnData)
+    RCV_SYN_NEW_INCARNATION = (
+        "rcv SYN new incarnation"  # TIME_WAIT yields to a new SYN (RFC 6191, TCP_TW_SYN)
+    )
+    RCV_DATA_AFTER_CLOSE = (
+        "rcv data after close"  # Linux: an orphan answers new data with RST (TCPAbortOnData)
+    )
     TIMEOUT = "timeout"  # retransmission, keepalive or user timeout gave up (ETIMEDOUT)
     TIMER_TIME_WAIT = "timer time_wait"
     TIMER_FIN_WAIT_2 = "timer fin_wait_2"
@@ -190,6 +194,7 @@ class DropReason(enum.StrEnum):
     NFTABLES = "nftables"  # the lab's router dropped it (nft rule)
     HELD = "held"  # a delay box took it off the link; it is delivered later (text says when)
     PAWS = "paws"  # a PAWS check in front of the host rejected it (legacy tw_recycle)
+
 
 # Linux include/net/tcp_states.h: TCP_ESTABLISHED = 1 ... TCP_NEW_SYN_RECV = 12. NEW_SYN_RECV is the kernel's
 # request-sock (a SYN queue entry, not a full socket); we report it as SYN_RCVD, the RFC state it stands for.

@@ -39,7 +39,18 @@ def test_json_shape_is_exactly_the_contract():
         r = run("doctor", "--json")
         assert r.returncode == 0, r.stderr
         doc = json.loads(r.stdout)
-        assert set(doc) == {"states", "processes", "findings", "elapsed_s"}
+        assert set(doc) == {
+            "schema",
+            "host",
+            "timestamp",
+            "kernel",
+            "netns",
+            "states",
+            "processes",
+            "findings",
+            "elapsed_s",
+        }
+        assert doc["schema"] == 2 and doc["kernel"] == os.uname().release and doc["timestamp"].endswith("Z")
         assert list(doc["states"])[:11] == [
             "CLOSED",
             "LISTEN",
@@ -54,8 +65,10 @@ def test_json_shape_is_exactly_the_contract():
             "TIME_WAIT",
         ]
         for p in doc["processes"]:
-            assert set(p) == {"pid", "comm", "states", "fds", "fd_limit"}
-        assert any(p["pid"] == srv.pid for p in doc["processes"])
+            assert set(p) == {"pid", "comm", "cmdline", "states", "fds", "fd_limit"}
+            assert sum(p["states"].values()) > 0, "a process without sockets is left out of the table"
+        mine = [p for p in doc["processes"] if p["pid"] == srv.pid]
+        assert mine and mine[0]["cmdline"][0].endswith("python") or "python" in " ".join(mine[0]["cmdline"])
         for f in doc["findings"]:
             assert set(f) == {"id", "severity", "pid", "message", "evidence", "advice"}
             assert f["severity"] in ("info", "warn", "crit")

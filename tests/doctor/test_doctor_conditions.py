@@ -15,6 +15,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 
 import pytest
@@ -146,6 +147,45 @@ def test_accept_queue_overflow_backlog_1():
             assert ev["backlog"] == 1 and ev["accept_queue"] == 2
             assert ev["ListenOverflows"] >= 1
             assert "somaxconn" in hits[0]["advice"]
+        finally:
+            for c in clients:
+                c.close()
+
+
+def test_syn_sent_toward_a_full_local_listener_is_linked():
+    """Clients of a listener whose accept queue is full sit in SYN_SENT retrying (the kernel drops their SYNs):
+    connect-retrying names them with tcp_syn_retries, and both findings point at each other."""
+    with Child(LISTEN_NO_ACCEPT, "127.0.0.47", 1) as lst:
+        port = lst.info["port"]
+        clients = []
+        try:
+            for _ in range(6):
+                c = socket.socket()
+                c.setblocking(False)
+                c.connect_ex(("127.0.0.47", port))
+                clients.append(c)
+
+            def linked():
+                doc = doctor_json()
+                hits = [
+                    f for f in find(doc, "connect-retrying", os.getpid()) if f["evidence"].get("listener_pid")
+                ]
+                return (doc, hits) if hits else None
+
+            got = wait_for(linked, timeout=8, step=0.5)  # the first SYN retransmission comes after 1 s
+            assert got, "no connect-retrying finding linked to the full listener"
+            doc, hits = got
+            ev = hits[0]["evidence"]
+            assert ev["listener_pid"] == lst.pid and ev["local_listener"] == f"127.0.0.47:{port}"
+            assert ev["tcp_syn_retries"] >= 1 and ev["syn_retransmissions"] >= 1
+            assert "not half-open" in hits[0]["message"]
+            assert not [
+                f
+                for f in find(doc, "retransmitting", os.getpid())
+                if f["evidence"]["dst"].startswith("127.0.0.47")
+            ]
+            aq = find(doc, "accept-queue-overflow", lst.pid)
+            assert aq and aq[0]["evidence"]["local_clients_retrying_syn"] >= 1
         finally:
             for c in clients:
                 c.close()
@@ -325,34 +365,62 @@ def test_counts_agree_with_ss_in_namespace():
                 assert sum(top["states"].values()) == 3001
 
 
-def test_unprivileged_run_says_attribution_is_reduced():
+def _stage_for_nobody(tmp: str) -> tuple[str, str]:
+    """What an unprivileged user needs to run tcpwise: the package in a directory anyone can read, and an
+    interpreter anyone can execute. A checkout in a private directory (mode 700) and a virtualenv under /root are
+    neither, so the package is copied and the system's Python 3.11+ is used (doctor's JSON path is stdlib-only)."""
+    py = shutil.which("python3", path="/usr/bin:/bin")
+    if py is None:
+        pytest.skip("no system python3 that an unprivileged user can execute")
+    ver = subprocess.run(
+        [py, "-c", "import sys; print(sys.version_info >= (3, 11))"], capture_output=True, text=True
+    )
+    if ver.stdout.strip() != "True":
+        pytest.skip("the system python3 is older than 3.11")
+    stage = os.path.join(tmp, "stage")
+    shutil.copytree(os.path.dirname(os.path.dirname(collect.__file__)), os.path.join(stage, "tcpwise"))
+    for d in (tmp, stage):
+        os.chmod(d, 0o755)
+    for root, dirs, files in os.walk(stage):
+        for name in dirs:
+            os.chmod(os.path.join(root, name), 0o755)
+        for name in files:
+            os.chmod(os.path.join(root, name), 0o644)
+    return py, stage
+
+
+def test_unprivileged_run_says_attribution_is_reduced(tmp_path):
     if os.geteuid() != 0 or shutil.which("setpriv") is None:
         pytest.skip("needs root and setpriv to drop to nobody")
-    with Child(SERVER_NO_CLOSE, "127.0.0.48"):
-        r = subprocess.run(
-            [
-                "setpriv",
-                "--reuid=65534",
-                "--regid=65534",
-                "--clear-groups",
-                sys.executable,
-                "-m",
-                "tcpwise.cli",
-                "doctor",
-                "--json",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            env=env_pythonpath(),
-        )
-        if r.returncode != 0 and "Permission denied" in r.stderr:
-            pytest.skip("checkout not readable by nobody")
-        assert r.returncode == 0, r.stderr
-        doc = json.loads(r.stdout)
-        hits = find(doc, "attribution-reduced")
-        assert hits and hits[0]["evidence"]["processes_not_readable"] > 0
-        assert sum(doc["states"].values()) >= 1  # counting works without privileges
+    tmp = tempfile.mkdtemp(prefix="tcpwise-nobody-")  # outside pytest's tmp tree, which may sit under /root
+    try:
+        py, stage = _stage_for_nobody(tmp)
+        with Child(SERVER_NO_CLOSE, "127.0.0.48"):
+            r = subprocess.run(
+                [
+                    "setpriv",
+                    "--reuid=65534",
+                    "--regid=65534",
+                    "--clear-groups",
+                    py,
+                    "-m",
+                    "tcpwise.cli",
+                    "doctor",
+                    "--json",
+                ],
+                capture_output=True,
+                text=True,
+                timeout=60,
+                cwd=stage,
+                env={"PATH": "/usr/bin:/bin", "PYTHONPATH": stage, "HOME": stage},
+            )
+            assert r.returncode == 0, r.stderr
+            doc = json.loads(r.stdout)
+            hits = find(doc, "attribution-reduced")
+            assert hits and hits[0]["evidence"]["processes_not_readable"] > 0
+            assert sum(doc["states"].values()) >= 1  # counting works without privileges
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 @needs_root

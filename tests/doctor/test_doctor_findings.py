@@ -9,8 +9,8 @@ import pytest
 
 from tcpwise.doctor import advice, findings
 from tcpwise.doctor.collect import Snapshot
-from tcpwise.doctor.netlink import _SWAP, Sock, TcpInfo
-from tcpwise.doctor.procfs import ProcInfo
+from tcpwise.linux.netlink import PORT_SWAP, Sock, TcpInfo
+from tcpwise.linux.procfs import ProcInfo
 
 SYSCTLS = {
     "net.ipv4.ip_local_port_range": "32768 60999",
@@ -41,14 +41,14 @@ def sock(
     inode=0,
     info: TcpInfo | None = None,
 ) -> Sock:
-    # Sock keeps the ports as read in host order; _SWAP is its own inverse.
+    # Sock keeps the ports as read in host order; PORT_SWAP is its own inverse.
     return Sock(
         2,
         state,
         timer,
         retrans,
-        _SWAP[sport],
-        _SWAP[dport],
+        PORT_SWAP[sport],
+        PORT_SWAP[dport],
         ip(src),
         ip(dst),
         0,
@@ -223,4 +223,59 @@ def test_advice_never_recommends_folklore(lang):
     tw_en = advice.ADVICE["timewait-ports"][0]
     assert "outgoing" in tw_en and "tcp_timestamps=1" in tw_en and "SO_LINGER {1,0}" in tw_en
     assert "pooling" in tw_en and "keep-alive" in tw_en
-    assert set(advice.MESSAGES) >= set(findings.CHECK_IDS) - {"sysctl-audit"}
+    assert {k.split(".")[0] for k in advice.MESSAGES} >= set(findings.CHECK_IDS)
+
+
+def test_syn_sent_is_not_half_open_and_follows_tcp_syn_retries():
+    socks = [sock(2, 50000 + i, 9000, dst="10.5.5.5", timer=1, retrans=3, inode=60 + i) for i in range(4)]
+    s = snap(socks, {8: ProcInfo(8, "client", 10, 1024, [60, 61, 62, 63])})
+    f = findings.analyze(s)
+    assert [x.id for x in f] == ["connect-retrying"]  # not "retransmitting"
+    ev = f[0].evidence
+    assert ev["tcp_syn_retries"] == 6 and ev["gives_up_after_s"] == 127.0 and ev["sockets"] == 4
+    assert "not half-open" in f[0].message and "127 s" in f[0].message
+    f8 = findings.analyze(snap(socks, sysctls={"net.ipv4.tcp_syn_retries": "8"}))
+    assert f8[0].evidence["gives_up_after_s"] == 1 + 2 + 4 + 8 + 16 + 32 + 64 + 120 + 120
+
+
+def test_syn_sent_toward_a_full_local_listener_links_both_findings():
+    lst = sock(10, 8080, 0, src="127.0.0.1", dst="0.0.0.0", rq=2, wq=1, inode=9)
+    waiting = [
+        sock(2, 51000 + i, 8080, src="127.0.0.1", dst="127.0.0.1", timer=1, retrans=1, inode=70 + i)
+        for i in range(3)
+    ]
+    procs = {3: ProcInfo(3, "web", 20, 1024, [9]), 4: ProcInfo(4, "bench", 9, 1024, [70, 71, 72])}
+    f = {x.id: x for x in findings.analyze(snap([lst, *waiting], procs))}
+    cr = f["connect-retrying"]
+    assert (
+        cr.pid == 4 and cr.evidence["listener_pid"] == 3 and cr.evidence["local_listener"] == "127.0.0.1:8080"
+    )
+    assert "accept queue is full" in cr.message
+    aq = f["accept-queue-overflow"]
+    assert aq.evidence["local_clients_retrying_syn"] == 3 and "connect-retrying" in aq.message
+
+
+def test_a_wrong_syn_timeout_is_caught(monkeypatch):
+    """The 127 s check can fail: plant a give-up formula without the doubling."""
+    socks = [sock(2, 50000, 9000, dst="10.5.5.5", timer=1, retrans=3, inode=60)]
+    monkeypatch.setattr(findings, "syn_give_up_s", lambda n: float(n + 1))
+    assert findings.analyze(snap(socks))[0].evidence["gives_up_after_s"] != 127.0
+
+
+@pytest.mark.parametrize(
+    ("reuse", "dst", "needle"),
+    [
+        ("2", "127.0.0.1", "already lets connect() reuse"),
+        ("2", "10.9.9.9", "loopback only"),
+        ("1", "10.9.9.9", "already on"),
+        ("0", "10.9.9.9", None),
+    ],
+)
+def test_tw_reuse_advice_knows_the_current_value(reuse, dst, needle):
+    tw = [sock(6, 33000 + i, 443, src=dst, dst=dst) for i in range(9000)]
+    f = findings.analyze(snap(tw, sysctls={"net.ipv4.tcp_tw_reuse": reuse}))
+    (x,) = [y for y in f if y.id == "timewait-ports"]
+    if needle is None:
+        assert x.advice == advice.ADVICE["timewait-ports"][0]
+    else:
+        assert x.advice.startswith("Here tcp_tw_reuse=") and needle in x.advice

@@ -8,7 +8,7 @@ import struct
 
 import pytest
 
-from tcpwise.doctor import netlink
+from tcpwise.linux import netlink
 from tcpwise.vocab import kernel_state_name
 
 HDR = struct.Struct("=IHHII")
@@ -252,8 +252,8 @@ def test_live_dump_ipv6_loopback():
 def test_lean_dump_agrees_with_full_dump():
     from collections import Counter
 
-    from tcpwise.doctor import kernel
     from tcpwise.doctor.fixtures import CLIENTS, PAIRS, SERVER_NO_CLOSE, Child, Netns
+    from tcpwise.linux import kernel
 
     with (
         Netns() as ns,

@@ -6,7 +6,6 @@ RFC 6298, RFC 5961 or a Linux default that the test names.
 
 from __future__ import annotations
 
-import ast
 import pathlib
 
 import pytest
@@ -36,21 +35,6 @@ SRC = pathlib.Path(__file__).resolve().parents[2] / "src" / "tcpwise"
 # ---------------------------------------------------------------------------------------------------------
 # Architecture
 # ---------------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("pkg", ["endpoint", "wire", "sim"])
-def test_core_is_sans_io(pkg: str) -> None:
-    """STYLE rule 1: nothing under endpoint/, wire/ or sim/ imports socket, asyncio, time, random or select."""
-    banned = {"socket", "asyncio", "time", "random", "select", "threading"}
-    for path in (SRC / pkg).rglob("*.py"):
-        tree = ast.parse(path.read_text())
-        for node in ast.walk(tree):
-            names: list[str] = []
-            if isinstance(node, ast.Import):
-                names = [a.name.split(".")[0] for a in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-                names = [node.module.split(".")[0]]
-            assert not banned.intersection(names), f"{path.name} imports {banned.intersection(names)}"
-
-
 def test_transition_table_covers_every_state() -> None:
     sources = {s for (s, _) in TRANSITIONS}
     targets = set(TRANSITIONS.values())

@@ -1,7 +1,7 @@
 """Dead peer detection on the real kernel: a client vanishes (all its traffic black-holed by nftables) and the
 guarded server notices through TCP keepalive or TCP_USER_TIMEOUT within the configured time.
 
-Topology: two namespaces ``tcpwise-guard-<rand>-a`` (client, 198.18.7.1) and ``-b`` (server, 198.18.7.2) joined
+Topology: two namespaces ``tcpwise-guard-<pid><rand>-a`` (client, 198.18.7.1) and ``-b`` (server, 198.18.7.2) joined
 by a veth pair. The server runs in ``b`` as a subprocess (``ip netns exec``) with two guards:
 
 * port 7001: keepalive idle=1 s, interval=1 s, count=2, no user timeout -> an idle dead peer is found after
@@ -26,14 +26,14 @@ import time
 
 import pytest
 
-from tcpwise.guard.testing import LOOPS
+from tcpwise.sockets.testing import LOOPS
 
 pytestmark = [pytest.mark.kernel]
 
 SERVER = r"""
 import asyncio, json, sys, time
 from tcpwise.guard import Guard, GuardConfig, Keepalive
-from tcpwise.guard.testing import run
+from tcpwise.sockets.testing import run
 
 async def handler(reader, writer):
     line = await reader.readline()
@@ -89,7 +89,7 @@ def _sh(*args: str) -> None:
 def test_guard_dead_peer_detected_by_keepalive_and_user_timeout(loop: str) -> None:
     if os.geteuid() != 0 or not shutil.which("ip") or not shutil.which("nft"):
         pytest.skip("needs root, iproute2 and nftables")
-    tag = secrets.token_hex(3)
+    tag = f"{os.getpid()}{secrets.token_hex(2)}"  # our pid in every name: never someone else's namespace
     ns_a, ns_b = f"tcpwise-guard-{tag}-a", f"tcpwise-guard-{tag}-b"
     table = f"tcpwise_guard_{tag}"
     procs: list[subprocess.Popen[str]] = []

@@ -1,4 +1,6 @@
-"""Sans-IO parts of the guard: address aggregation, admission counting, token bucket, deadlines, heartbeat."""
+"""Sans-IO parts of the guard: address aggregation, admission counting, token bucket, deadlines (request and
+minimum rate on client time), eviction ranking, the log limiter, heartbeat arithmetic. The last test plants a
+bug in each and checks that the assertions turn red."""
 
 from __future__ import annotations
 
@@ -15,10 +17,12 @@ from tcpwise.guard import (
     check_heartbeat,
     source_key,
 )
+from tcpwise.guard.evict import EvictionIndex
 from tcpwise.guard.heartbeat import HeartbeatWarning
 from tcpwise.guard.limits import Admission
-from tcpwise.guard.metrics import Metrics
-from tcpwise.guard.timeouts import ConnClock, next_deadline
+from tcpwise.guard.timeouts import ConnClock, below_min_rate, next_deadline
+from tcpwise.sockets.logfmt import LogLimiter
+from tcpwise.sockets.metrics import Metrics
 
 
 def test_guard_source_key_ipv6_prefix_and_mapped() -> None:
@@ -110,3 +114,128 @@ def test_guard_metrics_snapshot_and_prometheus() -> None:
     m.register_prometheus(reg)
     assert reg.get_sample_value("tcpwise_guard_t_closes_total", {"reason": "idle_timeout"}) == 2
     assert reg.get_sample_value("tcpwise_guard_t_active") == 7.0
+
+
+def test_guard_request_and_min_rate_deadlines_count_client_time_only() -> None:
+    t = Timeouts(idle=100, request=10, min_rate=100, min_rate_grace=2)
+    c = ConnClock(accepted=0.0)
+    c.start_wait(0.0)
+    assert next_deadline(t, c) == (100.0, CloseReason.IDLE_TIMEOUT)  # no request yet: only idle
+    c.last_read = 1.0
+    c.start_request(1.0)
+    c.request_bytes = 50
+    # waiting since before the request: client time counts from its first byte; 2 + 50/100 = 2.5 s
+    assert next_deadline(t, c) == (3.5, CloseReason.MIN_RATE)
+    c.end_wait(2.0)  # the handler got its bytes and computes: the clocks stop
+    assert c.request_waited == 1.0
+    assert next_deadline(t, c) == (101.0, CloseReason.IDLE_TIMEOUT)
+    c.start_wait(30.0)  # waiting again 28 s later: 1 s of client time already used
+    assert next_deadline(t, c) == (31.5, CloseReason.MIN_RATE)
+    c.request_bytes = 5000  # a fast upload: the request deadline (10 s of client time) comes first
+    assert next_deadline(t, c) == (39.0, CloseReason.REQUEST_TIMEOUT)
+    assert not below_min_rate(t, c, 31.0)
+    c.request_bytes = 100
+    assert below_min_rate(t, c, 31.5)  # 100 bytes in 2.5 s of client time < 100 B/s
+    c.answer()
+    assert next_deadline(t, c) == (101.0, CloseReason.IDLE_TIMEOUT) and c.answered == 1
+    with pytest.raises(ValueError):
+        Timeouts(min_rate=float("nan"))
+    with pytest.raises(ValueError):
+        Timeouts(request=float("inf"))
+
+
+def _pick(index: EvictionIndex[str], held: dict[str, int], newcomer: str, now: float) -> str | None:
+    return index.pick(held, newcomer, now, lambda item, _now: not item.startswith("busy"), 1.0)
+
+
+def test_guard_eviction_picks_oldest_candidate_of_heaviest_source() -> None:
+    ix: EvictionIndex[str] = EvictionIndex(rank_ttl=0.0)
+    for i, (key, item) in enumerate(
+        [("A", "a1"), ("A", "a2"), ("A", "a3"), ("B", "b1"), ("B", "busy-b2"), ("C", "c1")]
+    ):
+        ix.add(key, item, float(i))
+    held = {"A": 3, "B": 2, "C": 1, "L": 0}
+    assert _pick(ix, held, "L", 10.0) == "a1"  # heaviest source, oldest first
+    assert _pick(ix, held, "A", 10.0) is None  # the newcomer's own source is the heaviest: refuse it
+    ix.discard("A", "a1")
+    ix.discard("A", "a2")
+    ix.discard("A", "a3")
+    held["A"] = 0
+    assert _pick(ix, held, "L", 10.0) == "b1"
+    ix.discard("B", "b1")
+    held["B"] = 1  # only busy-b2 left in B: not evictable
+    assert _pick(ix, held, "B", 10.0) is None  # B already holds one: no churn between equal sources
+    assert _pick(ix, held, "L", 10.0) == "c1"  # a new source against a single old candidate: allowed
+    assert _pick(ix, held, "L", 5.5) is None  # ... but not when it is younger than min_age
+    ix.add("C", "c1", 9.0)  # re-added: moves to the back with a new age
+    assert _pick(ix, held, "L", 9.5) is None
+    assert len(ix) == 2
+
+
+def test_guard_admission_eviction_hook_and_rate_token_not_wasted() -> None:
+    a = Admission(Limits(max_connections=2, accept_rate=1.0, accept_burst=2))
+    assert a.admit("127.0.0.2", 0)[1] is None
+    assert a.admit("127.0.0.2", 0)[1] is None
+    assert a.admit("127.0.0.3", 0, lambda key, now: False)[1] is CloseReason.REFUSED_GLOBAL_LIMIT
+
+    # the refused newcomer spent no token: once room is made it is admitted at the same instant
+    def make_room(key: str, now: float) -> bool:
+        a.release("127.0.0.2")
+        return True
+
+    assert a.admit("127.0.0.3", 0, make_room)[1] is None
+    assert a.per_key == {"127.0.0.2": 1, "127.0.0.3": 1}
+    with pytest.raises(ValueError):
+        Limits(accept_rate=float("inf"))
+
+
+def test_guard_log_limiter_bursts_then_rates_and_reports_suppressed() -> None:
+    lim = LogLimiter(rate=1.0, burst=3)
+    got = [lim.allow("refuse", 0.0) for _ in range(10)]
+    assert got == [0, 0, 0] + [None] * 7
+    assert lim.suppressed() == {"refuse": 7}
+    assert lim.allow("refuse", 0.5) is None  # half a token
+    assert lim.allow("refuse", 1.0) == 8  # one token after 1 s: the record says 8 were dropped
+    assert lim.allow("evict", 1.0) == 0  # kinds are limited separately
+    with pytest.raises(ValueError):
+        LogLimiter(rate=0)
+
+
+def test_guard_unit_checks_turn_red_on_planted_bugs(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tcpwise.guard import timeouts as timeouts_mod
+
+    with monkeypatch.context() as m:  # client time that ignores the waits that ended
+        m.setattr(timeouts_mod.ConnClock, "end_wait", lambda self, now: setattr(self, "waiting", False))
+        with pytest.raises(AssertionError):
+            test_guard_request_and_min_rate_deadlines_count_client_time_only()
+    with monkeypatch.context() as m:  # newest candidate first
+        orig_add = EvictionIndex.add
+
+        def add_front(self: EvictionIndex[str], key: str, item: str, since: float) -> None:
+            orig_add(self, key, item, since)
+            d = self._by_key[key]
+            self._by_key[key] = {item: since, **{k: v for k, v in d.items() if k != item}}
+
+        m.setattr(EvictionIndex, "add", add_front)
+        with pytest.raises(AssertionError):
+            test_guard_eviction_picks_oldest_candidate_of_heaviest_source()
+    with monkeypatch.context() as m:  # a limiter that never says how much it dropped
+        orig_allow = LogLimiter.allow
+        m.setattr(
+            LogLimiter, "allow", lambda self, k, now: 0 if orig_allow(self, k, now) is not None else None
+        )
+        with pytest.raises(AssertionError):
+            test_guard_log_limiter_bursts_then_rates_and_reports_suppressed()
+    with monkeypatch.context() as m:  # per-IP limit checked with > instead of >=
+
+        def loose(self: Admission, host: str, now: float, make_room: object = None) -> object:
+            key = self.key(host)
+            if self.limits.max_per_ip is not None and self.per_key.get(key, 0) > self.limits.max_per_ip:
+                return key, CloseReason.REFUSED_IP_LIMIT
+            self.active += 1
+            self.per_key[key] = self.per_key.get(key, 0) + 1
+            return key, None
+
+        m.setattr(Admission, "admit", loose)
+        with pytest.raises(AssertionError):
+            test_guard_admission_exact_counts()

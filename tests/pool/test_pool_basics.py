@@ -1,5 +1,9 @@
 """Pool behaviour against real loopback servers: validation on borrow (FIN, RST), eviction, lifetime,
-leak reports, max_size waiting, the config check against the server idle timeout."""
+leak reports, max_size waiting, retry, the config check against the server idle timeout.
+
+Timeouts run on the virtual clock (tcpwise.sockets.vclock) with realistic values (30 s idle, 60 s lifetime)
+and exact instants; validation runs on the real clock on both loops (it waits for the kernel, not a timer).
+The last test plants a bug in each family and checks that its assertions turn red."""
 
 from __future__ import annotations
 
@@ -10,8 +14,10 @@ import struct
 
 import pytest
 
-from tcpwise.guard.testing import LOOPS, run
 from tcpwise.pool import Liveness, Pool, PoolConfig, PoolTimeout, peek_liveness
+from tcpwise.pool import pool as pool_mod
+from tcpwise.sockets.testing import LOOPS, run
+from tcpwise.sockets.vclock import run_virtual
 
 
 def test_pool_peek_liveness_alive_eof_rst_data() -> None:
@@ -80,6 +86,10 @@ async def _req(conn: object, msg: bytes) -> bytes:
 @pytest.mark.parametrize("loop", LOOPS)
 @pytest.mark.parametrize("rst", [False, True], ids=["fin", "rst"])
 def test_pool_never_hands_out_a_closed_connection(loop: str, rst: bool) -> None:
+    _validation_scenario(loop, rst)
+
+
+def _validation_scenario(loop: str, rst: bool) -> None:
     async def main() -> None:
         srv = Server()
         server = await asyncio.start_server(srv.handle, "127.0.0.1", 0)
@@ -90,7 +100,7 @@ def test_pool_never_hands_out_a_closed_connection(loop: str, rst: bool) -> None:
                 assert await _req(c, b"a") == b"ok a\n"
                 pool.release(c)
             srv.close_all(rst)  # the server closes all three while they sit idle in the pool
-            await asyncio.sleep(0.1)
+            await asyncio.sleep(0.1)  # real time for the kernel to deliver the FIN/RST
             async with pool.connection() as c:
                 assert await _req(c, b"b") == b"ok b\n"  # a fresh connection, not a dead one
             why = "reset" if rst else "eof"
@@ -101,71 +111,105 @@ def test_pool_never_hands_out_a_closed_connection(loop: str, rst: bool) -> None:
     run(main(), loop)
 
 
-@pytest.mark.parametrize("loop", LOOPS)
-def test_pool_idle_eviction_lifetime_and_min_idle(loop: str) -> None:
+def _eviction_scenario() -> None:
+    """On the virtual clock: min_idle top-up at the first health check, idle connections replaced once they
+    are older than max_idle_time, a borrowed connection older than max_lifetime closed on release."""
+
     async def main() -> None:
+        loop = asyncio.get_running_loop()
         srv = Server()
         server = await asyncio.start_server(srv.handle, "127.0.0.1", 0)
         port = server.sockets[0].getsockname()[1]
-        cfg = PoolConfig(
-            max_size=5, min_idle=2, max_idle_time=0.3, max_lifetime=0.6, health_check_interval=0.05
-        )
+        cfg = PoolConfig(max_size=5, min_idle=2, max_idle_time=30, max_lifetime=60, health_check_interval=5)
         async with Pool("127.0.0.1", port, cfg) as pool:
-            await asyncio.sleep(0.2)
-            assert len(pool._idle) == 2  # topped up to min_idle
-            await asyncio.sleep(0.5)
+            t0 = loop.time()
+            await asyncio.sleep(5.5)
+            assert pool.stats()["idle"] == 2 and srv.accepted == 2  # topped up to min_idle at t=5
+            await asyncio.sleep(30)  # t=35.5: the check at t=35 found both idle for 30 s
             st = pool.stats()
-            assert st["validation_failures_total"].get("idle", 0) >= 2  # replaced after max_idle_time
-            assert len(pool._idle) == 2
+            assert st["validation_failures_total"] == {"idle": 2}, st  # replaced after max_idle_time
+            assert pool.stats()["idle"] == 2 and srv.accepted == 4
             c = await pool.acquire()
-            await asyncio.sleep(0.7)
+            await asyncio.sleep(30)  # t=65.5: created at t=35, 30.5 s old, still under max_lifetime
+            pool.release(c)
+            assert pool.stats()["closed_total"].get("lifetime") is None
+            c = await pool.acquire()
+            await asyncio.sleep(30)  # now 60.5 s old
             pool.release(c)  # older than max_lifetime: closed instead of kept
             assert pool.stats()["closed_total"].get("lifetime") == 1
+            assert loop.time() - t0 < 100
         server.close()
 
-    run(main(), loop)
+    run_virtual(main())
 
 
-def test_pool_leak_reported_with_borrow_site(caplog: pytest.LogCaptureFixture) -> None:
+def test_pool_idle_eviction_lifetime_and_min_idle() -> None:
+    _eviction_scenario()
+
+
+def _leak_scenario() -> list[logging.LogRecord]:
+    records: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
     async def main() -> None:
         srv = Server()
         server = await asyncio.start_server(srv.handle, "127.0.0.1", 0)
         port = server.sockets[0].getsockname()[1]
-        cfg = PoolConfig(leak_timeout=0.1, health_check_interval=0.05)
+        cfg = PoolConfig(leak_timeout=60, health_check_interval=5)
         async with Pool("127.0.0.1", port, cfg) as pool:
             c = await pool.acquire()  # borrowed here and "forgotten"
-            await asyncio.sleep(0.3)
+            await asyncio.sleep(59)
+            assert pool.stats()["leaks_total"] == 0  # not before leak_timeout
+            await asyncio.sleep(30)
             assert pool.stats()["leaks_total"] == 1  # reported once, not on every check
             pool.release(c)
         server.close()
 
-    with caplog.at_level(logging.WARNING, logger="tcpwise.pool"):
-        run(main())
-    recs = [r for r in caplog.records if getattr(r, "event", "") == "leak"]
+    h = Keep(logging.WARNING)
+    logging.getLogger("tcpwise.pool").addHandler(h)
+    try:
+        run_virtual(main())
+    finally:
+        logging.getLogger("tcpwise.pool").removeHandler(h)
+    return [r for r in records if getattr(r, "event", "") == "leak"]
+
+
+def test_pool_leak_reported_with_borrow_site() -> None:
+    recs = _leak_scenario()
     assert len(recs) == 1
     assert "test_pool_basics.py" in recs[0].borrowed_at and "in main" in recs[0].borrowed_at  # type: ignore[attr-defined]
 
 
-def test_pool_max_size_waits_then_times_out() -> None:
+def _max_size_scenario() -> None:
     async def main() -> None:
+        loop = asyncio.get_running_loop()
         srv = Server()
         server = await asyncio.start_server(srv.handle, "127.0.0.1", 0)
         port = server.sockets[0].getsockname()[1]
-        async with Pool("127.0.0.1", port, PoolConfig(max_size=2, acquire_timeout=0.2)) as pool:
+        async with Pool("127.0.0.1", port, PoolConfig(max_size=2, acquire_timeout=20)) as pool:
             a, b = await pool.acquire(), await pool.acquire()
+            t0 = loop.time()
             with pytest.raises(PoolTimeout, match="max_size 2"):
                 await pool.acquire()
+            assert abs(loop.time() - t0 - 20) < 0.01  # waited exactly acquire_timeout
             waiter = asyncio.ensure_future(pool.acquire())
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(1)
             pool.release(a)
             c = await asyncio.wait_for(waiter, 1)
-            assert c is a  # the released connection went to the waiter
+            assert c is a  # the released connection went to the waiter at once
             pool.release(b)
             pool.release(c)
             assert srv.accepted == 2
         server.close()
 
-    run(main())
+    run_virtual(main())
+
+
+def test_pool_max_size_waits_then_times_out() -> None:
+    _max_size_scenario()
 
 
 def test_pool_rejects_idle_time_above_server_idle_timeout() -> None:
@@ -174,8 +218,12 @@ def test_pool_rejects_idle_time_above_server_idle_timeout() -> None:
     PoolConfig(max_idle_time=5, server_idle_timeout=10)
 
 
-@pytest.mark.parametrize("loop", LOOPS)
+@pytest.mark.parametrize("loop", ["virtual", "uvloop"])
 def test_pool_run_retries_after_reset(loop: str) -> None:
+    _retry_scenario(loop)
+
+
+def _retry_scenario(loop: str) -> None:
     async def main() -> None:
         calls = 0
 
@@ -204,13 +252,17 @@ def test_pool_run_retries_after_reset(loop: str) -> None:
 
             with pytest.raises(ConnectionResetError):
                 await pool.run(always_reset, retries=2)
+            assert pool.stats()["retries_total"] == 4
         server.close()
 
-    run(main(), loop)
+    if loop == "virtual":
+        run_virtual(main())
+    else:
+        run(main(), loop)
 
 
 def test_pool_sets_keepalive_on_client_sockets() -> None:
-    from tcpwise.guard import Keepalive
+    from tcpwise.sockets import Keepalive
 
     async def main() -> None:
         srv = Server()
@@ -226,3 +278,28 @@ def test_pool_sets_keepalive_on_client_sockets() -> None:
         server.close()
 
     run(main())
+
+
+def test_pool_checks_turn_red_on_planted_bugs(monkeypatch: pytest.MonkeyPatch) -> None:
+    with monkeypatch.context() as m:  # no validation at all: dead connections are handed out
+        m.setattr(pool_mod, "peek_liveness", lambda sock: Liveness.ALIVE)
+        m.setattr(pool_mod.PooledConnection, "_unusable", lambda self: None)
+        with pytest.raises((AssertionError, ConnectionError, asyncio.IncompleteReadError)):
+            _validation_scenario("asyncio", rst=False)
+    with monkeypatch.context() as m:  # max_idle_time ignored
+        m.setattr(pool_mod.Pool, "_check_idle", lambda self, c, now: None)
+        with pytest.raises(AssertionError):
+            _eviction_scenario()
+    with monkeypatch.context() as m:  # the borrow site is not recorded
+        m.setattr(pool_mod, "_borrow_site", lambda: "")
+        with pytest.raises(AssertionError):
+            test_pool_leak_reported_with_borrow_site()
+    with monkeypatch.context() as m:  # a release does not wake the waiter
+        m.setattr(pool_mod.Pool, "_wake", lambda self: None)
+        with pytest.raises((AssertionError, TimeoutError)):
+            _max_size_scenario()
+    with monkeypatch.context() as m:  # retries switched off behind the caller's back
+        orig_run = pool_mod.Pool.run
+        m.setattr(pool_mod.Pool, "run", lambda self, op, retries=None: orig_run(self, op, retries=0))
+        with pytest.raises((AssertionError, ConnectionResetError)):
+            _retry_scenario("virtual")

@@ -13,8 +13,8 @@ import struct
 import pytest
 
 from tcpwise.guard import Guard, GuardConfig, Timeouts
-from tcpwise.guard.testing import LOOPS, run
 from tcpwise.pool import Pool, PoolConfig
+from tcpwise.sockets.testing import LOOPS, run
 
 BORROWS = 10_000
 CONCURRENCY = 16

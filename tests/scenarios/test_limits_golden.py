@@ -31,7 +31,9 @@ def _run(sid: str, overrides: tuple[tuple[str, str], ...] = ()) -> Run:
     return run_scenario(sid, seed=1, overrides=dict(overrides))
 
 
-@pytest.mark.parametrize("sid,overrides", CASES, ids=[golden_name(s, o).removesuffix(".trace") for s, o in CASES])
+@pytest.mark.parametrize(
+    "sid,overrides", CASES, ids=[golden_name(s, o).removesuffix(".trace") for s, o in CASES]
+)
 def test_golden_trace(sid: str, overrides: tuple[tuple[str, str], ...], update_golden: bool) -> None:
     check_golden(_run(sid, overrides), golden_name(sid, overrides), update_golden)
 

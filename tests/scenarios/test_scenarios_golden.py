@@ -24,6 +24,8 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("sid,overrides", CASES, ids=[golden_name(s, o).removesuffix(".trace") for s, o in CASES])
+@pytest.mark.parametrize(
+    "sid,overrides", CASES, ids=[golden_name(s, o).removesuffix(".trace") for s, o in CASES]
+)
 def test_golden_trace(sid: str, overrides: dict[str, str], update_golden: bool) -> None:
     check_golden(run_scenario(sid, seed=1, overrides=overrides), golden_name(sid, overrides), update_golden)

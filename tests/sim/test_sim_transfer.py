@@ -9,7 +9,6 @@ from __future__ import annotations
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tcpwise.vocab import DropReason
 from tcpwise.script import (
     Close,
     Connect,
@@ -26,6 +25,7 @@ from tcpwise.script import (
 )
 from tcpwise.sim import run_script
 from tcpwise.sim.runner import payload_bytes
+from tcpwise.vocab import DropReason
 
 MB = 1 << 20
 HOSTS = (HostSpec("A", "198.18.0.1", "client"), HostSpec("B", "198.18.1.1", "server"))

@@ -19,7 +19,7 @@ folklore gets them wrong (see docs/doctor.md and the timewait-pileup scenario):
 
 from __future__ import annotations
 
-__all__ = ["MESSAGES", "ADVICE", "message", "advice"]
+__all__ = ["MESSAGES", "ADVICE", "message", "advice", "tw_reuse_note"]
 
 MESSAGES: dict[str, tuple[str, str]] = {
     "close-wait-leak": (
@@ -68,6 +68,58 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "without an answer ({state}) — the peer or the path is gone, likely a half-open connection",
         "{comm}（pid {pid}）一直在向 {dst} 重传：{n} 个套接字，最多重传 {retrans} 次仍无应答（{state}）"
         "——对端或路径已失效，很可能是半开连接",
+    ),
+    "connect-retrying": (
+        "{comm} (pid {pid}) has {n} connect() attempts to {dst} unanswered: the SYN was retransmitted {retrans} "
+        "times (not half-open: nothing was established); the kernel gives up after tcp_syn_retries={retries}, "
+        "about {give_up:.0f} s after connect(){link}",
+        "{comm}（pid {pid}）有 {n} 个到 {dst} 的 connect() 没有得到应答：SYN 已重传 {retrans} 次（这不是半开连接："
+        "连接从未建立）；内核在 tcp_syn_retries={retries} 次重传后放弃，即 connect() 之后约 {give_up:.0f} 秒{link}",
+    ),
+    "close-wait-churn": (
+        "{comm} (pid {pid}) churns CLOSE_WAIT: {entered} sockets entered and {left} left in {secs:.0f} s",
+        "{comm}（pid {pid}）的 CLOSE_WAIT 在周转：{secs:.0f} 秒内进入 {entered} 个、离开 {left} 个",
+    ),
+    "close-wait-verdict.leak": (
+        "leak in {comm} (pid {pid}) toward peer {peer}: {entered} sockets entered CLOSE_WAIT in {secs:.0f} s "
+        "({rin:.1f}/s) and none left",
+        "{comm}（pid {pid}）对 {peer} 存在泄漏：{secs:.0f} 秒内有 {entered} 个套接字进入 CLOSE_WAIT（每秒 {rin:.1f} 个），"
+        "没有一个离开",
+    ),
+    "close-wait-verdict.churn": (
+        "churn, not a leak: {comm} (pid {pid}) does close them: {entered} entered CLOSE_WAIT and {left} left in "
+        "{secs:.0f} s ({rin:.1f}/s in, {rout:.1f}/s out; median {dwell:.0f} ms in CLOSE_WAIT)",
+        "是周转而非泄漏：{comm}（pid {pid}）确实会关闭它们：{secs:.0f} 秒内进入 CLOSE_WAIT {entered} 个、离开 {left} 个"
+        "（每秒进 {rin:.1f}、出 {rout:.1f}；在 CLOSE_WAIT 中的中位时间 {dwell:.0f} 毫秒）",
+    ),
+    "close-wait-verdict.slow": (
+        "{comm} (pid {pid}) closes fewer than it receives from {peer}: {entered} entered CLOSE_WAIT and {left} "
+        "left in {secs:.0f} s ({rin:.1f}/s in, {rout:.1f}/s out)",
+        "{comm}（pid {pid}）关闭得比收到的少（对端 {peer}）：{secs:.0f} 秒内进入 CLOSE_WAIT {entered} 个、离开 {left} 个"
+        "（每秒进 {rin:.1f}、出 {rout:.1f}）",
+    ),
+    "timewait-rate.exhaustion": (
+        "{rate:.0f} connections/s toward {dst} are closed first by this host: each holds a local port in "
+        "TIME_WAIT for 60 s, {steady:.0f} ports at this rate, but the range has {size}: port exhaustion toward "
+        "{dst} in ~{eta:.0f} s at this rate",
+        "本机每秒主动关闭 {rate:.0f} 个到 {dst} 的连接：每个在 TIME_WAIT 中占用本地端口 60 秒，按此速率需要 {steady:.0f} "
+        "个端口，而范围只有 {size} 个：按此速率约 {eta:.0f} 秒后到 {dst} 的端口将耗尽",
+    ),
+    "timewait-rate.steady": (
+        "{rate:.1f} connections/s toward {dst} are closed first by this host: TIME_WAIT will hold ~{steady:.0f} "
+        "of the {size} ephemeral ports for that destination at this rate",
+        "本机每秒主动关闭 {rate:.1f} 个到 {dst} 的连接：按此速率 TIME_WAIT 将占用该目的地 {size} 个临时端口中的约 "
+        "{steady:.0f} 个",
+    ),
+    "connect-retrying.local-full": (
+        "; the destination is the local listener {addr} of {comm} (pid {pid}), whose accept queue is full: it "
+        "drops these SYNs (see accept-queue-overflow)",
+        "；目的地是本机 {comm}（pid {pid}）的监听套接字 {addr}，其 accept 队列已满，正在丢弃这些 SYN"
+        "（见 accept-queue-overflow）",
+    ),
+    "accept-queue-overflow.local-clients": (
+        "; {n} local connect() calls are retrying their SYN toward it (see connect-retrying)",
+        "；本机有 {n} 个 connect() 正在向它重传 SYN（见 connect-retrying）",
     ),
     "zero-window": (
         "{n} connections to {comm} (pid {pid}) are stalled by a zero receive window: the receiver does not "
@@ -195,6 +247,24 @@ ADVICE: dict[str, tuple[str, str]] = {
         "net.ipv4.tcp_retries2（默认 15，约 15 分钟）后才放弃；在套接字上设置 TCP_USER_TIMEOUT 可在数秒内让此类"
         "连接失败，并检查对端与网络路径。",
     ),
+    "close-wait-churn": (
+        "Not a leak: the application closes these sockets, only after its peers do (the time in CLOSE_WAIT is "
+        "how long it takes to notice EOF and close). Each costs an fd meanwhile; if that time is long, look at "
+        "how soon the code reacts to EOF (read() returning 0).",
+        "不是泄漏：应用会关闭这些套接字，只是晚于对端（在 CLOSE_WAIT 中的时间就是它发现 EOF 并关闭所用的时间）。"
+        "期间每个占用一个 fd；若时间很长，检查代码对 EOF（read() 返回 0）的反应速度。",
+    ),
+    "connect-retrying": (
+        "No SYN-ACK came back. connect() retransmits the SYN with exponential backoff (1, 2, 4, ... s) and fails "
+        "with ETIMEDOUT only after net.ipv4.tcp_syn_retries retransmissions (6 by default: about 127 s). Check "
+        "that the destination is up and reachable (a firewall dropping SYNs, a wrong address, a full accept "
+        "queue at the server); give connect() its own timeout in the application (or TCP_SYNCNT per socket) "
+        "instead of waiting two minutes. Lowering tcp_syn_retries host-wide affects every connection.",
+        "没有收到 SYN-ACK。connect() 以指数退避（1、2、4……秒）重传 SYN，直到 net.ipv4.tcp_syn_retries 次重传后才以 "
+        "ETIMEDOUT 失败（默认 6 次，约 127 秒）。检查目的地是否在线、可达（防火墙丢弃 SYN、地址错误、服务端 accept "
+        "队列已满）；在应用中给 connect() 设置超时（或按套接字设置 TCP_SYNCNT），不要等两分钟。全局调低 "
+        "tcp_syn_retries 会影响所有连接。",
+    ),
     "zero-window": (
         "The receiving application is not reading: its receive buffer is full, it advertises a zero window and "
         "the sender only sends window probes. Fix the reader (blocked event loop, slow consumer); bigger buffers "
@@ -238,6 +308,36 @@ ADVICE: dict[str, tuple[str, str]] = {
         "建议 net.ipv4.tcp_abort_on_overflow=0（默认）：accept 队列有空间后客户端握手会被重试。",
     ),
 }
+
+
+def tw_reuse_note(reuse: str | None, loopback: bool, dst: str, lang: str) -> str:
+    """What ``net.ipv4.tcp_tw_reuse`` already does for this destination (0, 1, or 2 = loopback only, the
+    default): the generic advice must not tell a user to switch on what is already on."""
+    zh = lang == "zh"
+    if reuse == "2" and loopback:
+        return (
+            f"这里 tcp_tw_reuse=2（默认值）已允许向本机回环目的地 {dst} 的 connect() 复用 TIME_WAIT 端口（需时间戳，且 "
+            "TIME_WAIT 已超过 1 秒）；仍然堆积说明新连接开得太快：复用连接。"
+            if zh
+            else f"Here tcp_tw_reuse=2 (the default) already lets connect() reuse these TIME_WAIT ports toward the "
+            f"loopback destination {dst} (with timestamps, once a TIME_WAIT is older than 1 s); that they still "
+            "pile up means connections are opened faster than that: reuse connections."
+        )
+    if reuse == "2":
+        return (
+            f"这里 tcp_tw_reuse=2（默认值）只对回环地址生效；向 {dst} 复用需设为 1（仅客户端，两端都需时间戳）。"
+            if zh
+            else f"Here tcp_tw_reuse=2 (the default) applies to loopback only; toward {dst} it takes "
+            "net.ipv4.tcp_tw_reuse=1 (client side, timestamps on both ends)."
+        )
+    if reuse == "1":
+        return (
+            "这里 tcp_tw_reuse=1 已开启：只有 TIME_WAIT 超过 1 秒且两端都有时间戳的端口才能复用；仍然堆积说明连接开得太快。"
+            if zh
+            else "Here tcp_tw_reuse=1 is already on: only TIME_WAIT ports older than 1 s, with timestamps on both "
+            "ends, are reused; that they still pile up means connections are opened faster than that."
+        )
+    return ""
 
 
 def message(key: str, lang: str, **values: object) -> str:

@@ -16,12 +16,20 @@ from tcpwise.errors import UsageError
 __all__ = ["register"]
 
 DOCTOR_EPILOG = """examples:
-  tcpwise doctor                          tables: states, processes, findings with advice
-  tcpwise doctor --json | jq .findings    machine-readable
-  tcpwise doctor --pid 1234 --lang zh     one process, advice in Chinese
-  tcpwise doctor --interval 5             two samples 5 s apart: is CLOSE_WAIT growing?
-  tcpwise doctor --netns tcpwise-lab-b    look inside a network namespace (root)
-  tcpwise doctor --fail-on warn           exit 1 when anything is warn or worse (cron, CI)
+  tcpwise doctor                        states, processes, findings with advice
+  tcpwise doctor --json | jq .findings  machine-readable
+  tcpwise doctor --pid 1234 --lang zh   one process, advice in Chinese
+  tcpwise doctor --interval 5           two samples 5 s apart: is it growing?
+  tcpwise doctor --watch 10             10 s of transitions: leak or churn?
+  tcpwise doctor --netns blue           inside a network namespace (root)
+  tcpwise doctor --fail-on warn         exit 1 on warn or worse (cron, CI)
+"""
+
+EXPORTER_EPILOG = """examples:
+  tcpwise exporter                          http://127.0.0.1:9477/metrics
+  tcpwise exporter --listen 0.0.0.0:9477    for a Prometheus on another host
+  tcpwise exporter --no-watch --top 5       no tracepoint counters, 5 processes
+  tcpwise exporter --netns blue --listeners 50
 """
 
 
@@ -53,7 +61,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     d = sub.add_parser(
         "doctor",
         help="diagnose this host's TCP connections (read-only)",
-        description="Diagnose the live host's TCP sockets: states, owning processes, findings with advice.",
+        description="Diagnose the live host's TCP sockets: states, owning processes,\nfindings with advice.",
         epilog=DOCTOR_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -65,6 +73,13 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         type=_positive,
         metavar="SECONDS",
         help="take a second sample after SECONDS to measure growth",
+    )
+    d.add_argument(
+        "--watch",
+        type=_positive,
+        metavar="SECONDS",
+        help="watch SECONDS of state transitions (tracepoints, root): CLOSE_WAIT leak vs churn, "
+        "TIME_WAIT rate per destination vs the port range",
     )
     d.add_argument(
         "--top", type=int, default=15, metavar="N", help="processes shown in the table (default 15)"
@@ -87,11 +102,56 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     e = sub.add_parser(
         "exporter",
         help="Prometheus metrics of TCP states, processes, queues and findings",
-        description="Serve Prometheus metrics (per state, top processes, listener queues, "
-        "findings) at http://LISTEN/metrics. Dashboard: docs/grafana-tcpwise.json.",
+        description="Serve Prometheus metrics (per state, top processes, listener queues,\n"
+        "findings; with root, state transitions from tracepoints) at\n"
+        "http://LISTEN/metrics. Dashboard: docs/grafana-tcpwise.json.",
+        epilog=EXPORTER_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     e.add_argument("--listen", default="127.0.0.1:9477", metavar="HOST:PORT", help="default 127.0.0.1:9477")
     e.add_argument("--top", type=int, default=20, metavar="N", help="per-process series for the top N (20)")
+    e.add_argument(
+        "--listeners",
+        type=int,
+        default=20,
+        metavar="K",
+        help="per-listener series for the K busiest listeners, the rest summed as 'other' (default 20)",
+    )
+    e.add_argument(
+        "--peers",
+        type=int,
+        default=10,
+        metavar="K",
+        help="watch: per-peer counters for the top K (default 10)",
+    )
+    e.add_argument(
+        "--no-watch", action="store_true", help="no tracepoint counters (transitions, resets, durations)"
+    )
+    e.add_argument(
+        "--max-conns", type=int, default=512, metavar="N", help="open HTTP connections at most (default 512)"
+    )
+    e.add_argument("--backlog", type=int, default=1024, metavar="N", help="listen backlog (default 1024)")
+    e.add_argument(
+        "--cache",
+        type=float,
+        default=0.5,
+        metavar="S",
+        help="serve a page younger than S seconds again instead of collecting (default 0.5; 0 = never)",
+    )
+    e.add_argument(
+        "--header-timeout",
+        type=_positive,
+        default=5.0,
+        metavar="S",
+        help="a request head must arrive within S seconds (default 5)",
+    )
+    e.add_argument(
+        "--idle-timeout",
+        type=_positive,
+        default=15.0,
+        metavar="S",
+        help="keep-alive connections idle longer are closed (default 15)",
+    )
     e.add_argument(
         "--proc-interval",
         type=float,
@@ -110,14 +170,30 @@ def _doctor(args: argparse.Namespace) -> int:
     if args.pid is not None and not os.path.exists(f"/proc/{args.pid}"):
         raise UsageError(f"no process with pid {args.pid}")
     pids = [args.pid] if args.pid is not None else None
+    if args.interval and args.watch:
+        raise UsageError("--interval and --watch both measure growth: use one (--watch is the precise one)")
     th = findings.Thresholds(idle_s=args.idle)
     prev = None
+    watched = None
+    waited = 0.0
     if args.interval:
         prev = collect.take(netns=args.netns, pids=pids, idle_s=args.idle)
         time.sleep(args.interval)
+        waited = args.interval
+    if args.watch:
+        from tcpwise.doctor import watchdiag
+
+        watched = watchdiag.sample(args.watch, netns=args.netns)
+        waited = watched.seconds
     snap = collect.take(netns=args.netns, pids=pids, idle_s=args.idle)
     found = findings.analyze(snap, th, lang=args.lang, prev=prev, pid=args.pid)
-    doc = report.to_dict(snap, found, time.perf_counter() - t0 - (args.interval or 0))
+    if watched is not None:
+        found = watchdiag.analyze(watched, snap, found, th, lang=args.lang)
+        if args.pid is not None:
+            found = [f for f in found if f.pid == args.pid]
+    doc = report.to_dict(snap, found, time.perf_counter() - t0 - waited, pid=args.pid)
+    if watched is not None:
+        doc["watch"] = watched.to_dict()
     if args.json:
         report.write_json(doc)
     else:
@@ -137,5 +213,12 @@ def _top(args: argparse.Namespace) -> int:
 
 def _exporter(args: argparse.Namespace) -> int:
     from tcpwise.doctor import exporter
+
+    if not 0 <= args.cache <= 60:
+        raise UsageError(f"--cache must be between 0 and 60 seconds, not {args.cache}")
+    for name in ("listeners", "peers", "max_conns", "backlog", "top"):
+        v = getattr(args, name)
+        if not 1 <= v <= 100_000:
+            raise UsageError(f"--{name.replace('_', '-')} must be between 1 and 100000, not {v}")
 
     return exporter.run(args)

@@ -20,9 +20,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from operator import attrgetter
 
-from tcpwise.doctor import kernel, netlink, procfs
-from tcpwise.doctor.netlink import Sock
 from tcpwise.errors import MissingCapability
+from tcpwise.linux import kernel, netlink, procfs
+from tcpwise.linux.netlink import Sock
 from tcpwise.vocab import STATE_NAMES, kernel_state_name
 
 __all__ = ["Snapshot", "take", "state_counts"]

@@ -9,23 +9,42 @@ Tcp.CurrEstab (RFC 1213: ESTABLISHED + CLOSE_WAIT) minus the dumped CLOSE_WAIT �
 every full snapshot and abandoned if they ever disagree. The expensive part
 — tcp_info for every socket, process attribution (a readlink per fd on the host) and the findings — is a full
 doctor snapshot refreshed by a background thread every ``--proc-interval`` seconds and served from cache in
-between (``tcpwise_attribution_age_seconds`` says how old). ``--proc-interval 0`` takes the full snapshot on
-every scrape (exact, slower). Read-only, like the doctor.
+between (``tcpwise_attribution_age_seconds`` says how old). A refresh that fails keeps the previous snapshot,
+counts ``tcpwise_refresh_failures_total`` and logs one (rate-limited) line. ``--proc-interval 0`` takes the full
+snapshot on every scrape (exact, slower). With root, a watch (tcpwise.watch, kernel tracepoints) runs alongside
+and feeds counters of state transitions, resets, retransmissions and connection durations. Read-only, like the
+doctor.
+
+Every label set is bounded: listeners beyond the ``--listeners`` busiest (by accept-queue fill) are summed
+under ``listen="other"``; peers beyond the top ``--peers`` under ``peer="other"``; no label is per connection.
+
+The HTTP side is :class:`tcpwise.doctor.httpserve.BoundedHTTPServer` (asyncio: connection cap with eviction of
+idle clients, header/idle/write deadlines, a real backlog, coalesced renders, rate-limited logs).
 
 Metric names (docs/doctor.md, dashboard docs/grafana-tcpwise.json):
   tcpwise_sockets{state}                          sockets per canonical state
   tcpwise_process_sockets{pid,comm,state}         top-N processes by socket count
   tcpwise_process_fds{pid,comm} / tcpwise_process_fd_limit{pid,comm}
   tcpwise_listener_accept_queue{listen} / tcpwise_listener_backlog{listen} / tcpwise_listener_syn_recv{listen}
+  tcpwise_listeners                               listening sockets (all, labelled or in "other")
   tcpwise_findings{id,severity}                   number of findings of that id and severity
   tcpwise_kernel_<counter>_total                  ListenOverflows, ListenDrops, SyncookiesSent, ... (counters)
   tcpwise_orphans, tcpwise_timewait_kernel        /proc/net/sockstat
-  tcpwise_scrape_duration_seconds, tcpwise_attribution_age_seconds
+  tcpwise_scrape_duration_seconds, tcpwise_attribution_age_seconds, tcpwise_refresh_failures_total
+  tcpwise_watch_transitions_total{from,to}        (watch) state changes, host-wide, all namespaces
+  tcpwise_watch_resets_total{origin,state}        (watch) RSTs sent / received, by the state they hit
+  tcpwise_watch_retransmits_total{state}          (watch) tcp_retransmit_skb / synack retransmissions
+  tcpwise_watch_connection_duration_seconds       (watch) histogram of socket lifetimes
+  tcpwise_watch_peer_connections_total{peer}      (watch) connections ended per remote address, top-K + other
+  tcpwise_watch_events_total, tcpwise_watch_lost_events_total, tcpwise_watch_up
+  tcpwise_exporter_connections, tcpwise_exporter_evicted_total, tcpwise_exporter_header_timeouts_total
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import signal
 import socket
 import threading
 import time
@@ -33,12 +52,14 @@ from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
-from tcpwise.doctor import collect, findings, kernel, netlink
-from tcpwise.doctor.netlink import format_addr
+from tcpwise.doctor import collect, findings
+from tcpwise.doctor.httpserve import BoundedHTTPServer, RateLimitedLog, ServerConfig
 from tcpwise.errors import UsageError
+from tcpwise.linux import kernel, netlink
+from tcpwise.linux.netlink import format_addr
 from tcpwise.vocab import STATE_NAMES, kernel_state_name
 
-__all__ = ["TcpCollector", "run", "KERNEL_COUNTERS"]
+__all__ = ["TcpCollector", "run", "KERNEL_COUNTERS", "top_listeners", "start_watch"]
 
 KERNEL_COUNTERS = (
     "ListenOverflows",
@@ -72,9 +93,20 @@ class TcpCollector:
         top: int = 20,
         proc_interval: float = 10.0,
         thresholds: findings.Thresholds | None = None,
+        listener_top: int = 20,
+        log: RateLimitedLog | None = None,
     ) -> None:
         self.netns = netns
         self.top = top
+        self.listener_top = listener_top
+        self.log = log or RateLimitedLog(prefix="tcpwise exporter: ")
+        self.refresh_failures = 0
+        self.last_refresh_failure = 0.0
+        self.watch_metrics: Any = None  # tcpwise.watch.metrics.WatchMetrics when the watch runs
+        self.watch_state = "off"  # "tracepoints" | "off" (with watch_reason)
+        self.watch_reason = "not started"
+        self.server_stats: Any = None  # httpserve._Stats of the serving HTTP server
+        self.open_conns: Any = None  # callable -> int
         self.proc_interval = proc_interval
         self.thresholds = thresholds or findings.Thresholds()
         self._full: tuple[collect.Snapshot, list[findings.Finding]] | None = None
@@ -110,8 +142,15 @@ class TcpCollector:
             while not self._stop.wait(self.proc_interval):
                 try:
                     self.refresh_full()
-                except Exception:  # noqa: BLE001 - a failed refresh keeps serving the previous one
-                    pass
+                except Exception as exc:  # noqa: BLE001 - a failed refresh keeps serving the previous one
+                    self.refresh_failures += 1
+                    self.last_refresh_failure = time.time()
+                    age = time.time() - self._full_time
+                    self.log.log(
+                        "refresh",
+                        f"background refresh failed ({type(exc).__name__}: {exc}); serving the snapshot "
+                        f"from {age:.0f} s ago",
+                    )
 
         self._thread = threading.Thread(target=loop, name="tcpwise-full-snapshot", daemon=True)
         self._thread.start()
@@ -188,22 +227,33 @@ class TcpCollector:
         yield pf
         yield pl
 
-        aq = GaugeMetricFamily("tcpwise_listener_accept_queue", "accept queue length", labels=["listen"])
+        aq = GaugeMetricFamily(
+            "tcpwise_listener_accept_queue",
+            "accept queue length (busiest listeners + other)",
+            labels=["listen"],
+        )
         bl = GaugeMetricFamily(
-            "tcpwise_listener_backlog", "listen backlog (accept queue limit)", labels=["listen"]
+            "tcpwise_listener_backlog",
+            "listen backlog (accept queue limit; busiest + other)",
+            labels=["listen"],
         )
-        for s in listeners:
-            lab = _addr(s.family, s.src, s.sport)
-            aq.add_metric([lab], s.rqueue)
-            bl.add_metric([lab], s.wqueue)
+        for lab, rq, wq in top_listeners(listeners, self.listener_top):
+            aq.add_metric([lab], rq)
+            bl.add_metric([lab], wq)
         sr = GaugeMetricFamily(
-            "tcpwise_listener_syn_recv", "SYN_RCVD (SYN queue) entries per local address", labels=["listen"]
+            "tcpwise_listener_syn_recv",
+            "SYN_RCVD (SYN queue) entries per local address (top + other)",
+            labels=["listen"],
         )
-        for (fam, src, port), n in syn.items():
+        ranked = sorted(syn.items(), key=lambda kv: (-kv[1], kv[0][2]))
+        for (fam, src, port), n in ranked[: self.listener_top]:
             sr.add_metric([_addr(fam, src, port)], n)
+        if len(ranked) > self.listener_top:
+            sr.add_metric(["other"], sum(n for _, n in ranked[self.listener_top :]))
         yield aq
         yield bl
         yield sr
+        yield GaugeMetricFamily("tcpwise_listeners", "listening sockets", value=len(listeners))
 
         fc = Counter((f.id, f.severity) for f in found)
         fm = GaugeMetricFamily(
@@ -231,9 +281,91 @@ class TcpCollector:
             "age of the cached full snapshot (processes, findings)",
             value=full_age,
         )
+        c = CounterMetricFamily(
+            "tcpwise_refresh_failures", "background full-snapshot refreshes that failed (previous one served)"
+        )
+        c.add_metric([], self.refresh_failures)
+        yield c
+        yield from self._watch_families()
+        yield from self._server_families()
         yield GaugeMetricFamily(
             "tcpwise_scrape_duration_seconds", "time to build this scrape", value=time.perf_counter() - t0
         )
+
+    def _watch_families(self) -> Iterator[Any]:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+
+        up = GaugeMetricFamily("tcpwise_watch_up", "1 when the tracepoint watch runs", labels=["reason"])
+        up.add_metric(
+            [self.watch_reason if self.watch_state != "tracepoints" else ""],
+            int(self.watch_state == "tracepoints"),
+        )
+        yield up
+        m = self.watch_metrics
+        if m is None:
+            return
+        snap = m.snapshot()
+        t = CounterMetricFamily(
+            "tcpwise_watch_transitions",
+            "TCP state changes seen by the tracepoints (all namespaces)",
+            labels=["from", "to"],
+        )
+        for (a, b), n in sorted(snap["transitions"].items()):
+            t.add_metric([a, b], n)
+        yield t
+        r = CounterMetricFamily(
+            "tcpwise_watch_resets", "RSTs sent/received by the state they hit", labels=["origin", "state"]
+        )
+        agg: Counter[tuple[str, str]] = Counter()
+        for (origin, st, _reason), n in snap["resets"].items():
+            agg[(origin, st)] += n
+        for (origin, st), n in sorted(agg.items()):
+            r.add_metric([origin, st], n)
+        yield r
+        x = CounterMetricFamily("tcpwise_watch_retransmits", "retransmissions by state", labels=["state"])
+        for st, n in sorted(snap["retransmits"].items()):
+            x.add_metric([st], n)
+        yield x
+        h = HistogramMetricFamily(
+            "tcpwise_watch_connection_duration_seconds", "lifetime of sockets that ended (open to closed)"
+        )
+        h.add_metric([], [(_le(le), n) for le, n in snap["buckets"]], sum_value=snap["duration_sum"])
+        yield h
+        p = CounterMetricFamily(
+            "tcpwise_watch_peer_connections",
+            "sockets ended per remote address (top peers + other)",
+            labels=["peer"],
+        )
+        for peer, n in sorted(snap["peers"].items()):
+            p.add_metric([peer], n)
+        p.add_metric(["other"], snap["other_peers"])
+        yield p
+        ev = CounterMetricFamily("tcpwise_watch_events", "tracepoint records processed")
+        ev.add_metric([], m.events)
+        yield ev
+        lo = CounterMetricFamily(
+            "tcpwise_watch_lost_events", "tracepoint records the kernel dropped (buffer full)"
+        )
+        lo.add_metric([], m.lost)
+        yield lo
+
+    def _server_families(self) -> Iterator[Any]:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        st = self.server_stats
+        if st is None:
+            return
+        if self.open_conns is not None:
+            yield GaugeMetricFamily(
+                "tcpwise_exporter_connections", "open HTTP connections", value=self.open_conns()
+            )
+        for name, help_, v in (
+            ("evicted", "idle connections closed to make room at the connection cap", st.evicted),
+            ("header_timeouts", "connections closed for not sending a request in time", st.header_timeouts),
+        ):
+            c = CounterMetricFamily(f"tcpwise_exporter_{name}", help_)
+            c.add_metric([], v)
+            yield c
 
 
 def _addr(family: int, raw: bytes, port: int) -> str:
@@ -254,6 +386,23 @@ def _snake(name: str) -> str:
     return "".join(out)
 
 
+def _le(v: float) -> str:
+    return "+Inf" if v == float("inf") else repr(float(v))
+
+
+def top_listeners(listeners: list[Any], k: int) -> list[tuple[str, int, int]]:
+    """``(label, accept_queue, backlog)`` for the ``k`` busiest listeners (accept-queue fill, then length,
+    then address) and one ``other`` row summing the rest — bounded series for any number of listeners."""
+    ranked = sorted(
+        listeners, key=lambda s: (-(s.rqueue / max(s.wqueue, 1)), -s.rqueue, s.sport, bytes(s.src))
+    )
+    out = [(_addr(s.family, s.src, s.sport), s.rqueue, s.wqueue) for s in ranked[:k]]
+    rest = ranked[k:]
+    if rest:
+        out.append(("other", sum(s.rqueue for s in rest), sum(s.wqueue for s in rest)))
+    return out
+
+
 def _parse_listen(text: str) -> tuple[str, int]:
     host, sep, port = text.rpartition(":")
     if not sep or not port.isdigit() or not 0 < int(port) < 65536:
@@ -261,27 +410,96 @@ def _parse_listen(text: str) -> tuple[str, int]:
     return host.strip("[]") or "0.0.0.0", int(port)
 
 
+def start_watch(col: TcpCollector, peers: int, stop: threading.Event) -> threading.Thread | None:
+    """Run a tracepoint watch feeding ``col.watch_metrics`` in a thread; None (reason kept) without root."""
+    from tcpwise.errors import MissingCapability
+    from tcpwise.watch.live import Watch
+    from tcpwise.watch.metrics import WatchMetrics
+    from tcpwise.watch.tracker import Filter
+
+    metrics = WatchMetrics(top=peers)
+    try:
+        w = Watch(
+            lambda r: None, Filter(listeners=False), metrics=metrics, purpose="exporter", buffer_kb=2048
+        )
+    except MissingCapability as exc:
+        col.watch_state, col.watch_reason = "off", str(exc)
+        return None
+    col.watch_metrics = metrics
+    col.watch_state, col.watch_reason = "tracepoints", ""
+
+    def body() -> None:
+        try:
+            w.run(stop=stop)
+        except Exception as exc:  # noqa: BLE001 - the exporter keeps serving without the watch
+            col.watch_state, col.watch_reason = "off", f"watch stopped: {type(exc).__name__}: {exc}"
+            col.log.log("watch", f"the tracepoint watch stopped: {type(exc).__name__}: {exc}")
+
+    th = threading.Thread(target=body, name="tcpwise-watch", daemon=True)
+    th.start()
+    return th
+
+
 def run(args: argparse.Namespace) -> int:
-    from prometheus_client import start_http_server
+    from prometheus_client import generate_latest
     from prometheus_client.core import CollectorRegistry
 
     host, port = _parse_listen(args.listen)
+    log = RateLimitedLog(prefix="tcpwise exporter: ")
     col = TcpCollector(
         netns=args.netns,
         top=args.top,
         proc_interval=args.proc_interval,
         thresholds=findings.Thresholds(idle_s=args.idle),
+        listener_top=args.listeners,
+        log=log,
     )
     col.start_background()  # first full snapshot: fails early (bad netns, no sock_diag) before serving
     reg = CollectorRegistry()
     reg.register(col)
+    import resource
+
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    max_conns = args.max_conns
+    if soft != resource.RLIM_INFINITY and max_conns > soft - 64:
+        # Keep fd headroom: connections at the cap plus the exporter's own files must stay under the limit.
+        max_conns = max(8, soft - 64)
+        log.log("limits", f"--max-conns lowered to {max_conns} to stay under the fd limit ({soft})")
+    cfg = ServerConfig(
+        host=host,
+        port=port,
+        max_conns=max_conns,
+        backlog=args.backlog,
+        header_timeout=args.header_timeout,
+        idle_timeout=args.idle_timeout,
+        min_interval=args.cache,
+    )
+    server = BoundedHTTPServer(lambda: generate_latest(reg), cfg, log)
+    col.server_stats = server.stats
+    col.open_conns = lambda: len(server.conns)
+    stop_watch = threading.Event()
+    watch_thread = None if args.no_watch else start_watch(col, args.peers, stop_watch)
+    if watch_thread is None and not args.no_watch:
+        log.log("watch", f"transition counters off: {col.watch_reason}")
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            await server.start()
+        except OSError as exc:
+            raise UsageError(f"cannot listen on {args.listen}: {exc.strerror}") from None
+        print(f"tcpwise exporter: serving http://{args.listen}/metrics (Ctrl-C stops)", flush=True)
+        await stop.wait()
+        await server.close()
+
     try:
-        start_http_server(port, addr=host, registry=reg)
-    except OSError as exc:
-        raise UsageError(f"cannot listen on {args.listen}: {exc.strerror}") from None
-    print(f"tcpwise exporter: serving http://{args.listen}/metrics (Ctrl-C stops)", flush=True)
-    try:
-        while True:
-            time.sleep(3600)
+        asyncio.run(main())
     finally:
         col.stop()
+        stop_watch.set()
+        if watch_thread is not None:
+            watch_thread.join(5)
+    return 0

@@ -19,6 +19,11 @@ Kernel semantics the checks rely on:
 - Orphans (sockstat "orphan"): sockets with no file left, in FIN_WAIT_1/FIN_WAIT_2/CLOSING/LAST_ACK.
 - Keepalive: an idle socket with SO_KEEPALIVE shows idiag_timer 2; without it, no timer at all (timer 0).
 - Persist timer (idiag_timer 4): the peer advertises a zero window and we probe it (RFC 9293 §3.8.6.1).
+- SYN_SENT with a retransmit timer is a connect() whose SYN got no answer: nothing is established, so it is not
+  half-open. connect() gives up after net.ipv4.tcp_syn_retries retransmissions (net/ipv4/tcp_timer.c
+  tcp_write_timeout, first timeout TCP_TIMEOUT_INIT = 1 s, doubling, each capped at TCP_RTO_MAX = 120 s): about
+  127 s with the default 6. A full accept queue at a *local* listener drops SYNs (tcp_conn_request), so local
+  clients of that listener sit exactly here: the two findings are linked.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ from typing import Any
 
 from tcpwise.doctor import advice as adv
 from tcpwise.doctor.collect import Snapshot
-from tcpwise.doctor.netlink import _SWAP, Sock, format_addr
+from tcpwise.linux.netlink import PORT_SWAP, Sock, format_addr
 from tcpwise.vocab import kernel_state_name
 
 __all__ = ["Finding", "Thresholds", "analyze", "SEVERITIES", "severity_rank", "CHECK_IDS"]
@@ -87,7 +92,10 @@ class Thresholds:
 
 CHECK_IDS = (
     "close-wait-leak",
+    "close-wait-churn",
+    "connect-retrying",
     "timewait-ports",
+    "timewait-rate",
     "accept-queue-overflow",
     "syn-flood",
     "fd-headroom",
@@ -97,6 +105,18 @@ CHECK_IDS = (
     "zero-window",
     "sysctl-audit",
 )
+
+
+def syn_give_up_s(retries: int) -> float:
+    """Seconds from connect() until the kernel gives up after ``retries`` SYN retransmissions (timeouts 1, 2, 4,
+    ... s, each at most TCP_RTO_MAX = 120 s; the connection fails when the last one expires)."""
+    return float(sum(min(2**i, 120) for i in range(retries + 1)))
+
+
+def _is_loopback(fam: int, raw: bytes) -> bool:
+    if fam == socket.AF_INET:
+        return raw[0] == 127
+    return raw[:16] == b"\0" * 15 + b"\1"
 
 
 def _ep(s: Sock, local: bool) -> str:
@@ -223,7 +243,7 @@ def _timewait(c: _Ctx) -> list[Finding]:
     lo, hi = _port_range(c.snap)
     size = hi - lo + 1
     groups: Counter[tuple[int, bytes, bytes, int]] = Counter()
-    swap = _SWAP
+    swap = PORT_SWAP
     for s in c.states(_TIME_WAIT):
         if lo <= swap[s.sport_n] <= hi:
             groups[(s.family, s.src, s.dst, s.dport_n)] += 1
@@ -248,7 +268,11 @@ def _timewait(c: _Ctx) -> list[Finding]:
             "TCPTimeWaitOverflow": c.snap.counters.get("TcpExt.TCPTimeWaitOverflow"),
         }
         sev = "crit" if share >= c.th.timewait_crit_share else "warn"
-        out.append(c.f("timewait-ports", sev, None, ev, n=n, src=sa, dst=dst_s, share=share, size=size))
+        f = c.f("timewait-ports", sev, None, ev, n=n, src=sa, dst=dst_s, share=share, size=size)
+        note = adv.tw_reuse_note(reuse, _is_loopback(fam, dst), dst_s, c.lang)
+        if note:
+            f.advice = f"{note} {f.advice}"
+        out.append(f)
     return out
 
 
@@ -275,6 +299,12 @@ def _accept_queue(c: _Ctx) -> list[Finding]:
             note = "，已满：新的握手被丢弃" if full else ""
         else:
             note = " — full: new handshakes are being dropped" if full else ""
+        waiting = [
+            x for x in c.states(_SYN_SENT) if x.timer == _TIMER_RETRANSMIT and _full_local_listener(c, x) is s
+        ]
+        if full and waiting:
+            ev["local_clients_retrying_syn"] = len(waiting)
+            note += adv.message("accept-queue-overflow.local-clients", c.lang, n=len(waiting))
         out.append(
             c.f(
                 "accept-queue-overflow",
@@ -315,7 +345,7 @@ def _syn_flood(c: _Ctx) -> list[Finding]:
     syncookies = _int(c.snap, "net.ipv4.tcp_syncookies", 1)
     out = []
     for (fam, src, port_n), n in groups.most_common():
-        port = _SWAP[port_n]
+        port = PORT_SWAP[port_n]
         # The listener: same port, and same address or a wildcard one (an IPv4 request may hit a [::] socket).
         cand = listeners.get((fam, port), []) + (
             listeners.get((socket.AF_INET6, port), []) if fam == 2 else []
@@ -464,12 +494,13 @@ def _no_keepalive(c: _Ctx) -> list[Finding]:
 
 def _retransmitting(c: _Ctx) -> list[Finding]:
     groups: dict[tuple[int | None, str], list[Sock]] = defaultdict(list)
-    for s in c.states(_ESTABLISHED, _SYN_SENT, _FIN_WAIT1, _CLOSE_WAIT, _LAST_ACK, _CLOSING):
+    # SYN_SENT is not here: nothing was established (see _connect_retrying).
+    for s in c.states(_ESTABLISHED, _FIN_WAIT1, _CLOSE_WAIT, _LAST_ACK, _CLOSING):
         if s.timer != _TIMER_RETRANSMIT:
             continue
         if s.retrans < c.th.retrans_min:
             continue
-        dst = _ep(s, False) if s.state == _SYN_SENT else _ep(s, False).rsplit(":", 1)[0]
+        dst = _ep(s, False).rsplit(":", 1)[0]
         groups[(c.snap.pid_of(s), dst)].append(s)
     out = []
     for (pid, dst), socks in sorted(groups.items(), key=lambda kv: -len(kv[1])):
@@ -497,6 +528,73 @@ def _retransmitting(c: _Ctx) -> list[Finding]:
                 n=len(socks),
                 retrans=worst.retrans,
                 state=", ".join(states),
+            )
+        )
+    return out
+
+
+def _full_local_listener(c: _Ctx, s: Sock) -> Sock | None:
+    """The local listener a SYN_SENT socket is trying to reach, when its accept queue is full."""
+    dport = s.dport
+    for lst in c.states(_LISTEN):
+        if lst.sport != dport or lst.rqueue <= lst.wqueue:
+            continue
+        if lst.family == s.family and (lst.src == s.dst or not any(lst.src)):
+            return lst
+        if lst.family == socket.AF_INET6 and s.family == socket.AF_INET and not any(lst.src):
+            return lst
+    return None
+
+
+def _connect_retrying(c: _Ctx) -> list[Finding]:
+    retries = _int(c.snap, "net.ipv4.tcp_syn_retries", 6)
+    give_up = syn_give_up_s(retries)
+    groups: dict[tuple[int | None, str], list[Sock]] = defaultdict(list)
+    for s in c.states(_SYN_SENT):
+        if s.timer == _TIMER_RETRANSMIT and s.retrans >= 1:
+            groups[(c.snap.pid_of(s), _ep(s, False))].append(s)
+    out = []
+    for (pid, dst), socks in sorted(groups.items(), key=lambda kv: -len(kv[1])):
+        worst = max(socks, key=lambda s: s.retrans)
+        waited = syn_give_up_s(worst.retrans - 1) if worst.retrans else 0.0
+        ev: dict[str, Any] = {
+            "dst": dst,
+            "sockets": len(socks),
+            "syn_retransmissions": worst.retrans,
+            "next_retransmit_ms": worst.expires_ms,
+            "waited_s_at_least": waited,
+            "tcp_syn_retries": retries,
+            "gives_up_after_s": give_up,
+        }
+        link = ""
+        lst = _full_local_listener(c, worst)
+        if lst is not None:
+            lpid = c.snap.pid_of(lst)
+            ev["local_listener"] = _ep(lst, True)
+            ev["listener_pid"] = lpid
+            ev["listener_accept_queue"] = lst.rqueue
+            ev["listener_backlog"] = lst.wqueue
+            link = adv.message(
+                "connect-retrying.local-full",
+                c.lang,
+                addr=_ep(lst, True),
+                comm=c.snap.comm_of(lpid),
+                pid=lpid,
+            )
+        out.append(
+            c.f(
+                "connect-retrying",
+                "warn",
+                pid,
+                ev,
+                comm=c.snap.comm_of(pid),
+                pid=pid,
+                n=len(socks),
+                dst=dst,
+                retrans=worst.retrans,
+                retries=retries,
+                give_up=give_up,
+                link=link,
             )
         )
     return out
@@ -617,6 +715,7 @@ _CHECKS = (
     _close_wait,
     _timewait,
     _accept_queue,
+    _connect_retrying,
     _syn_flood,
     _fd_headroom,
     _orphans,

@@ -1,14 +1,19 @@
 """Doctor output: the stable JSON document and the rich tables, from one Snapshot and its findings.
 
-JSON shape (docs/doctor.md)::
+JSON shape (docs/doctor.md), ``schema`` 2::
 
-    {"states": {"LISTEN": 3, "ESTABLISHED": 120, ...},
-     "processes": [{"pid": 1234, "comm": "nginx", "states": {...}, "fds": 210, "fd_limit": 1024}, ...],
+    {"schema": 2, "host": "web-1", "timestamp": "2026-12-03T04:10:00.123Z", "kernel": "6.18.44",
+     "netns": null,
+     "states": {"LISTEN": 3, "ESTABLISHED": 120, ...},
+     "processes": [{"pid": 1234, "comm": "nginx", "cmdline": ["nginx", "-g", "daemon off;"],
+                    "states": {...}, "fds": 210, "fd_limit": 1024}, ...],
      "findings": [{"id", "severity", "pid", "message", "evidence", "advice"}, ...],
      "elapsed_s": 0.21}
 
-``processes`` lists every process holding a TCP socket (most sockets first), plus processes that appear in a
-finding. ``json`` is imported here, not rich: ``doctor --json`` must start fast.
+``processes`` lists every process holding a TCP socket (most sockets first); a process without one is left out
+(it may still be named by a finding, e.g. fd-headroom) unless it is the one ``--pid`` asked for. ``cmdline`` is
+null when the process is gone or unreadable. ``json`` is imported here, not rich: ``doctor --json`` must start
+fast. Every number the text view prints carries its label.
 """
 
 from __future__ import annotations
@@ -20,20 +25,25 @@ from typing import Any, TextIO
 from tcpwise.doctor.collect import Snapshot
 from tcpwise.doctor.findings import Finding
 
-__all__ = ["to_dict", "write_json", "write_text"]
+__all__ = ["to_dict", "write_json", "write_text", "SCHEMA"]
 
 
-def _processes(snap: Snapshot, findings: list[Finding]) -> list[dict[str, Any]]:
-    named = {f.pid for f in findings if f.pid is not None}
+SCHEMA = 2
+
+
+def _processes(snap: Snapshot, findings: list[Finding], pid: int | None = None) -> list[dict[str, Any]]:
+    from tcpwise.linux.tasks import read_cmdline
+
     rows: list[dict[str, Any]] = []
-    for pid, p in snap.procs.items():
-        if not p.inodes and pid not in named and len(snap.procs) > 1:  # `--pid`: always show that process
+    for p_pid, p in snap.procs.items():
+        if not p.inodes and p_pid != pid:
             continue
         rows.append(
             {
-                "pid": pid,
+                "pid": p_pid,
                 "comm": p.comm,
-                "states": snap.proc_states(pid),
+                "cmdline": read_cmdline(p_pid),
+                "states": snap.proc_states(p_pid),
                 "fds": p.fds,
                 "fd_limit": p.fd_limit,
             }
@@ -42,10 +52,23 @@ def _processes(snap: Snapshot, findings: list[Finding]) -> list[dict[str, Any]]:
     return rows
 
 
-def to_dict(snap: Snapshot, findings: list[Finding], elapsed_s: float) -> dict[str, Any]:
+def to_dict(
+    snap: Snapshot, findings: list[Finding], elapsed_s: float, pid: int | None = None
+) -> dict[str, Any]:
+    import os
+    import socket
+    import time
+
+    taken = snap.taken or time.time()
     return {
+        "schema": SCHEMA,
+        "host": socket.gethostname(),
+        "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(taken))
+        + f".{int(taken % 1 * 1000):03d}Z",
+        "kernel": os.uname().release,
+        "netns": snap.netns,
         "states": snap.states(),
-        "processes": _processes(snap, findings),
+        "processes": _processes(snap, findings, pid),
         "findings": [f.to_dict() for f in findings],
         "elapsed_s": round(elapsed_s, 4),
     }
@@ -76,6 +99,14 @@ def write_text(doc: dict[str, Any], lang: str = "en", top: int = 15, netns: str 
         if n:
             st.add_row(name, str(n))
     con.print(st)
+    w = doc.get("watch")
+    if w:
+        src = "tracepoints" if w["source"] == "tracepoints" else f"sock_diag polling ({w.get('limit', '')})"
+        con.print(
+            f"watched {w['seconds']:.1f} s: {w['connections']} sockets ended or open, {w['events']} events, "
+            f"{w['lost']} lost, from {src}",
+            highlight=False,
+        )
     procs = doc["processes"][:top]
     if procs:
         pt = Table(
@@ -112,4 +143,7 @@ def write_text(doc: dict[str, Any], lang: str = "en", top: int = 15, netns: str 
         ev = ", ".join(f"{k}={v}" for k, v in f["evidence"].items() if v not in (None, {}, []))
         con.print(f"     [dim]{'证据' if zh else 'evidence'}: {ev}[/]", highlight=False)
         con.print(f"     {'建议' if zh else 'advice'}: {f['advice']}", highlight=False)
-    con.print(f"[dim]{doc['elapsed_s']:.3f} s[/]")
+    took = "采集与分析用时" if zh else "collected and analysed in"
+    con.print(
+        f"[dim]{took} {doc['elapsed_s']:.3f} s · {doc['host']} · Linux {doc['kernel']}[/]", highlight=False
+    )

@@ -48,7 +48,7 @@ def render(
     where = f" netns {snap.netns}" if snap.netns else ""
     head = Text.from_markup(
         f"[bold]tcpwise top[/]{where}  {time.strftime('%H:%M:%S', time.localtime(snap.taken))}  "
-        f"{total} {'个套接字' if zh else 'sockets'}  {snap.elapsed_s * 1000:.0f} ms"
+        f"{total} {'个套接字' if zh else 'sockets'}  {'采集用时' if zh else 'collected in'} {snap.elapsed_s * 1000:.0f} ms"
         + ("  [yellow](not root: reduced attribution)[/]" if snap.denied and not snap.privileged else "")
     )
     st = Table(title="状态" if zh else "states", title_justify="left", expand=False)

@@ -39,7 +39,10 @@ TRANSITIONS: dict[tuple[TcpState, Trigger], TcpState] = {
     (S.SYN_SENT, T.ABORT): S.CLOSED,
     (S.SYN_SENT, T.TIMEOUT): S.CLOSED,
     (S.SYN_RCVD, T.RCV_ACK): S.ESTABLISHED,
-    (S.SYN_RCVD, T.RCV_SYN_ACK): S.ESTABLISHED,  # simultaneous open: the peer's SYN-ACK (RFC 793 Fig. 8, Linux)
+    (
+        S.SYN_RCVD,
+        T.RCV_SYN_ACK,
+    ): S.ESTABLISHED,  # simultaneous open: the peer's SYN-ACK (RFC 793 Fig. 8, Linux)
     (S.SYN_RCVD, T.TWO_WAY): S.ESTABLISHED,  # model-only counterfactual: a two-way handshake (why-three)
     (S.SYN_RCVD, T.RCV_RST): S.CLOSED,
     (S.SYN_RCVD, T.CLOSE): S.FIN_WAIT_1,  # §3.10.4: FIN once the queued sends are out

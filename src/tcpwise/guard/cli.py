@@ -6,14 +6,50 @@ Import stays cheap (argparse only); asyncio and the guard are imported inside th
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 __all__ = ["register"]
 
 EPILOG = """examples:
-  tcpwise guard heartbeat --interval 30 --server-idle 10    is this heartbeat safe? (no: exit 1, says why)
-  tcpwise guard serve --port 7070 --idle 10 --per-ip 20     guarded echo server; Ctrl-C drains and prints counts
-  tcpwise guard serve --port 7070 --idle 5 --rst            time out with RST: no TIME_WAIT on the server
+  tcpwise guard heartbeat --interval 30 --server-idle 10
+      is this heartbeat safe? (no: exit 1, and it says why)
+  tcpwise guard serve --port 7070
+      guarded echo server with the hostile-load defaults
+  tcpwise guard serve --port 7070 --idle 10 --per-ip 20
+      shorter idle timeout, at most 20 connections per source
+  tcpwise guard serve --port 7070 --graceful
+      time out with FIN (the server then keeps TIME_WAIT)
+  tcpwise guard serve --port 0 --log-format json
+      any free port; one JSON log record per line
 """
+
+SERVE_EPILOG = """The defaults hold under hostile load (docs/guard.md): a silent connection is
+cut after --first-byte; a request trickling in slower than --min-rate bytes/s
+after --min-rate-grace, or taking longer than --request, is cut; an idle one
+after --idle. At the connection cap (--max-conns, lowered to fit RLIMIT_NOFILE
+minus --fd-headroom) connections that have not completed a request are evicted
+from the source holding the most; accepting pauses before the descriptor
+limit. Log records are rate-limited per kind (--log-rate); the counters stay
+exact and are printed as JSON when the server drains (Ctrl-C, SIGTERM).
+
+examples:
+  tcpwise guard serve --port 7070
+  tcpwise guard serve --port 7070 --max-conns 500 --per-ip 50 --rate 20
+  tcpwise guard serve --port 7070 --min-rate 500 --request 5 --log-level ERROR
+"""
+
+
+def _positive(kind: type[Any]) -> Any:
+    def parse(text: str) -> Any:
+        try:
+            v = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if not 0 < v < float("inf"):
+            raise argparse.ArgumentTypeError(f"must be > 0 and finite, got {text}")
+        return v
+
+    return parse
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -28,21 +64,113 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.set_defaults(handler=lambda _a: (p.print_help(), 2)[1])
 
     hb = gsub.add_parser("heartbeat", help="check a client heartbeat interval against a server idle timeout")
-    hb.add_argument("--interval", type=float, required=True, help="client heartbeat interval, seconds")
-    hb.add_argument("--server-idle", type=float, required=True, help="server idle timeout, seconds")
+    hb.add_argument(
+        "--interval", type=float, required=True, help="client heartbeat interval, seconds (required)"
+    )
+    hb.add_argument(
+        "--server-idle", type=float, required=True, help="server idle timeout, seconds (required)"
+    )
     hb.set_defaults(handler=_heartbeat)
 
-    s = gsub.add_parser("serve", help="run a guarded echo server on loopback until Ctrl-C/SIGTERM")
-    s.add_argument("--host", default="127.0.0.1", help="loopback address to listen on (default 127.0.0.1)")
-    s.add_argument("--port", type=int, default=7070)
-    s.add_argument("--max-conns", type=int, default=None)
-    s.add_argument("--per-ip", type=int, default=None)
-    s.add_argument("--rate", type=float, default=None, help="new connections per second per source")
-    s.add_argument("--first-byte", type=float, default=None)
-    s.add_argument("--idle", type=float, default=None)
-    s.add_argument("--rst", action="store_true", help="abortive close (RST) on timeouts")
-    s.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio")
-    s.add_argument("--drain", type=float, default=5.0)
+    s = gsub.add_parser(
+        "serve",
+        help="run a guarded echo server on loopback until Ctrl-C/SIGTERM",
+        description="Guarded line-echo server on loopback: every line received is sent back.",
+        epilog=SERVE_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    pos_f, pos_i = _positive(float), _positive(int)
+    s.add_argument(
+        "--host",
+        metavar="ADDR",
+        default="127.0.0.1",
+        help="loopback address to listen on (default 127.0.0.1)",
+    )
+    s.add_argument(
+        "--port", metavar="PORT", type=int, default=7070, help="TCP port, 0 for any free one (default 7070)"
+    )
+    s.add_argument(
+        "--backlog", metavar="N", type=pos_i, default=4096, help="listen(2) accept queue (default 4096)"
+    )
+    s.add_argument(
+        "--max-conns",
+        metavar="N",
+        type=pos_i,
+        default=None,
+        help="connection cap (default: RLIMIT_NOFILE - headroom)",
+    )
+    s.add_argument(
+        "--fd-headroom",
+        metavar="N",
+        type=pos_i,
+        default=None,
+        help="fds kept free (default: limit/16, >= 16)",
+    )
+    s.add_argument(
+        "--per-ip",
+        metavar="N",
+        type=pos_i,
+        default=None,
+        help="connections per source address (default none)",
+    )
+    s.add_argument(
+        "--rate", metavar="N", type=pos_f, default=None, help="new connections/s per source (default none)"
+    )
+    s.add_argument(
+        "--first-byte", metavar="SEC", type=pos_f, default=5.0, help="seconds to first byte (default 5)"
+    )
+    s.add_argument(
+        "--idle", metavar="SEC", type=pos_f, default=30.0, help="seconds without a byte (default 30)"
+    )
+    s.add_argument(
+        "--request",
+        metavar="SEC",
+        type=pos_f,
+        default=10.0,
+        help="seconds for one whole request (default 10)",
+    )
+    s.add_argument(
+        "--min-rate",
+        metavar="B/S",
+        type=pos_f,
+        default=100.0,
+        help="bytes/s a request must keep (default 100)",
+    )
+    s.add_argument(
+        "--min-rate-grace",
+        metavar="SEC",
+        type=pos_f,
+        default=2.0,
+        help="seconds before --min-rate (default 2)",
+    )
+    s.add_argument("--graceful", action="store_true", help="close on timeout with FIN (default: RST)")
+    s.add_argument("--rst", action="store_true", help=argparse.SUPPRESS)  # RST is the default now
+    s.add_argument(
+        "--loop", choices=("asyncio", "uvloop"), default="asyncio", help="event loop (default asyncio)"
+    )
+    s.add_argument(
+        "--drain",
+        metavar="SEC",
+        type=pos_f,
+        default=5.0,
+        help="seconds to finish on Ctrl-C/SIGTERM (default 5)",
+    )
+    s.add_argument(
+        "--log-level",
+        choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+        default="INFO",
+        help="log threshold on stderr (default INFO: refusals, evictions, timeouts)",
+    )
+    s.add_argument(
+        "--log-rate",
+        metavar="N",
+        type=pos_f,
+        default=1.0,
+        help="records/s per kind, after a burst of 20 (default 1)",
+    )
+    s.add_argument(
+        "--log-format", choices=("text", "json"), default="text", help="stderr log format (default text)"
+    )
     s.set_defaults(handler=_serve)
 
 
@@ -68,44 +196,92 @@ def _heartbeat(args: argparse.Namespace) -> int:
     return 0
 
 
-def _serve(args: argparse.Namespace) -> int:
-    import asyncio
+def _serve_config(args: argparse.Namespace) -> Any:
     import ipaddress
-    import json
-    import signal
 
     from tcpwise.errors import UsageError
-    from tcpwise.guard import Guard, GuardConfig, Limits, Timeouts
-    from tcpwise.guard.testing import run
+    from tcpwise.guard import GuardConfig, Limits, Timeouts
 
     try:
         if not ipaddress.ip_address(args.host).is_loopback:
             raise UsageError(f"--host must be a loopback address (127.0.0.0/8 or ::1), got {args.host}")
-        cfg = GuardConfig(
-            limits=Limits(max_connections=args.max_conns, max_per_ip=args.per_ip, accept_rate=args.rate),
-            timeouts=Timeouts(first_byte=args.first_byte, idle=args.idle),
-            close_mode="abortive" if args.rst else "graceful",
+        return GuardConfig(
+            limits=Limits(
+                max_connections=args.max_conns,
+                max_per_ip=args.per_ip,
+                accept_rate=args.rate,
+                fd_headroom=args.fd_headroom,
+            ),
+            timeouts=Timeouts(
+                first_byte=args.first_byte,
+                idle=args.idle,
+                request=args.request,
+                min_rate=args.min_rate,
+                min_rate_grace=args.min_rate_grace,
+                drain=min(args.drain, 5.0),
+            ),
+            close_mode="graceful" if args.graceful else "abortive",
+            log_rate=args.log_rate,
+            handler_start="first_byte",  # a line protocol: the client speaks first
         )
     except ValueError as exc:
         raise UsageError(str(exc)) from None
 
+
+def _setup_logging(level: str, fmt: str) -> None:
+    import logging
+    import sys
+
+    from tcpwise.sockets.logfmt import JsonFormatter
+
+    h = logging.StreamHandler(sys.stderr)
+    h.setFormatter(
+        JsonFormatter() if fmt == "json" else logging.Formatter("%(asctime)s %(levelname)s %(message)s")
+    )
+    lg = logging.getLogger("tcpwise.guard")
+    lg.handlers[:] = [h]
+    lg.setLevel(level)
+    lg.propagate = False
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import asyncio
+    import json
+    import signal
+
+    from tcpwise.errors import UsageError
+    from tcpwise.guard import Guard
+    from tcpwise.sockets.fds import nofile_limit
+    from tcpwise.sockets.testing import run
+
+    cfg = _serve_config(args)
+    _setup_logging(args.log_level, args.log_format)
+
     async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        while data := await reader.read(65536):
-            writer.write(data)
-            await writer.drain()
+        # Line echo: a line is a request, so a client that never finishes one is on the request clock.
+        try:
+            while line := await reader.readline():
+                writer.write(line)
+                await writer.drain()
+        except ValueError:  # a line longer than the stream limit (64 KiB): drop the connection
+            return
 
     async def main() -> int:
         guard = Guard(echo, cfg)
         try:
-            server = await guard.start_server(args.host, args.port)
+            server = await guard.start_server(args.host, args.port, backlog=args.backlog)
         except OSError as exc:
             raise UsageError(f"cannot listen on {args.host}:{args.port}: {exc.strerror}") from None
+        t = cfg.timeouts
         print(
-            f"guarded echo server on {args.host}:{server.sockets[0].getsockname()[1]} (Ctrl-C drains)",
+            f"guarded line-echo server on {args.host}:{server.sockets[0].getsockname()[1]} (Ctrl-C drains)\n"
+            f"  cap {guard.admission.cap} connections (RLIMIT_NOFILE {nofile_limit()}), backlog {args.backlog}\n"
+            f"  timeouts: first byte {t.first_byte:g} s, idle {t.idle:g} s, request {t.request:g} s, "
+            f"min rate {t.min_rate:g} B/s after {t.min_rate_grace:g} s",
             flush=True,
         )
         left = await guard.install_signal_handlers(args.drain, (signal.SIGTERM, signal.SIGINT))
         print(json.dumps({"closed_at_deadline": left, **guard.stats()}))
         return 0
 
-    return run(main(), args.loop)
+    return int(run(main(), args.loop))

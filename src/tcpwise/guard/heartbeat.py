@@ -4,7 +4,7 @@ Theory of operation
 -------------------
 A server that closes connections idle for ``T`` seconds and a client that sends a heartbeat every ``I`` seconds
 only work together when ``I < T`` — with room for one late or lost heartbeat, ``2*I <= T`` is the usual rule.
-When ``I > T`` (the notes' example: client every 30 s, server idle timeout 10 s) the server closes every idle
+When ``I > T`` (the classic case: client every 30 s, server idle timeout 10 s) the server closes every idle
 connection first; the client does not notice (a FIN only makes its socket CLOSE_WAIT), and its next heartbeat
 or request is answered with RST: "Connection reset by peer" / EPIPE, on a connection it believed healthy.
 

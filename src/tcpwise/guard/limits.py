@@ -20,6 +20,7 @@ The rate limit is a token bucket per key (capacity ``burst``, refill ``rate`` pe
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from tcpwise.guard.reasons import CloseReason
@@ -38,6 +39,12 @@ class Limits:
         accept_burst: token bucket capacity; defaults to ``max(1, accept_rate)``.
         ipv4_prefix: IPv4 sources sharing this many leading bits count as one (default 32: one host).
         ipv6_prefix: IPv6 sources sharing this many leading bits count as one (default 64: one subnet).
+        fd_headroom: descriptors kept free below RLIMIT_NOFILE (default ``None``: 1/16 of the limit, at least
+            16). :meth:`Guard.start_server <tcpwise.guard.server.Guard.start_server>` lowers the cap to fit and
+            pauses accepting when the headroom is eaten anyway.
+        evict: at the cap, evict a connection that has not completed a request (or trickles below
+            ``Timeouts.min_rate``) from the source holding the most, instead of refusing the newcomer.
+        evict_min_age: between equally loaded sources, evict only candidates at least this old (seconds).
     """
 
     max_connections: int | None = None
@@ -46,14 +53,23 @@ class Limits:
     accept_burst: float | None = None
     ipv4_prefix: int = 32
     ipv6_prefix: int = 64
+    fd_headroom: int | None = None
+    evict: bool = True
+    evict_min_age: float = 1.0
 
     def __post_init__(self) -> None:
         for name in ("max_connections", "max_per_ip"):
             v = getattr(self, name)
             if v is not None and v < 0:
                 raise ValueError(f"{name} must be >= 0 or None, got {v}")
-        if self.accept_rate is not None and self.accept_rate <= 0:
-            raise ValueError(f"accept_rate must be > 0 or None, got {self.accept_rate}")
+        if self.accept_rate is not None and not 0 < self.accept_rate < float("inf"):
+            raise ValueError(f"accept_rate must be > 0 and finite, or None, got {self.accept_rate}")
+        if self.accept_burst is not None and not 1 <= self.accept_burst < float("inf"):
+            raise ValueError(f"accept_burst must be >= 1 and finite, or None, got {self.accept_burst}")
+        if self.fd_headroom is not None and self.fd_headroom < 1:
+            raise ValueError(f"fd_headroom must be >= 1 or None, got {self.fd_headroom}")
+        if not 0 <= self.evict_min_age < float("inf"):
+            raise ValueError(f"evict_min_age must be >= 0 seconds and finite, got {self.evict_min_age}")
         if not 0 <= self.ipv4_prefix <= 32:
             raise ValueError(f"ipv4_prefix must be 0..32, got {self.ipv4_prefix}")
         if not 0 <= self.ipv6_prefix <= 128:
@@ -100,38 +116,47 @@ class Admission:
     """Counts open connections per key and decides admission. Not thread-safe (one event loop owns it)."""
 
     limits: Limits
+    cap: int | None = field(init=False)  # max_connections, lowered by the server to fit its fd budget
     active: int = 0
     per_key: dict[str, int] = field(default_factory=dict)
     _buckets: dict[str, _Bucket] = field(default_factory=dict)
     _key_cache: dict[str, str] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        self.cap = self.limits.max_connections
+
     def key(self, host: str) -> str:
         """Memoised :func:`source_key` (parsing an address costs microseconds; hosts repeat)."""
         k = self._key_cache.get(host)
         if k is None:
-            if (
-                len(self._key_cache) > 65536
-            ):  # bound the memo: a scan from many sources must not grow it forever
+            if len(self._key_cache) > 65536:  # bound the memo: a scan from many sources must not grow it
                 self._key_cache.clear()
             k = source_key(host, self.limits.ipv4_prefix, self.limits.ipv6_prefix)
             self._key_cache[host] = k
         return k
 
-    def admit(self, host: str, now: float) -> tuple[str, CloseReason | None]:
+    def admit(
+        self, host: str, now: float, make_room: Callable[[str, float], bool] | None = None
+    ) -> tuple[str, CloseReason | None]:
         """Return ``(key, None)`` and count the connection, or ``(key, reason)`` to refuse it (nothing counted).
 
-        Order of checks: global limit, per-key limit, then the rate limit, so a refused connection over a count
-        limit does not also spend a rate token.
+        Order of checks: per-key limit, rate limit (peeked, not spent), global cap — where ``make_room(key,
+        now)`` may free a slot by evicting someone (see :mod:`.evict`) — and only then is the rate token
+        spent, so neither a refusal nor an eviction is wasted on a connection another check would refuse.
         """
         lim = self.limits
         key = self.key(host)
-        if lim.max_connections is not None and self.active >= lim.max_connections:
-            return key, CloseReason.REFUSED_GLOBAL_LIMIT
         n = self.per_key.get(key, 0)
         if lim.max_per_ip is not None and n >= lim.max_per_ip:
             return key, CloseReason.REFUSED_IP_LIMIT
-        if lim.accept_rate is not None and not self._take_token(key, now):
+        if lim.accept_rate is not None and not self._has_token(key, now):
             return key, CloseReason.REFUSED_RATE
+        if self.cap is not None and self.active >= self.cap:
+            if make_room is None or not make_room(key, now) or self.active >= self.cap:
+                return key, CloseReason.REFUSED_GLOBAL_LIMIT
+            n = self.per_key.get(key, 0)  # the eviction may have been from this very source
+        if lim.accept_rate is not None:
+            self._buckets[key].tokens -= 1.0
         self.active += 1
         self.per_key[key] = n + 1
         return key, None
@@ -149,7 +174,8 @@ class Admission:
         else:
             self.per_key[key] = n - 1
 
-    def _take_token(self, key: str, now: float) -> bool:
+    def _has_token(self, key: str, now: float) -> bool:
+        """Refill ``key``'s bucket to ``now`` and say whether it holds a whole token (not spent here)."""
         lim = self.limits
         assert lim.accept_rate is not None
         cap = lim.accept_burst if lim.accept_burst is not None else max(1.0, lim.accept_rate)
@@ -166,7 +192,4 @@ class Admission:
         else:
             b.tokens = min(cap, b.tokens + (now - b.stamp) * lim.accept_rate)
             b.stamp = now
-        if b.tokens >= 1.0:
-            b.tokens -= 1.0
-            return True
-        return False
+        return b.tokens >= 1.0

@@ -22,8 +22,13 @@ class CloseReason(enum.Enum):
     # Closed by a guard timeout.
     FIRST_BYTE_TIMEOUT = "first_byte_timeout"
     IDLE_TIMEOUT = "idle_timeout"
+    REQUEST_TIMEOUT = "request_timeout"
+    MIN_RATE = "min_rate"  # a request arrived slower than Timeouts.min_rate bytes/s (trickling slowloris)
     WRITE_TIMEOUT = "write_timeout"
     LIFETIME = "lifetime"
+    # Closed to make room for a newcomer at the connection cap: it had not completed a request, or its request
+    # was arriving below the minimum rate, and its source held the most connections (see docs/guard.md).
+    EVICTED = "evicted"
     # Closed because the application finished with it (the "always close" remedy for CLOSE_WAIT leaks).
     HANDLER_DONE = "handler_done"
     HANDLER_ERROR = "handler_error"

@@ -92,8 +92,8 @@ def _listener(topo: Topology, host: str = "B", port: int = 80, backlog: int = 12
 
 
 def _sockets(topo: Topology, host: str) -> list[Any]:
-    """Every TCP socket of ``host`` (tcpwise.doctor.netlink records: state, timer, expires_ms, rqueue, ...)."""
-    from tcpwise.doctor.netlink import dump, open_diag_socket
+    """Every TCP socket of ``host`` (tcpwise.linux.netlink records: state, timer, expires_ms, rqueue, ...)."""
+    from tcpwise.linux.netlink import dump, open_diag_socket
 
     with in_netns(topo.hosts[host].ns):
         s = open_diag_socket()

@@ -45,7 +45,7 @@ from tcpwise.lab.capture import Capture, Frame, parse_frame, segment_key, write_
 from tcpwise.lab.forward import Forwarder, Route
 from tcpwise.lab.netns import TUN_DEV, Topology, check_capabilities, in_netns
 from tcpwise.lab.nft import Faults
-from tcpwise.lab.observe import StateRecorder
+from tcpwise.lab.observe import StateRecorder, TraceStates, merge_traced
 from tcpwise.lab.owner import guarded_run, shielded
 from tcpwise.vocab import AppCall, DropReason, EventKind, TcpState, kernel_state_name
 
@@ -386,6 +386,7 @@ class _Executor:
         self.capture: Capture | None = None
         self.fwd: Forwarder | None = None
         self.recorders: dict[str, StateRecorder] = {}
+        self.trace: TraceStates | None = None  # exact state times from tracepoints, when readable
         self.agents: dict[str, AgentProc] = {}
         self.sel = selectors.DefaultSelector()
         self.events: list[Event] = []
@@ -433,6 +434,11 @@ class _Executor:
         for h in self.topo.hosts.values():
             names[h.addr4] = self.rev[h.name]
             names[h.addr6] = self.rev[h.name]
+        if not any(isinstance(st, (S.Crash, S.Reboot)) for st in self.script.steps):
+            ns = {spec.name: self.topo.hosts[self.map[spec.name]].ns for spec in self.script.hosts}
+            self.trace = TraceStates.try_start(
+                ns, lambda h: self.recorders[h].sock if h in self.recorders else None
+            )
         for spec in self.script.hosts:
             self._start_host(spec.name, names)
         if self.hooks.setup is not None:
@@ -464,6 +470,8 @@ class _Executor:
         for sock in self.raw_socks.values():
             with contextlib.suppress(OSError):
                 sock.close()
+        if self.trace is not None:
+            self.trace.close()
         for a in self.agents.values():
             a.kill()
         for r in self.recorders.values():
@@ -533,6 +541,8 @@ class _Executor:
             self._agent_reports(name)
 
     def poll(self, now: float) -> None:
+        if self.trace is not None:
+            self.trace.drain()
         for name, rec in self.recorders.items():
             if name in self.crashed:
                 continue
@@ -825,6 +835,8 @@ class _Executor:
                 self.events.append(
                     Event(t=t, host=host, kind=EventKind.DROP, segment=seg, reason=DropReason.NFTABLES)
                 )
+        if self.trace is not None:
+            self.events = merge_traced(self.events, self.trace.finish(), self.recorders, self.t0)
         self.events = self._merge_states(self.events)
         order = {"app": 0, "send": 1, "drop": 2, "recv": 3, "state": 4, "note": 5, "timer": 6}
         self.events.sort(key=lambda e: (e.t, order.get(e.kind, 9)))

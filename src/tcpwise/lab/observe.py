@@ -3,8 +3,8 @@
 Theory of operation
 -------------------
 A NETLINK_SOCK_DIAG socket created inside a host's namespace (:func:`tcpwise.lab.netns.in_netns`) dumps that
-namespace's TCP sockets (sock_diag(7)); the dump itself is the doctor's client
-(:func:`tcpwise.doctor.netlink.dump`), asked for no extensions. Every poll yields a map ``4-tuple -> kernel
+namespace's TCP sockets (sock_diag(7)); the dump itself is the shared sock_diag client
+(:func:`tcpwise.linux.netlink.dump`), asked for no extensions. Every poll yields a map ``4-tuple -> kernel
 state`` and the recorder diffs it against the previous one:
 
 * a tuple that appears -> ``state`` event from its *implied* predecessor: a listener ``CLOSED -> LISTEN``; a
@@ -19,17 +19,28 @@ it, sock_diag does).
 
 Limits: a state that lasts less than the poll interval is missed. With the lab's 50 ms link delay every state
 of the scripted scenarios lasts at least one one-way delay; the executor polls every 2 ms.
+
+Exact times from tracepoints (:class:`TraceStates`, when tracefs can be read): the kernel's
+``sock:inet_sock_set_state`` records every transition of a full socket with its time, read and tracked by
+tcpwise.watch. For a connection the tracepoints saw, :func:`merge_traced` uses their transitions and keeps from
+sock_diag only what they cannot see: the SYN-queue entry before the accepted socket exists (a request sock, no
+tracepoint: ``LISTEN -> SYN_RCVD`` at the SYN) and what follows the hand-off to a timewait socket (TIME_WAIT's
+end). Runs with Crash/Reboot steps keep sock_diag alone (a crashed host's kernel still closes its sockets,
+which the model's crash does not). Without root or tracefs, everything stays as above.
 """
 
 from __future__ import annotations
 
+import os
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from tcpwise.events import Event
-from tcpwise.vocab import kernel_state_name
+from tcpwise.vocab import EventKind, TcpState, kernel_state_name
 
-__all__ = ["StateRecorder", "ConnKey"]
+__all__ = ["StateRecorder", "ConnKey", "TraceStates", "merge_traced"]
 
 ConnKey = tuple[str, int, str, int]  # local addr, local port, remote addr, remote port
 
@@ -49,7 +60,7 @@ class StateRecorder:
 
     def open(self) -> None:
         """Create the sock_diag socket; call inside the host's namespace."""
-        from tcpwise.doctor.netlink import open_diag_socket
+        from tcpwise.linux.netlink import open_diag_socket
 
         self.close()
         self.sock = open_diag_socket()
@@ -67,7 +78,7 @@ class StateRecorder:
         return f"{me}>{self.names.get(raddr, _fmt(raddr, rport))}:{rport}"
 
     def sample(self) -> dict[ConnKey, str]:
-        from tcpwise.doctor.netlink import dump, format_addr
+        from tcpwise.linux.netlink import dump, format_addr
 
         if self.sock is None:
             return {}
@@ -95,18 +106,23 @@ class StateRecorder:
                     prev = "CLOSED"
             out.append(
                 Event(
-                    t=t, host=self.host, kind="state", from_state=prev, to_state=state, conn=self.label(key)
+                    t,
+                    self.host,
+                    EventKind.STATE,
+                    from_state=TcpState(prev),
+                    to_state=TcpState(state),
+                    conn=self.label(key),
                 )
             )
         for key, prev in self.last.items():
             if key not in cur:
                 out.append(
                     Event(
-                        t=t,
-                        host=self.host,
-                        kind="state",
-                        from_state=prev,
-                        to_state="CLOSED",
+                        t,
+                        self.host,
+                        EventKind.STATE,
+                        from_state=TcpState(prev),
+                        to_state=TcpState.CLOSED,
                         conn=self.label(key),
                     )
                 )
@@ -124,11 +140,11 @@ class StateRecorder:
         """The host crashed: every connection it knew is gone (model: state lost at once)."""
         out = [
             Event(
-                t=t,
-                host=self.host,
-                kind="state",
-                from_state=prev,
-                to_state="CLOSED",
+                t,
+                self.host,
+                EventKind.STATE,
+                from_state=TcpState(prev),
+                to_state=TcpState.CLOSED,
                 conn=self.label(k),
                 text=reason,
             )
@@ -136,3 +152,121 @@ class StateRecorder:
         ]
         self.last = {}
         return out
+
+
+class TraceStates:
+    """Tracepoint state transitions of the lab's hosts (their namespaces), tracked by tcpwise.watch."""
+
+    def __init__(self, src: Any, tracker: Any, hosts: dict[int, str]) -> None:
+        self.src = src
+        self.tracker = tracker
+        self.hosts = hosts  # namespace inode -> host name
+        self.records: list[Any] = []
+        self.last_drain = 0
+
+    @classmethod
+    def try_start(
+        cls, host_ns: dict[str, str], diag: Callable[[str], socket.socket | None]
+    ) -> TraceStates | None:
+        """Start tracing for hosts ``{name: namespace}``; None when the tracepoints cannot be read.
+
+        ``diag(host)`` returns that host's sock_diag socket (the StateRecorder's); it is accepted for the
+        caller's convenience but not used to attribute sockets (see the comment at ``probe=None``)."""
+        from tcpwise.errors import TcpwiseError
+        from tcpwise.linux.tasks import TaskCache
+        from tcpwise.linux.tcpevents import TcpTracepoints
+        from tcpwise.watch.tracker import Tracker
+
+        inodes = {}
+        for name, ns in host_ns.items():
+            try:
+                inodes[os.stat(f"/run/netns/{ns}").st_ino] = name
+            except OSError:
+                return None
+        try:
+            src = TcpTracepoints(purpose="lab", buffer_kb=2048).open()
+        except (TcpwiseError, OSError):
+            return None
+
+        ts = cls(src, None, inodes)
+        ts.tracker = Tracker(
+            src.ids,
+            ts.records.append,
+            wall_offset=0.0,  # record times in time.monotonic() seconds, like the executor's t0
+            tasks=TaskCache(fallback=src.saved_task),
+            reset_reasons=src.reset_reasons,
+            # No sock_diag probe by 4-tuple here: every lab run uses the same addresses, and Linux picks the same
+            # first ephemeral port in every fresh namespace (the port hash does not include the namespace), so a
+            # concurrent lab run has the very same 4-tuple and a probe would claim its sockets. Only events whose
+            # namespace is certain (process context, or an unambiguous listener) are used; the others keep the
+            # sock_diag polling times.
+            probe=None,
+        )
+        try:
+            src.start()
+        except OSError:
+            src.close()
+            return None
+        return ts
+
+    def drain(self) -> None:
+        """Read what the kernel recorded so far (call often: the buffer is shared by every namespace's traffic)."""
+        import time
+
+        now = time.monotonic_ns()
+        if now - self.last_drain < 20_000_000:  # every 20 ms is plenty; the loop calls this every 2 ms
+            return
+        self.last_drain = now
+        self.tracker.feed(self.src.drain(now_ns=now))
+        self.tracker.advance(now - self.src.hold_ns)
+
+    def finish(self) -> dict[str, list[Any]]:
+        """Stop, flush, and return each host's records (ended and still open)."""
+        self.src.instance.stop()
+        self.tracker.feed(self.src.drain(final=True))
+        self.tracker.flush(open_too=True)
+        self.close()
+        out: dict[str, list[Any]] = {name: [] for name in self.hosts.values()}
+        for r in self.records:
+            host = self.hosts.get(r.netns)
+            if host is not None and r.role != "listener":
+                out[host].append(r)
+        return out
+
+    def close(self) -> None:
+        self.src.close()
+
+
+def merge_traced(
+    events: list[Event], traced: dict[str, list[Any]], recorders: dict[str, StateRecorder], t0: float
+) -> list[Event]:
+    """Replace sock_diag's state events of every connection the tracepoints saw by the exact transitions;
+    keep sock_diag's before the first traced one (the SYN-queue entry) and after the last (TIME_WAIT's end)."""
+    traced_ev: dict[tuple[str, str], list[Event]] = {}
+    for host, records in traced.items():
+        rec = recorders.get(host)
+        if rec is None:
+            continue
+        for r in records:
+            if not r.transitions:
+                continue
+            label = rec.label((r.laddr, r.lport, r.raddr, r.rport))
+            traced_ev[(host, label)] = [
+                Event(
+                    max(0.0, t.t - t0),
+                    host,
+                    EventKind.STATE,
+                    from_state=TcpState(t.from_state),
+                    to_state=TcpState(t.to_state),
+                    conn=label,
+                )
+                for t in r.transitions
+            ]
+    out: list[Event] = []
+    for e in events:
+        tr = traced_ev.get((e.host, e.conn or "")) if e.kind == "state" else None
+        if tr is None or e.t < tr[0].t or e.t > tr[-1].t:
+            out.append(e)
+    for evs in traced_ev.values():
+        out.extend(evs)
+    return out

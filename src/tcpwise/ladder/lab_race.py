@@ -29,6 +29,7 @@ they, the proxy and the upstream processes are removed on every exit path (``fin
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import selectors
@@ -292,8 +293,11 @@ def _failed_connection(pcap: bytes, upstream_addr: str) -> Run | None:
             if not answered and closed:
                 run.title = "keep-alive race: the proxy's request meets the upstream's close"
                 run.params = {"capture": "router R, proxy <-> upstream", "conn": n}
-                run.hosts[0].role = "proxy"
-                run.hosts[1].role = "upstream"
+                run.hosts = [
+                    dataclasses.replace(run.hosts[0], role="proxy"),
+                    dataclasses.replace(run.hosts[1], role="upstream"),
+                    *run.hosts[2:],
+                ]
                 return run
         return None
     finally:

@@ -2,7 +2,7 @@
 
 Theory of operation
 -------------------
-The notes' "connection count keeps growing" story: a server closes idle keep-alive connections (its idle
+The "connection count keeps growing" story every pool user meets: a server closes idle keep-alive connections (its idle
 timeout, a restart, a load balancer); a naive pool does not notice — the FIN only moves the client socket to
 CLOSE_WAIT — hands the dead connection out, the request fails with "Connection reset by peer", the caller
 drops the connection without closing it, and the pool opens a fresh one. Dead sockets pile up in CLOSE_WAIT.
@@ -39,9 +39,9 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from tcpwise.guard.metrics import Metrics
-from tcpwise.guard.sockopts import Keepalive, apply_keepalive
 from tcpwise.pool.validate import Liveness, peek_liveness
+from tcpwise.sockets.metrics import Metrics
+from tcpwise.sockets.options import Keepalive, apply_keepalive
 
 __all__ = ["PoolConfig", "Pool", "PooledConnection", "PoolTimeout", "PoolClosed", "RETRYABLE"]
 

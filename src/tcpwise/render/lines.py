@@ -68,7 +68,9 @@ def event_line(ev: Event, numbering: Numbering, clocks: _Clocks) -> str:
     if ev.segment is not None:
         body = " ".join([numbering.label(ev.segment), *_options(ev.segment, clocks)])
         if kind is EventKind.DROP:
-            body += f" [{ev.reason}" + (f": {ev.text}" if ev.text else "") + "]"  # the typed reason, not prose
+            body += (
+                f" [{ev.reason}" + (f": {ev.text}" if ev.text else "") + "]"
+            )  # the typed reason, not prose
     elif kind is EventKind.STATE:
         body = f"{ev.from_state} -> {ev.to_state}" + (f" ({ev.cause})" if ev.cause is not None else "")
     elif kind is EventKind.APP:

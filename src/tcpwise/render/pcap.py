@@ -80,8 +80,8 @@ def to_tcp_segment(seg: SegmentInfo) -> TcpSegment:
     return TcpSegment(
         sport=seg.sport,
         dport=seg.dport,
-        seq=seg.seq & 0xFFFFFFFF,
-        ack=seg.ack & 0xFFFFFFFF if "A" in seg.flags else 0,
+        seq=seg.seq,  # 32-bit already: SegmentInfo refuses anything else
+        ack=seg.ack if "A" in seg.flags else 0,
         flags=str_to_flags(seg.flags),
         window=min(max(seg.win, 0), 0xFFFF),
         options=options_from_dict(seg.opts),

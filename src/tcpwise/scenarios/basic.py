@@ -13,6 +13,7 @@ from tcpwise.events import Check, Run
 from tcpwise.i18n import event_text
 from tcpwise.scenarios import query as q
 from tcpwise.scenarios.base import Param, Scenario, claim, register
+from tcpwise.scenarios.fmt import fmt_num, fmt_time
 from tcpwise.script import (
     Close,
     Connect,
@@ -35,11 +36,14 @@ TW_PARAM = Param(
     60.0,
     "TIME_WAIT length in seconds (Linux: TCP_TIMEWAIT_LEN = 60, compiled in; model only)",
     "TIME_WAIT 时长（秒；Linux 固定 60 秒，编译期常量，仅模型可改）",
+    unit="s",
+    lo=0.0,
+    hi=3600.0,
 )
 
 
 def hosts(p: P, a: dict[str, Any] | None = None, b: dict[str, Any] | None = None) -> tuple[HostSpec, ...]:
-    common = {k: p[k] for k in ("time_wait", "fin_timeout") if k in p}
+    common: dict[str, Any] = {k: p[k] for k in ("time_wait", "fin_timeout") if k in p}
     return (
         HostSpec("A", A_ADDR, "client", {**common, **(a or {})}),
         HostSpec("B", B_ADDR, "server", {**common, **(b or {})}),
@@ -68,10 +72,6 @@ def _tw_ok(run: Run, measured: float | None, want: float) -> bool:
     return abs(measured - want) < 1e-6 if run.world == "sim" else want - 0.05 <= measured <= want + 1.5
 
 
-def _fmt(t: float | None) -> str:
-    return "never" if t is None else f"{t:.3f} s"
-
-
 # ============================================================================================================
 # handshake
 # ============================================================================================================
@@ -96,10 +96,7 @@ def _handshake_check(run: Run, p: P) -> list[Check]:
         claim(
             "B answers SYN-ACK with its own ISN K and ack = J+1.",
             "B 回 SYN-ACK：自己的初始序列号 K，ack = J+1。",
-            synack is not None
-            and j is not None
-            and synack.flags == "SA"
-            and synack.ack == seq_add(j, 1),
+            synack is not None and j is not None and synack.flags == "SA" and synack.ack == seq_add(j, 1),
             f"SA seq={k} ack={synack.ack if synack else None}, J+1={None if j is None else seq_add(j, 1)}",
         ),
         claim(
@@ -139,12 +136,12 @@ def _handshake_narrate(run: Run, p: P) -> tuple[str, str]:
     ta, tb = q.first_time_in(run, "A", "ESTABLISHED"), q.first_time_in(run, "B", "ESTABLISHED")
     en = (
         f"A sends SYN with ISN J={j}; B replies SYN-ACK with ISN K={k}, ack=J+1; A's ACK (ack=K+1) completes it. "
-        f"A is ESTABLISHED after one round trip ({_fmt(ta)}), B half a round trip later ({_fmt(tb)}): the "
+        f"A is ESTABLISHED after one round trip ({fmt_time(ta)}), B half a round trip later ({fmt_time(tb)}): the "
         f"client may send data before the server has seen the third segment."
     )
     zh = (
         f"A 发送 SYN，初始序列号 J={j}；B 回 SYN-ACK，初始序列号 K={k}，ack=J+1；A 回 ACK（ack=K+1）完成握手。"
-        f"A 在一个往返后进入 ESTABLISHED（{_fmt(ta)}），B 再晚半个往返（{_fmt(tb)}）：客户端可以在服务端收到第三个报文之前就发送数据。"
+        f"A 在一个往返后进入 ESTABLISHED（{fmt_time(ta)}），B 再晚半个往返（{fmt_time(tb)}）：客户端可以在服务端收到第三个报文之前就发送数据。"
     )
     return en, zh
 
@@ -210,12 +207,12 @@ def _simopen_narrate(run: Run, p: P) -> tuple[str, str]:
     en = (
         "A and B connect to each other at the same instant with fixed ports. Each SYN reaches a socket in SYN_SENT, "
         f"which moves to SYN_RCVD and answers SYN-ACK; each SYN-ACK then completes the open. Both are ESTABLISHED at "
-        f"{_fmt(t)}: one connection, not two. Linux acknowledges each SYN-ACK as well, so {len(q.sends(run))} "
+        f"{fmt_time(t)}: one connection, not two. Linux acknowledges each SYN-ACK as well, so {len(q.sends(run))} "
         "segments cross where RFC 793's figure draws four."
     )
     zh = (
         "A 和 B 在同一时刻用固定端口互相连接。每个 SYN 到达处于 SYN_SENT 的套接字，它转入 SYN_RCVD 并回复 SYN-ACK；"
-        f"随后每个 SYN-ACK 完成打开。双方在 {_fmt(t)} 进入 ESTABLISHED：只有一条连接，不是两条。Linux 还会确认每个 SYN-ACK，"
+        f"随后每个 SYN-ACK 完成打开。双方在 {fmt_time(t)} 进入 ESTABLISHED：只有一条连接，不是两条。Linux 还会确认每个 SYN-ACK，"
         f"所以共有 {len(q.sends(run))} 个报文段，而 RFC 793 的图中只画了四个。"
     )
     return en, zh
@@ -263,19 +260,11 @@ def _close_checks_common(run: Run, p: P) -> tuple[list[Check], dict[str, Any]]:
     u = fin_a.segment.seq if fin_a else None
     w = fin_b.segment.seq if fin_b else None
     ack_u = next(
-        (
-            e
-            for e in q.sends(run, "B")
-            if e.segment.ack == seq_add(u or 0, 1) and "A" in e.segment.flags
-        ),
+        (e for e in q.sends(run, "B") if e.segment.ack == seq_add(u or 0, 1) and "A" in e.segment.flags),
         None,
     )
     ack_w = next(
-        (
-            e
-            for e in q.sends(run, "A")
-            if fin_b and e.t >= fin_b.t and e.segment.ack == seq_add(w or 0, 1)
-        ),
+        (e for e in q.sends(run, "A") if fin_b and e.t >= fin_b.t and e.segment.ack == seq_add(w or 0, 1)),
         None,
     )
     tw = q.time_in_state(run, "A", "TIME_WAIT")
@@ -303,7 +292,7 @@ def _close_checks_common(run: Run, p: P) -> tuple[list[Check], dict[str, Any]]:
             and abs(t_tw - t_fin_b_rcv) < _tol(run)
             and t_lastack is not None
             and t_tw > t_lastack,
-            f"B LAST_ACK at {_fmt(t_lastack)}, B's FIN reaches A at {_fmt(t_fin_b_rcv)}, A TIME_WAIT at {_fmt(t_tw)}",
+            f"B LAST_ACK at {fmt_time(t_lastack)}, B's FIN reaches A at {fmt_time(t_fin_b_rcv)}, A TIME_WAIT at {fmt_time(t_tw)}",
         ),
         claim(
             f"TIME_WAIT lasts {p['time_wait']:g} s (2*MSL; Linux fixes 60 s) on the active closer A.",
@@ -352,15 +341,15 @@ def _close_narrate(run: Run, p: P) -> tuple[str, str]:
     tw = q.time_in_state(run, "A", "TIME_WAIT")
     t2 = q.time_in_state(run, "B", "CLOSE_WAIT")
     en = (
-        f"A calls close(): FIN. B's kernel ACKs at once and B sits in CLOSE_WAIT for {t2:.3f} s until its application "
+        f"A calls close(): FIN. B's kernel ACKs at once and B sits in CLOSE_WAIT for {fmt_time(t2)} until its application "
         f"calls close() — this is the state a server that forgets to close() piles up. B's FIN moves B to LAST_ACK; "
-        f"when it reaches A, A enters TIME_WAIT, ACKs, and stays {tw:g} s before the 4-tuple is free again. "
+        f"when it reaches A, A enters TIME_WAIT, ACKs, and stays {fmt_num(tw)} s before the 4-tuple is free again. "
         f"Four segments, because each direction is closed on its own."
     )
     zh = (
-        f"A 调用 close()：发出 FIN。B 的内核立即回 ACK，B 在 CLOSE_WAIT 停留 {t2:.3f} 秒，直到应用调用 close()——"
+        f"A 调用 close()：发出 FIN。B 的内核立即回 ACK，B 在 CLOSE_WAIT 停留 {fmt_num(t2, '.3f')} 秒，直到应用调用 close()——"
         f"忘记 close() 的服务端堆积的正是这个状态。B 的 FIN 使 B 进入 LAST_ACK；它到达 A 时，A 进入 TIME_WAIT 并回 ACK，"
-        f"停留 {tw:g} 秒后四元组才可再用。之所以四次，是因为两个方向各自关闭。"
+        f"停留 {fmt_num(tw)} 秒后四元组才可再用。之所以四次，是因为两个方向各自关闭。"
     )
     return en, zh
 
@@ -371,6 +360,9 @@ _CLOSE_PARAMS = {
         0.5,
         "seconds B's application waits after EOF before close()",
         "B 的应用读到 EOF 后多久才调用 close()（秒）",
+        unit="s",
+        lo=0.0,
+        hi=3600.0,
     ),
 }
 
@@ -420,7 +412,7 @@ def _close3_check(run: Run, p: P) -> list[Check]:
             "B passes CLOSE_WAIT -> LAST_ACK in the same instant (its application closed on EOF).",
             "B 在同一时刻经过 CLOSE_WAIT -> LAST_ACK（应用读到 EOF 立即关闭）。",
             t_cw is not None and t_la is not None and abs(t_la - t_cw) < _tol(run),
-            f"CLOSE_WAIT {_fmt(t_cw)}, LAST_ACK {_fmt(t_la)}",
+            f"CLOSE_WAIT {fmt_time(t_cw)}, LAST_ACK {fmt_time(t_la)}",
         ),
     ] + checks[2:]
 
@@ -484,9 +476,7 @@ def _half_check(run: Run, p: P) -> list[Check]:
 
     b_sent = sum(e.segment.len for e in q.sends(run, "B") if state_at("B", e.t) == "CLOSE_WAIT")
     a_got = sum(e.segment.len for e in q.recvs(run, "A") if state_at("A", e.t) == "FIN_WAIT_2")
-    reads = sum(
-        e.nbytes or 0 for e in q.apps(run, "A", AppCall.RECV)
-    )
+    reads = sum(e.nbytes or 0 for e in q.apps(run, "A", AppCall.RECV))
     pa = q.state_path(run, "A")
     return [
         claim(
@@ -514,13 +504,13 @@ def _half_narrate(run: Run, p: P) -> tuple[str, str]:
     t = q.time_in_state(run, "A", "FIN_WAIT_2")
     en = (
         f"A sends its request and shuts down its sending side. Its FIN only says 'no more data from me': B, in "
-        f"CLOSE_WAIT, sends {2 * p['bytes']} more bytes, which A receives during its {t:.2f} s in FIN_WAIT_2. Only "
+        f"CLOSE_WAIT, sends {2 * p['bytes']} more bytes, which A receives during its {fmt_num(t, '.2f')} s in FIN_WAIT_2. Only "
         f"when B is done does it send its own FIN. That independence of the two directions is why closing takes "
         f"four segments."
     )
     zh = (
         f"A 发送请求后关闭自己的发送方向。它的 FIN 只表示“我不再发数据”：处于 CLOSE_WAIT 的 B 又发送了 {2 * p['bytes']} "
-        f"字节，A 在 FIN_WAIT_2 的 {t:.2f} 秒内全部收到。B 发完后才发送自己的 FIN。两个方向相互独立，所以关闭需要四个报文段。"
+        f"字节，A 在 FIN_WAIT_2 的 {fmt_num(t, '.2f')} 秒内全部收到。B 发完后才发送自己的 FIN。两个方向相互独立，所以关闭需要四个报文段。"
     )
     return en, zh
 
@@ -535,7 +525,12 @@ register(
         params={
             "time_wait": TW_PARAM,
             "bytes": Param(
-                1000, "bytes B sends after A's FIN, twice", "A 的 FIN 之后 B 每次发送的字节数（两次）"
+                1000,
+                "bytes B sends after A's FIN, twice",
+                "A 的 FIN 之后 B 每次发送的字节数（两次）",
+                unit="bytes",
+                lo=1,
+                hi=10_000_000,
             ),
         },
         build=_half_build,
@@ -676,7 +671,7 @@ def _lla_check(run: Run, p: P) -> list[Check]:
                 "A restarts its TIME_WAIT timer when the retransmitted FIN arrives.",
                 "重传的 FIN 到达时，A 重新开始 TIME_WAIT 计时。",
                 restarted,
-                f"TIME_WAIT from {_fmt(t_tw)} for {tw if tw is None else round(tw, 3)} s; second FIN arrived at {_fmt(second_fin_at_a)}",
+                f"TIME_WAIT from {fmt_time(t_tw)} for {tw if tw is None else round(tw, 3)} s; second FIN arrived at {fmt_time(second_fin_at_a)}",
             ),
             claim(
                 "B closes cleanly (LAST_ACK -> CLOSED by the ACK) with no error.",
@@ -786,12 +781,12 @@ def _sclose_narrate(run: Run, p: P) -> tuple[str, str]:
     tw = q.time_in_state(run, "B", "TIME_WAIT")
     en = (
         f"An HTTP/1.0-style exchange: the server answers with {p['response_bytes']} bytes and closes at once. The "
-        f"active closer is the server, so the server holds TIME_WAIT ({tw:g} s per connection) and the client passes "
+        f"active closer is the server, so the server holds TIME_WAIT ({fmt_num(tw)} s per connection) and the client passes "
         f"through CLOSE_WAIT. TIME_WAIT lives on whoever sends the first FIN, not on 'the client'."
     )
     zh = (
         f"类似 HTTP/1.0 的交互：服务端返回 {p['response_bytes']} 字节后立即关闭。主动关闭方是服务端，所以 TIME_WAIT 在服务端"
-        f"（每条连接 {tw:g} 秒），客户端经过 CLOSE_WAIT。TIME_WAIT 属于先发 FIN 的一方，而不是“客户端”。"
+        f"（每条连接 {fmt_num(tw)} 秒），客户端经过 CLOSE_WAIT。TIME_WAIT 属于先发 FIN 的一方，而不是“客户端”。"
     )
     return en, zh
 
@@ -805,7 +800,9 @@ register(
         claim_zh="服务端先关闭（HTTP 短连接、负载均衡踢连接）：TIME_WAIT 出现在服务端。",
         params={
             "time_wait": TW_PARAM,
-            "response_bytes": Param(500, "bytes of the server's response", "服务端响应字节数"),
+            "response_bytes": Param(
+                500, "bytes of the server's response", "服务端响应字节数", unit="bytes", lo=1, hi=10_000_000
+            ),
         },
         build=_sclose_build,
         check=_sclose_check,

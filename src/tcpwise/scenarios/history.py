@@ -24,7 +24,8 @@ from tcpwise.errors import UsageError
 from tcpwise.events import Check, Event, Run
 from tcpwise.scenarios import query as q
 from tcpwise.scenarios.base import Param, Scenario, claim, register
-from tcpwise.scenarios.basic import A_ADDR, B_ADDR, TW_PARAM, _fmt
+from tcpwise.scenarios.basic import A_ADDR, B_ADDR, TW_PARAM
+from tcpwise.scenarios.fmt import fmt_time
 from tcpwise.script import (
     Close,
     Connect,
@@ -159,9 +160,7 @@ def _why3_facts(run: Run) -> dict[str, Any]:
     ]
     j_new = new_syns[0].segment.seq if new_syns else None
     a_est = [t for t in q.entered(run, "A", "ESTABLISHED") if t > t_del]
-    ghost_bytes = sum(
-        e.segment.len if e.segment else 0 for e in b_sends if ghost_end is None or e.t <= ghost_end
-    )
+    ghost_bytes = sum(e.segment.len for e in b_sends if ghost_end is None or e.t <= ghost_end)
     return {
         "j_old": j_old,
         "k": k,
@@ -190,7 +189,7 @@ def _why3_check(run: Run, p: P) -> list[Check]:
             j_old is not None
             and f["t_del"] >= p["old_syn_at"] - 1e-9
             and q.apps(run, "A", AppCall.CLOSE) != [],
-            f"SYN seq={j_old} held at {_fmt(v.get('held_at'))}, delivered at {_fmt(v.get('delivered_at'))}",
+            f"SYN seq={j_old} held at {fmt_time(v.get('held_at'))}, delivered at {fmt_time(v.get('delivered_at'))}",
         ),
         claim(
             "B answers the old SYN with a SYN-ACK: its own ISN K and ack = J_old + 1.",
@@ -246,7 +245,7 @@ def _why3_check(run: Run, p: P) -> list[Check]:
                 "A's real connection then opens normally with a new ISN (J_new ≠ J_old).",
                 "随后 A 的真正连接以新的初始序列号正常建立（J_new ≠ J_old）。",
                 bool(f["a_est"]) and f["j_new"] is not None and f["j_new"] != j_old,
-                f"J_new={f['j_new']}, A ESTABLISHED at {_fmt(f['a_est'][0] if f['a_est'] else None)}",
+                f"J_new={f['j_new']}, A ESTABLISHED at {fmt_time(f['a_est'][0] if f['a_est'] else None)}",
             ),
         ]
     else:
@@ -340,17 +339,22 @@ register(
                 3,
                 "3 = TCP; 2 = a counterfactual two-way server (the SYN alone opens the connection)",
                 "3 = TCP；2 = 假想的两次握手服务端（仅凭 SYN 就打开连接）",
+                choices=(2, 3),
             ),
             "client": Param(
                 "connecting",
                 "what A is doing when the old SYN arrives: connecting (RFC 9293 Figure 9: "
                 "SYN_SENT with a new ISN) or gone (the attempt was abandoned, nothing open)",
                 "旧 SYN 到达时 A 在做什么：connecting（RFC 9293 图 9：以新的 ISN 处于 SYN_SENT）或 gone（已放弃，没有打开的连接）",
+                choices=("connecting", "gone"),
             ),
             "old_syn_at": Param(
                 5.0,
                 "when the delayed old SYN is released towards B (seconds)",
                 "延迟的旧 SYN 何时被放行到 B（秒）",
+                unit="s",
+                lo=0.0,
+                hi=3600.0,
             ),
         },
         simulate=_why3_simulate,
@@ -537,7 +541,7 @@ def _od_check(run: Run, p: P) -> list[Check]:
             "旧连接（同一四元组，客户端固定端口）的一个数据报文滞留在网络中，在 A 尝试建立新连接之后才到达。",
             held_ok and v["delivered_at"] > p["reconnect_at"],
             f"held seq={v.get('held_seq')} ({v.get('held_len')} bytes at old offset {v.get('held_off_old')}), "
-            f"delivered at {_fmt(v.get('delivered_at'))}, reconnect at {p['reconnect_at']:g} s",
+            f"delivered at {fmt_time(v.get('delivered_at'))}, reconnect at {p['reconnect_at']:g} s",
         ),
         claim(
             "The old connection itself lost nothing: A retransmitted the segment and B got every byte.",
@@ -557,7 +561,7 @@ def _od_check(run: Run, p: P) -> list[Check]:
                 q.first_time_in(run, "A", "TIME_WAIT") is not None
                 and any(e.call is AppCall.CONNECT for e in q.errors(run, "A")),
                 f"connect() at {p['reconnect_at']:g} s: {v.get('reconnect_error')}; A in TIME_WAIT since "
-                f"{_fmt(q.first_time_in(run, 'A', 'TIME_WAIT'))} for {p['time_wait']:g} s",
+                f"{fmt_time(q.first_time_in(run, 'A', 'TIME_WAIT'))} for {p['time_wait']:g} s",
             ),
             claim(
                 "So the old segment finds no connection and is discarded: B answers it with a RST that A's "
@@ -628,11 +632,11 @@ def _od_narrate(run: Run, p: P) -> tuple[str, str]:
     base_en = (
         f"A downloads {v.get('old_down')} bytes, uploads {v.get('old_bytes_sent')} bytes from fixed port {CPORT} and closes. One segment "
         f"(old offset {v.get('held_off_old')}, {v.get('held_len')} bytes) is held in the network until "
-        f"{_fmt(v.get('delivered_at'))}; A retransmits it, so the old connection completes intact. "
+        f"{fmt_time(v.get('delivered_at'))}; A retransmits it, so the old connection completes intact. "
     )
     base_zh = (
         f"A 从固定端口 {CPORT} 下载 {v.get('old_down')} 字节、上传 {v.get('old_bytes_sent')} 字节后关闭。其中一个报文（旧流偏移 {v.get('held_off_old')}，"
-        f"{v.get('held_len')} 字节）滞留在网络中直到 {_fmt(v.get('delivered_at'))}；A 重传了它，所以旧连接完整结束。"
+        f"{v.get('held_len')} 字节）滞留在网络中直到 {fmt_time(v.get('delivered_at'))}；A 重传了它，所以旧连接完整结束。"
     )
     if v.get("reconnect_error"):
         en = base_en + (
@@ -748,24 +752,43 @@ register(
                 3.0,
                 "when A connect()s again from the same port (seconds)",
                 "A 何时从同一端口再次 connect()（秒）",
+                unit="s",
+                lo=0.0,
+                hi=3600.0,
             ),
             "old_bytes": Param(
                 800_000,
                 "bytes of the old connection's upload (must outrun the ISN clock)",
                 "旧连接上传的字节数（必须跑赢 ISN 时钟）",
+                unit="bytes",
+                lo=1,
+                hi=50_000_000,
             ),
             "old_down": Param(
                 700_000,
                 "bytes B sends to A on the old connection first (moves B's sequence numbers "
                 "along; RFC 5961 §5.2 drops a segment whose ACK field is too far behind)",
                 "旧连接中 B 先发给 A 的字节数（推动 B 的序列号；RFC 5961 §5.2 会丢弃确认号落后太多的报文）",
+                unit="bytes",
+                lo=0,
+                hi=50_000_000,
             ),
             "land_at": Param(
                 2000,
                 "where in the new stream the held segment should land (bytes)",
                 "滞留报文应落在新数据流中的位置（字节）",
+                unit="bytes",
+                lo=0,
+                hi=60_000,
             ),
-            "new_bytes": Param(4000, "bytes A sends on the new connection", "A 在新连接上发送的字节数"),
+            "new_bytes": Param(
+                4000,
+                "bytes A sends on the new connection",
+                "A 在新连接上发送的字节数",
+                unit="bytes",
+                lo=1,
+                hi=10_000_000,
+            ),
         },
         simulate=_od_simulate,
         check=_od_check,

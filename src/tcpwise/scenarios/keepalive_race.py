@@ -41,7 +41,7 @@ from tcpwise.sim.apps import Server, quiet_reads
 from tcpwise.sim.core import SimHost, Simulator
 from tcpwise.sim.heartbeat import IdleTimeoutServer
 from tcpwise.sim.network import Impairments
-from tcpwise.vocab import TcpState
+from tcpwise.vocab import AppCall, AppWhy, TcpState
 
 __all__ = ["RacePool", "race_window", "ladder_margin"]
 
@@ -104,8 +104,8 @@ class RacePool:
         self.cache: deque[tuple[Endpoint, float]] = (
             deque()
         )  # (connection, cached at); right end = most recent
-        self.busy: dict[int, list[Any]] = {}  # id(ep) -> [ep, bytes read, retried?, idle before send]
-        self.opening: dict[int, bool] = {}  # id(ep) -> retried?
+        self.busy: dict[Endpoint, list[Any]] = {}  # ep -> [ep, bytes read, retried?, idle before send]
+        self.opening: dict[Endpoint, bool] = {}  # ep -> retried?
         self._times = iter(times)
         quiet_reads(host)
         host.reactions.append(self._react)
@@ -135,30 +135,25 @@ class RacePool:
         try:
             ep = self.host.stack.connect(self.peer, 80, now)
         except ConnectError as exc:
-            self.host.app(f"connect() fails: {exc}")
+            self.host.app(AppCall.CONNECT, errno=exc.errno)
             return
         self.stats.opened += 1
-        self.opening[id(ep)] = retried
-        self.host.app("pool: connect() a new connection", ep)
-        self.host.stack.touch(ep)
+        self.opening[ep] = retried
+        self.host.app(AppCall.CONNECT, ep, why=AppWhy.POOL_NEW)
 
     def _send(self, ep: Endpoint, now: float, retried: bool, idle_for: float) -> None:
-        self.busy[id(ep)] = [ep, 0, retried, idle_for]
+        self.busy[ep] = [ep, 0, retried, idle_for]
         try:
             ep.send(b"q" * REQUEST, now)
         except LocalProtocolError:
             self._fail(ep, now, "EPIPE")
             return
-        what = (
-            f"send({REQUEST}) request on a connection idle {idle_for:.3f} s"
-            if idle_for
-            else f"send({REQUEST}) request"
-        )
-        self.host.app(what, ep)
-        self.host.stack.touch(ep)
+        # value: how long the connection sat idle in the pool before this request (0 for a fresh one)
+        self.host.app(AppCall.SEND, ep, nbytes=REQUEST, why=AppWhy.REQUEST, value=round(idle_for, 6))
 
     def _fail(self, ep: Endpoint, now: float, why: str) -> None:
-        entry = self.busy.pop(id(ep), None)
+        """The request on ``ep`` failed: ``why`` is the errno, or "EOF" when the server closed first."""
+        entry = self.busy.pop(ep, None)
         self.stats.errnos[why] = self.stats.errnos.get(why, 0) + 1
         if self.stats.first_failure is None:
             self.stats.first_failure = now  # the first request that met a closed connection (retried or not)
@@ -166,31 +161,38 @@ class RacePool:
             self.stats.failure_idle.append(entry[3])
         if entry is not None and not entry[2] and self.retry:
             self.stats.retried += 1
-            self.host.app(f"request fails ({why}): retry on a new connection", ep)
+            self._report_failure(ep, why, "retry on a new connection")
             self._open(now, True)
         else:
             self.stats.failed += 1
-            self.host.app(f"request fails ({why}): 502 Bad Gateway", ep)
+            self._report_failure(ep, why, "502 Bad Gateway")
         if ep.state is not S.CLOSED:
             try:
                 ep.close(now)
             except LocalProtocolError:
                 pass
-            self.host.stack.touch(ep)
+
+    def _report_failure(self, ep: Endpoint, why: str, outcome: str) -> None:
+        if (
+            why == "EOF"
+        ):  # the server's FIN arrived instead of a response: nginx "upstream prematurely closed"
+            self.host.app(AppCall.EOF, ep, why=AppWhy.REQUEST, text=outcome)
+        else:
+            self.host.app(AppCall.ERROR, ep, errno=why, why=AppWhy.REQUEST, text=outcome)
 
     def _expire(self, ep: Endpoint, since: float) -> None:
         for i, (e, s) in enumerate(self.cache):
             if e is ep and s == since:
                 del self.cache[i]
                 self.stats.expired += 1
-                self.host.app(f"pool: idle {self.idle:g} s: close()", ep)
+                self.host.app(AppCall.CLOSE, ep, why=AppWhy.POOL_MAX_IDLE, value=self.idle)
                 if ep.state is not S.CLOSED:
                     ep.close(self.sim.now)
-                self.host.after_call(ep)
+                self.host.after_call()
                 return
 
     def _react(self, host: SimHost, ep: Endpoint, ev: EndpointEvent, now: float) -> None:
-        key = id(ep)
+        key = ep
         tev = type(ev)
         if key in self.opening and tev is Connected:
             self._send(ep, now, self.opening.pop(key), 0.0)
@@ -203,10 +205,9 @@ class RacePool:
                     if e is ep:  # nginx's close handler: a cached connection that reads EOF is dropped
                         del self.cache[i]
                         self.stats.discarded += 1
-                        host.app("pool: the server closed an idle connection: close()", ep)
+                        host.app(AppCall.CLOSE, ep, why=AppWhy.POOL_PEER_CLOSED)
                         if ep.state is not S.CLOSED:
                             ep.close(now)
-                        host.stack.touch(ep)
                         break
             return
         if tev is DataReceived:
@@ -214,14 +215,14 @@ class RacePool:
             if entry[1] >= RESPONSE:
                 del self.busy[key]
                 self.stats.completed += 1
-                host.app("response complete: connection back to the pool", ep)
+                host.app(AppCall.RECV, ep, nbytes=entry[1], why=AppWhy.POOL_RETURN)
                 self.cache.append((ep, now))
                 if math.isfinite(self.idle):
                     self.sim.at(now + self.idle, self._expire, ep, now)
         elif tev is EndOfStream:
-            self._fail(ep, now, "EOF before the response")
-        elif tev is ConnectionError:
-            self._fail(ep, now, ev.errno)  # type: ignore[attr-defined]
+            self._fail(ep, now, "EOF")
+        elif isinstance(ev, ConnectionError):
+            self._fail(ep, now, ev.errno)
 
 
 def _check(p: P) -> None:
@@ -334,7 +335,7 @@ def _race_seen(run: Run, delay: float) -> tuple[bool, str]:
     ]
     req = reqs[-1] if reqs else None
     req_at_b = next(
-        (e.t for e in q.recvs(run, "B") if req is not None and e.segment is not None and e.segment.seq == req.segment.seq  # type: ignore[union-attr]
+        (e.t for e in q.recvs(run, "B") if req is not None and e.segment is not None and e.segment.seq == req.segment.seq
          and e.segment.len > 0 and e.t >= req.t),
         None,
     )  # fmt: skip
@@ -450,20 +451,41 @@ register(
                 60.0,
                 "how long the pool keeps an idle connection (s); inf = never (urllib3)",
                 "连接池保留空闲连接的时长（秒）；inf = 永不放弃（urllib3）",
+                unit="s",
+                lo=0.01,
+                hi=86_400.0,
+                inf_ok=True,
             ),
-            "server_idle": Param(5.0, "the server's keep-alive timeout (s)", "服务端 keep-alive 超时（秒）"),
+            "server_idle": Param(
+                5.0,
+                "the server's keep-alive timeout (s)",
+                "服务端 keep-alive 超时（秒）",
+                unit="s",
+                lo=0.2,
+                hi=3600.0,
+            ),
             "spacing": Param(
                 0.0,
                 "mean time between requests (s); 0 = auto: the middle of the race window",
                 "请求间的平均间隔（秒）；0 = 自动：竞争窗口的中点",
+                unit="s",
+                lo=0.0,
+                hi=3600.0,
             ),
             "jitter": Param(
                 0.5,
                 "each spacing is drawn in spacing ± jitter (s)",
                 "每个间隔在 spacing ± jitter 内随机（秒）",
+                unit="s",
+                lo=0.0,
+                hi=600.0,
             ),
             "requests": Param(
-                10000, "requests per run (the configured and the fixed ladder)", "每次运行的请求数"
+                10000,
+                "requests per run (the configured and the fixed ladder)",
+                "每次运行的请求数",
+                lo=1,
+                hi=100_000,
             ),
             "retry": Param(
                 False,
@@ -474,6 +496,9 @@ register(
                 0.0,
                 "the corrected pool idle (s); 0 = auto: server_idle minus the ladder's margin",
                 "修正后的连接池空闲时长（秒）；0 = 自动：server_idle 减去阶梯的余量",
+                unit="s",
+                lo=0.0,
+                hi=3600.0,
             ),
         },
         simulate=_simulate,

@@ -309,24 +309,44 @@ register(
         claim_zh="CLOSE_WAIT 随请求增长直到 fd 上限（1024）-> accept 失败（EMFILE），全连接队列被占满，新客户端超时。",
         params={
             "fd_limit": Param(
-                1024, "server process RLIMIT_NOFILE (ulimit -n)", "服务端进程 fd 上限（ulimit -n）"
+                1024,
+                "server process RLIMIT_NOFILE (ulimit -n)",
+                "服务端进程 fd 上限（ulimit -n）",
+                lo=4,
+                hi=65536,
             ),
             "backlog": Param(
                 128,
                 "listen() backlog (accept queue holds backlog + 1)",
                 "listen() 的 backlog（全连接队列可容纳 backlog + 1）",
+                lo=0,
+                hi=65535,
             ),
-            "rate": Param(200.0, "client requests per second", "客户端每秒请求数"),
-            "extra": Param(100, "requests beyond fds + accept queue", "超出 fd 与全连接队列容量的额外请求数"),
+            "rate": Param(
+                200.0, "client requests per second", "客户端每秒请求数", unit="conn/s", lo=0.1, hi=10_000.0
+            ),
+            "extra": Param(
+                100,
+                "requests beyond fds + accept queue",
+                "超出 fd 与全连接队列容量的额外请求数",
+                lo=0,
+                hi=100_000,
+            ),
             "timeout": Param(
                 3.0,
                 "client application timeout for connect + response (s)",
                 "客户端应用的连接+响应超时（秒）",
+                unit="s",
+                lo=0.01,
+                hi=3600.0,
             ),
             "fin_timeout": Param(
                 60.0,
                 "the client's net.ipv4.tcp_fin_timeout: how long its orphaned FIN_WAIT_2 lives (s; lab script)",
                 "客户端的 tcp_fin_timeout：孤儿 FIN_WAIT_2 存活多久（秒；实验室脚本）",
+                unit="s",
+                lo=1.0,
+                hi=3600.0,
             ),
         },
         simulate=_cwl_simulate,
@@ -538,22 +558,34 @@ register(
                 64,
                 "connections the server process can hold (fds beyond the standard ones)",
                 "服务端进程可持有的连接数（除标准 fd 外）",
+                lo=1,
+                hi=65536,
             ),
             "per_ip_limit": Param(
                 10,
                 "server application policy: open connections allowed per source IP",
                 "服务端应用策略：每个源 IP 允许的连接数",
+                lo=0,
+                hi=65536,
             ),
             "leak_conns": Param(
                 100,
                 "connections the leaking client opens (20 per second)",
                 "泄漏客户端打开的连接数（每秒 20 个）",
+                lo=0,
+                hi=100_000,
             ),
             "other_requests": Param(
-                3, "requests from the other client C, one per second", "另一客户端 C 的请求数（每秒一个）"
+                3,
+                "requests from the other client C, one per second",
+                "另一客户端 C 的请求数（每秒一个）",
+                lo=0,
+                hi=10_000,
             ),
-            "backlog": Param(16, "listen() backlog", "listen() 的 backlog"),
-            "timeout": Param(3.0, "client application timeout (s)", "客户端应用超时（秒）"),
+            "backlog": Param(16, "listen() backlog", "listen() 的 backlog", lo=0, hi=65535),
+            "timeout": Param(
+                3.0, "client application timeout (s)", "客户端应用超时（秒）", unit="s", lo=0.01, hi=3600.0
+            ),
         },
         simulate=_leak_simulate,
         build=_leak_build,
@@ -665,25 +697,12 @@ def _flood_simulate(p: P, seed: int) -> Run:
     other_cookies = 1 if p["syncookies"] == 0 else 0
     _, other = _flood_run(p, seed, other_cookies, True)
     # Sample: the legit client's connection plus the first three spoofed SYNs (and their SYN-ACK retries).
-    first3 = {
-        (e.segment.src, e.segment.sport)
-        for e in sim.events
-        if e.kind == "send" and e.host == "X" and e.segment is not None
-    }
-    first3 = (
-        set(
-            sorted(
-                first3,
-                key=lambda sp: next(
-                    i
-                    for i, ev in enumerate(sim.events)
-                    if ev.segment is not None and (ev.segment.src, ev.segment.sport) == sp
-                ),
-            )[:3]
-        )
-        if first3
-        else set()
-    )
+    first3: set[tuple[str, int]] = set()
+    for e in sim.events:  # the first three attacker sources, in the order they appear in the log
+        if len(first3) == 3:
+            break
+        if e.kind == "send" and e.host == "X" and e.segment is not None:
+            first3.add((e.segment.src, e.segment.sport))
     keep = []
     for e in sim.events:
         seg = e.segment
@@ -773,23 +792,44 @@ register(
                 0,
                 "server's net.ipv4.tcp_syncookies for the main run (the other value is run too)",
                 "主运行中服务端的 tcp_syncookies（另一取值也会运行）",
+                choices=(0, 1, 2),
             ),
             "backlog": Param(
                 64,
                 "listen() backlog (the SYN queue holds backlog + 1)",
                 "listen() backlog（SYN 队列可容纳 backlog + 1）",
+                lo=0,
+                hi=65535,
             ),
             "max_syn_backlog": Param(
                 128,
                 "net.ipv4.tcp_max_syn_backlog (without cookies its last quarter stays free)",
                 "tcp_max_syn_backlog（不开 syncookies 时保留最后四分之一）",
+                lo=1,
+                hi=65536,
             ),
-            "flood_rate": Param(200.0, "spoofed SYNs per second", "每秒伪造 SYN 数"),
-            "flood_duration": Param(10.0, "seconds of flood", "洪泛持续时间（秒）"),
+            "flood_rate": Param(
+                200.0, "spoofed SYNs per second", "每秒伪造 SYN 数", unit="SYN/s", lo=0.1, hi=100_000.0
+            ),
+            "flood_duration": Param(
+                10.0, "seconds of flood", "洪泛持续时间（秒）", unit="s", lo=0.1, hi=3600.0
+            ),
             "client_at": Param(
-                2.0, "when the legitimate client connects (s)", "正常客户端发起连接的时间（秒）"
+                2.0,
+                "when the legitimate client connects (s)",
+                "正常客户端发起连接的时间（秒）",
+                unit="s",
+                lo=0.0,
+                hi=3600.0,
             ),
-            "timeout": Param(8.0, "legit client's connect timeout (s)", "正常客户端的连接超时（秒）"),
+            "timeout": Param(
+                8.0,
+                "legit client's connect timeout (s)",
+                "正常客户端的连接超时（秒）",
+                unit="s",
+                lo=0.01,
+                hi=3600.0,
+            ),
         },
         simulate=_flood_simulate,
         build=_flood_build,
@@ -1044,19 +1084,24 @@ register(
         claim_zh="全连接队列满（backlog+1）；内核丢弃第三次握手的 ACK（tcp_abort_on_overflow=0：客户端 ESTABLISHED，服务端 SYN_RCVD "
         "并重传 SYN-ACK）以及新的 SYN（ListenOverflows）；=1 时回 RST。",
         params={
-            "backlog": Param(4, "listen() backlog", "listen() 的 backlog"),
+            "backlog": Param(4, "listen() backlog", "listen() 的 backlog", lo=0, hi=65535),
             "somaxconn": Param(
                 4096,
                 "net.core.somaxconn: caps every listen() backlog",
                 "net.core.somaxconn：限制所有 listen() 的 backlog",
+                lo=1,
+                hi=65535,
             ),
             "accept_interval": Param(
                 5.0,
                 "the server accept()s one connection every this many seconds",
                 "服务端每隔多少秒 accept() 一个连接",
+                unit="s",
+                lo=0.01,
+                hi=3600.0,
             ),
             "abort_on_overflow": Param(False, "net.ipv4.tcp_abort_on_overflow", "tcp_abort_on_overflow"),
-            "duration": Param(30.0, "seconds to run", "运行时长（秒）"),
+            "duration": Param(30.0, "seconds to run", "运行时长（秒）", unit="s", lo=0.1, hi=3600.0),
         },
         simulate=_aq_simulate,
         build=_aq_build,
@@ -1252,15 +1297,28 @@ register(
         claim_zh="朴素连接池交出服务端已关闭的连接：“Connection reset by peer”，新连接越积越多；校验并淘汰空闲连接的连接池解决问题。",
         params={
             "server_idle": Param(
-                5.0, "server keep-alive idle timeout (s)", "服务端 keep-alive 空闲超时（秒）"
+                5.0,
+                "server keep-alive idle timeout (s)",
+                "服务端 keep-alive 空闲超时（秒）",
+                unit="s",
+                lo=0.1,
+                hi=3600.0,
             ),
             "max_idle": Param(
                 4.0,
                 "validating pool's max idle time (s), below the server's",
                 "校验型连接池的最大空闲时间（秒），需小于服务端",
+                unit="s",
+                lo=0.01,
+                hi=3600.0,
             ),
-            "bursts": Param("6,2,2,6,2", "requests per burst, comma-separated", "每次突发的请求数，逗号分隔"),
-            "gap": Param(10.0, "seconds between bursts", "突发间隔（秒）"),
+            "bursts": Param(
+                "6,2,2,6,2",
+                "requests per burst, comma-separated",
+                "每次突发的请求数，逗号分隔",
+                pattern=r"\d{1,3}(,\d{1,3}){0,49}",
+            ),
+            "gap": Param(10.0, "seconds between bursts", "突发间隔（秒）", unit="s", lo=0.01, hi=3600.0),
         },
         simulate=_pool_simulate,
         build=_pool_build,

@@ -30,7 +30,8 @@ from tcpwise.events import Check, Event, Run
 from tcpwise.i18n import event_text
 from tcpwise.scenarios import query as q
 from tcpwise.scenarios.base import Param, Scenario, claim, register
-from tcpwise.scenarios.basic import A_ADDR, B_ADDR, TW_PARAM, _fmt
+from tcpwise.scenarios.basic import A_ADDR, B_ADDR, TW_PARAM
+from tcpwise.scenarios.fmt import fmt_time
 from tcpwise.script import (
     Abort,
     Close,
@@ -61,10 +62,24 @@ def _near(run: Run, got: float, want: float) -> bool:
 
 KA_PARAMS: dict[str, Param] = {
     "keepalive_time": Param(
-        7200.0, "net.ipv4.tcp_keepalive_time / TCP_KEEPIDLE (s)", "空闲多久后开始探测（秒）"
+        7200.0,
+        "net.ipv4.tcp_keepalive_time / TCP_KEEPIDLE (s)",
+        "空闲多久后开始探测（秒）",
+        unit="s",
+        lo=1.0,
+        hi=32767.0,
     ),
-    "keepalive_intvl": Param(75.0, "net.ipv4.tcp_keepalive_intvl / TCP_KEEPINTVL (s)", "探测间隔（秒）"),
-    "keepalive_probes": Param(9, "net.ipv4.tcp_keepalive_probes / TCP_KEEPCNT", "放弃前的探测次数"),
+    "keepalive_intvl": Param(
+        75.0,
+        "net.ipv4.tcp_keepalive_intvl / TCP_KEEPINTVL (s)",
+        "探测间隔（秒）",
+        unit="s",
+        lo=1.0,
+        hi=32767.0,
+    ),
+    "keepalive_probes": Param(
+        9, "net.ipv4.tcp_keepalive_probes / TCP_KEEPCNT", "放弃前的探测次数", lo=1, hi=127
+    ),
 }
 
 
@@ -115,11 +130,11 @@ def _last_recv_before(run: Run, host: str, t: float) -> float | None:
     return ts[-1] if ts else None
 
 
-def _probes(run: Run, host: str) -> list[Event]:
+def _probes(run: Run, host: str) -> list[q.SegEvent]:
     """Keepalive probes: pure ACKs with SEG.SEQ = SND.NXT - 1 and no data (Linux tcp_xmit_probe_skb), where
     SND.NXT is tracked from the host's own earlier segments."""
     nxt: int | None = None
-    out: list[Event] = []
+    out: list[q.SegEvent] = []
     for e in q.sends(run, host):
         seg = e.segment
         if seg is None:
@@ -193,7 +208,7 @@ def _hoc_check(run: Run, p: P) -> list[Check]:
                 not changes and q.state_path(run, "A")[:2] == ["SYN_SENT", "ESTABLISHED"],
                 f"A's state changes between crash and send: {len(changes)}",
             ),
-            # Correction to the notes: `ss -s | grep half-open` finds nothing — there is no such state or line.
+            # A common claim corrected: `ss -s | grep half-open` finds nothing — there is no such state or line.
             claim(
                 "On A the half-open connection is an ordinary ESTABLISHED socket: no state, and no `ss -s` line, "
                 "says 'half-open' — it is invisible to the host that still believes in it.",
@@ -243,8 +258,8 @@ def _hoc_check(run: Run, p: P) -> list[Check]:
                 "ECONNRESET at once.",
                 "keepalive 放弃之前 B 已以空协议栈重启：A 的下一个报文招来 RST，A 立即得到 ECONNRESET。",
                 reset is not None and bool(after) and 0 <= reset.t - after[0].t <= 2 * p["delay"] + EPS,
-                f"first {kind} after the reboot at {_fmt(after[0].t if after else None)}, ECONNRESET at "
-                f"{_fmt(reset.t if reset else None)}",
+                f"first {kind} after the reboot at {fmt_time(after[0].t if after else None)}, ECONNRESET at "
+                f"{fmt_time(reset.t if reset else None)}",
             ),
         ]
         return checks
@@ -266,7 +281,7 @@ def _hoc_check(run: Run, p: P) -> list[Check]:
             f"{p['keepalive_intvl']:g}*{p['keepalive_probes']} = {expect:g} 秒得知崩溃（ETIMEDOUT）。",
             measured is not None and abs(measured - expect) < EPS,
             f"measured {measured if measured is None else round(measured, 6)} s "
-            f"(last segment at {_fmt(last_rx)}, ETIMEDOUT at {_fmt(err.t if err else None)})",
+            f"(last segment at {fmt_time(last_rx)}, ETIMEDOUT at {fmt_time(err.t if err else None)})",
         ),
     ]
     return checks
@@ -281,13 +296,13 @@ def _hoc_narrate(run: Run, p: P) -> tuple[str, str]:
             f"at {p['reboot_at']:g} s with an empty TCP stack. Nothing is sent, so A — idle, no keepalive — stays "
             f"ESTABLISHED for {send - crash:g} s: a half-open connection, invisible to A (ss shows it as an ordinary "
             f"ESTAB). Only when A sends at {send:g} s does B answer with RST, and A's application gets "
-            f"ECONNRESET at {_fmt(err.t if err else None)}."
+            f"ECONNRESET at {fmt_time(err.t if err else None)}."
         )
         zh = (
             f"A 和 B 交换一次请求和响应后沉默。{crash:g} 秒时 B 的主机崩溃，{p['reboot_at']:g} 秒时以空的 TCP 栈重启。"
             f"没有任何报文发出，所以空闲且未开 keepalive 的 A 在 {send - crash:g} 秒内一直是 ESTABLISHED：一条半开连接，"
             f"A 自己看不出来（ss 里只是普通的 ESTAB）。直到 A 在 {send:g} 秒发送数据，B 才回 RST，A 的应用在 "
-            f"{_fmt(err.t if err else None)} 得到 ECONNRESET。"
+            f"{fmt_time(err.t if err else None)} 得到 ECONNRESET。"
         )
         return en, zh
     err = _err(run, "A", "ETIMEDOUT")
@@ -299,25 +314,25 @@ def _hoc_narrate(run: Run, p: P) -> tuple[str, str]:
             f"Same crash at {crash:g} s with SO_KEEPALIVE ({p['keepalive_time']:g}/{p['keepalive_intvl']:g}/"
             f"{p['keepalive_probes']}), but B is back at {p['reboot_at']:g} s, before keepalive would give up: "
             f"A's next segment (probe or data) reaches an empty stack, draws a RST, and A gets ECONNRESET at "
-            f"{_fmt(reset.t if reset else None)}."
+            f"{fmt_time(reset.t if reset else None)}."
         )
         zh = (
             f"同样在 {crash:g} 秒崩溃，A 开启了 SO_KEEPALIVE（{p['keepalive_time']:g}/{p['keepalive_intvl']:g}/"
             f"{p['keepalive_probes']}），但 B 在 {p['reboot_at']:g} 秒、keepalive 放弃之前就已重启：A 的下一个报文（探测或数据）到达空的协议栈，"
-            f"招来 RST，A 在 {_fmt(reset.t if reset else None)} 得到 ECONNRESET。"
+            f"招来 RST，A 在 {fmt_time(reset.t if reset else None)} 得到 ECONNRESET。"
         )
         return en, zh
     en = (
         f"Same crash at {crash:g} s, but A has SO_KEEPALIVE ({p['keepalive_time']:g}/{p['keepalive_intvl']:g}/"
         f"{p['keepalive_probes']}). After {p['keepalive_time']:g} s of silence A sends its first probe, then one "
         f"every {p['keepalive_intvl']:g} s; B is down, none is answered. A gives up with ETIMEDOUT at "
-        f"{_fmt(err.t if err else None)}: {m if m is None else round(m, 3)} s after the last segment it received"
+        f"{fmt_time(err.t if err else None)}: {m if m is None else round(m, 3)} s after the last segment it received"
         + (" — over two hours of believing in a dead peer." if (m or 0) >= 3600 else ".")
     )
     zh = (
         f"同样在 {crash:g} 秒崩溃，但 A 开启了 SO_KEEPALIVE（{p['keepalive_time']:g}/{p['keepalive_intvl']:g}/"
         f"{p['keepalive_probes']}）。沉默 {p['keepalive_time']:g} 秒后 A 发出第一个探测，之后每 {p['keepalive_intvl']:g} 秒一个；"
-        f"B 已宕机，无一应答。A 在 {_fmt(err.t if err else None)} 以 ETIMEDOUT 放弃：距最后一次收到报文 "
+        f"B 已宕机，无一应答。A 在 {fmt_time(err.t if err else None)} 以 ETIMEDOUT 放弃：距最后一次收到报文 "
         f"{m if m is None else round(m, 3)} 秒"
         + ("——对一个已死的对端深信不疑两个多小时。" if (m or 0) >= 3600 else "。")
     )
@@ -336,13 +351,25 @@ register(
         params={
             "keepalive": Param(False, "SO_KEEPALIVE on A", "A 是否开启 SO_KEEPALIVE"),
             **KA_PARAMS,
-            "crash_at": Param(10.0, "when B's host dies (s)", "B 的主机何时崩溃（秒）"),
+            "crash_at": Param(
+                10.0, "when B's host dies (s)", "B 的主机何时崩溃（秒）", unit="s", lo=0.0, hi=604_800.0
+            ),
             "reboot_at": Param(
                 9000.0,
                 "when B is back with an empty stack and its server restarted (s)",
                 "B 何时以空的协议栈重启并重新启动服务（秒）",
+                unit="s",
+                lo=0.0,
+                hi=604_800.0,
             ),
-            "send_at": Param(10000.0, "when A's application sends again (s)", "A 的应用何时再次发送（秒）"),
+            "send_at": Param(
+                10000.0,
+                "when A's application sends again (s)",
+                "A 的应用何时再次发送（秒）",
+                unit="s",
+                lo=0.0,
+                hi=604_800.0,
+            ),
         },
         build=_hoc_build,
         lab=True,
@@ -496,11 +523,19 @@ register(
                 0.0005,
                 "one-way link delay in seconds (a LAN: RTT 1 ms, so the first RTO is ~200 ms)",
                 "单向链路时延（秒；局域网：RTT 1 毫秒，首个 RTO 约 200 毫秒）",
+                unit="s",
+                lo=0.0001,
+                hi=10.0,
             ),
             "user_timeout": Param(
-                0.0, "TCP_USER_TIMEOUT on A in seconds (0 = off)", "A 的 TCP_USER_TIMEOUT（秒，0 = 关闭）"
+                0.0,
+                "TCP_USER_TIMEOUT on A in seconds (0 = off)",
+                "A 的 TCP_USER_TIMEOUT（秒，0 = 关闭）",
+                unit="s",
+                lo=0.0,
+                hi=86_400.0,
             ),
-            "retries2": Param(15, "net.ipv4.tcp_retries2", "net.ipv4.tcp_retries2"),
+            "retries2": Param(15, "net.ipv4.tcp_retries2", "net.ipv4.tcp_retries2", lo=0, hi=255),
         },
         build=_hop_build,
         lab=True,
@@ -604,28 +639,28 @@ def _hb_check(run: Run, p: P) -> list[Check]:
             t_close is not None
             and fin_b is not None
             and first_hb is not None
-            and _near(run, t_close, first_hb + p["delay"] + p["idle_timeout"]),
-            f"heartbeat sent at {_fmt(first_hb)}, server close() at {_fmt(t_close)}",
+            and abs(t_close - (first_hb + p["delay"] + p["idle_timeout"])) < EPS,
+            f"heartbeat sent at {fmt_time(first_hb)}, server close() at {fmt_time(t_close)}",
         ),
         claim(
             "The client, which never reads, does not notice the FIN: it sits in CLOSE_WAIT.",
             "从不读取的客户端没有注意到 FIN：它停在 CLOSE_WAIT。",
             cw is not None and not q.apps(run, "A", AppCall.CLOSE),
-            f"A in CLOSE_WAIT from {_fmt(cw)}",
+            f"A in CLOSE_WAIT from {fmt_time(cw)}",
         ),
         claim(
             "Its next heartbeat is accepted by its own kernel, but the server's closed socket answers RST.",
             "它的下一次心跳被本机内核接受，但服务端已关闭的套接字回复 RST。",
             bool(ok_after) and bool(rst) and rst[0].t >= ok_after[0][0],
-            f"write at {_fmt(ok_after[0][0] if ok_after else None)} returned {ok_after[0][1] if ok_after else None}; "
-            f"RST from B at {_fmt(rst[0].t if rst else None)}",
+            f"write at {fmt_time(ok_after[0][0] if ok_after else None)} returned {ok_after[0][1] if ok_after else None}; "
+            f"RST from B at {fmt_time(rst[0].t if rst else None)}",
         ),
         claim(
             "The client learns only on the following write: it fails with EPIPE (broken pipe, Linux: a RST in "
             "CLOSE_WAIT reports EPIPE).",
             "客户端直到下一次写入才知道：写入以 EPIPE 失败（Broken pipe；Linux 在 CLOSE_WAIT 收到 RST 时报告 EPIPE）。",
             fail is not None and fail[2] == "EPIPE" and bool(ok_after) and fail[0] > ok_after[0][0],
-            f"failed write at {_fmt(fail[0] if fail else None)}: {fail[2] if fail else None}",
+            f"failed write at {fmt_time(fail[0] if fail else None)}: {fail[2] if fail else None}",
         ),
     ]
 
@@ -650,18 +685,18 @@ def _hb_narrate(run: Run, p: P) -> tuple[str, str]:
     fail = next((w for w in writes if w[1] is None), None)
     en = (
         f"The client sends a heartbeat every {p['interval']:g} s; the server drops connections idle for "
-        f"{p['idle_timeout']:g} s. At {_fmt(t_close)} the server closes (FIN). The client never reads, so its kernel "
-        f"ACKs the FIN and the socket sits in CLOSE_WAIT unnoticed. At {_fmt(ok_after[0] if ok_after else None)} "
+        f"{p['idle_timeout']:g} s. At {fmt_time(t_close)} the server closes (FIN). The client never reads, so its kernel "
+        f"ACKs the FIN and the socket sits in CLOSE_WAIT unnoticed. At {fmt_time(ok_after[0] if ok_after else None)} "
         f"the next heartbeat is written successfully — send() only queues — and the server's kernel, whose socket "
         f"is closed, answers RST. The error surfaces on the write after that, at "
-        f"{_fmt(fail[0] if fail else None)}: {fail[2] if fail else None} (broken pipe). Fix: heartbeat more often "
+        f"{fmt_time(fail[0] if fail else None)}: {fail[2] if fail else None} (broken pipe). Fix: heartbeat more often "
         f"than the idle timeout, and read the socket so EOF is seen."
     )
     zh = (
-        f"客户端每 {p['interval']:g} 秒发一次心跳；服务端关闭空闲 {p['idle_timeout']:g} 秒的连接。{_fmt(t_close)} 时服务端关闭（FIN）。"
-        f"客户端从不读取，内核确认了 FIN，套接字停在 CLOSE_WAIT 而无人察觉。{_fmt(ok_after[0] if ok_after else None)} "
+        f"客户端每 {p['interval']:g} 秒发一次心跳；服务端关闭空闲 {p['idle_timeout']:g} 秒的连接。{fmt_time(t_close)} 时服务端关闭（FIN）。"
+        f"客户端从不读取，内核确认了 FIN，套接字停在 CLOSE_WAIT 而无人察觉。{fmt_time(ok_after[0] if ok_after else None)} "
         f"时下一次心跳写入成功——send() 只是放进缓冲区——而服务端内核的套接字已关闭，回复 RST。错误在再下一次写入时才出现："
-        f"{_fmt(fail[0] if fail else None)}，{fail[2] if fail else None}（Broken pipe）。解决：心跳间隔小于空闲超时，并读取套接字以发现 EOF。"
+        f"{fmt_time(fail[0] if fail else None)}，{fail[2] if fail else None}（Broken pipe）。解决：心跳间隔小于空闲超时，并读取套接字以发现 EOF。"
     )
     return en, zh
 
@@ -675,8 +710,12 @@ register(
         "heartbeat meets RST, the write after it fails with broken pipe.",
         claim_zh="客户端心跳 30 秒 > 服务端空闲超时 10 秒：服务端关闭空闲连接；客户端的下一次心跳遇到 RST，再下一次写入以 Broken pipe 失败。",
         params={
-            "interval": Param(30.0, "client heartbeat interval (s)", "客户端心跳间隔（秒）"),
-            "idle_timeout": Param(10.0, "server idle timeout (s)", "服务端空闲超时（秒）"),
+            "interval": Param(
+                30.0, "client heartbeat interval (s)", "客户端心跳间隔（秒）", unit="s", lo=0.01, hi=86_400.0
+            ),
+            "idle_timeout": Param(
+                10.0, "server idle timeout (s)", "服务端空闲超时（秒）", unit="s", lo=0.01, hi=86_400.0
+            ),
         },
         simulate=_hb_simulate,
         build=_hb_build,
@@ -759,8 +798,8 @@ def _ka_facts(run: Run, p: P) -> dict[str, Any]:
     die = _die_at(p, p["keepalive_time"])
     end = _data_end(run, "A")
     probes = _probes(run, "A")
-    answered: list[tuple[Event, Event | None]] = []
-    silent: list[tuple[Event, Event | None]] = []
+    answered: list[tuple[q.SegEvent, q.SegEvent | None]] = []
+    silent: list[tuple[q.SegEvent, q.SegEvent | None]] = []
     for pr in probes:
         ack = next(
             (
@@ -809,8 +848,8 @@ def _ka_check(run: Run, p: P) -> list[Check]:
             f"After {p['keepalive_time']:g} s without a segment from B, A sends a probe: no data, SEG.SEQ = "
             "SND.NXT - 1 (a byte B already has, so B must answer).",
             f"{p['keepalive_time']:g} 秒没有收到 B 的报文后，A 发出探测：不带数据，SEG.SEQ = SND.NXT - 1（B 已收到的字节，B 必须回应）。",
-            bool(pr) and first_gap is not None and _near(run, first_gap, p["keepalive_time"]),
-            f"first probe at {_fmt(pr[0].t if pr else None)} seq=SND.NXT-1, "
+            bool(pr) and first_gap is not None and abs(first_gap - p["keepalive_time"]) < EPS,
+            f"first probe at {fmt_time(pr[0].t if pr else None)} seq=SND.NXT-1, "
             f"{first_gap if first_gap is None else round(first_gap, 6)} s after the last segment",
         ),
         claim(
@@ -868,7 +907,7 @@ def _ka_narrate(run: Run, p: P) -> tuple[str, str]:
         f"(idle/interval/count). After {p['keepalive_time']:g} s of silence it sends a probe carrying no data and "
         f"the sequence number SND.NXT-1; B, alive, ACKs it — {len(f['answered'])} times. At {f['die']:g} s B dies "
         f"({p['death']}). The next probe is unanswered, then one every {p['keepalive_intvl']:g} s; after "
-        f"{len(f['silent'])} A gives up: ETIMEDOUT at {_fmt(f['err'].t if f['err'] else None)}, "
+        f"{len(f['silent'])} A gives up: ETIMEDOUT at {fmt_time(f['err'].t if f['err'] else None)}, "
         f"{f['detect'] if f['detect'] is None else round(f['detect'], 3)} s after B's last segment. With the "
         f"defaults the same run needs {dd if dd is None else round(dd, 3)} s (over two hours): tune the knobs "
         f"(per socket: TCP_KEEPIDLE/TCP_KEEPINTVL/TCP_KEEPCNT) or they are of little use."
@@ -877,7 +916,7 @@ def _ka_narrate(run: Run, p: P) -> tuple[str, str]:
         f"A 开启 SO_KEEPALIVE，参数 {p['keepalive_time']:g}/{p['keepalive_intvl']:g}/{p['keepalive_probes']}（空闲/间隔/次数）。"
         f"沉默 {p['keepalive_time']:g} 秒后它发出一个不带数据、序列号为 SND.NXT-1 的探测；活着的 B 回 ACK——共 {len(f['answered'])} 次。"
         f"{f['die']:g} 秒时 B 死亡（{p['death']}）。下一个探测无人应答，之后每 {p['keepalive_intvl']:g} 秒一个；{len(f['silent'])} "
-        f"个之后 A 放弃：{_fmt(f['err'].t if f['err'] else None)} 报 ETIMEDOUT，距 B 的最后一个报文 "
+        f"个之后 A 放弃：{fmt_time(f['err'].t if f['err'] else None)} 报 ETIMEDOUT，距 B 的最后一个报文 "
         f"{f['detect'] if f['detect'] is None else round(f['detect'], 3)} 秒。使用默认值时同样的过程需要 "
         f"{dd if dd is None else round(dd, 3)} 秒（两个多小时）：必须调整参数（每个套接字可用 TCP_KEEPIDLE/TCP_KEEPINTVL/TCP_KEEPCNT），否则用处不大。"
     )
@@ -898,26 +937,38 @@ register(
                 60.0,
                 KA_PARAMS["keepalive_time"].help + " [tuned; Linux default 7200]",
                 KA_PARAMS["keepalive_time"].help_zh,
+                unit="s",
+                lo=1.0,
+                hi=32767.0,
             ),
             "keepalive_intvl": Param(
                 10.0,
                 KA_PARAMS["keepalive_intvl"].help + " [tuned; Linux default 75]",
                 KA_PARAMS["keepalive_intvl"].help_zh,
+                unit="s",
+                lo=1.0,
+                hi=32767.0,
             ),
             "keepalive_probes": Param(
                 3,
                 KA_PARAMS["keepalive_probes"].help + " [tuned; Linux default 9]",
                 KA_PARAMS["keepalive_probes"].help_zh,
+                lo=1,
+                hi=127,
             ),
             "death": Param(
                 "crash",
                 "how B dies: crash (host down) or partition (both directions cut)",
                 "B 如何死亡：crash（主机宕机）或 partition（双向断开）",
+                choices=("crash", "partition"),
             ),
             "die_at": Param(
                 0.0,
                 "when B dies (s); 0 = auto (2.5 * keepalive_time, at least 2 * keepalive_time + 1)",
                 "B 何时死亡（秒）；0 = 自动（2.5 * keepalive_time，至少 2 * keepalive_time + 1）",
+                unit="s",
+                lo=0.0,
+                hi=604_800.0,
             ),
         },
         simulate=_ka_simulate,
@@ -1031,14 +1082,14 @@ def _mb_check(run: Run, p: P) -> list[Check]:
                 f"The box forgets the flow after {p['idle_timeout']:g} s of silence; both ends still believe in it.",
                 f"中间设备在沉默 {p['idle_timeout']:g} 秒后遗忘该流；两端仍然相信连接存在。",
                 t_exp is not None and not quiet and not changes,
-                f"flow forgotten at {_fmt(t_exp)}; state changes before {t_send:g} s: {len(changes)}",
+                f"flow forgotten at {fmt_time(t_exp)}; state changes before {t_send:g} s: {len(changes)}",
             ),
             claim(
                 "A box that answers with RST (like an AWS NLB) turns the black hole into an immediate error: A's "
                 "next send gets ECONNRESET within one round trip.",
                 "回复 RST 的中间设备（如 AWS NLB）把黑洞变成即时错误：A 的下一次发送在一个往返之内得到 ECONNRESET。",
                 a_rst is not None and a_rst.t - t_send <= 2 * p["delay"] + EPS,
-                f"ECONNRESET at {_fmt(a_rst.t if a_rst else None)} for a send at {t_send:g} s",
+                f"ECONNRESET at {fmt_time(a_rst.t if a_rst else None)} for a send at {t_send:g} s",
             ),
             claim(
                 "B's push is reset the same way: neither end retransmits into the void.",
@@ -1057,7 +1108,7 @@ def _mb_check(run: Run, p: P) -> list[Check]:
             f"The firewall forgets the flow after {p['idle_timeout']:g} s of silence and tells no one.",
             f"防火墙在沉默 {p['idle_timeout']:g} 秒后遗忘该流，且不通知任何一方。",
             t_exp is not None and not quiet,
-            f"flow forgotten at {_fmt(t_exp)}; segments delivered meanwhile: {len(quiet)}",
+            f"flow forgotten at {fmt_time(t_exp)}; segments delivered meanwhile: {len(quiet)}",
         ),
         claim(
             "Both ends still believe in the connection: each is ESTABLISHED when it next sends.",
@@ -1070,13 +1121,13 @@ def _mb_check(run: Run, p: P) -> list[Check]:
             "(ETIMEDOUT).",
             "A 的下一次发送被悄悄丢弃，并以退避不断重传到虚空中，直到 A 放弃（ETIMEDOUT）。",
             len(a_drops) >= 2 and a_err is not None,
-            f"{len(a_drops)} of A's segments dropped by the firewall; ETIMEDOUT at {_fmt(a_err.t if a_err else None)}",
+            f"{len(a_drops)} of A's segments dropped by the firewall; ETIMEDOUT at {fmt_time(a_err.t if a_err else None)}",
         ),
         claim(
             "B's push meets the same fate: both ends are half-open until their own timers give up.",
             "B 的推送遭遇同样的命运：两端都处于半开状态，直到各自的计时器放弃。",
             len(b_drops) >= 2 and b_err is not None and not rsts,
-            f"{len(b_drops)} of B's segments dropped; ETIMEDOUT at {_fmt(b_err.t if b_err else None)}; "
+            f"{len(b_drops)} of B's segments dropped; ETIMEDOUT at {fmt_time(b_err.t if b_err else None)}; "
             f"RSTs sent by anyone: {len(rsts)}",
         ),
     ]
@@ -1103,15 +1154,15 @@ def _mb_narrate(run: Run, p: P) -> tuple[str, str]:
         a_rst, b_rst = _err(run, "A", "ECONNRESET"), _err(run, "B", "ECONNRESET")
         en = (
             f"This box ({p['idle_timeout']:g} s idle timeout) answers packets of a forgotten flow with a RST, as an "
-            f"AWS Network Load Balancer does. The flow expires at {_fmt(expired[0] if expired else None)}; A sends "
-            f"at {p['send_at']:g} s and gets ECONNRESET at {_fmt(a_rst.t if a_rst else None)}, B's push gets "
-            f"ECONNRESET at {_fmt(b_rst.t if b_rst else None)}. The connection is still lost, but nobody waits "
+            f"AWS Network Load Balancer does. The flow expires at {fmt_time(expired[0] if expired else None)}; A sends "
+            f"at {p['send_at']:g} s and gets ECONNRESET at {fmt_time(a_rst.t if a_rst else None)}, B's push gets "
+            f"ECONNRESET at {fmt_time(b_rst.t if b_rst else None)}. The connection is still lost, but nobody waits "
             f"15 minutes to find out."
         )
         zh = (
             f"这个中间设备（空闲超时 {p['idle_timeout']:g} 秒）对已遗忘流的报文回复 RST，就像 AWS 网络负载均衡器那样。"
-            f"流在 {_fmt(expired[0] if expired else None)} 过期；A 在 {p['send_at']:g} 秒发送，在 "
-            f"{_fmt(a_rst.t if a_rst else None)} 得到 ECONNRESET，B 的推送在 {_fmt(b_rst.t if b_rst else None)} 得到 "
+            f"流在 {fmt_time(expired[0] if expired else None)} 过期；A 在 {p['send_at']:g} 秒发送，在 "
+            f"{fmt_time(a_rst.t if a_rst else None)} 得到 ECONNRESET，B 的推送在 {fmt_time(b_rst.t if b_rst else None)} 得到 "
             f"ECONNRESET。连接依然丢失，但没有人需要等 15 分钟才发现。"
         )
         return en, zh
@@ -1129,17 +1180,17 @@ def _mb_narrate(run: Run, p: P) -> tuple[str, str]:
     en = (
         f"A stateful firewall that drops silently (conntrack with an INVALID drop rule, a cloud VPC firewall; here "
         f"{p['idle_timeout']:g} s) sits between "
-        f"A and B. After a request and a response the connection is idle; at {_fmt(expired[0] if expired else None)} "
+        f"A and B. After a request and a response the connection is idle; at {fmt_time(expired[0] if expired else None)} "
         f"the firewall drops its entry without a word.{ka} At {p['send_at']:g} s A sends: the packet matches no "
         f"state and is dropped, as are all {v.get('dropped')} packets that follow from either side. Both ends are "
-        f"half-open and keep retransmitting; A gives up at {_fmt(a_err.t if a_err else None)} and B at "
-        f"{_fmt(b_err.t if b_err else None)} (tcp_retries2). Nobody ever sees a RST."
+        f"half-open and keep retransmitting; A gives up at {fmt_time(a_err.t if a_err else None)} and B at "
+        f"{fmt_time(b_err.t if b_err else None)} (tcp_retries2). Nobody ever sees a RST."
     )
     zh = (
         f"A 与 B 之间有一个静默丢包的状态防火墙（带 INVALID 丢弃规则的 conntrack、云 VPC 防火墙；这里为 {p['idle_timeout']:g} 秒）。一次请求和响应后连接空闲；"
-        f"{_fmt(expired[0] if expired else None)} 时防火墙悄悄删除了它的条目。{ka_zh}{p['send_at']:g} 秒时 A 发送数据：报文匹配不到"
+        f"{fmt_time(expired[0] if expired else None)} 时防火墙悄悄删除了它的条目。{ka_zh}{p['send_at']:g} 秒时 A 发送数据：报文匹配不到"
         f"状态而被丢弃，此后双方共 {v.get('dropped')} 个报文都被丢弃。两端都处于半开状态并不断重传；A 在 "
-        f"{_fmt(a_err.t if a_err else None)}、B 在 {_fmt(b_err.t if b_err else None)} 放弃（tcp_retries2）。从头到尾没有人看到 RST。"
+        f"{fmt_time(a_err.t if a_err else None)}、B 在 {fmt_time(b_err.t if b_err else None)} 放弃（tcp_retries2）。从头到尾没有人看到 RST。"
     )
     return en, zh
 
@@ -1157,12 +1208,16 @@ register(
                 350.0,
                 "middlebox idle timeout (s); AWS NLB / NAT gateway 350, GCP VPC firewall 600",
                 "中间设备空闲超时（秒）；AWS NLB / NAT 网关 350，GCP VPC 防火墙 600",
+                unit="s",
+                lo=0.01,
+                hi=86_400.0,
             ),
             "on_expired": Param(
                 "drop",
                 "what the box does with a packet of a forgotten flow: drop (silently: conntrack "
                 "INVALID, cloud firewalls) or rst (answer RST, like an AWS NLB)",
                 "中间设备如何处理已遗忘流的报文：drop（静默丢弃：conntrack INVALID、云防火墙）或 rst（回复 RST，如 AWS NLB）",
+                choices=("drop", "rst"),
             ),
             "keepalive": Param(False, "SO_KEEPALIVE on A", "A 是否开启 SO_KEEPALIVE"),
             **KA_PARAMS,
@@ -1170,6 +1225,9 @@ register(
                 500.0,
                 "when A sends again (B pushes 10 s later) (s)",
                 "A 何时再次发送（B 在 10 秒后推送）（秒）",
+                unit="s",
+                lo=0.0,
+                hi=604_800.0,
             ),
         },
         simulate=_mb_simulate,
@@ -1250,7 +1308,7 @@ def _rt_check(run: Run, p: P) -> list[Check]:
             "response.",
             "客户端停止读取：接收窗口降为零，服务端无法发出响应的剩余部分。",
             bool(zero) and (queued or 0) > 0,
-            f"first zero window at {_fmt(zero[0].t if zero else None)}; {queued} of {written} bytes still "
+            f"first zero window at {fmt_time(zero[0].t if zero else None)}; {queued} of {written} bytes still "
             f"queued at the server's timeout",
         )
     ]
@@ -1308,12 +1366,12 @@ def _rt_narrate(run: Run, p: P) -> tuple[str, str]:
     queued, written, read = v.get("queued_at_close"), v.get("written"), v.get("client_read")
     base_en = (
         f"The server writes a {written}-byte response; the client's application stops reading, its "
-        f"receive buffer fills and its window drops to zero. At {_fmt(v.get('closed_at'))}, "
+        f"receive buffer fills and its window drops to zero. At {fmt_time(v.get('closed_at'))}, "
         f"{p['send_timeout']:g} s without progress (nginx send_timeout), {queued} bytes are still in the "
         f"server's send buffer. "
     )
     base_zh = (
-        f"服务端写入 {written} 字节的响应；客户端应用停止读取，接收缓冲区被填满，窗口降为零。{_fmt(v.get('closed_at'))} 时，"
+        f"服务端写入 {written} 字节的响应；客户端应用停止读取，接收缓冲区被填满，窗口降为零。{fmt_time(v.get('closed_at'))} 时，"
         f"已经 {p['send_timeout']:g} 秒没有进展（nginx send_timeout），服务端发送缓冲区中仍有 {queued} 字节。"
     )
     if p["close"] == "rst":
@@ -1354,15 +1412,31 @@ register(
                 "rst",
                 "rst = reset_timedout_connection on (SO_LINGER {1,0}); fin = graceful close()",
                 "rst = 开启 reset_timedout_connection（SO_LINGER {1,0}）；fin = 正常 close()",
+                choices=("rst", "fin"),
             ),
             "send_timeout": Param(
                 60.0,
                 "nginx send_timeout: no progress for this long closes (s; nginx default 60)",
                 "nginx send_timeout：超过这么久没有进展就关闭（秒；nginx 默认 60）",
+                unit="s",
+                lo=0.1,
+                hi=3600.0,
             ),
-            "response": Param(100_000, "bytes of the server's response", "服务端响应的字节数"),
+            "response": Param(
+                100_000,
+                "bytes of the server's response",
+                "服务端响应的字节数",
+                unit="bytes",
+                lo=1,
+                hi=10_000_000,
+            ),
             "resume_at": Param(
-                90.0, "when the client's application reads again (s)", "客户端应用何时恢复读取（秒）"
+                90.0,
+                "when the client's application reads again (s)",
+                "客户端应用何时恢复读取（秒）",
+                unit="s",
+                lo=0.0,
+                hi=86_400.0,
             ),
             "time_wait": TW_PARAM,
         },

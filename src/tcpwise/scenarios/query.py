@@ -177,7 +177,7 @@ def rel(value: int, base: int | None) -> int:
     return value if base is None else seq_add(value, -base)
 
 
-def flags_seq(events: Iterable[Event]) -> list[str]:
+def flags_seq(events: Iterable[Event | SegEvent]) -> list[str]:
     """The flag strings of segment events, in order (what conform compares)."""
     out = []
     for e in events:

@@ -27,7 +27,8 @@ from tcpwise.errors import UsageError
 from tcpwise.events import Check, Run
 from tcpwise.scenarios import query as q
 from tcpwise.scenarios.base import Param, Scenario, claim, register
-from tcpwise.scenarios.basic import A_ADDR, B_ADDR, _fmt
+from tcpwise.scenarios.basic import A_ADDR, B_ADDR
+from tcpwise.scenarios.fmt import fmt_time
 from tcpwise.script import Close, Connect, Heal, HostSpec, LinkSpec, Listen, Partition, Script, Send
 from tcpwise.sim.runner import run_script
 from tcpwise.vocab import AppCall, AppWhy
@@ -131,8 +132,15 @@ register(
         "256 KiB receiver advertises ~262 KB in a 16-bit field.",
         claim_zh="SYN 提供 wscale 7（由最大接收缓冲区推出）；窗口字段表示 字段值 x 128 字节：256 KiB 的接收方在 16 位字段里通告约 262 KB。",
         params={
-            "rcv_buf": Param(262144, "B's receive window space in bytes", "B 的接收窗口空间（字节）"),
-            "segments": Param(16, "full segments A sends", "A 发送的满载报文段数"),
+            "rcv_buf": Param(
+                262144,
+                "B's receive window space in bytes",
+                "B 的接收窗口空间（字节）",
+                unit="B",
+                lo=65537,
+                hi=1 << 30,
+            ),
+            "segments": Param(16, "full segments A sends", "A 发送的满载报文段数", lo=1, hi=16),
         },
         build=_ws_build,
         check=_ws_check,
@@ -257,9 +265,20 @@ register(
         claim_zh="读取让窗口打开好几个 MSS，但只要已通告窗口的剩余部分仍超过一半就不发窗口更新（Linux tcp_cleanup_rbuf）；"
         "RFC 9293 §3.8.6.2.2 打开一个 MSS 就会更新。",
         params={
-            "rcv_buf": Param(32768, "B's receive window space (bytes)", "B 的接收窗口空间（字节）"),
-            "small": Param(8688, "bytes before the first read", "第一次读取前的字节数"),
-            "large": Param(11584, "bytes before the second read", "第二次读取前的字节数"),
+            "rcv_buf": Param(
+                32768,
+                "B's receive window space (bytes)",
+                "B 的接收窗口空间（字节）",
+                unit="B",
+                lo=8192,
+                hi=1 << 20,
+            ),
+            "small": Param(
+                8688, "bytes before the first read", "第一次读取前的字节数", unit="B", lo=1448, hi=11584
+            ),
+            "large": Param(
+                11584, "bytes before the second read", "第二次读取前的字节数", unit="B", lo=1448, hi=11584
+            ),
         },
         build=_rw_build,
         simulate=_rw_simulate,
@@ -323,6 +342,7 @@ def _au_simulate(p: P, seed: int) -> Run:
 
 def _au_check(run: Run, p: P) -> list[Check]:
     stray = next((e for e in q.recvs(run, "B") if INJECT_AT - 0.1 <= e.t <= INJECT_AT + 0.1), None)
+    rcv_nxt = stray.segment.seq if stray is not None else -1
     answer = [e for e in q.sends(run, "B") if stray is not None and stray.t <= e.t <= stray.t + 0.2]
     later = [e for e in q.recvs(run, "B") if e.t > 1.5 and e.segment.len > 0]
     acked = [e for e in q.sends(run, "B") if e.t > 1.5 and e.segment.flags == "A"]
@@ -331,7 +351,7 @@ def _au_check(run: Run, p: P) -> list[Check]:
             f"A segment in A's name arrives at B acknowledging {p['beyond']} bytes B never sent.",
             f"一个冒充 A 的报文段到达 B，确认了 B 从未发送的 {p['beyond']} 字节。",
             stray is not None,
-            f"stray segment at {_fmt(stray.t if stray else None)}",
+            f"stray segment at {fmt_time(stray.t if stray else None)}",
         ),
         claim(
             "B drops it, data and all, and answers with an ACK of what it really has (RFC 9293 §3.10.7.4; Linux "
@@ -340,11 +360,11 @@ def _au_check(run: Run, p: P) -> list[Check]:
             stray is not None
             and len(answer) == 1
             and answer[0].segment.flags == "A"
-            and answer[0].segment.ack == stray.segment.seq,
+            and answer[0].segment.ack == rcv_nxt,
             "segments from B in the 200 ms after it: "
             + (
                 " ".join(
-                    f"{e.segment.flags} ack=RCV.NXT{'' if e.segment.ack == stray.segment.seq else '?'}"
+                    f"{e.segment.flags} ack=RCV.NXT{'' if e.segment.ack == rcv_nxt else '?'}"
                     for e in answer
                 )
                 or "none"
@@ -384,7 +404,14 @@ register(
         "§3.10.7.4; measured: Linux 6.18 too); the connection carries on.",
         claim_zh="确认未发送数据的报文段连同数据被丢弃，并以 ACK 回应（RFC 9293 §3.10.7.4；实测 Linux 6.18 也如此）；连接照常继续。",
         params={
-            "beyond": Param(1000, "how far beyond B's SND.NXT the stray ACK reaches (bytes)", "越界字节数")
+            "beyond": Param(
+                1000,
+                "how far beyond B's SND.NXT the stray ACK reaches (bytes)",
+                "越界字节数",
+                unit="B",
+                lo=1,
+                hi=1 << 20,
+            )
         },
         build=_au_build,
         simulate=_au_simulate,
@@ -467,7 +494,14 @@ register(
         claim_zh="唯一丢失的 FIN 先被探测一次（RFC 8985 尾部丢失探测，min(2 SRTT + 200 毫秒, RTO)），然后 RTO 才退避：在 100 毫秒"
         "往返时间下为 0.3、0.3、0.6、1.2 秒。",
         params={
-            "heal_after": Param(2.3, "seconds after the close when the path heals", "关闭后多少秒路径恢复")
+            "heal_after": Param(
+                2.3,
+                "seconds after the close when the path heals",
+                "关闭后多少秒路径恢复",
+                unit="s",
+                lo=0.5,
+                hi=30.0,
+            )
         },
         build=_lf_build,
         check=_lf_check,

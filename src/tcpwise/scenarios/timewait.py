@@ -721,36 +721,57 @@ register(
         "（EADDRNOTAVAIL）；比较各种对策：tw_reuse（客户端侧，需时间戳）、连接池、SO_LINGER{1,0}；tcp_fin_timeout 不是 "
         "TIME_WAIT；tw_recycle（4.12 已删除）曾让 NAT 后的客户端连不上（--set nat=1）。",
         params={
-            "rate": Param(1000.0, "new connections per second from A to B:80", "A 到 B:80 每秒新建连接数"),
-            "duration": Param(90.0, "seconds of load", "持续时间（秒）"),
+            "rate": Param(
+                1000.0,
+                "new connections per second from A to B:80",
+                "A 到 B:80 每秒新建连接数",
+                unit="conn/s",
+                lo=0.1,
+                hi=100_000.0,
+            ),
+            "duration": Param(90.0, "seconds of load", "持续时间（秒）", unit="s", lo=0.1, hi=3600.0),
             "model": Param(
                 "auto",
                 "packet (every segment), flow (calibrated from the packet model) or auto "
                 f"(packet up to {PACKET_AUTO_LIMIT} connections)",
                 f"packet（逐报文）、flow（由报文级模型标定的流级模型）或 auto（{PACKET_AUTO_LIMIT} 条连接以内用 packet）",
+                choices=("auto", "packet", "flow"),
             ),
             "port_range": Param(
-                "32768-60999", "client's net.ipv4.ip_local_port_range", "客户端 ip_local_port_range"
+                "32768-60999",
+                "client's net.ipv4.ip_local_port_range",
+                "客户端 ip_local_port_range",
+                pattern=r"\d{1,5}-\d{1,5}",
             ),
             "tw_reuse": Param(
                 2,
                 "client's net.ipv4.tcp_tw_reuse (0 off, 1 on, 2 loopback only = Linux default)",
                 "客户端 tcp_tw_reuse（0 关，1 开，2 仅回环 = Linux 默认）",
+                choices=(0, 1, 2),
             ),
             "timestamps": Param(True, "net.ipv4.tcp_timestamps on both hosts", "双方的 tcp_timestamps"),
             "fin_timeout": Param(
                 60.0,
                 "client's net.ipv4.tcp_fin_timeout (FIN_WAIT_2 orphans, not TIME_WAIT)",
                 "客户端 tcp_fin_timeout（FIN_WAIT_2 孤儿连接超时，不是 TIME_WAIT）",
+                unit="s",
+                lo=0.1,
+                hi=3600.0,
             ),
             "nat": Param(
                 False,
                 "show the tw_recycle + NAT history instead of the pile-up",
                 "改为演示 tw_recycle 与 NAT 的历史问题",
             ),
-            "nat_clients": Param(3, "clients behind the NAT (nat=1)", "NAT 后的客户端数（nat=1）"),
+            "nat_clients": Param(
+                3, "clients behind the NAT (nat=1)", "NAT 后的客户端数（nat=1）", lo=1, hi=50
+            ),
             "nat_requests": Param(
-                5, "requests per NAT client, one per second (nat=1)", "每个 NAT 客户端的请求数，每秒一个"
+                5,
+                "requests per NAT client, one per second (nat=1)",
+                "每个 NAT 客户端的请求数，每秒一个",
+                lo=1,
+                hi=1000,
             ),
         },
         simulate=_simulate,

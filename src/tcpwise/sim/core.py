@@ -33,6 +33,7 @@ from tcpwise.endpoint.listener import Listener
 from tcpwise.endpoint.stack import TcpStack
 from tcpwise.endpoint.tcb import Endpoint
 from tcpwise.events import Event, Host, SegmentInfo
+from tcpwise.sim import budget as sim_budget
 from tcpwise.sim.network import Channel, Impairments, Node, Packet
 from tcpwise.sim.rng import Rng
 from tcpwise.vocab import AppCall, DropReason, EventKind, TcpState, TimerName, Trigger
@@ -142,6 +143,8 @@ class Simulator:
         self.default_imp = Impairments()
         self.events: list[Event] = []
         self.counters: dict[str, int] = {"segments": 0, "drops": 0, "events": 0}
+        self.budget = sim_budget.current()
+        self.actions = 0
 
     # -- construction --------------------------------------------------------------------------------------
     def rng_for(self, stream: str) -> Rng:
@@ -179,12 +182,21 @@ class Simulator:
         heapq.heappush(self._heap, (t, self._n, fn, args))
 
     def run(self, until: float) -> None:
+        """Process every action due by ``until`` (virtual seconds), within the run's budget."""
         heap = self._heap
+        budget = self.budget
+        every = budget.check_every
         while heap and heap[0][0] <= until + 1e-12:
             t, _, fn, args = heapq.heappop(heap)
             if t > self.now:
                 self.now = t
             fn(*args)
+            self.actions += 1
+            if self.actions % every == 0:
+                if self.actions > budget.max_actions:
+                    budget.over_actions(self.actions)
+                if budget.check is not None:
+                    budget.check()
         self.now = until
 
     def idle(self) -> bool:
@@ -231,7 +243,9 @@ class Simulator:
             self.at(t, node.deliver, p, t)
 
     # -- endpoint events -> application reactions and the log --------------------------------------------------
-    def _on_endpoint_event(self, host: SimHost, ep: Endpoint | Listener, ev: EndpointEvent, now: float) -> None:
+    def _on_endpoint_event(
+        self, host: SimHost, ep: Endpoint | Listener, ev: EndpointEvent, now: float
+    ) -> None:
         if isinstance(ep, Listener):
             # A listening socket's own CLOSED <-> LISTEN (its children are endpoints and come through below).
             if isinstance(ev, StateChanged):
@@ -296,6 +310,8 @@ class Simulator:
     def _append(self, ev: Event) -> None:
         self.counters["events"] += 1
         if self.record:
+            if len(self.events) >= self.budget.max_recorded:
+                self.budget.over_recorded()
             self.events.append(ev)
 
     def seg_info(self, pkt: Packet) -> SegmentInfo:
@@ -322,7 +338,14 @@ class Simulator:
         self.counters["drops"] += 1
         if self.record:
             self._append(
-                Event(now, pkt.sender, EventKind.DROP, segment=self.seg_info(pkt), reason=reason, text=detail or None)
+                Event(
+                    now,
+                    pkt.sender,
+                    EventKind.DROP,
+                    segment=self.seg_info(pkt),
+                    reason=reason,
+                    text=detail or None,
+                )
             )
 
     def log_state(

@@ -38,6 +38,7 @@ SYSCTLS = (
     "net/ipv4/tcp_syncookies",
     "net/ipv4/tcp_max_syn_backlog",
     "net/ipv4/tcp_synack_retries",
+    "net/ipv4/tcp_syn_retries",
     "net/ipv4/tcp_abort_on_overflow",
     "net/ipv4/tcp_keepalive_time",
     "net/ipv4/tcp_keepalive_intvl",
@@ -110,9 +111,12 @@ def in_netns(name: str | None) -> Iterator[None]:
     if name is None:
         yield
         return
-    if "/" in name or name in (".", ".."):
+    if name.startswith("/proc/") or name.startswith("/run/netns/"):
+        path = name  # a namespace file given by path (e.g. /proc/PID/ns/net)
+    elif "/" in name or name in (".", ".."):
         raise UsageError(f"bad namespace name {name!r}: give a name from `ip netns list`")
-    path = f"/run/netns/{name}"
+    else:
+        path = f"/run/netns/{name}"
     if not os.path.exists(path):
         try:
             have = ", ".join(sorted(os.listdir("/run/netns"))) or "none"

@@ -1,4 +1,4 @@
-"""Socket options the guard sets on every accepted socket, with the kernel behaviour they buy.
+"""Socket options the guard sets on accepted sockets and the pool on its client sockets, and what they buy.
 
 * ``SO_KEEPALIVE`` + ``TCP_KEEPIDLE``/``TCP_KEEPINTVL``/``TCP_KEEPCNT`` (tcp(7), socket(7)): after ``idle``
   seconds of silence the kernel sends up to ``cnt`` probes ``intvl`` apart and resets the connection with

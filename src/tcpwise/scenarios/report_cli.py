@@ -37,7 +37,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 def _report(args: argparse.Namespace) -> int:
     from tcpwise.errors import UsageError
-    from tcpwise.render.report import ReportEntry, build_report, catalogue_entries
+    from tcpwise.render.report import ReportEntry, build_report
+    from tcpwise.scenarios.gallery import catalogue_entries
 
     out = args.output
     if os.path.exists(out) and not os.path.isdir(out):

@@ -52,6 +52,9 @@ __all__ = [
     "census",
     "format_addr",
     "DiagError",
+    "PORT_SWAP",
+    "open_diag_socket",
+    "exists",
 ]
 
 NETLINK_SOCK_DIAG = 4
@@ -75,7 +78,7 @@ ALL_STATES = sum(1 << s for s in range(1, 13))
 TIMER_NAMES = {0: "off", 1: "retransmit", 2: "keepalive", 3: "timewait", 4: "persist"}
 
 # nlmsghdr (len, type, flags, seq, pid) + inet_diag_msg (family, state, timer, retrans, sport, dport, src[16],
-# dst[16], if, cookie[2], expires, rqueue, wqueue, uid, inode). Ports are big-endian; fixed up via _SWAP.
+# dst[16], if, cookie[2], expires, rqueue, wqueue, uid, inode). Ports are big-endian; fixed up via PORT_SWAP.
 _MSG = struct.Struct("=BBBBHH16s16s4x8xIIIII")  # inet_diag_msg without idiag_if and idiag_cookie
 _REC_LEN = 16 + _MSG.size  # 88
 _NLHDR = struct.Struct("=IHHII")
@@ -106,7 +109,9 @@ def _swap_table() -> array.array[int]:
     return array.array("H", bytes(raw))
 
 
-_SWAP = _swap_table()
+PORT_SWAP = _swap_table()
+"""Port as read in host order from a sock_diag record -> the real port (``PORT_SWAP[s.sport_n]``)."""
+_SWAP = PORT_SWAP
 
 
 class TcpInfo(NamedTuple):
@@ -587,6 +592,30 @@ def _lean_parse(
             _parse_into(buf, o + msg_len, out, True, False, hint, o)
         off = stop
     return False
+
+
+_NO_COOKIE = 0xFFFFFFFF  # INET_DIAG_NOCOOKIE: match by 4-tuple, not by cookie
+
+
+def exists(sock: socket.socket, family: int, src: bytes, sport: int, dst: bytes, dport: int) -> bool:
+    """Is there a TCP socket with exactly this 4-tuple in ``sock``'s namespace (any state, TIME_WAIT too)?
+
+    One request without NLM_F_DUMP: the kernel looks the socket up in its hash tables (inet_diag_find_one_icsk)
+    and answers one record or NLMSG_ERROR ENOENT. Used to tell which namespace a socket lives in when the
+    tracepoints could not say (tcpwise.watch)."""
+    pack = struct.pack
+    req = pack("=IHHII", 72, SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST, 1, 0) + pack(
+        "=BBBxI", family, socket.IPPROTO_TCP, 0, ALL_STATES
+    )
+    req += pack("!HH", sport, dport) + src[:16].ljust(16, b"\0") + dst[:16].ljust(16, b"\0")
+    req += pack("=III", 0, _NO_COOKIE, _NO_COOKIE)
+    sock.sendto(req, (0, 0))
+    buf = bytearray(8192)
+    n = sock.recv_into(buf)
+    if n < 16:
+        return False
+    _, mtype = _NLLT.unpack_from(buf, 0)
+    return bool(mtype == SOCK_DIAG_BY_FAMILY)
 
 
 def open_diag_socket() -> socket.socket:
