@@ -101,6 +101,8 @@ class TimerName(enum.StrEnum):
     TIME_WAIT = "time_wait"  # 2*MSL (Linux TCP_TIMEWAIT_LEN, tw timer)
     FIN_WAIT_2 = "fin_wait_2"  # orphaned FIN_WAIT_2 (tcp_fin_timeout)
     RTO = "rto"  # retransmission (ICSK_TIME_RETRANS)
+    # tail loss probe, RFC 8985 (ICSK_TIME_LOSS_PROBE: the same timer slot as RTO in Linux)
+    LOSS_PROBE = "loss_probe"
     PERSIST = "persist"  # zero-window probe (ICSK_TIME_PROBE0)
     KEEPALIVE = "keepalive"  # SO_KEEPALIVE (sk_timer)
 

@@ -26,7 +26,7 @@ from tcpwise.endpoint import (
     linux_retrans_timeout,
 )
 from tcpwise.endpoint.transitions import IllegalTransition, check
-from tcpwise.vocab import ACK, FIN, RST, SYN, TcpState, TimerName, Trigger
+from tcpwise.vocab import ACK, FIN, PSH, RST, SYN, TcpState, TimerName, Trigger
 from tcpwise.wire.segment import TcpSegment
 
 S = TcpState
@@ -91,14 +91,23 @@ def test_syn_sent_bad_ack_gets_rst() -> None:
 
 
 def test_syn_sent_retransmits_with_backoff_and_gives_up_like_linux() -> None:
-    """tcp_syn_retries=6: SYNs at 0, 1, 3, 7, 15, 31, 63 s; ETIMEDOUT at 127 s (tcp_model_timeout, 1 s base)."""
+    """Linux 6.x: tcp_syn_linear_timeouts=4 keeps the first retransmissions 1 s apart, then backs off, and adds
+    four retries to tcp_syn_retries=6 (SYNs measured in the lab at 0, 1, 2, 3, 4, 5, 7, 11, 19 s); ETIMEDOUT at
+    131 s. Without linear timeouts (older kernels): 0, 1, 3, ..., 63 s and 127 s (tcp_model_timeout)."""
     p = Pair()
     p.filter = lambda sender, seg: sender != "A"  # black hole A -> B
     c = p.a.connect(B_ADDR, 80, 0.0)
     p.advance(200.0)
     times = [t for (t, n, s) in p.log if n == "A"]
-    assert times == [0.0, 1.0, 3.0, 7.0, 15.0, 31.0, 63.0]
+    assert times == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 7.0, 11.0, 19.0, 35.0, 67.0]
     assert c.state is S.CLOSED and c.error == "ETIMEDOUT"
+    assert [t for t, _ in p.evs("A", ConnectionError)] == [131.0]
+    old = LINUX.with_(syn_linear_timeouts=0)
+    p = Pair(old, old)
+    p.filter = lambda sender, seg: sender != "A"
+    c = p.a.connect(B_ADDR, 80, 0.0)
+    p.advance(200.0)
+    assert [t for (t, n, s) in p.log if n == "A"] == [0.0, 1.0, 3.0, 7.0, 15.0, 31.0, 63.0]
     assert [t for t, _ in p.evs("A", ConnectionError)] == [127.0]
 
 
@@ -184,12 +193,24 @@ def test_challenge_ack_rate_limited() -> None:
     assert len(c.segments_to_send(p.now)) == 3
 
 
-def test_ack_beyond_snd_max_is_answered_and_ignored() -> None:
+def test_ack_beyond_snd_max_is_answered_and_ignored_rfc() -> None:
     """RFC 9293 §3.10.7.4 fifth step / RFC 5961 §5: an ACK for data never sent -> send ACK, drop."""
-    p, c, s = established()
+    p, c, s = established(RFC, RFC)
     una = c.snd_una
     c.receive(TcpSegment(80, c.lport, c.rcv_nxt, (c.snd_max + 1000) & 0xFFFFFFFF, ACK, 1000), p.now)
     assert c.snd_una == una and [x.flag_str for x in c.segments_to_send(p.now)] == ["A"]
+
+
+def test_ack_beyond_snd_max_is_answered_linux_too() -> None:
+    """Linux 6.18 (measured in the lab, ack-unsent-data): the same as RFC 9293 — an ACK back, the segment and its
+    text dropped."""
+    p, c, s = established()
+    una, nxt = c.snd_una, c.rcv_nxt
+    c.receive(
+        TcpSegment(80, c.lport, c.rcv_nxt, (c.snd_max + 1000) & 0xFFFFFFFF, ACK | PSH, 1000, (), b"x"), p.now
+    )
+    out = c.segments_to_send(p.now)
+    assert c.snd_una == una and c.rcv_nxt == nxt and [x.flag_str for x in out] == ["A"] and out[0].ack == nxt
 
 
 def test_unacceptable_segment_gets_ack() -> None:
@@ -247,8 +268,22 @@ def test_established_retransmits_until_retries2_linux() -> None:
 
 
 def test_user_timeout_gives_up_early() -> None:
-    """TCP_USER_TIMEOUT (RFC 5482): unacknowledged data for 30 s -> ETIMEDOUT at 30 s (Linux clamps the RTO)."""
+    """TCP_USER_TIMEOUT: Linux counts it from the first RTO retransmission (retrans_stamp; the tail loss probe
+    before it does not count) and clamps the RTO to it: ETIMEDOUT 30 s after that retransmission."""
     p, c, s = established(LINUX.with_(user_timeout=30.0))
+    t0 = p.now
+    p.filter = lambda sender, seg: sender != "B"
+    c.send(b"x" * 100, p.now)
+    p.flush("A")
+    p.advance(t0 + 100)
+    ((t_err, ev),) = p.evs("A", ConnectionError)
+    sends = [t for (t, n, seg) in p.log if n == "A" and seg.payload]  # data, loss probe, first RTO, ...
+    assert t_err - sends[2] == pytest.approx(30.0)
+
+
+def test_user_timeout_rfc_counts_from_the_data() -> None:
+    """RFC 5482: how long transmitted data may stay unacknowledged: ETIMEDOUT 30 s after the data was sent."""
+    p, c, s = established(RFC.with_(user_timeout=30.0), RFC)
     t0 = p.now
     p.filter = lambda sender, seg: sender != "B"
     c.send(b"x" * 100, p.now)
@@ -425,8 +460,11 @@ def test_data_after_close_is_answered_with_rst_linux() -> None:
     c.send(b"heartbeat", p.now)
     p.flush("A")
     p.advance(p.now + 0.2)
-    # Linux tcp_reset: a RST in CLOSE_WAIT reports EPIPE (the next write says "Broken pipe").
-    assert p.flags("B")[-1] == "RA" and s.state is S.CLOSED and c.error == "EPIPE"
+    # Linux answers with the stateless reset (<SEQ=SEG.ACK><CTL=RST>, measured in the lab), and tcp_reset: a RST
+    # in CLOSE_WAIT reports EPIPE (the next write says "Broken pipe").
+    rst = p.sent("B")[-1]
+    assert rst.flag_str == "R" and rst.seq == s.snd_max and rst.options == () and rst.window == 0
+    assert s.state is S.CLOSED and c.error == "EPIPE"
 
 
 def test_time_wait_zero_acks_then_forgets() -> None:

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -122,3 +123,96 @@ def test_not_root_is_one_line_exit_2(
     assert main(["lab", "clean"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "root" in err[0]
+
+
+# --- signals during teardown (issue 17) -------------------------------------------------------------------------
+# The same long run, with a teardown slowed down so that signals land inside it (each namespace deletion waits).
+SLOW_TEARDOWN = LONG_RUN.replace(
+    "from tcpwise.lab.executor import run_script",
+    "from tcpwise.lab.executor import run_script\n"
+    "import time as _t, tcpwise.lab.netns as _n\n"
+    "_real = _n._delete_ns\n"
+    "def _slow(ns):\n"
+    "    _t.sleep(0.4)\n"
+    "    _real(ns)\n"
+    "_n._delete_ns = _slow\n",
+)
+
+
+def _start(code: str) -> tuple[subprocess.Popen[str], str]:
+    p = subprocess.Popen(
+        [sys.executable, "-c", code],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": os.path.join(ROOT, "src")},
+    )
+    assert p.stdout is not None
+    m = re.match(r"RUN (lab[0-9a-f]{6})", p.stdout.readline())
+    assert m, "lab run did not start"
+    time.sleep(0.5)
+    return p, m.group(1)
+
+
+def test_second_signal_during_teardown_says_please_wait_and_leaves_nothing() -> None:
+    _need_root()
+    p, run_id = _start(SLOW_TEARDOWN)
+    p.send_signal(signal.SIGINT)
+    time.sleep(0.05)  # 20-80 ms after the first: inside the teardown
+    p.send_signal(signal.SIGTERM)
+    _, err = p.communicate(timeout=30)
+    assert "cleaning up, please wait" in err
+    assert _leftovers(run_id) == []
+
+
+def test_third_signal_forces_out_and_says_what_is_left() -> None:
+    _need_root()
+    p, run_id = _start(SLOW_TEARDOWN)
+    p.send_signal(signal.SIGINT)
+    time.sleep(0.05)
+    p.send_signal(signal.SIGINT)
+    time.sleep(0.05)
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=30)
+    assert "cleanup interrupted; left behind:" in err
+    assert f"tcpwise lab clean --run {run_id}" in err
+    left = [line.strip() for line in err.splitlines() if line.startswith("  namespace ")]
+    assert left and all(run_id in x for x in left)
+    # What it said is exactly what is there; the command it gave removes it.
+    assert sorted(x.split()[1] for x in left) == sorted(n for n in netns.list_lab_namespaces() if run_id in n)
+    from tcpwise.cli import main
+
+    assert main(["lab", "clean", "--run", run_id]) == 0
+    assert _leftovers(run_id) == []
+
+
+# --- lab clean never touches a run in progress ------------------------------------------------------------------
+def test_clean_without_run_keeps_a_run_in_progress_and_removes_a_dead_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _need_root()
+    p, run_id = _start(LONG_RUN)
+    # Only this test's run is looked at: other lab runs on the machine belong to others.
+    real_runs = netns.lab_runs
+    monkeypatch.setattr(netns, "lab_runs", lambda: {k: v for k, v in real_runs().items() if k == run_id})
+    try:
+        rep = netns.clean_runs()
+        assert rep.removed == [] and rep.running == {run_id: p.pid}
+        assert len([ns for ns in netns.list_lab_namespaces() if run_id in ns]) == 4
+    finally:
+        p.send_signal(signal.SIGKILL)
+        p.wait(timeout=10)
+    rep = netns.clean_runs()  # the owner is dead now
+    assert len(rep.removed) == 4 and _leftovers(run_id) == []
+
+
+def test_owner_identity_survives_pid_reuse(tmp_path: Path) -> None:
+    from tcpwise.lab import owner
+
+    me = owner.write_owner("lab123456", base=str(tmp_path))
+    assert owner.read_owner("lab123456", base=str(tmp_path)) == me and owner.owner_alive(me)
+    # Same pid, another start time: another process took the pid over; the run's owner is gone.
+    assert not owner.owner_alive(owner.Owner(me.pid, me.start + 1))
+    assert not owner.owner_alive(owner.Owner(2**22 + 12345, 0))
+    owner.remove_owner("lab123456", base=str(tmp_path))
+    assert owner.read_owner("lab123456", base=str(tmp_path)) is None

@@ -50,6 +50,7 @@ from tcpwise.vocab import ACK, FIN, PSH, RST, SYN, TcpState, TimerName, Trigger
 from tcpwise.wire.segment import (
     MssOption,
     NopOption,
+    SackOption,
     SackPermittedOption,
     TcpOption,
     TcpSegment,
@@ -70,6 +71,9 @@ _SYNCHRONIZED = frozenset(
 _FIN_QUEUED_STATES = frozenset({S.FIN_WAIT_1, S.FIN_WAIT_2, S.CLOSING, S.TIME_WAIT, S.LAST_ACK})
 _RECEIVING = frozenset({S.ESTABLISHED, S.FIN_WAIT_1, S.FIN_WAIT_2})
 DEFAULT_MSS = 536  # RFC 9293 §3.7.1: assume 536 when the peer sends no MSS option
+# Linux TCP_TIMEOUT_MIN is 2 jiffies (8 ms at Debian's HZ=250); with the timer wheel's rounding the timer it arms
+# fires 16 ms later, measured in why-three.
+TCP_TIMEOUT_MIN = 0.016
 
 
 class LocalProtocolError(Exception):
@@ -123,7 +127,13 @@ class Endpoint:
         "ts_offset",
         "snd_wscale",
         "rcv_wscale",
+        "ws_ok",
         "sack_ok",
+        "rcv_ssthresh",
+        "window_clamp",
+        "rcv_mss",
+        "dsack",
+        "ooo_order",
         # timers and retransmission
         "timers",
         "time_wait_since",
@@ -132,6 +142,11 @@ class Endpoint:
         "rtt_time",
         "retransmits",
         "una_since",
+        "head_tx",
+        "retrans_stamp",
+        "tail_seq",
+        "tlp_high_seq",
+        "recovery_point",
         "cwnd",
         "ssthresh",
         "dupacks",
@@ -204,7 +219,17 @@ class Endpoint:
         self.ts_offset = ts_offset
         self.snd_wscale = 0
         self.rcv_wscale = 0
+        self.ws_ok = False  # both SYNs carried the window scale option (RFC 7323 §2.2)
         self.sack_ok = False
+        # Linux receive-window state (tcp_select_window): the slow-start threshold of the advertised window, its
+        # clamp, and the estimate of the peer's segment size (icsk_ack.rcv_mss, tcp_initialize_rcv_mss).
+        self.rcv_ssthresh = cfg.rcv_buf
+        self.window_clamp = cfg.rcv_buf
+        self.rcv_mss = min(DEFAULT_MSS, cfg.mss)
+        self.dsack: tuple[int, int] | None = (
+            None  # RFC 2883 D-SACK block for the next ACK (a duplicate arrived)
+        )
+        self.ooo_order: list[int] = []  # out-of-order segment starts, most recent last (SACK block order)
         self.timers = Timers()
         self.time_wait_since: float | None = None
         self.rtt = RttEstimator(cfg.rto_initial, cfg.rto_min, cfg.rto_max, linux=cfg.profile == "linux")
@@ -212,6 +237,14 @@ class Endpoint:
         self.rtt_time = 0.0
         self.retransmits = 0
         self.una_since = now  # when the oldest unacknowledged data was (first) sent: user timeout, retries2
+        # When the segment at SND.UNA was last (re)transmitted (Linux: the head skb's stamp).
+        self.head_tx = now
+        # Linux retrans_stamp: when the first RTO retransmission went out (the give-up clock, see _retrans_start).
+        self.retrans_stamp: float | None = None
+        self.tail_seq = seq_add(iss, 1)  # where the last new segment sent starts (what a loss probe resends)
+        self.tlp_high_seq: int | None = None  # RFC 8985 TLP: SND.NXT when the one outstanding probe went out
+        # SND.MAX when loss recovery began (no loss probe until it is acknowledged).
+        self.recovery_point: int | None = None
         self.cwnd = 10 * cfg.mss  # RFC 6928 initial window (Linux default)
         self.ssthresh = 1 << 30
         self.dupacks = 0
@@ -317,13 +350,27 @@ class Endpoint:
         n = min(max_bytes, len(self.rcv_data))
         data = bytes(self.rcv_data[:n])
         del self.rcv_data[:n]
-        if n and self.state in _SYNCHRONIZED:
-            # Window update: the RFC's receiver-side SWS avoidance (§3.8.6.2.2) sends an update once the window
-            # has opened by a full MSS or half the buffer; we do the same.
-            if self._rcv_window() - self.rcv_adv >= min(self.eff_mss, self.cfg.rcv_buf // 2):
-                self.ack_pending = True
-                self._changed()
+        if n and self.state in _SYNCHRONIZED and self._read_opens_window():
+            self.ack_pending = True
+            self._changed()
         return data
+
+    def _read_opens_window(self) -> bool:
+        """Does the read that just freed buffer space deserve a window-update ACK of its own?"""
+        if self.cfg.profile != "linux":
+            # RFC 9293 §3.8.6.2.2 receiver-side SWS avoidance: update once the window has opened by a full MSS
+            # or half the buffer.
+            return self._rcv_window() - self.rcv_adv >= min(self.eff_mss, self.cfg.rcv_buf // 2)
+        # Linux tcp_cleanup_rbuf: only when what is left of the advertised window has fallen to half the window
+        # clamp or less, and the window we would now advertise is at least twice that ("raised significantly").
+        # Never once the peer's FIN is in: no more data will come (RCV_SHUTDOWN).
+        if self.state not in _RECEIVING or self.rd_shut:
+            return False
+        left = self._window_left()
+        if 2 * left > self.window_clamp:
+            return False
+        new = self._linux_window()
+        return new > 0 and new >= 2 * left
 
     @property
     def readable(self) -> int:
@@ -423,6 +470,7 @@ class Endpoint:
             raise LocalProtocolError(f"open_two_way() in state {self.state}")
         self.snd_una = self.snd_max
         self.timers.disarm(TN.RTO)
+        self.timers.disarm(TN.LOSS_PROBE)
         self._set_state(S.ESTABLISHED, T.TWO_WAY)
         self._changed()
 
@@ -473,12 +521,86 @@ class Endpoint:
             if self.state is S.CLOSED:
                 return
 
-    def _arm_rto(self, now: float) -> None:
-        at = now + self.rtt.current()
-        if self.cfg.user_timeout > 0 and self.state in _SYNCHRONIZED:
+    def _retrans_start(self) -> float | None:
+        """Where the give-up clock (retries2 budget, TCP_USER_TIMEOUT) starts. RFC 5482 / the rfc profile: when
+        the oldest unacknowledged data was sent. Linux (retransmits_timed_out, tcp_clamp_rto_to_user_timeout):
+        ``retrans_stamp``, the first RTO retransmission — a tail loss probe does not count — so an established
+        connection gives up one RTO (plus the probe) later than the RFC reading; None before it."""
+        if self.cfg.profile == "linux" and self.state in _SYNCHRONIZED:
+            return self.retrans_stamp
+        return self.una_since
+
+    def _arm_rto(self, now: float, at: float | None = None) -> None:
+        at = now + self.rtt.current() if at is None else at
+        start = self._retrans_start()
+        if self.cfg.user_timeout > 0 and self.state in _SYNCHRONIZED and start is not None:
             # Linux tcp_clamp_rto_to_user_timeout: never sleep past the user timeout.
-            at = min(at, max(now, self.una_since + self.cfg.user_timeout))
+            at = min(at, max(now, start + self.cfg.user_timeout))
+        self.timers.disarm(TN.LOSS_PROBE)  # one retransmission timer slot (Linux icsk_pending)
         self.timers.arm(TN.RTO, at)
+
+    # -- tail loss probe (RFC 8985 §7; Linux tcp_schedule_loss_probe / tcp_send_loss_probe) ------------------
+    def _tlp_allowed(self) -> bool:
+        """Linux probes the tail of a flight only on a SACK connection in the Open state (no loss recovery) with
+        something unacknowledged; one probe per episode. The rfc profile keeps plain RTO backoff."""
+        return (
+            self.cfg.profile == "linux"
+            and self.sack_ok
+            and self.state in (S.ESTABLISHED, S.CLOSE_WAIT, S.FIN_WAIT_1, S.CLOSING, S.LAST_ACK)
+            and self.snd_una != self.snd_max
+            and self.recovery_point is None
+            and self.tlp_high_seq is None
+        )
+
+    def _packets_out(self) -> int:
+        """Segments in flight: the data bytes in MSS-sized segments; a FIN alone is one more segment."""
+        flight = seq_diff(self.snd_max, self.snd_una)
+        fin = 1 if self.fin_queued and seq_gt(self.snd_max, self.data_end) else 0
+        data = flight - fin
+        return -(-data // self.eff_mss) if data > 0 else fin
+
+    def _arm_xmit_timer(self, now: float) -> None:
+        """After new data went out or an ACK advanced SND.UNA: the loss probe when allowed, else the RTO. The
+        probe timeout is 2*SRTT plus, for a single segment in flight, TCP_RTO_MIN (room for the peer's delayed
+        ACK; 2 ms otherwise), 1 s without an RTT sample — and never later than the RTO would fire."""
+        if not self._tlp_allowed():
+            self._arm_rto(now)
+            return
+        srtt = self.rtt.srtt
+        if srtt is None:
+            pto = 1.0
+        else:
+            pto = 2 * srtt + (self.cfg.rto_min if self._packets_out() == 1 else 0.002)
+        at = min(now + pto, self.head_tx + self.rtt.current())
+        self.timers.disarm(TN.RTO)
+        self.timers.arm(TN.LOSS_PROBE, at)
+
+    def _on_loss_probe(self, now: float) -> None:
+        """The probe: new data if the windows allow it, else the last segment sent again (with the FIN when it
+        was the FIN). Then the RTO, a full RTO after the head segment's last transmission; no backoff."""
+        if self.snd_una == self.snd_max:
+            return
+        if self.tlp_high_seq is None:
+            self.rtt_seq = None  # Karn: a probe makes the timed segment ambiguous
+            if self._unsent() and min(self.snd_wnd, self.cwnd) > seq_diff(self.snd_nxt, self.snd_una):
+                self._transmit(now, retransmission=True)
+            else:
+                self._resend_tail(now)
+            self.tlp_high_seq = self.snd_max
+        self._arm_rto(now, self.head_tx + self.rtt.current())
+
+    def _resend_tail(self, now: float) -> None:
+        start = self.tail_seq if seq_gt(self.tail_seq, self.snd_una) else self.snd_una
+        fin_sent = self.fin_queued and seq_gt(self.snd_max, self.data_end)
+        data_end = self.data_end if fin_sent else self.snd_max
+        n = seq_diff(data_end, start) if seq_lt(start, data_end) else 0
+        n = min(n, self.eff_mss)
+        off = seq_diff(start, self.snd_buf_seq)
+        payload = bytes(self.snd_buf[off : off + n]) if n else b""
+        flags = ACK | (PSH if n else 0) | (FIN if fin_sent and seq_add(start, n) == self.data_end else 0)
+        if start == self.snd_una:
+            self.head_tx = now
+        self._out.append(self._seg(flags, start, now, payload))
 
     def _on_time_wait(self, now: float) -> None:
         self._set_state(S.CLOSED, T.TIMER_TIME_WAIT)
@@ -497,11 +619,17 @@ class Endpoint:
 
     def _retrans_expired(self, now: float) -> bool:
         cfg = self.cfg
-        elapsed = now - self.una_since
+        start = self._retrans_start()
+        if start is None:
+            return False  # Linux: no retransmission yet, nothing has timed out
+        elapsed = now - start
         if cfg.user_timeout > 0 and self.state in _SYNCHRONIZED:
             return elapsed >= cfg.user_timeout - 1e-9
         st = self.state
         if st is S.SYN_SENT:
+            if cfg.profile == "linux" and cfg.syn_linear_timeouts:
+                # Linux 6.x tcp_write_timeout: the linear retries come on top of tcp_syn_retries.
+                return self.retransmits >= cfg.syn_retries + cfg.syn_linear_timeouts
             if cfg.profile == "linux":
                 return elapsed >= linux_retrans_timeout(cfg.syn_retries, cfg.rto_initial, cfg.rto_max) - 1e-9
             return self.retransmits >= cfg.syn_retries
@@ -524,8 +652,21 @@ class Endpoint:
             )
             return
         self.retransmits += 1
-        self.rtt.back_off()
+        if self.retrans_stamp is None:
+            self.retrans_stamp = now
+        st = self.state
+        linear = (
+            st is S.SYN_SENT
+            and self.cfg.profile == "linux"
+            and self.retransmits <= self.cfg.syn_linear_timeouts
+        )
+        if not linear:
+            # Linux 6.x tcp_retransmit_timer: an active open's first tcp_syn_linear_timeouts retransmissions keep
+            # the RTO (measured: SYNs at 0, 1, 2, 3, 4, 5, 7, 11, 19 s); everything else doubles it.
+            self.rtt.back_off()
         self.rtt_seq = None  # Karn: the timed segment is ambiguous now
+        self.recovery_point = self.snd_max  # loss recovery (Linux TCP_CA_Loss): no loss probes until it ends
+        self.tlp_high_seq = None
         st = self.state
         if st is S.SYN_SENT:
             self._out.append(self._syn_segment(now, ack=False))
@@ -544,7 +685,26 @@ class Endpoint:
     def _on_persist(self, now: float) -> None:
         """Zero-window probe (RFC 9293 §3.8.6.1). Linux sends a segment with SEG.SEQ = SND.UNA - 1 and no data
         (tcp_xmit_probe_skb) which the receiver must ACK with its current window; backoff like the RTO."""
-        if self.snd_wnd > 0 or not self._unsent():
+        unsent = self._unsent()
+        room = self.snd_wnd - seq_diff(self.snd_nxt, self.snd_una)
+        if not unsent or room >= min(unsent, self.eff_mss):
+            self._transmit(now)  # the window opened meanwhile (or the data went)
+            return
+        if room > 0:
+            # A window too small for a segment (sender SWS avoidance held it back): probe with as much data as
+            # fits, pushed (Linux tcp_write_wakeup); it is new data, timed by the retransmission timer from here.
+            n = min(room, self.eff_mss)
+            off = seq_diff(self.snd_nxt, self.snd_buf_seq)
+            self._emit_new(
+                ACK | PSH,
+                self.snd_nxt,
+                bytes(self.snd_buf[off : off + n]),
+                seq_add(self.snd_nxt, n),
+                now,
+                False,
+            )
+            self.persist_probes = 0
+            self._arm_xmit_timer(now)
             return
         self.persist_probes += 1
         if self.persist_probes > self.cfg.retries2 or (
@@ -607,6 +767,11 @@ class Endpoint:
             if seq_le(seg.ack, self.iss) or seq_gt(seg.ack, self.snd_max):
                 if not flags & RST:
                     self._out.append(self._bare(RST, seg.ack, 0))
+                    if self.cfg.profile == "linux" and self.retransmits == 0:
+                        # Linux tcp_rcv_synsent_state_process: "Previous FIN/ACK or RST/ACK might be ignored":
+                        # before any retransmission the SYN timer is cut to TCP_TIMEOUT_MIN: the SYN goes again
+                        # at once (measured 16 ms after the RST in why-three).
+                        self.timers.arm(TN.RTO, now + TCP_TIMEOUT_MIN)
                 return
         if flags & RST:
             if flags & ACK:  # acceptable ACK + RST: the port is closed
@@ -633,75 +798,109 @@ class Endpoint:
     # -- §3.10.7.4 other states -------------------------------------------------------------------------
     def _rcv_other(self, seg: TcpSegment, now: float) -> None:
         flags = seg.flags
-        st = self.state
         self.last_rcv = now
         self.ka_probes = 0
+        if self._simultaneous_synack(seg, now) or self._paws_reject(seg):
+            return
+        # First: sequence number check (acceptability table).
+        if not self._acceptable(seg):
+            self._unacceptable(seg, now)
+            return
+        linux = self.cfg.profile == "linux"
+        # RFC 7323 §4.3 (2), §5.3 R3: an acceptable segment updates TS.Recent when its TSval is not older and it
+        # starts at or before the left edge of the window we last acknowledged (Last.ACK.sent). Without this every
+        # later segment would keep echoing the SYN's TSval, and PAWS and the TIME_WAIT checks would compare against
+        # a stale value. Linux (tcp_replace_ts_recent, rcv_wup as Last.ACK.sent) does it only once the segment has
+        # passed the RST, SYN and ACK checks (tcp_ack with FLAG_UPDATE_TS_RECENT): see below.
+        if self.ts_ok and not flags & RST and not linux:
+            self._update_ts_recent(seg, now)
+        # Second: RST (RFC 5961 §3.2): exact match resets, in-window gets a challenge ACK.
+        if flags & RST:
+            if seg.seq == self.rcv_nxt or self.state is S.SYN_RCVD:
+                self._on_reset(now)
+            else:
+                self._challenge_ack(now)
+            return
+        # Fourth: SYN in a synchronized state (RFC 5961 §4.2): challenge ACK, never a reset.
+        if flags & SYN:
+            self._rcv_syn_synchronized(seg, now)
+            return
+        # Fifth: ACK field.
+        if not flags & ACK or not self._rcv_ack(seg, now):
+            return
+        if self.ts_ok and linux:
+            self._update_ts_recent(seg, now)
+        if self._our_fin_acked(seg, now):
+            return
+        self._rcv_text_and_fin(seg, now)
 
-        # Linux simultaneous open: the peer's SYN-ACK in SYN_RCVD completes the handshake (tcp_validate_incoming
-        # lets it pass; RFC 793 Figure 8 agrees). Strict RFC 9293 would challenge-ACK it.
-        if (
-            st is S.SYN_RCVD
+    def _simultaneous_synack(self, seg: TcpSegment, now: float) -> bool:
+        """Linux simultaneous open: the peer's SYN-ACK in SYN_RCVD completes the handshake (tcp_validate_incoming
+        lets it pass; RFC 793 Figure 8 agrees). Strict RFC 9293 would challenge-ACK it."""
+        flags = seg.flags
+        if not (
+            self.state is S.SYN_RCVD
             and flags & SYN
             and flags & ACK
             and not self.passive
             and seq_add(seg.seq, 1) == self.rcv_nxt
             and seg.ack == self.snd_nxt
         ):
-            self._ack_advance(seg.ack, now)
-            self._update_window(seg, force=True)
-            self._set_state(S.ESTABLISHED, T.RCV_SYN_ACK)
-            self._events.append(Connected())
-            self._start_keepalive(now)
-            if self.cfg.profile == "linux":
-                # Linux also ACKs that SYN-ACK (measured by `tcpwise lab conform`: each side sends S, SA, A);
-                # RFC 793 Figure 8 shows no ACKs.
-                self.ack_pending = True
+            return False
+        self._ack_advance(seg.ack, now)
+        self._update_window(seg, force=True)
+        self._set_state(S.ESTABLISHED, T.RCV_SYN_ACK)
+        self._events.append(Connected())
+        self._start_keepalive(now)
+        if self.cfg.profile == "linux":
+            # Linux also ACKs that SYN-ACK (measured by `tcpwise lab conform`: each side sends S, SA, A; RFC 793
+            # Figure 8 shows no ACKs): tcp_rcv_state_process lets it through tcp_ack, which takes its TSval as
+            # TS.Recent, then tcp_data_queue finds its SYN a duplicate (its sequence number is already
+            # acknowledged) and acknowledges it at once with a D-SACK block for it.
+            if self.ts_ok:
+                self._update_ts_recent(seg, now)
+            if self.sack_ok:
+                self.dsack = (seg.seq, seq_add(seg.seq, 1))
+            self.ack_pending = True
+        return True
+
+    def _paws_reject(self, seg: TcpSegment) -> bool:
+        """PAWS (RFC 7323 §5.3): a segment whose timestamp is older than TS.Recent is an old duplicate."""
+        if not self.ts_ok or seg.flags & RST or self.state is S.SYN_RCVD:
+            return False
+        ts = seg.timestamps
+        if ts is not None and seq_lt(ts[0], self.ts_recent):
+            self.ack_pending = True
+            return True
+        return False
+
+    def _unacceptable(self, seg: TcpSegment, now: float) -> None:
+        """<SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK> for anything but a RST (§3.10.7.4 first check)."""
+        if seg.flags & RST:
             return
+        self.ack_pending = True
+        if self.sack_ok and seg.payload and seq_lt(seg.seq, self.rcv_nxt):
+            # Linux tcp_send_dupack: an old data segment's duplicate bytes go out as a D-SACK block.
+            end = seq_add(seg.seq, len(seg.payload))
+            self.dsack = (seg.seq, end if seq_le(end, self.rcv_nxt) else self.rcv_nxt)
+        if self.state is S.TIME_WAIT and (
+            seg.flags & FIN or (self.cfg.profile == "linux" and seg.flags & ACK)
+        ):
+            # §3.10.7.4: a retransmitted FIN restarts the 2 MSL timeout; Linux (tcp_timewait_state_process)
+            # restarts it for any out-of-window segment carrying an ACK.
+            self._restart_time_wait(now)
 
-        # PAWS (RFC 7323 §5.3): a segment whose timestamp is older than TS.Recent is an old duplicate.
-        if self.ts_ok and not flags & RST:
-            ts = seg.timestamps
-            if ts is not None and seq_lt(ts[0], self.ts_recent) and st is not S.SYN_RCVD:
-                self.ack_pending = True
-                return
-
-        # First: sequence number check (acceptability table).
-        if not self._acceptable(seg):
-            if not flags & RST:
-                self.ack_pending = True  # <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>
-                if st is S.TIME_WAIT and flags & FIN:
-                    self._restart_time_wait(now)
+    def _rcv_syn_synchronized(self, seg: TcpSegment, now: float) -> None:
+        if self.state is S.SYN_RCVD and self.passive:
+            # A retransmitted SYN for an existing SYN queue entry: resend the SYN-ACK (Linux does).
+            if seg.seq == self.irs:
+                self._out.append(self._syn_segment(now, ack=True))
             return
+        self._challenge_ack(now)
 
-        # RFC 7323 §4.3 (2), §5.3 R3: an acceptable segment updates TS.Recent when its TSval is not older and it
-        # starts at or before the left edge of the window we last acknowledged (Last.ACK.sent). Linux:
-        # tcp_replace_ts_recent(), with rcv_wup as Last.ACK.sent. Without this every later segment would keep
-        # echoing the SYN's TSval, and PAWS and the TIME_WAIT checks would compare against a stale value.
-        if self.ts_ok and not flags & RST:
-            self._update_ts_recent(seg, now)
-
-        # Second: RST (RFC 5961 §3.2): exact match resets, in-window gets a challenge ACK.
-        if flags & RST:
-            if seg.seq == self.rcv_nxt or (st is S.SYN_RCVD):
-                self._on_reset(now)
-            else:
-                self._challenge_ack(now)
-            return
-
-        # Fourth: SYN in a synchronized state (RFC 5961 §4.2): challenge ACK, never a reset.
-        if flags & SYN:
-            if st is S.SYN_RCVD and self.passive:
-                # A retransmitted SYN for an existing SYN queue entry: resend the SYN-ACK (Linux does).
-                if seg.seq == self.irs:
-                    self._out.append(self._syn_segment(now, ack=True))
-                return
-            self._challenge_ack(now)
-            return
-
-        # Fifth: ACK field.
-        if not flags & ACK:
-            return
-        if st is S.SYN_RCVD:
+    def _rcv_ack(self, seg: TcpSegment, now: float) -> bool:
+        """The fifth check. False when the segment is dropped here."""
+        if self.state is S.SYN_RCVD:
             if seq_lt(self.snd_una, seg.ack) and seq_le(seg.ack, self.snd_max):
                 self._ack_advance(seg.ack, now)
                 self._update_window(seg, force=True)
@@ -710,59 +909,65 @@ class Endpoint:
                 self._start_keepalive(now)
                 if self.fin_queued:  # shutdown() while SYN_RCVD: now send the FIN (§3.10.4)
                     self._set_state(S.FIN_WAIT_1, self.fin_trigger)
-                st = self.state
-            else:
-                self._out.append(self._bare(RST, seg.ack, 0))
-                return
-        else:
-            # RFC 5961 §5.2: acceptable if SND.UNA - MAX.SND.WND <= SEG.ACK <= SND.NXT (we use SND.MAX, the
-            # highest sent, since go-back-N may have pulled SND.NXT back).
-            if seq_gt(seg.ack, self.snd_max):
-                self.ack_pending = True
-                return
-            if seq_lt(seg.ack, seq_add(self.snd_una, -max(self.max_snd_wnd, 1))):
-                self.ack_pending = True
-                return
-            if seq_gt(seg.ack, self.snd_una):
-                self._ack_advance(seg.ack, now)
-            elif seg.ack == self.snd_una and not seg.payload and not flags & FIN:
-                self._dupack(seg, now)
-            self._update_window(seg)
+                return True
+            self._out.append(self._bare(RST, seg.ack, 0))
+            return False
+        # RFC 5961 §5.2: acceptable if SND.UNA - MAX.SND.WND <= SEG.ACK <= SND.NXT (we use SND.MAX, the highest
+        # sent, since go-back-N may have pulled SND.NXT back).
+        if seq_gt(seg.ack, self.snd_max):
+            # RFC 9293 §3.10.7.4: "send an ACK, drop the segment, and return" — text and all. Linux 6.18 does the
+            # same (measured by the ack-unsent-data conformance scenario, with and without data): older kernels'
+            # tcp_ack discarded such a segment silently (SKB_DROP_REASON_TCP_ACK_UNSENT_DATA), this one answers.
+            self.ack_pending = True
+            return False
+        if seq_lt(seg.ack, seq_add(self.snd_una, -max(self.max_snd_wnd, 1))):
+            self.ack_pending = True
+            return False
+        if seq_gt(seg.ack, self.snd_una):
+            self._ack_advance(seg.ack, now)
+        elif seg.ack == self.snd_una and not seg.payload and not seg.flags & FIN:
+            self._dupack(seg, now)
+        self._update_window(seg)
+        return True
 
-        our_fin_acked = self.fin_queued and self.snd_una == seq_add(self.data_end, 1)
-        if st is S.FIN_WAIT_1 and our_fin_acked:
+    def _our_fin_acked(self, seg: TcpSegment, now: float) -> bool:
+        """FIN_WAIT_1 / CLOSING / LAST_ACK moves when the ACK covers our FIN; TIME_WAIT answers a FIN. True when
+        the segment needs nothing more."""
+        st = self.state
+        acked = self.fin_queued and self.snd_una == seq_add(self.data_end, 1)
+        if st is S.FIN_WAIT_1 and acked:
             self._set_state(S.FIN_WAIT_2, T.RCV_ACK)
             if self.orphan:
                 self.timers.arm(TN.FIN_WAIT_2, now + self.cfg.fin_timeout)
-            st = self.state
-        elif st is S.CLOSING and our_fin_acked:
+        elif st is S.CLOSING and acked:
             self._enter_time_wait(now, T.RCV_ACK)
-            return
-        elif st is S.LAST_ACK and our_fin_acked:
+            return True
+        elif st is S.LAST_ACK and acked:
             self._set_state(S.CLOSED, T.RCV_ACK)
-            return
+            return True
         elif st is S.TIME_WAIT:
-            if flags & FIN:
+            if seg.flags & FIN:
                 # §3.10.7.4 eighth step: a retransmitted FIN in TIME_WAIT is acknowledged and the 2 MSL
                 # timeout restarted.
                 self.ack_pending = True
                 self._restart_time_wait(now)
-            return
+            return True
+        return False
 
+    def _rcv_text_and_fin(self, seg: TcpSegment, now: float) -> None:
         # Seventh: segment text.
-        if seg.payload:
-            if st in _RECEIVING:
-                if self.orphan and self.cfg.profile == "linux":
-                    # Linux tcp_rcv_state_process: data for a socket the application has closed -> RST
-                    # (nobody can read it; LINUX_MIB_TCPABORTONDATA).
-                    self._send_rst_abort(now, "data after close()")
-                    self._set_state(S.CLOSED, T.RCV_DATA_AFTER_CLOSE)
-                    return
-                self._take_data(seg, now)
-            # CLOSE_WAIT, CLOSING, LAST_ACK, TIME_WAIT: the peer already sent FIN; ignore the text.
-
+        if seg.payload and self.state in _RECEIVING:
+            if self.orphan and self.cfg.profile == "linux":
+                # Linux tcp_rcv_state_process: data for a socket the application has closed -> RST (nobody can
+                # read it; LINUX_MIB_TCPABORTONDATA). It returns 1 and tcp_v4_do_rcv answers with the stateless
+                # reset (tcp_v4_send_reset): <SEQ=SEG.ACK><CTL=RST>, no options.
+                self._out.append(self._bare(RST, seg.ack, 0))
+                self._set_state(S.CLOSED, T.RCV_DATA_AFTER_CLOSE)
+                return
+            self._take_data(seg, now)
+        # (CLOSE_WAIT, CLOSING, LAST_ACK, TIME_WAIT: the peer already sent FIN; the text is ignored.)
         # Eighth: FIN.
-        if flags & FIN:
+        if seg.flags & FIN:
             fin_seq = seq_add(seg.seq, len(seg.payload))
             if fin_seq == self.rcv_nxt:
                 self._take_fin(now)
@@ -772,7 +977,22 @@ class Endpoint:
 
     # -- helpers for SEGMENT ARRIVES ------------------------------------------------------------------------
     def _acceptable(self, seg: TcpSegment) -> bool:
-        """The RFC 9293 §3.10.7.4 acceptability test (four cases on SEG.LEN and RCV.WND)."""
+        """The RFC 9293 §3.10.7.4 acceptability test (four cases on SEG.LEN and RCV.WND).
+
+        Linux (tcp_sequence) is more lenient on the left: a segment is acceptable when it *ends* at or after
+        RCV.WUP (the left edge of the window last advertised) and starts no later than its right edge. So a
+        retransmission of data already acknowledged is processed (its TSval updates TS.Recent, its bytes are
+        reported as a D-SACK) where the RFC test would drop it before any of that."""
+        if self.cfg.profile == "linux":
+            if self.state is S.TIME_WAIT:
+                # tcp_timewait_state_process: only a bare ACK or RST exactly at RCV.NXT is in window; anything
+                # else (a retransmitted FIN, data) is answered with an ACK.
+                return seg.seq == self.rcv_nxt and (
+                    not seg.payload and not seg.flags & FIN or bool(seg.flags & RST)
+                )
+            end = seq_add(seg.seq, seg.seg_len)
+            right = seq_add(self.rcv_nxt, max(self._window_left(), 0))
+            return seq_ge(end, self.last_ack_sent) and seq_le(seg.seq, right)
         seg_len = seg.seg_len
         wnd = max(self._rcv_window(), self.rcv_adv)  # never shrink the window we advertised
         if seg_len == 0:
@@ -808,10 +1028,13 @@ class Endpoint:
             # tcp_sync_mss: mss_cache 1448 for MSS 1460). Without this a full segment is 1512 bytes of IP and a
             # router with a 1500-byte MTU drops it (DF set).
             self.eff_mss -= 12
+        self.cwnd = 10 * self.eff_mss  # RFC 6928 initial window: ten segments (Linux TCP_INIT_CWND)
         ws = seg.wscale
-        if ws is not None and self.cfg.wscale is not None:
+        offer = self.cfg.offered_wscale
+        if ws is not None and offer is not None:
+            self.ws_ok = True
             self.snd_wscale = min(ws, 14)  # RFC 7323 §2.3: a shift above 14 is treated as 14
-            self.rcv_wscale = self.cfg.wscale
+            self.rcv_wscale = offer
         self.sack_ok = self.cfg.sack and seg.sack_permitted
         self.snd_wnd = seg.window  # never scaled in a SYN (RFC 7323 §2.2)
         self.snd_wl1 = seg.seq
@@ -834,6 +1057,7 @@ class Endpoint:
             self.rtt_seq = None
         self.rtt.reset_backoff()
         self.retransmits = 0
+        self.retrans_stamp = None
         self.una_since = now
         self.dupacks = 0
         self.persist_probes = 0
@@ -856,10 +1080,16 @@ class Endpoint:
             self.cwnd += min(acked, self.eff_mss)
         else:
             self.cwnd += max(1, self.eff_mss * self.eff_mss // self.cwnd)
+        if self.tlp_high_seq is not None and seq_ge(ack, self.tlp_high_seq):
+            self.tlp_high_seq = None  # the probe's episode is over (tcp_process_tlp_ack)
+        if self.recovery_point is not None and seq_ge(ack, self.recovery_point):
+            self.recovery_point = None  # back to the Open state: loss probes allowed again
         if self.snd_una == self.snd_max:
             self.timers.disarm(TN.RTO)
+            self.timers.disarm(TN.LOSS_PROBE)
         else:
-            self._arm_rto(now)
+            self.head_tx = now  # Linux tcp_rearm_rto after an ACK: a full RTO from now
+            self._arm_xmit_timer(now)
 
     def _dupack(self, seg: TcpSegment, now: float) -> None:
         """RFC 5681 §3.2 fast retransmit on the third duplicate ACK and fast recovery: cwnd = ssthresh + 3 SMSS,
@@ -876,6 +1106,7 @@ class Endpoint:
             flight = seq_diff(self.snd_max, self.snd_una)
             self.ssthresh = max(flight // 2, 2 * self.eff_mss)
             self.cwnd = self.ssthresh + 3 * self.eff_mss
+            self.recovery_point = self.snd_max  # no loss probes during recovery
             self._retransmit_first(now)
             # Linux restarts the timer when it retransmits the head of the queue (tcp_xmit_retransmit_queue).
             self._arm_rto(now)
@@ -885,6 +1116,7 @@ class Endpoint:
         if n == 0:
             return
         self.rtt_seq = None
+        self.head_tx = now
         self._out.append(self._seg(ACK | PSH, self.snd_una, now, bytes(self.snd_buf[:n])))
 
     def _update_window(self, seg: TcpSegment, force: bool = False) -> None:
@@ -910,9 +1142,18 @@ class Endpoint:
         data = seg.payload
         off = seq_diff(self.rcv_nxt, seq)
         if off > 0:  # partly old: trim the front
+            if self.sack_ok:
+                # RFC 2883 D-SACK: report the duplicate bytes (Linux tcp_data_queue -> tcp_dsack_set).
+                self.dsack = (seq, seq_add(seq, min(off, len(data))))
             data = data[off:]
             seq = self.rcv_nxt
         room = self._rcv_window()
+        if self.cfg.profile == "linux":
+            # Whatever fits in the window we advertised is taken, even where rounding the window up to the scale
+            # unit offered a few bytes more than the free space (Linux queues by memory, not by that window).
+            room = max(room, self._window_left())
+            if data:
+                self._grow_window(len(data))
         if seq == self.rcv_nxt:
             data = data[:room]
             self._deliver(data)
@@ -936,6 +1177,11 @@ class Endpoint:
                 self._take_fin(now)
         elif data:
             self.ooo.setdefault(seq, bytes(data[:room]))
+            if seq in self.ooo_order:
+                self.ooo_order.remove(seq)
+            self.ooo_order.append(seq)
+        if not self.ooo:
+            self.ooo_order.clear()
         self.ack_pending = True
 
     def _deliver(self, data: bytes) -> None:
@@ -966,7 +1212,7 @@ class Endpoint:
     def _enter_time_wait(self, now: float, trigger: Trigger) -> None:
         self._set_state(S.TIME_WAIT, trigger)
         self.time_wait_since = now
-        for name in (TN.RTO, TN.PERSIST, TN.KEEPALIVE, TN.FIN_WAIT_2):
+        for name in (TN.RTO, TN.LOSS_PROBE, TN.PERSIST, TN.KEEPALIVE, TN.FIN_WAIT_2):
             self.timers.disarm(name)
         if self.cfg.time_wait <= 0:
             # A model-only variant (Linux cannot do this: TCP_TIMEWAIT_LEN is compiled in): no TIME_WAIT at all.
@@ -1041,11 +1287,14 @@ class Endpoint:
             if self.recover is None and self.dupacks < 3:
                 cwnd += self.dupacks * self.eff_mss  # RFC 3042 Limited Transmit
             usable = min(self.snd_wnd, cwnd) - in_flight
-            if usable <= 0:
-                if self.snd_wnd == 0 and in_flight == 0 and not self.timers.armed(TN.PERSIST):
+            n = min(unsent, self.eff_mss)
+            if usable < n:
+                # Sender SWS avoidance (RFC 9293 §3.8.6.2.1, MUST-38; Linux tcp_snd_wnd_test): never cut a segment
+                # to fit what is left of the window; wait for a full one (or all that remains). With nothing in
+                # flight no ACK will come to open it: the persist timer probes (Linux tcp_check_probe_timer).
+                if in_flight == 0 and not self.timers.armed(TN.PERSIST):
                     self.timers.arm(TN.PERSIST, now + self.rtt.current())
                 break
-            n = min(unsent, self.eff_mss, usable)
             off = seq_diff(self.snd_nxt, self.snd_buf_seq)
             payload = bytes(self.snd_buf[off : off + n])
             seq = self.snd_nxt
@@ -1063,7 +1312,11 @@ class Endpoint:
         ):
             self._emit_new(FIN | ACK, self.data_end, b"", seq_add(self.data_end, 1), now, retransmission)
             sent_any = True
-        if sent_any and not self.timers.armed(TN.RTO):
+        if not sent_any:
+            return
+        if not retransmission and self._tlp_allowed():
+            self._arm_xmit_timer(now)  # Linux tcp_write_xmit -> tcp_schedule_loss_probe after new data
+        elif not self.timers.armed(TN.RTO) and not self.timers.armed(TN.LOSS_PROBE):
             self._arm_rto(now)
 
     def _may_send_fin(self, fin_end: int) -> bool:
@@ -1073,6 +1326,10 @@ class Endpoint:
     def _emit_new(self, flags: int, seq: int, payload: bytes, end: int, now: float, retrans: bool) -> None:
         if self.snd_una == self.snd_max:
             self.una_since = now  # the oldest unacknowledged data starts its clock now
+        if seq == self.snd_una:
+            self.head_tx = now
+        if not retrans:
+            self.tail_seq = seq
         if seq_ge(seq, self.snd_max) and self.rtt_seq is None and not retrans:
             self.rtt_seq = end  # time this segment (one at a time, RFC 6298 §3 / Karn)
             self.rtt_time = now
@@ -1083,7 +1340,72 @@ class Endpoint:
             self.snd_max = end
 
     def _rcv_window(self) -> int:
-        return max(0, self.cfg.rcv_buf - len(self.rcv_data))
+        """Free receive space: the window space less what is buffered and not read (in order or not)."""
+        held = len(self.rcv_data) + sum(len(d) for d in self.ooo.values()) if self.ooo else len(self.rcv_data)
+        return max(0, self.cfg.rcv_buf - held)
+
+    def _window_left(self) -> int:
+        """What remains of the window we last advertised: RCV.WUP + RCV.WND - RCV.NXT (tcp_receive_window)."""
+        return max(0, seq_diff(seq_add(self.last_ack_sent, self.rcv_adv), self.rcv_nxt))
+
+    def _linux_window(self) -> int:
+        """The window Linux would offer now, in bytes (__tcp_select_window): the free space, cut to zero when it is
+        below an MSS or 1/16 of the space, capped by RCV.SSTHRESH, then rounded *up* to the scale unit so a small
+        window is not scaled away (or, unscaled, down to a multiple of the MSS)."""
+        ws = self.rcv_wscale
+        free = self._rcv_window()
+        allowed = self.cfg.rcv_buf
+        full = min(self.window_clamp, allowed)
+        mss = min(self.rcv_mss, full)
+        if free < full >> 1:
+            free = (free >> ws) << ws
+            if free < allowed >> 4 or free < mss:
+                return 0
+        free = min(free, self.rcv_ssthresh)
+        if ws:
+            unit = 1 << ws
+            return (free + unit - 1) & ~(unit - 1)
+        window = self.rcv_adv
+        if window <= free - mss or window > free:
+            window = (free // mss) * mss if mss > 0 else free
+        elif mss == full and free > window + (full >> 1):
+            window = free
+        return window
+
+    def _select_window(self) -> int:
+        """The window field of an outgoing non-SYN segment; records RCV.WND and RCV.WUP (Linux tcp_select_window:
+        never shrink what was offered; RFC 9293 §3.8.6.2.1 says the same, "SHOULD NOT shrink")."""
+        ws = self.rcv_wscale
+        if self.cfg.profile != "linux":
+            wnd = self._rcv_window()
+            self.rcv_adv = wnd
+            return min(0xFFFF, wnd >> ws)
+        cur = self._window_left()
+        new = self._linux_window()
+        if new < cur:
+            unit = 1 << ws
+            new = (cur + unit - 1) & ~(unit - 1)
+        self.rcv_adv = new
+        self.last_ack_sent = self.rcv_nxt
+        return min(new, 0xFFFF << ws) >> ws
+
+    def _initial_window(self, ack: bool) -> int:
+        """RCV.WND for our SYN or SYN-ACK. Linux (tcp_select_initial_window): the space rounded down to a multiple
+        of the MSS — for a SYN-ACK with timestamps, the MSS less the 12 bytes of the option (tcp_openreq_init_rwin).
+        RFC profile: the free buffer."""
+        if self.cfg.profile != "linux":
+            return self._rcv_window()
+        mss = self.cfg.mss - (12 if ack and self.ts_ok else 0)
+        space = self.cfg.rcv_buf
+        return space - space % mss if space > mss else space
+
+    def _grow_window(self, nbytes: int) -> None:
+        """Linux tcp_grow_window / tcp_measure_rcv_mss on arriving data: RCV.SSTHRESH grows by two MSS per segment
+        up to the clamp, and the estimate of the peer's MSS follows the largest segment seen."""
+        if nbytes >= self.rcv_mss:
+            self.rcv_mss = min(nbytes, self.cfg.mss)
+        if self.rcv_ssthresh < self.window_clamp and self.rcv_ssthresh < self._rcv_window():
+            self.rcv_ssthresh = min(self.rcv_ssthresh + 2 * self.cfg.mss, self.window_clamp)
 
     def _tsval(self, now: float) -> int:
         """Our timestamp clock: 1 ms ticks (Linux since 4.13) plus the per-connection random offset."""
@@ -1093,21 +1415,52 @@ class Endpoint:
         return (NopOption(), NopOption(), TimestampsOption(self._tsval(now), self.ts_recent))
 
     def _seg(self, flags: int, seq: int, now: float, payload: bytes = b"") -> TcpSegment:
-        wnd = self._rcv_window()
-        self.rcv_adv = wnd
+        window = self._select_window()
         if flags & ACK:
             self.last_ack_sent = self.rcv_nxt
         opts = self._ts_options(now) if self.ts_ok else ()
+        if flags & ACK and self.sack_ok:
+            opts += self._sack_option(with_ts=self.ts_ok)
         return TcpSegment(
             self.lport,
             self.rport,
             seq,
             self.rcv_nxt if flags & ACK else 0,
             flags,
-            min(0xFFFF, wnd >> self.rcv_wscale),
+            window,
             opts,
             payload,
         )
+
+    def _sack_option(self, with_ts: bool) -> tuple[TcpOption, ...]:
+        """SACK blocks for an ACK (RFC 2018 §3-4, RFC 2883): a D-SACK block first when a duplicate arrived, then
+        the out-of-order ranges, most recently received first; as many as fit next to the other options (three
+        with timestamps, four without: Linux tcp_established_options). Sent once per duplicate."""
+        blocks: list[tuple[int, int]] = []
+        if self.dsack is not None:
+            blocks.append(self.dsack)
+            self.dsack = None
+        if self.ooo:
+            ranges: list[list[int]] = []  # [start, end] merged, in sequence order
+            for start in sorted(self.ooo, key=lambda x: seq_diff(x, self.rcv_nxt)):
+                end = seq_add(start, len(self.ooo[start]))
+                if ranges and seq_le(start, ranges[-1][1]):
+                    if seq_gt(end, ranges[-1][1]):
+                        ranges[-1][1] = end
+                else:
+                    ranges.append([start, end])
+            recent = {st: i for i, st in enumerate(self.ooo_order)}
+
+            def last_arrival(r: list[int]) -> int:
+                return max(
+                    (i for st, i in recent.items() if seq_le(r[0], st) and seq_lt(st, r[1])), default=-1
+                )
+
+            blocks += [(a, b) for a, b in sorted(ranges, key=last_arrival, reverse=True)]
+        if not blocks:
+            return ()
+        room = 3 if with_ts else 4  # (40 - 12 - 4) // 8 with timestamps, (40 - 4) // 8 without
+        return (NopOption(), NopOption(), SackOption(tuple(blocks[:room])))
 
     def _bare(self, flags: int, seq: int, ack: int) -> TcpSegment:
         return TcpSegment(self.lport, self.rport, seq, ack, flags, 0)
@@ -1131,17 +1484,28 @@ class Endpoint:
                 NopOption(),
                 TimestampsOption(self._tsval(now), self.ts_recent if ack else 0),
             ]
-        if cfg.wscale is not None and (not ack or not self.passive or self.rcv_wscale):
-            opts += [NopOption(), WindowScaleOption(cfg.wscale)]
+        shift = cfg.offered_wscale
+        if shift is not None and (not ack or not self.passive or self.ws_ok):
+            opts += [NopOption(), WindowScaleOption(shift)]
         flags = SYN | ACK if ack else SYN
-        wnd = min(0xFFFF, self._rcv_window())
-        self.rcv_adv = wnd
+        initial = self._initial_window(ack)
+        self.rcv_adv = initial
+        self.rcv_ssthresh = min(initial, self.window_clamp) if cfg.profile == "linux" else initial
+        wnd = min(0xFFFF, initial)  # a SYN's window is never scaled (RFC 7323 §2.2)
         return TcpSegment(
             self.lport, self.rport, self.iss, self.rcv_nxt if ack else 0, flags, wnd, tuple(opts)
         )
 
     def _send_rst_abort(self, now: float, why: str) -> None:
-        """RST for an abortive close: <SEQ=SND.NXT><CTL=RST,ACK> (Linux tcp_send_active_reset)."""
+        """RST for an abortive close: <SEQ=SND.NXT><CTL=RST,ACK>. Linux (tcp_send_active_reset) sends it through
+        the connection's own transmit path, so it carries the current window and the timestamps option."""
+        if self.cfg.profile == "linux" and not (self.passive and self.state is S.SYN_RCVD):
+            # (A SYN queue entry is no full socket: its RST is the stateless one, tcp_v4_send_reset.)
+            seg = self._seg(RST | ACK, self.snd_max, now)
+            self._out.append(
+                seg.with_(options=tuple(o for o in seg.options if not isinstance(o, SackOption)))
+            )
+            return
         self._out.append(TcpSegment(self.lport, self.rport, self.snd_max, self.rcv_nxt, RST | ACK, 0))
 
     # =====================================================================================================
@@ -1162,6 +1526,7 @@ _TIMER_HANDLERS: dict[TimerName, Callable[[Endpoint, float], None]] = {
     TN.TIME_WAIT: Endpoint._on_time_wait,
     TN.FIN_WAIT_2: Endpoint._on_fin_wait_2,
     TN.RTO: Endpoint._on_rto,
+    TN.LOSS_PROBE: Endpoint._on_loss_probe,
     TN.PERSIST: Endpoint._on_persist,
     TN.KEEPALIVE: Endpoint._on_keepalive,
 }

@@ -70,6 +70,7 @@ class Agent:
         self.connecting: set[str] = set()
         self.ends: dict[str, tuple[int, str, int]] = {}  # label -> (local port, peer address, peer port)
         self.stalled: set[int] = set()  # listeners whose accept() failed for lack of descriptors
+        self.paused: set[str] = set()  # sockets whose application does not read (until resume_reads)
         self.out = out or sys.stdout
         self.inbuf = b""
         self.running = True
@@ -203,7 +204,7 @@ class Agent:
             self.socks[label] = conn
             self.ends[label] = (port, peer[0], peer[1])
             self.on_eof[label] = cfg["on_eof"] if not once else ""
-            self.sel.register(conn, selectors.EVENT_READ, ("conn", label))
+            self._want(label, selectors.EVENT_READ)
             self.report("accept", label)
             if once:
                 return
@@ -284,10 +285,36 @@ class Agent:
 
     def _want(self, label: str, events: int) -> None:
         s = self.socks[label]
+        if label in self.paused:
+            events &= ~selectors.EVENT_READ
+        if not events:
+            try:
+                self.sel.unregister(s)
+            except (KeyError, ValueError):
+                pass
+            return
         try:
             self.sel.modify(s, events, ("conn", label))
         except KeyError:
             self.sel.register(s, events, ("conn", label))
+
+    def op_pause_reads(self, cmd: dict[str, Any]) -> None:
+        """The application stops reading this socket (it may not exist yet): its receive window fills up."""
+        label = cmd.get("sock", "c")
+        self.paused.add(label)
+        s = self.socks.get(label)
+        if s is not None:
+            try:
+                events = self.sel.get_key(s).events
+            except KeyError:
+                return
+            self._want(label, events)
+
+    def op_resume_reads(self, cmd: dict[str, Any]) -> None:
+        label = cmd.get("sock", "c")
+        self.paused.discard(label)
+        if label in self.socks:
+            self._want(label, selectors.EVENT_READ | (selectors.EVENT_WRITE if self.outbuf.get(label) else 0))
 
     def _drop(self, label: str) -> None:
         s = self.socks.pop(label, None)

@@ -14,11 +14,15 @@ __all__ = ["register"]
 FORMATS = ("text", "json", "mermaid", "svg", "html", "pcap")
 
 EPILOG = """examples:
-  sudo tcpwise lab run close                     four-way teardown on the real kernel
-  sudo tcpwise lab run close --format pcap -o close.pcap
-  sudo tcpwise lab conform --json                model vs kernel for every lab-capable scenario
-  sudo tcpwise lab demo time-wait --quick        TIME_WAIT stays 60 s whatever tcp_fin_timeout says
-  sudo tcpwise lab clean                         remove what a killed lab run left behind
+  sudo tcpwise lab run close                four-way teardown on the real kernel
+  sudo tcpwise lab run close -f pcap -o close.pcap
+  sudo tcpwise lab conform                  model vs kernel, segment by segment
+  sudo tcpwise lab conform close keepalive --jobs 2
+  sudo tcpwise lab conform --json           the table for scripts
+  sudo tcpwise lab demo time-wait --quick   TIME_WAIT is 60 s whatever
+                                            tcp_fin_timeout says
+  sudo tcpwise lab clean                    remove runs whose process died
+  sudo tcpwise lab clean --run lab3f09a1    remove that run, whatever state
 """
 
 
@@ -34,12 +38,24 @@ def register(sub: Any) -> None:
     lsub = p.add_subparsers(dest="lab_command", metavar="LAB_COMMAND")
     p.set_defaults(handler=lambda args: (p.print_help(), 2)[1])
 
-    r = lsub.add_parser("run", help="run one lab-capable scenario with real sockets")
-    r.add_argument("scenario", metavar="ID")
-    r.add_argument("--format", "-f", choices=FORMATS, default="text")
+    r = lsub.add_parser(
+        "run",
+        help="run one lab-capable scenario with real sockets",
+        epilog="examples:\n  sudo tcpwise lab run close\n  sudo tcpwise lab run keepalive --full\n"
+        "  sudo tcpwise lab run lost-last-ack -f svg -o lla.svg",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    r.add_argument("scenario", metavar="ID", help="scenario id (tcpwise scenarios lists them)")
+    r.add_argument("--format", "-f", choices=FORMATS, default="text", help="output format (default: text)")
     r.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
-    r.add_argument("--set", action="append", default=[], metavar="K=V", help="override a scenario parameter")
-    r.add_argument("--seed", type=int, default=1)
+    r.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="K=V",
+        help="override a scenario parameter (default: the scenario's lab values); repeatable",
+    )
+    r.add_argument("--seed", type=int, default=1, help="seed for the delay line's jitter (default 1)")
     r.add_argument("--ipv6", action="store_true", help="run over fd00::/8 instead of 198.18.0.0/15")
     r.add_argument(
         "--max-duration",
@@ -51,20 +67,37 @@ def register(sub: Any) -> None:
     r.add_argument(
         "--full",
         action="store_true",
-        help="run the script's whole duration (e.g. 60 s more to see TIME_WAIT expire)",
+        help="run the script's whole duration (e.g. 60 s more to see TIME_WAIT expire); "
+        "a checks the short run cannot observe is reported, not failed",
     )
-    r.add_argument("--lang", default="en", choices=("en", "zh"))
+    r.add_argument("--lang", default="en", choices=("en", "zh"), help="narrative language (default: en)")
     r.set_defaults(handler=_run)
 
-    c = lsub.add_parser("conform", help="model vs kernel: state and flag sequences per host, per scenario")
-    c.add_argument("ids", nargs="*", metavar="ID", help="scenarios (default: every lab-capable one)")
-    c.add_argument("--json", action="store_true")
+    c = lsub.add_parser(
+        "conform",
+        help="model vs kernel, segment by segment, for the whole catalogue",
+        description="Runs each scenario in the model and on the kernel and compares states, every segment "
+        "(relative seq/ack, flags, length, scaled window, options, timestamp echoes) and timer-driven timing.",
+        epilog="examples:\n  sudo tcpwise lab conform\n  sudo tcpwise lab conform close lost-last-ack\n"
+        "  sudo tcpwise lab conform --json --jobs 2 > conform.json",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    c.add_argument("ids", nargs="*", metavar="ID", help="scenarios (default: the whole catalogue)")
+    c.add_argument("--json", action="store_true", help="print the result as JSON (no table, no progress)")
+    c.add_argument(
+        "--jobs",
+        "-j",
+        type=int,
+        default=1,
+        metavar="N",
+        help="run N scenarios at once, each in its own namespaces (default 1)",
+    )
     c.add_argument(
         "--max-duration",
         type=float,
-        default=8.0,
+        default=30.0,
         metavar="S",
-        help="compare at most the first S seconds of each scenario (default 8)",
+        help="compare at most the first S seconds of each scenario (default 30)",
     )
     c.add_argument(
         "--settle",
@@ -82,16 +115,33 @@ def register(sub: Any) -> None:
         help="run a differing scenario again up to N times (timing-sensitive kernel choices on a "
         "loaded machine; default 1)",
     )
+    c.add_argument("--wide", action="store_true", help="use more than 80 columns for the table")
+    c.add_argument(
+        "--full",
+        action="store_true",
+        help="compare each scenario's whole script (e.g. 60 s of TIME_WAIT, so its length is timed too); "
+        "default: until --settle after the last step",
+    )
     c.set_defaults(handler=_conform)
 
     d = lsub.add_parser("demo", help="kernel demonstrations (TIME_WAIT length, port exhaustion, ...)")
     d.add_argument("name", nargs="?", metavar="NAME", help="demo name (omit to list them)")
     d.add_argument("--quick", action="store_true", help="shorter runs: read kernel timers instead of waiting")
-    d.add_argument("--json", action="store_true")
+    d.add_argument("--json", action="store_true", help="print the result as JSON")
     d.set_defaults(handler=_demo)
 
-    k = lsub.add_parser("clean", help="remove namespaces left behind by a killed lab run")
-    k.add_argument("--run", metavar="RUN_ID", help="only this run (e.g. lab3f09a1); default: every lab run")
+    k = lsub.add_parser(
+        "clean",
+        help="remove what lab runs left behind (only runs whose process is gone, unless --run names one)",
+        epilog="examples:\n  sudo tcpwise lab clean\n  sudo tcpwise lab clean --run lab3f09a1",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    k.add_argument(
+        "--run",
+        metavar="RUN_ID",
+        help="remove this run whatever its state (e.g. lab3f09a1); default: every run whose owner "
+        "process is gone, never one in progress",
+    )
     k.set_defaults(handler=_clean)
 
 
@@ -117,15 +167,17 @@ def _run(args: argparse.Namespace) -> int:
     if args.format == "pcap" and not args.output and sys.stdout.isatty():
         raise UsageError("--format pcap writes binary: use -o FILE or redirect stdout")
     buf = io.BytesIO()
-    run = lab_scenario_run(
-        args.scenario,
-        seed=args.seed,
-        overrides=_parse_sets(args.set),
-        ipv6=args.ipv6,
-        max_duration=args.max_duration,
-        pcap=buf,
-        full=args.full,
-    )
+    with _progress(f"lab run {args.scenario}", quiet=not sys.stderr.isatty()) as tick:
+        run = lab_scenario_run(
+            args.scenario,
+            seed=args.seed,
+            overrides=_parse_sets(args.set),
+            ipv6=args.ipv6,
+            max_duration=args.max_duration,
+            pcap=buf,
+            full=args.full,
+            progress=tick,
+        )
     if args.format == "pcap":
         _emit(buf.getvalue(), args.output)
     elif args.format == "json":
@@ -142,21 +194,83 @@ def _run(args: argparse.Namespace) -> int:
 
 def _conform(args: argparse.Namespace) -> int:
     import json
+    import shutil
 
-    from tcpwise.lab.conform import conform_all, format_table
+    from tcpwise.errors import UsageError
+    from tcpwise.lab.conform import conform_all, format_drilldown, format_table
 
-    results = conform_all(
-        args.ids or None,
-        max_duration=args.max_duration,
-        settle=args.settle,
-        retries=args.retries,
-        ipv6=args.ipv6,
-    )
+    if args.jobs < 1 or args.retries < 0 or not 0 < args.max_duration <= 3600 or not 0 <= args.settle <= 600:
+        raise UsageError("--jobs >= 1, --retries >= 0, 0 < --max-duration <= 3600, 0 <= --settle <= 600")
+    quiet = args.json or not sys.stderr.isatty()
+    ids = args.ids or None
+    with _progress("lab conform", quiet=quiet, total=len(ids) if ids else None) as tick:
+        results = conform_all(
+            ids,
+            max_duration=args.max_duration,
+            settle=args.settle,
+            retries=args.retries,
+            ipv6=args.ipv6,
+            jobs=args.jobs,
+            progress=(lambda done, total, r: tick(done, total)) if tick else None,
+            full=args.full,
+        )
     if args.json:
-        print(json.dumps([r.to_dict() for r in results], indent=1))
+        print(json.dumps({"scenarios": [r.to_dict() for r in results]}, indent=1))
     else:
-        print(format_table(results))
-    return 0 if all(r.match or r.deviation for r in results) else 1
+        width = shutil.get_terminal_size((80, 24)).columns if args.wide else 80
+        print(_kernel_line())
+        print(format_table(results, width))
+        drill = format_drilldown(results)
+        if drill:
+            print("\nfirst differences:")
+            print(drill)
+    return 0 if all(r.match or r.deviation or r.level == "none" for r in results) else 1
+
+
+def _kernel_line() -> str:
+    import platform
+
+    return f"kernel {platform.release()} ({platform.machine()})"
+
+
+class _Progress:
+    """A rich progress bar on stderr, or nothing (piped, --json)."""
+
+    def __init__(self, title: str, quiet: bool, total: int | None) -> None:
+        self.title = title
+        self.quiet = quiet
+        self.total = total
+        self.bar: Any = None
+        self.task: Any = None
+
+    def __enter__(self) -> Any:
+        if self.quiet:
+            return None
+        from rich.console import Console
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.bar = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.completed:.0f}/{task.total:.0f}"),
+            TimeElapsedColumn(),
+            console=Console(stderr=True),
+            transient=True,
+        )
+        self.bar.__enter__()
+        self.task = self.bar.add_task(self.title, total=self.total or 1)
+        return self.tick
+
+    def tick(self, done: float, total: float) -> None:
+        self.bar.update(self.task, completed=done, total=total)
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(*exc)
+
+
+def _progress(title: str, *, quiet: bool, total: int | None = None) -> _Progress:
+    return _Progress(title, quiet, total)
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -177,12 +291,16 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _clean(args: argparse.Namespace) -> int:
-    from tcpwise.lab.netns import check_capabilities, clean
+    from tcpwise.lab.netns import check_capabilities, clean_runs
 
     check_capabilities()
-    removed = clean(args.run)
-    for ns in removed:
+    rep = clean_runs(args.run)
+    for ns in rep.removed:
         print(f"removed namespace {ns}")
-    if not removed:
+    for rid, pid in sorted(rep.running.items()):
+        print(f"kept {rid}: in progress (process {pid})")
+    for rid in rep.unowned:
+        print(f"kept {rid}: no owner record (remove it with: tcpwise lab clean --run {rid})")
+    if not rep.removed and not rep.running and not rep.unowned:
         print("nothing to clean")
     return 0

@@ -24,9 +24,10 @@ import os
 import random
 import socket
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
-__all__ = ["Forwarder", "open_tun"]
+__all__ = ["Forwarder", "open_tun", "Hold"]
 
 TUNSETIFF = 0x400454CA
 IFF_TUN = 0x0001
@@ -55,6 +56,18 @@ class _Held:
     ifname: str = field(compare=False)
     mac: bytes = field(compare=False)
     proto: int = field(compare=False)
+
+
+@dataclass
+class Hold:
+    """A hold-back rule (the model's :class:`tcpwise.sim.middlebox.HoldBack`): the first ``count`` packets that
+    ``match`` (the raw IP packet) are kept in the line until the absolute monotonic time ``until`` — an old
+    duplicate wandering in the network, delivered long after its siblings."""
+
+    match: Callable[[bytes], bool]
+    until: float
+    count: int = 1
+    held: list[float] = field(default_factory=list)  # when each held packet arrived
 
 
 @dataclass
@@ -92,6 +105,7 @@ class Forwarder:
             0.0  # worst release lateness (s): how far the delay line fell behind on a busy machine
         )
         self.late_sum = 0.0
+        self.holds: list[Hold] = []
 
     def fileno(self) -> int:
         return self.tun
@@ -126,12 +140,35 @@ class Forwarder:
             if self.reorder and self.rng.random() < self.reorder:
                 d += self.rng.uniform(0.0, max(self.delay, 0.001))
             due = [now + d]
+            for h in self.holds:
+                if len(h.held) < h.count and h.match(pkt):
+                    h.held.append(now)
+                    due = [max(due[0], h.until)]
+                    break
             if self.duplicate and self.rng.random() < self.duplicate:
                 due.append(due[0] + self.rng.uniform(0.0, max(self.delay, 0.001)))
             mac = bytes.fromhex(route.mac.replace(":", ""))
             for t in due:
                 self.seq += 1
                 heapq.heappush(self.heap, _Held(t, self.seq, pkt, route.ifname, mac, proto))
+
+    def inject(self, packet: bytes, now: float) -> bool:
+        """Put a crafted IP packet on the line toward its destination, delivered at ``now`` (no delay): a
+        segment no host sent, as an attacker or a confused middlebox would (the capture sees only its
+        delivery). False when the destination is not a lab host."""
+        version = packet[0] >> 4
+        fam = socket.AF_INET if version == 4 else socket.AF_INET6
+        dst = socket.inet_ntop(fam, packet[16:20] if version == 4 else packet[24:40])
+        route = self.routes.get(dst)
+        if route is None:
+            return False
+        mac = bytes.fromhex(route.mac.replace(":", ""))
+        self.seq += 1
+        heapq.heappush(
+            self.heap,
+            _Held(now, self.seq, packet, route.ifname, mac, ETH_P_IP if version == 4 else ETH_P_IPV6),
+        )
+        return True
 
     def next_due(self) -> float | None:
         return self.heap[0].due if self.heap else None

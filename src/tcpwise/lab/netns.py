@@ -48,6 +48,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from tcpwise.errors import MissingCapability, UsageError
+from tcpwise.lab.owner import OWNER_DIR, owner_alive, read_owner, remove_owner, shielded, write_owner
 
 __all__ = [
     "Topology",
@@ -57,13 +58,16 @@ __all__ = [
     "new_run_id",
     "list_lab_namespaces",
     "clean",
+    "clean_runs",
+    "CleanReport",
+    "lab_runs",
     "ns_pids",
     "sh",
 ]
 
 NS_PREFIX = "tcpwise-"
 RUN_ID_RE = re.compile(r"^lab[0-9a-f]{6}$")
-NS_RE = re.compile(r"^tcpwise-(lab[0-9a-f]{6})-(a|r|b|p)$")
+NS_RE = re.compile(r"^tcpwise-(lab[0-9a-f]{6})-(a|r|b|c|p)$")
 CLONE_NEWNET = 0x40000000
 TUN_DEV = "tw0"
 ROUTE_TABLE = "100"
@@ -141,9 +145,30 @@ def in_netns(name: str) -> Iterator[None]:
 def sh(*args: str, input: str | None = None, check: bool = True, timeout: float = 20.0) -> str:
     """Run a command (no shell), return stdout; a failure becomes a one-line error naming the command."""
     try:
-        p = subprocess.run(list(args), input=input, capture_output=True, text=True, timeout=timeout)
+        # A session of its own: a terminal's Ctrl-C goes to the foreground process group, and an `ip netns delete`
+        # killed halfway would leave the namespace it was removing (the caller decides about signals).
+        proc = subprocess.Popen(
+            list(args),
+            stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
     except FileNotFoundError:
         raise MissingCapability(f"{args[0]} not found (install iproute2 / nftables)") from None
+    try:
+        out, errs = proc.communicate(input, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        raise RuntimeError(f"{' '.join(args)}: no answer in {timeout:g} s") from None
+    except BaseException:
+        # Interrupted (a forced Ctrl-C): let the command finish, so what is reported as left is what is left.
+        with contextlib.suppress(Exception):
+            proc.wait(timeout=timeout)
+        raise
+    p = subprocess.CompletedProcess(list(args), proc.returncode, out, errs)
     if check and p.returncode != 0:
         msg = (p.stderr or p.stdout).strip().splitlines()
         raise RuntimeError(f"{' '.join(args)}: {msg[0] if msg else 'exit ' + str(p.returncode)}")
@@ -202,25 +227,65 @@ def _delete_ns(ns: str) -> None:
     sh("ip", "netns", "delete", ns, check=False)
 
 
-def clean(run_id: str | None = None) -> list[str]:
-    """Remove every lab namespace (of one run, or of all runs): kill its processes, delete it. Deleting a
-    namespace deletes its veth ends and its nftables tables. Returns what was removed."""
-    if run_id is not None and not RUN_ID_RE.match(run_id):
-        raise UsageError(f"bad lab run id {run_id!r} (expected lab + 6 hex digits, e.g. lab3f09a1)")
-    removed = []
+@dataclass
+class CleanReport:
+    removed: list[str] = field(default_factory=list)  # namespaces deleted
+    running: dict[str, int] = field(default_factory=dict)  # run id -> owner pid, still alive: kept
+    unowned: list[str] = field(default_factory=list)  # run ids without an owner record: kept unless named
+
+
+def lab_runs() -> dict[str, list[str]]:
+    """Run id -> its namespaces, for every lab run on the machine."""
+    runs: dict[str, list[str]] = {}
     for ns in list_lab_namespaces():
         m = NS_RE.match(ns)
-        if m and (run_id is None or m.group(1) == run_id):
+        if m:
+            runs.setdefault(m.group(1), []).append(ns)
+    return runs
+
+
+def _order(namespaces: list[str]) -> list[str]:
+    # Hosts and router first, the parent last (its children keep it alive otherwise).
+    return sorted(namespaces, key=lambda ns: ns.endswith("-p"))
+
+
+def clean_runs(run_id: str | None = None) -> CleanReport:
+    """Remove lab runs: the one named, or every run whose owner process is gone (:mod:`tcpwise.lab.owner`) — never
+    a run in progress, never a run without an owner record unless it is named. Kills whatever still runs in
+    the namespaces and deletes them (which deletes their veths, TUN device and nftables tables)."""
+    if run_id is not None and not RUN_ID_RE.match(run_id):
+        raise UsageError(f"bad lab run id {run_id!r} (expected lab + 6 hex digits, e.g. lab3f09a1)")
+    rep = CleanReport()
+    for rid, namespaces in sorted(lab_runs().items()):
+        if run_id is not None and rid != run_id:
+            continue
+        if run_id is None:
+            own = read_owner(rid)
+            if own is None:
+                rep.unowned.append(rid)
+                continue
+            if owner_alive(own):
+                rep.running[rid] = own.pid
+                continue
+        for ns in _order(namespaces):
             _delete_ns(ns)
-            removed.append(ns)
-    return removed
+            rep.removed.append(ns)
+        remove_owner(rid)
+    if run_id is not None:
+        remove_owner(run_id)
+    return rep
+
+
+def clean(run_id: str | None = None) -> list[str]:
+    """:func:`clean_runs`, returning the namespaces removed."""
+    return clean_runs(run_id).removed
 
 
 @dataclass
 class HostNet:
     """One end host: its namespace, interface and addresses (IPv4 and IPv6)."""
 
-    name: str  # "A" / "B"
+    name: str  # "A" / "B" / "C"
     ns: str
     ifname: str  # interface inside the host namespace
     router_if: str  # the peer interface inside R
@@ -236,7 +301,8 @@ class HostNet:
 
 @dataclass
 class Topology:
-    """A, R and B in namespaces. Use as a context manager: the namespaces are deleted on every exit path."""
+    """A, R and B (and C, the third host of three-host scripts) in namespaces. Use as a context manager: the
+    namespaces are deleted on every exit path, and a teardown is not interrupted by further signals."""
 
     run_id: str = field(default_factory=new_run_id)
     ipv6: bool = False
@@ -247,6 +313,9 @@ class Topology:
     created: bool = False
     ehash_private: bool = False
     delay_line: bool = True  # False: R forwards in the kernel straight to the other veth (no TUN, no delay)
+    third_host: bool = (
+        False  # True: a host C (198.18.2.1) for three-host scripts (an attacker, a second client)
+    )
 
     def __post_init__(self) -> None:
         if not RUN_ID_RE.match(self.run_id):
@@ -259,6 +328,10 @@ class Topology:
                 "B", self.ns("b"), "eth0", "rb", "198.18.1.1", "198.18.1.254", "fd00:1::1", "fd00:1::fe"
             ),
         }
+        if self.third_host:
+            self.hosts["C"] = HostNet(
+                "C", self.ns("c"), "eth0", "rc", "198.18.2.1", "198.18.2.254", "fd00:2::1", "fd00:2::fe"
+            )
 
     def ns(self, suffix: str) -> str:
         return f"{NS_PREFIX}{self.run_id}-{suffix}"
@@ -283,6 +356,8 @@ class Topology:
 
     def create(self) -> None:
         check_capabilities()
+        # The owner record first: from the first namespace on, `lab clean` can tell this run is in progress.
+        write_owner(self.run_id)
         self.created = True  # from here on, destroy() has something to do even if set-up fails halfway
         try:
             # The parent namespace only holds the knob that gives A, R and B private TCP hash tables.
@@ -296,6 +371,10 @@ class Topology:
             self._add_ns(r)
             self._ns_sysctl(r, "net.ipv4.ip_forward", "1")
             self._ns_sysctl(r, "net.ipv6.conf.all.forwarding", "1")
+            # No reverse-path filter at R: an attacker host's spoofed sources (a SYN flood) must get through,
+            # as they would on a real path; R never routes anything out of the lab anyway.
+            self._ns_sysctl(r, "net.ipv4.conf.all.rp_filter", "0")
+            self._ns_sysctl(r, "net.ipv4.conf.default.rp_filter", "0")
             sh("ip", "-n", r, "link", "set", "lo", "up")
             if self.delay_line:
                 # The TUN device the kernel routes forwarded packets into (the user-space half of the router).
@@ -347,7 +426,10 @@ class Topology:
         sh("ip", "-n", h.ns, "link", "set", "lo", "up")
         sh("ip", "-n", h.ns, "addr", "add", f"{h.addr4}/24", "dev", h.ifname)
         sh("ip", "-n", h.ns, "addr", "add", f"{h.addr6}/64", "dev", h.ifname, "nodad")
-        sh("ip", "-n", h.ns, "link", "set", h.ifname, "up")
+        # One MSS per frame: veths offload segmentation (TSO/GSO), so a bulk sender would put 2-3 MSS in one frame
+        # at R and the capture would not show the segments the model sends. gso_max_segs 1 makes the host's stack
+        # cut every segment itself, as a NIC without TSO would.
+        sh("ip", "-n", h.ns, "link", "set", h.ifname, "gso_max_segs", "1", "up")
         sh("ip", "-n", r, "addr", "add", f"{h.router4}/24", "dev", h.router_if)
         sh("ip", "-n", r, "addr", "add", f"{h.router6}/64", "dev", h.router_if, "nodad")
         sh("ip", "-n", r, "link", "set", h.router_if, "up")
@@ -415,14 +497,28 @@ class Topology:
         for key, value in self.sysctls.get(h.name, {}).items():
             self._ns_sysctl(h.ns, key, value)
 
+    def namespaces(self) -> list[str]:
+        """Every namespace of the run, in deletion order (the parent last)."""
+        return [h.ns for h in self.hosts.values()] + [self.router_ns, self.parent_ns]
+
+    def leftovers(self) -> list[str]:
+        """What of this run still exists (for the message of an interrupted cleanup)."""
+        left = [f"namespace {ns}" for ns in self.namespaces() if os.path.exists(f"/run/netns/{ns}")]
+        if read_owner(self.run_id) is not None:
+            left.append(f"owner record {OWNER_DIR}/{self.run_id}.json")
+        return left
+
     def destroy(self) -> None:
-        """Delete the three namespaces (killing whatever still runs in them); safe to call twice."""
+        """Delete the namespaces (killing whatever still runs in them) and the owner record; safe to call twice.
+        Shielded: further Ctrl-C/SIGTERM cannot interrupt it halfway (:func:`tcpwise.lab.owner.shielded`)."""
         if not self.created:
             return
-        for ns in (self.hosts["A"].ns, self.hosts["B"].ns, self.router_ns, self.parent_ns):
-            if os.path.exists(f"/run/netns/{ns}"):
-                _delete_ns(ns)
-        self.created = False
+        with shielded(self.run_id, self.leftovers):
+            for ns in self.namespaces():
+                if os.path.exists(f"/run/netns/{ns}"):
+                    _delete_ns(ns)
+            remove_owner(self.run_id)
+            self.created = False
 
     # --- knobs and faults that need the topology ---------------------------------------------------------------
     @staticmethod

@@ -178,7 +178,7 @@ def register(sc: Scenario) -> Scenario:
 
 
 # The modules that hold the catalogue; importing one registers its scenarios.
-_GROUPS = ("basic", "history", "liveness", "limits", "timewait", "keepalive_race")
+_GROUPS = ("basic", "history", "liveness", "limits", "timewait", "keepalive_race", "segments")
 
 
 def _load() -> None:

@@ -55,7 +55,15 @@ A_WINDOW = 1 << 20  # both hosts' receive buffer (window scaling on): the larges
 # ============================================================================================================
 # why-three
 # ============================================================================================================
-def _why3_simulate(p: P, seed: int) -> Run:
+def _why3_build(p: P) -> Script:
+    """The three-way story as a script (the lab runs it; the delay box that holds the old SYN is each world's
+    own: the simulator's HoldBack, a hold rule in the lab's delay line). handshake=2 is model-only."""
+    if p["handshake"] != 3:
+        raise UsageError("handshake=2 is a model-only counterfactual (no kernel opens on a SYN alone)")
+    return _why3_script(p)[0]
+
+
+def _why3_script(p: P) -> tuple[Script, float]:
     if p["handshake"] not in (2, 3):
         raise UsageError("--set handshake= must be 3 (TCP) or 2 (the counterfactual two-way server)")
     if not 0 <= p["delay"] <= 0.3:
@@ -84,7 +92,11 @@ def _why3_simulate(p: P, seed: int) -> Run:
         t_new = t_old + 1.0
         steps = base + (Connect(t_new, "A", "B", 80, sport=CPORT),)
     hosts = (HostSpec("A", A_ADDR, "client"), HostSpec("B", B_ADDR, "server"))
-    script = Script(hosts, steps, LinkSpec(delay=p["delay"]), duration=t_old + 3.0)
+    return Script(hosts, steps, LinkSpec(delay=p["delay"]), duration=t_old + 3.0), t_old
+
+
+def _why3_simulate(p: P, seed: int) -> Run:
+    script, t_old = _why3_script(p)
     box: list[HoldBack] = []
     ghost: list[Any] = []
 
@@ -222,7 +234,11 @@ def _why3_check(run: Run, p: P) -> list[Check]:
                 "服务端没有保留任何资源：应用没有 accept 到旧 SYN 的连接，SYN 队列重新为空。",
                 f["t_est"] is None
                 and v.get("syn_queue_at_end") == 0
-                and not [e for e in q.apps(run, "B", AppCall.ACCEPT) if e.t < f["t_del"] + 1.0],
+                and not [
+                    e
+                    for e in q.apps(run, "B", AppCall.ACCEPT)
+                    if e.t < (f["ghost_end"] if f["ghost_end"] is not None else f["t_del"] + 1.0)
+                ],
                 f"accept() calls for the ghost: 0 expected; SYN queue at end: {v.get('syn_queue_at_end')}",
             ),
             claim(
@@ -342,6 +358,8 @@ register(
             ),
         },
         simulate=_why3_simulate,
+        build=_why3_build,
+        lab=True,
         check=_why3_check,
         narrate=_why3_narrate,
         tags=("open", "history"),

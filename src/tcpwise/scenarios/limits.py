@@ -29,6 +29,7 @@ from tcpwise.errors import UsageError
 from tcpwise.events import Check, Event, Run
 from tcpwise.scenarios import query as q
 from tcpwise.scenarios.base import Param, Scenario, claim, register
+from tcpwise.script import Abort, Accept, Close, Connect, HostSpec, LinkSpec, Listen, Script, Send
 from tcpwise.sim.apps import BASE_FDS, LeakyClient, PoolClient, Server, ShortConnClient, SynFlood
 from tcpwise.sim.core import SimHost, Simulator
 from tcpwise.sim.network import Impairments
@@ -141,6 +142,35 @@ def _t(x: float | None) -> str:
 # ============================================================================================================
 # close-wait-leak
 # ============================================================================================================
+def _lab_label(i: int) -> str:
+    """The label of the i-th connection a server accepts, in both worlds: s, s2, s3, ..."""
+    return "s" if i == 0 else f"s{i + 1}"
+
+
+def _cwl_build(p: P) -> Script:
+    """The leak at lab scale, as a script: four requests; each client closes after its response, the server never
+    close()s — CLOSE_WAIT stays on the server while the client's orphaned FIN_WAIT_2 dies after tcp_fin_timeout."""
+    _need(p, "backlog", 1, 4096)
+    _need(p, "fin_timeout", 1, 3600)
+    d = p["delay"]
+    gap = max(0.5, 10 * d)
+    steps: list[Any] = [Listen(0.0, "B", 80, backlog=p["backlog"])]
+    n = 4
+    for i in range(n):
+        t, c = i * gap, f"c{i}"
+        steps += [
+            Connect(t, "A", "B", 80, sock=c),
+            Send(t + 3 * d, "A", 100, sock=c),
+            Send(t + 5 * d, "B", 200, sock=_lab_label(i)),
+            Close(t + 7 * d, "A", sock=c),
+        ]
+    hosts = (
+        HostSpec("A", A_ADDR, "client", {"fin_timeout": p["fin_timeout"]}),
+        HostSpec("B", B_ADDR, "server (never close()s)"),
+    )
+    return Script(hosts, tuple(steps), LinkSpec(delay=d), duration=n * gap + p["fin_timeout"] + 2.0)
+
+
 def _cwl_simulate(p: P, seed: int) -> Run:
     _need(p, "fd_limit", BASE_FDS + 1, 20000)
     _need(p, "backlog", 1, 4096)
@@ -310,8 +340,18 @@ register(
                 lo=0.01,
                 hi=3600.0,
             ),
+            "fin_timeout": Param(
+                60.0,
+                "the client's net.ipv4.tcp_fin_timeout: how long its orphaned FIN_WAIT_2 lives (s; lab script)",
+                "客户端的 tcp_fin_timeout：孤儿 FIN_WAIT_2 存活多久（秒；实验室脚本）",
+                unit="s",
+                lo=1.0,
+                hi=3600.0,
+            ),
         },
         simulate=_cwl_simulate,
+        build=_cwl_build,
+        lab=True,
         check=_cwl_check,
         narrate=_cwl_narrate,
         tags=("limits", "close_wait"),
@@ -379,6 +419,42 @@ def _leak_run(p: P, seed: int, per_ip_limit: int, record: bool) -> tuple[Simulat
         "listen_overflows": server.listener.stats["ListenOverflows"],
     }
     return sim, {"info": info, "series": series}
+
+
+def _leak_build(p: P) -> Script:
+    """Three hosts, as a script (the lab runs it): A opens connections and never closes them; the server refuses
+    (RST) those beyond its per-IP limit right after accept(); the other client C is served."""
+    _need(p, "per_ip_limit", 1, 5000)
+    _need(p, "leak_conns", 1, 50)
+    _need(p, "other_requests", 1, 20)
+    _need(p, "backlog", 1, 4096)
+    d = p["delay"]
+    gap = max(0.2, 4 * d)
+    n = p["leak_conns"]
+    steps: list[Any] = [Listen(0.0, "B", 80, backlog=p["backlog"], on_eof="close")]
+    for i in range(n):
+        t, c, s = i * gap, f"c{i}", _lab_label(i)
+        steps += [Connect(t, "A", "B", 80, sock=c), Send(t + 3 * d, "A", 100, sock=c)]
+        if i >= p["per_ip_limit"]:
+            steps.append(Abort(t + 3.5 * d, "B", sock=s))  # refused: before its request arrives
+        else:
+            steps.append(Send(t + 5 * d, "B", 200, sock=s))
+    t_c = n * gap + 0.5
+    for j in range(p["other_requests"]):
+        t, c, s = t_c + j * max(0.5, 10 * d), f"c{j}", _lab_label(n + j)
+        steps += [
+            Connect(t, "C", "B", 80, sock=c),
+            Send(t + 3 * d, "C", 100, sock=c),
+            Send(t + 5 * d, "B", 200, sock=s),
+            Close(t + 7 * d, "C", sock=c),
+        ]
+    hosts = (
+        HostSpec("A", A_ADDR, "client that never closes"),
+        HostSpec("B", B_ADDR, f"server (per-IP limit {p['per_ip_limit']})"),
+        HostSpec("C", C_ADDR, "another client"),
+    )
+    end = t_c + p["other_requests"] * max(0.5, 10 * d) + 2.0
+    return Script(hosts, tuple(steps), LinkSpec(delay=d), duration=end)
 
 
 def _leak_simulate(p: P, seed: int) -> Run:
@@ -512,6 +588,8 @@ register(
             ),
         },
         simulate=_leak_simulate,
+        build=_leak_build,
+        lab=True,
         check=_leak_check,
         narrate=_leak_narrate,
         tags=("limits",),
@@ -586,6 +664,25 @@ def _flood_run(p: P, seed: int, cookies: int, record: bool) -> tuple[Simulator, 
         "synrcvd_states_only": all(ep.state.value == "SYN_RCVD" for ep in lst.syn_queue.values()),
     }
     return sim, {"info": info, "series": series}
+
+
+def _flood_build(p: P) -> Script:
+    """The three hosts' script (the lab runs it): the server listens, the legitimate client connects and gives
+    up after its timeout; the attacker's spoofed SYNs come from each world's raw-socket program."""
+    _need(p, "syncookies", 0, 2)
+    _need(p, "backlog", 1, 4096)
+    _need(p, "max_syn_backlog", 1, 65535)
+    _need(p, "client_at", 0.0, 60)
+    _need(p, "timeout", 0.1, 60)
+    b_cfg = {"syncookies": p["syncookies"], "max_syn_backlog": p["max_syn_backlog"]}
+    hosts = (
+        HostSpec("X", X_ADDR, "attacker"),
+        HostSpec("A", A_ADDR, "legit client"),
+        HostSpec("B", B_ADDR, f"server (syncookies={p['syncookies']})", b_cfg),
+    )
+    t, end = p["client_at"], p["client_at"] + p["timeout"]
+    steps = (Listen(0.0, "B", 80, backlog=p["backlog"]), Connect(t, "A", "B", 80), Close(end, "A"))
+    return Script(hosts, steps, LinkSpec(delay=p["delay"]), duration=max(p["flood_duration"], end) + 1.0)
 
 
 def _flood_simulate(p: P, seed: int) -> Run:
@@ -736,6 +833,8 @@ register(
             ),
         },
         simulate=_flood_simulate,
+        build=_flood_build,
+        lab=True,
         check=_flood_check,
         narrate=_flood_narrate,
         tags=("limits", "listen"),
@@ -746,6 +845,29 @@ register(
 # ============================================================================================================
 # accept-queue-overflow
 # ============================================================================================================
+def _aq_build(p: P) -> Script:
+    """The same arrivals as a script (the lab runs it): backlog connections one after the other, three at once,
+    one late; the server accept()s one every accept_interval seconds."""
+    _need(p, "backlog", 1, 64)
+    _need(p, "accept_interval", 0.1, 60)
+    _need(p, "duration", 1.0, 600)
+    _need(p, "somaxconn", 1, 65535)
+    d = p["delay"]
+    b = min(p["backlog"], p["somaxconn"])
+    times = [i * (2 * d + 0.1) for i in range(b)]
+    t_burst = b * (2 * d + 0.1)
+    times += [t_burst + 0.001 * i for i in range(3)] + [t_burst + 6 * d]
+    steps: list[Any] = [Listen(0.0, "B", 80, backlog=p["backlog"], accept=False)]
+    steps += [Connect(t, "A", "B", 80, sock=f"c{i}") for i, t in enumerate(times)]
+    k = 1
+    while k * p["accept_interval"] <= p["duration"] and k <= len(times):
+        steps.append(Accept(k * p["accept_interval"], "B", sock=_lab_label(k - 1)))
+        k += 1
+    b_cfg = {"abort_on_overflow": bool(p["abort_on_overflow"]), "syncookies": 0, "somaxconn": p["somaxconn"]}
+    hosts = (HostSpec("A", A_ADDR, "clients"), HostSpec("B", B_ADDR, "server (slow accept())", b_cfg))
+    return Script(hosts, tuple(steps), LinkSpec(delay=d), duration=p["duration"])
+
+
 def _aq_simulate(p: P, seed: int) -> Run:
     _need(p, "backlog", 1, 64)
     _need(p, "accept_interval", 0.1, 60)
@@ -983,6 +1105,8 @@ register(
             "duration": Param(30.0, "seconds to run", "运行时长（秒）", unit="s", lo=0.1, hi=3600.0),
         },
         simulate=_aq_simulate,
+        build=_aq_build,
+        lab=True,
         check=_aq_check,
         narrate=_aq_narrate,
         tags=("limits", "listen"),
@@ -1042,6 +1166,31 @@ def _pool_run(p: P, seed: int, good: bool, record: bool) -> tuple[Simulator, dic
         else None,
     }
     return sim, {"info": info, "series": series}
+
+
+def _pool_build(p: P) -> Script:
+    """The naive pool's failure as a script (the lab runs it): a pooled connection's request and response; the
+    server closes it after server_idle; the next burst reuses it (the naive pool does not look): the request
+    meets a closed socket and draws a RST; the pool then opens a new connection, which works."""
+    _need(p, "server_idle", 0.5, 3600)
+    _need(p, "gap", 0.5, 3600)
+    if p["gap"] <= p["server_idle"] + 0.5:
+        raise UsageError("the lab script needs gap > server_idle + 0.5 s (the reuse comes after the close)")
+    d, gap = p["delay"], p["gap"]
+    steps = (
+        Listen(0.0, "B", 80),
+        Connect(0.0, "A", "B", 80, sock="c0"),
+        Send(3 * d, "A", 100, sock="c0"),
+        Send(5 * d, "B", 200, sock="s"),
+        Close(5 * d + p["server_idle"], "B", sock="s"),  # the server's keep-alive idle timeout
+        Send(gap, "A", 100, sock="c0"),  # the naive pool hands out the dead connection
+        Close(gap + 4 * d, "A", sock="c0"),  # the request failed: the pool drops it
+        Connect(gap + 4 * d, "A", "B", 80, sock="c1"),
+        Send(gap + 7 * d, "A", 100, sock="c1"),
+        Send(gap + 9 * d, "B", 200, sock="s2"),
+    )
+    hosts = (HostSpec("A", A_ADDR, "client with a naive pool"), HostSpec("B", B_ADDR, "server"))
+    return Script(hosts, steps, LinkSpec(delay=d), duration=gap + 2.0)
 
 
 def _pool_simulate(p: P, seed: int) -> Run:
@@ -1173,6 +1322,8 @@ register(
             "gap": Param(10.0, "seconds between bursts", "突发间隔（秒）", unit="s", lo=0.01, hi=3600.0),
         },
         simulate=_pool_simulate,
+        build=_pool_build,
+        lab=True,
         check=_pool_check,
         narrate=_pool_narrate,
         tags=("limits", "pool", "close_wait"),

@@ -36,6 +36,7 @@ from tcpwise.errors import UsageError
 from tcpwise.events import Check, Run
 from tcpwise.scenarios import query as q
 from tcpwise.scenarios.base import Param, Scenario, claim, register
+from tcpwise.script import Close, Connect, HostSpec, LinkSpec, Listen, Script, Send
 from tcpwise.sim.apps import Server, ShortConnClient
 from tcpwise.sim.core import SimHost, Simulator
 from tcpwise.sim.fleet import FlowResult, Lifecycle, simulate_flow, simulate_pool
@@ -254,6 +255,37 @@ def packet_pileup(p: P, seed: int = 1) -> tuple[FlowResult, Simulator]:
 # ============================================================================================================
 # the scenario
 # ============================================================================================================
+def _build(p: P) -> Script:
+    """The pile-up at lab scale, as a script: on a port range of a few ports, one short connection after another
+    (A closes first and keeps TIME_WAIT on each port) until connect() finds no free port (EADDRNOTAVAIL)."""
+    _validate(p)
+    lo, hi = parse_port_range(p["port_range"])
+    ports = hi - lo + 1
+    if ports > 16:
+        raise UsageError(
+            f"port_range={p['port_range']!r}: the scripted pile-up runs one connection per port; give it a "
+            "small range, e.g. --set port_range=40000-40003"
+        )
+    d = p["delay"]
+    gap = max(0.5, 10 * d)
+    steps: list[Any] = [Listen(0.0, "B", 80, on_eof="close")]
+    for i in range(ports + 1):
+        t, c, s = i * gap, f"c{i}", "s" if i == 0 else f"s{i + 1}"
+        steps.append(Connect(t, "A", "B", 80, sock=c))
+        if i < ports:
+            steps += [
+                Send(t + 3 * d, "A", 100, sock=c),
+                Send(t + 5 * d, "B", 200, sock=s),
+                Close(t + 7 * d, "A", sock=c),
+            ]
+    knobs = {"tw_reuse": p["tw_reuse"], "timestamps": p["timestamps"], "fin_timeout": p["fin_timeout"]}
+    hosts = (
+        HostSpec("A", A_ADDR, "client", {**knobs, "port_range": (lo, hi)}),
+        HostSpec("B", B_ADDR, "server", {"timestamps": p["timestamps"]}),
+    )
+    return Script(hosts, tuple(steps), LinkSpec(delay=d), duration=(ports + 1) * gap + 2.0)
+
+
 def _simulate(p: P, seed: int) -> Run:
     _validate(p)
     if p["nat"]:
@@ -743,6 +775,8 @@ register(
             ),
         },
         simulate=_simulate,
+        build=_build,
+        lab=True,
         check=_check,
         narrate=_narrate,
         tags=("time_wait", "scale"),
