@@ -63,24 +63,10 @@ def _cmd_scenarios(args: argparse.Namespace) -> int:
 
 
 def write_output(data: str | bytes, path: str | None) -> None:
-    """Write to a file or stdout; refuses to spill binary onto a terminal."""
-    from tcpwise.errors import UsageError
+    """Write to a file (atomically: tcpwise.outfile) or stdout; refuses to spill binary onto a terminal."""
+    from tcpwise.outfile import write_output as _write
 
-    if path:
-        try:
-            mode = "wb" if isinstance(data, bytes) else "w"
-            with open(path, mode, **({} if isinstance(data, bytes) else {"encoding": "utf-8"})) as f:
-                f.write(data)
-        except OSError as exc:
-            raise UsageError(f"cannot write {path}: {exc.strerror}") from None
-        return
-    if isinstance(data, bytes):
-        if sys.stdout.isatty():
-            raise UsageError("binary output (pcap): use -o FILE or redirect stdout")
-        sys.stdout.buffer.write(data)
-        sys.stdout.flush()
-    else:
-        sys.stdout.write(data if data.endswith("\n") else data + "\n")
+    _write(data, path)
 
 
 def _cmd_sim(args: argparse.Namespace) -> int:
