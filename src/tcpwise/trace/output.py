@@ -1,25 +1,33 @@
-"""Run a capture through reader -> decode -> tracker, and the per-connection summaries (JSON, table story).
+"""Run a capture through reader -> decode -> tracker, and the per-connection summaries (JSON, story).
 
-Theory of operation: :func:`trace_file` is the whole pipeline and the only loop over the file; output formats
-are *sinks* the tracker calls as it finishes each connection, so JSON and Zeek output stream with constant
-memory. The table sink has to hold its rows (a table is sorted by connection number), which is fine for the
-capture sizes a human reads as a table.
+Theory of operation: :func:`trace_file` is the whole pipeline and the only loop over the capture; output formats
+are *sinks* the tracker calls as it finishes each connection, so every format streams with memory that follows
+the connections still open, not the file. Sinks write nothing until their first connection or their close, so an
+input that turns out not to be a capture leaves no output at all.
+
+Ctrl-C: while :func:`trace_file` runs in the main thread, SIGINT only sets a :class:`~tcpwise.trace.reader.StopFlag`.
+A mapped file stops at the next batch boundary; a stream is drained by the reader first (see its docstring). The
+connections seen so far are then finished and flushed as at the end of a capture, so the output is complete up to
+that point and :attr:`TraceResult.interrupted` says so. A third Ctrl-C raises ``KeyboardInterrupt`` at once.
 """
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
-from collections.abc import Callable
+import signal
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from tcpwise.trace.decode import AddrTable, DecodeStats, decode_batch
-from tcpwise.trace.reader import CaptureError, open_capture
-from tcpwise.trace.tracker import Conn, Tracker
+from tcpwise.trace.reader import Capture, CaptureError, StopFlag, open_capture
+from tcpwise.trace.tracker import Conn, Tracker, ZeekTimers
 from tcpwise.trace.zeek import conn_state, uid
 
-__all__ = ["TraceResult", "trace_file", "conn_dict", "conn_json", "story", "JsonSink"]
+__all__ = ["TraceResult", "trace_file", "conn_dict", "conn_json", "story", "JsonSink", "sigint_to"]
 
 
 @dataclass(slots=True)
@@ -32,6 +40,28 @@ class TraceResult:
     error: CaptureError | None = None  # truncation found after every complete record was processed
     wanted: Conn | None = None
     warnings: list[str] = field(default_factory=list)
+    interrupted: bool = False  # Ctrl-C ended the input early; the output covers what was read
+    stream: bool = False  # the input was a pipe or FIFO
+    packets_read: int = 0
+
+
+@contextlib.contextmanager
+def sigint_to(stop: StopFlag) -> Iterator[None]:
+    """While active (main thread only), Ctrl-C increments ``stop.requested``; the third raises KeyboardInterrupt."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(_sig: int, _frame: object) -> None:
+        stop.requested += 1
+        if stop.requested >= 3:
+            raise KeyboardInterrupt
+
+    old = signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
 
 
 def trace_file(
@@ -40,23 +70,34 @@ def trace_file(
     addrs: AddrTable | None = None,
     batch: int = 65536,
     want: int | None = None,
-    linger: float = 5.0,
+    timers: ZeekTimers | None = None,
+    checksums: str = "auto",
+    reference: bool = False,
+    cap: Capture | None = None,
+    stop: StopFlag | None = None,
 ) -> TraceResult:
-    """Track every TCP connection in ``path``; ``sink`` receives each finished :class:`Conn`.
+    """Track every TCP connection in ``path`` (or the already open ``cap``); ``sink`` receives each finished row.
 
-    Raises :class:`CaptureError` at once for a file that is not a capture or has an unsupported link type; a
-    file truncated or corrupt *after* some good records is processed up to that point, the connections are
+    Raises :class:`CaptureError` at once for an input that is not a capture or has an unsupported link type; a
+    capture truncated or corrupt *after* some good records is processed up to that point, the connections are
     flushed, and the error is returned in :attr:`TraceResult.error` for the caller to report (exit 2).
+    ``want=n`` keeps connection ``n`` in :attr:`TraceResult.wanted`; once it is finished the rest of the file is
+    only walked (not decoded), so that a damaged tail is still reported.
     """
     addrs = addrs or AddrTable()
     stats = DecodeStats()
-    tracker = Tracker(sink, addrs, linger=linger)
+    tracker = Tracker(sink, addrs, timers=timers, reference=reference)
     tracker.want = want
+    stop = stop or (cap.stop if cap is not None else StopFlag())
     # The tracker allocates no reference cycles; the cyclic GC would only rescan millions of live tuples.
     gc_was = gc.isenabled()
     gc.disable()
     try:
-        return _trace(path, sink, addrs, stats, tracker, batch)
+        with sigint_to(stop):
+            if cap is None:
+                cap = open_capture(path, stop)
+            with cap:
+                return _trace(path, cap, addrs, stats, tracker, batch, checksums, stop)
     finally:
         if gc_was:
             gc.enable()
@@ -64,33 +105,41 @@ def trace_file(
 
 def _trace(
     path: str,
-    sink: Callable[[Conn], None],
+    cap: Capture,
     addrs: AddrTable,
     stats: DecodeStats,
     tracker: Tracker,
     batch: int,
+    checksums: str,
+    stop: StopFlag,
 ) -> TraceResult:
     err: CaptureError | None = None
-    with open_capture(path) as cap:
-        try:
-            for rb in cap.batches(batch):
-                tracker.feed(decode_batch(cap.buf, rb, addrs, stats, path))  # type: ignore[arg-type]
-                if tracker.wanted_done:
-                    break  # --conn N: that connection's story is complete
-        except CaptureError as exc:
-            if cap.packets_read == 0:
-                raise
-            err = exc
-        tracker.flush()
-        res = TraceResult(
-            stats=stats,
-            connections=tracker.count,
-            peak_open=tracker.peak,
-            linktypes=sorted(cap.linktypes),
-            format=cap.format,
-            error=err,
-            wanted=tracker.wanted,
-        )
+    interrupted = False
+    try:
+        for rb in cap.batches(batch):
+            if not tracker.wanted_done:  # --conn: once that connection is complete, only walk on
+                tracker.feed(decode_batch(rb.buf, rb, addrs, stats, path, checksums=checksums))
+            if stop.requested and (cap.stream is None or stop.requested >= 2):
+                interrupted = True
+                break
+    except CaptureError as exc:
+        if cap.packets_read == 0:
+            raise
+        err = exc
+    interrupted = interrupted or bool(stop.requested)
+    tracker.flush()
+    res = TraceResult(
+        stats=stats,
+        connections=tracker.count,
+        peak_open=tracker.peak,
+        linktypes=sorted(cap.linktypes),
+        format=cap.format,
+        error=err,
+        wanted=tracker.wanted,
+        interrupted=interrupted,
+        stream=cap.stream is not None,
+        packets_read=cap.packets_read,
+    )
     res.warnings = stats.warnings()
     return res
 
@@ -107,7 +156,10 @@ def story(c: Conn) -> str:
     """A one-line lifecycle story: how it opened, what flowed, who closed first and who holds TIME_WAIT."""
     st = conn_state(c)
     parts: list[str] = []
-    if c.partial:
+    if c.prev_n is not None:
+        why = " (Zeek's inactivity timeout ended that row)" if c.prev_end == "inactivity" else ""
+        parts.append(f"continues #{c.prev_n}{why}")
+    elif c.partial:
         parts.append("mid-stream (no handshake seen)")
     elif st in ("S0", "SH"):
         n = c.o.pkts
@@ -175,6 +227,9 @@ def story(c: Conn) -> str:
     ooo = c.o.ooo + c.r.ooo
     if ooo:
         extras.append(f"{ooo} out-of-order")
+    chk = c.o.chk + c.r.chk
+    if chk:
+        extras.append(f"{chk} bad checksum{'s' if chk > 1 else ''} ignored")
     if extras:
         parts.append(", ".join(extras))
     return "; ".join(parts)
@@ -189,7 +244,7 @@ def _side_dict(s: Any) -> dict[str, Any]:
     return {
         "pkts": s.pkts,
         "ip_bytes": s.ipbytes,
-        "bytes": s.bytes,
+        "bytes": s.size,
         "missed_bytes": s.missed,
         "retransmissions": s.rxmt,
         "control_retransmissions": s.ctl_rxmt,
@@ -197,6 +252,11 @@ def _side_dict(s: Any) -> dict[str, Any]:
         "zero_windows": s.zw,
         "keepalives": s.keepalive,
         "window_probes": s.winprobe,
+        "bad_checksums": s.chk,
+        "window": s.win if s.win is not None else s.wsyn,
+        "window_scaled": s.window_scaled,
+        "window_max_scaled": s.window_max_scaled,
+        "window_scale": s.wshift,
         "fin": s.fin_end is not None,
         "final_state": s.state,
     }
@@ -237,6 +297,8 @@ def conn_dict(c: Conn, name: Callable[[int], str], salt: int = 0) -> dict[str, A
         "states": [[_r6(t - c.ts), who[d], a, b] for (t, d, a, b) in c.transitions],
         "story": story(c),
         "packets": [c.first_index, c.last_index],
+        "end": c.end,
+        "continues": c.prev_n,
     }
 
 
@@ -253,10 +315,13 @@ def _jv(v: Any) -> str:
 
 
 def _side_json(s: Any) -> str:
+    w = s.win if s.win is not None else s.wsyn
     return (
-        f'{{"pkts":{s.pkts},"ip_bytes":{s.ipbytes},"bytes":{s.bytes},"missed_bytes":{s.missed if s.holes else 0},'
-        f'"retransmissions":{s.rxmt},"control_retransmissions":{s.ctl_rxmt},"out_of_order":{s.ooo},"zero_windows":{s.zw},"keepalives":{s.keepalive},'
-        f'"window_probes":{s.winprobe},"fin":{_jv(s.fin_end is not None)},"final_state":{_jv(s.state)}}}'
+        f'{{"pkts":{s.pkts},"ip_bytes":{s.ipbytes},"bytes":{s.size},"missed_bytes":{s.missed},'
+        f'"retransmissions":{s.rxmt},"control_retransmissions":{s.ctl_rxmt},"out_of_order":{s.ooo},'
+        f'"zero_windows":{s.zw},"keepalives":{s.keepalive},"window_probes":{s.winprobe},"bad_checksums":{s.chk},'
+        f'"window":{_jv(w)},"window_scaled":{_jv(s.window_scaled)},"window_max_scaled":{s.window_max_scaled},'
+        f'"window_scale":{_jv(s.wshift)},"fin":{_jv(s.fin_end is not None)},"final_state":{_jv(s.state)}}}'
     )
 
 
@@ -298,28 +363,29 @@ def conn_json(c: Conn, name: Callable[[int], str], salt: int = 0) -> str:
         f'"conn_state":"{conn_state(c)}","history":"{c.history}","partial":{_jv(c.partial)},'
         f'"handshake":{hs},"first_fin":{ff},"time_wait":[{tw}],"rst":{rst},'
         f'"orig":{_side_json(c.o)},"resp":{_side_json(c.r)},"states":[{states}],'
-        f'"story":"{story(c)}","packets":[{c.first_index},{c.last_index}]}}'
+        f'"story":"{story(c)}","packets":[{c.first_index},{c.last_index}],"end":"{c.end}",'
+        f'"continues":{_jv(c.prev_n)}}}'
     )
 
 
 class JsonSink:
-    """Streams ``{"connections": [...], ...}``: each connection is written as soon as it is finished."""
+    """Streams ``{"connections": [...], ...}``: each connection is written as soon as it is finished. Nothing is
+    written before the first connection or :meth:`close`."""
 
     def __init__(self, out: TextIO, name: Callable[[int], str], salt: int = 0) -> None:
         self.out = out
         self.name = name
         self.salt = salt
         self.n = 0
-        out.write('{"connections": [\n')
 
     def __call__(self, c: Conn) -> None:
         if not self.salt:  # uids differ between captures: seed them with the first finished connection's time
             self.salt = int(c.ts * 1e6) or 1
-        if self.n:
-            self.out.write(",\n")
-        self.out.write(conn_json(c, self.name, self.salt))
+        self.out.write(('{"connections": [\n' if not self.n else ",\n") + conn_json(c, self.name, self.salt))
         self.n += 1
 
     def close(self, summary: dict[str, Any]) -> None:
+        if not self.n:
+            self.out.write('{"connections": [\n')
         self.out.write("\n],\n")
         self.out.write('"summary": ' + json.dumps(summary) + "}\n")

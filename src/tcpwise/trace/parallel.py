@@ -31,6 +31,7 @@ import fcntl
 import gc
 import os
 import pickle
+import re
 import signal
 from array import array
 from operator import itemgetter
@@ -39,10 +40,23 @@ from typing import Any, TextIO
 from tcpwise.trace.decode import AddrTable, DecodeStats, decode_batch
 from tcpwise.trace.output import TraceResult, conn_json
 from tcpwise.trace.reader import CaptureError, open_capture
-from tcpwise.trace.tracker import Conn, Tracker
+from tcpwise.trace.tracker import Conn, Tracker, ZeekTimers
 from tcpwise.trace.zeek import ZeekWriter, uid_of
 
 __all__ = ["trace_parallel"]
+
+_MARK = re.compile("\x03(\\d+):(\\d+)\x04")
+
+
+def _renumber(text: str, others: list[Any]) -> str:
+    """Replace a worker's local row-number markers by single-process numbers (plus the other workers' rows
+    that started earlier)."""
+
+    def one(m: re.Match[str]) -> str:
+        return str(int(m[1]) + sum(bisect.bisect_left(a, int(m[2])) for a in others))
+
+    return _MARK.sub(one, text)
+
 
 _KIND = 1 << 40  # packet numbers stay below 2^40; key = (batch * 4 + kind) * 2^40 + packet number
 
@@ -54,17 +68,16 @@ class _PartTracker(Tracker):
 
     def __init__(self, *a: Any, **kw: Any) -> None:
         super().__init__(*a, **kw)
-        self.peaks: list[int] = []  # open connections after each batch, before expiry (as Tracker.peak)
+        self.peaks: list[int] = []  # open connections after each batch, before the sweep (as Tracker.peak)
         self.created: list[int] = []  # first packets of the connections created since the last block
 
-    def _new(self, key: tuple[int, int], db: int, fl: int, ts: float, pno: int) -> Conn:
+    def _created(self, pno: int) -> None:
         self.created.append(pno)
-        return super()._new(key, db, fl, ts, pno)
 
-    def expire(self, now: float) -> None:
-        self.peaks.append(len(self.conns))
+    def sweep(self, now: float) -> None:
+        self.peaks.append(self.open_count())
         self.phase = 1
-        super().expire(now)
+        super().sweep(now)
         self.phase = 0
 
     def flush(self) -> None:
@@ -72,7 +85,9 @@ class _PartTracker(Tracker):
         super().flush()
 
 
-def _worker(path: str, out: Any, index: int, jobs: int, fmt: str, batch: int, linger: float) -> None:
+def _worker(
+    path: str, out: Any, index: int, jobs: int, fmt: str, batch: int, timers: ZeekTimers, checksums: str
+) -> None:
     """Track partition ``index``; after every batch send ``("blk", created, records)`` down ``out``."""
     addrs = AddrTable()
     stats = DecodeStats()
@@ -94,6 +109,11 @@ def _worker(path: str, out: Any, index: int, jobs: int, fmt: str, batch: int, li
             key = ((1 << 22) * 4 + 2) * _KIND + c.first_index
         if fmt == "json":
             text = conn_json(c, name, 1)
+            if c.prev_n is not None:
+                # The earlier row's number is local to this worker: leave a marker the parent renumbers.
+                mark = f"\x03{c.prev_n}:{c.prev_first}\x04"
+                text = text.replace(f"continues #{c.prev_n}", "continues #" + mark, 1)
+                text = text[: text.rindex('"continues":')] + f'"continues":{mark}}}'
             add((key, c.first_index, c.n, int(c.ts * 1e6) or 1, "", text[text.index('","ts":') + 1 :]))
         else:
             row = zw.row(c)
@@ -105,13 +125,13 @@ def _worker(path: str, out: Any, index: int, jobs: int, fmt: str, batch: int, li
         tracker.created = []
         recs.clear()
 
-    tracker = _PartTracker(sink, addrs, linger=linger)
+    tracker = _PartTracker(sink, addrs, timers=timers)
     err: CaptureError | None = None
     part = (index, jobs)
     with open_capture(path) as cap:
         try:
             for rb in cap.batches(batch):
-                tracker.feed(decode_batch(cap.buf, rb, addrs, stats, path, part))  # type: ignore[arg-type]
+                tracker.feed(decode_batch(rb.buf, rb, addrs, stats, path, part, checksums))
                 send()
                 bno += 1
         except CaptureError as exc:
@@ -128,6 +148,7 @@ def _worker(path: str, out: Any, index: int, jobs: int, fmt: str, batch: int, li
             "format": cap.format,
             "error": None if err is None else (type(err).__name__, str(err)),
             "warnings": stats.warnings(),
+            "packets_read": cap.packets_read,
         }
     pickle.dump(("end", info), out)
     out.flush()
@@ -143,13 +164,15 @@ def _raise_from(info: tuple[str, str]) -> None:
     raise RuntimeError(f"trace worker failed: {info[0]}: {info[1]}")
 
 
-def _child(path: str, wfd: int, index: int, jobs: int, fmt: str, batch: int, linger: float) -> None:
+def _child(
+    path: str, wfd: int, index: int, jobs: int, fmt: str, batch: int, timers: ZeekTimers, checksums: str
+) -> None:
     """Runs in the forked worker; never returns (os._exit, so no inherited buffer is flushed twice)."""
     out = os.fdopen(wfd, "wb", buffering=1 << 20)
     try:
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         gc.disable()  # as trace_file: the tracker makes no cycles
-        _worker(path, out, index, jobs, fmt, batch, linger)
+        _worker(path, out, index, jobs, fmt, batch, timers, checksums)
     except BaseException as exc:  # noqa: BLE001 - reported to the parent, which raises it
         try:
             pickle.dump(("raise", (type(exc).__name__, str(exc))), out)
@@ -167,7 +190,8 @@ def trace_parallel(
     jobs: int,
     summary: Any = None,
     batch: int = 65536,
-    linger: float = 5.0,
+    timers: ZeekTimers | None = None,
+    checksums: str = "auto",
 ) -> TraceResult:
     """Write ``fmt`` ("json" or "zeek") for ``path`` to ``out`` using ``jobs`` worker processes.
 
@@ -176,10 +200,13 @@ def trace_parallel(
     """
     if fmt not in ("json", "zeek"):
         raise ValueError(f"--jobs supports json and zeek, not {fmt!r}")
-    # The headers first, as the single-process sinks write them (Zeek's #open is the start time).
+    # The headers first, as the single-process sinks write them (Zeek's #open is the start time). The caller
+    # has already checked that the input is a capture.
     zw = ZeekWriter(out, str) if fmt == "zeek" else None
     if zw is None:
         out.write('{"connections": [\n')
+    else:
+        zw.start()
     out.flush()  # nothing buffered may be inherited by the workers
     pids: list[int] = []
     feeds: list[Any] = []
@@ -195,7 +222,7 @@ def trace_parallel(
                 os.close(rfd)
                 for f in feeds:
                     os.close(f.fileno())
-                _child(path, wfd, i, jobs, fmt, batch, linger)
+                _child(path, wfd, i, jobs, fmt, batch, timers or ZeekTimers(), checksums)
             os.close(wfd)
             pids.append(pid)
             feeds.append(os.fdopen(rfd, "rb", buffering=1 << 20))
@@ -211,6 +238,7 @@ def trace_parallel(
             peak_open=max([0, *peaks]),
             linktypes=r0["linktypes"],
             format=r0["format"],
+            packets_read=r0["packets_read"],
         )
         if r0["error"] is not None:
             try:
@@ -275,6 +303,8 @@ def _merge(out: TextIO, fmt: str, feeds: list[Any]) -> list[dict[str, Any]]:
             if not salt:
                 salt = s
             u = uid_of(n, salt)
+            if "\x03" in rest:
+                rest = _renumber(rest, others[w])
             if json_fmt:
                 chunk.append(f'{sep}{{"n":{n},"uid":"{u}"{rest}')
                 sep = ",\n"
