@@ -6,8 +6,11 @@ Writing straight into the target path has two failure modes users meet: ``open(p
 previous good file *before* the new content exists, so a run that fails half way (bad input, Ctrl-C, a full disk)
 destroys it; and a reader (a dashboard, ``tail``, another script) can see half a JSON document. So output goes to
 a temporary file in the *same directory* (``rename(2)`` is atomic only within one file system) and is renamed
-over the target only after everything was written, flushed and ``fsync``-ed. On any exception — including
-``KeyboardInterrupt`` — the temporary file is removed and the target is left untouched. After a SIGKILL a
+over the target only after everything was written and closed. On any exception — including ``KeyboardInterrupt``
+— the temporary file is removed and the target is left untouched. There is no ``fsync``: the guarantee is against
+a failing, interrupted or killed tcpwise (what users meet), not against a power cut, and syncing a 500 MB trace
+would make every run wait for the disk; ext4 and XFS also flush a file replaced by ``rename`` before the rename
+itself is durable. After a SIGKILL a
 ``.NAME.tcpwise-PID-K.tmp`` file may remain next to the target: its name says where it came from.
 
 Targets that are not regular files (``/dev/null``, ``/dev/stdout``, a FIFO, a terminal) cannot be replaced by a
@@ -93,8 +96,6 @@ def atomic_output(path: str, mode: str = "w") -> Iterator[IO[Any]]:
     try:
         with f:
             yield f
-            f.flush()
-            os.fsync(f.fileno())
         os.replace(tmp, real)
     except OSError as exc:
         _unlink(tmp)

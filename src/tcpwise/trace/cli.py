@@ -40,11 +40,13 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser(
         "trace",
         help="the life of every TCP connection in a pcap/pcapng capture",
-        description="Read a pcap or pcapng capture (a file, a FIFO, or - for standard input) and tell the story of "
-        "each TCP connection: how it opened, who closed first (and so holds TIME_WAIT), resets, retransmissions, "
-        "keepalives, zero windows. Rows, conn_state and history follow Zeek's conn.log rules; --format zeek "
-        "writes a Zeek-compatible conn.log. Exit codes: 0 ok, 2 not a capture or damaged (what could be read is "
-        "written first), 130 a file interrupted with Ctrl-C.",
+        description="Read a pcap or pcapng capture (a file, a FIFO, or - for standard input) and tell\n"
+        "the story of each TCP connection: how it opened, who closed first (and so holds\n"
+        "TIME_WAIT), resets, retransmissions, keepalives, zero windows. Rows, conn_state\n"
+        "and history follow Zeek's conn.log rules; --format zeek writes a Zeek conn.log.\n\n"
+        "exit codes: 0 ok; 2 not a capture, or damaged (what could be read is written\n"
+        "first); 130 a capture file interrupted with Ctrl-C (Ctrl-C on a pipe ends a live\n"
+        "trace normally: 0).",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -82,8 +84,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--lang", default="en", help="with --conn: en or zh labels (default en)")
     z = p.add_argument_group(
         "Zeek compatibility",
-        "tcpwise applies Zeek's conn.log rules with Zeek's default settings; these are the switches Zeek users "
-        "change.",
+        "Zeek's conn.log rules with Zeek's defaults; the switches Zeek users change:",
     )
     z.add_argument(
         "--checksums",

@@ -66,6 +66,8 @@ class AddrTable:
                 s = self._v6_names[addr_id - _V6_BASE]
             else:
                 s = str(ipaddress.IPv4Address(addr_id))
+            if len(self._cache) > 65536:  # a flood from many sources must not grow it without bound
+                self._cache.clear()
             self._cache[addr_id] = s
         return s
 
@@ -545,20 +547,19 @@ def _segment_sums(buf: np.ndarray, start: np.ndarray, length: np.ndarray) -> np.
     ``np.add.reduceat`` over a 16-bit view of the region the segments live in, in slices of a few MB so that
     memory stays bounded; segments at odd offsets use the view that starts one byte later."""
     out = np.zeros(start.shape[0], dtype=np.int64)
+    if not start.size:
+        return out
     order = np.argsort(start, kind="stable")
-    i = 0
-    n = order.shape[0]
-    while i < n:
-        lo = int(start[order[i]])
-        j = i
-        hi = lo
-        while j < n and int(start[order[j]]) - lo < (8 << 20):
-            hi = max(hi, int(start[order[j]] + length[order[j]]))
-            j += 1
-        rows = order[i:j]
+    ss, ll = start[order], length[order]
+    cid = (ss - ss[0]) >> 23  # 8 MB slices of the file
+    cuts = [0, *(np.flatnonzero(np.diff(cid)) + 1).tolist(), int(ss.shape[0])]
+    for a, b in zip(cuts[:-1], cuts[1:], strict=False):
+        lo = int(ss[a])
+        hi = int((ss[a:b] + ll[a:b]).max())
         region = np.zeros(hi - lo + 4, dtype=np.uint8)
         region[: hi - lo] = buf[lo:hi]
-        s, ln = start[rows] - lo, length[rows]
+        rows = order[a:b]
+        s, ln = ss[a:b] - lo, ll[a:b]
         for parity in (0, 1):
             pm = (s & 1) == parity
             if not pm.any():
@@ -574,7 +575,6 @@ def _segment_sums(buf: np.ndarray, start: np.ndarray, length: np.ndarray) -> np.
             odd = (ln[pm] & 1) == 1
             tail = np.where(odd, region[np.where(odd, s[pm] + ln[pm] - 1, 0)].astype(np.int64) << 8, 0)
             out[rows[pm]] = sums + tail
-        i = j
     return out
 
 

@@ -201,7 +201,10 @@ def story(c: Conn) -> str:
             else:
                 parts.append(f"{who[d]} closed first -> {who[d]} holds TIME_WAIT")
     elif c.rst_by is None and st not in ("S0", "REJ", "SH"):
-        parts.append("still open at end of capture")
+        if c.end == "inactivity":
+            parts.append(f"still open, silent for {c.idle:.0f} s: Zeek's inactivity timeout ended the row")
+        else:
+            parts.append("still open at end of capture")
         o, r = c.o, c.r
         if o.t_last is not None and r.t_last is not None and abs(o.t_last - r.t_last) >= 5:
             d = 0 if o.t_last > r.t_last else 1

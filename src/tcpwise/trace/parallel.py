@@ -29,11 +29,13 @@ from __future__ import annotations
 import bisect
 import fcntl
 import gc
+import heapq
 import os
 import pickle
 import re
 import signal
 from array import array
+from collections.abc import Iterator
 from operator import itemgetter
 from typing import Any, TextIO
 
@@ -62,7 +64,8 @@ _KIND = 1 << 40  # packet numbers stay below 2^40; key = (batch * 4 + kind) * 2^
 
 
 class _PartTracker(Tracker):
-    """A tracker that knows which of its three finishing paths is calling the sink, and logs creations."""
+    """A tracker that knows which of its three finishing paths is calling the sink, logs creations, and sends
+    the connections it finishes to the parent as the protocol of this module says."""
 
     phase = 0
 
@@ -70,25 +73,32 @@ class _PartTracker(Tracker):
         super().__init__(*a, **kw)
         self.peaks: list[int] = []  # open connections after each batch, before the sweep (as Tracker.peak)
         self.created: list[int] = []  # first packets of the connections created since the last block
+        self.send_created: Any = None  # set by the worker
 
     def _created(self, pno: int) -> None:
         self.created.append(pno)
 
     def sweep(self, now: float) -> None:
         self.peaks.append(self.open_count())
+        self.send_created()
         self.phase = 1
         super().sweep(now)
         self.phase = 0
 
     def flush(self) -> None:
+        self.send_created()
         self.phase = 2
         super().flush()
+
+
+_CHUNK = 2048  # records per message: a step's records stream through bounded memory
 
 
 def _worker(
     path: str, out: Any, index: int, jobs: int, fmt: str, batch: int, timers: ZeekTimers, checksums: str
 ) -> None:
-    """Track partition ``index``; after every batch send ``("blk", created, records)`` down ``out``."""
+    """Track partition ``index``. Per step (each batch, then the end-of-capture flush) send ``("blk", created)``,
+    then the step's finished connections in key order as ``("rec", [...])`` chunks, then ``("eos",)``."""
     addrs = AddrTable()
     stats = DecodeStats()
     name = addrs.name
@@ -97,7 +107,13 @@ def _worker(
     zw = ZeekWriter.__new__(ZeekWriter)  # only its row(): the header is the parent's
     zw.name_of = name
     zw.salt = 1
-    add = recs.append
+    dump = pickle.dump
+    hp = pickle.HIGHEST_PROTOCOL
+
+    def send_recs() -> None:
+        if recs:
+            dump(("rec", recs), out, protocol=hp)
+            recs.clear()
 
     def sink(c: Conn) -> None:
         ph = tracker.phase
@@ -114,32 +130,41 @@ def _worker(
                 mark = f"\x03{c.prev_n}:{c.prev_first}\x04"
                 text = text.replace(f"continues #{c.prev_n}", "continues #" + mark, 1)
                 text = text[: text.rindex('"continues":')] + f'"continues":{mark}}}'
-            add((key, c.first_index, c.n, int(c.ts * 1e6) or 1, "", text[text.index('","ts":') + 1 :]))
+            recs.append(
+                (key, c.first_index, c.n, int(c.ts * 1e6) or 1, "", text[text.index('","ts":') + 1 :])
+            )
         else:
             row = zw.row(c)
-            add((key, c.first_index, c.n, int(c.ts * 1e6) or 1, row[0], "\t".join(row[2:])))
+            recs.append((key, c.first_index, c.n, int(c.ts * 1e6) or 1, row[0], "\t".join(row[2:])))
+        if ph and len(recs) >= _CHUNK:  # sweep and flush records come after the step's created list
+            send_recs()
 
-    def send() -> None:
-        pickle.dump(("blk", tracker.created, recs), out, protocol=pickle.HIGHEST_PROTOCOL)
-        out.flush()
+    def send_created() -> None:
+        dump(("blk", tracker.created), out, protocol=hp)
         tracker.created = []
-        recs.clear()
+        send_recs()  # this step's records so far (finished at packets, before the sweep)
+
+    def end_step() -> None:
+        send_recs()
+        dump(("eos",), out, protocol=hp)
+        out.flush()
 
     tracker = _PartTracker(sink, addrs, timers=timers)
+    tracker.send_created = send_created
     err: CaptureError | None = None
     part = (index, jobs)
     with open_capture(path) as cap:
         try:
             for rb in cap.batches(batch):
                 tracker.feed(decode_batch(rb.buf, rb, addrs, stats, path, part, checksums))
-                send()
+                end_step()
                 bno += 1
         except CaptureError as exc:
             if cap.packets_read == 0:
                 raise
             err = exc
         tracker.flush()
-        send()
+        end_step()
         info = {
             "stats": stats,
             "count": tracker.count,
@@ -266,49 +291,74 @@ def trace_parallel(
 
 
 def _merge(out: TextIO, fmt: str, feeds: list[Any]) -> list[dict[str, Any]]:
-    """Read the workers' blocks in lock step (block b of every worker, then b+1), write each step's connections
-    in key order, numbered. Returns the workers' final reports."""
+    """Read the workers' steps in lock step (step b of every worker, then b+1): first every worker's created
+    list, then a k-way merge of their record streams (each sorted by key), written numbered as it goes.
+    Returns the workers' final reports."""
     jobs = len(feeds)
     created = [array("q") for _ in range(jobs)]  # first packets of every worker's connections so far
     others = [[created[o] for o in range(jobs) if o != w] for w in range(jobs)]
     infos: list[dict[str, Any] | None] = [None] * jobs
-    bl = bisect.bisect_left
-    salt = 0
-    sep = ""
-    json_fmt = fmt == "json"
-    first_of = itemgetter(0)
-    while any(i is None for i in infos):
-        step: list[tuple[int, int, int, int, str, str, int]] = []
+    state = {"salt": 0, "sep": ""}
+    while True:
+        live = []
         for w, f in enumerate(feeds):
             if infos[w] is not None:
                 continue
-            try:
-                msg = pickle.load(f)
-            except EOFError:
-                raise RuntimeError("a trace worker died without a result") from None
-            if msg[0] == "raise":
-                _raise_from(msg[1])
+            msg = _load(f)
             if msg[0] == "end":
                 infos[w] = msg[1]
                 continue
             created[w].extend(msg[1])
-            step.extend(r + (w,) for r in msg[2])
-        if not step:
-            continue
-        step.sort(key=first_of)
-        chunk: list[str] = []
-        for _key, first, n, s, head, rest, w in step:
-            for a in others[w]:
-                n += bl(a, first)
-            if not salt:
-                salt = s
-            u = uid_of(n, salt)
-            if "\x03" in rest:
-                rest = _renumber(rest, others[w])
-            if json_fmt:
-                chunk.append(f'{sep}{{"n":{n},"uid":"{u}"{rest}')
-                sep = ",\n"
-            else:
-                chunk.append(f"{head}\t{u}\t{rest}\n")
-        out.write("".join(chunk))
-    return infos  # type: ignore[return-value]
+            live.append(w)
+        if not live:
+            return infos  # type: ignore[return-value]
+        merged = heapq.merge(*(_step_records(feeds[w], w) for w in live), key=itemgetter(0))
+        _write_step(out, fmt, merged, others, state)
+
+
+def _load(f: Any) -> Any:
+    try:
+        msg = pickle.load(f)
+    except EOFError:
+        raise RuntimeError("a trace worker died without a result") from None
+    if msg[0] == "raise":
+        _raise_from(msg[1])
+    return msg
+
+
+def _step_records(f: Any, w: int) -> Iterator[tuple[int, int, int, int, str, str, int]]:
+    """Worker ``w``'s records of the current step, in key order, read chunk by chunk."""
+    while True:
+        msg = _load(f)
+        if msg[0] == "eos":
+            return
+        for r in msg[1]:
+            yield (*r, w)
+
+
+def _write_step(
+    out: TextIO, fmt: str, merged: Iterator[tuple[int, int, int, int, str, str, int]], others: list[Any],
+    state: dict[str, Any],
+) -> None:  # fmt: skip
+    bl = bisect.bisect_left
+    json_fmt = fmt == "json"
+    chunk: list[str] = []
+    salt, sep = state["salt"], state["sep"]
+    for _key, first, n, s, head, rest, w in merged:
+        for a in others[w]:
+            n += bl(a, first)
+        if not salt:
+            salt = s
+        u = uid_of(n, salt)
+        if "\x03" in rest:
+            rest = _renumber(rest, others[w])
+        if json_fmt:
+            chunk.append(f'{sep}{{"n":{n},"uid":"{u}"{rest}')
+            sep = ",\n"
+        else:
+            chunk.append(f"{head}\t{u}\t{rest}\n")
+        if len(chunk) >= _CHUNK:
+            out.write("".join(chunk))
+            chunk.clear()
+    out.write("".join(chunk))
+    state["salt"], state["sep"] = salt, sep

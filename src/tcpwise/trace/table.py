@@ -19,6 +19,7 @@ first rows printed; a later, wider value widens only its own row. No colour is u
 from __future__ import annotations
 
 import heapq
+import re
 import textwrap
 from collections.abc import Callable
 from typing import TextIO
@@ -47,6 +48,7 @@ def human_window(n: int | None) -> str:
 
 
 _Row = tuple[int, str, str, str, str, str, str, str]  # n, endpoints, state, history, pkts, dur, win, story
+_UNIT = re.compile(r"(\d) (B|kB|MB|GB|ms|s)\b")  # keep a number and its unit on one line
 
 
 class TableSink:
@@ -100,7 +102,8 @@ class TableSink:
         self.sample = None
         heads = ("#", "client > server", "state", "history", "pkts c/s", "dur s", "win c/s")
         self.cols = tuple(max([len(h)] + [len(str(r[i])) for r in sample]) for i, h in enumerate(heads))
-        self._print_header(heads)
+        lines = [len(self._one_line((str(r[0]), *r[1:]))) for r in sample] or [0]
+        self._print_header(heads, self._fits(max(lines)))
         for r in sample:
             self._print(r)
 
@@ -111,8 +114,8 @@ class TableSink:
             f"{cells[5]:>{c[5]}}  {cells[6]:>{c[6]}}  {cells[7]}"
         )
 
-    def _print_header(self, heads: tuple[str, ...]) -> None:
-        if self._fits(len(self._one_line((*heads, "story")))):
+    def _print_header(self, heads: tuple[str, ...], one_line: bool) -> None:
+        if one_line:
             self.out.write(self._one_line((*heads, "story")).rstrip() + "\n")
         else:
             c = self.cols
@@ -134,10 +137,10 @@ class TableSink:
         head = f"{cells[0]:>{c[0]}}  {cells[1]}  {cells[2]} {cells[3]}"
         if len(head) > self.width:
             head = f"{cells[0]:>{c[0]}}  {cells[1]}\n{indent}{cells[2]} {cells[3]}"
-        text = f"{cells[4]} pkts, {cells[5]} s, win {cells[6]}; {cells[7]}"
+        text = _UNIT.sub("\\1\u00a0\\2", f"{cells[4]} pkts, {cells[5]} s, win {cells[6]}; {cells[7]}")
         body = textwrap.fill(
             text, width=self.width, initial_indent=indent, subsequent_indent=indent, break_on_hyphens=False
-        )
+        ).replace("\u00a0", " ")
         self.out.write(head + "\n" + body + "\n")
 
     def close(self, connections: int, tcp_packets: int) -> None:

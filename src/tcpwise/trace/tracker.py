@@ -46,8 +46,8 @@ reference the fast path must equal byte for byte.
 
 from __future__ import annotations
 
+import heapq
 import struct
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -346,10 +346,14 @@ def _by_n(c: Conn) -> int:
     return c.n
 
 
+def _first(t: tuple[int, int, bytes]) -> int:
+    return t[0]
+
+
 # A connection that so far is only the originator's bare SYN(s): header (n, dirbit of the originator), then per SYN
 # (time, seq, window, IP length, packet number, window-scale option or -1).
 _HALF_HEAD = struct.Struct("<qB")
-_HALF_SYN = struct.Struct("<dIHIqh")
+_HALF_PKT = struct.Struct("<dIHHIqh")
 
 
 class Tracker:
@@ -368,9 +372,12 @@ class Tracker:
         self.reference = reference
         self.conns: dict[int, Conn] = {}
         self.half: dict[int, bytes] = {}  # compact SYN-only connections
-        self._half_due: deque[float] = deque()  # their attempt timers, in creation order
-        self._half_key: deque[int] = deque()
-        self._tq: deque[tuple[float, Conn]] = deque()  # one-shot timers, roughly in due order (see sweep)
+        # Timer queues (heaps): (due, key) of compact connections, (due, serial, conn) of one-shot timers. Exact
+        # order matters: each connection must be written at the sweep after its own due time, whatever else is
+        # queued, so that --jobs workers (each holding a share of the connections) write exactly as one tracker.
+        self._half_q: list[tuple[float, int]] = []
+        self._tq: list[tuple[float, int, int, int]] = []  # (due, serial, key, n): no reference to the Conn
+        self._serial = 0
         self._next_scan = -INF  # next full scan for inactivity / expire timers
         self.count = 0
         self.now = -INF
@@ -503,21 +510,32 @@ class Tracker:
         pno: int,
     ) -> None:
         c = bconn[fi]
-        if c is not None and ts >= c.due and self._expired(c, ts) is not None:
-            # A timer removed the connection before this packet (Zeek expires timers as network time advances).
-            self.fin_pno = pno
-            self._finish(c)
-            c = bconn[fi] = None
+        if c is None and self.half:
+            h = self.half.get(key)
+            if h is not None:
+                if self._half_takes(h, ts, db, seq, fl, pl):
+                    self.half[key] = h + _HALF_PKT.pack(ts, seq, fl, win, ipl, pno, self._wsc.get(pno, -1))
+                    return
+                del self.half[key]
+                c = self._materialize(key, h)  # anything else: the full rules decide, as if never compacted
+        if c is not None:
+            if ts >= c.due and self._expired(c, ts) is not None:
+                # A timer removed the connection before this packet (Zeek expires timers as time advances).
+                self.fin_pno = pno
+                self._finish(c)
+                c = None
+            elif fl & SYN and self._is_reuse(c, db ^ c.odir, seq, fl):
+                self.fin_pno = pno
+                c.end = "reuse"
+                self._finish(c)
+                c = None
         if c is None:
-            c = self._lookup_half(key, ts, db, seq, fl, win, pl, ipl, pno)
-            if c is None:
-                return  # held as (part of) a compact SYN-only connection
-            bconn[fi] = c
-        elif fl & SYN and self._is_reuse(c, db ^ c.odir, seq, fl):
-            self.fin_pno = pno
-            c.end = "reuse"
-            self._finish(c)
-            c = bconn[fi] = self._new(key, db, fl, ts, pno, seq=seq)
+            if not self.reference and (fl & BADSUM or (fl & (FASTMASK | 0xFF00) == SYN and not pl)):
+                bconn[fi] = None
+                self._half_new(key, ts, db, seq, fl, win, ipl, pno)
+                return
+            c = self._new(key, db, fl, ts, pno, seq=seq)
+        bconn[fi] = c
         self._process(c, db ^ c.odir, ts, seq, ack, fl, win, pl, ipl, pno)
 
     def _is_reuse(self, c: Conn, d: int, seq: int, fl: int) -> bool:
@@ -585,52 +603,55 @@ class Tracker:
         """Hook: a new connection starts at packet ``pno`` (the --jobs workers log these)."""
 
     # -- compact SYN-only connections ---------------------------------------------------------------------------------
-    def _lookup_half(
-        self, key: int, ts: float, db: int, seq: int, fl: int, win: int, pl: int, ipl: int, pno: int
-    ) -> Conn | None:
-        """The packet of a 4-tuple with no full connection: extend or promote a compact one, or start one."""
-        bare = fl & (FASTMASK | 0xFF00) == SYN and not pl and not self.reference
-        h = self.half.get(key)
-        if h is not None:
-            n, hdb = _HALF_HEAD.unpack_from(h)
-            t0, hseq = _HALF_SYN.unpack_from(h, _HALF_HEAD.size)[:2]
-            attempt = self.timers.attempt
-            if attempt and ts >= t0 + attempt:  # the attempt timer wrote it (S0) before this packet
-                del self.half[key]
-                self.fin_pno = pno
-                self._finish(self._materialize(key, h, "attempt"))
-            elif bare and db == hdb and seq == hseq:  # the same SYN again (retransmission)
-                self.half[key] = h + _HALF_SYN.pack(ts, seq, win, ipl, pno, self._wsc.get(pno, -1))
-                return None
-            elif bare and db == hdb:  # a new ISN from the originator: IsReuse (a new connect())
-                del self.half[key]
-                self.fin_pno = pno
-                self._finish(self._materialize(key, h, "reuse"))
-            else:
-                del self.half[key]
-                return self._materialize(key, h)
-        if bare:
-            self.count += 1
-            self._created(pno)
-            self.half[key] = _HALF_HEAD.pack(self.count, db) + _HALF_SYN.pack(
-                ts, seq, win, ipl, pno, self._wsc.get(pno, -1)
-            )
-            self._half_due.append(ts + self.timers.attempt if self.timers.attempt else INF)
-            self._half_key.append(key)
-            return None
-        return self._new(key, db, fl, ts, pno, seq=seq)
+    # A connection whose packets so far are the originator's bare SYNs (valid checksums), or whose first packet
+    # failed its checksum, is kept as packed bytes: a header (n, dirbit of its first packet) and per packet
+    # (time, seq, flags, window, IP length, packet number, window-scale option). Anything that is not the same
+    # SYN again turns it into a full Conn by replaying its packets through _process (_materialize), and the full
+    # rules then judge the new packet — so compacting never changes a result (tests/trace/test_trace_fast.py).
+    def _half_new(
+        self, key: int, ts: float, db: int, seq: int, fl: int, win: int, ipl: int, pno: int
+    ) -> None:
+        self.count += 1
+        self._created(pno)
+        self.half[key] = _HALF_HEAD.pack(self.count, db) + _HALF_PKT.pack(
+            ts, seq, fl, win, ipl, pno, self._wsc.get(pno, -1)
+        )
+        heapq.heappush(self._half_q, (self._half_wait(self.half[key]), key))
+
+    def _half_wait(self, h: bytes) -> float:
+        """A lower bound of the first timer that can remove a compact connection: AttemptTimer after a SYN,
+        else ExpireTimer."""
+        t0, _seq, fl = _HALF_PKT.unpack_from(h, _HALF_HEAD.size)[:3]
+        tm = self.timers
+        return float(t0) + (
+            tm.attempt if not fl & BADSUM and tm.attempt else tm.syn_timeout + tm.session_timer
+        )
+
+    def _half_takes(self, h: bytes, ts: float, db: int, seq: int, fl: int, pl: int) -> bool:
+        """Is this packet the same SYN again, inside the attempt delay (so the record stays compact)?"""
+        hdb = _HALF_HEAD.unpack_from(h)[1]
+        t0, hseq, hfl = _HALF_PKT.unpack_from(h, _HALF_HEAD.size)[:3]
+        attempt = self.timers.attempt
+        return (
+            db == hdb
+            and seq == hseq
+            and fl & (FASTMASK | 0xFF00) == SYN
+            and not pl
+            and not hfl & BADSUM
+            and (not attempt or ts < t0 + attempt)
+        )
 
     def _materialize(self, key: int, h: bytes, end: str = "end of capture") -> Conn:
-        """Replay a compact SYN-only connection through the full rules (same result as if never compacted)."""
+        """Replay a compact connection through the full rules (same result as if never compacted)."""
         n, db = _HALF_HEAD.unpack_from(h)
-        syns = list(_HALF_SYN.iter_unpack(h[_HALF_HEAD.size :]))
-        ts0, _s, _w, _i, pno0, _o = syns[0]
-        c = self._new(key, db, SYN, ts0, pno0, n=n, seq=syns[0][1])
+        pkts = list(_HALF_PKT.iter_unpack(h[_HALF_HEAD.size :]))
+        ts0, seq0, fl0, _w, _i, pno0, _o = pkts[0]
+        c = self._new(key, db, fl0, ts0, pno0, n=n, seq=seq0)
         saved = self._wsc
-        self._wsc = {p: o for _t, _q, _w2, _i2, p, o in syns if o >= 0}
+        self._wsc = {p: o for _t, _q, _f, _w2, _i2, p, o in pkts if o >= 0}
         try:
-            for ts, seq, win, ipl, pno, _off in syns:
-                self._process(c, 0, ts, seq, 0, SYN, win, 0, ipl, pno)
+            for ts, seq, fl, win, ipl, pno, _off in pkts:
+                self._process(c, db ^ c.odir, ts, seq, 0, fl, win, 0, ipl, pno)
         finally:
             self._wsc = saved
         c.end = end
@@ -647,7 +668,7 @@ class Tracker:
             # counted and changes no state (Zeek still created the connection for it).
             _scaled(c, s, "C", d, "chk", "chk_th")
             if c.o.z == INACTIVE and c.r.z == INACTIVE:
-                c.due = min(c.due, self._tick_after(c))
+                self._push(c, self._tick_after(c))  # ExpireTimer will find nothing valid ever arrived
             return
         c.last_index = pno
         s.pkts += 1
@@ -1152,9 +1173,13 @@ class Tracker:
     # -- timers ----------------------------------------------------------------------------------------------------
     def _arm(self, c: Conn, due: float, attr: str) -> None:
         setattr(c, attr, due)
+        self._push(c, due)
+
+    def _push(self, c: Conn, due: float) -> None:
         if due < c.due:
             c.due = due
-        self._tq.append((due, c))
+        self._serial += 1
+        heapq.heappush(self._tq, (due, self._serial, c.key, c.n))
 
     def _tick_after(self, c: Conn) -> float:
         """When ExpireTimer (first at start + tcp_SYN_timeout, then every tcp_session_timer) would first see the
@@ -1197,25 +1222,23 @@ class Tracker:
         gone: list[Conn] = []
         conns = self.conns
         q = self._tq
-        # One-shot timers are appended roughly in due order; one that waits behind a later one is only written
-        # later (its row is the same: the per-packet check removes a connection before any late packet).
         while q and q[0][0] <= now:
-            _, c = q.popleft()
-            if not c.gone and conns.get(c.key) is c and self._expired(c, now) is not None:
+            _due, _s, key, n = heapq.heappop(q)
+            c = conns.get(key)
+            if c is not None and c.n == n and not c.gone and self._expired(c, now) is not None:
                 c.gone = True
                 gone.append(c)
-        hd, hk = self._half_due, self._half_key
-        while hd and hd[0] <= now:
-            hd.popleft()
-            key = hk.popleft()
+        hq = self._half_q
+        halves: list[tuple[int, int, bytes]] = []
+        while hq and hq[0][0] <= now:
+            due, key = heapq.heappop(hq)
             h = self.half.get(key)
-            if h is not None:
-                t0 = _HALF_SYN.unpack_from(h, _HALF_HEAD.size)[0]
-                if t0 + self.timers.attempt <= now:
-                    del self.half[key]
-                    c = self._materialize(key, h, "attempt")
-                    c.gone = True
-                    gone.append(c)
+            if h is None or self._half_wait(h) != due:
+                continue  # a record that has become a full connection, or a later one on the same 4-tuple
+            # For a compact connection that lower bound is exact: its only packets are the originator's SYNs
+            # (AttemptTimer fires) or bad-checksum packets (ExpireTimer fires).
+            del self.half[key]
+            halves.append((_HALF_HEAD.unpack_from(h)[0], key, h))
         if now >= self._next_scan:
             # Inactivity (and ExpireTimer) due times move with every packet: a periodic scan finds idle rows.
             tm = self.timers
@@ -1224,8 +1247,26 @@ class Tracker:
                 if not c.gone and c.due <= now and self._expired(c, now) is not None:
                     c.gone = True
                     gone.append(c)
-        gone.sort(key=_by_n)
-        for c in gone:
+        self._finish_in_order(gone, halves, now)
+
+    def _finish_in_order(
+        self, full: list[Conn], halves: list[tuple[int, int, bytes]], now: float | None
+    ) -> None:
+        """Write full connections and compact ones in connection-number order, turning each compact one into a
+        Conn only just before it is written (a flood's worth of them never exists at once)."""
+        full.sort(key=_by_n)
+        halves.sort(key=_first)
+        fi = hi = 0
+        while fi < len(full) or hi < len(halves):
+            if hi == len(halves) or (fi < len(full) and full[fi].n < halves[hi][0]):
+                self._finish(full[fi])
+                fi += 1
+                continue
+            _n, key, h = halves[hi]
+            hi += 1
+            c = self._materialize(key, h)
+            if now is not None:
+                self._expired(c, now)  # sets c.end (the timer that wrote it)
             self._finish(c)
 
     # -- the end of a row -----------------------------------------------------------------------------------------
@@ -1250,8 +1291,10 @@ class Tracker:
                 c.end,
                 c.first_index,
             )
-            if len(recent) > RECENT_ROWS:
-                del recent[next(iter(recent))]
+            if (
+                len(recent) > RECENT_ROWS
+            ):  # keep the newer half (deleting from a dict's front one by one is slow)
+                self.recent = dict(list(recent.items())[RECENT_ROWS // 2 :])
 
     def _continues(self, c: Conn, prev: _PrevRow, ds: int, fl: int, seq: int | None) -> None:
         """A new row of a 4-tuple that had an earlier one: does it continue that connection (Zeek ended the row
@@ -1283,13 +1326,10 @@ class Tracker:
             c.sides[ds].isn = seq
 
     def flush(self) -> None:
-        """End of capture: every connection still held, in order of first packet."""
-        rest = list(self.conns.values())
-        for key, h in list(self.half.items()):
-            rest.append(self._materialize(key, h))
+        """End of capture: every connection still held, in connection-number order."""
+        full = list(self.conns.values())
+        halves = [(_HALF_HEAD.unpack_from(h)[0], key, h) for key, h in self.half.items()]
         self.half.clear()
-        self._half_due.clear()
-        self._half_key.clear()
+        self._half_q.clear()
         self._tq.clear()
-        for c in sorted(rest, key=_by_n):
-            self._finish(c)
+        self._finish_in_order(full, halves, None)
