@@ -194,7 +194,11 @@ def _produce(args: argparse.Namespace, fmt: str, cap: Any, stop: Any, jobs: int,
         from tcpwise.trace.parquet import ParquetSink
 
         ps = ParquetSink(f, addrs.name)
-        res = trace_file(args.file, ps, addrs, **opts)
+        try:
+            res = trace_file(args.file, ps, addrs, **opts)
+        except BaseException:
+            ps.abort()
+            raise
         ps.close()
     else:
         import shutil

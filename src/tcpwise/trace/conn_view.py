@@ -19,7 +19,7 @@ from tcpwise.events import Event, Host, Run, SegmentInfo
 from tcpwise.trace import linktypes as lt
 from tcpwise.trace.decode import AddrTable
 from tcpwise.trace.output import TraceResult, story, trace_file
-from tcpwise.trace.reader import Capture, open_capture
+from tcpwise.trace.reader import Capture, CaptureError, open_capture
 from tcpwise.trace.tracker import Conn, ZeekTimers
 from tcpwise.trace.zeek import conn_state
 
@@ -47,7 +47,15 @@ def _l3_offset(linktype: int, data: bytes) -> int | None:
 
 
 def _packets_between(cap: Capture, first: int, last: int) -> Iterator[tuple[float, int, bytes, int]]:
-    """``(ts, linktype, frame bytes, packet number)`` for packet numbers first..last, skipping whole batches."""
+    """``(ts, linktype, frame bytes, packet number)`` for packet numbers first..last, skipping whole batches.
+    Damage after the last complete record ends the walk quietly: the first pass has already reported it."""
+    try:
+        yield from _between(cap, first, last)
+    except CaptureError:
+        return
+
+
+def _between(cap: Capture, first: int, last: int) -> Iterator[tuple[float, int, bytes, int]]:
     for rb in cap.batches(4096):
         n = len(rb)
         if rb.first_index + n - 1 < first:

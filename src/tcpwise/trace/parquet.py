@@ -149,3 +149,10 @@ class ParquetSink:
     def close(self) -> None:
         self._flush()
         self.writer.close()
+
+    def abort(self) -> None:
+        """The run failed: release the writer without writing (the caller discards the file)."""
+        try:
+            self.writer.close()
+        except Exception:  # noqa: BLE001 - the output is being thrown away; nothing to report
+            pass

@@ -197,6 +197,7 @@ class Capture:
         self.mm: mmap.mmap | None = None
         self.arr: np.ndarray | None = None
         self.size = 0
+        self._pcap_hdr: tuple[str, float, int] = ("<", 1e-6, 0)
         fd = self._open_fd(path)
         try:
             st = os.fstat(fd)
@@ -250,6 +251,7 @@ class Capture:
             assert self.mm is not None
             head = bytes(self.mm[:4])
         if head in _PCAP_MAGIC:
+            self._pcap_hdr = self._pcap_header()  # a truncated header or bad link type fails at open
             return "pcap"
         if len(head) == 4 and struct.unpack("<I", head)[0] == _PCAPNG_SHB:
             return "pcapng"
@@ -379,7 +381,7 @@ class Capture:
         )
 
     def _pcap_batches(self, batch: int) -> Iterator[RecordBatch]:
-        endian, unit, linktype = self._pcap_header()
+        endian, unit, linktype = self._pcap_hdr
         caplen_at = struct.Struct(endian + "I").unpack_from
         if self.stream is not None:
             yield from self._pcap_stream(batch, endian, unit, linktype, caplen_at)
