@@ -62,9 +62,12 @@ def test_each_corner_case_alone(tmp_path) -> None:
         same(p, (1, 3, 65536))
 
 
-def test_syn_flood_with_retries_and_reuse(tmp_path) -> None:
+@pytest.mark.parametrize("compact_after", [0, 1000, tracker_mod.COMPACT_AFTER])
+def test_syn_flood_with_retries_and_reuse(tmp_path, monkeypatch, compact_after: int) -> None:
     """Compact SYN-only connections: retries inside and after the attempt delay, new ISNs, answers that promote
-    them, bad-checksum SYNs, and the end of the capture with thousands still compact."""
+    them, bad-checksum SYNs, and the end of the capture with thousands still compact (compacting from the first
+    open connection, from the 1000th, or only in a real flood)."""
+    monkeypatch.setattr(tracker_mod, "COMPACT_AFTER", compact_after)
     rng = random.Random(4)
     pkts = []
     for i in range(3000):
@@ -104,8 +107,21 @@ step = st.tuples(
 
 
 @settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(steps=st.lists(step, min_size=1, max_size=30), pairs=st.integers(1, 3), seed=st.integers(0, 9))
-def test_random_conversations(tmp_path, steps, pairs: int, seed: int) -> None:
+@given(
+    steps=st.lists(step, min_size=1, max_size=30),
+    pairs=st.integers(1, 3),
+    seed=st.integers(0, 9),
+    compact=st.booleans(),
+)
+def test_random_conversations(tmp_path, steps, pairs: int, seed: int, compact: bool) -> None:
+    tracker_mod.COMPACT_AFTER, saved = (0 if compact else 20000), tracker_mod.COMPACT_AFTER
+    try:
+        _random_conversations(tmp_path, steps, pairs, seed)
+    finally:
+        tracker_mod.COMPACT_AFTER = saved
+
+
+def _random_conversations(tmp_path, steps, pairs: int, seed: int) -> None:
     rng = random.Random(seed)
     pkts = []
     for j in range(pairs):

@@ -421,32 +421,43 @@ def _tcp(
     if not good.all():
         stats.bad["bad TCP data offset"] += int((~good).sum())
         idx, t, plen_t, doff = idx[good], t[good], plen_t[good], doff[good]
+    sport = _be16(buf, t)
+    dport = _be16(buf, t + 2)
+    sep = (f.src[idx] << 16) | sport
+    dep = (f.dst[idx] << 16) | dport
+    stats.tcp += int(idx.shape[0]) + len(seq_s)
+    last_k = max(int(idx[-1]) if idx.size else -1, max(seq_s) if seq_s else -1)
+    last_ts = float(rb.ts[last_k]) if last_k >= 0 else None  # the batch clock: before any partition filter
+    if part is not None and idx.size:
+        # A worker keeps its own connections before the costlier per-packet work (checksums, options).
+        keep = np.nonzero(partition_of(np.minimum(sep, dep), np.maximum(sep, dep), part[1]) == part[0])[0]
+        idx, t, plen_t, doff, sep, dep = idx[keep], t[keep], plen_t[keep], doff[keep], sep[keep], dep[keep]
     flg = buf[t + 13].astype(np.int64)
-    captured = cl[idx] - (t - off[idx])  # TCP bytes in the capture
-    full = captured >= f.l4len[idx]
+    full = cl[idx] - (t - off[idx]) >= f.l4len[idx]  # the whole segment is in the capture
     flg |= np.where(full, 0, TRUNC_FLAG)  # payload cut by the snaplen: Zeek delivers no content for it
     if checksums != "ignore" and idx.size:
         bad = _tcp_checksum_bad(buf, t, f.l4len[idx], f.psum[idx], full, checksums, stats)
         flg |= np.where(bad, BADSUM_FLAG, 0)
     syn = np.nonzero((flg & 2) != 0)[0]
     if syn.size:
-        opt_end = np.minimum(
-            t[syn] + doff[syn], off[idx[syn]] + cl[idx[syn]]
-        )  # options inside the capture only
+        opt_end = np.minimum(t[syn] + doff[syn], off[idx[syn]] + cl[idx[syn]])  # options inside the capture
         wscale = _window_scales(buf, t[syn], opt_end, (idx[syn] + rb.first_index).tolist())
     else:
         wscale = {}
-    sport = _be16(buf, t)
-    dport = _be16(buf, t + 2)
     seq = _be32(buf, t + 4)
     ack = _be32(buf, t + 8)
     win = _be16(buf, t + 14)
-    sip, dip, ipl = f.src[idx], f.dst[idx], f.iplen[idx]
+    ipl = f.iplen[idx]
     ts = rb.ts[idx]
     pno = idx + rb.first_index
     if seq_s:
         extra = np.array(sorted(seq_s), dtype=np.int64)
         rows = np.array([seq_s[i][:10] for i in extra.tolist()], dtype=np.int64)
+        xsep = (rows[:, 0] << 16) | rows[:, 2]
+        xdep = (rows[:, 1] << 16) | rows[:, 3]
+        if part is not None:
+            xk = partition_of(np.minimum(xsep, xdep), np.maximum(xsep, xdep), part[1]) == part[0]
+            extra, rows, xsep, xdep = extra[xk], rows[xk], xsep[xk], xdep[xk]
         for i in extra.tolist():
             if seq_s[i][10] >= 0:
                 wscale[i + rb.first_index] = seq_s[i][10]
@@ -455,8 +466,7 @@ def _tcp(
         def cat(x: np.ndarray, col: np.ndarray) -> np.ndarray:
             return np.concatenate([x, col])[order]
 
-        sip, dip = cat(sip, rows[:, 0]), cat(dip, rows[:, 1])
-        sport, dport = cat(sport, rows[:, 2]), cat(dport, rows[:, 3])
+        sep, dep = cat(sep, xsep), cat(dep, xdep)
         seq, ack, flg, win = (
             cat(seq, rows[:, 4]),
             cat(ack, rows[:, 5]),
@@ -466,19 +476,10 @@ def _tcp(
         plen_t, ipl = cat(plen_t, rows[:, 8]), cat(ipl, rows[:, 9])
         ts = cat(ts, rb.ts[extra])
         pno = cat(pno, extra + rb.first_index)
-    stats.tcp += int(ts.shape[0])
     stats.bad_checksums += int(((flg & BADSUM_FLAG) != 0).sum())
-
-    sep = (sip << 16) | sport
-    dep = (dip << 16) | dport
     lo = np.minimum(sep, dep)
     hi = np.maximum(sep, dep)
     dirbit = (sep > dep).astype(np.int64)
-    last_ts = float(ts[-1]) if ts.shape[0] else None
-    if part is not None and lo.size:
-        keep = np.nonzero(partition_of(lo, hi, part[1]) == part[0])[0]
-        lo, hi, dirbit, seq, ack = lo[keep], hi[keep], dirbit[keep], seq[keep], ack[keep]
-        flg, win, plen_t, ipl, ts, pno = flg[keep], win[keep], plen_t[keep], ipl[keep], ts[keep], pno[keep]
     if lo.size:
         ulo, uhi, inv = _unique_pairs(lo, hi)
         keys = [(a << 64) | b for a, b in zip(ulo.tolist(), uhi.tolist(), strict=False)]

@@ -27,7 +27,11 @@ from tcpwise.trace.reader import Capture, CaptureError, StopFlag, open_capture
 from tcpwise.trace.tracker import Conn, Tracker, ZeekTimers
 from tcpwise.trace.zeek import conn_state, uid
 
-__all__ = ["TraceResult", "trace_file", "conn_dict", "conn_json", "story", "JsonSink", "sigint_to"]
+__all__ = ["TraceResult", "trace_file", "conn_dict", "conn_json", "story", "JsonSink", "sigint_to", "BATCH"]
+
+# Packets decoded and tracked at a time: large enough that numpy's per-call cost disappears, small enough that a
+# batch's arrays and lists stay a few tens of MB (a SYN flood's memory budget counts them).
+BATCH = 32768
 
 
 @dataclass(slots=True)
@@ -68,7 +72,7 @@ def trace_file(
     path: str,
     sink: Callable[[Conn], None],
     addrs: AddrTable | None = None,
-    batch: int = 65536,
+    batch: int = BATCH,
     want: int | None = None,
     timers: ZeekTimers | None = None,
     checksums: str = "auto",

@@ -40,7 +40,7 @@ from operator import itemgetter
 from typing import Any, TextIO
 
 from tcpwise.trace.decode import AddrTable, DecodeStats, decode_batch
-from tcpwise.trace.output import TraceResult, conn_json
+from tcpwise.trace.output import BATCH, TraceResult, conn_json
 from tcpwise.trace.reader import CaptureError, open_capture
 from tcpwise.trace.tracker import Conn, Tracker, ZeekTimers
 from tcpwise.trace.zeek import ZeekWriter, uid_of
@@ -214,7 +214,7 @@ def trace_parallel(
     out: TextIO,
     jobs: int,
     summary: Any = None,
-    batch: int = 65536,
+    batch: int = BATCH,
     timers: ZeekTimers | None = None,
     checksums: str = "auto",
 ) -> TraceResult:
@@ -257,8 +257,13 @@ def trace_parallel(
             pids.pop(0)
         r0 = infos[0]
         peaks = [sum(x) for x in zip(*(r["peaks"] for r in infos), strict=True)]
+        stats = r0[
+            "stats"
+        ]  # every worker counts every packet, but checks checksums only of its own connections
+        stats.bad_checksums = sum(r["stats"].bad_checksums for r in infos)
+        stats.offloaded = sum(r["stats"].offloaded for r in infos)
         res = TraceResult(
-            stats=r0["stats"],
+            stats=stats,
             connections=sum(r["count"] for r in infos),
             peak_open=max([0, *peaks]),
             linktypes=r0["linktypes"],
@@ -270,7 +275,7 @@ def trace_parallel(
                 _raise_from(r0["error"])
             except CaptureError as exc:
                 res.error = exc
-        res.warnings = r0["warnings"]
+        res.warnings = stats.warnings()
         if zw is not None:
             zw.close()
         else:

@@ -27,7 +27,7 @@ from tcpwise.trace.zeek import conn_state, uid
 
 __all__ = ["ParquetSink", "COLUMNS", "ROW_GROUP"]
 
-ROW_GROUP = 65536
+ROW_GROUP = 16384
 
 # (name, arrow type name) in file order.
 COLUMNS: tuple[tuple[str, str], ...] = (

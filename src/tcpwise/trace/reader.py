@@ -277,6 +277,20 @@ class Capture:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def _done_with(self, start: int, end: int) -> None:
+        """Drop the pages of a batch already decoded from our resident set (they stay in the page cache): the
+        RSS of a multi-GB capture stays that of one batch."""
+        if self.mm is None or not hasattr(mmap, "MADV_DONTNEED"):
+            return
+        page = mmap.PAGESIZE
+        lo = (start // page) * page
+        hi = (end // page) * page
+        if hi > lo:
+            try:
+                self.mm.madvise(mmap.MADV_DONTNEED, lo, hi - lo)
+            except (OSError, ValueError):
+                pass
+
     @property
     def buf(self) -> np.ndarray | None:
         """The whole file as bytes (mapped files only; stream batches carry their own :attr:`RecordBatch.buf`)."""
@@ -389,9 +403,11 @@ class Capture:
         assert self.mm is not None and self.arr is not None
         off, size = 24, self.size
         while True:
+            start = off
             offs, off, bad_cl = self._walk_pcap(self.mm, off, size, batch, caplen_at)
             if offs:
                 yield self._pcap_records(self.arr, offs, endian, unit, linktype)
+                self._done_with(start, off)
             if bad_cl >= 0:
                 raise self._corrupt_pcap(off, bad_cl)
             if len(offs) < batch:
@@ -432,9 +448,11 @@ class Capture:
             assert self.mm is not None and self.arr is not None
             off = 0
             while True:
+                start = off
                 off, status = w.walk(self.mm, off, self.size, batch)
                 if w.offs:
                     yield w.flush(self.arr)
+                    self._done_with(start, off)
                 if status == "full":
                     continue
                 if status == "need" and off != self.size:

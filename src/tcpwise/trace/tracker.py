@@ -77,8 +77,9 @@ M64 = (1 << 64) - 1
 HALF = 1 << 31
 BIG = 1 << 20  # TCPSessionAdapter's TOO_LARGE_SEQ_DELTA: SYN/RST sequence jumps beyond it are not trusted
 INF = float("inf")
-RECENT_ROWS = 65536  # finished rows remembered for the next row of the same 4-tuple
-FIN, SYN, RST, ACK = 0x01, 0x02, 0x04, 0x10
+RECENT_ROWS = 16384  # finished rows remembered for the next row of the same 4-tuple
+COMPACT_AFTER = 10000  # open connections beyond which SYN-only ones are held compact (a flood, a scan)
+FIN, SYN, RST, PSH, ACK, ECE, CWR = 0x01, 0x02, 0x04, 0x08, 0x10, 0x40, 0x80
 CTL = FIN | SYN | RST
 # Set by the decoder on top of the TCP flags: the TCP checksum is wrong, or the payload was cut by the snaplen.
 BADSUM, TRUNC = 0x100, 0x200
@@ -92,6 +93,7 @@ ZEEK_STATE_NAMES = ("INACTIVE", "SYN_SENT", "SYN_ACK_SENT", "PARTIAL", "ESTABLIS
 _LETTERS = "SADFRIQ^"
 _HBIT = {(ch, d): 1 << (i * 2 + d) for i, ch in enumerate(_LETTERS) for d in (0, 1)}
 _BIT_D = (_HBIT["D", 0], _HBIT["D", 1])
+_BIT_S0, _BIT_S1 = _HBIT["S", 0], _HBIT["S", 1]
 _BIT_A = (_HBIT["A", 0], _HBIT["A", 1])
 _CH_D = ("D", "d")
 _CH_A = ("A", "a")
@@ -375,7 +377,10 @@ class Tracker:
         # Timer queues (heaps): (due, key) of compact connections, (due, serial, conn) of one-shot timers. Exact
         # order matters: each connection must be written at the sweep after its own due time, whatever else is
         # queued, so that --jobs workers (each holding a share of the connections) write exactly as one tracker.
-        self._half_q: list[tuple[float, int]] = []
+        # Compact connections by the whole second of their due time: second -> keys (8 bytes a record, where a
+        # heap entry would cost 80); a sweep takes every second up to now, so it is exact all the same.
+        self._half_buckets: dict[int, list[int]] = {}
+        self._half_low = 0  # no bucket below this second holds keys
         self._tq: list[tuple[float, int, int, int]] = []  # (due, serial, key, n): no reference to the Conn
         self._serial = 0
         self._next_scan = -INF  # next full scan for inactivity / expire timers
@@ -430,22 +435,16 @@ class Tracker:
             if not s.fast or ts >= c.due:
                 slow(bconn, fi, keys[fi], ts, db, seq, ack, fl, win, pl, ipl, pno)
                 continue
-            # An ACK-only (or data) segment of an established side with a clean stream: what _process would do.
+            # An ACK-only (or data) segment of an established side with a clean stream: what _process would do,
+            # letters in its order (D/A, then W, then T).
             c.last = s.t_last = ts
             c.last_index = pno
             s.pkts += 1
             s.ipbytes += ipl
             if pl:
-                if seq == s.nxt:
-                    s.nxt = s.top = s.cend = (seq + pl) & M32
-                    s.acc += pl
-                    if not c.hseen & bit_d[d]:
-                        c.hseen |= bit_d[d]
-                        c.hist.append(ch_d[d])
-                else:
-                    data(c, s, d, seq, pl, fl)
-            elif seq != s.nxt:
-                self._odd_fast(c, s, d, seq)
+                if not c.hseen & bit_d[d]:
+                    c.hseen |= bit_d[d]
+                    c.hist.append(ch_d[d])
             elif not c.hseen & bit_a[d]:
                 c.hseen |= bit_a[d]
                 c.hist.append(ch_a[d])
@@ -456,6 +455,14 @@ class Tracker:
                 zero(c, s, d)
             elif s.win0:
                 s.win0 = False
+            if pl:
+                if seq == s.nxt:
+                    s.nxt = s.top = s.cend = (seq + pl) & M32
+                    s.acc += pl
+                else:
+                    data(c, s, d, seq, pl, fl)
+            elif seq != s.nxt:
+                self._odd_fast(c, s, d, seq)
             p = c.o if d else c.r
             if 0 < ((ack - p.nxt) & M32) < HALF:
                 beyond(c, d, p, ack)
@@ -464,21 +471,14 @@ class Tracker:
     # -- fast-path helpers (each does exactly what _process does for that case) ---------------------------------
     def _data_fast(self, c: Conn, s: Side, d: int, seq: int, pl: int, fl: int) -> None:
         nxt0 = s.nxt
-        end = (seq + pl) & M32
-        self._update_last(c, d, s, fl, end, pl)
+        self._update_last(c, d, s, fl, (seq + pl) & M32, pl)
         self._content(s, seq, pl)
-        if not c.hseen & _BIT_D[d]:
-            c.hseen |= _BIT_D[d]
-            c.hist.append(_CH_D[d])
         self._classify_data(c, s, d, seq, pl, fl, nxt0)
         self._refresh_fast(c)
 
     def _odd_fast(self, c: Conn, s: Side, d: int, seq: int) -> None:
         nxt0 = s.nxt
         self._update_last(c, d, s, ACK, seq, 0)
-        if not c.hseen & _BIT_A[d]:
-            c.hseen |= _BIT_A[d]
-            c.hist.append(_CH_A[d])
         self._classify_odd(c, s, d, seq, ACK, nxt0)
         self._refresh_fast(c)
 
@@ -530,13 +530,230 @@ class Tracker:
                 self._finish(c)
                 c = None
         if c is None:
-            if not self.reference and (fl & BADSUM or (fl & (FASTMASK | 0xFF00) == SYN and not pl)):
+            if self.reference:
+                pass
+            elif (fl & BADSUM or (fl & (FASTMASK | 0xFF00) == SYN and not pl)) and len(
+                self.conns
+            ) >= COMPACT_AFTER:
                 bconn[fi] = None
                 self._half_new(key, ts, db, seq, fl, win, ipl, pno)
                 return
+            elif fl == SYN and not pl and key not in self.recent:
+                c = bconn[fi] = self._new(key, db, fl, ts, pno, seq=seq)
+                self._open(c, ts, seq, win, ipl, pno)
+                return
             c = self._new(key, db, fl, ts, pno, seq=seq)
         bconn[fi] = c
+        if not self.reference:
+            d = db ^ c.odir
+            if fl == ACK:
+                if d == 0 and self._hs_ack(c, ts, seq, ack, win, pl, ipl, pno):
+                    return
+                if self._ack_fin(c, d, ts, seq, ack, win, pl, ipl, pno):
+                    return
+            elif fl == SYN | ACK:
+                if d == 1 and self._synack(c, ts, seq, ack, win, pl, ipl, pno):
+                    return
+            elif fl & ~(PSH | ECE | CWR) == FIN | ACK and self._fin1(c, d, ts, seq, ack, win, pl, ipl, pno):
+                return
         self._process(c, db ^ c.odir, ts, seq, ack, fl, win, pl, ipl, pno)
+
+    @staticmethod
+    def _acked_within(p: Side, ack: int) -> bool:
+        """``ack`` reveals no gap in ``p``'s stream: it is not beyond LastSeq and nothing waits for delivery."""
+        return ((p.nxt - ack) & M32) < HALF and _content_clean(p)
+
+    def _fin1(
+        self, c: Conn, d: int, ts: float, seq: int, ack: int, win: int, pl: int, ipl: int, pno: int
+    ) -> bool:  # fmt: skip
+        """A side's first FIN (with ACK, maybe with data), in order, from ESTABLISHED."""
+        s, p = c.sides[d], c.sides[1 - d]
+        if not (
+            win and s.z == ESTABLISHED and not s.fin_cnt and not s.did_close and seq == s.nxt and s.top == s.nxt
+            and s.cend == s.nxt and not s.blocks and s.est_at is None and s.fin_end is None
+            and (p.z == ESTABLISHED or p.z == CLOSED) and self._acked_within(p, ack)
+        ):  # fmt: skip
+            return False
+        c.last_index = pno
+        s.pkts += 1
+        s.ipbytes += ipl
+        end = (seq + pl + 1) & M32
+        v = (seq - s.start + pl) & M32
+        bit = _HBIT["F", d]
+        if not c.hseen & bit:
+            c.hseen |= bit
+            c.hist.append("F" if d == 0 else "f")
+        elif v != s.hlf:
+            c.hist.append("F" if d == 0 else "f")
+        s.hlf = v
+        c.last = ts
+        s.win = win
+        if win > s.wmax:
+            s.wmax = win
+        s.fin_cnt = 1
+        s.fin_seq = end
+        self._update_ack(p, ack)
+        s.nxt = s.top = end
+        s.acc += pl + 1
+        self._setz(c, s, p, CLOSED)
+        if pl:
+            s.cend = (seq + pl) & M32
+        self._closed(c, s, p)
+        s.t_last = ts
+        s.fin_end = end
+        s.fin_t = ts
+        s.fin_pending = True
+        if s.win0:
+            s.win0 = False
+        self._acks(c, d, p, ts, ack, 0)
+        self._fin_states(c, d, s, p, ts, ack)
+        s.last_ack = ack
+        o, r = c.o, c.r
+        c.watch = o.syn_pending or r.syn_pending or o.fin_pending or r.fin_pending
+        self._refresh_fast(c)
+        return True
+
+    def _ack_fin(
+        self, c: Conn, d: int, ts: float, seq: int, ack: int, win: int, pl: int, ipl: int, pno: int
+    ) -> bool:  # fmt: skip
+        """A bare ACK, in order, while a SYN or FIN awaits acknowledgement (typically the ACK of a FIN)."""
+        s, p = c.sides[d], c.sides[1 - d]
+        if not (
+            not pl and win and (s.z == ESTABLISHED or s.z == CLOSED) and seq == s.nxt and s.est_at is None
+            and not s.syn_pending and not p.syn_pending and (p.z == ESTABLISHED or p.z == CLOSED)
+            and _content_clean(s) and self._acked_within(p, ack)
+        ):  # fmt: skip
+            return False
+        c.last_index = pno
+        s.pkts += 1
+        s.ipbytes += ipl
+        c.add_hist("A", d)
+        if not (c.o.did_close and c.r.did_close):
+            c.last = ts
+        s.win = win
+        if win > s.wmax:
+            s.wmax = win
+        self._update_ack(p, ack)
+        s.t_last = ts
+        if s.win0:
+            s.win0 = False
+        self._acks(c, d, p, ts, ack, 0)
+        s.last_ack = ack
+        o, r = c.o, c.r
+        c.watch = o.syn_pending or r.syn_pending or o.fin_pending or r.fin_pending
+        self._refresh_fast(c)
+        return True
+
+    # -- straight-line handlers for the handshake: each does exactly what _process does for its case (the
+    # preconditions make every skipped branch of _process a no-op); test_trace_fast.py holds them equal. --------
+    def _open(self, c: Conn, ts: float, seq: int, win: int, ipl: int, pno: int) -> None:
+        """A bare SYN (flags exactly SYN, no payload) that created connection ``c``: the originator's first."""
+        s = c.o
+        c.last_index = pno
+        s.pkts = 1
+        s.ipbytes = ipl
+        end = (seq + 1) & M32
+        s.start = s.ackseq = seq
+        s.nxt = s.top = s.cend = end
+        s.acc = 1
+        c.hseen |= _BIT_S0
+        c.hist.append("S")
+        s.hls = 0
+        if win == 0:  # the responder is INACTIVE, not CLOSED; we are not RESET
+            _scaled(c, s, "W", 0, "zw", "zw_th")
+            s.win0 = True
+        c.last = ts
+        s.wsyn = win
+        s.woffer = self._wsc.get(pno, -1)
+        s.zprev, s.z = INACTIVE, SYN_SENT
+        if self.timers.attempt:
+            self._arm(c, ts + self.timers.attempt, "attempt_due")
+        s.t_last = ts
+        s.isn = seq
+        c.syn_t = ts
+        c.transitions.append((ts, 0, s.state or "CLOSED", "SYN_SENT"))
+        c.trans_pkt.append(pno)
+        s.state = "SYN_SENT"
+        s.syn_pending = True
+        c.watch = True
+        s.fast = c.r.fast = False
+
+    def _synack(
+        self, c: Conn, ts: float, seq: int, ack: int, win: int, pl: int, ipl: int, pno: int
+    ) -> bool:  # fmt: skip
+        """The responder's first packet, a SYN+ACK acknowledging the originator's SYN."""
+        s, p = c.r, c.o
+        if not (
+            not pl and win and s.z == INACTIVE and s.pkts == 0 and s.isn is None and p.z == SYN_SENT
+            and p.state == "SYN_SENT" and s.state == "LISTEN" and p.syn_pending and p.isn is not None
+            and ack == (p.isn + 1) & M32 and p.ackseq == p.isn and p.top == ack and p.cend == ack
+            and not p.fin_cnt and not p.fin_pending and not p.did_close and c.synack_t is None
+        ):  # fmt: skip
+            return False
+        c.last_index = pno
+        s.pkts = 1
+        s.ipbytes = ipl
+        end = (seq + 1) & M32
+        s.start = s.ackseq = seq
+        s.nxt = s.top = s.cend = end
+        s.acc = 1
+        s.blocks = []
+        c.hseen |= _BIT_S1
+        c.hist.append("h")
+        s.hls = 0
+        c.last = ts
+        self._syn_window(s, p, SYN | ACK, win, pno)
+        p.ackseq = ack
+        self._setz(c, p, s, ESTABLISHED)
+        self._setz(c, s, p, ESTABLISHED)
+        s.t_last = ts
+        s.isn = seq
+        s.holes.clear()
+        s.win0 = False
+        c.synack_t = ts
+        c._set(1, "SYN_RCVD", ts)
+        s.syn_pending = True
+        p.syn_pending = False
+        p.est_at = (ts, len(c.transitions), c.last_index)
+        s.last_ack = ack
+        c.watch = True
+        s.fast = p.fast = False
+        return True
+
+    def _hs_ack(
+        self, c: Conn, ts: float, seq: int, ack: int, win: int, pl: int, ipl: int, pno: int
+    ) -> bool:  # fmt: skip
+        """The originator's bare ACK of the SYN+ACK (the third segment of the handshake)."""
+        s, p = c.o, c.r
+        if not (
+            not pl and win and c.watch and s.z == ESTABLISHED and p.z == ESTABLISHED and s.est_at is not None
+            and seq == s.nxt and s.top == s.nxt and s.cend == s.nxt and not s.blocks and not s.fin_pending
+            and p.syn_pending and p.isn is not None and ack == (p.isn + 1) & M32 and p.ackseq == p.isn
+            and p.nxt == ack and p.top == ack and p.cend == ack and not p.blocks and not p.fin_cnt
+            and p.state == "SYN_RCVD" and not s.syn_pending and not s.did_close and not p.did_close
+        ):  # fmt: skip
+            return False
+        c.last_index = pno
+        s.pkts += 1
+        s.ipbytes += ipl
+        c.add_hist("A", 0)
+        c.last = ts
+        s.win = win
+        if win > s.wmax:
+            s.wmax = win
+        p.ackseq = ack
+        s.t_last = ts
+        if s.win0:
+            s.win0 = False
+        self._confirm_established(c, 0)
+        p.syn_pending = False
+        if c.ack_t is None and c.synack_t is not None:
+            c.ack_t = ts
+        c._set(1, "ESTABLISHED", ts)
+        s.last_ack = ack
+        c.watch = False
+        s.fast = p.fast = True
+        return True
 
     def _is_reuse(self, c: Conn, d: int, seq: int, fl: int) -> bool:
         """``TCPSessionAdapter::IsReuse``: does this SYN start a new connection on the same 4-tuple?"""
@@ -616,7 +833,14 @@ class Tracker:
         self.half[key] = _HALF_HEAD.pack(self.count, db) + _HALF_PKT.pack(
             ts, seq, fl, win, ipl, pno, self._wsc.get(pno, -1)
         )
-        heapq.heappush(self._half_q, (self._half_wait(self.half[key]), key))
+        sec = int(self._half_wait(self.half[key]))
+        b = self._half_buckets.get(sec)
+        if b is None:
+            self._half_buckets[sec] = [key]
+            if sec < self._half_low:
+                self._half_low = sec
+        else:
+            b.append(key)
 
     def _half_wait(self, h: bytes) -> float:
         """A lower bound of the first timer that can remove a compact connection: AttemptTimer after a SYN,
@@ -1228,17 +1452,32 @@ class Tracker:
             if c is not None and c.n == n and not c.gone and self._expired(c, now) is not None:
                 c.gone = True
                 gone.append(c)
-        hq = self._half_q
         halves: list[tuple[int, int, bytes]] = []
-        while hq and hq[0][0] <= now:
-            due, key = heapq.heappop(hq)
-            h = self.half.get(key)
-            if h is None or self._half_wait(h) != due:
-                continue  # a record that has become a full connection, or a later one on the same 4-tuple
-            # For a compact connection that lower bound is exact: its only packets are the originator's SYNs
-            # (AttemptTimer fires) or bad-checksum packets (ExpireTimer fires).
-            del self.half[key]
-            halves.append((_HALF_HEAD.unpack_from(h)[0], key, h))
+        if self._half_buckets:
+            buckets = self._half_buckets
+            top = int(now)
+            low = self._half_low
+            # Walk the seconds, or after a long jump in capture time only the seconds that have records.
+            secs = range(low, top + 1) if top - low <= 4096 else sorted(k for k in buckets if k <= top)
+            for sec in secs:
+                keys = buckets.pop(sec, None)
+                if keys is None:
+                    continue
+                later = []
+                for key in keys:
+                    h = self.half.get(key)
+                    if h is None or int(self._half_wait(h)) != sec:
+                        continue  # it became a full connection, or a later record holds the 4-tuple
+                    if self._half_wait(h) > now:
+                        later.append(key)  # this second is not over yet
+                        continue
+                    # For a compact connection that lower bound is exact: its only packets are the
+                    # originator's SYNs (AttemptTimer fires) or bad-checksum packets (ExpireTimer fires).
+                    del self.half[key]
+                    halves.append((_HALF_HEAD.unpack_from(h)[0], key, h))
+                if later:
+                    buckets[sec] = later
+            self._half_low = top
         if now >= self._next_scan:
             # Inactivity (and ExpireTimer) due times move with every packet: a periodic scan finds idle rows.
             tm = self.timers
@@ -1330,6 +1569,6 @@ class Tracker:
         full = list(self.conns.values())
         halves = [(_HALF_HEAD.unpack_from(h)[0], key, h) for key, h in self.half.items()]
         self.half.clear()
-        self._half_q.clear()
+        self._half_buckets.clear()
         self._tq.clear()
         self._finish_in_order(full, halves, None)
