@@ -11,6 +11,7 @@ JSON of every connection, in order, to be byte-identical, at several batch sizes
 
 from __future__ import annotations
 
+import json
 import random
 from pathlib import Path
 
@@ -22,7 +23,8 @@ from tracecaps import Conv, write_pcap
 
 from tcpwise.trace import tracker as tracker_mod
 from tcpwise.trace.decode import AddrTable
-from tcpwise.trace.output import conn_json, trace_file
+from tcpwise.trace.output import conn_dict, conn_json, trace_file
+from tcpwise.trace.tracker import Conn
 
 REAL = str(Path(__file__).parent / "data" / "lo-small.pcap")
 
@@ -30,8 +32,14 @@ REAL = str(Path(__file__).parent / "data" / "lo-small.pcap")
 def _lines(path: str, reference: bool, batch: int, checksums: str = "auto") -> list[str]:
     a = AddrTable()
     out: list[str] = []
-    trace_file(path, lambda c: out.append(conn_json(c, a.name, 1)), a, batch=batch, reference=reference,
-               checksums=checksums)  # fmt: skip
+
+    def sink(c: Conn) -> None:
+        line = conn_json(c, a.name, 1)
+        if reference:  # the hand-written JSON is json.dumps of conn_dict, whatever the connection
+            assert json.loads(line) == conn_dict(c, a.name, 1)
+        out.append(line)
+
+    trace_file(path, sink, a, batch=batch, reference=reference, checksums=checksums)
     return out
 
 

@@ -321,14 +321,41 @@ def _jv(v: Any) -> str:
     return repr(v)
 
 
+_QUIET = (
+    '"retransmissions":0,"control_retransmissions":0,"out_of_order":0,"zero_windows":0,"keepalives":0,'
+    '"window_probes":0,"bad_checksums":0,'
+)
+
+
 def _side_json(s: Any) -> str:
-    w = s.win if s.win is not None else s.wsyn
+    """``json.dumps(_side_dict(s))`` without separators' spaces, written directly (hot: twice per connection)."""
+    acc = s.acc  # Side.size, inlined
+    size = acc - 1 if acc else 0
+    if s.fin_cnt and size:
+        size -= 1
+    w, shift = s.win, s.wshift
+    if w is None:
+        w = s.wsyn
+        wsc = "null" if w is None else w
+    else:
+        wsc = w << shift if shift else w
+    wmax = s.wmax << shift if shift else s.wmax
+    if s.wsyn is not None and s.wsyn > wmax:
+        wmax = s.wsyn
+    if s.rxmt or s.ctl_rxmt or s.ooo or s.zw or s.keepalive or s.winprobe or s.chk:
+        mid = (
+            f'"retransmissions":{s.rxmt},"control_retransmissions":{s.ctl_rxmt},"out_of_order":{s.ooo},'
+            f'"zero_windows":{s.zw},"keepalives":{s.keepalive},"window_probes":{s.winprobe},'
+            f'"bad_checksums":{s.chk},'
+        )
+    else:
+        mid = _QUIET
+    st = s.state
     return (
-        f'{{"pkts":{s.pkts},"ip_bytes":{s.ipbytes},"bytes":{s.size},"missed_bytes":{s.missed},'
-        f'"retransmissions":{s.rxmt},"control_retransmissions":{s.ctl_rxmt},"out_of_order":{s.ooo},'
-        f'"zero_windows":{s.zw},"keepalives":{s.keepalive},"window_probes":{s.winprobe},"bad_checksums":{s.chk},'
-        f'"window":{_jv(w)},"window_scaled":{_jv(s.window_scaled)},"window_max_scaled":{s.window_max_scaled},'
-        f'"window_scale":{_jv(s.wshift)},"fin":{_jv(s.fin_end is not None)},"final_state":{_jv(s.state)}}}'
+        f'{{"pkts":{s.pkts},"ip_bytes":{s.ipbytes},"bytes":{size},"missed_bytes":{s.missed},{mid}'
+        f'"window":{"null" if w is None else w},"window_scaled":{wsc},"window_max_scaled":{wmax},'
+        f'"window_scale":{"null" if shift is None else shift},"fin":{"false" if s.fin_end is None else "true"},'
+        f'"final_state":{"null" if st is None else chr(34) + st + chr(34)}}}'
     )
 
 
@@ -341,6 +368,16 @@ class _TailCache(dict):  # type: ignore[type-arg]
 
 
 _STATE_TAIL = _TailCache()
+_STATE_FORMS: dict[tuple[tuple[int, str, str], ...], str] = {}
+
+
+def _state_form(tr: list[tuple[float, int, str, str]]) -> str:
+    """A %-format for a connection's ``states`` list: ``[%.6f,"orig","CLOSED","SYN_SENT"],...`` (cached by the
+    sequence of (side, from, to); a capture has few distinct ones)."""
+    form = ",".join("[%.6f" + _STATE_TAIL[d, a, b] for _t, d, a, b in tr)
+    if len(_STATE_FORMS) < 4096:
+        _STATE_FORMS[tuple([x[1:] for x in tr])] = form
+    return form
 
 
 def conn_json(c: Conn, name: Callable[[int], str], salt: int = 0) -> str:
@@ -360,8 +397,11 @@ def conn_json(c: Conn, name: Callable[[int], str], salt: int = 0) -> str:
     else:
         rst = "null"
     tw = ",".join(f'"{who[i]}"' for i in (0, 1) if c.sides[i].state == "TIME_WAIT")
-    tail = _STATE_TAIL
-    states = ",".join([f"[{t - ts:.6f}{tail[d, a, b]}" for (t, d, a, b) in c.transitions])
+    tr = c.transitions
+    form = _STATE_FORMS.get(tuple([x[1:] for x in tr]))  # the same close story -> the same text around times
+    if form is None:
+        form = _state_form(tr)
+    states = form % tuple([x[0] - ts for x in tr])
     ff = f'"{who[c.first_fin]}"' if c.first_fin is not None else "null"
     return (
         f'{{"n":{c.n},"uid":"{uid(c, salt)}","ts":{ts!r},"duration":{c.last - ts:.6f},'
