@@ -874,8 +874,13 @@ class Tracker:
         saved = self._wsc
         self._wsc = {p: o for _t, _q, _f, _w2, _i2, p, o in pkts if o >= 0}
         try:
+            first = fl0 == SYN and c.prev_n is None and not self.reference
             for ts, seq, fl, win, ipl, pno, _off in pkts:
-                self._process(c, db ^ c.odir, ts, seq, 0, fl, win, 0, ipl, pno)
+                if first:  # the usual single SYN: the same straight-line handler as when it arrived
+                    self._open(c, ts, seq, win, ipl, pno)
+                    first = False
+                else:
+                    self._process(c, db ^ c.odir, ts, seq, 0, fl, win, 0, ipl, pno)
         finally:
             self._wsc = saved
         c.end = end
