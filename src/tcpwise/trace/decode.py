@@ -37,7 +37,7 @@ import numpy as np
 from tcpwise.trace import linktypes as lt
 from tcpwise.trace.reader import RecordBatch
 
-__all__ = ["AddrTable", "DecodeStats", "Decoded", "decode_batch"]
+__all__ = ["AddrTable", "DecodeStats", "Decoded", "Packets", "decode_batch", "decode_arrays", "to_decoded"]
 
 _V6_BASE = 1 << 32
 # IPv6 extension headers that may precede TCP (RFC 8200 §4, IANA "IPv6 Extension Header Types").
@@ -58,6 +58,15 @@ class AddrTable:
             i = self._v6[raw] = _V6_BASE + len(self._v6_names)
             self._v6_names.append(str(ipaddress.IPv6Address(raw)))
         return i
+
+    def v6_since(self, k: int) -> list[str]:
+        """The IPv6 addresses interned after the first ``k`` (a --jobs parent ships them to its workers)."""
+        return self._v6_names[k:]
+
+    def add_v6(self, names: list[str]) -> None:
+        """Intern addresses a --jobs parent interned, in its order (so that the ids agree)."""
+        for n in names:
+            self.intern_v6(ipaddress.IPv6Address(n).packed)
 
     def name(self, addr_id: int) -> str:
         s = self._cache.get(addr_id)
@@ -160,6 +169,19 @@ def decode_batch(
     :data:`BADSUM`), ``auto`` (the same, except that a TCP checksum holding only the pseudo-header sum — what
     checksum offload leaves in a capture taken on the sending host — counts as good) or ``ignore`` (``zeek -C``).
     """
+    return to_decoded(decode_arrays(buf, rb, addrs, stats, path, part, checksums))
+
+
+def decode_arrays(
+    buf: np.ndarray,
+    rb: RecordBatch,
+    addrs: AddrTable,
+    stats: DecodeStats,
+    path: str = "",
+    part: tuple[int, int] | None = None,
+    checksums: str = "auto",
+) -> Packets:
+    """:func:`decode_batch` before the conversion to lists: the batch's TCP packets as numpy columns."""
     n = len(rb)
     stats.packets += n
     l3, fam = _link_layer(buf, rb, stats)
@@ -397,8 +419,8 @@ def _tcp(
     addrs: AddrTable,
     part: tuple[int, int] | None,
     checksums: str,
-) -> Decoded:
-    """TCP (RFC 9293 §3.1): header fields, checksum and snaplen flags, window-scale options, flow keys."""
+) -> Packets:
+    """TCP (RFC 9293 §3.1): header fields, checksum and snaplen flags, window-scale options, endpoint pairs."""
     off, cl = rb.data_off, rb.caplen
     seq_s: dict[int, tuple[int, ...]] = {}
     for k in f.slow:  # off the fast path: through the one codec
@@ -477,29 +499,72 @@ def _tcp(
         ts = cat(ts, rb.ts[extra])
         pno = cat(pno, extra + rb.first_index)
     stats.bad_checksums += int(((flg & BADSUM_FLAG) != 0).sum())
-    lo = np.minimum(sep, dep)
-    hi = np.maximum(sep, dep)
-    dirbit = (sep > dep).astype(np.int64)
-    if lo.size:
-        ulo, uhi, inv = _unique_pairs(lo, hi)
+    return Packets(
+        lo=np.minimum(sep, dep),
+        hi=np.maximum(sep, dep),
+        dirbit=(sep > dep).astype(np.int64),
+        seq=seq,
+        ack=ack,
+        flags=flg,
+        win=win,
+        plen=plen_t,
+        iplen=ipl,
+        ts=ts,
+        index=pno,
+        last_ts=last_ts,
+        wscale=wscale,
+    )
+
+
+@dataclass(slots=True)
+class Packets:
+    """A batch's TCP packets as numpy columns (what :func:`decode_arrays` returns; picklable, cheap to ship)."""
+
+    lo: np.ndarray
+    hi: np.ndarray
+    dirbit: np.ndarray
+    seq: np.ndarray
+    ack: np.ndarray
+    flags: np.ndarray
+    win: np.ndarray
+    plen: np.ndarray
+    iplen: np.ndarray
+    ts: np.ndarray
+    index: np.ndarray
+    last_ts: float | None
+    wscale: dict[int, int]
+
+    def take(self, rows: np.ndarray) -> Packets:
+        """These rows only (a --jobs worker's share); the batch clock and option map stay whole."""
+        return Packets(
+            self.lo[rows], self.hi[rows], self.dirbit[rows], self.seq[rows], self.ack[rows], self.flags[rows],
+            self.win[rows], self.plen[rows], self.iplen[rows], self.ts[rows], self.index[rows], self.last_ts,
+            self.wscale,
+        )  # fmt: skip
+
+
+def to_decoded(p: Packets) -> Decoded:
+    """The tracker's form: Python lists, and the batch's flows numbered (``np.unique`` of the endpoint pairs)."""
+    if p.lo.size:
+        ulo, uhi, inv = _unique_pairs(p.lo, p.hi)
         keys = [(a << 64) | b for a, b in zip(ulo.tolist(), uhi.tolist(), strict=False)]
         fidx = inv.tolist()
     else:
         keys, fidx = [], []
     return Decoded(
-        ts=ts.tolist(),
+        ts=p.ts.tolist(),
         fidx=fidx,
-        dirbit=dirbit.tolist(),
-        seq=seq.tolist(),
-        ack=ack.tolist(),
-        flags=flg.tolist(),
-        win=win.tolist(),
-        plen=plen_t.tolist(),
-        iplen=ipl.tolist(),
+        dirbit=p.dirbit.tolist(),
+        seq=p.seq.tolist(),
+        ack=p.ack.tolist(),
+        flags=p.flags.tolist(),
+        win=p.win.tolist(),
+        plen=p.plen.tolist(),
+        iplen=p.iplen.tolist(),
         keys=keys,
-        index=pno.tolist(),
-        last_ts=last_ts,
-        wscale=wscale,
+        index=p.index.tolist(),
+        last_ts=p.last_ts,
+        wscale=p.wscale,
     )
 
 

@@ -1,27 +1,30 @@
-"""``tcpwise trace --jobs N``: the same JSON / Zeek output, computed by N forked worker processes.
+"""``tcpwise trace --jobs N``: the same JSON / Zeek output, tracked by N forked worker processes.
 
 Theory of operation
 -------------------
-Every worker reads and decodes the whole capture (decoding is vectorised and cheap) but tracks only the
-connections whose endpoint pair falls in its partition (:func:`tcpwise.trace.decode.partition_of`). A
-connection's life depends only on its own packets and on the batch clock (the time of each batch's last TCP
-packet, which every worker sees), so each worker finishes each of its connections exactly when one tracker would.
+The parent reads and decodes the capture once, batch by batch (in a thread), splits each batch's packets by the
+hash of their endpoint pair (:func:`tcpwise.trace.decode.partition_of`) and sends each worker its share as numpy
+columns (one sender thread per worker, so that a worker that is behind never starves another). A connection's
+life depends only on its own packets and on the batch clock (the time of each batch's last TCP packet, which
+every worker receives), so each worker finishes each of its connections exactly when one tracker would.
 
 The single tracker hands connections to its sink in a well-defined order, which every worker can key locally:
 
-* a connection ended by a new SYN on its 4-tuple: ``(batch, 0, packet number of that SYN)``;
-* connections expired at the end of a batch: ``(batch, 1, first packet)`` — the tracker expires them in
+* a connection ended at a packet (a new SYN on its 4-tuple, or its timer found due when its next packet came):
+  ``(batch, 0, number of that packet)``;
+* connections swept at the end of a batch: ``(batch, 1, first packet)`` — the tracker writes them in
   connection-number order, and numbers follow first packets;
 * connections still open at the end: ``(last, 2, first packet)``.
 
-After every batch each worker sends the parent, through a pipe, one block: the first-packet numbers of the
-connections it created in that batch and the connections it finished (key, first packet, local number, uid salt
-candidate, and the formatted text after the uid). The parent reads block b of every worker, then b+1 (the
-workers run ahead by what the pipe holds), sorts the step's connections by key and writes them: the global
-connection number is the local number plus the number of the other workers' connections that started earlier
-(a binary search in their creation lists), the uid salt is the first written connection's, exactly as the
-single-process sinks choose it. Workers hold their open connections; the parent holds one step's finished
-connections and 8 bytes per connection (the creation lists); nothing touches the disk.
+Per batch ("step") each worker sends the parent the first-packet numbers of the connections it created, then the
+connections it finished, in key order, in chunks of :data:`_CHUNK` (key, first packet, local number, uid salt
+candidate, and the formatted text after the uid), then an end-of-step mark. The parent takes every worker's
+created list for the step, then merges the workers' record streams by key as they arrive and writes them: the
+global connection number is the local number plus the number of the other workers' connections that started
+earlier (a binary search in their creation lists; the same for the ``continues #N`` of a row), the uid salt is the
+first written connection's, exactly as the single-process sinks choose it. Workers hold their open connections;
+the parent holds a few batches in flight, one chunk per worker and 8 bytes per connection (the creation lists);
+nothing touches the disk. The decoding statistics are the parent's (it saw every packet).
 """
 
 from __future__ import annotations
@@ -32,14 +35,18 @@ import gc
 import heapq
 import os
 import pickle
+import queue
 import re
 import signal
+import threading
 from array import array
 from collections.abc import Iterator
 from operator import itemgetter
 from typing import Any, TextIO
 
-from tcpwise.trace.decode import AddrTable, DecodeStats, decode_batch
+import numpy as np
+
+from tcpwise.trace.decode import AddrTable, DecodeStats, Packets, decode_arrays, partition_of, to_decoded
 from tcpwise.trace.output import BATCH, TraceResult, conn_json
 from tcpwise.trace.reader import CaptureError, open_capture
 from tcpwise.trace.tracker import Conn, Tracker, ZeekTimers
@@ -94,13 +101,11 @@ class _PartTracker(Tracker):
 _CHUNK = 2048  # records per message: a step's records stream through bounded memory
 
 
-def _worker(
-    path: str, out: Any, index: int, jobs: int, fmt: str, batch: int, timers: ZeekTimers, checksums: str
-) -> None:
-    """Track partition ``index``. Per step (each batch, then the end-of-capture flush) send ``("blk", created)``,
-    then the step's finished connections in key order as ``("rec", [...])`` chunks, then ``("eos",)``."""
+def _worker(inp: Any, out: Any, fmt: str, timers: ZeekTimers) -> None:
+    """Track the shares of packets the parent sends (``("batch", Packets, new IPv6 names)`` ... ``("end",)``);
+    per step send ``("blk", created)``, then the finished connections in key order as ``("rec", [...])`` chunks,
+    then ``("eos",)``; at the end ``("end", info)``."""
     addrs = AddrTable()
-    stats = DecodeStats()
     name = addrs.name
     recs: list[tuple[int, int, int, int, str, str]] = []
     bno = 0
@@ -151,31 +156,17 @@ def _worker(
 
     tracker = _PartTracker(sink, addrs, timers=timers)
     tracker.send_created = send_created
-    err: CaptureError | None = None
-    part = (index, jobs)
-    with open_capture(path) as cap:
-        try:
-            for rb in cap.batches(batch):
-                tracker.feed(decode_batch(rb.buf, rb, addrs, stats, path, part, checksums))
-                end_step()
-                bno += 1
-        except CaptureError as exc:
-            if cap.packets_read == 0:
-                raise
-            err = exc
-        tracker.flush()
+    while True:
+        msg = pickle.load(inp)
+        if msg[0] != "batch":
+            break
+        addrs.add_v6(msg[2])
+        tracker.feed(to_decoded(msg[1]))
         end_step()
-        info = {
-            "stats": stats,
-            "count": tracker.count,
-            "peaks": tracker.peaks,
-            "linktypes": sorted(cap.linktypes),
-            "format": cap.format,
-            "error": None if err is None else (type(err).__name__, str(err)),
-            "warnings": stats.warnings(),
-            "packets_read": cap.packets_read,
-        }
-    pickle.dump(("end", info), out)
+        bno += 1
+    tracker.flush()
+    end_step()
+    dump(("end", {"count": tracker.count, "peaks": tracker.peaks}), out)
     out.flush()
 
 
@@ -189,15 +180,14 @@ def _raise_from(info: tuple[str, str]) -> None:
     raise RuntimeError(f"trace worker failed: {info[0]}: {info[1]}")
 
 
-def _child(
-    path: str, wfd: int, index: int, jobs: int, fmt: str, batch: int, timers: ZeekTimers, checksums: str
-) -> None:
+def _child(rfd: int, wfd: int, fmt: str, timers: ZeekTimers) -> None:
     """Runs in the forked worker; never returns (os._exit, so no inherited buffer is flushed twice)."""
     out = os.fdopen(wfd, "wb", buffering=1 << 20)
+    inp = os.fdopen(rfd, "rb", buffering=1 << 20)
     try:
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         gc.disable()  # as trace_file: the tracker makes no cycles
-        _worker(path, out, index, jobs, fmt, batch, timers, checksums)
+        _worker(inp, out, fmt, timers)
     except BaseException as exc:  # noqa: BLE001 - reported to the parent, which raises it
         try:
             pickle.dump(("raise", (type(exc).__name__, str(exc))), out)
@@ -206,6 +196,98 @@ def _child(
             pass
     finally:
         os._exit(0)
+
+
+class _Feeder:
+    """The parent's reading side: decode each batch once, send every worker its share (a thread per worker)."""
+
+    def __init__(self, path: str, batch: int, checksums: str, inputs: list[Any]) -> None:
+        self.path, self.batch, self.checksums = path, batch, checksums
+        self.inputs = inputs
+        self.jobs = len(inputs)
+        self.stats = DecodeStats()
+        self.error: CaptureError | None = None  # damage after some packets: reported after the output
+        self.fatal: BaseException | None = None  # nothing readable, or a failure: raised instead of output
+        self.linktypes: list[int] = []
+        self.format = ""
+        self.packets_read = 0
+        self.queues: list[queue.Queue[Any]] = [queue.Queue(maxsize=4) for _ in inputs]
+        self.threads = [threading.Thread(target=self._send, args=(i,), daemon=True) for i in range(self.jobs)]
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.stopped = False
+
+    def start(self) -> None:
+        for t in self.threads:
+            t.start()
+        self.reader.start()
+
+    def join(self) -> None:
+        self.reader.join()
+        for t in self.threads:
+            t.join()
+
+    def abort(self) -> None:
+        """The main thread failed: let the reader and the senders finish without waiting for workers."""
+        self.stopped = True
+        for q in self.queues:
+            try:
+                while True:
+                    q.get_nowait()
+            except queue.Empty:
+                pass
+            q.put(("end",))
+
+    def _read(self) -> None:
+        addrs = AddrTable()
+        sent_v6 = 0
+        try:
+            with open_capture(self.path) as cap:
+                self.format = cap.format
+                try:
+                    for rb in cap.batches(self.batch):
+                        if self.stopped:
+                            break
+                        pk = decode_arrays(rb.buf, rb, addrs, self.stats, self.path, None, self.checksums)
+                        names = addrs.v6_since(sent_v6)
+                        sent_v6 += len(names)
+                        self._share(pk, names)
+                except CaptureError as exc:
+                    if cap.packets_read == 0:
+                        raise
+                    self.error = exc
+                self.linktypes = sorted(cap.linktypes)
+                self.packets_read = cap.packets_read
+        except BaseException as exc:  # noqa: BLE001 - handed to the main thread
+            self.fatal = exc
+        finally:
+            for q in self.queues:
+                q.put(("end",))
+
+    def _share(self, pk: Packets, names: list[str]) -> None:
+        if pk.lo.size:
+            part = partition_of(pk.lo, pk.hi, self.jobs)
+            for w, q in enumerate(self.queues):
+                q.put(("batch", pk.take(np.nonzero(part == w)[0]), names))
+        else:
+            for q in self.queues:
+                q.put(("batch", pk, names))
+
+    def _send(self, w: int) -> None:
+        f, q = self.inputs[w], self.queues[w]
+        try:
+            while True:
+                msg = q.get()
+                pickle.dump(msg, f, protocol=pickle.HIGHEST_PROTOCOL)
+                f.flush()
+                if msg[0] == "end":
+                    break
+        except OSError:
+            pass  # the worker is gone; the main thread reports it
+        finally:
+            try:
+                f.close()
+            except OSError:
+                pass
 
 
 def trace_parallel(
@@ -235,47 +317,49 @@ def trace_parallel(
     out.flush()  # nothing buffered may be inherited by the workers
     pids: list[int] = []
     feeds: list[Any] = []
+    inputs: list[Any] = []
+    feeder: _Feeder | None = None
     try:
-        for i in range(jobs):
-            rfd, wfd = os.pipe()
-            try:
-                fcntl.fcntl(wfd, 1031, 1 << 20)  # F_SETPIPE_SZ (fcntl(2)): let a worker run a batch ahead
-            except OSError:
-                pass
+        for _ in range(jobs):
+            rfd, wfd = os.pipe()  # worker -> parent
+            rin, win = os.pipe()  # parent -> worker
+            for fd in (wfd, win):
+                try:
+                    fcntl.fcntl(fd, 1031, 1 << 20)  # F_SETPIPE_SZ (fcntl(2)): room for a batch in flight
+                except OSError:
+                    pass
             pid = os.fork()
             if pid == 0:
                 os.close(rfd)
-                for f in feeds:
+                os.close(win)
+                for f in feeds + inputs:
                     os.close(f.fileno())
-                _child(path, wfd, i, jobs, fmt, batch, timers or ZeekTimers(), checksums)
+                _child(rin, wfd, fmt, timers or ZeekTimers())
             os.close(wfd)
+            os.close(rin)
             pids.append(pid)
             feeds.append(os.fdopen(rfd, "rb", buffering=1 << 20))
+            inputs.append(os.fdopen(win, "wb", buffering=1 << 20))
+        feeder = _Feeder(path, batch, checksums, inputs)
+        feeder.start()
         infos = _merge(out, fmt, feeds)
+        feeder.join()
+        if feeder.fatal is not None:
+            raise feeder.fatal
         while pids:
             os.waitpid(pids[0], 0)
             pids.pop(0)
-        r0 = infos[0]
         peaks = [sum(x) for x in zip(*(r["peaks"] for r in infos), strict=True)]
-        stats = r0[
-            "stats"
-        ]  # every worker counts every packet, but checks checksums only of its own connections
-        stats.bad_checksums = sum(r["stats"].bad_checksums for r in infos)
-        stats.offloaded = sum(r["stats"].offloaded for r in infos)
         res = TraceResult(
-            stats=stats,
+            stats=feeder.stats,
             connections=sum(r["count"] for r in infos),
             peak_open=max([0, *peaks]),
-            linktypes=r0["linktypes"],
-            format=r0["format"],
-            packets_read=r0["packets_read"],
+            linktypes=feeder.linktypes,
+            format=feeder.format,
+            error=feeder.error,
+            packets_read=feeder.packets_read,
         )
-        if r0["error"] is not None:
-            try:
-                _raise_from(r0["error"])
-            except CaptureError as exc:
-                res.error = exc
-        res.warnings = stats.warnings()
+        res.warnings = feeder.stats.warnings()
         if zw is not None:
             zw.close()
         else:
@@ -285,6 +369,8 @@ def trace_parallel(
             out.write('"summary": ' + json.dumps(summary(res) if summary else {}) + "}\n")
         return res
     finally:
+        if feeder is not None and feeder.reader.is_alive():
+            feeder.abort()
         for f in feeds:
             f.close()
         for pid in pids:  # interrupted or failed: stop the workers we started

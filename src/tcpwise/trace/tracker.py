@@ -78,7 +78,7 @@ HALF = 1 << 31
 BIG = 1 << 20  # TCPSessionAdapter's TOO_LARGE_SEQ_DELTA: SYN/RST sequence jumps beyond it are not trusted
 INF = float("inf")
 RECENT_ROWS = 16384  # finished rows remembered for the next row of the same 4-tuple
-COMPACT_AFTER = 10000  # open connections beyond which SYN-only ones are held compact (a flood, a scan)
+COMPACT_AFTER = 20000  # open connections beyond which SYN-only ones are held compact (a flood, a scan)
 FIN, SYN, RST, PSH, ACK, ECE, CWR = 0x01, 0x02, 0x04, 0x08, 0x10, 0x40, 0x80
 CTL = FIN | SYN | RST
 # Set by the decoder on top of the TCP flags: the TCP checksum is wrong, or the payload was cut by the snaplen.
