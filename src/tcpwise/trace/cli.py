@@ -25,14 +25,15 @@ CONN_FORMATS = ("text", "svg", "html", "json", "mermaid")
 CHECKSUM_MODES = ("auto", "verify", "ignore")
 
 EPILOG = """examples:
-  tcpwise trace capture.pcap                    one row per connection with its story
-  tcpwise trace capture.pcapng --format zeek    a Zeek conn.log (TSV)
+  tcpwise trace capture.pcap                  one row per connection, its story
+  tcpwise trace capture.pcapng --format zeek  a Zeek conn.log (TSV)
   tcpwise trace capture.pcap --format json -o conns.json
-  tcpwise trace capture.pcap --conn 3           connection #3 as a sequence diagram
+  tcpwise trace capture.pcap --conn 3         connection #3 as a diagram
   tcpwise trace capture.pcap --conn 3 --format html -o conn3.html
-  tcpwise trace offload.pcap -C                 ignore TCP checksums, like zeek -C
-  tcpwise trace day.pcap --format parquet -o day.parquet      (pip install 'tcpwise[parquet]')
-  tcpdump -i lo -w - -U | tcpwise trace - --format zeek         live; Ctrl-C ends it with complete output
+  tcpwise trace offload.pcap -C               ignore TCP checksums (zeek -C)
+  tcpwise trace day.pcap -f parquet -o day.parquet   needs tcpwise[parquet]
+  tcpdump -i lo -w - -U | tcpwise trace - --format zeek
+                                      live; Ctrl-C ends it, output complete
 """
 
 
