@@ -344,6 +344,11 @@ class _PrevRow(NamedTuple):
     first_index: int
 
 
+# A finished row as remembered for the next row of its 4-tuple (a plain tuple: made once per connection):
+# n, orig endpoint, orig (state, isn, last time), resp (state, isn, last time), how it ended, first packet.
+_Prev = tuple[int, int, str | None, int | None, float | None, str | None, int | None, float | None, str, int]
+
+
 def _by_n(c: Conn) -> int:
     return c.n
 
@@ -393,7 +398,7 @@ class Tracker:
         self.wanted: Conn | None = None
         self.wanted_done = False  # the wanted connection is finished: a caller may stop reading
         self.fin_pno = 0  # the packet whose arrival ended a connection (ordering for --jobs merges)
-        self.recent: dict[int, _PrevRow] = {}  # key -> how its last row ended (see _continues)
+        self.recent: dict[int, _Prev] = {}  # key -> how its last row ended (see _continues)
 
     def open_count(self) -> int:
         return len(self.conns) + len(self.half)
@@ -425,14 +430,28 @@ class Tracker:
         data = self._data_fast
         zero = self._zero_fast
         bit_d, bit_a, ch_d, ch_a = _BIT_D, _BIT_A, _CH_D, _CH_A
+        hs_ack, ack_fin, synack, fin1 = self._hs_ack, self._ack_fin, self._synack, self._fin1
         for ts, fi, db, seq, ack, fl, win, pl, ipl, pno in rows:  # type: ignore[attr-defined]
             c = bconn[fi]
-            if c is None or fl & FASTMASK != ACK:
+            if c is None or ts >= c.due:
                 slow(bconn, fi, keys[fi], ts, db, seq, ack, fl, win, pl, ipl, pno)
                 continue
             d = db ^ c.odir
+            if fl & FASTMASK != ACK:
+                # The handshake's and the close's usual segments go straight to their handlers (neither can
+                # be a reusing SYN: a SYN+ACK reuses only a connection whose originator never spoke).
+                if fl == SYN | ACK:
+                    if d == 1 and synack(c, ts, seq, ack, win, pl, ipl, pno):
+                        continue
+                elif fl & ~(PSH | ECE | CWR) == FIN | ACK and fin1(c, d, ts, seq, ack, win, pl, ipl, pno):
+                    continue
+                slow(bconn, fi, keys[fi], ts, db, seq, ack, fl, win, pl, ipl, pno)
+                continue
             s = c.r if d else c.o
-            if not s.fast or ts >= c.due:
+            if not s.fast:
+                if fl == ACK and ((d == 0 and hs_ack(c, ts, seq, ack, win, pl, ipl, pno))
+                                  or ack_fin(c, d, ts, seq, ack, win, pl, ipl, pno)):  # fmt: skip
+                    continue
                 slow(bconn, fi, keys[fi], ts, db, seq, ack, fl, win, pl, ipl, pno)
                 continue
             # An ACK-only (or data) segment of an established side with a clean stream: what _process would do,
@@ -1527,11 +1546,15 @@ class Tracker:
             # Remember how this row left each host, for the next row of the same 4-tuple (bounded).
             recent = self.recent
             o, r = c.o, c.r
-            recent[c.key] = _PrevRow(
+            recent[c.key] = (
                 c.n,
                 c.orig_ep,
-                _Left(o.state, o.isn, o.t_last),
-                _Left(r.state, r.isn, r.t_last),
+                o.state,
+                o.isn,
+                o.t_last,
+                r.state,
+                r.isn,
+                r.t_last,
                 c.end,
                 c.first_index,
             )
@@ -1540,11 +1563,12 @@ class Tracker:
             ):  # keep the newer half (deleting from a dict's front one by one is slow)
                 self.recent = dict(list(recent.items())[RECENT_ROWS // 2 :])
 
-    def _continues(self, c: Conn, prev: _PrevRow, ds: int, fl: int, seq: int | None) -> None:
+    def _continues(self, c: Conn, prev: _Prev, ds: int, fl: int, seq: int | None) -> None:
         """A new row of a 4-tuple that had an earlier one: does it continue that connection (Zeek ended the row
         by a timer, or at a RST/FIN while the sockets lived on)? Then carry what the wire cannot show again."""
-        other = c.key >> 64 if prev.orig_ep == c.key & M64 else c.key & M64
-        left = {prev.orig_ep: prev.orig, other: prev.resp}
+        pv = _PrevRow(prev[0], prev[1], _Left(*prev[2:5]), _Left(*prev[5:8]), prev[8], prev[9])
+        other = c.key >> 64 if pv.orig_ep == c.key & M64 else c.key & M64
+        left = {pv.orig_ep: pv.orig, other: pv.resp}
         fep = c.orig_ep if ds == 0 else c.resp_ep
         mine = left.get(fep, _Left(None, None, None))
         same_syn = (
@@ -1554,11 +1578,11 @@ class Tracker:
             and seq == mine.isn
             and mine.state == "SYN_SENT"
         )
-        if not (same_syn or not fl & SYN or prev.end == "inactivity"):
+        if not (same_syn or not fl & SYN or pv.end == "inactivity"):
             return  # a new connect() on a reused 4-tuple: a new connection, nothing carries over
-        c.prev_n = prev.n
-        c.prev_end = prev.end
-        c.prev_first = prev.first_index
+        c.prev_n = pv.n
+        c.prev_end = pv.end
+        c.prev_first = pv.first_index
         for side, ep in ((c.o, c.orig_ep), (c.r, c.resp_ep)):
             was = left.get(ep)
             if was is not None:
