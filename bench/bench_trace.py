@@ -1,12 +1,18 @@
-"""Benchmark: `tcpwise trace --format json` vs `tshark -q -z conv,tcp` vs `tcptrace -n` on one loopback capture.
+"""Benchmark `tcpwise trace` against tshark and tcptrace, and its memory on a 500k-SYN flood.
 
-The benchmark records its own capture: `tcpdump -i lo` on a port it picks, while worker processes generate
-bounded traffic to 127.0.0.1 only (many short request/response connections, some chatty ones with many small
-exchanges, a few bulk transfers). Every loop is bounded in count and in time; tcpdump and the server are stopped
-in `finally`. Then each tool reads the same file (output to /dev/null), timed as wall clock including start-up,
-best of --repeat runs, and the script prints packets/s and ratios measured in this run.
+Part 1 (speed, issue 11): the benchmark records its own capture — `tcpdump -i lo` on a port it picks while worker
+processes generate bounded traffic to 127.0.0.1 only (many short request/response connections, some chatty ones,
+one bulk transfer: the shape where per-connection cost dominates) — then times each tool on the same file, output to
+/dev/null: `tcpwise trace --format json` (default --jobs), the same with --jobs 1, `tshark -q -z conv,tcp` and
+`tcptrace -n`. Rounds interleave the tools so that load from other processes hits all of them alike; the script
+prints the median (and best) wall and CPU time of each and the ratios of medians, all measured in this run.
 
-    sudo .venv/bin/python bench/bench_trace.py [--packets 320000] [--keep FILE] [--pcap EXISTING]
+Part 2 (memory, issue 17): it writes a 35 MB capture of 500,000 unanswered SYNs (Ethernet, valid checksums, 10 s of
+capture time) and runs every mode on it in a child process, printing the peak resident set (VmHWM of the child and
+of its --jobs workers) and the time; the goal is < 300 MB in every mode.
+
+    sudo .venv/bin/python bench/bench_trace.py [--packets 446000] [--repeat 5] [--keep FILE] [--pcap EXISTING]
+                                               [--skip-speed] [--skip-flood]
 """
 
 from __future__ import annotations
@@ -18,6 +24,8 @@ import resource
 import shutil
 import signal
 import socket
+import statistics
+import struct
 import subprocess
 import sys
 import tempfile
@@ -166,88 +174,213 @@ def count_packets(path: str) -> int:
         return sum(len(b) for b in cap.batches())
 
 
-def timed(cmd: list[str], repeat: int, timeout: float) -> tuple[float, float] | None:
-    """Best (wall seconds, CPU seconds user+sys of the child) over ``repeat`` runs; None if the tool failed."""
-    best: tuple[float, float] | None = None
-    for _ in range(repeat):
-        r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+def timed(cmd: list[str], timeout: float) -> tuple[float, float] | None:
+    """(wall seconds, CPU seconds user+sys of the child and its children) of one run; None if the tool failed."""
+    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    try:
+        r = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        print(f"  {cmd[0]}: timed out after {timeout:.0f} s")
+        return None
+    dt = time.perf_counter() - t0
+    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
+    if r.returncode != 0:
+        print(
+            f"  {' '.join(cmd[:3])}: exit {r.returncode}: {r.stderr.decode(errors='replace').strip()[:200]}"
+        )
+        return None
+    return dt, cpu
+
+
+def speed(path: str, repeat: int) -> None:
+    n = count_packets(path)
+    print(f"capture: {n} packets, {os.path.getsize(path) / 1e6:.1f} MB, {count_conns(path)} connections")
+    tcpwise = [sys.executable, "-m", "tcpwise.cli", "trace", path, "--format", "json", "-o", os.devnull]
+    tools: list[tuple[str, list[str]]] = [
+        ("tcpwise trace --format json", tcpwise),  # default --jobs: 2 workers on a file this size
+        ("tcpwise ... --jobs 1", [*tcpwise, "--jobs", "1"]),
+    ]
+    if shutil.which("tshark"):
+        tools.append(("tshark -q -z conv,tcp", ["tshark", "-n", "-q", "-z", "conv,tcp", "-r", path]))
+    if shutil.which("tcptrace"):
+        tools.append(("tcptrace -n", ["tcptrace", "-n", path]))
+    runs: dict[str, list[tuple[float, float]]] = {name: [] for name, _ in tools}
+    failed: set[str] = set()
+    for _ in range(repeat):  # interleaved rounds
+        for name, cmd in tools:
+            if name in failed:
+                continue
+            r = timed(cmd, timeout=300)
+            if r is None:
+                failed.add(name)
+            else:
+                runs[name].append(r)
+    med = {
+        k: (statistics.median(w for w, _ in v), statistics.median(c for _, c in v))
+        for k, v in runs.items()
+        if v
+    }
+    print(
+        f"{'tool (median of ' + str(repeat) + ')':30s} {'wall s':>7s} {'best':>6s} {'kpkt/s':>7s} {'CPU s':>6s}"
+    )
+    for name, (wall, cpu) in med.items():
+        best = min(w for w, _ in runs[name])
+        print(f"{name:30s} {wall:7.2f} {best:6.2f} {n / wall / 1000:7.0f} {cpu:6.2f}")
+    for label in ("tcpwise trace --format json", "tcpwise ... --jobs 1"):
+        mine = med.get(label)
+        for ref, goal in (("tshark -q -z conv,tcp", 3.0), ("tcptrace -n", 0.5)):
+            if mine and ref in med:
+                w, c = med[ref]
+                print(
+                    f"{label} vs {ref}: {w / mine[0]:.2f}x wall, {c / mine[1]:.2f}x CPU (goal >= {goal}x wall: "
+                    f"{'met' if w / mine[0] >= goal else 'NOT met'})"
+                )
+    print(f"load average after the run: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+
+
+def count_conns(path: str) -> int:
+    from tcpwise.trace.decode import AddrTable
+    from tcpwise.trace.output import trace_file
+
+    return trace_file(path, lambda c: None, AddrTable()).connections
+
+
+# -- part 2: a SYN flood ---------------------------------------------------------------------------------------------
+def write_syn_flood(path: str, n: int = 500_000, seconds: float = 10.0) -> None:
+    """n unanswered SYNs from distinct sources to 198.18.1.1:80, spread over ``seconds`` (54-byte Ethernet frames,
+    valid checksums): what a SYN flood looks like at the victim."""
+    from tcpwise.wire import internet_checksum
+
+    rec = struct.Struct("<IIII")
+    with open(path, "wb") as f:
+        f.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 262144, 1))
+        out = bytearray()
+        for i in range(n):
+            src, dst = bytes([198, 19, (i >> 8) & 0xFF, i & 0xFF]), bytes([198, 18, 1, 1])
+            ip = bytearray(struct.pack("!BBHHHBBH4s4s", 0x45, 0, 40, 0, 0x4000, 64, 6, 0, src, dst))
+            struct.pack_into("!H", ip, 10, internet_checksum(ip))
+            isn = (i * 2654435761) & 0xFFFFFFFF
+            tcp = bytearray(struct.pack("!HHIIBBHHH", 1024 + (i >> 16) * 7, 80, isn, 0, 0x50, 2, 64240, 0, 0))
+            struct.pack_into("!H", tcp, 16, internet_checksum(src + dst + b"\x00\x06\x00\x14" + tcp))
+            t = 1_700_000_000 + seconds * i / n
+            out += rec.pack(int(t), int((t % 1) * 1e6) % 1_000_000, 54, 54)
+            out += b"\x02\x00\x00\x00\x00\x02\x02\x00\x00\x00\x00\x01\x08\x00" + ip + tcp
+            if len(out) > 1 << 22:
+                f.write(out)
+                out = bytearray()
+        f.write(out)
+
+
+_REPORT = """
+import atexit, sys
+def _hwm():
+    with open("/proc/self/status") as f:
+        kb = [ln.split()[1] for ln in f if ln.startswith("VmHWM")]
+    sys.stderr.write("\\nVMHWM %s\\n" % kb[0])
+atexit.register(_hwm)
+from tcpwise.cli import main
+sys.exit(main(["trace", *sys.argv[1:]]))
+"""
+
+
+def _hwm_kb(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return max([int(ln.split()[1]) for ln in f if ln.startswith("VmHWM")] or [0])
+    except OSError:
+        return 0
+
+
+def _kids(pid: int) -> list[int]:
+    out: list[int] = []
+    try:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{tid}/children") as f:
+                out += [int(x) for x in f.read().split()]
+    except OSError:
+        pass
+    return out
+
+
+def peak_run(argv: list[str]) -> tuple[int, float, float]:
+    """(exit code, seconds, peak RSS MB over the process and its workers): VmHWM, reported by the child at exit
+    and sampled from its --jobs workers while they run."""
+    with tempfile.TemporaryFile() as err:
         t0 = time.perf_counter()
-        try:
-            r = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=timeout)
-        except subprocess.TimeoutExpired:
-            print(f"  {cmd[0]}: timed out after {timeout:.0f} s")
-            return best
+        p = subprocess.Popen([sys.executable, "-c", _REPORT, *argv], stdout=subprocess.DEVNULL, stderr=err)
+        peak = 0
+        while p.poll() is None:
+            peak = max([peak] + [_hwm_kb(k) for k in _kids(p.pid)])
+            time.sleep(0.02)
         dt = time.perf_counter() - t0
-        r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
-        cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
-        if r.returncode != 0:
-            print(
-                f"  {' '.join(cmd[:3])}: exit {r.returncode}: {r.stderr.decode(errors='replace').strip()[:200]}"
-            )
-            return None
-        best = (dt, cpu) if best is None else (min(best[0], dt), min(best[1], cpu))
-    return best
+        err.seek(0)
+        text = err.read().decode(errors="replace")
+    peak = max([peak] + [int(ln.split()[1]) for ln in text.splitlines() if ln.startswith("VMHWM ")])
+    return p.returncode, dt, peak / 1024
+
+
+def flood(tmpdir: str) -> None:
+    path = os.path.join(tmpdir, "syn500k.pcap")
+    t0 = time.perf_counter()
+    write_syn_flood(path)
+    print(f"\nSYN flood: 500000 unanswered SYNs, {os.path.getsize(path) / 1e6:.0f} MB (written in "
+          f"{time.perf_counter() - t0:.1f} s); goal: peak RSS < 300 MB in every mode")  # fmt: skip
+    out = os.path.join(tmpdir, "out")
+    modes = [
+        ("table", ["--format", "table", "-o", out]),
+        ("json", ["--format", "json", "-o", out]),
+        ("json --jobs 1", ["--format", "json", "--jobs", "1", "-o", out]),
+        ("zeek", ["--format", "zeek", "-o", out]),
+        ("--conn 250000", ["--conn", "250000", "-o", out]),
+    ]
+    try:
+        import pyarrow  # noqa: F401
+
+        modes.append(("parquet", ["--format", "parquet", "-o", out]))
+    except ImportError:
+        print("  (pyarrow not installed: parquet skipped)")
+    print(f"{'mode':16s} {'exit':>4s} {'time s':>7s} {'peak RSS MB':>12s}")
+    worst = 0.0
+    for name, extra in modes:
+        rc, dt, peak = peak_run([path, *extra])
+        worst = max(worst, peak)
+        print(f"{name:16s} {rc:4d} {dt:7.1f} {peak:12.0f}")
+    print(f"worst peak RSS: {worst:.0f} MB: goal < 300 MB {'met' if worst < 300 else 'NOT met'}")
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--packets", type=int, default=330_000, help="traffic to aim for (packets)")
+    ap.add_argument(
+        "--packets", type=int, default=446_000, help="traffic to aim for (packets; default 446000)"
+    )
     ap.add_argument("--pcap", default=None, help="use this existing capture instead of recording one")
     ap.add_argument("--keep", default=None, help="keep the recorded capture at this path")
-    ap.add_argument("--repeat", type=int, default=3, help="interleaved rounds; best of them is reported")
+    ap.add_argument(
+        "--repeat", type=int, default=5, help="interleaved rounds (default 5); medians are reported"
+    )
+    ap.add_argument("--skip-speed", action="store_true", help="only the SYN-flood memory run")
+    ap.add_argument("--skip-flood", action="store_true", help="only the speed comparison")
     a = ap.parse_args()
 
     tmpdir = tempfile.mkdtemp(prefix="tcpwise-bench-trace-")
     try:
-        path = a.pcap or os.path.join(tmpdir, "lo.pcap")
-        if not a.pcap:
-            t0 = time.monotonic()
-            got = record(path, a.packets)
-            if got < a.packets:
-                print(
-                    f"  note: {got} packets captured, fewer than the {a.packets} aimed for (deadline reached)"
-                )
-            print(f"recorded {path} in {time.monotonic() - t0:.1f} s")
-            if a.keep:
-                shutil.copy(path, a.keep)
-        n = count_packets(path)
-        print(f"capture: {n} packets, {os.path.getsize(path) / 1e6:.1f} MB")
-        tcpwise = [sys.executable, "-m", "tcpwise.cli", "trace", path, "--format", "json", "-o", os.devnull]
-        tools: list[tuple[str, list[str]]] = [
-            ("tcpwise trace --format json", tcpwise),  # default --jobs: 2 workers on this file size
-            ("tcpwise ... --jobs 1", [*tcpwise, "--jobs", "1"]),
-        ]
-        if shutil.which("tshark"):
-            tools.append(("tshark -q -z conv,tcp", ["tshark", "-n", "-q", "-z", "conv,tcp", "-r", path]))
-        if shutil.which("tcptrace"):
-            tools.append(("tcptrace -n", ["tcptrace", "-n", path]))
-        res: dict[str, tuple[float, float]] = {}
-        failed: set[str] = set()
-        # Rounds interleave the tools, so a burst of load from other processes hits all of them alike; each tool
-        # keeps its best wall and best CPU time.
-        for _ in range(a.repeat):
-            for name, cmd in tools:
-                if name in failed:
-                    continue
-                r = timed(cmd, 1, timeout=300)
-                if r is None:
-                    failed.add(name)
-                    continue
-                old = res.get(name)
-                res[name] = r if old is None else (min(old[0], r[0]), min(old[1], r[1]))
-        print(f"{'tool':30s} {'wall s':>7s} {'kpkt/s':>7s} {'CPU s':>6s} {'kpkt/CPU-s':>10s}")
-        for name, (wall, cpu) in res.items():
-            print(f"{name:30s} {wall:7.2f} {n / wall / 1000:7.0f} {cpu:6.2f} {n / cpu / 1000:10.0f}")
-        ours = res.get("tcpwise trace --format json")
-        if ours:
-            for label, mine in (("tcpwise", ours), ("tcpwise --jobs 1", res.get("tcpwise ... --jobs 1"))):
-                for name in ("tshark -q -z conv,tcp", "tcptrace -n"):
-                    if mine and name in res:
-                        w, c = res[name]
-                        print(
-                            f"{label} throughput vs {name}: {w / mine[0]:.2f}x (wall), {c / mine[1]:.2f}x (CPU)"
-                        )
-        print(f"load average after the run: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+        if not a.skip_speed:
+            path = a.pcap or os.path.join(tmpdir, "lo.pcap")
+            if not a.pcap:
+                t0 = time.monotonic()
+                got = record(path, a.packets)
+                if got < a.packets:
+                    print(
+                        f"  note: {got} packets captured, fewer than the {a.packets} aimed for (deadline reached)"
+                    )
+                print(f"recorded {path} in {time.monotonic() - t0:.1f} s")
+                if a.keep:
+                    shutil.copy(path, a.keep)
+            speed(path, a.repeat)
+        if not a.skip_flood:
+            flood(tmpdir)
     finally:
         shutil.rmtree(tmpdir, ignore_errors=True)
     return 0

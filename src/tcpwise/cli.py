@@ -168,7 +168,7 @@ def completion_path(shell: str) -> str:
 
 def _cmd_completion(args: argparse.Namespace) -> int:
     from tcpwise.errors import MissingCapability
-    from tcpwise.term import write_output
+    from tcpwise.outfile import write_output
 
     try:
         import argcomplete

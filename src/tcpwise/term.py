@@ -12,8 +12,7 @@ One small module (standard library only, importable by every layer) so that each
   :func:`fmt_num` (3 significant digits, integers as integers).
 * **Help** -- :class:`HelpFormatter` shows each option's choices and default after its help line and keeps the
   epilog's examples as written; :func:`epilog_examples` lists those examples so tests can parse every one.
-* **Output files** -- :func:`write_output` writes ``-o`` files atomically (temporary file in the same directory,
-  then rename) and refuses to spill binary onto a terminal.
+* **Output files** are not here: every ``-o`` goes through :mod:`tcpwise.outfile` (atomic replace).
 """
 
 from __future__ import annotations
@@ -44,7 +43,6 @@ __all__ = [
     "fmt_num",
     "HelpFormatter",
     "epilog_examples",
-    "write_output",
 ]
 
 COLOR_CHOICES = ("auto", "always", "never")
@@ -345,36 +343,3 @@ def epilog_examples(parser: argparse.ArgumentParser, prog: str = "tcpwise") -> l
 
     walk(parser)
     return found
-
-
-# -- output files ------------------------------------------------------------------------------------------------
-def write_output(data: str | bytes, path: str | None) -> None:
-    """Write ``data`` to ``path`` or stdout. A file is written to a temporary name in the same directory and
-    renamed into place, so an error never leaves half a file; binary data is refused on a terminal."""
-    from tcpwise.errors import UsageError
-
-    if path and path != "-":
-        directory = os.path.dirname(os.path.abspath(path))
-        tmp = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.tmp")
-        try:
-            if isinstance(data, bytes):
-                with open(tmp, "wb") as fb:
-                    fb.write(data)
-            else:
-                with open(tmp, "w", encoding="utf-8") as ft:
-                    ft.write(data)
-            os.replace(tmp, path)
-        except OSError as exc:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
-        return
-    if isinstance(data, bytes):
-        if sys.stdout.isatty():
-            raise UsageError("binary output (pcap): use -o FILE or redirect stdout")
-        sys.stdout.buffer.write(data)
-        sys.stdout.flush()
-    else:
-        sys.stdout.write(data if data.endswith("\n") else data + "\n")

@@ -8,7 +8,7 @@ from tracecaps import Conv
 
 from tcpwise.trace.decode import AddrTable
 from tcpwise.trace.output import conn_dict, conn_json, trace_file
-from tcpwise.trace.tracker import Conn
+from tcpwise.trace.tracker import Conn, ZeekTimers
 from tcpwise.trace.zeek import conn_state
 
 
@@ -137,9 +137,13 @@ def test_gap_counts_missed_bytes_and_out_of_order_fill(tmp_path) -> None:
     s0 = cv.nxt[0]
     cv.c("PA", b"B" * 10, seq=s0 + 10).c("PA", b"A" * 10, seq=s0)  # reordered: second half first
     cv.c("PA", b"D" * 10, seq=s0 + 30)  # [20, 30) never seen
+    cv.s(
+        "A", ack=s0 + 40
+    )  # ... but acknowledged: a content gap (Zeek counts gaps only when an ACK reveals them)
     c = one(cv, tmp_path)
-    assert c.o.ooo == 1 and c.o.rxmt == 0
+    assert c.o.ooo == 1 and c.o.rxmt == 0  # tcpwise: the fill is reordering, not a re-send
     assert c.o.bytes == 40 and c.o.missed == 10
+    assert c.history == "ShADTaG"  # Zeek: the fill ends below LastSeq (T); the ACK reveals the gap (G)
 
 
 def test_reuse_new_syn_after_close_is_a_new_connection(tmp_path) -> None:
@@ -186,9 +190,20 @@ def test_ipv6_connection(tmp_path) -> None:
 def test_half_open_story_rst_after_long_silence(tmp_path) -> None:
     cv = Conv().handshake().c("PA", b"hi").s("A")
     cv.c("PA", b"again", gap=3600.0).s("R", gap=0.0005)
-    c = one(cv, tmp_path)
-    assert conn_state(c) == "RSTR"
-    assert "no longer knew the connection (half-open)" in conn_dict(c, AddrTable().name)["story"]
+    first, second = run(cv, tmp_path)  # Zeek's inactivity timeout (5 min) ends the first row
+    assert first.end == "inactivity" and conn_state(first) == "S1"
+    assert conn_state(second) == "RSTRH" and second.prev_n == first.n
+    story = conn_dict(second, AddrTable().name)["story"]
+    assert story.startswith("continues #1 (Zeek's inactivity timeout ended that row)")
+    assert (
+        "RST by server answering the client after 3600 s of silence: it no longer knew the connection"
+        in story
+    )
+    # One row when the inactivity timeout is off: the same story inside it.
+    out: list[Conn] = []
+    trace_file(str(tmp_path / "c.pcap"), out.append, timers=ZeekTimers(inactivity=0))
+    assert len(out) == 1 and conn_state(out[0]) == "RSTR"
+    assert "no longer knew the connection (half-open)" in conn_dict(out[0], AddrTable().name)["story"]
 
 
 def test_idle_abort_is_not_called_half_open(tmp_path) -> None:

@@ -7,7 +7,7 @@ import struct
 from collections.abc import Iterable
 
 from tcpwise.vocab import str_to_flags
-from tcpwise.wire import PcapWriter, TcpSegment, build_packet, ethernet_frame
+from tcpwise.wire import PcapWriter, TcpOption, TcpSegment, build_packet, ethernet_frame
 
 A, B = "198.18.0.1", "198.18.1.1"
 A6, B6 = "fd00::1", "fd00:1::1"
@@ -28,7 +28,8 @@ class Conv:
         self.pkts: list[tuple[float, bytes]] = []
 
     def _pkt(self, d: int, flags: str, data: bytes = b"", seq: int | None = None, ack: int | None = None,
-             win: int = 65535, adv: bool = True, gap: float | None = None) -> None:  # fmt: skip
+             win: int = 65535, adv: bool = True, gap: float | None = None, opts: tuple[TcpOption, ...] = (),
+             csum: str = "good", keep: bool = True) -> None:  # fmt: skip
         fl = str_to_flags(flags)
         s = self.nxt[d] if seq is None else seq
         a = self.nxt[1 - d] if ack is None else ack
@@ -39,11 +40,16 @@ class Conv:
             ack=(a if "A" in flags else 0) & 0xFFFFFFFF,
             flags=fl,
             window=win,
+            options=opts,
             payload=data,
         )
         src, dst = (self.a, self.b) if d == 0 else (self.b, self.a)
         self.t += self.dt if gap is None else gap
-        self.pkts.append((self.t, build_packet(src, dst, seg)))
+        pkt = build_packet(src, dst, seg)
+        if csum != "good":
+            pkt = with_tcp_checksum(pkt, csum)
+        if keep:  # keep=False: the packet was sent but the capture missed it
+            self.pkts.append((self.t, pkt))
         if adv and seq is None:
             self.nxt[d] = (s + len(data) + ("S" in flags) + ("F" in flags)) & 0xFFFFFFFF
 
@@ -61,6 +67,24 @@ class Conv:
     def write(self, path: str, linktype: int = 101, wrap: object = None, nanosecond: bool = False) -> str:
         write_pcap(path, self.pkts, linktype, wrap, nanosecond)
         return path
+
+
+def with_tcp_checksum(pkt: bytes, kind: str) -> bytes:
+    """The packet with a wrong TCP checksum: ``bad`` (corrupt) or ``offload`` (only the pseudo-header sum, as a
+    capture on a sending host with checksum offload holds it)."""
+    b = bytearray(pkt)
+    v6 = b[0] >> 4 == 6
+    at = 40 if v6 else (b[0] & 15) * 4
+    tcp_len = len(b) - at
+    if kind == "bad":
+        b[at + 16] ^= 0x5A
+        return bytes(b)
+    addrs = b[8:40] if v6 else b[12:20]
+    total = sum(struct.unpack(f"!{len(addrs) // 2}H", addrs)) + 6 + tcp_len
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    struct.pack_into("!H", b, at + 16, total)
+    return bytes(b)
 
 
 def write_pcap(path: str, pkts: Iterable[tuple[float, bytes]], linktype: int = 101, wrap: object = None,

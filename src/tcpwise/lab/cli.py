@@ -162,7 +162,7 @@ def _run(args: argparse.Namespace) -> int:
 
     from tcpwise.errors import UsageError
     from tcpwise.lab.conform import lab_scenario_run
-    from tcpwise.scenarios.cli import write_output as _emit  # the one -o/stdout writer (errors in one line)
+    from tcpwise.outfile import write_output as _emit  # the one -o/stdout writer (atomic, errors in one line)
 
     if args.format == "pcap" and not args.output and sys.stdout.isatty():
         raise UsageError("--format pcap writes binary: use -o FILE or redirect stdout")

@@ -280,7 +280,7 @@ def _failed_connection(pcap: bytes, upstream_addr: str) -> Run | None:
     try:
         for n in range(1, 200):
             try:
-                run = connection_run(path, n)
+                run, _ = connection_run(path, n)
             except UsageError:
                 return None
             segs = [(e.host, e.segment) for e in run.events if e.kind == "send" and e.segment is not None]

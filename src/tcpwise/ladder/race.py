@@ -39,8 +39,8 @@ def _line(label: str, res: Any) -> str:
 def race_report(args: argparse.Namespace) -> int:
     from tcpwise.errors import UsageError
     from tcpwise.ladder.lab_race import run_race
+    from tcpwise.outfile import write_output
     from tcpwise.render import render
-    from tcpwise.scenarios.cli import write_output
 
     if args.format in ("svg",) and not args.output:
         raise UsageError("--format svg needs -o FILE")

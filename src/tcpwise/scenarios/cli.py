@@ -11,10 +11,11 @@ import json
 import sys
 from typing import Any
 
+from tcpwise.outfile import write_output
 from tcpwise.render import FORMATS  # the one list of formats (the package __init__ is light)
-from tcpwise.term import HelpFormatter, add_color_option, add_wide_option, write_output
+from tcpwise.term import HelpFormatter, add_color_option, add_wide_option
 
-# write_output is re-exported for callers that import it from here (the lab CLI); it lives in tcpwise.term.
+# write_output is re-exported for callers that import it from here; it lives in tcpwise.outfile.
 __all__ = ["register", "write_output", "FORMATS"]
 
 _SIM_EPILOG = """examples:

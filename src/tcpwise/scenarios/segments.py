@@ -364,8 +364,7 @@ def _au_check(run: Run, p: P) -> list[Check]:
             "segments from B in the 200 ms after it: "
             + (
                 " ".join(
-                    f"{e.segment.flags} ack=RCV.NXT{'' if e.segment.ack == rcv_nxt else '?'}"
-                    for e in answer
+                    f"{e.segment.flags} ack=RCV.NXT{'' if e.segment.ack == rcv_nxt else '?'}" for e in answer
                 )
                 or "none"
             ),

@@ -1,11 +1,18 @@
-"""``tcpwise trace FILE``: the life of every TCP connection in a pcap/pcapng capture.
+"""``tcpwise trace FILE``: the life of every TCP connection in a pcap/pcapng capture (a file, a FIFO or ``-``).
 
-Cheap to import (argparse only); the reader, numpy and rich are imported inside the handler.
+Cheap to import (argparse only); the reader, numpy and pyarrow are imported inside the handler.
+
+Exit codes: 0 the whole capture was read (warnings about skipped packets go to stderr); 2 the input is not a
+capture, or is damaged (truncated, corrupt record or block, unsupported link type) — whatever could be read is
+written first, in every format, and an ``-o`` file is then complete up to the last whole connection; 130 a capture
+*file* was interrupted with Ctrl-C (the output is complete up to where reading stopped). Ctrl-C on a stream (a pipe
+from a running tcpdump) is how a live trace ends: the output is completed and the exit code is 0.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Any
 
@@ -13,15 +20,20 @@ from tcpwise.errors import UsageError
 
 __all__ = ["register"]
 
-LIST_FORMATS = ("table", "json", "zeek")
+LIST_FORMATS = ("table", "json", "zeek", "parquet")
 CONN_FORMATS = ("text", "svg", "html", "json", "mermaid")
+CHECKSUM_MODES = ("auto", "verify", "ignore")
 
 EPILOG = """examples:
-  tcpwise trace capture.pcap                    one row per connection with its story
-  tcpwise trace capture.pcapng --format zeek    a Zeek conn.log (TSV)
-  tcpwise trace capture.pcap --format json > conns.json
-  tcpwise trace capture.pcap --conn 3           connection #3 as a sequence diagram
+  tcpwise trace capture.pcap                  one row per connection, its story
+  tcpwise trace capture.pcapng --format zeek  a Zeek conn.log (TSV)
+  tcpwise trace capture.pcap --format json -o conns.json
+  tcpwise trace capture.pcap --conn 3         connection #3 as a diagram
   tcpwise trace capture.pcap --conn 3 --format html -o conn3.html
+  tcpwise trace offload.pcap -C               ignore TCP checksums (zeek -C)
+  tcpwise trace day.pcap -f parquet -o day.parquet   needs tcpwise[parquet]
+  tcpdump -i lo -w - -U | tcpwise trace - --format zeek
+                                      live; Ctrl-C ends it, output complete
 """
 
 
@@ -29,68 +41,91 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser(
         "trace",
         help="the life of every TCP connection in a pcap/pcapng capture",
-        description="Read a pcap or pcapng capture and tell the story of each TCP connection: how it opened, "
-        "who closed first (and so holds TIME_WAIT), resets, retransmissions, keepalives, zero windows. "
-        "--format zeek writes a Zeek-compatible conn.log.",
+        description="Read a pcap or pcapng capture (a file, a FIFO, or - for standard input) and tell\n"
+        "the story of each TCP connection: how it opened, who closed first (and so holds\n"
+        "TIME_WAIT), resets, retransmissions, keepalives, zero windows. Rows, conn_state\n"
+        "and history follow Zeek's conn.log rules; --format zeek writes a Zeek conn.log.\n\n"
+        "exit codes: 0 ok; 2 not a capture, or damaged (what could be read is written\n"
+        "first); 130 a capture file interrupted with Ctrl-C (Ctrl-C on a pipe ends a live\n"
+        "trace normally: 0).",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument(
-        "file", metavar="FILE", help="pcap or pcapng capture (tcpdump -w, dumpcap, tcpwise sim --format pcap)"
+        "file",
+        metavar="FILE",
+        help="pcap or pcapng capture (tcpdump -w, dumpcap, tcpwise sim --format pcap); - reads standard input",
     )
     p.add_argument(
         "--format",
         "-f",
         default=None,
-        help=f"list formats: {', '.join(LIST_FORMATS)} (default table); with --conn: {', '.join(CONN_FORMATS)} "
-        "(default text)",
+        help=f"list formats: {', '.join(LIST_FORMATS)} (default table; parquet needs -o and pyarrow); with "
+        f"--conn: {', '.join(CONN_FORMATS)} (default text)",
     )
     p.add_argument(
         "--conn", type=int, default=None, metavar="N", help="draw connection number N (see the # column)"
     )
-    p.add_argument("--output", "-o", default=None, metavar="PATH", help="write to PATH instead of stdout")
+    p.add_argument(
+        "--output", "-o", default=None, metavar="PATH", help="write to PATH (atomically) instead of stdout"
+    )
     p.add_argument(
         "--jobs",
         "-j",
         type=int,
         default=None,
         metavar="N",
-        help="worker processes for --format json/zeek (default: 2 for captures over 8 MB on a multi-core "
-        "machine, else 1); the output is the same for every N",
+        help="worker processes for --format json/zeek on a file (default: 2 for captures over 8 MB on a "
+        "multi-core machine, else 1); the output is the same for every N",
+    )
+    p.add_argument(
+        "--wide", action="store_true", help="table: one line per connection even in a narrow terminal"
     )
     p.add_argument("--absolute", action="store_true", help="with --conn: raw sequence numbers, not relative")
-    p.add_argument("--lang", default="en", help="with --conn: en or zh labels")
+    p.add_argument("--lang", default="en", help="with --conn: en or zh labels (default en)")
+    z = p.add_argument_group(
+        "Zeek compatibility",
+        "Zeek's conn.log rules with Zeek's defaults; the switches Zeek users change:",
+    )
+    z.add_argument(
+        "--checksums",
+        choices=CHECKSUM_MODES,
+        default="auto",
+        help="TCP/IPv4 checksums. verify: Zeek's default (a bad TCP checksum -> history C, packet ignored). "
+        "auto (default): the same, but accept the partial checksum that checksum offload leaves in captures "
+        "taken on the sending host. ignore: like zeek -C",
+    )
+    z.add_argument(
+        "-C",
+        dest="checksums",
+        action="store_const",
+        const="ignore",
+        help="same as --checksums ignore (zeek -C)",
+    )
+    z.add_argument(
+        "--inactivity-timeout",
+        type=float,
+        default=300.0,
+        metavar="SECONDS",
+        help="Zeek's tcp_inactivity_timeout: an established connection silent this long ends its row "
+        "(default 300; 0 = never)",
+    )
+    z.add_argument(
+        "--zeek-compat",
+        action="store_true",
+        help="exactly Zeek's defaults: --checksums verify --inactivity-timeout 300",
+    )
     p.set_defaults(handler=_run)
 
 
-def _open_out(path: str | None) -> Any:
-    if path is None:
-        return sys.stdout
-    try:
-        return open(path, "w", encoding="utf-8")  # noqa: SIM115 - closed by the caller
-    except OSError as exc:
-        raise UsageError(f"cannot write {path!r}: {exc.strerror}") from None
-
-
 def _run(args: argparse.Namespace) -> int:
+    if args.zeek_compat:
+        args.checksums, args.inactivity_timeout = "verify", 300.0
+    t = args.inactivity_timeout
+    if not (t == t and 0 <= t <= 1e9):  # rejects nan, inf and negatives in one line
+        raise UsageError(f"--inactivity-timeout must be between 0 and 1e9 seconds, not {t}")
     if args.conn is not None:
-        fmt = args.format or "text"
-        if fmt not in CONN_FORMATS:
-            raise UsageError(
-                f"--conn draws one connection: --format must be one of {', '.join(CONN_FORMATS)}"
-            )
-        from tcpwise.trace.conn_view import draw_connection
-
-        out = draw_connection(args.file, args.conn, fmt, absolute=args.absolute, lang=args.lang,
-                              color=args.output is None and sys.stdout.isatty())  # fmt: skip
-        f = _open_out(args.output)
-        try:
-            f.write(out)
-        finally:
-            if f is not sys.stdout:
-                f.close()
-        return 0
-
+        return _run_conn(args)
     fmt = args.format or "table"
     if fmt not in LIST_FORMATS:
         if fmt in CONN_FORMATS:
@@ -100,63 +135,131 @@ def _run(args: argparse.Namespace) -> int:
         raise UsageError(
             f"unknown format {fmt!r} (valid: {', '.join(LIST_FORMATS)}; with --conn: {', '.join(CONN_FORMATS)})"
         )
+    if fmt == "parquet" and not args.output:
+        raise UsageError("--format parquet writes a binary file: add -o FILE.parquet")
+    if fmt == "parquet":
+        from tcpwise.trace.parquet import _require_pyarrow
 
-    jobs = _jobs(args, fmt)
-    import os
-
+        _require_pyarrow()
     # numpy is used for gathers only, never BLAS: skip starting OpenBLAS's thread pool (~0.05 s of start-up).
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    from tcpwise.trace.reader import StopFlag, open_capture
+
+    stop = StopFlag()
+    from tcpwise.trace.output import sigint_to
+
+    with sigint_to(stop):
+        cap: Any = open_capture(
+            args.file, stop
+        )  # nothing is written before the input is known to be a capture
+    jobs = _jobs(args, fmt, cap.stream is not None)
+    if jobs > 1:
+        cap.close()
+        cap = None
+    res = _write(args, fmt, cap, stop, jobs)
+    return _finish(args, res)
+
+
+def _write(args: argparse.Namespace, fmt: str, cap: Any, stop: Any, jobs: int) -> Any:
+    from tcpwise.outfile import atomic_output
+
+    if not args.output:
+        return _produce(args, fmt, cap, stop, jobs, sys.stdout)
+    with atomic_output(args.output, "wb" if fmt == "parquet" else "w") as f:
+        return _produce(args, fmt, cap, stop, jobs, f)
+
+
+def _produce(args: argparse.Namespace, fmt: str, cap: Any, stop: Any, jobs: int, f: Any) -> Any:
     from tcpwise.trace.decode import AddrTable
     from tcpwise.trace.output import JsonSink, trace_file
+    from tcpwise.trace.tracker import ZeekTimers
 
+    timers = ZeekTimers(inactivity=args.inactivity_timeout)
     addrs = AddrTable()
-    f = _open_out(args.output)
-    try:
-        if jobs > 1:
-            from tcpwise.trace.parallel import trace_parallel
+    opts: dict[str, Any] = {"timers": timers, "checksums": args.checksums, "cap": cap, "stop": stop}
+    if jobs > 1:
+        from tcpwise.trace.parallel import trace_parallel
 
-            res = trace_parallel(args.file, fmt, f, jobs, _summary)
-        elif fmt == "json":
-            js = JsonSink(f, addrs.name)
-            res = trace_file(args.file, js, addrs)
-            js.close(_summary(res))
-        elif fmt == "zeek":
-            from tcpwise.trace.zeek import ZeekWriter
+        return trace_parallel(args.file, fmt, f, jobs, _summary, timers=timers, checksums=args.checksums)
+    if fmt == "json":
+        js = JsonSink(f, addrs.name)
+        res = trace_file(args.file, js, addrs, **opts)
+        js.close(_summary(res))
+    elif fmt == "zeek":
+        from tcpwise.trace.zeek import ZeekWriter
 
-            zw = ZeekWriter(f, addrs.name)
-            res = trace_file(args.file, zw.write, addrs)
-            zw.close()
-        else:
-            rows: list[Any] = []
-            res = trace_file(args.file, rows.append, addrs)
-            _print_table(rows, addrs, res, f)
-    finally:
-        if f is not sys.stdout:
-            f.close()
+        zw = ZeekWriter(f, addrs.name)
+        res = trace_file(args.file, zw.write, addrs, **opts)
+        zw.close()
+    elif fmt == "parquet":
+        from tcpwise.trace.parquet import ParquetSink
+
+        ps = ParquetSink(f, addrs.name)
+        try:
+            res = trace_file(args.file, ps, addrs, **opts)
+        except BaseException:
+            ps.abort()
+            raise
+        ps.close()
+    else:
+        import shutil
+
+        from tcpwise.trace.table import TableSink
+
+        tty = f is sys.stdout and f.isatty()
+        width = shutil.get_terminal_size().columns if tty else 80
+        ts = TableSink(f, addrs.name, width=width, wide=args.wide or not tty)
+        res = trace_file(args.file, ts, addrs, **opts)
+        ts.close(res.connections, res.stats.tcp)
+    return res
+
+
+def _finish(args: argparse.Namespace, res: Any) -> int:
     for w in res.warnings:
         print(f"tcpwise: warning: {w}", file=sys.stderr)
     if res.error is not None:
         raise UsageError(str(res.error))
+    if res.interrupted and not res.stream:
+        print(
+            f"tcpwise: interrupted: the output covers the first {res.packets_read} packets of {args.file}",
+            file=sys.stderr,
+        )
+        return 130
     return 0
+
+
+def _run_conn(args: argparse.Namespace) -> int:
+    fmt = args.format or "text"
+    if fmt not in CONN_FORMATS:
+        raise UsageError(f"--conn draws one connection: --format must be one of {', '.join(CONN_FORMATS)}")
+    from tcpwise.trace.conn_view import draw_connection
+
+    color = args.output is None and sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+    out, res = draw_connection(args.file, args.conn, fmt, absolute=args.absolute, lang=args.lang, color=color,
+                               checksums=args.checksums, inactivity=args.inactivity_timeout)  # fmt: skip
+    from tcpwise.outfile import write_output
+
+    write_output(out, args.output)
+    return _finish(args, res)
 
 
 PARALLEL_MIN_BYTES = 8_000_000
 
 
-def _jobs(args: argparse.Namespace, fmt: str) -> int:
+def _jobs(args: argparse.Namespace, fmt: str, stream: bool) -> int:
     """--jobs, or the default: parallel only where it pays (forking and merging cost ~50 ms)."""
-    import os
-
+    if args.jobs is not None and not 1 <= args.jobs <= 64:
+        raise UsageError(f"--jobs must be between 1 and 64, not {args.jobs}")
+    if fmt not in ("json", "zeek") or stream:
+        return 1  # the table and parquet stream in one process; a pipe can be read only once
     if args.jobs is not None:
-        if not 1 <= args.jobs <= 64:
-            raise UsageError(f"--jobs must be between 1 and 64, not {args.jobs}")
-        return 1 if fmt == "table" else args.jobs
-    if fmt == "table" or (os.cpu_count() or 1) < 2:
+        return int(args.jobs)
+    if (os.cpu_count() or 1) < 2:
         return 1
     try:
         big = os.path.getsize(args.file) > PARALLEL_MIN_BYTES
     except OSError:
-        return 1  # let the reader report the missing file
+        return 1
     return 2 if big else 1
 
 
@@ -170,42 +273,10 @@ def _summary(res: Any) -> dict[str, Any]:
         "non_ip": st.non_ip,
         "non_tcp": st.non_tcp,
         "fragments": st.fragments,
+        "bad_checksums": st.bad_checksums,
+        "offloaded_checksums": st.offloaded,
         "skipped": dict(st.bad),
         "connections": res.connections,
         "peak_open_connections": res.peak_open,
+        "interrupted": res.interrupted,
     }
-
-
-def _print_table(rows: list[Any], addrs: Any, res: Any, f: Any) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    from tcpwise.trace.output import story
-    from tcpwise.trace.zeek import conn_state
-
-    rows.sort(key=lambda c: c.n)
-    name = addrs.name
-    t = Table(title=f"{res.connections} TCP connection(s), {res.stats.tcp} TCP packets", title_justify="left")
-    for col, kw in (
-        ("#", {"justify": "right"}),
-        ("client > server", {"no_wrap": True}),
-        ("state", {}),
-        ("history", {}),
-        ("pkts c/s", {"justify": "right"}),
-        ("dur s", {"justify": "right"}),
-        ("story", {"overflow": "fold", "min_width": 40}),
-    ):
-        t.add_column(col, **kw)
-    for c in rows:
-        t.add_row(
-            str(c.n),
-            f"{name(c.orig_ep >> 16)}:{c.orig_ep & 0xFFFF} > {name(c.resp_ep >> 16)}:{c.resp_ep & 0xFFFF}",
-            conn_state(c),
-            c.history,
-            f"{c.o.pkts}/{c.r.pkts}",
-            f"{c.last - c.ts:.3f}",
-            story(c),
-        )
-    # Not a terminal (a pipe, a file): rich would assume 80 columns; give the story room instead.
-    console = Console(file=f, width=None if f is sys.stdout and f.isatty() else 180)
-    console.print(t)

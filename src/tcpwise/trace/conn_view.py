@@ -18,10 +18,11 @@ from tcpwise.errors import UsageError
 from tcpwise.events import Event, Host, Run, SegmentInfo
 from tcpwise.trace import linktypes as lt
 from tcpwise.trace.decode import AddrTable
-from tcpwise.trace.output import story, trace_file
-from tcpwise.trace.reader import Capture, open_capture
-from tcpwise.trace.tracker import Conn
+from tcpwise.trace.output import TraceResult, story, trace_file
+from tcpwise.trace.reader import Capture, CaptureError, open_capture
+from tcpwise.trace.tracker import Conn, ZeekTimers
 from tcpwise.trace.zeek import conn_state
+from tcpwise.vocab import EventKind, TcpState
 
 __all__ = ["connection_run", "draw_connection"]
 
@@ -47,8 +48,15 @@ def _l3_offset(linktype: int, data: bytes) -> int | None:
 
 
 def _packets_between(cap: Capture, first: int, last: int) -> Iterator[tuple[float, int, bytes, int]]:
-    """``(ts, linktype, frame bytes, packet number)`` for packet numbers first..last, skipping whole batches."""
-    mm = cap.mm
+    """``(ts, linktype, frame bytes, packet number)`` for packet numbers first..last, skipping whole batches.
+    Damage after the last complete record ends the walk quietly: the first pass has already reported it."""
+    try:
+        yield from _between(cap, first, last)
+    except CaptureError:
+        return
+
+
+def _between(cap: Capture, first: int, last: int) -> Iterator[tuple[float, int, bytes, int]]:
     for rb in cap.batches(4096):
         n = len(rb)
         if rb.first_index + n - 1 < first:
@@ -59,19 +67,30 @@ def _packets_between(cap: Capture, first: int, last: int) -> Iterator[tuple[floa
         hi = min(n, last - rb.first_index + 1)
         for i in range(lo, hi):
             off, cl = int(rb.data_off[i]), int(rb.caplen[i])
-            yield float(rb.ts[i]), int(rb.linktype[i]), bytes(mm[off : off + cl]), rb.first_index + i
+            yield float(rb.ts[i]), int(rb.linktype[i]), rb.buf[off : off + cl].tobytes(), rb.first_index + i
 
 
-def connection_run(path: str, n: int) -> Run:
-    """Connection number ``n`` (1-based, the ``#`` column of ``tcpwise trace``) of ``path`` as a Run."""
+def connection_run(
+    path: str, n: int, checksums: str = "auto", inactivity: float = 300.0
+) -> tuple[Run, TraceResult]:
+    """Connection number ``n`` (1-based, the ``#`` column of ``tcpwise trace``) of ``path`` as a Run, with the
+    trace's result (its warnings and any damage found in the file, which the caller reports)."""
     if n < 1:
         raise UsageError(f"--conn must be a connection number >= 1, got {n}")
     addrs = AddrTable()
-    res = trace_file(path, lambda c: None, addrs, want=n)
+    cap = open_capture(path)
+    if cap.stream is not None:
+        cap.close()
+        raise UsageError(
+            f"--conn reads {path} twice, and a pipe can be read once: save the capture first (tcpdump -w FILE)"
+        )
+    timers = ZeekTimers(inactivity=inactivity)
+    res = trace_file(path, lambda c: None, addrs, want=n, timers=timers, checksums=checksums, cap=cap)
     c: Conn | None = res.wanted
     if c is None:
+        damage = f"; the file is damaged ({res.error})" if res.error is not None else ""
         raise UsageError(
-            f"no connection {n} in {path}: it has {res.connections} (see the # column of `tcpwise trace`)"
+            f"no connection {n} in {path}: it has {res.connections} (see the # column of `tcpwise trace`){damage}"
         )
     from tcpwise.wire import WireError, parse_packet
 
@@ -113,12 +132,16 @@ def connection_run(path: str, n: int) -> Run:
             while ti < len(trans) and tpkt[ti] < idx:
                 _state_event(events, trans[ti], t0, names)
                 ti += 1
+            # Windows as users read them (Wireshark's "calculated window size"): scaled once both SYNs negotiated
+            # it (RFC 7323 §2.2); a SYN's own window is never scaled.
+            shift = c.sides[d].wshift or 0
+            win = seg.window if seg.flags & 0x02 else seg.window << shift
             info = SegmentInfo(
                 src=hdr.src, dst=hdr.dst, sport=seg.sport, dport=seg.dport, seq=seg.seq, ack=seg.ack,
-                flags=seg.flag_str, len=len(seg.payload), win=seg.window, opts=seg.options_dict() or None,
+                flags=seg.flag_str, len=len(seg.payload), win=win, opts=seg.options_dict() or None,
             )  # fmt: skip
-            events.append(Event(t=t, host=names[d], kind="send", segment=info))
-            events.append(Event(t=t, host=names[1 - d], kind="recv", segment=info))
+            events.append(Event(t=t, host=names[d], kind=EventKind.SEND, segment=info))
+            events.append(Event(t=t, host=names[1 - d], kind=EventKind.RECV, segment=info))
             while ti < len(trans) and tpkt[ti] <= idx:  # the state changes this packet caused
                 _state_event(events, trans[ti], t0, names)
                 ti += 1
@@ -127,7 +150,7 @@ def connection_run(path: str, n: int) -> Run:
         ti += 1
     st = conn_state(c)
     text = story(c)
-    return Run(
+    run = Run(
         scenario="trace",
         title=f"{path} #{n}: {orig_h}:{orig_p} > {resp_h}:{resp_p} ({st}, {c.history})",
         world="trace",
@@ -141,23 +164,36 @@ def connection_run(path: str, n: int) -> Run:
                 "history": c.history,
                 "orig_bytes": c.o.bytes,
                 "resp_bytes": c.r.bytes,
+                "orig_window_scale": c.o.wshift,
+                "resp_window_scale": c.r.wshift,
             },
         },
     )
+    return run, res
 
 
 def _state_event(
     events: list[Event], tr: tuple[float, int, str, str], t0: float, names: tuple[str, str]
 ) -> None:
     t, d, a, b = tr
-    events.append(Event(t=t - t0, host=names[d], kind="state", from_state=a, to_state=b))
+    events.append(
+        Event(t=t - t0, host=names[d], kind=EventKind.STATE, from_state=TcpState(a), to_state=TcpState(b))
+    )
 
 
 def draw_connection(
-    path: str, n: int, fmt: str, absolute: bool = False, lang: str = "en", color: bool = False
-) -> str:
-    """Render connection ``n`` of ``path`` with :func:`tcpwise.render.render` (text, svg, html, json, mermaid)."""
-    run = connection_run(path, n)
+    path: str,
+    n: int,
+    fmt: str,
+    absolute: bool = False,
+    lang: str = "en",
+    color: bool = False,
+    checksums: str = "auto",
+    inactivity: float = 300.0,
+) -> tuple[str, TraceResult]:
+    """Render connection ``n`` of ``path`` with :func:`tcpwise.render.render` (text, svg, html, json, mermaid);
+    returns the drawing and the trace result (the caller reports its warnings and any damage, exit 2)."""
+    run, res = connection_run(path, n, checksums=checksums, inactivity=inactivity)
     try:
         from tcpwise.render import render
     except ImportError:
@@ -165,4 +201,4 @@ def draw_connection(
     out = render(run, fmt, absolute=absolute, lang=lang, color=color)
     if isinstance(out, bytes):
         raise UsageError(f"--format {fmt} is binary; use text, svg, html, json or mermaid with --conn")
-    return out
+    return out, res

@@ -115,17 +115,26 @@ def _fmt_time(t: float) -> str:
 
 
 class ZeekWriter:
-    """Writes a conn.log in Zeek's TSV format, one line per connection as the tracker finishes it."""
+    """Writes a conn.log in Zeek's TSV format, one line per connection as the tracker finishes it. The header
+    (with ``#open``, the time the writer was created) is written with the first row or at :meth:`close`."""
 
     def __init__(self, out: TextIO, name_of: Callable[[int], str], salt: int = 0) -> None:
         self.out = out
         self.name_of = name_of
         self.salt = salt
-        now = time.strftime("%Y-%m-%d-%H-%M-%S", time.gmtime())
-        out.write(
+        self.opened = time.strftime("%Y-%m-%d-%H-%M-%S", time.gmtime())
+        self.started = False
+
+    def header(self) -> str:
+        return (
             "#separator \\x09\n#set_separator\t,\n#empty_field\t(empty)\n#unset_field\t-\n#path\tconn\n"
-            f"#open\t{now}\n#fields\t" + "\t".join(FIELDS) + "\n#types\t" + "\t".join(TYPES) + "\n"
+            f"#open\t{self.opened}\n#fields\t" + "\t".join(FIELDS) + "\n#types\t" + "\t".join(TYPES) + "\n"
         )
+
+    def start(self) -> None:
+        if not self.started:
+            self.started = True
+            self.out.write(self.header())
 
     def row(self, c: Conn) -> list[str]:
         name = self.name_of
@@ -141,8 +150,8 @@ class ZeekWriter:
             "tcp",
             "-",
             f"{dur:.6f}" if has_dur else "-",
-            str(c.o.bytes) if has_dur else "-",
-            str(c.r.bytes) if has_dur else "-",
+            str(c.o.size) if has_dur else "-",
+            str(c.r.size) if has_dur else "-",
             conn_state(c),
             "-",
             "-",
@@ -157,7 +166,10 @@ class ZeekWriter:
     def write(self, c: Conn) -> None:
         if not self.salt:  # uids differ between captures: seed them with the first finished connection's time
             self.salt = int(c.ts * 1e6) or 1
+        if not self.started:
+            self.start()
         self.out.write("\t".join(self.row(c)) + "\n")
 
     def close(self) -> None:
+        self.start()
         self.out.write("#close\t" + time.strftime("%Y-%m-%d-%H-%M-%S", time.gmtime()) + "\n")

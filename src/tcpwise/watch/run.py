@@ -121,8 +121,8 @@ class _ConnDrawer:
         self._draw(r if peer is None or r.role == "client" else peer, peer if r.role == "client" else r)
 
     def _draw(self, a: ConnRecord, b: ConnRecord | None) -> None:
+        from tcpwise.outfile import write_output
         from tcpwise.render import render
-        from tcpwise.scenarios.cli import write_output
         from tcpwise.watch.output import conn_run
 
         if b is a:
