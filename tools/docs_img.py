@@ -85,9 +85,16 @@ def main() -> int:
         return 1 if stale else 0
     IMG.mkdir(parents=True, exist_ok=True)
     keep = set(files) | {f"{sid}.png" for sid in busiest}
-    for old in IMG.iterdir():  # pictures of scenarios that are no longer the busiest
-        if old.name not in keep:
-            old.unlink()
+    # Pictures of scenarios that are no longer the busiest go; pictures other docs own (ladder, probe) stay: only
+    # names this tool wrote before, per the previous manifest, are candidates.
+    try:
+        before = json.loads((IMG / "MANIFEST.json").read_text(encoding="utf-8")).get("busiest", [])
+    except (OSError, ValueError):
+        before = []
+    for sid in before:
+        for old in (IMG / f"{sid}.svg", IMG / f"{sid}.png"):
+            if old.name not in keep and old.exists():
+                old.unlink()
     for name, text in files.items():
         (IMG / name).write_text(text, encoding="utf-8")
     for sid in busiest:

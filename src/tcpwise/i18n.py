@@ -608,6 +608,19 @@ _PHRASES: tuple[tuple[str, str], ...] = (
     ("request sent at {a}, reaches the server at {b}", "请求于 {a} 发出，{b} 到达服务端"),
     ("the server's FIN left at {a}, reaches the pool at {b}", "服务端的 FIN 于 {a} 发出，{b} 到达连接池"),
     ("RST at {a}", "{a} 时 RST"),
+    # segment-level stories (window-scaling, read-window-update, ack-unsent-data, lost-fin)
+    ("{a} offers ws={b}", "{a} 提供 ws={b}"),
+    ("window fields {a} -> {b} bytes and up", "窗口字段 {a} -> {b} 字节及以上"),
+    ("{a} segments in the first flight, {b} in all", "首轮发送 {a} 个报文段，共 {b} 个"),
+    ("segments from {a} within {b} of the read at {c}: {d}", "{c} 读取后 {b} 内 {a} 发出的报文段：{d}"),
+    ("stray segment at {a}", "异常报文段于 {a} 到达"),
+    ("segments from {a} in the {b} after it: {c}", "其后 {b} 内 {a} 发出的报文段：{c}"),
+    ("FINs sent at {a}; first gap {b}, expected {c}", "FIN 发送于 {a}；第一个间隔 {b}，预期 {c}"),
+    ("gaps after the probe: {a} (RTO {b})", "探测之后的间隔：{a}（RTO {b}）"),
+    (
+        "gave up {a} after the first RTO retransmission ({b} after the data), {c} retransmissions",
+        "首次 RTO 重传后 {a} 放弃（数据发出后 {b}），重传 {c} 次",
+    ),
     # run titles of worlds that carry no Chinese title (lab runs copy the catalogue's; trace names a file)
     ("lab run {a}", "内核实验运行 {a}"),
 )

@@ -19,6 +19,7 @@ import pytest
 
 from tcpwise.cli import build_parser, main, version_text
 from tcpwise.errors import UsageError
+from tcpwise.outfile import write_output
 from tcpwise.term import (
     Column,
     HelpFormatter,
@@ -28,7 +29,6 @@ from tcpwise.term import (
     output_width,
     table,
     use_color,
-    write_output,
 )
 
 OWN: list[tuple[str, ...]] = [(), ("scenarios",), ("sim",), ("report",), ("demo",), ("completion",)]

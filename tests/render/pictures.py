@@ -53,7 +53,7 @@ def trace_runs() -> dict[str, Run]:
         pcap.write_bytes(data)
         for n in (1, 2, 3):
             try:
-                run = connection_run(str(pcap), n)
+                run, _ = connection_run(str(pcap), n)
             except UsageError:
                 break
             run.title = run.title.replace(str(tmp) + "/", "")  # the temp dir is noise in the title

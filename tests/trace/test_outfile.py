@@ -104,11 +104,16 @@ def test_check_can_fail_when_the_writer_is_not_atomic(tmp_path, monkeypatch) -> 
     assert p.read_text() != "previous good output\n"  # the planted bug destroys the old file
 
 
-def test_sim_and_lab_cli_use_the_one_writer() -> None:
-    import inspect
+def test_every_cli_uses_the_one_writer() -> None:
+    """One -o writer: no module but tcpwise.outfile defines write_output, and the CLIs import it from there."""
+    import pathlib
 
+    from tcpwise import outfile
     from tcpwise.scenarios import cli as scli
 
-    assert "tcpwise.outfile" in inspect.getsource(scli.write_output)
-    lab_src = open(os.path.join(os.path.dirname(scli.__file__), "..", "lab", "cli.py")).read()
+    assert scli.write_output is outfile.write_output
+    src = pathlib.Path(outfile.__file__).parent
+    owners = [p for p in src.rglob("*.py") if "def write_output(" in p.read_text(encoding="utf-8")]
+    assert owners == [pathlib.Path(outfile.__file__)]
+    lab_src = (src / "lab" / "cli.py").read_text(encoding="utf-8")
     assert "from tcpwise.outfile import write_output" in lab_src

@@ -138,9 +138,9 @@ def _run(args: argparse.Namespace) -> int:
     if fmt == "parquet" and not args.output:
         raise UsageError("--format parquet writes a binary file: add -o FILE.parquet")
     if fmt == "parquet":
-        from tcpwise.trace.parquet import _require_pyarrow
+        from tcpwise.trace.parquet import require_pyarrow
 
-        _require_pyarrow()
+        require_pyarrow()
     # numpy is used for gathers only, never BLAS: skip starting OpenBLAS's thread pool (~0.05 s of start-up).
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     from tcpwise.trace.reader import StopFlag, open_capture

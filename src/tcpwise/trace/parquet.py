@@ -62,7 +62,7 @@ COLUMNS: tuple[tuple[str, str], ...] = (
 _WHO = ("orig", "resp")
 
 
-def _require_pyarrow() -> Any:
+def require_pyarrow() -> Any:
     try:
         import pyarrow as pa  # type: ignore[import-untyped]
         import pyarrow.parquet as pq  # type: ignore[import-untyped]
@@ -77,7 +77,7 @@ class ParquetSink:
     """Call with each finished :class:`Conn`; :meth:`close` writes the last row group and the footer."""
 
     def __init__(self, out: IO[bytes], name_of: Callable[[int], str]) -> None:
-        pa, pq = _require_pyarrow()
+        pa, pq = require_pyarrow()
         self.pa = pa
         self.name_of = name_of
         self.salt = 0
