@@ -57,7 +57,7 @@ def test_without_the_handshake_the_scale_is_unknown(tmp_path) -> None:
 
 def test_conn_diagram_shows_scaled_windows(tmp_path, capsys) -> None:
     p = scaled_conv().write(str(tmp_path / "w.pcap"))
-    assert main(["trace", p, "--conn", "1"]) == 0
+    assert main(["trace", p, "--conn", "1", "--wide"]) == 0  # 80 columns would shorten the labels
     out = capsys.readouterr().out
     assert f"win={501 << 7}" in out and f"win={300 << 9}" in out  # data segments: scaled
     assert "win=64240" in out  # the SYN's own window: as sent

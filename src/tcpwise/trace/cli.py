@@ -79,7 +79,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "multi-core machine, else 1); the output is the same for every N",
     )
     p.add_argument(
-        "--wide", action="store_true", help="table: one line per connection even in a narrow terminal"
+        "--wide",
+        action="store_true",
+        help="table: one line per connection even in a narrow terminal; --conn: full segment labels",
     )
     p.add_argument("--absolute", action="store_true", help="with --conn: raw sequence numbers, not relative")
     p.add_argument("--lang", default="en", help="with --conn: en or zh labels (default en)")
@@ -232,11 +234,13 @@ def _run_conn(args: argparse.Namespace) -> int:
     fmt = args.format or "text"
     if fmt not in CONN_FORMATS:
         raise UsageError(f"--conn draws one connection: --format must be one of {', '.join(CONN_FORMATS)}")
+    from tcpwise.term import output_width
     from tcpwise.trace.conn_view import draw_connection
 
     color = args.output is None and sys.stdout.isatty() and not os.environ.get("NO_COLOR")
     out, res = draw_connection(args.file, args.conn, fmt, absolute=args.absolute, lang=args.lang, color=color,
-                               checksums=args.checksums, inactivity=args.inactivity_timeout)  # fmt: skip
+                               checksums=args.checksums, inactivity=args.inactivity_timeout,
+                               width=output_width(args.wide))  # fmt: skip
     from tcpwise.outfile import write_output
 
     write_output(out, args.output)

@@ -190,15 +190,17 @@ def draw_connection(
     color: bool = False,
     checksums: str = "auto",
     inactivity: float = 300.0,
+    width: int | None = 80,
 ) -> tuple[str, TraceResult]:
     """Render connection ``n`` of ``path`` with :func:`tcpwise.render.render` (text, svg, html, json, mermaid);
-    returns the drawing and the trace result (the caller reports its warnings and any damage, exit 2)."""
+    returns the drawing and the trace result (the caller reports its warnings and any damage, exit 2). ``width``
+    is the text diagram's column budget (None: no limit, as ``--wide`` gives when piped)."""
     run, res = connection_run(path, n, checksums=checksums, inactivity=inactivity)
     try:
         from tcpwise.render import render
     except ImportError:
         raise UsageError("drawing a connection needs tcpwise.render, which is not installed") from None
-    out = render(run, fmt, absolute=absolute, lang=lang, color=color)
+    out = render(run, fmt, absolute=absolute, lang=lang, color=color, width=width)
     if isinstance(out, bytes):
         raise UsageError(f"--format {fmt} is binary; use text, svg, html, json or mermaid with --conn")
     return out, res
