@@ -137,7 +137,7 @@ def register(sub: Any) -> None:
         description="Measure on the real kernel what common advice gets wrong (each demo in its own "
         "namespaces). Without NAME, list the demos. Needs root.",
         epilog="examples:\n  tcpwise lab demo                          list the demos\n"
-        "  sudo tcpwise lab demo time-wait --quick   TIME_WAIT: 60 s, whatever tcp_fin_timeout\n"
+        "  sudo tcpwise lab demo time-wait --quick   TIME_WAIT: 60 s, whatever the sysctl\n"
         "  sudo tcpwise lab demo keepalive --json",
         formatter_class=HelpFormatter,
     )
