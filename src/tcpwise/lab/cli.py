@@ -9,7 +9,7 @@ import argparse
 import sys
 from typing import Any
 
-from tcpwise.term import HelpFormatter
+from tcpwise.term import HelpFormatter, add_color_option, add_wide_option
 
 __all__ = ["register"]
 
@@ -78,6 +78,8 @@ def register(sub: Any) -> None:
         "a check the short run cannot observe is reported, not failed",
     )
     r.add_argument("--lang", default="en", choices=("en", "zh"), help="narrative language (default: en)")
+    add_color_option(r)
+    add_wide_option(r)
     r.set_defaults(handler=_run)
 
     c = lsub.add_parser(
@@ -202,11 +204,11 @@ def _run(args: argparse.Namespace) -> int:
         _emit(run.to_json(), args.output)
     else:
         from tcpwise.render import render
+        from tcpwise.term import output_width, use_color
 
-        _emit(
-            render(run, args.format, lang=args.lang, color=args.output is None and sys.stdout.isatty()),
-            args.output,
-        )
+        color = args.format == "text" and args.output is None and use_color(args.color)
+        out = render(run, args.format, lang=args.lang, color=color, width=output_width(args.wide))
+        _emit(out, args.output)
     return 0 if run.ok else 1
 
 
