@@ -201,3 +201,20 @@ def test_the_error_check_turns_red_on_a_traceback(
     monkeypatch.setattr(path, "load_path_file", broken)
     Path("corrupt.toml").write_text("[[hop]\n")
     assert _run(["ladder", "corrupt.toml"]) != 2
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize(
+    "argv", [["lab", "demo", "time-wait", "--quick"], ["lab", "run", "close", "--lang", "zh"]], ids=" ".join
+)
+def test_lab_output_fits_80_columns(
+    argv: list[str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    if os.geteuid() != 0:
+        pytest.skip("the lab needs root")
+    monkeypatch.setenv("COLUMNS", "80")
+    assert main(argv) in (0, 1)
+    text = capsys.readouterr().out
+    assert text.strip() and _widest(text) <= 80, [ln for ln in text.splitlines() if cell_width(ln) > 80]

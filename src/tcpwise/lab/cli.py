@@ -309,8 +309,23 @@ def _demo(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result.to_dict(), indent=1))
     else:
-        print(result.text())
+        print(_fit(result.text()))
     return 0 if result.ok else 1
+
+
+def _fit(text: str) -> str:
+    """``text`` within 80 columns (or a narrower terminal): each long line wrapped under its own indent."""
+    from tcpwise.term import output_width, wrap
+
+    width = output_width() or 80
+    out = []
+    for line in text.splitlines():
+        body = line.lstrip(" ")
+        indent = " " * (len(line) - len(body))
+        hang = indent + ("  " if body[:1] in "✓✗?-*" else "")  # continue under the text, not the mark
+        for i, part in enumerate(wrap(body, width - len(hang)) if body else [""]):
+            out.append((indent if i == 0 else hang) + part)
+    return "\n".join(out)
 
 
 def _clean(args: argparse.Namespace) -> int:
