@@ -55,7 +55,7 @@ EPILOG = """examples:
   tcpwise watch                          each connection's life, live (root)
   tcpwise trace capture.pcap             every connection in a capture
   tcpwise ladder --nginx nginx.conf --hop uvicorn    502s from idle timeouts
-  tcpwise probe --serve CMD --port P --all   hostile peers vs your server
+  tcpwise probe --list                   hostile peers to aim at your server
   tcpwise completion bash --install      TAB completion (also zsh, fish)
 
 Output fits 80 columns (--wide for more) and has colour only on a terminal

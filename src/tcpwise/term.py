@@ -316,7 +316,8 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
 
 def epilog_examples(parser: argparse.ArgumentParser, prog: str = "tcpwise") -> list[list[str]]:
     """The example commands of ``parser``'s epilog and of every subparser below it, each as an argv list without
-    the program name (comments after ``#`` and explanations after two spaces are dropped)."""
+    the program name (comments after ``#`` and explanations after two spaces are dropped; a leading ``sudo``
+    is dropped and a line ending in a backslash continues on the next)."""
     import shlex
 
     found: list[list[str]] = []
@@ -326,15 +327,20 @@ def epilog_examples(parser: argparse.ArgumentParser, prog: str = "tcpwise") -> l
         if id(p) in seen:
             return
         seen.add(id(p))
-        for line in (p.epilog or "").splitlines():
-            s = line.strip().lstrip("$ ").strip()
+        lines = (p.epilog or "").splitlines()
+        while lines:
+            s = lines.pop(0).strip().lstrip("$ ").strip()
+            while s.endswith("\\") and lines:  # a long example continued on the next line
+                s = s[:-1].rstrip() + " " + lines.pop(0).strip()
+            s = s.removeprefix("sudo ")  # root-only examples say so; the command is the same
             if not s.startswith(prog + " "):
                 continue
             s = s.split(" #", 1)[0]
-            cmd = s.split("   ", 1)[0] if "   " in s else s  # "tcpwise sim close   what it shows"
+            cmd = s.split("  ", 1)[0]  # "tcpwise sim close   what it shows"
             words = shlex.split(cmd)
-            if "|" in words:
-                words = words[: words.index("|")]
+            for end in ("|", ">"):  # a pipe or a redirection is the shell's, not tcpwise's
+                if end in words:
+                    words = words[: words.index(end)]
             found.append(words[1:])
         for action in p._actions:
             if isinstance(action, argparse._SubParsersAction):

@@ -31,7 +31,30 @@ from tcpwise.term import (
     use_color,
 )
 
-OWN: list[tuple[str, ...]] = [(), ("scenarios",), ("sim",), ("report",), ("demo",), ("completion",)]
+OWN: list[tuple[str, ...]] = [
+    (),
+    ("scenarios",),
+    ("sim",),
+    ("report",),
+    ("demo",),
+    ("completion",),
+    ("lab",),
+    ("lab", "run"),
+    ("lab", "conform"),
+    ("lab", "demo"),
+    ("lab", "clean"),
+    ("doctor",),
+    ("top",),
+    ("exporter",),
+    ("watch",),
+    ("trace",),
+    ("guard",),
+    ("guard", "heartbeat"),
+    ("guard", "serve"),
+    ("ladder",),
+    ("ladder-race",),
+    ("probe",),
+]
 
 
 def _subparser(parser: argparse.ArgumentParser, path: tuple[str, ...]) -> argparse.ArgumentParser:
@@ -48,6 +71,8 @@ def _options(p: argparse.ArgumentParser) -> list[argparse.Action]:
 
 def _rule_violations(p: argparse.ArgumentParser) -> list[str]:
     bad = []
+    if not issubclass(p.formatter_class, HelpFormatter):
+        bad.append(f"{p.prog}: help not formatted by tcpwise.term.HelpFormatter (choices and defaults)")
     if not p.description and p.prog != "tcpwise":
         bad.append(f"{p.prog}: no description")
     help_text = p.format_help()
@@ -76,6 +101,7 @@ def test_the_help_rule_turns_red_on_an_undocumented_option() -> None:
     p.add_argument("--n", type=int, default=3)  # no help
     p.add_argument("--mode", choices=("a", "b"), default="a", metavar="M", help="mode")
     assert any("no help" in v for v in _rule_violations(p))
+    assert any("HelpFormatter" in v for v in _rule_violations(p))  # argparse's own formatter hides defaults
 
 
 def test_help_fits_80_columns(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -93,7 +119,7 @@ def test_every_example_parses_and_the_sim_examples_run(
     examples = [ex for path in OWN for ex in epilog_examples(_subparser(parser, path))]
     own = {p[0] for p in OWN if p}
     mine = [ex for ex in examples if ex and ex[0] in own]
-    assert len(mine) >= 15
+    assert len(mine) >= 60
     for ex in mine:
         parser.parse_args(ex)  # SystemExit (exit 2) on a bad example
     monkeypatch.chdir(tmp_path)

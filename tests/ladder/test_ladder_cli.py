@@ -126,5 +126,5 @@ def test_a_broken_rule_turns_red(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_defaults_table_is_in_the_docs() -> None:
     doc = (ROOT / "docs" / "ladder.md").read_text(encoding="utf-8")
     assert defaults_markdown() in doc, (
-        "docs/ladder.md: paste `tcpwise ladder --defaults` into the table section"
+        "docs/ladder.md: paste `tcpwise ladder --defaults --wide` into the table section"
     )

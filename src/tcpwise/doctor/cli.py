@@ -12,6 +12,7 @@ import os
 import time
 
 from tcpwise.errors import UsageError
+from tcpwise.term import HelpFormatter, add_color_option, add_wide_option
 
 __all__ = ["register"]
 
@@ -23,6 +24,12 @@ DOCTOR_EPILOG = """examples:
   tcpwise doctor --watch 10             10 s of transitions: leak or churn?
   tcpwise doctor --netns blue           inside a network namespace (root)
   tcpwise doctor --fail-on warn         exit 1 on warn or worse (cron, CI)
+"""
+
+TOP_EPILOG = """examples:
+  tcpwise top                           refresh every second until q or Ctrl-C
+  tcpwise top --interval 5 --rows 10    slower, the 10 busiest processes
+  tcpwise top --count 1                 one screen, then exit
 """
 
 EXPORTER_EPILOG = """examples:
@@ -43,11 +50,26 @@ def _positive(text: str) -> float:
     return v
 
 
+def _count(text: str) -> int:
+    """A number of things to show or do: a whole number >= 1 (argparse turns the error into one line)."""
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1: {text!r}")
+    return v
+
+
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument(
-        "--netns", metavar="NAME", help="look inside network namespace NAME (/run/netns/NAME, root)"
+        "--netns",
+        metavar="NAME",
+        help="look inside network namespace NAME (/run/netns/NAME, root; default: this one)",
     )
-    p.add_argument("--lang", choices=("en", "zh"), default="en", help="language of messages and advice")
+    p.add_argument(
+        "--lang", choices=("en", "zh"), default="en", help="language of messages and advice (default en)"
+    )
     p.add_argument(
         "--idle",
         type=_positive,
@@ -61,18 +83,23 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     d = sub.add_parser(
         "doctor",
         help="diagnose this host's TCP connections (read-only)",
-        description="Diagnose the live host's TCP sockets: states, owning processes,\nfindings with advice.",
+        description="Diagnose the live host's TCP sockets: states, owning processes, findings with advice. "
+        "Read-only; as root it also sees every process's sockets and other namespaces.",
         epilog=DOCTOR_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     d.add_argument("--json", action="store_true", help="print one JSON document")
     d.add_argument("--pid", type=int, metavar="PID", help="only this process's sockets and findings")
-    d.add_argument("--fail-on", choices=("warn", "crit"), help="exit 1 if a finding is at least this severe")
+    d.add_argument(
+        "--fail-on",
+        choices=("warn", "crit"),
+        help="exit 1 if a finding is at least this severe (default: exit 0 whatever is found)",
+    )
     d.add_argument(
         "--interval",
         type=_positive,
         metavar="SECONDS",
-        help="take a second sample after SECONDS to measure growth",
+        help="take a second sample after SECONDS to measure growth (default: one sample)",
     )
     d.add_argument(
         "--watch",
@@ -82,8 +109,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "TIME_WAIT rate per destination vs the port range",
     )
     d.add_argument(
-        "--top", type=int, default=15, metavar="N", help="processes shown in the table (default 15)"
+        "--top", type=_count, default=15, metavar="N", help="processes shown in the table (default 15)"
     )
+    add_color_option(d)
+    add_wide_option(d)
     _common(d)
     d.set_defaults(handler=_doctor)
 
@@ -92,10 +121,16 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         help="live view of TCP states per process (refresh 1 s)",
         description="A live terminal view of TCP sockets per state and per process; growth "
         "since the previous refresh is highlighted. q or Ctrl-C quits.",
+        epilog=TOP_EPILOG,
+        formatter_class=HelpFormatter,
     )
-    t.add_argument("--interval", type=_positive, default=1.0, metavar="SECONDS", help="refresh period (1 s)")
-    t.add_argument("--count", type=int, metavar="N", help="stop after N refreshes")
-    t.add_argument("--rows", type=int, default=20, metavar="N", help="processes shown (default 20)")
+    t.add_argument(
+        "--interval", type=_positive, default=1.0, metavar="SECONDS", help="refresh period (default 1 s)"
+    )
+    t.add_argument(
+        "--count", type=_count, metavar="N", help="stop after N refreshes (default: until q or Ctrl-C)"
+    )
+    t.add_argument("--rows", type=_count, default=20, metavar="N", help="processes shown (default 20)")
     _common(t)
     t.set_defaults(handler=_top)
 
@@ -106,10 +141,17 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "findings; with root, state transitions from tracepoints) at\n"
         "http://LISTEN/metrics. Dashboard: docs/grafana-tcpwise.json.",
         epilog=EXPORTER_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
-    e.add_argument("--listen", default="127.0.0.1:9477", metavar="HOST:PORT", help="default 127.0.0.1:9477")
-    e.add_argument("--top", type=int, default=20, metavar="N", help="per-process series for the top N (20)")
+    e.add_argument(
+        "--listen",
+        default="127.0.0.1:9477",
+        metavar="HOST:PORT",
+        help="address and port to serve /metrics on (default 127.0.0.1:9477)",
+    )
+    e.add_argument(
+        "--top", type=int, default=20, metavar="N", help="per-process series for the top N (default 20)"
+    )
     e.add_argument(
         "--listeners",
         type=int,
@@ -197,7 +239,16 @@ def _doctor(args: argparse.Namespace) -> int:
     if args.json:
         report.write_json(doc)
     else:
-        report.write_text(doc, lang=args.lang, top=args.top, netns=args.netns)
+        from tcpwise.term import output_width, use_color
+
+        report.write_text(
+            doc,
+            lang=args.lang,
+            top=args.top,
+            netns=args.netns,
+            color=use_color(args.color),
+            width=output_width(args.wide),
+        )
     if args.fail_on:
         level = findings.severity_rank(args.fail_on)
         if any(findings.severity_rank(f.severity) >= level for f in found):

@@ -82,13 +82,22 @@ def write_json(doc: dict[str, Any], out: TextIO = sys.stdout) -> None:
 _SEV_STYLE = {"crit": "bold red", "warn": "yellow", "info": "cyan"}
 
 
-def write_text(doc: dict[str, Any], lang: str = "en", top: int = 15, netns: str | None = None) -> None:
-    """Rich tables: states, top processes, findings with evidence and advice."""
+def write_text(
+    doc: dict[str, Any],
+    lang: str = "en",
+    top: int = 15,
+    netns: str | None = None,
+    *,
+    color: bool | None = None,
+    width: int | None = None,
+) -> None:
+    """Rich tables: states, top processes, findings with evidence and advice. ``color``: ANSI styles or none
+    (None: rich decides); ``width``: columns to fit (None: the terminal's)."""
     from rich.console import Console
     from rich.table import Table
 
     zh = lang == "zh"
-    con = Console()
+    con = Console(width=width, force_terminal=color, no_color=None if color is None else not color)
     where = f" (netns {netns})" if netns else ""
     total = sum(doc["states"].values())
     con.print(f"[bold]{total}[/] " + ("个 TCP 套接字" if zh else "TCP sockets") + where, highlight=False)

@@ -8,6 +8,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from tcpwise.term import HelpFormatter
+
 __all__ = ["register"]
 
 EPILOG = """examples:
@@ -52,23 +54,51 @@ def _positive(kind: type[Any]) -> Any:
     return parse
 
 
+def _port(text: str) -> int:
+    """A TCP port, 0..65535 (0: any free one)."""
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= v <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is 0..65535, got {v}")
+    return v
+
+
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser(
         "guard",
         help="asyncio server remedies: limits, timeouts, keepalive, close modes",
         description="Guarded echo server and heartbeat check (library: tcpwise.guard, docs/guard.md).",
         epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     gsub = p.add_subparsers(dest="guard_command", metavar="SUBCOMMAND")
     p.set_defaults(handler=lambda _a: (p.print_help(), 2)[1])
 
-    hb = gsub.add_parser("heartbeat", help="check a client heartbeat interval against a server idle timeout")
-    hb.add_argument(
-        "--interval", type=float, required=True, help="client heartbeat interval, seconds (required)"
+    hb = gsub.add_parser(
+        "heartbeat",
+        help="check a client heartbeat interval against a server idle timeout",
+        description="Is a client's heartbeat frequent enough for the server's idle timeout, even when one "
+        "heartbeat is lost? Exit 1 (MISMATCH) when the server would close idle connections first.",
+        epilog="examples:\n"
+        "  tcpwise guard heartbeat --interval 30 --server-idle 10   MISMATCH, exit 1\n"
+        "  tcpwise guard heartbeat --interval 4 --server-idle 10    ok\n",
+        formatter_class=HelpFormatter,
     )
     hb.add_argument(
-        "--server-idle", type=float, required=True, help="server idle timeout, seconds (required)"
+        "--interval",
+        type=float,
+        required=True,
+        metavar="S",
+        help="client heartbeat interval, seconds (required)",
+    )
+    hb.add_argument(
+        "--server-idle",
+        type=float,
+        required=True,
+        metavar="S",
+        help="server idle timeout, seconds (required)",
     )
     hb.set_defaults(handler=_heartbeat)
 
@@ -77,7 +107,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         help="run a guarded echo server on loopback until Ctrl-C/SIGTERM",
         description="Guarded line-echo server on loopback: every line received is sent back.",
         epilog=SERVE_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     pos_f, pos_i = _positive(float), _positive(int)
     s.add_argument(
@@ -87,7 +117,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         help="loopback address to listen on (default 127.0.0.1)",
     )
     s.add_argument(
-        "--port", metavar="PORT", type=int, default=7070, help="TCP port, 0 for any free one (default 7070)"
+        "--port", metavar="PORT", type=_port, default=7070, help="TCP port, 0 for any free one (default 7070)"
     )
     s.add_argument(
         "--backlog", metavar="N", type=pos_i, default=4096, help="listen(2) accept queue (default 4096)"
@@ -144,7 +174,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         help="seconds before --min-rate (default 2)",
     )
     s.add_argument("--graceful", action="store_true", help="close on timeout with FIN (default: RST)")
-    s.add_argument("--rst", action="store_true", help=argparse.SUPPRESS)  # RST is the default now
+    s.add_argument(
+        "--rst", action="store_true", help="close on timeout with RST (the default; kept for old scripts)"
+    )
     s.add_argument(
         "--loop", choices=("asyncio", "uvloop"), default="asyncio", help="event loop (default asyncio)"
     )
@@ -175,25 +207,35 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def _heartbeat(args: argparse.Namespace) -> int:
+    import math
     import warnings
 
     from tcpwise.errors import UsageError
     from tcpwise.guard.heartbeat import HeartbeatMismatch, HeartbeatWarning, check_heartbeat
 
+    if not all(math.isfinite(x) for x in (args.interval, args.server_idle)):
+        raise UsageError("heartbeat interval and server idle timeout must be finite numbers of seconds")
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             verdict = check_heartbeat(args.interval, args.server_idle)
     except HeartbeatMismatch as exc:
-        print(f"MISMATCH: {exc}")
+        _say(f"MISMATCH: {exc}")
         return 1
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     if any(issubclass(w.category, HeartbeatWarning) for w in caught):
-        print(f"WARNING: {verdict}")
+        _say(f"WARNING: {verdict}")
         return 0
-    print(verdict)
+    _say(str(verdict))
     return 0
+
+
+def _say(text: str) -> None:
+    """One verdict, wrapped to 80 columns (or a narrower terminal)."""
+    from tcpwise.term import output_width, wrap
+
+    print("\n".join(wrap(text, output_width() or 80)))
 
 
 def _serve_config(args: argparse.Namespace) -> Any:

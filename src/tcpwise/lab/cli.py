@@ -9,6 +9,8 @@ import argparse
 import sys
 from typing import Any
 
+from tcpwise.term import HelpFormatter, add_color_option, add_wide_option
+
 __all__ = ["register"]
 
 FORMATS = ("text", "json", "mermaid", "svg", "html", "pcap")
@@ -33,7 +35,7 @@ def register(sub: Any) -> None:
         description="The kernel world: namespaces A - R - B, nftables faults at R, capture at R, "
         "sock_diag state recording.",
         epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     lsub = p.add_subparsers(dest="lab_command", metavar="LAB_COMMAND")
     p.set_defaults(handler=lambda args: (p.print_help(), 2)[1])
@@ -41,12 +43,17 @@ def register(sub: Any) -> None:
     r = lsub.add_parser(
         "run",
         help="run one lab-capable scenario with real sockets",
+        description="Run one scenario's script with real sockets: client A and server B in their own network "
+        "namespaces, a router R between them that delays, drops and captures; states come from sock_diag, "
+        "segments from the capture at R. Drawn and checked like `tcpwise sim`. Needs root.",
         epilog="examples:\n  sudo tcpwise lab run close\n  sudo tcpwise lab run keepalive --full\n"
         "  sudo tcpwise lab run lost-last-ack -f svg -o lla.svg",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     r.add_argument("scenario", metavar="ID", help="scenario id (tcpwise scenarios lists them)")
-    r.add_argument("--format", "-f", choices=FORMATS, default="text", help="output format (default: text)")
+    r.add_argument(
+        "--format", "-f", choices=FORMATS, default="text", metavar="FMT", help="output format (default: text)"
+    )
     r.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
     r.add_argument(
         "--set",
@@ -68,9 +75,11 @@ def register(sub: Any) -> None:
         "--full",
         action="store_true",
         help="run the script's whole duration (e.g. 60 s more to see TIME_WAIT expire); "
-        "a checks the short run cannot observe is reported, not failed",
+        "a check the short run cannot observe is reported, not failed",
     )
     r.add_argument("--lang", default="en", choices=("en", "zh"), help="narrative language (default: en)")
+    add_color_option(r)
+    add_wide_option(r)
     r.set_defaults(handler=_run)
 
     c = lsub.add_parser(
@@ -80,7 +89,7 @@ def register(sub: Any) -> None:
         "(relative seq/ack, flags, length, scaled window, options, timestamp echoes) and timer-driven timing.",
         epilog="examples:\n  sudo tcpwise lab conform\n  sudo tcpwise lab conform close lost-last-ack\n"
         "  sudo tcpwise lab conform --json --jobs 2 > conform.json",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     c.add_argument("ids", nargs="*", metavar="ID", help="scenarios (default: the whole catalogue)")
     c.add_argument("--json", action="store_true", help="print the result as JSON (no table, no progress)")
@@ -124,7 +133,16 @@ def register(sub: Any) -> None:
     )
     c.set_defaults(handler=_conform)
 
-    d = lsub.add_parser("demo", help="kernel demonstrations (TIME_WAIT length, port exhaustion, ...)")
+    d = lsub.add_parser(
+        "demo",
+        help="kernel demonstrations (TIME_WAIT length, port exhaustion, ...)",
+        description="Measure on the real kernel what common advice gets wrong (each demo in its own "
+        "namespaces). Without NAME, list the demos. Needs root.",
+        epilog="examples:\n  tcpwise lab demo                          list the demos\n"
+        "  sudo tcpwise lab demo time-wait --quick   TIME_WAIT: 60 s, whatever the sysctl\n"
+        "  sudo tcpwise lab demo keepalive --json",
+        formatter_class=HelpFormatter,
+    )
     d.add_argument("name", nargs="?", metavar="NAME", help="demo name (omit to list them)")
     d.add_argument("--quick", action="store_true", help="shorter runs: read kernel timers instead of waiting")
     d.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -133,8 +151,10 @@ def register(sub: Any) -> None:
     k = lsub.add_parser(
         "clean",
         help="remove what lab runs left behind (only runs whose process is gone, unless --run names one)",
+        description="Remove the namespaces and nftables rules of lab runs whose owner process is gone "
+        "(killed, crashed); a run in progress is kept, unless --run names it. Needs root.",
         epilog="examples:\n  sudo tcpwise lab clean\n  sudo tcpwise lab clean --run lab3f09a1",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     k.add_argument(
         "--run",
@@ -184,20 +204,20 @@ def _run(args: argparse.Namespace) -> int:
         _emit(run.to_json(), args.output)
     else:
         from tcpwise.render import render
+        from tcpwise.term import output_width, use_color
 
-        _emit(
-            render(run, args.format, lang=args.lang, color=args.output is None and sys.stdout.isatty()),
-            args.output,
-        )
+        color = args.format == "text" and args.output is None and use_color(args.color)
+        out = render(run, args.format, lang=args.lang, color=color, width=output_width(args.wide))
+        _emit(out, args.output)
     return 0 if run.ok else 1
 
 
 def _conform(args: argparse.Namespace) -> int:
     import json
-    import shutil
 
     from tcpwise.errors import UsageError
     from tcpwise.lab.conform import conform_all, format_drilldown, format_table
+    from tcpwise.term import output_width
 
     if args.jobs < 1 or args.retries < 0 or not 0 < args.max_duration <= 3600 or not 0 <= args.settle <= 600:
         raise UsageError("--jobs >= 1, --retries >= 0, 0 < --max-duration <= 3600, 0 <= --settle <= 600")
@@ -217,7 +237,7 @@ def _conform(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"scenarios": [r.to_dict() for r in results]}, indent=1))
     else:
-        width = shutil.get_terminal_size((80, 24)).columns if args.wide else 80
+        width = output_width(args.wide) or 200  # --wide and piped: no limit, but keep the rule readable
         print(_kernel_line())
         print(format_table(results, width))
         drill = format_drilldown(results)
@@ -279,15 +299,33 @@ def _demo(args: argparse.Namespace) -> int:
     from tcpwise.lab import demos
 
     if not args.name:
-        for name in demos.DEMOS:
-            print(f"  {name:23} {demos.SUMMARY.get(name, '')}")
+        from tcpwise.term import Column, output_width, table
+
+        rows = [(name, demos.SUMMARY.get(name, "")) for name in demos.DEMOS]
+        cols = (Column("demo"), Column("what it shows", flex=True))
+        print("\n".join(table(cols, rows, width=output_width())))
         return 0
     result = demos.run_demo(args.name, quick=args.quick)
     if args.json:
         print(json.dumps(result.to_dict(), indent=1))
     else:
-        print(result.text())
+        print(_fit(result.text()))
     return 0 if result.ok else 1
+
+
+def _fit(text: str) -> str:
+    """``text`` within 80 columns (or a narrower terminal): each long line wrapped under its own indent."""
+    from tcpwise.term import output_width, wrap
+
+    width = output_width() or 80
+    out = []
+    for line in text.splitlines():
+        body = line.lstrip(" ")
+        indent = " " * (len(line) - len(body))
+        hang = indent + ("  " if body[:1] in "✓✗?-*" else "")  # continue under the text, not the mark
+        for i, part in enumerate(wrap(body, width - len(hang)) if body else [""]):
+            out.append((indent if i == 0 else hang) + part)
+    return "\n".join(out)
 
 
 def _clean(args: argparse.Namespace) -> int:

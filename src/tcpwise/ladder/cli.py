@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 from typing import Any
+
+from tcpwise.term import HelpFormatter, add_color_option, add_wide_option
 
 __all__ = ["register"]
 
@@ -17,7 +18,8 @@ EPILOG = """examples:
   tcpwise ladder --hop requests --hop aws-nat --hop go-server:idle=10m
   tcpwise ladder path.toml --format json --fail-on crit   CI: exit 1 if critical
   tcpwise ladder --hop hikaricp --hop azure-nat --hop mysql --sysctl sysctl.conf
-  tcpwise ladder --defaults                    the defaults table, with sources
+  tcpwise ladder --defaults                    the defaults table
+  tcpwise ladder --defaults --wide             ... as markdown, with sources
   tcpwise sim keepalive-race --set client_idle=60 --set server_idle=5
   sudo tcpwise ladder-race                       the race on real nginx (lab)
 
@@ -28,11 +30,11 @@ RACE_EPILOG = """examples:
   sudo tcpwise ladder-race              nginx 3s, upstream 1s: 502s; fixed: 0
   sudo tcpwise ladder-race --proxy haproxy
   sudo tcpwise ladder-race --format svg -o race.svg   one failed request, drawn
-  sudo tcpwise ladder-race --method GET nginx retries a GET: no 502 (POSTs fail)
+  sudo tcpwise ladder-race --method GET  nginx retries a GET: no 502s
 
 needs root, network namespaces and nginx/haproxy (apt-get install nginx
-haproxy). Namespaces: tcpwise-lab<pid hex>-*; after a SIGKILL:
-tcpwise lab clean --run lab<pid hex>.
+haproxy). Namespaces: tcpwise-lab<pid hex>-*; after a SIGKILL, remove them
+with `tcpwise lab clean` (or --run lab<pid hex>).
 """
 
 
@@ -53,7 +55,7 @@ def register(sub: Any) -> None:
         "must give up an idle connection before the next hop does. Hops come from\n"
         "PATH (TOML/YAML), --hop and real config files, in command-line order.",
         epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     p.add_argument("path", nargs="?", metavar="PATH", help="path description (.toml, .yaml, .yml, .json)")
     p.add_argument(
@@ -65,7 +67,11 @@ def register(sub: Any) -> None:
     )
     for kind in CONFIG_KINDS:
         p.add_argument(
-            f"--{kind}", dest=kind, action=_Chain, metavar="FILE", help=f"a hop read from a {kind} config"
+            f"--{kind}",
+            dest=kind,
+            action=_Chain,
+            metavar="FILE",
+            help=f"a hop read from the {kind} config FILE",
         )
     p.add_argument(
         "--sysctl", metavar="FILE", help="kernel keepalive/conntrack settings (sysctl.conf or sysctl -a)"
@@ -74,18 +80,25 @@ def register(sub: Any) -> None:
         "--margin",
         default=None,
         metavar="DUR|PCT",
-        help="safety margin (2s, 10%%) [auto: 10%%, >= 1s, <= half]",
+        help="safety margin (2s, 10%%; default: 10%%, at least 1s, at most half the timeout)",
     )
-    p.add_argument("--format", "-f", choices=("text", "json"), default="text", help="output format [text]")
+    p.add_argument(
+        "--format", "-f", choices=("text", "json"), default="text", help="output format (default text)"
+    )
     p.add_argument("--json", action="store_true", help="same as --format json")
     p.add_argument(
         "--fail-on",
         choices=("warn", "crit"),
         default=None,
-        help="exit 1 when a finding is this severe [never]",
+        help="exit 1 when a finding is this severe (default: exit 0 whatever is found)",
     )
-    p.add_argument("--wide", action="store_true", help="use the terminal's width instead of 80 columns")
-    p.add_argument("--defaults", action="store_true", help="print the defaults table with sources and exit")
+    add_wide_option(p)
+    add_color_option(p)
+    p.add_argument(
+        "--defaults",
+        action="store_true",
+        help="print the defaults table and exit (with --wide: the markdown table with every source link)",
+    )
     p.set_defaults(handler=_cmd_ladder, chain=[])
 
     r = sub.add_parser(
@@ -95,34 +108,51 @@ def register(sub: Any) -> None:
         "keep-alive in lab namespaces, count the 502s in the proxy's own log, apply\n"
         "the ladder's fix, count again, and draw the packets of one failed request.",
         epilog=RACE_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
-    r.add_argument("--proxy", choices=("nginx", "haproxy"), default="nginx", help="the proxy [nginx]")
+    r.add_argument("--proxy", choices=("nginx", "haproxy"), default="nginx", help="the proxy (default nginx)")
     r.add_argument(
-        "--upstream-idle", type=float, default=1.0, metavar="S", help="upstream keep-alive (s) [1.0]"
+        "--upstream-idle",
+        type=float,
+        default=1.0,
+        metavar="S",
+        help="upstream keep-alive in seconds (default 1)",
     )
     r.add_argument(
         "--proxy-idle",
         type=float,
         default=3.0,
         metavar="S",
-        help="nginx upstream keepalive_timeout (s) [3.0]",
+        help="the proxy's upstream keepalive_timeout in seconds (default 3)",
     )
-    r.add_argument("--requests", type=int, default=6, help="requests per run [6]")
+    r.add_argument("--requests", type=int, default=6, metavar="N", help="requests per run (default 6)")
     r.add_argument(
         "--spacing",
         type=float,
         default=None,
         metavar="S",
-        help="pause between requests (s) [upstream idle - delay]",
+        help="pause between requests in seconds (default: upstream idle - delay)",
     )
     r.add_argument(
-        "--delay", type=float, default=0.05, metavar="S", help="one-way delay proxy<->upstream (s) [0.05]"
+        "--delay",
+        type=float,
+        default=0.05,
+        metavar="S",
+        help="one-way delay proxy<->upstream in seconds (default 0.05)",
     )
-    r.add_argument("--method", choices=("POST", "GET"), default="POST", help="request method [POST]")
-    r.add_argument("--no-fix", action="store_true", help="only the inverted run")
-    r.add_argument("--format", "-f", choices=("text", "svg", "json"), default="text", help="output [text]")
-    r.add_argument("-o", "--output", metavar="FILE", help="write the drawing (svg/text) or JSON to FILE")
+    r.add_argument("--method", choices=("POST", "GET"), default="POST", help="request method (default POST)")
+    r.add_argument(
+        "--no-fix", action="store_true", help="only the inverted run (default: then the fixed one too)"
+    )
+    r.add_argument(
+        "--format", "-f", choices=("text", "svg", "json"), default="text", help="output format (default text)"
+    )
+    r.add_argument(
+        "-o",
+        "--output",
+        metavar="FILE",
+        help="write the drawing (svg/text) or JSON to FILE (default: stdout)",
+    )
     r.set_defaults(handler=_cmd_race)
 
 
@@ -153,22 +183,39 @@ def _cmd_ladder(args: argparse.Namespace) -> int:
     from tcpwise.ladder.presets import defaults_markdown
     from tcpwise.ladder.report import to_json, to_text
     from tcpwise.ladder.rules import analyze
+    from tcpwise.term import output_width, use_color
 
     if args.defaults:
-        sys.stdout.write(defaults_markdown())
+        sys.stdout.write(defaults_markdown() if args.wide else _defaults_table(defaults_markdown()))
         return 0
     lp = _build(args)
     findings = analyze(lp.hops, lp.margin)
     if args.json or args.format == "json":
         sys.stdout.write(to_json(lp.hops, findings))
     else:
-        width = shutil.get_terminal_size((80, 24)).columns if args.wide else 80
-        sys.stdout.write(to_text(lp.hops, findings, width=width, color=sys.stdout.isatty()))
+        width = output_width(args.wide) or 200  # --wide and piped: as wide as a finding's longest line
+        sys.stdout.write(to_text(lp.hops, findings, width=width, color=use_color(args.color)))
     if args.fail_on is not None:
         levels = ("crit",) if args.fail_on == "crit" else ("warn", "crit")
         if any(f.severity in levels for f in findings):
             return 1
     return 0
+
+
+def _defaults_table(markdown: str) -> str:
+    """The markdown defaults table within 80 columns: kind, role, default, setting (wrapped); the source links
+    only fit the wide form."""
+    from tcpwise.term import Column, output_width, table
+
+    rows = []
+    for line in markdown.splitlines()[2:]:
+        kind, role, setting, value, _url = (c.strip() for c in line.strip("|").split("|"))
+        rows.append((kind, role, value, setting))
+    cols = (Column("kind"), Column("role"), Column("default", "right"), Column("setting", flex=True))
+    lines = table(cols, rows, width=output_width())
+    lines.append("")
+    lines.append("sources: tcpwise ladder --defaults --wide (markdown, a link for each)")
+    return "\n".join(lines) + "\n"
 
 
 def _cmd_race(args: argparse.Namespace) -> int:

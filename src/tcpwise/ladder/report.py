@@ -13,7 +13,6 @@ Durations are seconds (float), ``"never"`` for no limit, ``null`` when unknown.
 from __future__ import annotations
 
 import json
-import os
 import textwrap
 from typing import Any
 
@@ -41,7 +40,7 @@ def _paint(text: str, code: str, color: bool) -> str:
 
 
 def to_text(hops: list[Hop], findings: list[Finding], *, width: int = 80, color: bool = False) -> str:
-    color = color and not os.environ.get("NO_COLOR")
+    # ``color`` is the caller's decision (tcpwise.term.use_color: --color always wins over NO_COLOR)
     out = [
         "The ladder, client first. idle: closes an idle connection from the previous",
         "hop after; pool: keeps an idle connection to the next hop for.",

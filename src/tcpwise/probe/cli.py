@@ -11,6 +11,8 @@ import signal
 import sys
 from typing import Any
 
+from tcpwise.term import HelpFormatter, add_color_option
+
 __all__ = ["register"]
 
 FORMATS = ("table", "json", "html")
@@ -45,7 +47,7 @@ def register(sub: Any) -> None:
         "SYN flood, unacknowledged FIN, blind RST ...) against a server in a network\n"
         "namespace; report what the server did, what it left behind, what to set.",
         epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     where = p.add_argument_group("target (one of --serve / --netns, with --port)")
     where.add_argument(
@@ -54,7 +56,7 @@ def register(sub: Any) -> None:
     where.add_argument(
         "--netns", metavar="NS", help="existing namespace whose listener is probed (default: none)"
     )
-    where.add_argument("--port", type=int, metavar="P", help="the target's TCP port (required)")
+    where.add_argument("--port", type=int, metavar="P", help="the target's TCP port, 1-65535 (required)")
     where.add_argument(
         "--addr",
         metavar="A",
@@ -121,8 +123,9 @@ def register(sub: Any) -> None:
     out.add_argument("--format", "-f", choices=FORMATS, default="table", help="output format (default table)")
     out.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
     out.add_argument("--wide", action="store_true", help="table wider than 80 columns (the terminal's width)")
+    add_color_option(out)
     out.add_argument(
-        "--clean", action="store_true", help="remove namespaces of probe runs whose process is dead"
+        "--clean", action="store_true", help="remove namespaces of probe runs whose process is dead; exit"
     )
     p.set_defaults(handler=_handle)
 
@@ -270,10 +273,10 @@ def _handle(args: argparse.Namespace) -> int:
     elif args.format == "html":
         text = to_html(tdict, results)
     else:
-        import shutil
+        from tcpwise.term import output_width, use_color
 
-        width = shutil.get_terminal_size((80, 24)).columns if args.wide else 80
-        color = not args.output and sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+        width = output_width(args.wide) or 200  # --wide and piped: rows as long as they are
+        color = not args.output and use_color(args.color)
         text = to_table(tdict, results, width=width, color=color)
     if args.output:
         write_atomic(text, args.output)

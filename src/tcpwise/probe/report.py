@@ -23,6 +23,7 @@ from typing import Any
 
 from tcpwise.errors import UsageError
 from tcpwise.probe.core import Result
+from tcpwise.term import fmt_seconds
 
 __all__ = ["to_json", "to_table", "to_html", "write_atomic", "contract", "closed_text", "left_text"]
 
@@ -39,7 +40,7 @@ def closed_text(r: Result) -> str:
     if r.closed_after_s is None:
         return "never" if r.verdict == "fail" else "-"
     how = f" {r.how}" if r.how else " (silently)"
-    return f"{r.closed_after_s:.2f} s {r.closed_by}{how}"
+    return f"{fmt_seconds(r.closed_after_s)} {r.closed_by}{how}"  # 10 ms, 3.02 s, 61.1 s
 
 
 def left_text(r: Result) -> str:

@@ -3,6 +3,8 @@ as a crash (odd parameters can leave a state unreached, and the story must still
 
 from __future__ import annotations
 
+from tcpwise.term import fmt_num as term_fmt_num
+
 __all__ = ["fmt_time", "fmt_num"]
 
 
@@ -11,6 +13,9 @@ def fmt_time(t: float | None, digits: int = 3) -> str:
     return "never" if t is None else f"{t:.{digits}f} s"
 
 
-def fmt_num(x: float | None, spec: str = "g") -> str:
-    """``format(x, spec)``; ``n/a`` when the run did not measure it."""
-    return "n/a" if x is None else format(x, spec)
+def fmt_num(x: float | None, spec: str = "") -> str:
+    """``format(x, spec)``, or without ``spec`` a number for people (3 significant digits, so a kernel run's
+    61.1459 s of TIME_WAIT reads 61.1); ``n/a`` when the run did not measure it."""
+    if x is None:
+        return "n/a"
+    return format(x, spec) if spec else term_fmt_num(x)

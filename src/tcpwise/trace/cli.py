@@ -17,6 +17,7 @@ import sys
 from typing import Any
 
 from tcpwise.errors import UsageError
+from tcpwise.term import HelpFormatter, add_color_option, use_color
 
 __all__ = ["register"]
 
@@ -49,7 +50,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "first); 130 a capture file interrupted with Ctrl-C (Ctrl-C on a pipe ends a live\n"
         "trace normally: 0).",
         epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     p.add_argument(
         "file",
@@ -81,10 +82,12 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument(
         "--wide",
         action="store_true",
-        help="table: one line per connection even in a narrow terminal; --conn: full segment labels",
+        help="table: one line per connection (for grep and awk), not wrapped to 80 columns; --conn: full segment "
+        "labels",
     )
+    add_color_option(p)
     p.add_argument("--absolute", action="store_true", help="with --conn: raw sequence numbers, not relative")
-    p.add_argument("--lang", default="en", help="with --conn: en or zh labels (default en)")
+    p.add_argument("--lang", default="en", metavar="LANG", help="with --conn: en or zh labels (default en)")
     z = p.add_argument_group(
         "Zeek compatibility",
         "Zeek's conn.log rules with Zeek's defaults; the switches Zeek users change:",
@@ -204,13 +207,13 @@ def _produce(args: argparse.Namespace, fmt: str, cap: Any, stop: Any, jobs: int,
             raise
         ps.close()
     else:
-        import shutil
-
+        from tcpwise.term import output_width
         from tcpwise.trace.table import TableSink
 
-        tty = f is sys.stdout and f.isatty()
-        width = shutil.get_terminal_size().columns if tty else 80
-        ts = TableSink(f, addrs.name, width=width, wide=args.wide or not tty)
+        # 80 columns (or a narrower terminal), piped too, like every tcpwise table; --wide: one line per
+        # connection (what grep and awk want), as wide as the terminal or, piped, as long as the row
+        width = output_width(args.wide, f)
+        ts = TableSink(f, addrs.name, width=width or 80, wide=args.wide)
         res = trace_file(args.file, ts, addrs, **opts)
         ts.close(res.connections, res.stats.tcp)
     return res
@@ -237,7 +240,7 @@ def _run_conn(args: argparse.Namespace) -> int:
     from tcpwise.term import output_width
     from tcpwise.trace.conn_view import draw_connection
 
-    color = args.output is None and sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+    color = args.output is None and use_color(args.color)
     out, res = draw_connection(args.file, args.conn, fmt, absolute=args.absolute, lang=args.lang, color=color,
                                checksums=args.checksums, inactivity=args.inactivity_timeout,
                                width=output_width(args.wide))  # fmt: skip

@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
+from tcpwise.term import fmt_seconds
 from tcpwise.trace.decode import AddrTable, DecodeStats, decode_batch
 from tcpwise.trace.reader import Capture, CaptureError, StopFlag, open_capture
 from tcpwise.trace.tracker import Conn, Tracker, ZeekTimers
@@ -192,7 +193,7 @@ def _story_open(c: Conn, st: str, parts: list[str]) -> None:
         parts.append("refused: SYN answered by RST")
     elif c.synack_t is not None and c.syn_t is not None:
         rtt = (c.ack_t if c.ack_t is not None else c.synack_t) - c.syn_t
-        parts.append(f"handshake {rtt * 1000:.2f} ms")
+        parts.append(f"handshake {fmt_seconds(rtt)}")  # 100 ms, 1.05 s, 52 µs (loopback): 3 digits
 
 
 def _story_rst(c: Conn) -> str:

@@ -8,8 +8,8 @@ been printed (connections finish out of order: a long-lived #1 ends last). The r
 capped (:data:`MAX_WAITING`); beyond that the smallest waiting numbers are printed and the late connection appears
 when it finishes — the table is then ordered except for such long-lived connections.
 
-Layout: when a row fits the width on one line (always with ``--wide``, and when the output is not a terminal, so
-that ``grep`` and ``awk`` see one line per connection), it is one line: ``#``, ``client > server``, Zeek's
+Layout: when a row fits the width on one line (always with ``--wide``, so that ``grep`` and ``awk`` see one line
+per connection; otherwise 80 columns, piped too, like every tcpwise table), it is one line: ``#``, ``client > server``, Zeek's
 ``conn_state`` and ``history``, packets each way, duration, each side's largest window (scaled, RFC 7323) and the
 story. In a narrow terminal (80 or 100 columns) the first line holds the identity and the state, and the counters
 and the story follow on indented lines, wrapped at word boundaries — never cut. Column widths are fixed from the

@@ -8,6 +8,7 @@ import sys
 from typing import Any
 
 from tcpwise.errors import UsageError
+from tcpwise.term import HelpFormatter, add_color_option
 
 __all__ = ["register"]
 
@@ -51,6 +52,16 @@ def _state(text: str) -> str:
     return s
 
 
+def _addr(text: str) -> str:
+    """An IPv4 or IPv6 address, as the kernel prints it (a typo would silently match nothing)."""
+    import ipaddress
+
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an IP address: {text!r}") from None
+
+
 def _count(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"must be a whole number >= 1: {text!r}")
@@ -67,7 +78,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "sock_diag polling when it cannot. One row per socket when it ends; sockets\n"
         "still open when the watch stops are listed as open.",
         epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     p.add_argument(
         "--duration", type=_positive, metavar="S", help="stop after S seconds (default: until Ctrl-C)"
@@ -82,9 +93,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument(
         "--port", type=_port, action="append", metavar="P", help="local or remote port P (repeatable)"
     )
-    p.add_argument("--addr", action="append", metavar="A", help="local or remote address A (repeatable)")
     p.add_argument(
-        "--pid", type=int, action="append", metavar="PID", help="owned by process PID (repeatable)"
+        "--addr", type=_addr, action="append", metavar="A", help="local or remote address A (repeatable)"
+    )
+    p.add_argument(
+        "--pid", type=_count, action="append", metavar="PID", help="owned by process PID (repeatable)"
     )
     p.add_argument(
         "--comm", action="append", metavar="NAME", help="owned by a process named NAME (repeatable)"
@@ -120,6 +133,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         help="zeek: a row for each connection open longer than S, every S seconds (default 60)",
     )
     p.add_argument("--wide", action="store_true", help="table: full addresses (lines longer than 80)")
+    add_color_option(p)
     p.add_argument(
         "--poll", action="store_true", help="use sock_diag polling even when tracepoints are available"
     )

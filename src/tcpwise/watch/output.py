@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from typing import Any, TextIO
@@ -107,17 +106,19 @@ def _fit_ep(addr: str, port: int, width: int | None) -> str:
     return addr[:keep] + "…" + tail
 
 
-def _use_color(out: TextIO) -> bool:
-    return not os.environ.get("NO_COLOR") and hasattr(out, "isatty") and out.isatty()
+def _use_color(out: TextIO, choice: str = "auto") -> bool:
+    from tcpwise.term import use_color
+
+    return use_color(choice, out)
 
 
 class TableWriter:
     """Streaming rows; the header once. 80 columns unless ``wide``."""
 
-    def __init__(self, out: TextIO = sys.stdout, wide: bool = False) -> None:
+    def __init__(self, out: TextIO = sys.stdout, wide: bool = False, color: str = "auto") -> None:
         self.out = out
         self.wide = wide
-        self.color = _use_color(out)
+        self.color = _use_color(out, color)
         self.rows = 0
         self.ep_w = 27
         self.header()

@@ -104,6 +104,7 @@ class _ConnDrawer:
         self.stop = stop
         self.waiting: dict[tuple[str, int, str, int], ConnRecord] = {}
         self.done = 0
+        self.color = "auto"  # --color
 
     def write(self, r: ConnRecord) -> None:
         if self.count is not None and self.done >= self.count:
@@ -127,7 +128,7 @@ class _ConnDrawer:
 
         if b is a:
             b = None
-        out = render(conn_run(a, b), self.fmt, color=self.fmt == "text" and _color(self.out))
+        out = render(conn_run(a, b), self.fmt, color=self.fmt == "text" and _color(self.out, self.color))
         assert isinstance(out, str)
         if self.path:
             write_output(out, self.path)
@@ -149,23 +150,27 @@ class _ConnDrawer:
         self.waiting.clear()
 
 
-def _color(out: TextIO) -> bool:
-    return not os.environ.get("NO_COLOR") and hasattr(out, "isatty") and out.isatty()
+def _color(out: TextIO, choice: str = "auto") -> bool:
+    from tcpwise.term import use_color
+
+    return use_color(choice, out)  # --color: always/never win; auto: a terminal without NO_COLOR
 
 
 def _writer(opts: Mapping[str, Any], out: TextIO, stop: threading.Event) -> Any:
     from tcpwise.watch import output
 
     if opts.get("conn"):
-        return _ConnDrawer(
+        drawer = _ConnDrawer(
             out, opts.get("conn_format") or "text", opts.get("output"), stop, opts.get("count")
         )
+        drawer.color = opts.get("color") or "auto"
+        return drawer
     fmt = opts.get("format") or "table"
     if fmt == "json":
         return output.JsonWriter(out)
     if fmt == "zeek":
         return output.ZeekRows(out)
-    return output.TableWriter(out, wide=bool(opts.get("wide")))
+    return output.TableWriter(out, wide=bool(opts.get("wide")), color=opts.get("color") or "auto")
 
 
 def watch_cmd(opts: Mapping[str, Any], out: TextIO, env: Mapping[str, str]) -> int:
