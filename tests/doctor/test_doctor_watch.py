@@ -126,7 +126,20 @@ def doctor_watch_while(action, *args: str) -> dict:  # type: ignore[no-untyped-d
     try:
         deadline = time.monotonic() + 20
         root = tracefs.find_tracefs()
-        while not any(f"-{p.pid}-" in name for name, *_ in tracefs.list_instances(root)):
+
+        def recording() -> bool:
+            # The instance exists a moment before its events are on: wait for tracing_on, or what the clients do
+            # first (the leaky server's connections) may happen before the ring buffer records anything.
+            for name, *_ in tracefs.list_instances(root):
+                if f"-{p.pid}-" in name:
+                    try:
+                        with open(os.path.join(root, "instances", name, "tracing_on")) as f:
+                            return f.read().strip() == "1"
+                    except OSError:
+                        return False
+            return False
+
+        while not recording():
             assert time.monotonic() < deadline and p.poll() is None, "doctor --watch did not start its watch"
             time.sleep(0.05)
         action()

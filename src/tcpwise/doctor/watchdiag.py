@@ -120,7 +120,11 @@ def _close_wait_groups(sample_: WatchSample, snap: Snapshot) -> dict[tuple[int |
         into = next((t for t in r.transitions if t.to_state == "CLOSE_WAIT"), None)
         if into is None:
             continue
-        pid = r.pid if r.pid is not None else owners.get((r.laddr, r.lport, r.raddr, r.rport))
+        # The socket's owner from sock_diag first (inode -> process, exact while the socket is open): a
+        # tracepoint's pid is whoever ran when the state changed, and on loopback the peer's send() runs the
+        # receive path, so a server socket's CLOSE_WAIT can carry the client's pid.
+        owner = owners.get((r.laddr, r.lport, r.raddr, r.rport))
+        pid = owner if owner is not None else r.pid
         g = groups[(pid, r.raddr)]
         g.port = r.lport
         g.entered += 1

@@ -251,6 +251,8 @@ def merge_traced(
             if not r.transitions:
                 continue
             label = rec.label((r.laddr, r.lport, r.raddr, r.rport))
+            if r.lport == 0:
+                label = _bound_label(events, host, label, r.transitions[0].t - t0, traced_ev) or label
             traced_ev[(host, label)] = [
                 Event(
                     max(0.0, t.t - t0),
@@ -270,3 +272,25 @@ def merge_traced(
     for evs in traced_ev.values():
         out.extend(evs)
     return out
+
+
+def _bound_label(
+    events: list[Event], host: str, label: str, t: float, taken: dict[tuple[str, str], list[Event]]
+) -> str | None:
+    """The label of the connection a port-less traced record belongs to. Linux's tcp_v4_connect sets SYN_SENT
+    before inet_hash_connect picks the local port, so the tracepoint's first record of an active open has port 0;
+    later transitions carry the port, but a connection still in SYN_SENT at the end never shows it. sock_diag saw
+    the socket with its port: the first CLOSED -> SYN_SENT of this host towards the same peer within 50 ms."""
+    peer = label.split(">", 1)[1] if ">" in label else None
+    for e in events:
+        if (
+            e.host == host
+            and e.kind == "state"
+            and e.to_state == "SYN_SENT"
+            and e.conn
+            and e.conn.endswith(">" + (peer or ""))
+            and 0 <= e.t - t < 0.05
+            and (host, e.conn) not in taken
+        ):
+            return e.conn
+    return None

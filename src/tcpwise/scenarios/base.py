@@ -88,7 +88,9 @@ class Param:
                 raise bad
             return value
         if math.isnan(value) or (math.isinf(value) and not (self.inf_ok and value > 0)):
-            raise bad
+            raise UsageError(
+                f"--set {name}={shown}: must be a finite number in {self.describe_range()} ({self.help})"
+            )
         assert self.lo is not None and self.hi is not None
         if value < self.lo or (value > self.hi and not (self.inf_ok and math.isinf(value))):
             raise bad

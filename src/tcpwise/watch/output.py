@@ -295,6 +295,7 @@ class ZeekRows:
     def write(self, r: ConnRecord) -> None:
         if r.role == "listener":
             return  # conn.log is about connections
+        self.head.start()  # the header goes out with the first row (or at close, for an empty log)
         self.out.write("\t".join(self.row(r)) + "\n")
         self.out.flush()
 
