@@ -7,7 +7,7 @@ a subprocess (interpreter start included, as a user waits for it), `ss -tanp` (t
 Then grows to 50,000+ sockets with 2 more children and times Prometheus scrapes of `tcpwise exporter`.
 Prints medians and ratios; cleans up every child and the exporter on any exit. Bounded: ~1-2 minutes.
 
-Goal (issue 5): doctor/ss ratio <= 1.0 (1.5 at worst); exporter scrape at 50k sockets < 100 ms.
+Goal: doctor/ss ratio <= 1.0 (1.5 at worst); exporter scrape at 50k sockets < 100 ms.
 """
 
 from __future__ import annotations

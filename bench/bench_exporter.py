@@ -11,7 +11,7 @@ Both servers run in a child process with RLIMIT_NOFILE 1024 (a common soft limit
 For each: open 1,000 idle TCP connections to it (they send nothing; and 1,200, beyond the fd limit), then scrape /metrics sequentially
 (``SCRAPES`` times, 2 s timeout each, at most ``PHASE_S`` seconds in all), and report p50/p99/max latency,
 failed scrapes, the server's CPU time during the phase and its stderr line count. Then a control run without
-attackers. Goal (issue 17): p99 < 100 ms and 0 failed scrapes under attack.
+attackers. Goal: p99 < 100 ms and 0 failed scrapes under attack.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Benchmark: what the guard buys under hostile load, and what it costs, side by side with a plain asyncio
 server in the same run.
 
-0. Flood (issue 17): legitimate-request success and latency while an attacker keeps 3,000 connections going
+0. Flood: legitimate-request success and latency while an attacker keeps 3,000 connections going
    (silent, reopened when closed, at most 3,000 new ones per second) from one loopback address and from 100
    (127.0.1.x), with the server's RLIMIT_NOFILE at 1,024 and 4,096 (set in the server's own process). The
    legitimate clients (127.0.2.x) open one connection per request, one every 20 ms, and need the answer
@@ -153,7 +153,7 @@ async def load(port: int, mode: str, seconds: float) -> None:
     print(json.dumps({"ops": ops, "ops_per_s": ops / dt, "mb_per_s": ops * size * 2 / dt / 1e6}), flush=True)
 
 
-# -- flood (issue 17) --------------------------------------------------------------------------------------------
+# -- flood -------------------------------------------------------------------------------------------------------
 
 
 def _hostile(role: str, *args: str, cpu: int, stderr: Any = subprocess.DEVNULL) -> subprocess.Popen[str]:

@@ -1,4 +1,4 @@
-"""Benchmark: the packet-level simulator's throughput (issue 2).
+"""Benchmark: the packet-level simulator's throughput .
 
 Prints simulated segments per wall second and connection lifecycles per wall second for
 (1) a bulk transfer over a lossy link and (2) many short connections (connect, request, response, close,

@@ -1,13 +1,13 @@
 """Benchmark `tcpwise trace` against tshark and tcptrace, and its memory on a 500k-SYN flood.
 
-Part 1 (speed, issue 11): the benchmark records its own capture — `tcpdump -i lo` on a port it picks while worker
+Part 1 (speed): the benchmark records its own capture — `tcpdump -i lo` on a port it picks while worker
 processes generate bounded traffic to 127.0.0.1 only (many short request/response connections, some chatty ones,
 one bulk transfer: the shape where per-connection cost dominates) — then times each tool on the same file, output to
 /dev/null: `tcpwise trace --format json` (default --jobs), the same with --jobs 1, `tshark -q -z conv,tcp` and
 `tcptrace -n`. Rounds interleave the tools so that load from other processes hits all of them alike; the script
 prints the median (and best) wall and CPU time of each and the ratios of medians, all measured in this run.
 
-Part 2 (memory, issue 17): it writes a 35 MB capture of 500,000 unanswered SYNs (Ethernet, valid checksums, 10 s of
+Part 2 (memory): it writes a 35 MB capture of 500,000 unanswered SYNs (Ethernet, valid checksums, 10 s of
 capture time) and runs every mode on it in a child process, printing the peak resident set (VmHWM of the child and
 of its --jobs workers) and the time; the goal is < 300 MB in every mode.
 

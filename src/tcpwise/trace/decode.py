@@ -2,7 +2,7 @@
 
 Theory of operation
 -------------------
-This is the fast path DESIGN.md's perf notes call for: per-packet Python objects cannot reach twice tshark's speed,
+The fast path: per-packet Python objects cannot reach twice tshark's speed,
 so the fixed-position header fields of a whole batch are read with numpy gathers over the capture's bytes
 (``buf[offsets + k]``) and combined into integers column by column. It reads *fields*, it is not a codec: it never
 builds segments. Anything off the common path — IPv6 extension headers — goes through the one codec,
