@@ -27,17 +27,13 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from tcpwise.events import Event, Run, SegmentInfo
 from tcpwise.i18n import event_text
 from tcpwise.vocab import AppCall
 from tcpwise.wire.seq import seq_add, seq_diff
 
-if TYPE_CHECKING:
-    from tcpwise.render.fold import Fold
-
-__all__ = ["Lane", "Arrow", "Mark", "Item", "Diagram", "build", "seg_label", "MAX_EVENTS", "GLOBAL"]
+__all__ = ["Lane", "Arrow", "Mark", "Fold", "Item", "Diagram", "build", "seg_label", "MAX_EVENTS", "GLOBAL"]
 
 GLOBAL = -1  # Mark.lane of a note about the whole run (event with an empty host)
 
@@ -98,6 +94,26 @@ class Mark:
     conn: str | None = None
     call: AppCall | None = None  # app marks: the call (a bulk transfer folds its send()/recv() calls)
     errno: str | None = None
+
+
+@dataclass(slots=True)
+class Fold:
+    """One folded bulk run: ``src`` sent ``data`` segments (``nbytes`` bytes) to ``dst`` between ``t0`` and ``t1``;
+    ``acks`` pure ACKs came back; ``retx`` data segments repeated bytes already sent; ``lost`` were dropped;
+    ``win`` is the first and last window ``dst`` advertised."""
+
+    src: int
+    dst: int
+    t0: float
+    t1: float
+    data: int = 0
+    nbytes: int = 0
+    acks: int = 0
+    retx: int = 0
+    lost: int = 0
+    win: tuple[int, int] | None = None
+    arrows: list[Arrow] = field(default_factory=list)
+    calls: int = 0  # send()/recv() calls folded with it
 
 
 @dataclass(slots=True)

@@ -14,35 +14,15 @@ asked for every segment.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 
-from tcpwise.render.diagram import Arrow, Diagram, Item
+from tcpwise.render.diagram import Arrow, Diagram, Fold, Item
 from tcpwise.vocab import AppCall
 
-__all__ = ["Fold", "fold", "MIN_DATA"]
+__all__ = ["Fold", "fold", "MIN_DATA"]  # Fold lives with the diagram's other row types
 
 MIN_DATA = 8  # data segments below which a run is drawn segment by segment
 _BULK_FLAGS = frozenset({"A", "PA", "P"})
-
-
-@dataclass(slots=True)
-class Fold:
-    """One folded bulk run: ``src`` sent ``data`` segments (``nbytes`` bytes) to ``dst`` between ``t0`` and ``t1``;
-    ``acks`` pure ACKs came back; ``retx`` data segments repeated bytes already sent; ``lost`` were dropped;
-    ``win`` is the first and last window ``dst`` advertised."""
-
-    src: int
-    dst: int
-    t0: float
-    t1: float
-    data: int = 0
-    nbytes: int = 0
-    acks: int = 0
-    retx: int = 0
-    lost: int = 0
-    win: tuple[int, int] | None = None
-    arrows: list[Arrow] = field(default_factory=list)
-    calls: int = 0  # send()/recv() calls folded with it
 
 
 def _bulk_arrow(a: Arrow) -> bool:
