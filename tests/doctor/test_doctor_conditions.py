@@ -15,7 +15,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 
 import pytest
@@ -365,62 +364,22 @@ def test_counts_agree_with_ss_in_namespace():
                 assert sum(top["states"].values()) == 3001
 
 
-def _stage_for_nobody(tmp: str) -> tuple[str, str]:
-    """What an unprivileged user needs to run tcpwise: the package in a directory anyone can read, and an
-    interpreter anyone can execute. A checkout in a private directory (mode 700) and a virtualenv under /root are
-    neither, so the package is copied and the system's Python 3.11+ is used (doctor's JSON path is stdlib-only)."""
-    py = shutil.which("python3", path="/usr/bin:/bin")
-    if py is None:
-        pytest.skip("no system python3 that an unprivileged user can execute")
-    ver = subprocess.run(
-        [py, "-c", "import sys; print(sys.version_info >= (3, 11))"], capture_output=True, text=True
-    )
-    if ver.stdout.strip() != "True":
-        pytest.skip("the system python3 is older than 3.11")
-    stage = os.path.join(tmp, "stage")
-    shutil.copytree(os.path.dirname(os.path.dirname(collect.__file__)), os.path.join(stage, "tcpwise"))
-    for d in (tmp, stage):
-        os.chmod(d, 0o755)
-    for root, dirs, files in os.walk(stage):
-        for name in dirs:
-            os.chmod(os.path.join(root, name), 0o755)
-        for name in files:
-            os.chmod(os.path.join(root, name), 0o644)
-    return py, stage
-
-
-def test_unprivileged_run_says_attribution_is_reduced(tmp_path):
-    if os.geteuid() != 0 or shutil.which("setpriv") is None:
-        pytest.skip("needs root and setpriv to drop to nobody")
-    tmp = tempfile.mkdtemp(prefix="tcpwise-nobody-")  # outside pytest's tmp tree, which may sit under /root
-    try:
-        py, stage = _stage_for_nobody(tmp)
-        with Child(SERVER_NO_CLOSE, "127.0.0.48"):
-            r = subprocess.run(
-                [
-                    "setpriv",
-                    "--reuid=65534",
-                    "--regid=65534",
-                    "--clear-groups",
-                    py,
-                    "-m",
-                    "tcpwise.cli",
-                    "doctor",
-                    "--json",
-                ],
-                capture_output=True,
-                text=True,
-                timeout=60,
-                cwd=stage,
-                env={"PATH": "/usr/bin:/bin", "PYTHONPATH": stage, "HOME": stage},
-            )
-            assert r.returncode == 0, r.stderr
-            doc = json.loads(r.stdout)
-            hits = find(doc, "attribution-reduced")
-            assert hits and hits[0]["evidence"]["processes_not_readable"] > 0
-            assert sum(doc["states"].values()) >= 1  # counting works without privileges
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+def test_unprivileged_run_says_attribution_is_reduced(nobody: tuple[list[str], str]) -> None:
+    prefix, stage = nobody
+    with Child(SERVER_NO_CLOSE, "127.0.0.48"):
+        r = subprocess.run(
+            [*prefix, "-m", "tcpwise.cli", "doctor", "--json"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=stage,
+            env={"PATH": "/usr/bin:/bin", "PYTHONPATH": stage, "HOME": stage},
+        )
+        assert r.returncode == 0, r.stderr
+        doc = json.loads(r.stdout)
+        hits = find(doc, "attribution-reduced")
+        assert hits and hits[0]["evidence"]["processes_not_readable"] > 0
+        assert sum(doc["states"].values()) >= 1  # counting works without privileges
 
 
 @needs_root

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 
@@ -62,11 +61,16 @@ def test_poll_fallback_states_its_limit() -> None:
     assert summary["source"] == "sock_diag" and summary["lost"] == 0 and "limit" in summary
 
 
-@pytest.mark.skipif(
-    os.geteuid() != 0 or shutil.which("setpriv") is None, reason="needs root to drop to nobody"
-)
-def test_without_root_it_says_why_and_falls_back() -> None:
-    r = tcpwise("watch", "--duration", "0.3", "--format", "json", user="65534")
+def test_without_root_it_says_why_and_falls_back(nobody: tuple[list[str], str]) -> None:
+    prefix, stage = nobody
+    r = subprocess.run(
+        [*prefix, "-m", "tcpwise.cli", "watch", "--duration", "0.3", "--format", "json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=stage,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": stage, "HOME": stage, "COLUMNS": "80"},
+    )
     assert r.returncode == 0, r.stderr
     note = [x for x in r.stderr.splitlines() if x]
     assert len(note) == 1 and "tracepoints unavailable" in note[0] and "sock_diag polling" in note[0]
