@@ -52,6 +52,18 @@ __all__ = ["Tracker", "Conn", "Filter"]
 
 EST, SYN_SENT, SYN_RECV, FW1, FW2, TW, CLOSE, CW, LA, LISTEN, CLOSING, NEW_SYN_RECV = range(1, 13)
 _FIN_SENT_STATES = (FW1, LA, CLOSING)  # entering one of these means this side sent its FIN
+# States whose entry _close_roles and _where look at (they do nothing for any other new state).
+_CLOSE_ROLE_STATES = frozenset((*_FIN_SENT_STATES, CW))
+_WHERE_STATES = frozenset((EST, LISTEN, SYN_RECV))
+_TCP = socket.IPPROTO_TCP
+_S_SK, _S_OLD, _S_NEW, _S_SPORT, _S_DPORT, _S_PROTO = (
+    te.S_SK,
+    te.S_OLD,
+    te.S_NEW,
+    te.S_SPORT,
+    te.S_DPORT,
+    te.S_PROTO,
+)
 _MS = 1_000_000
 _SAME_BURST_NS = _MS  # FIN_WAIT_1 -> FIN_WAIT_2 -> CLOSE within this: one segment did both (ambiguous)
 _NAMES = [kernel_state_name(i) for i in range(16)]
@@ -303,13 +315,15 @@ class Tracker:
                     c.synack_retrans += n
 
     def _state(self, t: int, rec: tuple[Any, ...]) -> None:
-        if rec[te.S_PROTO] != socket.IPPROTO_TCP:
+        # The hottest handler (every transition of every socket): field indexes and the states that need the
+        # helpers below are module constants, and a helper is called only when its states are involved.
+        if rec[_S_PROTO] != _TCP:
             return
-        sk, old, new = rec[te.S_SK], rec[te.S_OLD], rec[te.S_NEW]
+        sk, old, new = rec[_S_SK], rec[_S_OLD], rec[_S_NEW]
         c = self.conns.get(sk)
         if c is None or c.end_t is not None:
             c = self._born(sk, t, rec, old, new)
-        if rec[te.S_SPORT] != c.lport or rec[te.S_DPORT] != c.rport or c.key is None:
+        if rec[_S_SPORT] != c.lport or rec[_S_DPORT] != c.rport or c.key is None:
             self._set_tuple(c, rec)
         c.trans.append((t, old, new))
         c.state = new
@@ -318,8 +332,10 @@ class Tracker:
             m.transition(old, new)  # a hand-off to a timewait socket is counted once classified
         if not rec[1] & IRQ_CONTEXT:
             self._ctx(c, t, rec)
-        self._close_roles(c, t, old, new)
-        self._where(c, old, new)
+        if new in _CLOSE_ROLE_STATES:
+            self._close_roles(c, t, old, new)
+        if new in _WHERE_STATES:
+            self._where(c, old, new)
         if new == CLOSE:
             c.end_t = t
             self.ended.append(c)
