@@ -285,34 +285,17 @@ sys.exit(main(["trace", *sys.argv[1:]]))
 """
 
 
-def _hwm_kb(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            return max([int(ln.split()[1]) for ln in f if ln.startswith("VmHWM")] or [0])
-    except OSError:
-        return 0
-
-
-def _kids(pid: int) -> list[int]:
-    out: list[int] = []
-    try:
-        for tid in os.listdir(f"/proc/{pid}/task"):
-            with open(f"/proc/{pid}/task/{tid}/children") as f:
-                out += [int(x) for x in f.read().split()]
-    except OSError:
-        pass
-    return out
-
-
 def peak_run(argv: list[str]) -> tuple[int, float, float]:
     """(exit code, seconds, peak RSS MB over the process and its workers): VmHWM, reported by the child at exit
     and sampled from its --jobs workers while they run."""
+    from tcpwise.linux.procfs import child_pids, vm_hwm_kb
+
     with tempfile.TemporaryFile() as err:
         t0 = time.perf_counter()
         p = subprocess.Popen([sys.executable, "-c", _REPORT, *argv], stdout=subprocess.DEVNULL, stderr=err)
         peak = 0
         while p.poll() is None:
-            peak = max([peak] + [_hwm_kb(k) for k in _kids(p.pid)])
+            peak = max([peak] + [vm_hwm_kb(k) for k in child_pids(p.pid)])
             time.sleep(0.02)
         dt = time.perf_counter() - t0
         err.seek(0)

@@ -25,6 +25,7 @@ import pytest
 from tracecaps import Conv, eth, pcapng
 
 from tcpwise.cli import main
+from tcpwise.linux.procfs import child_pids, vm_hwm_kb
 
 REAL = (Path(__file__).parent / "data" / "lo-small.pcap").read_bytes()
 PCAP_HDR = struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 262144, 1)
@@ -240,26 +241,6 @@ sys.exit(main(["trace", *sys.argv[1:]]))
 """
 
 
-def _hwm(pid: int) -> int:
-    """VmHWM (peak resident set, kB) of one process: a high-water mark of its own memory since exec."""
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            return max([int(ln.split()[1]) for ln in f if ln.startswith("VmHWM")] or [0])
-    except OSError:
-        return 0
-
-
-def _children(pid: int) -> list[int]:
-    out = []
-    try:
-        for tid in os.listdir(f"/proc/{pid}/task"):
-            with open(f"/proc/{pid}/task/{tid}/children") as f:
-                out += [int(x) for x in f.read().split()]
-    except OSError:
-        pass
-    return out
-
-
 def _child(argv: list[str]) -> tuple[int, str, float]:
     """Run `tcpwise trace` in a child within TIME_BUDGET_S; returns (exit code, stderr, peak RSS in MB of the
     child and its --jobs workers). The peak is VmHWM (per process, reset by exec; wait4's ru_maxrss would count
@@ -276,7 +257,7 @@ def _child(argv: list[str]) -> tuple[int, str, float]:
                 p.kill()
                 p.wait()
                 raise AssertionError(f"tcpwise trace {argv} ran past {TIME_BUDGET_S} s")
-            peak = max([peak] + [_hwm(c) for c in _children(p.pid)])
+            peak = max([peak] + [vm_hwm_kb(c) for c in child_pids(p.pid)])
             time.sleep(0.02)
         err.seek(0)
         text = err.read().decode()

@@ -33,6 +33,8 @@ __all__ = [
     "build",
     "read_fd_limit",
     "read_comm",
+    "vm_hwm_kb",
+    "child_pids",
 ]
 
 _O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
@@ -68,6 +70,28 @@ def read_comm(pid: int) -> str:
             return f.read().decode("utf-8", "replace").rstrip("\n")
     except OSError:
         return "?"
+
+
+def vm_hwm_kb(pid: int) -> int:
+    """VmHWM of ``pid`` in kB (proc(5): the peak resident set since exec, per process), 0 if unreadable. Unlike
+    ``wait4``'s ru_maxrss it does not count the pages a forked child shared with its parent before exec."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return max([int(ln.split()[1]) for ln in f if ln.startswith("VmHWM")] or [0])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def child_pids(pid: int) -> list[int]:
+    """The direct children of every thread of ``pid`` (/proc/PID/task/TID/children); [] if it is gone."""
+    out: list[int] = []
+    try:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{tid}/children") as f:
+                out += [int(x) for x in f.read().split()]
+    except OSError:
+        pass
+    return out
 
 
 def read_fd_limit(pid: int) -> int | None:
