@@ -82,12 +82,22 @@ async def serve(kind: str, target: int, timeout: float) -> None:
             keepalive=Keepalive(idle=60, interval=10, count=3, user_timeout=30),
         )
         guard = Guard(_echo, cfg)
-        server = await guard.start_server("127.0.0.1", 0, backlog=4096)
-        held = lambda: guard.admission.active  # noqa: E731
+        gserver = await guard.start_server("127.0.0.1", 0, backlog=4096)
+        port = gserver.sockets[0].getsockname()[1]
+        close = gserver.close
+
+        def held() -> int:
+            return guard.admission.active
+
     else:
         server = await asyncio.start_server(plain_handler, "127.0.0.1", 0, backlog=4096)
-        held = lambda: count  # noqa: E731
-    print(json.dumps({"port": server.sockets[0].getsockname()[1]}), flush=True)
+        port = server.sockets[0].getsockname()[1]
+        close = server.close
+
+        def held() -> int:
+            return count
+
+    print(json.dumps({"port": port}), flush=True)
     loop = asyncio.get_running_loop()
     if target:
         end = loop.time() + timeout
@@ -97,7 +107,7 @@ async def serve(kind: str, target: int, timeout: float) -> None:
         print(json.dumps({"held": held(), "rss_base_kib": base, "rss_kib": rss_kib()}), flush=True)
     # Serve until the parent closes our stdin.
     await loop.run_in_executor(None, sys.stdin.read)
-    server.close()
+    close()
 
 
 # -- client roles ----------------------------------------------------------------------------------------------
@@ -270,8 +280,9 @@ def _line(p: subprocess.Popen[str]) -> dict[str, float]:
     assert p.stdout is not None
     line = p.stdout.readline()
     if not line:
-        raise RuntimeError(f"child {p.args} exited without output")
-    return json.loads(line)
+        raise RuntimeError(f"child {p.args!r} exited without output")
+    doc: dict[str, float] = json.loads(line)
+    return doc
 
 
 def _stop(*procs: subprocess.Popen[str]) -> None:

@@ -34,7 +34,7 @@ def main() -> int:
     print(
         f"sockets in the root namespace right now: {others} (other namespaces share the default hash table)"
     )
-    rates = {}
+    rates: dict[bool | str, float] = {}
     for private in (True, False):
         topo = Topology(delay_line=False)
         try:

@@ -22,12 +22,13 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 TCPWISE = str(ROOT / ".venv" / "bin" / "tcpwise")
 
 
-def cli_run(*sets: str) -> tuple[float, dict, int]:
+def cli_run(*sets: str) -> tuple[float, dict[str, Any], int]:
     """Run the CLI as a user would; return wall seconds, the JSON run, peak RSS (KiB) of the child."""
     cmd = [TCPWISE, "sim", "timewait-pileup", "--format", "json"]
     for s in sets:

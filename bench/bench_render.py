@@ -8,6 +8,7 @@ format is timed over at most 5 repetitions or 10 s.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 import time
@@ -16,18 +17,14 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests", "rende
 
 from render_fixtures import close_run  # noqa: E402
 
-from tcpwise.events import Event, Run  # noqa: E402
+from tcpwise.events import Run  # noqa: E402
 from tcpwise.render import FORMATS, render  # noqa: E402
 from tcpwise.render.diagram import MAX_EVENTS  # noqa: E402
 
 
 def big_run(n: int = 200) -> Run:
     base = close_run()
-    events = [
-        Event(e.t + 61 * i, e.host, e.kind, e.segment, e.from_state, e.to_state, e.name, e.text)
-        for i in range(n)
-        for e in base.events
-    ]
+    events = [dataclasses.replace(e, t=e.t + 61 * i) for i in range(n) for e in base.events]
     return Run("bench", hosts=base.hosts, events=events, checks=base.checks, summary=base.summary)
 
 

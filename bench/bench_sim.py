@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import resource
 import time
+from typing import Any
 
 from tcpwise.script import Close, Connect, HostSpec, LinkSpec, Listen, Script, Send, Shutdown
 from tcpwise.sim import run_script
@@ -37,7 +38,7 @@ def bulk() -> None:
 
 def lifecycles(rate: int = 500, duration: float = 4.0) -> None:
     n = int(rate * duration)
-    steps: list = [Listen(0, "B", 80, on_eof="close", backlog=4096)]
+    steps: list[Any] = [Listen(0, "B", 80, on_eof="close", backlog=4096)]
     for i in range(n):
         t = i / rate
         steps += [

@@ -36,7 +36,7 @@ HOST = "127.0.0.1"
 DEADLINE_S = 75.0  # traffic generation never runs longer than this
 
 
-def _server(lsock: socket.socket, ready: mp.synchronize.Event, stop: mp.synchronize.Event) -> None:  # type: ignore[name-defined]
+def _server(lsock: socket.socket, ready: mp.synchronize.Event, stop: mp.synchronize.Event) -> None:
     import asyncio
 
     async def handle(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:

@@ -22,6 +22,7 @@ import statistics
 import subprocess
 import sys
 import time
+from typing import Any
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "src"))
@@ -70,7 +71,7 @@ def churn(workers: int, seconds: float, rate: float = 0.0) -> float:
     return total / (time.monotonic() - t0 - 0.0) if total else 0.0
 
 
-def record_pages(seconds: float) -> tuple[list[bytes], object]:
+def record_pages(seconds: float) -> tuple[list[bytes], tuple[Any, int]]:
     """Raw pages of a churn, read (not decoded) from a private instance."""
     from tcpwise.linux.tcpevents import TcpTracepoints
 

@@ -43,7 +43,7 @@ DATA_SEG = ACK_SEG.with_(
 BARE_SEG = TcpSegment(40000, 80, 1001, 5001, ACK, 502)
 
 
-def rate(fn: Callable[[], object], n: int) -> float:
+def rate(fn: Callable[..., object], n: int) -> float:
     """Best-of-5 calls per CPU-second of ``fn`` run ``n`` times.
 
     CPU time of this process (``process_time``), not wall time: the box is usually shared with other jobs, and

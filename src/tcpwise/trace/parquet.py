@@ -64,8 +64,8 @@ _WHO = ("orig", "resp")
 
 def require_pyarrow() -> Any:
     try:
-        import pyarrow as pa  # type: ignore[import-untyped]
-        import pyarrow.parquet as pq  # type: ignore[import-untyped]
+        import pyarrow as pa
+        import pyarrow.parquet as pq
     except ImportError:
         raise UsageError(
             "--format parquet needs pyarrow, an optional extra: pip install 'tcpwise[parquet]'"
