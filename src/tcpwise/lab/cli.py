@@ -240,7 +240,7 @@ def _conform(args: argparse.Namespace) -> int:
         width = output_width(args.wide) or 200  # --wide and piped: no limit, but keep the rule readable
         print(_kernel_line())
         print(format_table(results, width))
-        drill = format_drilldown(results)
+        drill = format_drilldown(results, output_width(args.wide))
         if drill:
             print("\nfirst differences:")
             print(drill)

@@ -577,7 +577,7 @@ def format_table(results: list[ConformResult], width: int = 80) -> str:
         if len(why) > room:
             why = why[: room - 1] + "…"
         segs = str(r.segments_compared) if r.level != "none" else ""
-        lines.append(f"{r.scenario:24} {_mark(r):5} {r.level:7} {segs:>4}  {why}")
+        lines.append(f"{r.scenario:24} {_mark(r):5} {r.level:7} {segs:>4}  {why}".rstrip())
     playable = [r for r in results if r.level != "none"]
     n = sum(r.match for r in results)
     dev = sum(bool(r.deviation) and not r.match for r in results)
@@ -590,9 +590,19 @@ def format_table(results: list[ConformResult], width: int = 80) -> str:
     return "\n".join(lines)
 
 
-def format_drilldown(results: list[ConformResult]) -> str:
-    """For each differing scenario: its first differing segment with context, or its state/timing difference."""
+def format_drilldown(results: list[ConformResult], width: int | None = 80) -> str:
+    """For each differing scenario: its first differing segment with context, or its state/timing difference.
+    State sequences are wrapped to ``width`` columns (None: one line each)."""
+    import textwrap
+
     out: list[str] = []
+
+    def states(label: str, seq: list[str]) -> list[str]:
+        line = f"{label} {' '.join(seq)}"
+        if width is None or len(line) <= width:
+            return [line]
+        return textwrap.wrap(line, width, subsequent_indent=" " * (len(label) + 1), break_on_hyphens=False)
+
     for r in results:
         if r.match or r.level == "none":
             continue
@@ -600,8 +610,8 @@ def format_drilldown(results: list[ConformResult]) -> str:
         if r.drilldown:
             out += ["  " + x for x in r.drilldown]
         for d in r.diffs[:2]:
-            out.append(f"  {d.host} states: model {' '.join(d.sim)}")
-            out.append(f"  {' ' * len(d.host)} states: kernel {' '.join(d.lab)}")
+            out += states(f"  {d.host} states: model ", d.sim)
+            out += states(f"  {' ' * len(d.host)} states: kernel", d.lab)
         for t in r.timing[:3]:
             out.append(
                 f"  timing {t['host']} {t['label']}: model {t['model_s']:.3f} s, kernel {t['kernel_s']:.3f} s "

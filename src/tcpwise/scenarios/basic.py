@@ -340,16 +340,21 @@ def _close_check(run: Run, p: P) -> list[Check]:
 def _close_narrate(run: Run, p: P) -> tuple[str, str]:
     tw = q.time_in_state(run, "A", "TIME_WAIT")
     t2 = q.time_in_state(run, "B", "CLOSE_WAIT")
+    # A lab run shorter than TIME_WAIT does not see it end: say so instead of "n/a s".
+    stay_en = (
+        f"stays {fmt_num(tw)} s" if tw is not None else "stays until its timer fires (past this run's end)"
+    )
+    stay_zh = f"停留 {fmt_num(tw)} 秒" if tw is not None else "一直停留到定时器到期（超出本次运行的时长）"
     en = (
         f"A calls close(): FIN. B's kernel ACKs at once and B sits in CLOSE_WAIT for {fmt_time(t2)} until its application "
         f"calls close() — this is the state a server that forgets to close() piles up. B's FIN moves B to LAST_ACK; "
-        f"when it reaches A, A enters TIME_WAIT, ACKs, and stays {fmt_num(tw)} s before the 4-tuple is free again. "
+        f"when it reaches A, A enters TIME_WAIT, ACKs, and {stay_en} before the 4-tuple is free again. "
         f"Four segments, because each direction is closed on its own."
     )
     zh = (
         f"A 调用 close()：发出 FIN。B 的内核立即回 ACK，B 在 CLOSE_WAIT 停留 {fmt_num(t2, '.3f')} 秒，直到应用调用 close()——"
         f"忘记 close() 的服务端堆积的正是这个状态。B 的 FIN 使 B 进入 LAST_ACK；它到达 A 时，A 进入 TIME_WAIT 并回 ACK，"
-        f"停留 {fmt_num(tw)} 秒后四元组才可再用。之所以四次，是因为两个方向各自关闭。"
+        f"{stay_zh}后四元组才可再用。之所以四次，是因为两个方向各自关闭。"
     )
     return en, zh
 
