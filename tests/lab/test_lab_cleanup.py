@@ -131,11 +131,11 @@ SLOW_TEARDOWN = LONG_RUN.replace(
     "from tcpwise.lab.executor import run_script",
     "from tcpwise.lab.executor import run_script\n"
     "import time as _t, tcpwise.lab.netns as _n\n"
-    "_real = _n._delete_ns\n"
+    "_real = _n.delete_ns\n"
     "def _slow(ns):\n"
     "    _t.sleep(0.4)\n"
     "    _real(ns)\n"
-    "_n._delete_ns = _slow\n",
+    "_n.delete_ns = _slow\n",
 )
 
 

@@ -57,6 +57,9 @@ __all__ = [
     "in_netns",
     "new_run_id",
     "list_lab_namespaces",
+    "list_namespaces",
+    "kill_ns_processes",
+    "delete_ns",
     "clean",
     "clean_runs",
     "CleanReport",
@@ -192,8 +195,8 @@ def new_run_id() -> str:
     return "lab" + secrets.token_hex(3)
 
 
-def list_lab_namespaces() -> list[str]:
-    """Namespaces whose name matches a lab run (``tcpwise-lab??????-{a,r,b}``)."""
+def list_namespaces(pattern: re.Pattern[str]) -> list[str]:
+    """The network namespaces whose name matches ``pattern`` (``ip -j netns list``; plain text on old iproute2)."""
     out = sh("ip", "-j", "netns", "list", check=False).strip()
     names: list[str] = []
     if out:
@@ -201,7 +204,12 @@ def list_lab_namespaces() -> list[str]:
             names = [d["name"] for d in json.loads(out)]
         except (ValueError, KeyError, TypeError):
             names = [line.split()[0] for line in out.splitlines() if line.strip()]
-    return sorted(n for n in names if NS_RE.match(n))
+    return sorted(n for n in names if pattern.match(n))
+
+
+def list_lab_namespaces() -> list[str]:
+    """Namespaces whose name matches a lab run (``tcpwise-lab??????-{a,r,b}``)."""
+    return list_namespaces(NS_RE)
 
 
 def ns_pids(ns: str) -> list[int]:
@@ -209,10 +217,11 @@ def ns_pids(ns: str) -> list[int]:
     return [int(x) for x in out.split() if x.isdigit()]
 
 
-def _kill_ns_processes(ns: str) -> None:
-    """SIGKILL everything in ``ns`` and wait (bounded) until it is gone: the Crash step and cleanup."""
+def kill_ns_processes(ns: str, tries: int = 50) -> None:
+    """SIGKILL everything in ``ns`` and wait (``tries`` x 20 ms at most) until it is gone: the Crash step and
+    cleanup."""
     me = os.getpid()
-    for _ in range(50):
+    for _ in range(tries):
         pids = [p for p in ns_pids(ns) if p != me]
         if not pids:
             return
@@ -222,8 +231,9 @@ def _kill_ns_processes(ns: str) -> None:
         time.sleep(0.02)
 
 
-def _delete_ns(ns: str) -> None:
-    _kill_ns_processes(ns)
+def delete_ns(ns: str, tries: int = 50) -> None:
+    """Kill what runs in ``ns`` (see :func:`kill_ns_processes`), then delete it."""
+    kill_ns_processes(ns, tries)
     sh("ip", "netns", "delete", ns, check=False)
 
 
@@ -268,7 +278,7 @@ def clean_runs(run_id: str | None = None) -> CleanReport:
                 rep.running[rid] = own.pid
                 continue
         for ns in _order(namespaces):
-            _delete_ns(ns)
+            delete_ns(ns)
             rep.removed.append(ns)
         remove_owner(rid)
     if run_id is not None:
@@ -516,7 +526,7 @@ class Topology:
         with shielded(self.run_id, self.leftovers):
             for ns in self.namespaces():
                 if os.path.exists(f"/run/netns/{ns}"):
-                    _delete_ns(ns)
+                    delete_ns(ns)
             remove_owner(self.run_id)
             self.created = False
 
@@ -540,14 +550,14 @@ class Topology:
         self._ns_sysctl(self.hosts[host].ns, key, value)
 
     def kill_host_processes(self, host: str) -> None:
-        _kill_ns_processes(self.hosts[host].ns)
+        kill_ns_processes(self.hosts[host].ns)
 
     def reboot_host(self, host: str) -> None:
         """A fresh TCP stack for ``host``: kill its processes, delete its namespace and the veth pair (so the old
         sockets, which may keep the dead namespace alive, lose their link), then build it again with the same
         addresses and sysctls. Segments of old connections now meet a stack that answers RST (RFC 9293 §3.10.7.1)."""
         h = self.hosts[host]
-        _kill_ns_processes(h.ns)
+        kill_ns_processes(h.ns)
         sh("ip", "-n", self.router_ns, "link", "del", h.router_if, check=False)
         sh("ip", "netns", "delete", h.ns, check=False)
         self._add_ns(h.ns)

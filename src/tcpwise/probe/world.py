@@ -20,8 +20,9 @@ Exit paths:
 A TUN device added to a namespace *someone else* made (``--netns``) is named ``tp<pid>`` and disappears with our
 process; nothing else is created there.
 
-Namespace plumbing reuses the lab's public helpers (``sh``, ``in_netns``, ``ns_pids``); veth pairs are created
-directly inside their two namespaces, as the lab does, so nothing ever lives in the root namespace.
+Namespace plumbing reuses the lab's public helpers (``sh``, ``in_netns``, ``list_namespaces``, ``delete_ns``);
+veth pairs are created directly inside their two namespaces, as the lab does, so nothing ever lives in the root
+namespace.
 """
 
 from __future__ import annotations
@@ -30,17 +31,15 @@ import contextlib
 import ctypes
 import ctypes.util
 import itertools
-import json
 import os
 import re
 import signal
 import subprocess
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from tcpwise.errors import MissingCapability, UsageError
-from tcpwise.lab.netns import in_netns, ns_pids, sh
+from tcpwise.lab.netns import delete_ns, in_netns, list_namespaces, sh
 from tcpwise.stack.tun import TunDevice
 
 __all__ = [
@@ -96,32 +95,11 @@ def check_capabilities() -> None:
 
 
 def list_probe_namespaces() -> list[str]:
-    out = sh("ip", "-j", "netns", "list", check=False).strip()
-    names: list[str] = []
-    if out:
-        try:
-            names = [d["name"] for d in json.loads(out)]
-        except (ValueError, KeyError, TypeError):
-            names = [line.split()[0] for line in out.splitlines() if line.strip()]
-    return sorted(n for n in names if NS_RE.match(n))
-
-
-def _kill_ns(ns: str) -> None:
-    """SIGKILL every process in ``ns`` and wait (bounded) until none is left."""
-    me = os.getpid()
-    for _ in range(100):
-        pids = [p for p in ns_pids(ns) if p != me]
-        if not pids:
-            return
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        time.sleep(0.02)
+    return list_namespaces(NS_RE)
 
 
 def _delete_ns(ns: str) -> None:
-    _kill_ns(ns)
-    sh("ip", "netns", "delete", ns, check=False)
+    delete_ns(ns, tries=100)
 
 
 def clean(run_pid: int | None = None) -> list[str]:
