@@ -363,10 +363,7 @@ def _mark_unobserved(
             else:
                 why = "the run stopped too early to observe it (tcpwise lab run --full)"
             rest = c.detail.removeprefix("not observed: ") if c.detail else ""
-            if "--full" in rest:  # the check already says why and what observes it
-                detail = f"not observed: {rest}"
-            else:
-                detail = f"not observed: {why}" + (f"; {rest}" if rest and rest not in why else "")
+            detail = f"not observed: {why}" + (f"; {rest}" if rest and rest not in why else "")
             c = Check(c.claim, False, c.claim_zh, detail, observed=False)
         out.append(c)
     return out

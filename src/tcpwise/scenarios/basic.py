@@ -72,6 +72,21 @@ def _tw_ok(run: Run, measured: float | None, want: float) -> bool:
     return abs(measured - want) < 1e-6 if run.world == "sim" else want - 0.05 <= measured <= want + 1.5
 
 
+def _tw_check(run: Run, tw: float | None, want: float) -> Check:
+    """TIME_WAIT's length on the active closer A; a lab run that stops before it ends has not observed it."""
+    en = f"TIME_WAIT lasts {want:g} s (2*MSL; Linux fixes 60 s) on the active closer A."
+    zh = f"主动关闭方 A 的 TIME_WAIT 持续 {want:g} 秒（2MSL；Linux 固定 60 秒）。"
+    if tw is None and run.world == "lab":
+        why = "not observed: the lab run stopped before TIME_WAIT ended (tcpwise lab run --full)"
+        return Check(en, False, zh, why, observed=False)
+    return claim(
+        en,
+        zh,
+        _tw_ok(run, tw, want),
+        f"measured {round(tw, 3)}" if tw is not None else "never left TIME_WAIT",
+    )
+
+
 # ============================================================================================================
 # handshake
 # ============================================================================================================
@@ -294,18 +309,7 @@ def _close_checks_common(run: Run, p: P) -> tuple[list[Check], dict[str, Any]]:
             and t_tw > t_lastack,
             f"B LAST_ACK at {fmt_time(t_lastack)}, B's FIN reaches A at {fmt_time(t_fin_b_rcv)}, A TIME_WAIT at {fmt_time(t_tw)}",
         ),
-        claim(
-            f"TIME_WAIT lasts {p['time_wait']:g} s (2*MSL; Linux fixes 60 s) on the active closer A.",
-            f"主动关闭方 A 的 TIME_WAIT 持续 {p['time_wait']:g} 秒（2MSL；Linux 固定 60 秒）。",
-            _tw_ok(run, tw, p["time_wait"]),
-            f"measured {round(tw, 3)}"
-            if tw is not None
-            else (
-                "not observed: the lab run stopped before TIME_WAIT ended (tcpwise lab run --full)"
-                if run.world == "lab"
-                else "never left TIME_WAIT"
-            ),
-        ),
+        _tw_check(run, tw, p["time_wait"]),
     ]
     return checks, {"u": u, "w": w, "tw": tw, "fin_a": fin_a, "fin_b": fin_b}
 
