@@ -24,6 +24,20 @@ KPEER = os.path.join(os.path.dirname(__file__), "kpeer.py")
 CFG = LINUX.with_(wscale=7, rcv_buf=4 << 20, snd_buf=4 << 20)
 
 
+def same_bytes(got: bytes, want: bytes) -> None:
+    """Fail with one short line where two byte strings part.
+
+    A plain ``assert got == want`` on megabytes makes pytest build a difflib report of the two reprs, which can
+    take longer than the test's timeout; the first differing offset and the lengths say all that matters.
+    """
+    if got == want:
+        return
+    at = next(
+        (i for i, (x, y) in enumerate(zip(got, want, strict=False)) if x != y), min(len(got), len(want))
+    )
+    raise AssertionError(f"bytes differ from offset {at}: got {len(got)} bytes, expected {len(want)}")
+
+
 @dataclass
 class Net:
     world: object

@@ -15,7 +15,7 @@ import shutil
 import tempfile
 
 import pytest
-from stacknet import B4, B6, HOST4, HOST6, Net, drive
+from stacknet import B4, B6, HOST4, HOST6, Net, drive, same_bytes
 
 from tcpwise.endpoint import RttEstimator
 from tcpwise.stack import Host, open_connection, start_server
@@ -145,7 +145,8 @@ def test_tcpwise_client_talks_to_nginx_nc_and_python(net: Net, fam: tuple[str, s
             w.write(f"GET /blob HTTP/1.1\r\nHost: {host_hdr}\r\nConnection: close\r\n\r\n".encode())
             resp = await read_to_eof(r)
             head, _, content = resp.partition(b"\r\n\r\n")
-            assert head.startswith(b"HTTP/1.1 200") and content == blob
+            assert head.startswith(b"HTTP/1.1 200")
+            same_bytes(content, blob)
         finally:
             ngx.terminate()
             await ngx.wait()
@@ -162,12 +163,12 @@ def test_tcpwise_client_talks_to_nginx_nc_and_python(net: Net, fam: tuple[str, s
         w.write(blob[:500_000])
         w.write_eof()
         got, _ = await nc.communicate()
-        assert got == blob[:500_000]
+        same_bytes(got, blob[:500_000])
 
         py = await net.kpeer("send", "9003", "3000000")
         await ready(py)
         r, w = await open_connection(host, theirs, 9003)
-        assert await read_to_eof(r) == pattern(3_000_000)
+        same_bytes(await read_to_eof(r), pattern(3_000_000))
         w.close()
         await py.wait()
 

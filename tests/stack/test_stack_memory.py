@@ -11,6 +11,7 @@ import hashlib
 from collections.abc import Awaitable, Callable
 
 import pytest
+from stacknet import same_bytes
 
 from tcpwise.endpoint import LINUX
 from tcpwise.render import render
@@ -64,7 +65,7 @@ def test_echo_bulk_both_families(addr: str) -> None:
         task = asyncio.create_task(send())
         got = await r.read(-1)
         await task
-        assert got == blob
+        same_bytes(got, blob)
         w.close()
         await w.wait_closed()
 
