@@ -158,3 +158,30 @@ def test_unknown_or_not_lab_scenario_is_usage_error(capsys: pytest.CaptureFixtur
     assert "cannot run in the lab: the story needs" in err[-1] and "(lab-capable: " in err[-1]
     assert "old-duplicate" not in err[-1].split("lab-capable:")[1]
     assert len([s for s in catalogue() if s.lab]) >= 22
+
+
+def _story(events: list) -> list[tuple[str, str, str]]:  # type: ignore[type-arg]
+    return [(e.conn, e.from_state, e.to_state) for e in events]
+
+
+def test_state_recorder_implies_where_each_socket_was_born() -> None:
+    """sock_diag polls become state events: a listener from CLOSED, a passive open from LISTEN (with or without
+    its SYN-queue entry seen), an active open from CLOSED, a vanished socket to CLOSED."""
+    from tcpwise.lab.observe import StateRecorder
+
+    rec = StateRecorder("b", {"198.18.0.1": "a"})
+    lst = ("198.18.0.2", 80, "0.0.0.0", 0)
+    acc = ("198.18.0.2", 80, "198.18.0.1", 40000)
+    act = ("198.18.0.2", 50000, "198.18.0.1", 22)
+    assert _story(rec.diff(0.0, {lst: "LISTEN"})) == [("b:80 (listen)", "CLOSED", "LISTEN")]
+    assert _story(rec.diff(1.0, {lst: "LISTEN", acc: "ESTABLISHED", act: "SYN_SENT"})) == [
+        ("b:80>a:40000", "LISTEN", "ESTABLISHED"),
+        ("b:50000>a:22", "CLOSED", "SYN_SENT"),
+    ]
+    got = rec.diff(2.0, {lst: "LISTEN", acc: "TIME_WAIT"})
+    assert _story(got) == [
+        ("b:80>a:40000", "ESTABLISHED", "TIME_WAIT"),
+        ("b:50000>a:22", "SYN_SENT", "CLOSED"),
+    ]
+    assert [e.t for e in got] == [2.0, 2.0] and rec.last == {lst: "LISTEN", acc: "TIME_WAIT"}
+    assert _story(rec.diff(3.0, {lst: "LISTEN", acc: "TIME_WAIT"})) == []  # no change, no event

@@ -191,3 +191,30 @@ def test_the_picture_has_both_views_of_the_connection() -> None:
     assert "ESTABLISHED" in target_states and "FIN_WAIT_1" in target_states
     page = to_html(TARGET, [res])
     assert page.count("<svg") == 1 and "FIN_WAIT_1" in page
+
+
+def test_target_view_births_and_vanishes() -> None:
+    """The target's samples hold only its accepted connections: one first seen open is born from LISTEN, one
+    first seen closing from CLOSED; a vanished one ends in CLOSED and is remembered as gone."""
+    from tcpwise.probe.core import TargetView
+
+    samples = [
+        {("10.0.0.1", 8080, "p", 1): "ESTABLISHED", ("10.0.0.1", 8080, "p", 2): "CLOSE_WAIT"},
+        {("10.0.0.1", 8080, "p", 2): "LAST_ACK"},
+    ]
+
+    class Fake:
+        def sample(self) -> dict:  # type: ignore[type-arg]
+            return samples.pop(0)
+
+    v = TargetView(Fake(), {"p": "probe"})  # type: ignore[arg-type]
+    v.poll(1.0)
+    v.poll(2.0)
+    assert [(e.t, e.conn, e.from_state, e.to_state) for e in v.events] == [
+        (1.0, "target:8080>probe:1", "LISTEN", "ESTABLISHED"),
+        (1.0, "target:8080>probe:2", "CLOSED", "CLOSE_WAIT"),
+        (2.0, "target:8080>probe:2", "CLOSE_WAIT", "LAST_ACK"),
+        (2.0, "target:8080>probe:1", "ESTABLISHED", "CLOSED"),
+    ]
+    assert v.gone == {("10.0.0.1", 8080, "p", 1): 2.0}
+    assert v.seen[("10.0.0.1", 8080, "p", 2)] == {"CLOSE_WAIT": 1.0, "LAST_ACK": 2.0}

@@ -40,13 +40,58 @@ from typing import Any
 from tcpwise.events import Event
 from tcpwise.vocab import EventKind, TcpState, kernel_state_name
 
-__all__ = ["StateRecorder", "ConnKey", "TraceStates", "merge_traced"]
+__all__ = ["StateRecorder", "ConnKey", "TraceStates", "merge_traced", "state_events"]
 
 ConnKey = tuple[str, int, str, int]  # local addr, local port, remote addr, remote port
 
 
 def _fmt(addr: str, port: int) -> str:
     return f"[{addr}]:{port}" if ":" in addr else f"{addr}:{port}"
+
+
+def state_events(
+    t: float,
+    host: str,
+    last: dict[ConnKey, str],
+    cur: dict[ConnKey, str],
+    label: Callable[[ConnKey], str],
+    born_from: Callable[[ConnKey, str], str],
+) -> list[Event]:
+    """The ``state`` events of one poll: from the previous sample ``last`` to ``cur`` at time ``t``.
+
+    A tuple first seen in ``state`` starts from ``born_from(key, state)`` (the state it is implied to have left:
+    which one depends on what the caller's samples can see, e.g. whether listeners are in them); a tuple whose
+    state changed goes ``from -> to``; a tuple that vanished goes ``last -> CLOSED``. Shared by the lab's
+    recorder and probe's view of the target, so both worlds write the same events for the same polls.
+    """
+    out: list[Event] = []
+    for key, state in cur.items():
+        prev = last.get(key)
+        if prev == state:
+            continue
+        out.append(
+            Event(
+                t,
+                host,
+                EventKind.STATE,
+                from_state=TcpState(born_from(key, state) if prev is None else prev),
+                to_state=TcpState(state),
+                conn=label(key),
+            )
+        )
+    for key, prev in last.items():
+        if key not in cur:
+            out.append(
+                Event(
+                    t,
+                    host,
+                    EventKind.STATE,
+                    from_state=TcpState(prev),
+                    to_state=TcpState.CLOSED,
+                    conn=label(key),
+                )
+            )
+    return out
 
 
 @dataclass
@@ -91,41 +136,15 @@ class StateRecorder:
 
     def diff(self, t: float, cur: dict[ConnKey, str]) -> list[Event]:
         """Events for the change from the previous sample to ``cur`` at time ``t``."""
-        out: list[Event] = []
-        for key, state in cur.items():
-            prev = self.last.get(key)
-            if prev == state:
-                continue
-            if prev is None:
-                if state == "LISTEN":
-                    prev = "CLOSED"
-                elif state == "SYN_RCVD" or self._has_listener(key[1], cur):
-                    # A passive open is born from the listener (RFC 9293 §3.3.2 LISTEN -> SYN-RECEIVED).
-                    prev = "LISTEN"
-                else:
-                    prev = "CLOSED"
-            out.append(
-                Event(
-                    t,
-                    self.host,
-                    EventKind.STATE,
-                    from_state=TcpState(prev),
-                    to_state=TcpState(state),
-                    conn=self.label(key),
-                )
-            )
-        for key, prev in self.last.items():
-            if key not in cur:
-                out.append(
-                    Event(
-                        t,
-                        self.host,
-                        EventKind.STATE,
-                        from_state=TcpState(prev),
-                        to_state=TcpState.CLOSED,
-                        conn=self.label(key),
-                    )
-                )
+
+        def born_from(key: ConnKey, state: str) -> str:
+            if state == "LISTEN":
+                return "CLOSED"
+            if state == "SYN_RCVD" or self._has_listener(key[1], cur):
+                return "LISTEN"  # a passive open is born from the listener (RFC 9293 §3.3.2 LISTEN -> SYN-RECEIVED)
+            return "CLOSED"
+
+        out = state_events(t, self.host, self.last, cur, self.label, born_from)
         self.last = cur
         return out
 

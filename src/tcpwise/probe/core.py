@@ -33,8 +33,9 @@ from tcpwise.doctor.findings import Finding
 from tcpwise.endpoint import EndpointConfig
 from tcpwise.endpoint.tcb import Endpoint
 from tcpwise.events import Event, Run
+from tcpwise.lab.observe import ConnKey, state_events
 from tcpwise.stack import Host, open_connection
-from tcpwise.vocab import ACK, FIN, RST, SYN, EventKind, TcpState
+from tcpwise.vocab import ACK, FIN, RST, SYN
 from tcpwise.wire.segment import TcpSegment
 
 __all__ = [
@@ -53,7 +54,6 @@ __all__ = [
     "CLOSING_STATES",
 ]
 
-ConnKey = tuple[str, int, str, int]  # target-side: local addr, local port, remote addr, remote port
 CLOSING_STATES = frozenset({"FIN_WAIT_1", "FIN_WAIT_2", "CLOSING", "LAST_ACK", "TIME_WAIT"})
 _POLL = 0.05
 
@@ -248,6 +248,13 @@ class Tracker:
         return True
 
 
+def _born_from(key: ConnKey, state: str) -> str:
+    # The target's samples hold only connections to its listening port: every one is a passive open, born from
+    # the listener (RFC 9293 §3.3.2); SYN_RCVD lasts microseconds on a TUN, so the first sample may show
+    # ESTABLISHED. A connection first seen closing was never seen open: it starts from CLOSED.
+    return "LISTEN" if state in ("SYN_RCVD", "ESTABLISHED") else "CLOSED"
+
+
 class TargetView:
     """The target's states over time, as events for its lane and first-seen times per connection."""
 
@@ -268,38 +275,13 @@ class TargetView:
     def poll(self, t: float) -> None:
         cur = self.observer.sample()
         for key, state in cur.items():
-            prev = self.last.get(key)
-            if prev == state:
-                continue
-            self.seen.setdefault(key, {}).setdefault(state, t)
-            self.gone.pop(key, None)
-            # A passive open is born from the listener (RFC 9293 §3.3.2); SYN_RCVD lasts microseconds on a TUN.
-            frm = (
-                prev if prev is not None else ("LISTEN" if state in ("SYN_RCVD", "ESTABLISHED") else "CLOSED")
-            )
-            self.events.append(
-                Event(
-                    t,
-                    self.target_name,
-                    EventKind.STATE,
-                    from_state=TcpState(frm),
-                    to_state=TcpState(state),
-                    conn=self.label(key),
-                )
-            )
-        for key, prev in self.last.items():
+            if self.last.get(key) != state:
+                self.seen.setdefault(key, {}).setdefault(state, t)
+                self.gone.pop(key, None)
+        for key in self.last:
             if key not in cur:
                 self.gone[key] = t
-                self.events.append(
-                    Event(
-                        t,
-                        self.target_name,
-                        EventKind.STATE,
-                        from_state=TcpState(prev),
-                        to_state=TcpState.CLOSED,
-                        conn=self.label(key),
-                    )
-                )
+        self.events += state_events(t, self.target_name, self.last, cur, self.label, _born_from)
         self.last = cur
 
     def keys_for(self, lport: int) -> list[ConnKey]:
