@@ -185,3 +185,76 @@ def test_state_recorder_implies_where_each_socket_was_born() -> None:
     ]
     assert [e.t for e in got] == [2.0, 2.0] and rec.last == {lst: "LISTEN", acc: "TIME_WAIT"}
     assert _story(rec.diff(3.0, {lst: "LISTEN", acc: "TIME_WAIT"})) == []  # no change, no event
+
+
+def test_traced_records_count_only_for_connections_the_hosts_own_sock_diag_saw() -> None:
+    """The tracepoints see every namespace: a concurrent run's connection credited to this host by its listener
+    (same address and port) must not become a second connection of this host; this host's own traced
+    connection replaces the polled states inside its life and keeps the SYN-queue entry before it."""
+    from types import SimpleNamespace as NS
+
+    from tcpwise.events import Event
+    from tcpwise.lab.observe import StateRecorder, merge_traced
+    from tcpwise.vocab import EventKind, TcpState
+
+    rec = StateRecorder("B", {"198.18.0.1": "A"})
+
+    def st(t: float, conn: str, a: str, b: str) -> Event:
+        return Event(t, "B", EventKind.STATE, from_state=TcpState(a), to_state=TcpState(b), conn=conn)
+
+    own = "B:80>A:40000"
+    polled = [
+        st(0.05, own, "LISTEN", "SYN_RCVD"),
+        st(0.16, own, "SYN_RCVD", "ESTABLISHED"),
+        st(3.61, own, "ESTABLISHED", "CLOSED"),
+    ]
+
+    def record(rport: int, times: list[tuple[float, str, str]]) -> NS:
+        trans = [NS(t=100.0 + t, from_state=a, to_state=b) for t, a, b in times]
+        return NS(laddr="198.18.0.2", lport=80, raddr="198.18.0.1", rport=rport, transitions=trans)
+
+    life = [(0.15, "LISTEN", "SYN_RCVD"), (0.15, "SYN_RCVD", "ESTABLISHED"), (3.6, "ESTABLISHED", "CLOSED")]
+    traced = {"B": [record(40000, life), record(41111, life)]}
+    got = merge_traced(polled, traced, {"B": rec}, 100.0)
+    assert {e.conn for e in got} == {own}
+    assert sorted((round(e.t, 2), e.from_state, e.to_state) for e in got) == [
+        (0.05, "LISTEN", "SYN_RCVD"),  # sock_diag's SYN-queue entry, before the traced life
+        (0.15, "LISTEN", "SYN_RCVD"),
+        (0.15, "SYN_RCVD", "ESTABLISHED"),
+        (3.6, "ESTABLISHED", "CLOSED"),
+        (3.61, "ESTABLISHED", "CLOSED"),  # after the traced life: kept (the executor's state chain folds it)
+    ]
+
+
+def test_polled_syn_queue_entries_take_the_time_of_their_syn() -> None:
+    """Three SYNs within one poll interval: the polled entries all carry the poll's time (and the dump's hash
+    order); each is moved to the arrival of the latest SYN delivered for it before the poll, so connections
+    appear in wire order. A retransmitted SYN (the first dropped on a full queue) is the one that counts."""
+    from tcpwise.events import Event, SegmentInfo
+    from tcpwise.lab.observe import syn_queue_at_syn
+    from tcpwise.vocab import EventKind, TcpState
+
+    def syn(t: float, conn: str, flags: str = "S") -> Event:
+        seg = SegmentInfo(src="A", dst="B", sport=1, dport=80, seq=0, ack=0, flags=flags, len=0, win=64240)
+        return Event(t, "B", EventKind.RECV, segment=seg, conn=conn)
+
+    def entry(t: float, conn: str) -> Event:
+        return Event(
+            t, "B", EventKind.STATE, from_state=TcpState.LISTEN, to_state=TcpState.SYN_RCVD, conn=conn
+        )
+
+    evs = [
+        syn(0.4501, "B:80>A:3"),
+        syn(0.4502, "B:80>A:1"),
+        syn(0.4503, "B:80>A:2"),
+        syn(0.4504, "B:80>A:1", "SA"),  # not a SYN that makes an entry
+        entry(0.4530, "B:80>A:1"),
+        entry(0.4530, "B:80>A:2"),
+        entry(0.4530, "B:80>A:3"),
+        syn(1.4501, "B:80>A:4"),  # dropped: the queue was full
+        syn(3.4501, "B:80>A:4"),
+        entry(3.4520, "B:80>A:4"),
+        syn(9.0, "B:80>A:4"),  # after the poll: not this entry's SYN
+    ]
+    got = {e.conn: e.t for e in syn_queue_at_syn(evs) if e.kind == "state"}
+    assert got == {"B:80>A:1": 0.4502, "B:80>A:2": 0.4503, "B:80>A:3": 0.4501, "B:80>A:4": 3.4501}

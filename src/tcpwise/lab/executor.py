@@ -45,7 +45,7 @@ from tcpwise.lab.capture import Capture, Frame, parse_frame, segment_key, write_
 from tcpwise.lab.forward import Forwarder, Route
 from tcpwise.lab.netns import TUN_DEV, Topology, check_capabilities, in_netns
 from tcpwise.lab.nft import Faults
-from tcpwise.lab.observe import StateRecorder, TraceStates, merge_traced
+from tcpwise.lab.observe import StateRecorder, TraceStates, merge_traced, syn_queue_at_syn
 from tcpwise.lab.owner import guarded_run, shielded
 from tcpwise.vocab import AppCall, DropReason, EventKind, TcpState, kernel_state_name
 
@@ -515,9 +515,9 @@ class _Executor:
             # Read the capture right after a release, so a delivery is stamped before the states it causes.
             self.capture.read()
             if now >= next_poll:
-                # Stamp a state change with the time of the dump that saw it (the upper bound of when it
+                # A state change is stamped with the time of the dump that saw it (the upper bound of when it
                 # happened), never with the loop's start: the change must not precede the segment causing it.
-                self.poll(time.monotonic())
+                self.poll()
                 next_poll = now + self.poll_interval
             wake = [t0 + end, next_poll]
             if i < len(steps):
@@ -534,19 +534,19 @@ class _Executor:
                     self.fwd.read(time.monotonic())
                 else:
                     self._agent_reports(arg)
-        self.poll(time.monotonic())
+        self.poll()
         assert self.capture is not None
         self.capture.read()
         for name in self.agents:
             self._agent_reports(name)
 
-    def poll(self, now: float) -> None:
+    def poll(self) -> None:
         if self.trace is not None:
             self.trace.drain()
         for name, rec in self.recorders.items():
             if name in self.crashed:
                 continue
-            self.events.extend(rec.poll(now - self.t0))
+            self.events.extend(rec.poll(self.t0))
 
     def _await_report(self, name: str, call: str, timeout: float = 2.0) -> None:
         """Block (bounded) until the host's agent has reported ``call``: a listen() must be in place before the
@@ -837,7 +837,7 @@ class _Executor:
                 )
         if self.trace is not None:
             self.events = merge_traced(self.events, self.trace.finish(), self.recorders, self.t0)
-        self.events = self._merge_states(self.events)
+        self.events = syn_queue_at_syn(self._merge_states(self.events))
         order = {"app": 0, "send": 1, "drop": 2, "recv": 3, "state": 4, "note": 5, "timer": 6}
         self.events.sort(key=lambda e: (e.t, order.get(e.kind, 9)))
         for spec in self.script.hosts:

@@ -31,6 +31,7 @@ which the model's crash does not). Without root or tracefs, everything stays as 
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
 from collections.abc import Callable
@@ -40,7 +41,7 @@ from typing import Any
 from tcpwise.events import Event
 from tcpwise.vocab import EventKind, TcpState, kernel_state_name
 
-__all__ = ["StateRecorder", "ConnKey", "TraceStates", "merge_traced", "state_events"]
+__all__ = ["StateRecorder", "ConnKey", "TraceStates", "merge_traced", "state_events", "syn_queue_at_syn"]
 
 ConnKey = tuple[str, int, str, int]  # local addr, local port, remote addr, remote port
 
@@ -152,8 +153,15 @@ class StateRecorder:
     def _has_listener(port: int, cur: dict[ConnKey, str]) -> bool:
         return any(k[1] == port and k[3] == 0 and v == "LISTEN" for k, v in cur.items())
 
-    def poll(self, t: float) -> list[Event]:
-        return self.diff(t, self.sample())
+    def poll(self, t0: float) -> list[Event]:
+        """Dump and diff; a change is stamped when the dump that saw it has returned (``time.monotonic() - t0``),
+        the upper bound of when it happened. A stamp taken before the dump could precede the change itself (the
+        loop is preempted, or the tracepoints are drained first) and put a polled state ahead of the traced
+        transition it duplicates (:func:`merge_traced` keeps polled states only outside the traced span)."""
+        import time
+
+        cur = self.sample()
+        return self.diff(time.monotonic() - t0, cur)
 
     def forget_all(self, t: float, reason: str) -> list[Event]:
         """The host crashed: every connection it knew is gone (model: state lost at once)."""
@@ -256,11 +264,27 @@ class TraceStates:
         self.src.close()
 
 
+# How far outside a traced record's life a sock_diag sighting of the same connection may fall and still vouch
+# for it: the executor polls every 2 ms, but a loaded machine delays a poll by far more.
+_SEEN_SLACK = 0.5
+
+
 def merge_traced(
     events: list[Event], traced: dict[str, list[Any]], recorders: dict[str, StateRecorder], t0: float
 ) -> list[Event]:
     """Replace sock_diag's state events of every connection the tracepoints saw by the exact transitions;
-    keep sock_diag's before the first traced one (the SYN-queue entry) and after the last (TIME_WAIT's end)."""
+    keep sock_diag's before the first traced one (the SYN-queue entry) and after the last (TIME_WAIT's end).
+
+    A traced record counts only if the host's own sock_diag saw the same connection during the record's life.
+    The tracepoints see every namespace, and a socket born in softirq context (a listener's child) is placed in
+    a namespace by the listeners the tracker knows: a concurrent lab run's listener on the same address and
+    port, created before this run's tracing started, is unknown to it, so that run's connections would be
+    credited to this host. sock_diag runs inside the host's namespace and cannot be wrong about that.
+    """
+    polled: dict[tuple[str, str], list[float]] = {}
+    for e in events:
+        if e.kind == "state" and e.conn:
+            polled.setdefault((e.host, e.conn), []).append(e.t)
     traced_ev: dict[tuple[str, str], list[Event]] = {}
     for host, records in traced.items():
         rec = recorders.get(host)
@@ -272,6 +296,9 @@ def merge_traced(
             label = rec.label((r.laddr, r.lport, r.raddr, r.rport))
             if r.lport == 0:
                 label = _bound_label(events, host, label, r.transitions[0].t - t0, traced_ev) or label
+            first, last = r.transitions[0].t - t0, r.transitions[-1].t - t0
+            if not any(first - _SEEN_SLACK <= t <= last + _SEEN_SLACK for t in polled.get((host, label), ())):
+                continue  # not this host's connection (see above)
             traced_ev[(host, label)] = [
                 Event(
                     max(0.0, t.t - t0),
@@ -313,3 +340,26 @@ def _bound_label(
         ):
             return e.conn
     return None
+
+
+def syn_queue_at_syn(events: list[Event]) -> list[Event]:
+    """Stamp each polled SYN-queue entry (``LISTEN -> SYN_RCVD``) with the arrival of the SYN that made it.
+
+    A request sock has no tracepoint, so only a sock_diag poll sees it, up to a poll interval late; SYNs that
+    arrive within one interval (a burst of connects) then share one time and fall in the dump's hash order,
+    not their order on the wire. The capture saw each SYN delivered to the host: the entry was made by the
+    latest one delivered before the poll (a retransmitted SYN when the first was dropped on a full queue).
+    """
+    syns: dict[tuple[str, str], list[float]] = {}
+    for e in events:
+        seg = e.segment
+        if e.kind == "recv" and e.conn and seg is not None and "S" in seg.flags and "A" not in seg.flags:
+            syns.setdefault((e.host, e.conn), []).append(e.t)
+    out = []
+    for e in events:
+        if e.kind == "state" and e.from_state == "LISTEN" and e.to_state == "SYN_RCVD" and e.conn:
+            before = [t for t in syns.get((e.host, e.conn), ()) if t <= e.t]
+            if before:
+                e = dataclasses.replace(e, t=max(before))
+        out.append(e)
+    return out
