@@ -37,9 +37,19 @@ def _need_root() -> None:
         pytest.skip("needs root")
 
 
-def _leftovers(run_id: str) -> list[str]:
-    """Namespaces of the run, veths or TUN devices in the root namespace that look like ours."""
+def _instances(pid: int) -> list[str]:
+    """The tracefs instances a lab process made (its tracepoint state times), named after the process."""
+    base = "/sys/kernel/tracing/instances"
+    names = os.listdir(base) if os.path.isdir(base) else []
+    return [n for n in names if n.startswith(f"tcpwise-lab-{pid}-")]
+
+
+def _leftovers(run_id: str, pid: int | None = None) -> list[str]:
+    """Namespaces of the run, veths or TUN devices in the root namespace that look like ours, and the tracefs
+    instance of the run's process."""
     found = [ns for ns in netns.list_lab_namespaces() if run_id in ns]
+    if pid is not None:
+        found += _instances(pid)
     links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
     found += [m for m in re.findall(r"^\d+: ([^:@]+)", links, re.M) if m in ("ra", "rb", "tw0")]
     tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
@@ -91,10 +101,11 @@ def test_sigkill_then_lab_clean_leaves_nothing() -> None:
     p.send_signal(signal.SIGKILL)
     p.wait(timeout=10)
     assert len([ns for ns in netns.list_lab_namespaces() if run_id in ns]) == 4  # SIGKILL cleans nothing
+    assert os.path.isdir("/sys/kernel/tracing/instances") <= (len(_instances(p.pid)) == 1)
     from tcpwise.cli import main
 
     assert main(["lab", "clean", "--run", run_id]) == 0
-    assert _leftovers(run_id) == []
+    assert _leftovers(run_id, p.pid) == []
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
@@ -104,7 +115,7 @@ def test_ctrl_c_and_sigterm_leave_nothing(sig: int) -> None:
     p.send_signal(sig)
     p.wait(timeout=20)
     assert p.returncode != 0
-    assert _leftovers(run_id) == []
+    assert _leftovers(run_id, p.pid) == []
 
 
 def test_clean_rejects_bad_run_id() -> None:
@@ -162,7 +173,7 @@ def test_second_signal_during_teardown_says_please_wait_and_leaves_nothing() -> 
     p.send_signal(signal.SIGTERM)
     _, err = p.communicate(timeout=30)
     assert "cleaning up, please wait" in err
-    assert _leftovers(run_id) == []
+    assert _leftovers(run_id, p.pid) == []
 
 
 def test_third_signal_forces_out_and_says_what_is_left() -> None:
@@ -183,7 +194,7 @@ def test_third_signal_forces_out_and_says_what_is_left() -> None:
     from tcpwise.cli import main
 
     assert main(["lab", "clean", "--run", run_id]) == 0
-    assert _leftovers(run_id) == []
+    assert _leftovers(run_id, p.pid) == []
 
 
 # --- lab clean never touches a run in progress ------------------------------------------------------------------
@@ -199,11 +210,12 @@ def test_clean_without_run_keeps_a_run_in_progress_and_removes_a_dead_one(
         rep = netns.clean_runs()
         assert rep.removed == [] and rep.running == {run_id: p.pid}
         assert len([ns for ns in netns.list_lab_namespaces() if run_id in ns]) == 4
+        assert os.path.isdir("/sys/kernel/tracing/instances") <= (len(_instances(p.pid)) == 1)  # kept too
     finally:
         p.send_signal(signal.SIGKILL)
         p.wait(timeout=10)
     rep = netns.clean_runs()  # the owner is dead now
-    assert len(rep.removed) == 4 and _leftovers(run_id) == []
+    assert len(rep.removed) == 4 and _leftovers(run_id, p.pid) == []
 
 
 def test_owner_identity_survives_pid_reuse(tmp_path: Path) -> None:

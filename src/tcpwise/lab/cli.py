@@ -335,10 +335,12 @@ def _clean(args: argparse.Namespace) -> int:
     rep = clean_runs(args.run)
     for ns in rep.removed:
         print(f"removed namespace {ns}")
+    for name in rep.instances:
+        print(f"removed tracefs instance {name}")
     for rid, pid in sorted(rep.running.items()):
         print(f"kept {rid}: in progress (process {pid})")
     for rid in rep.unowned:
         print(f"kept {rid}: no owner record (remove it with: tcpwise lab clean --run {rid})")
-    if not rep.removed and not rep.running and not rep.unowned:
+    if not rep.removed and not rep.instances and not rep.running and not rep.unowned:
         print("nothing to clean")
     return 0

@@ -242,6 +242,7 @@ class CleanReport:
     removed: list[str] = field(default_factory=list)  # namespaces deleted
     running: dict[str, int] = field(default_factory=dict)  # run id -> owner pid, still alive: kept
     unowned: list[str] = field(default_factory=list)  # run ids without an owner record: kept unless named
+    instances: list[str] = field(default_factory=list)  # tracefs instances of dead lab processes, removed
 
 
 def lab_runs() -> dict[str, list[str]]:
@@ -283,7 +284,20 @@ def clean_runs(run_id: str | None = None) -> CleanReport:
         remove_owner(rid)
     if run_id is not None:
         remove_owner(run_id)
+    rep.instances = _clean_instances()
     return rep
+
+
+def _clean_instances() -> list[str]:
+    """The tracefs instances of lab processes that died without removing them (SIGKILL): a run's tracepoint
+    instance is named after its process, not its run, and only a dead owner's is removed."""
+    from tcpwise.errors import MissingCapability
+    from tcpwise.linux import tracefs
+
+    try:
+        return tracefs.clean(purpose="lab")[0]
+    except MissingCapability:
+        return []  # tracefs not mounted: no run can have made one
 
 
 def clean(run_id: str | None = None) -> list[str]:

@@ -267,8 +267,9 @@ def _remove_instance(root: str, name: str, attempts: int = 50) -> None:
             time.sleep(0.02)
 
 
-def clean(root: str | None = None) -> tuple[list[str], list[str]]:
-    """Remove our instances whose owner process is dead; returns ``(removed, kept_live)``.
+def clean(root: str | None = None, purpose: str | None = None) -> tuple[list[str], list[str]]:
+    """Remove our instances whose owner process is dead (only ``purpose``'s when given, e.g. "lab");
+    returns ``(removed, kept_live)``.
 
     An instance whose owner still runs (same pid *and* same start time) is never touched.
     """
@@ -276,6 +277,8 @@ def clean(root: str | None = None) -> tuple[list[str], list[str]]:
         root = find_tracefs(mount=False)
     removed, kept = [], []
     for name, _pid, _start, alive in list_instances(root):
+        if purpose is not None and not name.startswith(f"{INSTANCE_PREFIX}{purpose}-"):
+            continue
         if alive:
             kept.append(name)
             continue
