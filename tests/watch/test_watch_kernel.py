@@ -160,6 +160,85 @@ def test_netns_filter_shows_only_that_namespace(netns_pair: tuple[Netns, Netns])
     assert not any(Filter(netns=b.inode).match(r) for r in w.records)
 
 
+# Listens on 0.0.0.0:8080 in its namespace (every container's service port) and never accepts: a client in
+# another namespace connects over a veth and resets, so the server side lives and dies in softirq context
+# (the handshake completes in the accept queue, the RST removes it), where no task names the namespace and it
+# must be inferred from the listeners on the port.
+_LISTEN_8080 = """
+import socket, sys
+ls = socket.socket()
+ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+ls.bind(("0.0.0.0", 8080))
+ls.listen(16)
+print("ready", flush=True)
+while True:
+    line = sys.stdin.readline()
+    if not line:
+        break
+    print("done", flush=True)
+"""
+_CONNECT = """
+import socket, struct, sys
+for _ in range(int(sys.argv[1])):
+    c = socket.create_connection((sys.argv[2], 8080), timeout=5)
+    c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    c.close()
+"""
+
+
+def _listener(ns: Netns) -> subprocess.Popen[str]:
+    p = subprocess.Popen(
+        ["ip", "netns", "exec", ns.name, sys.executable, "-c", _LISTEN_8080],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert p.stdout is not None and p.stdout.readline().strip() == "ready"
+    return p
+
+
+def test_a_listener_older_than_the_watch_keeps_its_connections(netns_pair: tuple[Netns, Netns]) -> None:
+    """Every container listens on :8080 in its own namespace. A's listener predates the watch, B's is opened
+    while the watch runs; clients in C reach A over a veth. A's accepted connections (their namespace inferred
+    from the listeners on the port: they are made in softirq context) must not be credited to B."""
+    from watch_helpers import del_netns, new_netns
+
+    a, b = netns_pair
+    c = new_netns()
+    va, vc = f"twa{os.getpid() % 100000}", f"twc{os.getpid() % 100000}"
+    kids: list[subprocess.Popen[str]] = []
+    try:
+        for cmd in (
+            ["ip", "link", "add", va, "netns", a.name, "type", "veth", "peer", "name", vc, "netns", c.name],
+            ["ip", "-n", a.name, "addr", "add", "198.18.250.1/24", "dev", va],
+            ["ip", "-n", c.name, "addr", "add", "198.18.250.2/24", "dev", vc],
+            ["ip", "-n", a.name, "link", "set", va, "up"],
+            ["ip", "-n", c.name, "link", "set", vc, "up"],
+            ["ip", "-n", b.name, "link", "set", "lo", "up"],
+        ):
+            subprocess.run(cmd, check=True, capture_output=True, timeout=20)
+        old = _listener(a)
+        kids.append(old)
+
+        def action() -> None:
+            kids.append(_listener(b))  # the only listener on :8080 the tracepoints see opened
+            subprocess.run(
+                ["ip", "netns", "exec", c.name, sys.executable, "-c", _CONNECT, "5", "198.18.250.1"],
+                check=True,
+                timeout=30,
+            )
+
+        w = watch_while(b.inode, action)
+    finally:
+        for k in kids:
+            k.kill()
+            k.wait(10)
+        del_netns(c)
+    assert [r.role for r in w.records if 8080 in (r.lport, r.rport)] == ["listener"], [
+        (r.role, r.lport, r.rport, r.netns) for r in w.records
+    ]
+
+
 def _tcpwise(*args: str) -> list[str]:
     return [sys.executable, "-m", "tcpwise.cli", *args]
 

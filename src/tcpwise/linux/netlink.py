@@ -602,7 +602,7 @@ def exists(sock: socket.socket, family: int, src: bytes, sport: int, dst: bytes,
 
     One request without NLM_F_DUMP: the kernel looks the socket up in its hash tables (inet_diag_find_one_icsk)
     and answers one record or NLMSG_ERROR ENOENT. Used to tell which namespace a socket lives in when the
-    tracepoints could not say (tcpwise.watch)."""
+    tracepoints could not say (tcpwise.watch). A listener on the local address and port is not an answer."""
     pack = struct.pack
     req = pack("=IHHII", 72, SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST, 1, 0) + pack(
         "=BBBxI", family, socket.IPPROTO_TCP, 0, ALL_STATES
@@ -615,7 +615,14 @@ def exists(sock: socket.socket, family: int, src: bytes, sport: int, dst: bytes,
     if n < 16:
         return False
     _, mtype = _NLLT.unpack_from(buf, 0)
-    return bool(mtype == SOCK_DIAG_BY_FAMILY)
+    if mtype != SOCK_DIAG_BY_FAMILY or n < 24:
+        return False
+    # The lookup falls back to the listening sockets when no connection has the 4-tuple (__inet_lookup): a
+    # listener on the local address and port answers for a connection that is not there. Only a socket with
+    # the remote port asked for is the one.
+    state = buf[17]
+    (their_port,) = struct.unpack_from("!H", buf, 22)
+    return bool(state != 10 and their_port == dport)  # 10: TCP_LISTEN
 
 
 def open_diag_socket() -> socket.socket:

@@ -10,6 +10,7 @@ and ``/proc/TID/ns/net`` the thread's network namespace (its inode is the namesp
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable
 
@@ -51,6 +52,22 @@ def netns_of_name(name: str) -> int | None:
     if "/" in name or name in (".", ".."):
         return None
     return netns_inode(f"/run/netns/{name}")
+
+
+def netns_paths() -> dict[int, str]:
+    """Every network namespace this process can name, inode -> a file that opens it: our own, the named ones
+    (/run/netns) and every process's (/proc/PID/ns/net; containers' namespaces usually have no name)."""
+    out: dict[int, str] = {}
+    cands = ["/proc/self/ns/net"]
+    with contextlib.suppress(OSError):
+        cands += [f"/run/netns/{n}" for n in sorted(os.listdir("/run/netns"))]
+    with contextlib.suppress(OSError):
+        cands += [f"/proc/{pid}/ns/net" for pid in os.listdir("/proc") if pid.isdigit()]
+    for path in cands:
+        ino = netns_inode(path)
+        if ino is not None and ino not in out:
+            out[ino] = path
+    return out
 
 
 def netns_path(inode: int) -> str | None:

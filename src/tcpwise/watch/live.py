@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 from tcpwise.errors import TcpwiseError
 from tcpwise.linux import kernel, netlink
-from tcpwise.linux.tasks import TaskCache, netns_path
+from tcpwise.linux.tasks import TaskCache, netns_path, netns_paths
 from tcpwise.linux.tcpevents import TcpTracepoints
 from tcpwise.watch.metrics import WatchMetrics
 from tcpwise.watch.record import ConnRecord
@@ -121,6 +121,29 @@ def _diag_socket_in(inode: int) -> socket.socket | None:
         return None
 
 
+def seed(tracker: Tracker) -> int:
+    """Tell ``tracker`` every listening socket of every namespace this process can enter (sock_diag inside
+    each), once the tracepoints are on; returns how many. A namespace that cannot be entered is skipped."""
+    n = 0
+    listen = 1 << 10  # TCP_LISTEN
+    for inode, path in netns_paths().items():
+        try:
+            with kernel.in_netns(None if path == "/proc/self/ns/net" else path):
+                sock = netlink.open_diag_socket()
+            try:
+                socks = netlink.dump(states=listen, ext=0, sock=sock)
+            finally:
+                sock.close()
+        except (OSError, TcpwiseError):
+            continue
+        for sk in socks:
+            # The tracepoints carry IPv4 addresses as 4 bytes, sock_diag as the first 4 of 16.
+            laddr = sk.src[:4] if sk.family == socket.AF_INET else sk.src
+            tracker.seed_listener(sk.family, laddr, sk.sport, inode)
+            n += 1
+    return n
+
+
 class Watch:
     """One watch run over tracepoints. ``sink`` gets every emitted :class:`ConnRecord`."""
 
@@ -173,6 +196,7 @@ class Watch:
         try:
             quiet.__enter__()
             src.start()
+            seed(self.tracker)  # after the start: a listener opened meanwhile is both seeded and traced
             self.started.set()
             next_stats = t0 + 1.0
             while True:

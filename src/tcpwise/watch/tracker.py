@@ -375,6 +375,18 @@ class Tracker:
         elif new == SYN_RECV and old == LISTEN and c.netns is None:
             c.netns = self._listener_netns(c)
 
+    def seed_listener(self, family: int, laddr: bytes, lport: int, netns: int) -> None:
+        """A listener that existed before the tracepoints were on (found by :func:`tcpwise.watch.live.seed`).
+
+        A listener's child is placed in a namespace by the listeners on its port: one that predates the watch,
+        in another namespace on the same port (every container's :8080), would otherwise be unknown and the
+        child credited to the one the watch saw open. A seeded listener has no kernel address, so its close is
+        never matched to it: it stays, which only ever makes the placement more careful (two candidates: the
+        namespace is left to the sock_diag probe, or unknown), never wrong."""
+        c = Conn(0, 0, family)
+        c.laddr, c.lport, c.netns, c.role = laddr, lport, netns, "listener"
+        self.listeners.setdefault((family, lport), []).append(c)
+
     def _listener_netns(self, c: Conn) -> int | None:
         cands = {
             lc.netns
