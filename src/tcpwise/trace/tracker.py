@@ -345,8 +345,12 @@ class _PrevRow(NamedTuple):
 
 
 # A finished row as remembered for the next row of its 4-tuple (a plain tuple: made once per connection):
-# n, orig endpoint, orig (state, isn, last time), resp (state, isn, last time), how it ended, first packet.
-_Prev = tuple[int, int, str | None, int | None, float | None, str | None, int | None, float | None, str, int]
+# n, orig endpoint, orig (state, isn, last time), resp (state, isn, last time), how it ended, first packet,
+# orig's and resp's window scale.
+_Prev = tuple[
+    int, int, str | None, int | None, float | None, str | None, int | None, float | None, str, int, int | None,
+    int | None,
+]  # fmt: skip
 
 
 def _by_n(c: Conn) -> int:
@@ -1582,6 +1586,8 @@ class Tracker:
                 r.t_last,
                 c.end,
                 c.first_index,
+                o.wshift,
+                r.wshift,
             )
             if (
                 len(recent) > RECENT_ROWS
@@ -1608,10 +1614,15 @@ class Tracker:
         c.prev_n = pv.n
         c.prev_end = pv.end
         c.prev_first = pv.first_index
+        shifts = {pv.orig_ep: prev[10], other: prev[11]}
         for side, ep in ((c.o, c.orig_ep), (c.r, c.resp_ep)):
             was = left.get(ep)
             if was is not None:
                 side.prev_t = was.t_last
+            if side.wshift is None and not fl & SYN:
+                # The same connection: the scale its SYNs negotiated still applies (RFC 7323 §2.2: for the life
+                # of the connection), as Wireshark's calculated window keeps it across Zeek's row split.
+                side.wshift = shifts.get(ep)
         if same_syn:
             # The same SYN again after Zeek closed the row (e.g. at the host's own RST to an old duplicate's
             # SYN+ACK, RFC 9293 Figure 9): the socket never left SYN_SENT.
