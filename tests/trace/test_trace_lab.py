@@ -60,3 +60,8 @@ def test_lab_capture_tells_the_model_story(sc_id: str, tmp_path) -> None:
     resp = [b for _, h, _a, b in d["states"] if h == "resp"]
     want_o, want_r, state = STORIES[sc_id]
     assert (orig, resp, d["conn_state"]) == (want_o, want_r, state)
+    # And Wireshark's dissector agrees on the kernel's own packets: counts, IP bytes, calculated windows.
+    if shutil.which("tshark"):
+        from test_trace_tshark import differences
+
+        assert differences(p, tmp_path) == []
