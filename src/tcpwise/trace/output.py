@@ -303,6 +303,8 @@ def conn_dict(c: Conn, name: Callable[[int], str], salt: int = 0) -> dict[str, A
         hs["syn_to_synack"] = _r6(c.synack_t - c.syn_t)
         if c.ack_t is not None:
             hs["synack_to_ack"] = _r6(c.ack_t - c.synack_t)
+            if c.syn_last_t is not None:
+                hs["rtt"] = _r6(c.ack_t - c.syn_last_t)
     who = ("orig", "resp")
     rst = None
     if c.rst_by is not None:
@@ -415,6 +417,8 @@ def conn_json(c: Conn, name: Callable[[int], str], salt: int = 0) -> str:
         hs = f'{{"syn_to_synack":{c.synack_t - c.syn_t:.6f}'
         if c.ack_t is not None:
             hs += f',"synack_to_ack":{c.ack_t - c.synack_t:.6f}'
+            if c.syn_last_t is not None:
+                hs += f',"rtt":{c.ack_t - c.syn_last_t:.6f}'
         hs += "}"
     else:
         hs = "null"

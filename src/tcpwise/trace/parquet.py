@@ -10,9 +10,10 @@ Columns: Zeek's conn.log fields with Zeek's names and meanings (``ts`` as a UTC 
 ``duration`` in seconds, unset values as nulls, ``local_orig``/``local_resp``/``service`` omitted because
 tcpwise never sets them), then ``n`` (the table's ``#``), ``closer`` (who sent the first FIN: ``orig``/``resp``),
 ``reset_origin`` (who sent the first RST), ``reset_state`` (the RFC 9293 state the RST came from),
-``time_wait`` (who ends in TIME_WAIT: ``orig``, ``resp``, ``both`` or null), ``handshake_rtt`` (SYN to the
-originator's ACK of the SYN+ACK, seconds), ``orig_window_scaled_max`` / ``resp_window_scaled_max`` (largest
-advertised window, RFC 7323 scaling applied) and ``story``.
+``time_wait`` (who ends in TIME_WAIT: ``orig``, ``resp``, ``both`` or null), ``handshake_rtt`` (from the answered
+SYN, the last before the SYN+ACK, to the originator's ACK of the SYN+ACK, seconds; the JSON's ``handshake.rtt``),
+``orig_window_scaled_max`` / ``resp_window_scaled_max`` (largest advertised window, RFC 7323 scaling applied) and
+``story``.
 """
 
 from __future__ import annotations
@@ -101,8 +102,8 @@ class ParquetSink:
         has = dur > 0
         tw = [_WHO[i] for i in (0, 1) if c.sides[i].state == "TIME_WAIT"]
         rtt = None
-        if c.syn_t is not None and c.ack_t is not None:
-            rtt = c.ack_t - c.syn_t
+        if c.syn_last_t is not None and c.synack_t is not None and c.ack_t is not None:
+            rtt = c.ack_t - c.syn_last_t  # from the SYN that was answered: retries are not round trips
         rs = c.sides[c.rst_by].rst_state if c.rst_by is not None else None
         vals = (
             int(round(c.ts * 1e6)),

@@ -234,7 +234,7 @@ class Conn:
 
     __slots__ = (
         "n", "key", "odir", "o", "r", "sides", "ts", "last", "hist", "hseen", "watch", "flipped", "transitions",
-        "trans_pkt", "partial", "syn_t", "synack_t", "ack_t", "orig_ep", "resp_ep", "rst_by", "first_fin",
+        "trans_pkt", "partial", "syn_t", "syn_last_t", "synack_t", "ack_t", "orig_ep", "resp_ep", "rst_by", "first_fin",
         "first_index", "last_index", "rst_silence", "rst_reply", "peer_bytes_at_fin", "attempt_due",
         "delete_due", "reset_due", "idle", "due", "gone", "end", "prev_n", "prev_end", "prev_first",
     )  # fmt: skip
@@ -255,7 +255,8 @@ class Conn:
         self.transitions: list[tuple[float, int, str, str]] = []  # (t, side 0=orig 1=resp, from, to)
         self.trans_pkt: list[int] = []  # number of the packet in the file that caused each transition
         self.partial = False
-        self.syn_t: float | None = None
+        self.syn_t: float | None = None  # the originator's first SYN
+        self.syn_last_t: float | None = None  # its last SYN before the SYN+ACK: the one that was answered
         self.synack_t: float | None = None
         self.ack_t: float | None = None
         lo, hi = key >> 64, key & M64
@@ -698,7 +699,7 @@ class Tracker:
             self._arm(c, ts + self.timers.attempt, "attempt_due")
         s.t_last = ts
         s.isn = seq
-        c.syn_t = ts
+        c.syn_t = c.syn_last_t = ts
         c.transitions.append((ts, 0, s.state or "CLOSED", "SYN_SENT"))
         c.trans_pkt.append(pno)
         s.state = "SYN_SENT"
@@ -1333,6 +1334,8 @@ class Tracker:
         if syn and not ackf:
             if c.syn_t is None and d == 0:
                 c.syn_t = ts
+            if d == 0 and c.synack_t is None:
+                c.syn_last_t = ts  # a retransmitted SYN: the handshake's RTT runs from the one answered
             if s.state == "SYN_SENT" and self._isn_jump:
                 # A SYN with a new ISN is a new connect(): the earlier attempt was given up without a segment.
                 c._set(d, "CLOSED", ts)
