@@ -1247,7 +1247,7 @@ class Tracker:
             # How long the RST's sender had been silent, and whether the peer spoke in between (then the RST
             # answers it: a host that lost the connection; otherwise the sender aborted on its own, e.g. idle kill).
             c.rst_silence = ts - mine
-            rtt = (c.ack_t - c.syn_t) if c.ack_t is not None and c.syn_t is not None else 0.0
+            rtt = (c.ack_t - c.syn_last_t) if c.ack_t is not None and c.syn_last_t is not None else 0.0
             c.rst_reply = p.t_last is not None and p.t_last > mine and ts - p.t_last <= max(1.0, 4 * rtt)
         s.t_last = ts
         if syn:
