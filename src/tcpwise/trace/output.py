@@ -192,8 +192,12 @@ def _story_open(c: Conn, st: str, parts: list[str]) -> None:
     elif st == "REJ":
         parts.append("refused: SYN answered by RST")
     elif c.synack_t is not None and c.syn_t is not None:
-        rtt = (c.ack_t if c.ack_t is not None else c.synack_t) - c.syn_t
-        parts.append(f"handshake {fmt_seconds(rtt)}")  # 100 ms, 1.05 s, 52 µs (loopback): 3 digits
+        took = (c.ack_t if c.ack_t is not None else c.synack_t) - c.syn_t
+        text = f"handshake {fmt_seconds(took)}"  # 100 ms, 1.05 s, 52 µs (loopback): 3 digits
+        if c.ack_t is not None and c.syn_last_t is not None and c.syn_last_t > c.syn_t:
+            # SYN retries: the wait was the retransmission timer's, not the path's; say both.
+            text += f" (SYN retried; RTT {fmt_seconds(c.ack_t - c.syn_last_t)})"
+        parts.append(text)
 
 
 def _story_rst(c: Conn) -> str:
