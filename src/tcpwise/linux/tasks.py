@@ -72,19 +72,7 @@ def netns_paths() -> dict[int, str]:
 
 def netns_path(inode: int) -> str | None:
     """A file that opens namespace ``inode``: /proc/self/ns/net, a /run/netns/ name, or a process's."""
-    if netns_inode("/proc/self/ns/net") == inode:
-        return "/proc/self/ns/net"
-    try:
-        names = os.listdir("/run/netns")
-    except OSError:
-        names = []
-    for n in names:
-        if netns_inode(f"/run/netns/{n}") == inode:
-            return f"/run/netns/{n}"
-    for pid in os.listdir("/proc"):
-        if pid.isdigit() and netns_inode(f"/proc/{pid}/ns/net") == inode:
-            return f"/proc/{pid}/ns/net"
-    return None
+    return netns_paths().get(inode)
 
 
 def read_cmdline(pid: int) -> list[str] | None:

@@ -109,16 +109,20 @@ def open_source(
     return src
 
 
-def _diag_socket_in(inode: int) -> socket.socket | None:
-    """A sock_diag socket created inside namespace ``inode`` (a socket stays in the namespace it was made in)."""
-    path = netns_path(inode)
-    if path is None:
-        return None
+def _diag_socket_at(path: str) -> socket.socket | None:
+    """A sock_diag socket created inside the namespace ``path`` opens (a socket stays in the namespace it was made
+    in); None when it cannot be entered."""
     try:
         with kernel.in_netns(None if path == "/proc/self/ns/net" else path):
             return netlink.open_diag_socket()
     except (OSError, TcpwiseError):
         return None
+
+
+def _diag_socket_in(inode: int) -> socket.socket | None:
+    """:func:`_diag_socket_at` for namespace ``inode``."""
+    path = netns_path(inode)
+    return None if path is None else _diag_socket_at(path)
 
 
 def seed(tracker: Tracker) -> int:
@@ -127,15 +131,15 @@ def seed(tracker: Tracker) -> int:
     n = 0
     listen = 1 << 10  # TCP_LISTEN
     for inode, path in netns_paths().items():
-        try:
-            with kernel.in_netns(None if path == "/proc/self/ns/net" else path):
-                sock = netlink.open_diag_socket()
-            try:
-                socks = netlink.dump(states=listen, ext=0, sock=sock)
-            finally:
-                sock.close()
-        except (OSError, TcpwiseError):
+        sock = _diag_socket_at(path)
+        if sock is None:
             continue
+        try:
+            socks = netlink.dump(states=listen, ext=0, sock=sock)
+        except OSError:
+            continue
+        finally:
+            sock.close()
         for sk in socks:
             # The tracepoints carry IPv4 addresses as 4 bytes, sock_diag as the first 4 of 16.
             laddr = sk.src[:4] if sk.family == socket.AF_INET else sk.src
