@@ -327,11 +327,13 @@ def _content_clean(x: Side) -> bool:
 
 
 class _Left(NamedTuple):
-    """How a finished row left one host: RFC 9293 state, ISN, time of its last segment."""
+    """How a finished row left one host: RFC 9293 state, ISN, time of its last segment, the scale of its
+    windows."""
 
     state: str | None
     isn: int | None
     t_last: float | None
+    wshift: int | None
 
 
 class _PrevRow(NamedTuple):
@@ -346,11 +348,10 @@ class _PrevRow(NamedTuple):
 
 
 # A finished row as remembered for the next row of its 4-tuple (a plain tuple: made once per connection):
-# n, orig endpoint, orig (state, isn, last time), resp (state, isn, last time), how it ended, first packet,
-# orig's and resp's window scale.
+# n, orig endpoint, orig (state, isn, last time, window scale), resp (the same), how it ended, first packet.
 _Prev = tuple[
-    int, int, str | None, int | None, float | None, str | None, int | None, float | None, str, int, int | None,
-    int | None,
+    int, int, str | None, int | None, float | None, int | None, str | None, int | None, float | None, int | None,
+    str, int,
 ]  # fmt: skip
 
 
@@ -1584,13 +1585,13 @@ class Tracker:
                 o.state,
                 o.isn,
                 o.t_last,
+                o.wshift,
                 r.state,
                 r.isn,
                 r.t_last,
+                r.wshift,
                 c.end,
                 c.first_index,
-                o.wshift,
-                r.wshift,
             )
             if (
                 len(recent) > RECENT_ROWS
@@ -1600,11 +1601,11 @@ class Tracker:
     def _continues(self, c: Conn, prev: _Prev, ds: int, fl: int, seq: int | None) -> None:
         """A new row of a 4-tuple that had an earlier one: does it continue that connection (Zeek ended the row
         by a timer, or at a RST/FIN while the sockets lived on)? Then carry what the wire cannot show again."""
-        pv = _PrevRow(prev[0], prev[1], _Left(*prev[2:5]), _Left(*prev[5:8]), prev[8], prev[9])
+        pv = _PrevRow(prev[0], prev[1], _Left(*prev[2:6]), _Left(*prev[6:10]), prev[10], prev[11])
         other = c.key >> 64 if pv.orig_ep == c.key & M64 else c.key & M64
         left = {pv.orig_ep: pv.orig, other: pv.resp}
         fep = c.orig_ep if ds == 0 else c.resp_ep
-        mine = left.get(fep, _Left(None, None, None))
+        mine = left.get(fep, _Left(None, None, None, None))
         same_syn = (
             bool(fl & SYN)
             and not fl & ACK
@@ -1617,15 +1618,15 @@ class Tracker:
         c.prev_n = pv.n
         c.prev_end = pv.end
         c.prev_first = pv.first_index
-        shifts = {pv.orig_ep: prev[10], other: prev[11]}
         for side, ep in ((c.o, c.orig_ep), (c.r, c.resp_ep)):
             was = left.get(ep)
-            if was is not None:
-                side.prev_t = was.t_last
+            if was is None:
+                continue
+            side.prev_t = was.t_last
             if side.wshift is None and not fl & SYN:
                 # The same connection: the scale its SYNs negotiated still applies (RFC 7323 §2.2: for the life
                 # of the connection), as Wireshark's calculated window keeps it across Zeek's row split.
-                side.wshift = shifts.get(ep)
+                side.wshift = was.wshift
         if same_syn:
             # The same SYN again after Zeek closed the row (e.g. at the host's own RST to an old duplicate's
             # SYN+ACK, RFC 9293 Figure 9): the socket never left SYN_SENT.
