@@ -34,6 +34,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import socket
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -158,8 +159,6 @@ class StateRecorder:
         the upper bound of when it happened. A stamp taken before the dump could precede the change itself (the
         loop is preempted, or the tracepoints are drained first) and put a polled state ahead of the traced
         transition it duplicates (:func:`merge_traced` keeps polled states only outside the traced span)."""
-        import time
-
         cur = self.sample()
         return self.diff(time.monotonic() - t0, cur)
 
@@ -238,8 +237,6 @@ class TraceStates:
 
     def drain(self) -> None:
         """Read what the kernel recorded so far (call often: the buffer is shared by every namespace's traffic)."""
-        import time
-
         now = time.monotonic_ns()
         if now - self.last_drain < 20_000_000:  # every 20 ms is plenty; the loop calls this every 2 ms
             return
