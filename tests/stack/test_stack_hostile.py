@@ -16,7 +16,7 @@ from stacknet import same_bytes
 from tcpwise.endpoint import LINUX
 from tcpwise.stack import Host, memory_pair, open_connection, start_server
 from tcpwise.vocab import ACK, FIN, PSH, RST, SYN, URG
-from tcpwise.wire import IPv4Header, emit_ip
+from tcpwise.wire import IPv4Header, WireError, emit_ip
 from tcpwise.wire.ip import build_packet
 from tcpwise.wire.segment import (
     MssOption,
@@ -28,6 +28,7 @@ from tcpwise.wire.segment import (
     UnknownOption,
     WindowScaleOption,
 )
+from tcpwise.wire.tcp import emit_options
 
 A4, B4, A6, B6 = "198.18.64.1", "198.18.64.254", "fd00:64::1", "fd00:64::fe"
 CFG = LINUX.with_(wscale=7)
@@ -53,16 +54,13 @@ def _options(rng: random.Random) -> tuple[Any, ...]:
         NopOption(),
     ]
     opts = tuple(rng.sample(pool, rng.randint(0, 4)))
-    # An option list longer than 40 bytes cannot be encoded: drop from the end until it fits.
-    while sum(_opt_len(o) for o in opts) > 40:
-        opts = opts[:-1]
-    return opts
-
-
-def _opt_len(o: Any) -> int:
-    return {1: 1, 2: 4, 3: 3, 4: 2, 5: 2 + 8 * len(getattr(o, "blocks", ())), 8: 10}.get(
-        o.kind, 2 + len(getattr(o, "data", b""))
-    )
+    # More than 40 bytes of options cannot be encoded (the codec says so): drop from the end until they fit.
+    while True:
+        try:
+            emit_options(opts)
+            return opts
+        except WireError:
+            opts = opts[:-1]
 
 
 def _hostile(rng: random.Random, known: list[tuple[int, int]]) -> bytes:
