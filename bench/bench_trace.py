@@ -273,35 +273,12 @@ def write_syn_flood(path: str, n: int = 500_000, seconds: float = 10.0) -> None:
         f.write(out)
 
 
-_REPORT = """
-import atexit, sys
-def _hwm():
-    with open("/proc/self/status") as f:
-        kb = [ln.split()[1] for ln in f if ln.startswith("VmHWM")]
-    sys.stderr.write("\\nVMHWM %s\\n" % kb[0])
-atexit.register(_hwm)
-from tcpwise.cli import main
-sys.exit(main(["trace", *sys.argv[1:]]))
-"""
-
-
 def peak_run(argv: list[str]) -> tuple[int, float, float]:
-    """(exit code, seconds, peak RSS MB over the process and its workers): VmHWM, reported by the child at exit
-    and sampled from its --jobs workers while they run."""
-    from tcpwise.linux.procfs import child_pids, vm_hwm_kb
+    """(exit code, seconds, peak RSS MB over the process and its --jobs workers) of `tcpwise trace ARGV`."""
+    from tcpwise.linux.procfs import run_peak
 
-    with tempfile.TemporaryFile() as err:
-        t0 = time.perf_counter()
-        p = subprocess.Popen([sys.executable, "-c", _REPORT, *argv], stdout=subprocess.DEVNULL, stderr=err)
-        peak = 0
-        while p.poll() is None:
-            peak = max([peak] + [vm_hwm_kb(k) for k in child_pids(p.pid)])
-            time.sleep(0.02)
-        dt = time.perf_counter() - t0
-        err.seek(0)
-        text = err.read().decode(errors="replace")
-    peak = max([peak] + [int(ln.split()[1]) for ln in text.splitlines() if ln.startswith("VMHWM ")])
-    return p.returncode, dt, peak / 1024
+    run = run_peak("tcpwise.cli:main", ["trace", *argv])
+    return run.returncode, run.seconds, run.peak_kb / 1024
 
 
 def flood(tmpdir: str) -> None:

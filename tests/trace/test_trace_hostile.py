@@ -16,16 +16,13 @@ from __future__ import annotations
 import json
 import os
 import struct
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 from tracecaps import Conv, eth, pcapng
 
 from tcpwise.cli import main
-from tcpwise.linux.procfs import child_pids, vm_hwm_kb
+from tcpwise.linux.procfs import run_peak
 
 REAL = (Path(__file__).parent / "data" / "lo-small.pcap").read_bytes()
 PCAP_HDR = struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 262144, 1)
@@ -229,42 +226,14 @@ def _syn_flood(path: Path, n: int) -> None:
         f.write(out)
 
 
-_REPORT = """
-import atexit, sys
-def _hwm():
-    with open("/proc/self/status") as f:
-        kb = [ln.split()[1] for ln in f if ln.startswith("VmHWM")]
-    sys.stderr.write("\\nVMHWM %s\\n" % kb[0])
-atexit.register(_hwm)
-from tcpwise.cli import main
-sys.exit(main(["trace", *sys.argv[1:]]))
-"""
-
-
 def _child(argv: list[str]) -> tuple[int, str, float]:
     """Run `tcpwise trace` in a child within TIME_BUDGET_S; returns (exit code, stderr, peak RSS in MB of the
-    child and its --jobs workers). The peak is VmHWM (per process, reset by exec; wait4's ru_maxrss would count
-    the pages the child shared with this big test process before exec): the child reports its own at exit,
-    workers are sampled while they run."""
-    import tempfile
-
-    with tempfile.TemporaryFile() as err:
-        p = subprocess.Popen([sys.executable, "-c", _REPORT, *argv], stdout=subprocess.DEVNULL, stderr=err)
-        deadline = time.monotonic() + TIME_BUDGET_S
-        peak = 0
-        while p.poll() is None:
-            if time.monotonic() > deadline:
-                p.kill()
-                p.wait()
-                raise AssertionError(f"tcpwise trace {argv} ran past {TIME_BUDGET_S} s")
-            peak = max([peak] + [vm_hwm_kb(c) for c in child_pids(p.pid)])
-            time.sleep(0.02)
-        err.seek(0)
-        text = err.read().decode()
-    reported = [int(ln.split()[1]) for ln in text.splitlines() if ln.startswith("VMHWM ")]
-    peak = max([peak, *reported])
-    text = "\n".join(ln for ln in text.splitlines() if not ln.startswith("VMHWM ")).strip()
-    return p.returncode, text, peak / 1024
+    child and its --jobs workers)."""
+    try:
+        run = run_peak("tcpwise.cli:main", ["trace", *argv], timeout=TIME_BUDGET_S)
+    except TimeoutError as exc:
+        raise AssertionError(str(exc)) from None
+    return run.returncode, run.stderr, run.peak_kb / 1024
 
 
 @pytest.mark.slow

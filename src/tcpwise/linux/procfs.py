@@ -21,6 +21,10 @@ import marshal
 import mmap
 import os
 import struct
+import subprocess
+import sys
+import tempfile
+import time
 from collections.abc import Container
 from dataclasses import dataclass, field
 
@@ -35,6 +39,8 @@ __all__ = [
     "read_comm",
     "vm_hwm_kb",
     "child_pids",
+    "PeakRun",
+    "run_peak",
 ]
 
 _O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
@@ -92,6 +98,57 @@ def child_pids(pid: int) -> list[int]:
     except OSError:
         pass
     return out
+
+
+# The child of :func:`run_peak`: run ``module:function(args)`` and, at exit, write its own VmHWM to stderr (it
+# cannot be sampled from outside at the very end: the process is gone by then).
+_PEAK_CHILD = """
+import atexit, importlib, sys
+def _hwm():
+    with open("/proc/self/status") as f:
+        kb = [ln.split()[1] for ln in f if ln.startswith("VmHWM")]
+    sys.stderr.write("\\n%s%s\\n" % (sys.argv[1], kb[0]))
+atexit.register(_hwm)
+mod, fn = sys.argv[2].split(":")
+sys.exit(getattr(importlib.import_module(mod), fn)(sys.argv[3:]))
+"""
+_PEAK_MARK = "TCPWISE-VMHWM-KB "
+
+
+@dataclass(frozen=True, slots=True)
+class PeakRun:
+    """What :func:`run_peak` measured: exit code, stderr (without the peak report), wall seconds, peak RSS."""
+
+    returncode: int
+    stderr: str
+    seconds: float
+    peak_kb: int  # the largest VmHWM of the child and of its children (e.g. `trace --jobs` workers)
+
+
+def run_peak(entry: str, args: list[str], timeout: float | None = None) -> PeakRun:
+    """Run ``entry`` (``"package.module:function"``, called with ``args``) in a fresh Python process with stdout
+    discarded, and measure its peak resident set: VmHWM, which exec resets (``wait4``'s ru_maxrss would count the
+    pages a forked child shared with a big parent before exec). The child reports its own at exit; its children
+    are sampled every 20 ms while they run. Past ``timeout`` seconds the child is killed and TimeoutError raised.
+    The benchmarks and the memory tests use this one measurement."""
+    argv = [sys.executable, "-c", _PEAK_CHILD, _PEAK_MARK, entry, *args]
+    with tempfile.TemporaryFile() as err:
+        t0 = time.monotonic()
+        p = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=err)
+        peak = 0
+        while p.poll() is None:
+            if timeout is not None and time.monotonic() - t0 > timeout:
+                p.kill()
+                p.wait()
+                raise TimeoutError(f"{entry} {args} ran past {timeout} s")
+            peak = max([peak] + [vm_hwm_kb(c) for c in child_pids(p.pid)])
+            time.sleep(0.02)
+        dt = time.monotonic() - t0
+        err.seek(0)
+        lines = err.read().decode(errors="replace").splitlines()
+    peak = max([peak] + [int(ln[len(_PEAK_MARK) :]) for ln in lines if ln.startswith(_PEAK_MARK)])
+    text = "\n".join(ln for ln in lines if not ln.startswith(_PEAK_MARK)).strip()
+    return PeakRun(p.returncode, text, dt, peak)
 
 
 def read_fd_limit(pid: int) -> int | None:
