@@ -21,12 +21,14 @@ import argparse
 import importlib
 import importlib.util
 import os
+import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from types import ModuleType
 
 from tcpwise import __version__
-from tcpwise.errors import TcpwiseError
+from tcpwise.errors import TcpwiseError, Terminated
 from tcpwise.term import HelpFormatter
 
 __all__ = ["main", "build_parser"]
@@ -214,6 +216,29 @@ def _load_cli_module(modname: str) -> ModuleType:
     return mod
 
 
+def _raise_terminated(_sig: int, _frame: object) -> None:
+    raise Terminated
+
+
+@contextmanager
+def _sigterm_unwinds() -> Iterator[None]:
+    """SIGTERM's default action kills the process where it stands: a ``-o`` temporary file would stay behind and a
+    worker could outlive its parent. Raised as :class:`Terminated` it takes Ctrl-C's cleanup path instead.
+    Commands with their own SIGTERM policy (watch, lab, probe, guard, the exporter) install it over this one for
+    their run; a handler someone else installed (an embedding program) is left alone."""
+    try:
+        mine = signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+        if mine:
+            signal.signal(signal.SIGTERM, _raise_terminated)
+    except ValueError:  # not the main thread: signals are the host program's business
+        mine = False
+    try:
+        yield
+    finally:
+        if mine:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     if "_ARGCOMPLETE" in os.environ:  # the shell asks for completions (tcpwise completion): answer and exit
@@ -226,10 +251,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        rc = handler(args)
+        with _sigterm_unwinds():
+            rc = handler(args)
     except TcpwiseError as exc:
         print(f"tcpwise: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except Terminated:
+        print("tcpwise: terminated", file=sys.stderr)
+        return 143  # 128 + SIGTERM, what a shell reports for a process SIGTERM killed
     except KeyboardInterrupt:
         print("tcpwise: interrupted", file=sys.stderr)
         return 130

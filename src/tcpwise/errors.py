@@ -7,7 +7,7 @@ The CLI prints ``tcpwise: error: <message>`` and exits with :attr:`UsageError.ex
 
 from __future__ import annotations
 
-__all__ = ["TcpwiseError", "UsageError", "MissingCapability", "BudgetExceeded"]
+__all__ = ["TcpwiseError", "UsageError", "MissingCapability", "BudgetExceeded", "Terminated"]
 
 
 class TcpwiseError(Exception):
@@ -27,3 +27,8 @@ class MissingCapability(TcpwiseError):
 class BudgetExceeded(TcpwiseError):
     """A run reached one of its budgets (simulated events, recorded events, wall time or memory): the parameters
     ask for more than a run may take. The message names the budget and what to lower."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the program is (the CLI installs the handler): it unwinds through the same cleanup
+    as Ctrl-C — temporary output files removed, namespaces and workers stopped — and the CLI exits 143."""

@@ -19,7 +19,7 @@ import struct
 from pathlib import Path
 
 import pytest
-from tracecaps import Conv, eth, pcapng
+from tracecaps import Conv, eth, pcapng, syn_flood
 
 from tcpwise.cli import main
 from tcpwise.linux.procfs import run_peak
@@ -199,31 +199,6 @@ def test_ip_length_lies_are_not_trusted(files, capsys) -> None:
 
 
 # -- no hang, bounded memory: children under a budget ------------------------------------------------------------------
-def _syn_flood(path: Path, n: int) -> None:
-    """n unanswered SYNs within one second (all compact at once: the worst case for memory)."""
-    from tcpwise.wire import internet_checksum
-
-    rec = struct.Struct("<IIII")
-    with open(path, "wb") as f:
-        f.write(PCAP_HDR)
-        out = bytearray()
-        for i in range(n):
-            src, dst = bytes([198, 19, (i >> 8) & 0xFF, i & 0xFF]), bytes([198, 18, 1, 1])
-            ip = bytearray(struct.pack("!BBHHHBBH4s4s", 0x45, 0, 40, 0, 0x4000, 64, 6, 0, src, dst))
-            struct.pack_into("!H", ip, 10, internet_checksum(ip))
-            tcp = bytearray(
-                struct.pack("!HHIIBBHHH", 1024 + (i >> 16), 80, i * 7919, 0, 0x50, 2, 64240, 0, 0)
-            )
-            struct.pack_into("!H", tcp, 16, internet_checksum(src + dst + b"\x00\x06\x00\x14" + tcp))
-            out += (
-                rec.pack(1_700_000_000, i % 1_000_000, 54, 54)
-                + b"\x02" * 6
-                + b"\x04" * 6
-                + b"\x08\x00"
-                + ip
-                + tcp
-            )
-        f.write(out)
 
 
 def _child(argv: list[str]) -> tuple[int, str, float]:
@@ -242,7 +217,7 @@ def test_syn_flood_is_bounded_in_every_mode(tmp_path) -> None:
     the issue's goal for a 500k-SYN capture (bench/bench_trace.py measures that one). With --jobs 2 the budget
     holds for each process."""
     p = tmp_path / "flood.pcap"
-    _syn_flood(p, 100_000)
+    syn_flood(p, 100_000)
     for extra in (["--format", "zeek"], ["--format", "table"], ["--format", "json", "--jobs", "2"]):
         rc, err, peak = _child([str(p), *extra, "-o", str(tmp_path / "out")])
         assert rc == 0 and "Traceback" not in err

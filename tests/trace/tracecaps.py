@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import struct
 from collections.abc import Iterable
 
@@ -169,4 +170,31 @@ def pcapng(
             e,
         )
     with open(path, "wb") as f:
+        f.write(out)
+
+
+def syn_flood(path: str | os.PathLike[str], n: int) -> None:
+    """n unanswered SYNs within one second (all compact at once: the worst case for memory)."""
+    from tcpwise.wire import internet_checksum
+
+    rec = struct.Struct("<IIII")
+    with open(path, "wb") as f:
+        f.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 262144, 1))  # Ethernet
+        out = bytearray()
+        for i in range(n):
+            src, dst = bytes([198, 19, (i >> 8) & 0xFF, i & 0xFF]), bytes([198, 18, 1, 1])
+            ip = bytearray(struct.pack("!BBHHHBBH4s4s", 0x45, 0, 40, 0, 0x4000, 64, 6, 0, src, dst))
+            struct.pack_into("!H", ip, 10, internet_checksum(ip))
+            tcp = bytearray(
+                struct.pack("!HHIIBBHHH", 1024 + (i >> 16), 80, i * 7919, 0, 0x50, 2, 64240, 0, 0)
+            )
+            struct.pack_into("!H", tcp, 16, internet_checksum(src + dst + b"\x00\x06\x00\x14" + tcp))
+            out += (
+                rec.pack(1_700_000_000, i % 1_000_000, 54, 54)
+                + b"\x02" * 6
+                + b"\x04" * 6
+                + b"\x08\x00"
+                + ip
+                + tcp
+            )
         f.write(out)

@@ -185,7 +185,9 @@ def _produce(args: argparse.Namespace, fmt: str, cap: Any, stop: Any, jobs: int,
     if jobs > 1:
         from tcpwise.trace.parallel import trace_parallel
 
-        return trace_parallel(args.file, fmt, f, jobs, _summary, timers=timers, checksums=args.checksums)
+        return trace_parallel(
+            args.file, fmt, f, jobs, _summary, timers=timers, checksums=args.checksums, stop=stop
+        )
     if fmt == "json":
         js = JsonSink(f, addrs.name)
         res = trace_file(args.file, js, addrs, **opts)

@@ -47,8 +47,8 @@ from typing import Any, TextIO
 import numpy as np
 
 from tcpwise.trace.decode import AddrTable, DecodeStats, Packets, decode_arrays, partition_of, to_decoded
-from tcpwise.trace.output import BATCH, TraceResult, conn_json
-from tcpwise.trace.reader import CaptureError, open_capture
+from tcpwise.trace.output import BATCH, TraceResult, conn_json, sigint_to
+from tcpwise.trace.reader import CaptureError, StopFlag, open_capture
 from tcpwise.trace.tracker import Conn, Tracker, ZeekTimers
 from tcpwise.trace.zeek import ZeekWriter, uid_of
 
@@ -185,7 +185,11 @@ def _child(rfd: int, wfd: int, fmt: str, timers: ZeekTimers) -> None:
     out = os.fdopen(wfd, "wb", buffering=1 << 20)
     inp = os.fdopen(rfd, "rb", buffering=1 << 20)
     try:
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        # Ctrl-C reaches the whole process group: the parent decides (it stops reading and lets every worker
+        # finish what it was sent, so the output stays whole). SIGTERM gets its default back: the CLI's handler,
+        # inherited by fork, would unwind the worker as if it were the CLI.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
         gc.disable()  # as trace_file: the tracker makes no cycles
         _worker(inp, out, fmt, timers)
     except BaseException as exc:  # noqa: BLE001 - reported to the parent, which raises it
@@ -201,8 +205,9 @@ def _child(rfd: int, wfd: int, fmt: str, timers: ZeekTimers) -> None:
 class _Feeder:
     """The parent's reading side: decode each batch once, send every worker its share (a thread per worker)."""
 
-    def __init__(self, path: str, batch: int, checksums: str, inputs: list[Any]) -> None:
-        self.path, self.batch, self.checksums = path, batch, checksums
+    def __init__(self, path: str, batch: int, checksums: str, inputs: list[Any], stop: StopFlag) -> None:
+        self.path, self.batch, self.checksums, self.stop = path, batch, checksums, stop
+        self.interrupted = False  # Ctrl-C: reading stopped early, the output covers packets_read packets
         self.inputs = inputs
         self.jobs = len(inputs)
         self.stats = DecodeStats()
@@ -241,7 +246,7 @@ class _Feeder:
         addrs = AddrTable()
         sent_v6 = 0
         try:
-            with open_capture(self.path) as cap:
+            with open_capture(self.path, self.stop) as cap:
                 self.format = cap.format
                 try:
                     for rb in cap.batches(self.batch):
@@ -251,6 +256,9 @@ class _Feeder:
                         names = addrs.v6_since(sent_v6)
                         sent_v6 += len(names)
                         self._share(pk, names)
+                        if self.stop.requested:  # as trace_file: stop at a batch boundary, output stays whole
+                            self.interrupted = True
+                            break
                 except CaptureError as exc:
                     if cap.packets_read == 0:
                         raise
@@ -299,12 +307,24 @@ def trace_parallel(
     batch: int = BATCH,
     timers: ZeekTimers | None = None,
     checksums: str = "auto",
+    stop: StopFlag | None = None,
 ) -> TraceResult:
     """Write ``fmt`` ("json" or "zeek") for ``path`` to ``out`` using ``jobs`` worker processes.
 
     ``summary(result) -> dict`` builds the JSON summary object. The bytes written are those of the
     single-process sinks (:class:`~tcpwise.trace.output.JsonSink`, :class:`~tcpwise.trace.zeek.ZeekWriter`).
+    Ctrl-C as in :func:`~tcpwise.trace.output.trace_file`: the first stops reading at the next batch and the
+    output is completed for what was read (``interrupted``); the third abandons the run.
     """
+    stop = stop or StopFlag()
+    with sigint_to(stop):
+        return _trace_parallel(path, fmt, out, jobs, summary, batch, timers, checksums, stop)
+
+
+def _trace_parallel(
+    path: str, fmt: str, out: TextIO, jobs: int, summary: Any, batch: int, timers: ZeekTimers | None,
+    checksums: str, stop: StopFlag,
+) -> TraceResult:  # fmt: skip
     if fmt not in ("json", "zeek"):
         raise ValueError(f"--jobs supports json and zeek, not {fmt!r}")
     # The headers first, as the single-process sinks write them (Zeek's #open is the start time). The caller
@@ -340,7 +360,7 @@ def trace_parallel(
             pids.append(pid)
             feeds.append(os.fdopen(rfd, "rb", buffering=1 << 20))
             inputs.append(os.fdopen(win, "wb", buffering=1 << 20))
-        feeder = _Feeder(path, batch, checksums, inputs)
+        feeder = _Feeder(path, batch, checksums, inputs, stop)
         feeder.start()
         infos = _merge(out, fmt, feeds)
         feeder.join()
@@ -358,6 +378,7 @@ def trace_parallel(
             format=feeder.format,
             error=feeder.error,
             packets_read=feeder.packets_read,
+            interrupted=feeder.interrupted,
         )
         res.warnings = feeder.stats.warnings()
         if zw is not None:

@@ -75,6 +75,7 @@ _BOM = 0x1A2B3C4D
 _STREAM_CAP = 32 << 20  # bytes buffered from a stream before a batch is cut, whatever its record count
 _WAIT_NOTICE_S = 1.0  # a stream silent this long at the start gets a one-line "waiting" notice on stderr
 _DRAIN_S = 1.0  # after Ctrl-C, a stream is read until it has been silent this long
+_DRAIN_MAX_S = 5.0  # ... and in all, from the first Ctrl-C
 
 
 class CaptureError(UsageError):
@@ -124,12 +125,14 @@ class _Stream:
         self._poll.register(fd, select.POLLIN | select.POLLHUP | select.POLLERR)
         self._noticed = False
         self._drain_until: float | None = None
+        self._drain_last = 0.0  # the drain's hard end, set by the first Ctrl-C
 
     def more(self, started: float | None = None) -> bool:
         """Block until at least one more byte (True), or the end of the stream (False); then take whatever else
         is already waiting, up to a cap. After one Ctrl-C the stream is drained — read until its writer closes
-        it or it stays silent for a second (tcpdump flushes its last packets when interrupted too); a second
-        Ctrl-C ends it at once."""
+        it or it stays silent for a second (tcpdump flushes its last packets when interrupted too), and never
+        longer than a few seconds in all (a writer that keeps trickling did not get the Ctrl-C: a FIFO fed by
+        another program); a second Ctrl-C ends it at once."""
         if self.eof:
             return False
         got = False
@@ -139,6 +142,7 @@ class _Stream:
                 now = time.monotonic()
                 if self._drain_until is None:
                     self._drain_until = now + _DRAIN_S
+                    self._drain_last = now + _DRAIN_MAX_S
                 if req >= 2 or now > self._drain_until:
                     self.eof = True
                     return False
@@ -153,7 +157,7 @@ class _Stream:
             if self.eof:
                 return got
         if self._drain_until is not None:
-            self._drain_until = time.monotonic() + _DRAIN_S
+            self._drain_until = min(time.monotonic() + _DRAIN_S, self._drain_last)
         while len(self.buf) < _STREAM_CAP and self._poll.poll(0):
             if not self._read_once():
                 break
