@@ -74,6 +74,9 @@ def corpus(tmp: Path) -> dict[str, tuple[bytes, int, str]]:
     wi = bytearray(wrong_iface)
     epb = wi.rfind(struct.pack("<I", 6))
     struct.pack_into("<I", wi, epb + 8, 7)  # interface 7 of 1
+    trailer = bytearray(ng)
+    struct.pack_into("<I", trailer, len(trailer) - 4, int.from_bytes(trailer[-4:], "little") + 4)
+    giant = ng + struct.pack("<II", 6, 0xFFFFFFF0) + b"\x00" * 4096  # a 4 GiB block that is not there
     corrupt = bytearray(REAL)
     struct.pack_into("<I", corrupt, 24 + 16 + 74 + 16 + 74 + 8, 0x7FFFFFFF)  # record 3's captured length
     return {
@@ -94,6 +97,8 @@ def corpus(tmp: Path) -> dict[str, tuple[bytes, int, str]]:
         "pcapng-bad-block-length": (bytes(bad_len), 2, "pcapng"),
         "pcapng-wrong-interface": (bytes(wi), 2, "interface 7"),
         "pcapng-cut": (ng[:-20], 2, "truncated"),
+        "pcapng-trailer-mismatch": (bytes(trailer), 2, "at its end"),
+        "pcapng-giant-block": (giant, 2, "block length 4294967280"),
         "ip-length-lies": (_ip_length_lies(), 0, "IPv4 total length larger than the packet on the wire"),
         "bad-ihl-doff-short": (_bad_headers(), 0, "skipped"),
     }
@@ -130,7 +135,7 @@ def _run(argv: list[str], capsys) -> tuple[int, str, str]:
     "text", "empty", "tiny", "all-ff", "header-only", "short-header", "bogus-linktype-no-records",
     "bogus-linktype-records", "cut-mid-record", "corrupt-caplen", "garbage-tail", "pcapng-ok", "pcapng-shb-only",
     "pcapng-bogus-idb", "pcapng-bad-block-length", "pcapng-wrong-interface", "pcapng-cut", "ip-length-lies",
-    "bad-ihl-doff-short",
+    "bad-ihl-doff-short", "pcapng-trailer-mismatch", "pcapng-giant-block",
 ])  # fmt: skip
 def test_every_mode_same_exit_code_one_line(name: str, files, tmp_path, capsys) -> None:
     pytest.importorskip("pyarrow")

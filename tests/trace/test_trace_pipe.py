@@ -14,6 +14,7 @@ import re
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -360,3 +361,23 @@ def test_one_ctrl_c_ends_a_stream_that_keeps_trickling() -> None:
     assert took < 15, took  # the 5 s limit plus slack for a loaded machine; without a limit: never
     doc = json.loads(out)
     assert doc["summary"]["interrupted"] is True and doc["connections"]
+
+
+def test_a_giant_pcapng_block_on_a_stream_fails_at_once(tmp_path) -> None:
+    """A block header claiming 4 GiB on a pipe that stays open: the capture is damaged, said at once (exit 2,
+    complete output for the packets before it), not buffered until the writer has sent 4 GiB."""
+    good = tmp_path / "g.pcapng"
+    pkts = [(0, t, eth(p)) for t, p in Conv().handshake().c("FA").s("FA").c("A").pkts]
+    pcapng(str(good), [(1, None)], pkts)
+    r, w = os.pipe()
+    p = subprocess.Popen(
+        [*CLI, "-", "--format", "json"], stdin=r, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    os.close(r)
+    try:
+        os.write(w, good.read_bytes() + struct.pack("<II", 6, 0xFFFFFFF0) + b"\x00" * 65536)
+        out, err = p.communicate(timeout=30)  # the pipe is still open: only the check can end the run
+    finally:
+        os.close(w)
+    assert p.returncode == 2 and "block length 4294967280" in err.decode(), err
+    assert len(json.loads(out)["connections"]) == 1

@@ -63,6 +63,7 @@ __all__ = [
 
 # libpcap's MAXIMUM_SNAPLEN is 262144; a record claiming more than this is corruption, not a big packet.
 MAX_CAPLEN = 262144 * 4
+MAX_BLOCK = 16 << 20  # the largest pcapng block we accept (name resolution and secrets blocks can be big)
 
 _PCAP_MAGIC = {
     b"\xd4\xc3\xb2\xa1": ("<", 1e-6),
@@ -534,11 +535,19 @@ class _NgWalker:
                 self.ifaces = []  # interface ids are per section
                 self.seen_shb = True
             blen = self.u32(mm, off + 4)[0]
-            if blen < 12 or blen % 4:
+            if blen < 12 or blen % 4 or blen > MAX_BLOCK:
+                # Over MAX_BLOCK: no capture tool writes such a block, and on a stream we would buffer up to 4 GiB
+                # waiting for its end instead of saying the capture is damaged.
                 self.error = CaptureError(f"{path}: corrupt pcapng block at byte {off}: block length {blen}")
                 return off, "error"
             if off + blen > size:
                 return off, "need"
+            if self.u32(mm, off + blen - 4)[0] != blen:  # pcapng §3.1: the length is repeated at the block's end
+                self.error = CaptureError(
+                    f"{path}: corrupt pcapng block at byte {off}: block length {blen} at its start, "
+                    f"{self.u32(mm, off + blen - 4)[0]} at its end"
+                )
+                return off, "error"
             err = self._block(mm, btype, off, blen)
             if err is not None:
                 self.error = CaptureError(f"{path}: {err}")
