@@ -18,6 +18,7 @@ when the user presses TAB, so completion never drifts from the options) and the 
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import importlib.util
 import os
@@ -216,6 +217,17 @@ def _load_cli_module(modname: str) -> ModuleType:
     return mod
 
 
+_WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO})
+
+
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null: what is still buffered for a closed or full stdout would fail again at exit."""
+    try:
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - lives until exit
+    except OSError:
+        pass
+
+
 def _raise_terminated(_sig: int, _frame: object) -> None:
     raise Terminated
 
@@ -264,12 +276,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         # `tcpwise ... | head` closed the pipe: not an error worth a traceback.
-        try:
-            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - silence the flush at exit
-        except OSError:
-            pass
+        _quiet_stdout()
         return 0
     except Exception as exc:  # a bug: say so in one line, traceback on request
+        if isinstance(exc, OSError) and exc.errno in _WRITE_ERRNOS:
+            # not a bug: stdout on a full disk or a failing device (`> /dev/full`); -o files say so via outfile
+            print(f"tcpwise: error: cannot write: {exc.strerror}", file=sys.stderr)
+            _quiet_stdout()
+            return 2
         if os.environ.get("TCPWISE_DEBUG"):
             raise
         print(

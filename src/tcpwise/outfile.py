@@ -64,6 +64,12 @@ def atomic_output(path: str, mode: str = "w") -> Iterator[IO[Any]]:
     """
     if mode not in ("w", "wb"):
         raise ValueError(f"atomic_output mode must be 'w' or 'wb', not {mode!r}")
+    _check_name(path)
+    if path == "-":  # standard output, as every -o of the CLI reads it; not closed here
+        if "b" in mode and sys.stdout.isatty():
+            raise UsageError("binary output: use -o FILE or redirect stdout")
+        yield sys.stdout.buffer if "b" in mode else sys.stdout
+        return
     try:
         real, st = _resolve(path)
     except OSError as exc:
@@ -105,6 +111,12 @@ def atomic_output(path: str, mode: str = "w") -> Iterator[IO[Any]]:
         raise
 
 
+def _check_name(path: str) -> None:
+    """An empty ``-o ''`` (an unset shell variable) must not quietly mean stdout or the current directory."""
+    if not path:
+        raise UsageError("the output path is empty (use - for standard output)")
+
+
 def _enc(mode: str) -> str | None:
     return None if "b" in mode else "utf-8"
 
@@ -127,7 +139,9 @@ def write_output(data: str | bytes, path: str | None) -> None:
 
     Binary data (a pcap) is refused on a terminal: it would only garble it.
     """
-    if path and path != "-":
+    if path is not None:
+        _check_name(path)
+    if path is not None and path != "-":
         write_atomic(path, data)
         return
     if isinstance(data, bytes):

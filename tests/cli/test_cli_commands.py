@@ -218,3 +218,51 @@ def test_lab_output_fits_80_columns(
     assert main(argv) in (0, 1)
     text = capsys.readouterr().out
     assert text.strip() and _widest(text) <= 80, [ln for ln in text.splitlines() if cell_width(ln) > 80]
+
+
+# -- output paths that are mistakes -------------------------------------------------------------------------------
+def test_a_full_stdout_is_one_line_not_an_internal_error() -> None:
+    """`> /dev/full`: ENOSPC on stdout is the environment's fault, said in one line with exit 2 (was exit 70)."""
+    import subprocess
+    import sys
+
+    for argv in (["scenarios", "--json"], ["sim", "close"]):
+        with open("/dev/full", "w") as full:
+            r = subprocess.run([sys.executable, "-m", "tcpwise.cli", *argv], stdout=full, stderr=subprocess.PIPE,
+                               text=True, timeout=60)  # fmt: skip
+        assert r.returncode == 2, (argv, r.stderr)
+        assert r.stderr.strip() == "tcpwise: error: cannot write: No space left on device", r.stderr
+
+
+def test_empty_and_dash_output_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    """-o '' (an unset shell variable) is refused, never stdout or the current directory; -o - is stdout for
+    every command (trace used to create a file named '-')."""
+    monkeypatch.chdir(tmp_path)
+    assert _run(["sim", "close", "--format", "pcap", "-o", "c.pcap"]) == 0
+    for argv in (
+        ["sim", "close", "-o", ""],
+        ["trace", "c.pcap", "-o", ""],
+        ["trace", "c.pcap", "--conn", "1", "-o", ""],
+    ):
+        capsys.readouterr()
+        assert _run(argv) == 2, argv
+        assert "the output path is empty" in capsys.readouterr().err
+    capsys.readouterr()
+    assert _run(["trace", "c.pcap", "--format", "zeek", "-o", "-"]) == 0
+    assert capsys.readouterr().out.startswith("#separator")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.pcap"]
+
+
+def test_trace_refuses_to_write_over_its_capture(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert _run(["sim", "close", "--format", "pcap", "-o", "c.pcap"]) == 0
+    before = (tmp_path / "c.pcap").read_bytes()
+    (tmp_path / "link.pcap").symlink_to(tmp_path / "c.pcap")
+    for argv in (["trace", "c.pcap", "-o", "c.pcap"], ["trace", "c.pcap", "-f", "json", "-o", "./link.pcap"],
+                 ["trace", "link.pcap", "--conn", "1", "-o", "c.pcap"]):  # fmt: skip
+        capsys.readouterr()
+        assert _run(argv) == 2, argv
+        assert "is the capture being read" in capsys.readouterr().err
+    assert (tmp_path / "c.pcap").read_bytes() == before

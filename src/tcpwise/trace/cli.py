@@ -140,8 +140,9 @@ def _run(args: argparse.Namespace) -> int:
         raise UsageError(
             f"unknown format {fmt!r} (valid: {', '.join(LIST_FORMATS)}; with --conn: {', '.join(CONN_FORMATS)})"
         )
-    if fmt == "parquet" and not args.output:
+    if fmt == "parquet" and (not args.output or args.output == "-"):
         raise UsageError("--format parquet writes a binary file: add -o FILE.parquet")
+    _not_the_input(args.file, args.output)
     if fmt == "parquet":
         from tcpwise.trace.parquet import require_pyarrow
 
@@ -168,7 +169,7 @@ def _run(args: argparse.Namespace) -> int:
 def _write(args: argparse.Namespace, fmt: str, cap: Any, stop: Any, jobs: int) -> Any:
     from tcpwise.outfile import atomic_output
 
-    if not args.output:
+    if args.output is None:
         return _produce(args, fmt, cap, stop, jobs, sys.stdout)
     with atomic_output(args.output, "wb" if fmt == "parquet" else "w") as f:
         return _produce(args, fmt, cap, stop, jobs, f)
@@ -239,6 +240,7 @@ def _run_conn(args: argparse.Namespace) -> int:
     fmt = args.format or "text"
     if fmt not in CONN_FORMATS:
         raise UsageError(f"--conn draws one connection: --format must be one of {', '.join(CONN_FORMATS)}")
+    _not_the_input(args.file, args.output)
     from tcpwise.term import output_width
     from tcpwise.trace.conn_view import draw_connection
 
@@ -250,6 +252,18 @@ def _run_conn(args: argparse.Namespace) -> int:
 
     write_output(out, args.output)
     return _finish(args, res)
+
+
+def _not_the_input(capture: str, output: str | None) -> None:
+    """``-o`` naming the capture itself would replace it by the output once the trace succeeds."""
+    if not output or output == "-" or capture == "-":
+        return
+    try:
+        same = os.path.samefile(capture, output)
+    except OSError:  # one of them does not exist (yet): not the same file
+        return
+    if same:
+        raise UsageError(f"-o {output} is the capture being read: the output would replace it")
 
 
 PARALLEL_MIN_BYTES = 8_000_000
