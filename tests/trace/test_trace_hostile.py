@@ -74,6 +74,7 @@ def corpus(tmp: Path) -> dict[str, tuple[bytes, int, str]]:
     wi = bytearray(wrong_iface)
     epb = wi.rfind(struct.pack("<I", 6))
     struct.pack_into("<I", wi, epb + 8, 7)  # interface 7 of 1
+    far = [(0, 1.6e13 + t, f) for _i, t, f in good]  # 1 s ticks: the year 500,000
     trailer = bytearray(ng)
     struct.pack_into("<I", trailer, len(trailer) - 4, int.from_bytes(trailer[-4:], "little") + 4)
     giant = ng + struct.pack("<II", 6, 0xFFFFFFF0) + b"\x00" * 4096  # a 4 GiB block that is not there
@@ -99,6 +100,7 @@ def corpus(tmp: Path) -> dict[str, tuple[bytes, int, str]]:
         "pcapng-cut": (ng[:-20], 2, "truncated"),
         "pcapng-trailer-mismatch": (bytes(trailer), 2, "at its end"),
         "pcapng-giant-block": (giant, 2, "block length 4294967280"),
+        "pcapng-far-future": (_pcapng(tmp, [(1, 0)], far), 0, "timestamp before 1970 or after 9999"),
         "ip-length-lies": (_ip_length_lies(), 0, "IPv4 total length larger than the packet on the wire"),
         "bad-ihl-doff-short": (_bad_headers(), 0, "skipped"),
     }
@@ -135,7 +137,7 @@ def _run(argv: list[str], capsys) -> tuple[int, str, str]:
     "text", "empty", "tiny", "all-ff", "header-only", "short-header", "bogus-linktype-no-records",
     "bogus-linktype-records", "cut-mid-record", "corrupt-caplen", "garbage-tail", "pcapng-ok", "pcapng-shb-only",
     "pcapng-bogus-idb", "pcapng-bad-block-length", "pcapng-wrong-interface", "pcapng-cut", "ip-length-lies",
-    "bad-ihl-doff-short", "pcapng-trailer-mismatch", "pcapng-giant-block",
+    "bad-ihl-doff-short", "pcapng-trailer-mismatch", "pcapng-giant-block", "pcapng-far-future",
 ])  # fmt: skip
 def test_every_mode_same_exit_code_one_line(name: str, files, tmp_path, capsys) -> None:
     pytest.importorskip("pyarrow")
@@ -252,3 +254,16 @@ def test_the_exit_code_check_can_fail(files, capsys, monkeypatch) -> None:
     path, _c, _w = files["cut-mid-record"]
     rc, _out, _err = _run(["trace", str(path), "--conn", "1"], capsys)
     assert rc != 2  # the planted bug is visible: the invariant test above would fail on it
+
+
+def test_a_cut_capture_says_so_inside_the_json_too(files, tmp_path, capsys) -> None:
+    """The rows of a damaged capture are written (what could be read), and the document itself says it is
+    partial: a file kept for later must not look like a whole capture's analysis."""
+    path, code, word = files["cut-mid-record"]
+    out = tmp_path / "o.json"
+    assert main(["trace", str(path), "--format", "json", "-o", str(out)]) == code == 2
+    summary = json.loads(out.read_text())["summary"]
+    assert summary["error"] and word in summary["error"]
+    good = files["pcapng-ok"][0]
+    assert main(["trace", str(good), "--format", "json", "-o", str(out)]) == 0
+    assert json.loads(out.read_text())["summary"]["error"] is None

@@ -302,4 +302,6 @@ def _summary(res: Any) -> dict[str, Any]:
         "connections": res.connections,
         "peak_open_connections": res.peak_open,
         "interrupted": res.interrupted,
+        # damage that ended the read early (the rows cover the packets before it), else null
+        "error": str(res.error) if res.error is not None else None,
     }

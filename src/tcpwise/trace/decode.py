@@ -185,10 +185,24 @@ def decode_arrays(
     n = len(rb)
     stats.packets += n
     l3, fam = _link_layer(buf, rb, stats)
+    _timestamps_in_range(rb.ts, fam, stats)
     f = _Fields(n)
     _ipv4(buf, rb, l3, fam, f, stats, checksums)
     _ipv6(buf, rb, l3, fam, f, stats, addrs)
     return _tcp(buf, rb, l3, f, stats, addrs, part, checksums)
+
+
+# 10000-01-01: a timestamp past it (a pcapng if_tsresol/if_tsoffset gone wrong, a corrupt record) is damage, and
+# no date type downstream (Parquet's, Python's datetime) could hold it.
+_TS_END = 253_402_300_800.0
+
+
+def _timestamps_in_range(ts: np.ndarray, fam: np.ndarray, stats: DecodeStats) -> None:
+    """Skip IP packets stamped before 1970 or after 9999 (NaN too): counted and warned, never tracked."""
+    odd = ~((ts >= 0.0) & (ts < _TS_END)) & (fam != 0)
+    if odd.any():
+        stats.bad["timestamp before 1970 or after 9999"] += int(odd.sum())
+        fam[odd] = 0
 
 
 class _Fields:
