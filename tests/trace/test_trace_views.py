@@ -215,3 +215,26 @@ def test_planted_cut_story_turns_red(tmp_path, monkeypatch) -> None:
     monkeypatch.setattr(TableSink, "_print", cutting)
     words = " ".join(ln.strip() for ln in _table(_conns(tmp_path), 80, wide=False).splitlines())
     assert "server holds TIME_WAIT" not in words
+
+
+@pytest.mark.parametrize("bad_len", [0, 1, 255])
+def test_conn_draws_packets_whose_options_are_malformed(bad_len, tmp_path, capsys) -> None:
+    """The tracker counts a SYN whose option list is malformed (it reads the fixed header only); the diagram
+    must draw it too — without the options, and saying so — not silently show a connection without its SYN."""
+    from tcpwise.wire import MssOption
+
+    conv = (
+        Conv().c("S", opts=(MssOption(1460),)).s("SA", opts=(MssOption(1460),)).c("A").c("FA").s("FA").c("A")
+    )
+    t, syn = conv.pkts[0]
+    b = bytearray(syn)
+    assert b[40:42] == b"\x02\x04"  # MSS right after the 20-byte IPv4 and TCP headers
+    b[41] = bad_len
+    conv.pkts[0] = (t, bytes(b))
+    path = conv.write(str(tmp_path / "c.pcap"))
+    assert main(["trace", path, "--conn", "1", "--format", "json", "-C"]) == 0
+    out, err = capsys.readouterr()
+    sends = [e for e in json.loads(out)["events"] if e["kind"] == "send"]
+    assert [e["segment"]["flags"] for e in sends] == ["S", "SA", "A", "FA", "FA", "A"]
+    assert sends[0]["segment"].get("opts") is None and sends[1]["segment"]["opts"]
+    assert "1 packet(s) of connection #1 drawn without their TCP options (malformed)" in err

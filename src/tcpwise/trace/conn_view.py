@@ -23,6 +23,7 @@ from tcpwise.trace.reader import Capture, CaptureError, open_capture
 from tcpwise.trace.tracker import Conn, ZeekTimers
 from tcpwise.trace.zeek import conn_state
 from tcpwise.vocab import EventKind, TcpState
+from tcpwise.wire import IpHeader, TcpSegment
 
 __all__ = ["connection_run", "draw_connection"]
 
@@ -92,7 +93,6 @@ def connection_run(
         raise UsageError(
             f"no connection {n} in {path}: it has {res.connections} (see the # column of `tcpwise trace`){damage}"
         )
-    from tcpwise.wire import WireError, parse_packet
 
     orig_h, resp_h = addrs.name(c.orig_ep >> 16), addrs.name(c.resp_ep >> 16)
     orig_p, resp_p = c.orig_ep & 0xFFFF, c.resp_ep & 0xFFFF
@@ -102,25 +102,18 @@ def connection_run(
     tpkt = list(c.trans_pkt)
     ti = 0
     names = ("A", "B")
+    no_opts = 0  # packets drawn without their (malformed) TCP options
     with open_capture(path) as cap:
         for ts, linktype, data, idx in _packets_between(cap, c.first_index, c.last_index):
             off = _l3_offset(linktype, data)
             if off is None:
                 continue
-            l3 = data[off:]
-            try:
-                hdr, seg = parse_packet(l3)
-            except WireError:
-                # A snaplen-cut packet: pad to the IP length so the header fields still decode (payload unknown).
-                try:
-                    total = (
-                        struct.unpack_from("!H", l3, 2)[0]
-                        if l3[0] >> 4 == 4
-                        else 40 + struct.unpack_from("!H", l3, 4)[0]
-                    )
-                    hdr, seg = parse_packet(l3 + b"\0" * max(0, total - len(l3)))
-                except (WireError, IndexError, struct.error):
-                    continue
+            got = _parse_lenient(data[off:])
+            if got is None:
+                continue
+            hdr, seg, opts_ok = got
+            if not opts_ok:
+                no_opts += 1
             ports = (seg.sport, seg.dport)
             if ports == (orig_p, resp_p) and hdr.src == orig_h and hdr.dst == resp_h:
                 d = 0
@@ -148,6 +141,8 @@ def connection_run(
     while ti < len(trans):
         _state_event(events, trans[ti], t0, names)
         ti += 1
+    if no_opts:
+        res.warnings.append(f"{no_opts} packet(s) of connection #{n} drawn without their TCP options (malformed)")
     st = conn_state(c)
     text = story(c)
     run = Run(
@@ -170,6 +165,35 @@ def connection_run(
         },
     )
     return run, res
+
+
+def _parse_lenient(l3: bytes) -> tuple[IpHeader, TcpSegment, bool] | None:
+    """(IP header, TCP segment, options intact) of a packet the tracker counted, or None if it is not TCP/IP.
+
+    The tracker reads the fixed header only, so a packet it counted must be drawn even when the codec refuses
+    it whole: a snaplen-cut packet is padded to its IP length (the payload is unknown, the header fields are
+    not); malformed TCP options (a length of 0 or 1, past the header) are dropped and the caller says so."""
+    from tcpwise.wire import WireError, parse_ip, parse_packet, parse_tcp
+
+    try:
+        total = struct.unpack_from("!H", l3, 2)[0] if l3[0] >> 4 == 4 else 40 + struct.unpack_from("!H", l3, 4)[0]
+    except (IndexError, struct.error):
+        return None
+    l3 = l3 + b"\0" * max(0, total - len(l3))
+    try:
+        hdr, seg = parse_packet(l3)
+        return hdr, seg, True
+    except WireError:
+        pass
+    try:
+        hdr, payload = parse_ip(l3)
+        tcp = bytearray(payload)
+        if hdr.proto != 6 or hdr.is_fragment or len(tcp) < 20:
+            return None
+        tcp[20 : (tcp[12] >> 4) * 4] = bytes(max(0, (tcp[12] >> 4) * 4 - 20))  # all EOL: no options
+        return hdr, parse_tcp(tcp), False
+    except WireError:
+        return None
 
 
 def _state_event(
