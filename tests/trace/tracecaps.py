@@ -173,8 +173,9 @@ def pcapng(
         f.write(out)
 
 
-def syn_flood(path: str | os.PathLike[str], n: int) -> None:
-    """n unanswered SYNs within one second (all compact at once: the worst case for memory)."""
+def syn_flood(path: str | os.PathLike[str], n: int, flags: int = 0x02) -> None:
+    """n unanswered SYNs within one second (all compact at once: the worst case for memory); ``flags`` sends
+    one packet of another kind per 4-tuple instead (0x10 an ACK scan, 0x04 resets, 0x12 SYN-ACK backscatter)."""
     from tcpwise.wire import internet_checksum
 
     rec = struct.Struct("<IIII")
@@ -186,7 +187,7 @@ def syn_flood(path: str | os.PathLike[str], n: int) -> None:
             ip = bytearray(struct.pack("!BBHHHBBH4s4s", 0x45, 0, 40, 0, 0x4000, 64, 6, 0, src, dst))
             struct.pack_into("!H", ip, 10, internet_checksum(ip))
             tcp = bytearray(
-                struct.pack("!HHIIBBHHH", 1024 + (i >> 16), 80, i * 7919, 0, 0x50, 2, 64240, 0, 0)
+                struct.pack("!HHIIBBHHH", 1024 + (i >> 16), 80, i * 7919, 0, 0x50, flags, 64240, 0, 0)
             )
             struct.pack_into("!H", tcp, 16, internet_checksum(src + dst + b"\x00\x06\x00\x14" + tcp))
             out += (

@@ -142,7 +142,9 @@ def connection_run(
         _state_event(events, trans[ti], t0, names)
         ti += 1
     if no_opts:
-        res.warnings.append(f"{no_opts} packet(s) of connection #{n} drawn without their TCP options (malformed)")
+        res.warnings.append(
+            f"{no_opts} packet(s) of connection #{n} drawn without their TCP options (malformed)"
+        )
     st = conn_state(c)
     text = story(c)
     run = Run(
@@ -176,7 +178,9 @@ def _parse_lenient(l3: bytes) -> tuple[IpHeader, TcpSegment, bool] | None:
     from tcpwise.wire import WireError, parse_ip, parse_packet, parse_tcp
 
     try:
-        total = struct.unpack_from("!H", l3, 2)[0] if l3[0] >> 4 == 4 else 40 + struct.unpack_from("!H", l3, 4)[0]
+        total = (
+            struct.unpack_from("!H", l3, 2)[0] if l3[0] >> 4 == 4 else 40 + struct.unpack_from("!H", l3, 4)[0]
+        )
     except (IndexError, struct.error):
         return None
     l3 = l3 + b"\0" * max(0, total - len(l3))

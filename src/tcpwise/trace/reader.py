@@ -542,7 +542,8 @@ class _NgWalker:
                 return off, "error"
             if off + blen > size:
                 return off, "need"
-            if self.u32(mm, off + blen - 4)[0] != blen:  # pcapng §3.1: the length is repeated at the block's end
+            # pcapng §3.1: the block length is repeated at the block's end
+            if self.u32(mm, off + blen - 4)[0] != blen:
                 self.error = CaptureError(
                     f"{path}: corrupt pcapng block at byte {off}: block length {blen} at its start, "
                     f"{self.u32(mm, off + blen - 4)[0]} at its end"

@@ -78,7 +78,7 @@ HALF = 1 << 31
 BIG = 1 << 20  # TCPSessionAdapter's TOO_LARGE_SEQ_DELTA: SYN/RST sequence jumps beyond it are not trusted
 INF = float("inf")
 RECENT_ROWS = 16384  # finished rows remembered for the next row of the same 4-tuple
-COMPACT_AFTER = 20000  # open connections beyond which SYN-only ones are held compact (a flood, a scan)
+COMPACT_AFTER = 20000  # open connections beyond which new ones are held compact (a flood, a scan)
 FIN, SYN, RST, PSH, ACK, ECE, CWR = 0x01, 0x02, 0x04, 0x08, 0x10, 0x40, 0x80
 CTL = FIN | SYN | RST
 # Set by the decoder on top of the TCP flags: the TCP checksum is wrong, or the payload was cut by the snaplen.
@@ -365,8 +365,10 @@ def _first(t: tuple[int, int, bytes]) -> int:
 
 # A connection that so far is only the originator's bare SYN(s): header (n, dirbit of the originator), then per SYN
 # (time, seq, window, IP length, packet number, window-scale option or -1).
-_HALF_HEAD = struct.Struct("<qB")
-_HALF_PKT = struct.Struct("<dIHHIqh")
+_HALF_HEAD = struct.Struct("<qBd")  # connection number, dirbit of its first packet, when a timer may end it
+_HALF_PKT = struct.Struct(
+    "<dIHHIqhII"
+)  # ts, seq, flags, window, IP length, packet number, wscale, ack, payload
 
 
 class Tracker:
@@ -541,7 +543,9 @@ class Tracker:
             h = self.half.get(key)
             if h is not None:
                 if self._half_takes(h, ts, db, seq, fl, pl):
-                    self.half[key] = h + _HALF_PKT.pack(ts, seq, fl, win, ipl, pno, self._wsc.get(pno, -1))
+                    self.half[key] = h + _HALF_PKT.pack(
+                        ts, seq, fl, win, ipl, pno, self._wsc.get(pno, -1), ack, pl
+                    )
                     return
                 del self.half[key]
                 c = self._materialize(key, h)  # anything else: the full rules decide, as if never compacted
@@ -559,11 +563,11 @@ class Tracker:
         if c is None:
             if self.reference:
                 pass
-            elif (fl & BADSUM or (fl & (FASTMASK | 0xFF00) == SYN and not pl)) and len(
-                self.conns
-            ) >= COMPACT_AFTER:
-                bconn[fi] = None
-                self._half_new(key, ts, db, seq, fl, win, ipl, pno)
+            elif len(self.conns) >= COMPACT_AFTER and (
+                fl & BADSUM or (fl & (FASTMASK | 0xFF00) == SYN and not pl) or key not in self.recent
+            ):
+                # None: held compact; else a full Conn that has already taken this packet
+                bconn[fi] = self._half_new(key, ts, db, seq, ack, fl, win, pl, ipl, pno)
                 return
             elif fl == SYN and not pl and key not in self.recent:
                 c = bconn[fi] = self._new(key, db, fl, ts, pno, seq=seq)
@@ -849,21 +853,39 @@ class Tracker:
     def _created(self, pno: int) -> None:
         """Hook: a new connection starts at packet ``pno`` (the --jobs workers log these)."""
 
-    # -- compact SYN-only connections ---------------------------------------------------------------------------------
-    # A connection whose packets so far are the originator's bare SYNs (valid checksums), or whose first packet
-    # failed its checksum, is kept as packed bytes: a header (n, dirbit of its first packet) and per packet
-    # (time, seq, flags, window, IP length, packet number, window-scale option). Anything that is not the same
-    # SYN again turns it into a full Conn by replaying its packets through _process (_materialize), and the full
-    # rules then judge the new packet — so compacting never changes a result (tests/trace/test_trace_fast.py).
+    # -- compact connections -----------------------------------------------------------------------------------------
+    # Beyond COMPACT_AFTER open connections (a flood, a scan, a capture started mid-way on a busy link), a new
+    # connection's first packet is kept as packed bytes instead of a Conn and two Sides (~2.5 kB): a header (n,
+    # dirbit of its first packet, the first time a timer may end it) and per packet (time, seq, flags, window, IP
+    # length, packet number, window-scale option, ack, payload length). Only the originator's same bare SYN again
+    # joins a record; anything else turns it into a full Conn by replaying its packets through the rules
+    # (_materialize), which then judge the new packet — so compacting never changes a result
+    # (tests/trace/test_trace_fast.py holds every path equal to the reference tracker).
     def _half_new(
-        self, key: int, ts: float, db: int, seq: int, fl: int, win: int, ipl: int, pno: int
-    ) -> None:
+        self, key: int, ts: float, db: int, seq: int, ack: int, fl: int, win: int, pl: int, ipl: int, pno: int
+    ) -> Conn | None:
+        """Hold a new connection compact (None), or return it as a full Conn that has taken its first packet
+        when no timer can end it (it will only end with the capture, or by a later packet)."""
         self.count += 1
         self._created(pno)
-        self.half[key] = _HALF_HEAD.pack(self.count, db) + _HALF_PKT.pack(
-            ts, seq, fl, win, ipl, pno, self._wsc.get(pno, -1)
-        )
-        sec = int(self._half_wait(self.half[key]))
+        pkt = _HALF_PKT.pack(ts, seq, fl, win, ipl, pno, self._wsc.get(pno, -1), ack, pl)
+        tm = self.timers
+        if fl & BADSUM or (fl & (FASTMASK | 0xFF00) == SYN and not pl):
+            # AttemptTimer after a SYN; ExpireTimer when it is off, or when nothing valid arrived (bad checksums)
+            due = ts + (tm.attempt if not fl & BADSUM and tm.attempt else tm.syn_timeout + tm.session_timer)
+        else:
+            # Any other first packet: the rules say which timer ends it. Build it once to ask them (a key with
+            # no recent row: building it consumes nothing), then keep only the bytes.
+            c = self._materialize(key, _HALF_HEAD.pack(self.count, db, INF) + pkt)
+            if self._expired(c, ts) is not None or c.due == INF:
+                c.end = "end of capture"
+                return c
+            due = c.due
+            del self.conns[key]
+        self.half[key] = _HALF_HEAD.pack(self.count, db, due) + pkt
+        if due == INF:
+            return None
+        sec = int(due)
         b = self._half_buckets.get(sec)
         if b is None:
             self._half_buckets[sec] = [key]
@@ -871,46 +893,45 @@ class Tracker:
                 self._half_low = sec
         else:
             b.append(key)
+        return None
 
-    def _half_wait(self, h: bytes) -> float:
-        """A lower bound of the first timer that can remove a compact connection: AttemptTimer after a SYN,
-        else ExpireTimer."""
-        t0, _seq, fl = _HALF_PKT.unpack_from(h, _HALF_HEAD.size)[:3]
-        tm = self.timers
-        return float(t0) + (
-            tm.attempt if not fl & BADSUM and tm.attempt else tm.syn_timeout + tm.session_timer
-        )
+    @staticmethod
+    def _half_wait(h: bytes) -> float:
+        """When a timer may first end a compact connection (exact: its packets cannot move it)."""
+        return float(_HALF_HEAD.unpack_from(h)[2])
 
     def _half_takes(self, h: bytes, ts: float, db: int, seq: int, fl: int, pl: int) -> bool:
-        """Is this packet the same SYN again, inside the attempt delay (so the record stays compact)?"""
+        """Is this packet the same bare SYN again, inside the attempt delay (so the record stays compact)?"""
         hdb = _HALF_HEAD.unpack_from(h)[1]
         t0, hseq, hfl = _HALF_PKT.unpack_from(h, _HALF_HEAD.size)[:3]
+        hpl = _HALF_PKT.unpack_from(h, _HALF_HEAD.size)[8]
         attempt = self.timers.attempt
         return (
             db == hdb
             and seq == hseq
             and fl & (FASTMASK | 0xFF00) == SYN
+            and hfl & (FASTMASK | 0xFF00) == SYN
             and not pl
-            and not hfl & BADSUM
+            and not hpl
             and (not attempt or ts < t0 + attempt)
         )
 
     def _materialize(self, key: int, h: bytes, end: str = "end of capture") -> Conn:
         """Replay a compact connection through the full rules (same result as if never compacted)."""
-        n, db = _HALF_HEAD.unpack_from(h)
+        n, db, _due = _HALF_HEAD.unpack_from(h)
         pkts = list(_HALF_PKT.iter_unpack(h[_HALF_HEAD.size :]))
-        ts0, seq0, fl0, _w, _i, pno0, _o = pkts[0]
+        ts0, seq0, fl0, _w, _i, pno0, _o, _a, pl0 = pkts[0]
         c = self._new(key, db, fl0, ts0, pno0, n=n, seq=seq0)
         saved = self._wsc
-        self._wsc = {p: o for _t, _q, _f, _w2, _i2, p, o in pkts if o >= 0}
+        self._wsc = {p: o for _t, _q, _f, _w2, _i2, p, o, _a2, _l in pkts if o >= 0}
         try:
-            first = fl0 == SYN and c.prev_n is None and not self.reference
-            for ts, seq, fl, win, ipl, pno, _off in pkts:
+            first = fl0 == SYN and not pl0 and c.prev_n is None and not self.reference
+            for ts, seq, fl, win, ipl, pno, _off, ack, pl in pkts:
                 if first:  # the usual single SYN: the same straight-line handler as when it arrived
                     self._open(c, ts, seq, win, ipl, pno)
                     first = False
                 else:
-                    self._process(c, db ^ c.odir, ts, seq, 0, fl, win, 0, ipl, pno)
+                    self._process(c, db ^ c.odir, ts, seq, ack, fl, win, pl, ipl, pno)
         finally:
             self._wsc = saved
         c.end = end
@@ -1523,13 +1544,15 @@ class Tracker:
                 later = []
                 for key in keys:
                     h = self.half.get(key)
-                    if h is None or int(self._half_wait(h)) != sec:
+                    if h is None:
+                        continue  # it became a full connection
+                    w = self._half_wait(h)
+                    if w == INF or int(w) != sec:
                         continue  # it became a full connection, or a later record holds the 4-tuple
-                    if self._half_wait(h) > now:
+                    if w > now:
                         later.append(key)  # this second is not over yet
                         continue
-                    # For a compact connection that lower bound is exact: its only packets are the
-                    # originator's SYNs (AttemptTimer fires) or bad-checksum packets (ExpireTimer fires).
+                    # Exact for a compact connection: no packet joined it that could move its timers.
                     del self.half[key]
                     halves.append((_HALF_HEAD.unpack_from(h)[0], key, h))
                 if later:
@@ -1561,8 +1584,8 @@ class Tracker:
             _n, key, h = halves[hi]
             hi += 1
             c = self._materialize(key, h)
-            if now is not None:
-                self._expired(c, now)  # sets c.end (the timer that wrote it)
+            if now is not None and self._expired(c, now) is None:  # sets c.end (the timer that wrote it)
+                continue  # not due after all (a guard: the record's due is exact): it lives on as a full Conn
             self._finish(c)
 
     # -- the end of a row -----------------------------------------------------------------------------------------
