@@ -62,3 +62,54 @@ def test_a_pipe_is_read_up_to_the_limit(capsys: pytest.CaptureFixture[str]) -> N
         done.set()
         os.close(r)
         t.join()
+
+
+def _alias_bomb(levels: int = 9, width: int = 9) -> str:
+    """``levels`` lines, each a list of ``width`` aliases to the line before: width**levels nodes in ~400 bytes."""
+    lines = ["l0: &l0 [" + ", ".join(["lol"] * width) + "]"]
+    for i in range(1, levels):
+        lines.append(f"l{i}: &l{i} [" + ", ".join([f"*l{i - 1}"] * width) + "]")
+    return "\n".join(lines) + "\n"
+
+
+def test_a_yaml_alias_bomb_is_refused(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    # 9**9 = 387 million nodes once expanded: without the node budget this runs for minutes into gigabytes.
+    path = tmp_path / "path.yaml"
+    path.write_text(_alias_bomb())
+    assert "aliases expand to more than 1,000,000 nodes" in _one_line_error(capsys, str(path))
+    envoy = tmp_path / "envoy.yaml"
+    envoy.write_text(_alias_bomb() + "static_resources: {}\n")
+    err = _one_line_error(capsys, "--envoy", str(envoy), "--hop", "nginx")
+    assert str(envoy) in err and "aliases expand" in err
+
+
+def test_aliases_within_reason_still_work(tmp_path: Path) -> None:
+    # The budget counts nodes, not aliases: a config that reuses an anchor a few times is read as before.
+    from tcpwise.ladder.parsers.envoy import load_yaml_with_lines
+
+    f = tmp_path / "a.yaml"
+    f.write_text(_alias_bomb(levels=3, width=9))  # 9 + 81 + 729 leaves
+    doc = load_yaml_with_lines(str(f))
+    assert len(doc["l2"]) == 9 and doc["l2"][8][8] == ["lol"] * 9
+
+
+def test_a_yaml_alias_to_itself_is_refused(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    f = tmp_path / "path.yaml"
+    f.write_text("hops: &h [{kind: nginx}, *h]\n")
+    assert "refers to the collection that contains it" in _one_line_error(capsys, str(f))
+
+
+@pytest.mark.parametrize(
+    "name,text",
+    [("deep.yaml", "[" * 20000), ("deep_map.yaml", "a: {" * 5000), ("deep.json", '{"a": ' * 200 + "1" + "}" * 200),
+     ("deep.toml", "a = " + "[" * 20000), ("inline.toml", "a = " + "{b = " * 3000)],
+)  # fmt: skip
+def test_deep_nesting_is_one_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, name: str, text: str
+) -> None:
+    # The YAML and TOML loaders recurse per level: without a bound this is RecursionError, "internal error", exit 70.
+    f = tmp_path / name
+    f.write_text(text)
+    assert "nested" in _one_line_error(capsys, str(f))
+    if name.endswith("yaml"):
+        assert "nested" in _one_line_error(capsys, "--envoy", str(f), "--hop", "nginx")

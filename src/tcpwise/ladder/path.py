@@ -185,6 +185,8 @@ def load_path_file(path: str) -> LadderPath:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
             raise ParseError(path, None, f"not valid TOML: {exc}") from None
+        except RecursionError:  # tomllib recurses once per level of nested arrays and inline tables
+            raise ParseError(path, None, "nested too deep: not a path file") from None
     if not isinstance(data, dict):
         raise ParseError(path, None, "expected a table with a list of hops ([[hop]] in TOML, hops: in YAML)")
     unknown = set(data) - {"hop", "hops", "margin"}
