@@ -113,3 +113,39 @@ def test_deep_nesting_is_one_line(
     assert "nested" in _one_line_error(capsys, str(f))
     if name.endswith("yaml"):
         assert "nested" in _one_line_error(capsys, "--envoy", str(f), "--hop", "nginx")
+
+
+def test_nginx_include_fan_out_is_refused(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    # 13 levels of 4 files, each including the 4 of the next level: 52 files on disk, 4**13 = 67 million parses.
+    # The depth limit (16) never fires; the bound on the number of included files does.
+    levels = 13
+    for i in range(levels):
+        (tmp_path / f"l{i}").mkdir()
+        body = f"include {tmp_path}/l{i + 1}/*.conf;\n" if i + 1 < levels else "keepalive_timeout 5s;\n"
+        for j in range(4):
+            (tmp_path / f"l{i}" / f"f{j}.conf").write_text(body)
+    root = tmp_path / "nginx.conf"
+    root.write_text(f"http {{ include {tmp_path}/l0/*.conf; }}\n")
+    assert "includes reach more than 1000 files" in _one_line_error(
+        capsys, "--nginx", str(root), "--hop", "uvicorn"
+    )
+
+
+def test_nginx_includes_are_bounded_in_bytes(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    # Each file is under the per-file limit; together they are over the limit for the whole config.
+    for j in range(3):
+        (tmp_path / f"big{j}.conf").write_bytes(b"#" * (3 * 1024 * 1024) + b"\n")
+    root = tmp_path / "nginx.conf"
+    root.write_text("http { include big*.conf; }\n")
+    assert "exceed 8 MiB" in _one_line_error(capsys, "--nginx", str(root), "--hop", "uvicorn")
+
+
+def test_nginx_deep_blocks_are_one_line(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    # The block parser recurses per level: without a bound this was RecursionError, "internal error", exit 70.
+    f = tmp_path / "nginx.conf"
+    f.write_text("http { " + "a { " * 5000 + "}" * 5001)
+    assert "blocks nested more than 50 deep" in _one_line_error(capsys, "--nginx", str(f), "--hop", "uvicorn")
+    # ... and the depth counts across an include, which continues the including block.
+    (tmp_path / "inner.conf").write_text("a { " * 30 + "}" * 30)
+    f.write_text("http { " + "a { " * 30 + "include inner.conf; " + "}" * 31)
+    assert "blocks nested" in _one_line_error(capsys, "--nginx", str(f), "--hop", "uvicorn")

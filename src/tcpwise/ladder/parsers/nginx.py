@@ -30,6 +30,12 @@ from tcpwise.ladder.units import parse_duration
 __all__ = ["Directive", "parse_nginx", "read_nginx"]
 
 MAX_INCLUDE_DEPTH = 16
+# Depth alone does not bound an include tree: 16 levels of files that each include 4 others is 4**16 files.
+# Real configs include tens of files; these bound the whole tree, so fan-out ends in one line, not gigabytes.
+MAX_INCLUDED_FILES = 1000
+MAX_TOTAL_BYTES = 8 * 1024 * 1024
+# Real configs nest http > server > location > if, a handful of levels; the parser recurses once per level.
+MAX_BLOCK_DEPTH = 50
 # nginx's time units: "M" is 30 days and "y" 365 days (ngx_parse_time); the ladder's parser knows the rest.
 _NGINX_EXTRA = {"M": 30 * 86400.0, "y": 365 * 86400.0}
 
@@ -42,6 +48,25 @@ class Directive:
     line: int
     block: list[Directive] | None = None
     parent: Directive | None = field(default=None, repr=False)
+
+
+@dataclass
+class _Budget:
+    """What one ``parse_nginx`` has read so far, across every included file."""
+
+    files: int = 0
+    bytes: int = 0
+
+    def take(self, d: Directive, size: int) -> None:
+        self.files += 1
+        self.bytes += size
+        if self.files > MAX_INCLUDED_FILES:
+            raise ParseError(
+                d.file, d.line, f"includes reach more than {MAX_INCLUDED_FILES} files: not a config"
+            )
+        if self.bytes > MAX_TOTAL_BYTES:
+            mib = MAX_TOTAL_BYTES // (1024 * 1024)
+            raise ParseError(d.file, d.line, f"the main file and its includes exceed {mib} MiB: not a config")
 
 
 def _tokens(text: str, path: str) -> list[tuple[str, int, bool]]:
@@ -86,7 +111,12 @@ def _tokens(text: str, path: str) -> list[tuple[str, int, bool]]:
 
 
 def _parse_block(
-    toks: list[tuple[str, int, bool]], pos: int, path: str, depth: int, parent: Directive | None
+    toks: list[tuple[str, int, bool]],
+    pos: int,
+    path: str,
+    depth: int,
+    parent: Directive | None,
+    budget: _Budget,
 ) -> tuple[list[Directive], int]:
     out: list[Directive] = []
     words: list[str] = []
@@ -99,7 +129,7 @@ def _parse_block(
                 raise ParseError(path, line, "unexpected ';'")
             d = Directive(words[0], words[1:], path, first_line, None, parent)
             if d.name == "include":
-                out.extend(_include(d, depth, parent))
+                out.extend(_include(d, depth, parent, budget))
             else:
                 out.append(d)
             words = []
@@ -107,7 +137,9 @@ def _parse_block(
             if not words:
                 raise ParseError(path, line, "unexpected '{'")
             d = Directive(words[0], words[1:], path, first_line, [], parent)
-            d.block, pos = _parse_block(toks, pos, path, depth, d)
+            if _nesting(d) > MAX_BLOCK_DEPTH:
+                raise ParseError(path, line, f"blocks nested more than {MAX_BLOCK_DEPTH} deep: not a config")
+            d.block, pos = _parse_block(toks, pos, path, depth, d, budget)
             out.append(d)
             words = []
         elif not quoted and word == "}":
@@ -127,7 +159,17 @@ def _parse_block(
     return out, pos
 
 
-def _include(d: Directive, depth: int, parent: Directive | None) -> list[Directive]:
+def _nesting(d: Directive) -> int:
+    """How many blocks ``d`` is inside, counting itself (stops counting past the limit)."""
+    n = 0
+    p: Directive | None = d
+    while p is not None and n <= MAX_BLOCK_DEPTH:
+        n += 1
+        p = p.parent
+    return n
+
+
+def _include(d: Directive, depth: int, parent: Directive | None, budget: _Budget) -> list[Directive]:
     if len(d.args) != 1:
         raise ParseError(d.file, d.line, "include takes one file or glob")
     if depth >= MAX_INCLUDE_DEPTH:
@@ -140,15 +182,18 @@ def _include(d: Directive, depth: int, parent: Directive | None) -> list[Directi
         raise ParseError(d.file, d.line, f"include {d.args[0]}: no such file")
     out: list[Directive] = []
     for f in files:
-        out.extend(_parse_file(f, depth + 1, parent))
+        text = read_text(f)
+        budget.take(d, len(text.encode()))
+        out.extend(_parse_text(f, text, depth + 1, parent, budget))
     return out
 
 
-def _parse_file(path: str, depth: int, parent: Directive | None) -> list[Directive]:
-    text = read_text(path)
+def _parse_text(
+    path: str, text: str, depth: int, parent: Directive | None, budget: _Budget
+) -> list[Directive]:
     toks = _tokens(text, path)
     # An included file's top level continues the including block: it must not close it.
-    ds, pos = _parse_block(toks, 0, path, depth, parent)
+    ds, pos = _parse_block(toks, 0, path, depth, parent, budget)
     if pos < len(toks):
         raise ParseError(path, toks[pos][1], "unexpected '}'")
     return ds
@@ -156,7 +201,9 @@ def _parse_file(path: str, depth: int, parent: Directive | None) -> list[Directi
 
 def parse_nginx(path: str) -> list[Directive]:
     """The directive tree of ``path`` with every include expanded."""
-    return _parse_file(path, 0, None)
+    text = read_text(path)
+    budget = _Budget(bytes=len(text.encode()))
+    return _parse_text(path, text, 0, None, budget)
 
 
 def _walk(ds: list[Directive]) -> list[Directive]:
