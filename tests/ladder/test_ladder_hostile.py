@@ -14,6 +14,8 @@ import pytest
 
 from tcpwise.cli import main
 from tcpwise.ladder.parsers import MAX_FILE_BYTES
+from tcpwise.ladder.path import MAX_HOPS, hop_from_spec
+from tcpwise.ladder.presets import Preset
 
 
 def _one_line_error(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
@@ -149,3 +151,47 @@ def test_nginx_deep_blocks_are_one_line(capsys: pytest.CaptureFixture[str], tmp_
     (tmp_path / "inner.conf").write_text("a { " * 30 + "}" * 30)
     f.write_text("http { " + "a { " * 30 + "include inner.conf; " + "}" * 31)
     assert "blocks nested" in _one_line_error(capsys, "--nginx", str(f), "--hop", "uvicorn")
+
+
+def _hops_toml(n: int) -> str:
+    return '[[hop]]\nkind = "nginx"\nname = "h"\n' * n
+
+
+def test_too_many_hops_are_refused(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    f = tmp_path / "path.toml"
+    f.write_text(_hops_toml(MAX_HOPS + 1))
+    assert f"more than the {MAX_HOPS} a path may have" in _one_line_error(capsys, str(f))
+    # The cap counts the path file and the command line together.
+    f.write_text(_hops_toml(MAX_HOPS))
+    assert "more than the" in _one_line_error(capsys, str(f), "--hop", "uvicorn")
+    assert main(["ladder", str(f)]) == 0
+    capsys.readouterr()
+
+
+def test_the_read_timeout_rule_looks_at_each_hop_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    # It compared every hop with every hop in front of it, looking up the preset each time: 3000 hops took 1.5 M
+    # look-ups. Now each hop's preset is looked up a bounded number of times, whatever the path's length.
+    from tcpwise.ladder import rules
+
+    hops = [hop_from_spec("nginx") for _ in range(MAX_HOPS)] + [hop_from_spec("aws-alb")]
+    calls = 0
+    real = rules.get_preset
+
+    def counting(kind: str) -> Preset:
+        nonlocal calls
+        calls += 1
+        return real(kind)
+
+    monkeypatch.setattr(rules, "get_preset", counting)
+    rules._read_rules(hops)
+    assert calls <= 2 * len(hops)
+
+
+def test_the_read_timeout_rule_still_finds_every_pair() -> None:
+    from tcpwise.ladder import rules
+
+    hops = [
+        hop_from_spec(s) for s in ("aws-nat", "nginx:read_timeout=1h", "aws-alb", "envoy:read_timeout=1h")
+    ]
+    pairs = [f.hops for f in rules._read_rules(hops)]
+    assert pairs == [("aws-nat", "nginx"), ("aws-nat", "envoy"), ("aws-alb", "envoy")]
