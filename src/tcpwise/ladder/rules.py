@@ -319,12 +319,10 @@ def _read_rules(hops: list[Hop]) -> list[Finding]:
     for h in hops:
         rt = h.seconds("read_timeout")
         if rt is not None and rt != INF and not h.is_middlebox:
-            for outer, oi in cutters:
-                if rt > oi:
-                    out.append(_read_finding(outer, oi, h, rt))
-        oi = h.seconds("idle")
-        if _cuts_silence(h) and oi is not None and oi != INF:
-            cutters.append((h, oi))
+            out += [_read_finding(outer, cut, h, rt) for outer, cut in cutters if rt > cut]
+        idle = h.seconds("idle")
+        if _cuts_silence(h) and idle is not None and idle != INF:
+            cutters.append((h, idle))
     return out
 
 
