@@ -13,7 +13,9 @@ from pathlib import Path
 import pytest
 
 from tcpwise.cli import main
+from tcpwise.errors import UsageError
 from tcpwise.ladder.parsers import MAX_FILE_BYTES
+from tcpwise.ladder.parsers.apps import read_gunicorn, read_node, read_uvicorn
 from tcpwise.ladder.path import MAX_HOPS, hop_from_spec
 from tcpwise.ladder.presets import Preset
 
@@ -195,3 +197,54 @@ def test_the_read_timeout_rule_still_finds_every_pair() -> None:
     ]
     pairs = [f.hops for f in rules._read_rules(hops)]
     assert pairs == [("aws-nat", "nginx"), ("aws-nat", "envoy"), ("aws-alb", "envoy")]
+
+
+@pytest.mark.parametrize(
+    "value,seconds",
+    [("65_000", 65), ("65e3", 65), ("0x10000", 65.536), ("65 * 1000", 65), (".5e3", 0.5), ("0b1111101000", 1)],
+)  # fmt: skip
+def test_node_reads_javascript_numbers(tmp_path: Path, value: str, seconds: float) -> None:
+    # Reading only the leading digits made 65_000 and 65e3 65 ms and 0x10000 0 ms ("never").
+    f = tmp_path / "server.js"
+    f.write_text(f"server.keepAliveTimeout = {value};\n")
+    assert read_node(str(f)).seconds("idle") == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize(
+    "value,msg",
+    [("1e400", "not a timeout"), ("3e9", "Node's timers cannot hold it"), ("010", "JavaScript number"),
+     ("65000n", "JavaScript number"), ("65_", "JavaScript number"), ("65000 + 1000", "JavaScript number")],
+)  # fmt: skip
+def test_node_numbers_node_would_not_honour_are_refused(tmp_path: Path, value: str, msg: str) -> None:
+    f = tmp_path / "server.js"
+    f.write_text(f"const server = http.createServer(app);\nserver.keepAliveTimeout = {value};\n")
+    with pytest.raises(UsageError, match=msg) as ei:
+        read_node(str(f))
+    assert f"{f}:2" in str(ei.value)
+
+
+@pytest.mark.parametrize(
+    "line,want",
+    [("uvicorn app:app --timeout-keep-alive=1e3", "not a whole number"), ("--timeout-keep-alive 1e400", "not a whole"),
+     ("UVICORN_TIMEOUT_KEEP_ALIVE=7.5", "not a whole number"), ("uvicorn.run(app, timeout_keep_alive=1e400)", "not a"),
+     ("--timeout-keep-alive 75", 75.0), ("uvicorn.run(app, timeout_keep_alive=1e3)", 1000.0),
+     ("Config(app, timeout_keep_alive=1_000)", 1000.0), ("uvicorn.run(app, timeout_keep_alive=5 * 60)", 300.0)],
+)  # fmt: skip
+def test_uvicorn_reads_numbers_as_uvicorn_does(tmp_path: Path, line: str, want: str | float) -> None:
+    # The command line and the environment go through click's int type, which refuses 1e3; Python code is Python.
+    f = tmp_path / "Procfile"
+    f.write_text(line + "\n")
+    if isinstance(want, float):
+        assert read_uvicorn(str(f)).seconds("idle") == want
+    else:
+        with pytest.raises(UsageError, match=want):
+            read_uvicorn(str(f))
+
+
+def test_gunicorn_keepalive_is_a_whole_number(tmp_path: Path) -> None:
+    f = tmp_path / "gunicorn.conf.py"
+    f.write_text('worker_class = "gthread"\nkeepalive = 7_5\n')
+    assert read_gunicorn(str(f)).seconds("idle") == 75
+    f.write_text('worker_class = "gthread"\nkeepalive = 1e3\n')
+    with pytest.raises(UsageError, match="whole number"):
+        read_gunicorn(str(f))
