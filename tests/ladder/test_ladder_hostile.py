@@ -16,6 +16,8 @@ from tcpwise.cli import main
 from tcpwise.errors import UsageError
 from tcpwise.ladder.parsers import MAX_FILE_BYTES
 from tcpwise.ladder.parsers.apps import read_gunicorn, read_node, read_uvicorn
+from tcpwise.ladder.parsers.nginx import read_nginx
+from tcpwise.ladder.parsers.sysctl import read_sysctl
 from tcpwise.ladder.path import MAX_HOPS, hop_from_spec
 from tcpwise.ladder.presets import Preset
 
@@ -248,3 +250,47 @@ def test_gunicorn_keepalive_is_a_whole_number(tmp_path: Path) -> None:
     f.write_text('worker_class = "gthread"\nkeepalive = 1e3\n')
     with pytest.raises(UsageError, match="whole number"):
         read_gunicorn(str(f))
+
+
+@pytest.mark.parametrize(
+    "value,want",
+    [("75s", 75.0), ('"1h 30m"', 5400.0), ("500ms", 0.5), ("1M", 30 * 86400.0), ("106751991167d", 9223372036828800.0),
+     ("99999999999999999999999999999999999999d", "too large"), ("106751991168d", "too large"),
+     ("0.5s", "whole numbers"), ("nan", "whole numbers"), ("30m1h", "largest to the smallest"), ('""', "empty")],
+)  # fmt: skip
+def test_nginx_time_values_nginx_refuses_are_refused(tmp_path: Path, value: str, want: str | float) -> None:
+    # nginx keeps a timeout in a signed 64-bit count of milliseconds and refuses what overflows it (the last good
+    # value is 106751991167 days); it takes no fractions. Before, both were read as if nginx had taken them.
+    f = tmp_path / "nginx.conf"
+    f.write_text(f"http {{ keepalive_timeout {value}; }}\n")
+    if isinstance(want, float):
+        assert read_nginx(str(f)).seconds("idle") == want
+    else:
+        with pytest.raises(UsageError, match=want):
+            read_nginx(str(f))
+
+
+def test_nginx_so_keepalive_idle_is_within_the_kernel_limit(tmp_path: Path) -> None:
+    f = tmp_path / "nginx.conf"
+    f.write_text("http { server { listen 80 so_keepalive=32767s::; } }\n")
+    assert read_nginx(str(f)).seconds("keepalive") == 32767
+    f.write_text("http { server { listen 80 so_keepalive=32768s::; } }\n")
+    with pytest.raises(UsageError, match="kernel refuses it"):
+        read_nginx(str(f))
+
+
+@pytest.mark.parametrize(
+    "value,want",
+    [("600", 600.0), ("2147483", 2147483.0), ("2147484", "kernel refuses it"),
+     ("99999999999999999999999999", "kernel refuses it"), ("1e3", "whole number"), ("7.5", "whole number"),
+     ("-5", "whole number"), ("inf", "whole number")],
+)  # fmt: skip
+def test_sysctl_values_the_kernel_refuses_are_refused(tmp_path: Path, value: str, want: str | float) -> None:
+    # float() read 1e3 as 1000 and took 1e26 s; the kernel takes whole numbers and refuses what overflows jiffies.
+    f = tmp_path / "sysctl.conf"
+    f.write_text(f"net.ipv4.tcp_keepalive_time = {value}\n")
+    if isinstance(want, float):
+        assert read_sysctl(str(f))["net.ipv4.tcp_keepalive_time"].seconds == want
+    else:
+        with pytest.raises(UsageError, match=want):
+            read_sysctl(str(f))

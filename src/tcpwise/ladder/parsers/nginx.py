@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 from dataclasses import dataclass, field
 
 from tcpwise.errors import UsageError
 from tcpwise.ladder.model import Hop, Source, Value
 from tcpwise.ladder.parsers import ParseError, read_text
 from tcpwise.ladder.presets import get_preset
-from tcpwise.ladder.units import parse_duration
 
 __all__ = ["Directive", "parse_nginx", "read_nginx"]
 
@@ -36,8 +36,15 @@ MAX_INCLUDED_FILES = 1000
 MAX_TOTAL_BYTES = 8 * 1024 * 1024
 # Real configs nest http > server > location > if, a handful of levels; the parser recurses once per level.
 MAX_BLOCK_DEPTH = 50
-# nginx's time units: "M" is 30 days and "y" 365 days (ngx_parse_time); the ladder's parser knows the rest.
-_NGINX_EXTRA = {"M": 30 * 86400.0, "y": 365 * 86400.0}
+# nginx's time values (its "Measurement units" doc): whole numbers with units from the largest to the smallest,
+# each at most once; "M" is 30 days and "y" 365 days. nginx keeps the result in a signed machine word - of
+# milliseconds for timeouts, of seconds for the few settings in seconds - and refuses a value that overflows it.
+_NGINX_UNITS_MS = {"y": 365 * 86400_000, "M": 30 * 86400_000, "w": 7 * 86400_000, "d": 86400_000,
+                   "h": 3600_000, "m": 60_000, "s": 1000, "ms": 1}  # fmt: skip
+_NGINX_PART = re.compile(r"(\d+)(ms|[yMwdhms])?\s*")
+NGX_MAX_INT = 2**63 - 1
+# The kernel refuses TCP_KEEPIDLE above this many seconds; nginx then logs it and keeps the kernel's default.
+MAX_TCP_KEEPIDLE = 32767
 
 
 @dataclass
@@ -215,17 +222,41 @@ def _walk(ds: list[Directive]) -> list[Directive]:
     return out
 
 
+def nginx_time(text: str, in_seconds: bool = False) -> float:
+    """Seconds in an nginx time value, or ValueError saying why nginx refuses it."""
+    total, pos, last = 0, 0, NGX_MAX_INT
+    unit_ms = 1000 if in_seconds else 1  # the unit nginx stores the value in
+    if not text:
+        raise ValueError("an empty time value")
+    while pos < len(text):
+        m = _NGINX_PART.match(text, pos)
+        if m is None:
+            raise ValueError("nginx takes whole numbers with units (75s, 1m30s, 500ms)")
+        unit = m.group(2) or ""
+        if not unit and (pos > 0 or m.end() < len(text)):  # "0.5s", "5q", "1h 30"
+            raise ValueError("nginx takes whole numbers with units (75s, 1m30s, 500ms)")
+        scale = _NGINX_UNITS_MS.get(unit, 1000)  # a bare number is seconds
+        if scale >= last:
+            raise ValueError("nginx wants units from the largest to the smallest, each once")
+        if in_seconds and unit == "ms":
+            raise ValueError("this setting is in seconds: nginx refuses ms")
+        digits = m.group(1).lstrip("0") or "0"
+        total += (
+            int(digits) * scale // unit_ms if len(digits) <= 20 else NGX_MAX_INT + 1
+        )  # 20 digits overflow
+        if total > NGX_MAX_INT:
+            raise ValueError("too large: nginx refuses a time that overflows its counter")
+        last, pos = scale, m.end()
+    return total * unit_ms / 1000
+
+
 def _time(d: Directive, index: int = 0) -> float:
     if len(d.args) <= index:
         raise ParseError(d.file, d.line, f"{d.name} needs a time value")
-    text = d.args[index]
-    for unit, scale in _NGINX_EXTRA.items():
-        if text.endswith(unit) and text[:-1].isdigit():
-            return int(text[:-1]) * scale
     try:
-        return parse_duration(text, "s", what=f"{d.name}")
-    except UsageError as exc:
-        raise ParseError(d.file, d.line, str(exc)) from None
+        return nginx_time(d.args[index])
+    except ValueError as exc:
+        raise ParseError(d.file, d.line, f"{d.name} {d.args[index]}: {exc}") from None
 
 
 def _src(d: Directive) -> Source:
@@ -326,7 +357,17 @@ def _so_keepalive(every: list[Directive], vals: dict[str, Value]) -> None:
                     elif spec != "off":
                         idle = spec.split(":")[0]
                         if idle:
-                            try:
-                                vals["keepalive"] = Value(parse_duration(idle, "s"), _src(d))
-                            except UsageError as exc:
-                                raise ParseError(d.file, d.line, str(exc)) from None
+                            vals["keepalive"] = Value(_keepidle(d, idle), _src(d))
+
+
+def _keepidle(d: Directive, idle: str) -> float:
+    """The idle time of ``so_keepalive=idle:intvl:cnt``: in seconds, and within what the kernel accepts."""
+    try:
+        secs = nginx_time(idle, in_seconds=True)
+    except ValueError as exc:
+        raise ParseError(d.file, d.line, f"so_keepalive={idle}: {exc}") from None
+    if secs > MAX_TCP_KEEPIDLE:
+        raise ParseError(
+            d.file, d.line, f"so_keepalive={idle}: over {MAX_TCP_KEEPIDLE} s, the kernel refuses it"
+        )
+    return secs
