@@ -159,9 +159,17 @@ def register(sub: Any) -> None:
 def _build(args: argparse.Namespace) -> Any:
     from tcpwise.errors import UsageError
     from tcpwise.ladder.parsers.sysctl import read_sysctl
-    from tcpwise.ladder.path import LadderPath, apply_sysctl, hop_from_spec, load_path_file, read_config
+    from tcpwise.ladder.path import (
+        LadderPath,
+        apply_sysctl,
+        check_hop_count,
+        hop_from_spec,
+        load_path_file,
+        read_config,
+    )
 
     lp = load_path_file(args.path) if args.path else LadderPath()
+    check_hop_count(len(lp.hops) + len(args.chain), "the path")  # before the command line's configs are read
     for dest, value in args.chain:
         if dest == "hop":
             lp.hops.append(hop_from_spec(value))

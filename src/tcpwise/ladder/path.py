@@ -33,7 +33,20 @@ from tcpwise.ladder.model import FIELDS, ON_EXPIRE, ROLES, Hop, Source, Value
 from tcpwise.ladder.presets import KERNEL_KEEPALIVE, get_preset
 from tcpwise.ladder.units import NEVER_WORDS, parse_duration
 
-__all__ = ["LadderPath", "hop_from_spec", "hop_from_mapping", "load_path_file", "read_config", "apply_sysctl"]
+__all__ = [
+    "MAX_HOPS",
+    "check_hop_count",
+    "LadderPath",
+    "hop_from_spec",
+    "hop_from_mapping",
+    "load_path_file",
+    "read_config",
+    "apply_sysctl",
+]
+
+# A request path crosses a handful of hops; thousands are a generated or damaged file, and every rule and the
+# report grow with the number of hops (the read-timeout findings with its square).
+MAX_HOPS = 256
 
 KEYS = set(FIELDS) | {"name", "kind", "role", "on_expire", "config", "upstream", "backend", "cluster"}
 
@@ -52,6 +65,11 @@ class LadderPath:
             seen[h.name] = n
             out.append(h if n == 1 else replace(h, name=f"{h.name}-{n}"))
         self.hops = out
+
+
+def check_hop_count(n: int, where: str) -> None:
+    if n > MAX_HOPS:
+        raise UsageError(f"{where}: {n} hops, more than the {MAX_HOPS} a path may have")
 
 
 def _preset_hop(kind: str, name: str | None, role: str | None) -> Hop:
@@ -185,6 +203,8 @@ def load_path_file(path: str) -> LadderPath:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
             raise ParseError(path, None, f"not valid TOML: {exc}") from None
+        except RecursionError:  # tomllib recurses once per level of nested arrays and inline tables
+            raise ParseError(path, None, "nested too deep: not a path file") from None
     if not isinstance(data, dict):
         raise ParseError(path, None, "expected a table with a list of hops ([[hop]] in TOML, hops: in YAML)")
     unknown = set(data) - {"hop", "hops", "margin"}
@@ -195,6 +215,7 @@ def load_path_file(path: str) -> LadderPath:
     hops_raw = data.get("hop", data.get("hops"))
     if not isinstance(hops_raw, list) or not hops_raw:
         raise ParseError(path, None, "no hops: add [[hop]] tables (TOML) or a hops: list (YAML)")
+    check_hop_count(len(hops_raw), path)  # before any hop reads its config file
     base = os.path.dirname(os.path.abspath(path))
     lp = LadderPath(margin=str(data["margin"]) if "margin" in data else None)
     for i, h in enumerate(hops_raw, 1):

@@ -306,33 +306,38 @@ def _lifetime_rules(link: Link, margin_spec: str | None) -> list[Finding]:
     ]
 
 
+def _cuts_silence(h: Hop) -> bool:
+    """A hop whose idle cutoff also cuts a slow response: a middlebox, or a managed product (a cloud LB)."""
+    return h.is_middlebox or (h.kind in PRESETS and get_preset(h.kind).managed)
+
+
 def _read_rules(hops: list[Hop]) -> list[Finding]:
     out = []
-    for i, h in enumerate(hops):
+    # The hops in front that cut a silent connection, collected on the way in: each hop is looked at once, not
+    # once per hop behind it (which made a long path quadratic).
+    cutters: list[tuple[Hop, float]] = []
+    for h in hops:
         rt = h.seconds("read_timeout")
-        if rt is None or rt == INF or h.is_middlebox:
-            continue
-        for outer in hops[:i]:
-            managed = outer.kind in PRESETS and get_preset(outer.kind).managed
-            if not (outer.is_middlebox or managed):
-                continue
-            oi = outer.seconds("idle")
-            if oi is None or oi == INF or rt <= oi:
-                continue
-            st = _setting(h, "read_timeout", _nice_down(oi - margin_for(oi, None)), True)
-            out.append(
-                Finding(
-                    "read-timeout-exceeds-idle",
-                    "warn",
-                    (outer.name, h.name),
-                    f"{h.name} waits up to {_fmt(rt)} for a response, but {outer.name} cuts a silent connection after "
-                    f"{_fmt(oi)}",
-                    f"answer (or fail) within {outer.name}'s idle time: {st['text']} - or send bytes while waiting",
-                    f"a slow response is cut by {outer.name} (504 / reset) while {h.name} still waits for it",
-                    st,
-                )
-            )
+        if rt is not None and rt != INF and not h.is_middlebox:
+            out += [_read_finding(outer, cut, h, rt) for outer, cut in cutters if rt > cut]
+        idle = h.seconds("idle")
+        if _cuts_silence(h) and idle is not None and idle != INF:
+            cutters.append((h, idle))
     return out
+
+
+def _read_finding(outer: Hop, oi: float, h: Hop, rt: float) -> Finding:
+    st = _setting(h, "read_timeout", _nice_down(oi - margin_for(oi, None)), True)
+    return Finding(
+        "read-timeout-exceeds-idle",
+        "warn",
+        (outer.name, h.name),
+        f"{h.name} waits up to {_fmt(rt)} for a response, but {outer.name} cuts a silent connection after "
+        f"{_fmt(oi)}",
+        f"answer (or fail) within {outer.name}'s idle time: {st['text']} - or send bytes while waiting",
+        f"a slow response is cut by {outer.name} (504 / reset) while {h.name} still waits for it",
+        st,
+    )
 
 
 def analyze(hops: list[Hop], margin: str | None = None) -> list[Finding]:

@@ -18,7 +18,10 @@ setting names in the places people write them, line by line, and keep the line:
 
 from __future__ import annotations
 
+import ast
+import math
 import re
+from collections.abc import Callable
 
 from tcpwise.errors import UsageError
 from tcpwise.ladder.model import Hop, Source, Value
@@ -28,24 +31,123 @@ from tcpwise.ladder.units import parse_duration
 
 __all__ = ["read_gunicorn", "read_uvicorn", "read_hypercorn", "read_node", "read_go", "APP_READERS"]
 
-_NUM = r"(\d+(?:\.\d+)?)"
+# A value that starts like a number, up to the end of the expression (a variable or a call is not read, as
+# before). Each place has its own reader below that turns it into a number the way that program would - or refuses
+# it: reading only the leading digits made ``65_000`` 65 and ``1e3`` 1.
+_EXPR = r"([-+]?\.?\d[^,;)}\n]*)"
+_WORD = r"([-+]?\.?\d[^\s'\";,)}]*)"  # one shell word: a command line does no arithmetic
+
+Number = Callable[[str], float]
+
+
+def _cli_int(word: str) -> float:
+    """A whole number, as click's and argparse's ``int`` options take it; ``1e3`` and ``7.5`` are refused."""
+    try:
+        return int(word)
+    except ValueError:
+        raise ValueError(f"{word!r} is not a whole number, which this option requires") from None
+
+
+def _product(expr: str, literal: Number, language: str) -> float:
+    """``65000``, ``65 * 1000``: a product of literals, the one expression people write for a timeout."""
+    value = 1.0
+    for factor in expr.split("*"):
+        try:
+            value *= literal(factor.strip())
+        except ValueError:
+            raise ValueError(f"cannot read {expr.strip()!r} as a {language} number") from None
+    return value
+
+
+def _py_literal(tok: str) -> float:
+    try:
+        got = ast.literal_eval(tok) if re.fullmatch(r"[-+]?[\w.]+(?:[eE][-+]?\w+)?", tok) else None
+    except (SyntaxError, ValueError, MemoryError, RecursionError):
+        got = None
+    if isinstance(got, bool) or not isinstance(got, (int, float)):
+        raise ValueError(tok)
+    return got
+
+
+def _py_whole(tok: str) -> float:
+    got = _py_literal(tok)
+    if not isinstance(got, int):
+        raise ValueError(tok)
+    return got
+
+
+def _py_number(expr: str) -> float:
+    """Python's numeric literals (``1_000``, ``1e3``, ``0x10``), as in ``uvicorn.run(timeout_keep_alive=...)``."""
+    return _product(expr, _py_literal, "Python")
+
+
+def _py_int(expr: str) -> float:
+    """gunicorn's ``keepalive`` must be an int: a float (``1e3``) stops gunicorn at start-up."""
+    return _product(expr, _py_whole, "whole")
+
+
+_JS_DIGITS = r"\d(?:_?\d)*"
+_JS_LITERAL = re.compile(
+    rf"0[xX][\da-fA-F](?:_?[\da-fA-F])*|0[oO][0-7](?:_?[0-7])*|0[bB][01](?:_?[01])*"
+    rf"|(?:(?:0|[1-9](?:_?\d)*)(?:\.(?:{_JS_DIGITS})?)?|\.{_JS_DIGITS})(?:[eE][-+]?{_JS_DIGITS})?"
+)
+
+
+def _js_literal(tok: str) -> float:
+    """A JavaScript numeric literal: separators, exponent, hex/octal/binary; ``010`` (legacy octal) is refused."""
+    if _JS_LITERAL.fullmatch(tok) is None:
+        raise ValueError(tok)
+    digits = tok.replace("_", "")
+    return int(digits, 0) if digits[:2].lower() in ("0x", "0o", "0b") else float(digits)
+
+
+def _js_number(expr: str) -> float:
+    return _product(expr, _js_literal, "JavaScript")
+
+
+# Node hands keepAliveTimeout to a socket timer, which holds a signed 32-bit count of milliseconds: a larger value
+# is not honoured (Node warns with TimeoutOverflowWarning and shortens it), Infinity throws.
+NODE_TIMER_MAX_MS = 2**31 - 1
 
 
 def _last(path: str, text: str, patterns: list[str]) -> tuple[int, str, str] | None:
     """(line, the matched value, the whole line) of the last line matching any pattern; comments skipped."""
+    got = _last_of(path, text, patterns)
+    return None if got is None else got[:3]
+
+
+def _last_of(path: str, text: str, patterns: list[str]) -> tuple[int, str, str, int] | None:
+    """:func:`_last` and the index of the pattern that matched."""
     found = None
     for no, line in enumerate(text.splitlines(), 1):
         code = line.split("#", 1)[0] if not line.lstrip().startswith("//") else ""
         if "//" in code and not re.search(r"https?://", code):
             code = code.split("//", 1)[0]
-        for p in patterns:
+        for i, p in enumerate(patterns):
             m = re.search(p, code)
             if m:
-                found = (no, m.group(1), line.strip())
+                found = (no, m.group(1), line.strip(), i)
     return found
 
 
-def _secs(path: str, no: int, text: str, unit: str = "s") -> float:
+def _setting(
+    path: str, text: str, places: list[tuple[str, Number]], unit: str = "s"
+) -> tuple[int, float, str] | None:
+    """(line, seconds, the line) of the last place that sets the value, each read by its own number reader."""
+    got = _last_of(path, text, [p for p, _ in places])
+    if got is None:
+        return None
+    no, raw, line, i = got
+    try:
+        n = places[i][1](raw)
+    except ValueError as exc:
+        raise ParseError(path, no, str(exc)) from None
+    if not math.isfinite(n) or n < 0:
+        raise ParseError(path, no, f"{raw.strip()!r} is not a timeout (a finite number >= 0)")
+    return no, _secs(path, no, n, unit), line
+
+
+def _secs(path: str, no: int, text: str | float, unit: str = "s") -> float:
     try:
         return parse_duration(text, unit)
     except UsageError as exc:
@@ -59,7 +161,9 @@ def _default(kind: str, field: str) -> Value:
 
 def read_gunicorn(path: str, name: str = "gunicorn") -> Hop:
     text = read_text(path)
-    got = _last(path, text, [rf"^\s*keepalive\s*=\s*{_NUM}", rf"--keep-alive[= ]\s*{_NUM}"])
+    got = _setting(
+        path, text, [(rf"^\s*keepalive\s*=\s*{_EXPR}", _py_int), (rf"--keep-alive[= ]\s*{_WORD}", _cli_int)]
+    )
     worker = _last(
         path, text, [r"""^\s*worker_class\s*=\s*["']([\w.]+)""", r"(?:-k|--worker-class)[= ]\s*([\w.]+)"]
     )
@@ -75,45 +179,53 @@ def read_gunicorn(path: str, name: str = "gunicorn") -> Hop:
         return Hop(name, "gunicorn", "server", {"idle": Value(0.0, src)}, notes=tuple(notes))
     if got is None:
         return Hop(name, "gunicorn", "server", {"idle": _default("gunicorn", "idle")})
-    no, val, line = got
-    return Hop(
-        name, "gunicorn", "server", {"idle": Value(_secs(path, no, val), Source("file", path, no, line))}
-    )
+    no, secs, line = got
+    return Hop(name, "gunicorn", "server", {"idle": Value(secs, Source("file", path, no, line))})
 
 
 def read_uvicorn(path: str, name: str = "uvicorn") -> Hop:
     text = read_text(path)
-    got = _last(
+    # The command line and the environment go through click's INT (1e3 is refused); Python code is Python.
+    got = _setting(
         path,
         text,
-        [rf"--timeout-keep-alive[= ]\s*{_NUM}", rf"timeout_keep_alive\s*=\s*{_NUM}", rf"UVICORN_TIMEOUT_KEEP_ALIVE\s*=\s*[\"']?{_NUM}"],
+        [(rf"--timeout-keep-alive[= ]\s*{_WORD}", _cli_int), (rf"timeout_keep_alive\s*=\s*{_EXPR}", _py_number),
+         (rf"UVICORN_TIMEOUT_KEEP_ALIVE\s*=\s*[\"']?{_WORD}", _cli_int)],
     )  # fmt: skip
     if got is None:
         return Hop(name, "uvicorn", "server", {"idle": _default("uvicorn", "idle")})
-    no, val, line = got
-    return Hop(
-        name, "uvicorn", "server", {"idle": Value(_secs(path, no, val), Source("file", path, no, line))}
-    )
+    no, secs, line = got
+    return Hop(name, "uvicorn", "server", {"idle": Value(secs, Source("file", path, no, line))})
 
 
 def read_hypercorn(path: str, name: str = "hypercorn") -> Hop:
     text = read_text(path)
-    got = _last(path, text, [rf"keep_alive_timeout\s*=\s*{_NUM}", rf"--keep-alive[= ]\s*{_NUM}"])
+    # TOML's and Python's number literals agree on what matters here (1_000, 1e3); the flag is an int.
+    got = _setting(
+        path,
+        text,
+        [(rf"keep_alive_timeout\s*=\s*{_EXPR}", _py_number), (rf"--keep-alive[= ]\s*{_WORD}", _cli_int)],
+    )
     if got is None:
         return Hop(name, "hypercorn", "server", {"idle": _default("hypercorn", "idle")})
-    no, val, line = got
-    return Hop(
-        name, "hypercorn", "server", {"idle": Value(_secs(path, no, val), Source("file", path, no, line))}
-    )
+    no, secs, line = got
+    return Hop(name, "hypercorn", "server", {"idle": Value(secs, Source("file", path, no, line))})
 
 
 def read_node(path: str, name: str = "node") -> Hop:
     text = read_text(path)
-    got = _last(path, text, [rf"\.keepAliveTimeout\s*=\s*{_NUM}", rf"keepAliveTimeout\s*:\s*{_NUM}"])
+    places: list[tuple[str, Number]] = [
+        (rf"\.keepAliveTimeout\s*=\s*{_EXPR}", _js_number),
+        (rf"keepAliveTimeout\s*:\s*{_EXPR}", _js_number),
+    ]
+    got = _setting(path, text, places, "ms")
     if got is None:
         return Hop(name, "node", "server", {"idle": _default("node", "idle")})
-    no, val, line = got
-    secs = _secs(path, no, val, "ms")
+    no, secs, line = got
+    if secs * 1000 > NODE_TIMER_MAX_MS:
+        raise ParseError(
+            path, no, f"keepAliveTimeout over {NODE_TIMER_MAX_MS} ms: Node's timers cannot hold it"
+        )
     return Hop(
         name, "node", "server", {"idle": Value(None if secs == 0 else secs, Source("file", path, no, line))}
     )

@@ -33,6 +33,13 @@ class Lined(dict):  # type: ignore[type-arg]
     lines: dict[str, int]
 
 
+# YAML aliases let a few hundred bytes stand for billions of nodes ("billion laughs"): expanding them is bounded.
+# A 4 MiB file holds well under a million nodes of its own, so only alias expansion can reach this.
+MAX_YAML_NODES = 1_000_000
+# Envoy bootstraps nest about 15 levels deep; far deeper is damage, and would overflow Python's stack.
+MAX_YAML_DEPTH = 100
+
+
 def load_yaml_with_lines(path: str) -> Any:
     """YAML (or JSON) -> plain Python, every mapping a :class:`Lined` with ``.lines[key]``."""
     try:
@@ -47,24 +54,57 @@ def load_yaml_with_lines(path: str) -> Any:
         raise ParseError(
             path, mark.line + 1 if mark else None, f"not valid YAML: {getattr(exc, 'problem', exc)}"
         ) from None
+    except RecursionError:  # PyYAML's composer recurses once per level of nesting
+        raise ParseError(path, None, _too_deep()) from None
     if node is None:
         raise ParseError(path, None, "empty file")
-    loader = yaml.SafeLoader("")
+    return _Converter(path, yaml.SafeLoader("")).conv(node, 0)
 
-    def conv(n: Any) -> Any:
-        if isinstance(n, yaml.MappingNode):
+
+def _too_deep() -> str:
+    return f"nested more than {MAX_YAML_DEPTH} levels deep: not a config the ladder reads"
+
+
+class _Converter:
+    """YAML nodes -> Python, counting every node produced, so aliases cannot expand past :data:`MAX_YAML_NODES`."""
+
+    def __init__(self, path: str, loader: Any) -> None:
+        self.path = path
+        self.loader = loader
+        self.produced = 0
+        self.open: set[int] = set()  # the nodes being converted: meeting one again is an alias to itself
+
+    def conv(self, n: Any, depth: int) -> Any:
+        import yaml
+
+        self._count(n, depth)
+        if not isinstance(n, (yaml.MappingNode, yaml.SequenceNode)):
+            return self.loader.construct_object(n, deep=True)
+        self.open.add(id(n))
+        try:
+            if isinstance(n, yaml.SequenceNode):
+                return [self.conv(v, depth + 1) for v in n.value]
             d = Lined()
             d.lines = {}
             for k, v in n.value:
-                key = loader.construct_object(k, deep=True)
-                d[str(key)] = conv(v)
-                d.lines[str(key)] = k.start_mark.line + 1
+                key = str(self.conv(k, depth + 1))
+                d[key] = self.conv(v, depth + 1)
+                d.lines[key] = k.start_mark.line + 1
             return d
-        if isinstance(n, yaml.SequenceNode):
-            return [conv(v) for v in n.value]
-        return loader.construct_object(n, deep=True)
+        finally:
+            self.open.discard(id(n))
 
-    return conv(node)
+    def _count(self, n: Any, depth: int) -> None:
+        line = n.start_mark.line + 1
+        if id(n) in self.open:
+            raise ParseError(self.path, line, "an alias refers to the collection that contains it")
+        if depth > MAX_YAML_DEPTH:
+            raise ParseError(self.path, line, _too_deep())
+        self.produced += 1
+        if self.produced > MAX_YAML_NODES:
+            raise ParseError(
+                self.path, line, f"aliases expand to more than {MAX_YAML_NODES:,} nodes: not a config"
+            )
 
 
 def _duration(path: str, line: int | None, v: Any, what: str) -> float:

@@ -19,19 +19,32 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 from dataclasses import dataclass, field
 
 from tcpwise.errors import UsageError
 from tcpwise.ladder.model import Hop, Source, Value
 from tcpwise.ladder.parsers import ParseError, read_text
 from tcpwise.ladder.presets import get_preset
-from tcpwise.ladder.units import parse_duration
 
 __all__ = ["Directive", "parse_nginx", "read_nginx"]
 
 MAX_INCLUDE_DEPTH = 16
-# nginx's time units: "M" is 30 days and "y" 365 days (ngx_parse_time); the ladder's parser knows the rest.
-_NGINX_EXTRA = {"M": 30 * 86400.0, "y": 365 * 86400.0}
+# Depth alone does not bound an include tree: 16 levels of files that each include 4 others is 4**16 files.
+# Real configs include tens of files; these bound the whole tree, so fan-out ends in one line, not gigabytes.
+MAX_INCLUDED_FILES = 1000
+MAX_TOTAL_BYTES = 8 * 1024 * 1024
+# Real configs nest http > server > location > if, a handful of levels; the parser recurses once per level.
+MAX_BLOCK_DEPTH = 50
+# nginx's time values (its "Measurement units" doc): whole numbers with units from the largest to the smallest,
+# each at most once; "M" is 30 days and "y" 365 days. nginx keeps the result in a signed machine word - of
+# milliseconds for timeouts, of seconds for the few settings in seconds - and refuses a value that overflows it.
+_NGINX_UNITS_MS = {"y": 365 * 86400_000, "M": 30 * 86400_000, "w": 7 * 86400_000, "d": 86400_000,
+                   "h": 3600_000, "m": 60_000, "s": 1000, "ms": 1}  # fmt: skip
+_NGINX_PART = re.compile(r"(\d+)(ms|[yMwdhms])?\s*")
+NGX_MAX_INT = 2**63 - 1
+# The kernel refuses TCP_KEEPIDLE above this many seconds; nginx then logs it and keeps the kernel's default.
+MAX_TCP_KEEPIDLE = 32767
 
 
 @dataclass
@@ -42,6 +55,25 @@ class Directive:
     line: int
     block: list[Directive] | None = None
     parent: Directive | None = field(default=None, repr=False)
+
+
+@dataclass
+class _Budget:
+    """What one ``parse_nginx`` has read so far, across every included file."""
+
+    files: int = 0
+    bytes: int = 0
+
+    def take(self, d: Directive, size: int) -> None:
+        self.files += 1
+        self.bytes += size
+        if self.files > MAX_INCLUDED_FILES:
+            raise ParseError(
+                d.file, d.line, f"includes reach more than {MAX_INCLUDED_FILES} files: not a config"
+            )
+        if self.bytes > MAX_TOTAL_BYTES:
+            mib = MAX_TOTAL_BYTES // (1024 * 1024)
+            raise ParseError(d.file, d.line, f"the main file and its includes exceed {mib} MiB: not a config")
 
 
 def _tokens(text: str, path: str) -> list[tuple[str, int, bool]]:
@@ -86,7 +118,12 @@ def _tokens(text: str, path: str) -> list[tuple[str, int, bool]]:
 
 
 def _parse_block(
-    toks: list[tuple[str, int, bool]], pos: int, path: str, depth: int, parent: Directive | None
+    toks: list[tuple[str, int, bool]],
+    pos: int,
+    path: str,
+    depth: int,
+    parent: Directive | None,
+    budget: _Budget,
 ) -> tuple[list[Directive], int]:
     out: list[Directive] = []
     words: list[str] = []
@@ -99,7 +136,7 @@ def _parse_block(
                 raise ParseError(path, line, "unexpected ';'")
             d = Directive(words[0], words[1:], path, first_line, None, parent)
             if d.name == "include":
-                out.extend(_include(d, depth, parent))
+                out.extend(_include(d, depth, parent, budget))
             else:
                 out.append(d)
             words = []
@@ -107,7 +144,9 @@ def _parse_block(
             if not words:
                 raise ParseError(path, line, "unexpected '{'")
             d = Directive(words[0], words[1:], path, first_line, [], parent)
-            d.block, pos = _parse_block(toks, pos, path, depth, d)
+            if _nesting(d) > MAX_BLOCK_DEPTH:
+                raise ParseError(path, line, f"blocks nested more than {MAX_BLOCK_DEPTH} deep: not a config")
+            d.block, pos = _parse_block(toks, pos, path, depth, d, budget)
             out.append(d)
             words = []
         elif not quoted and word == "}":
@@ -127,7 +166,17 @@ def _parse_block(
     return out, pos
 
 
-def _include(d: Directive, depth: int, parent: Directive | None) -> list[Directive]:
+def _nesting(d: Directive) -> int:
+    """How many blocks ``d`` is inside, counting itself (stops counting past the limit)."""
+    n = 0
+    p: Directive | None = d
+    while p is not None and n <= MAX_BLOCK_DEPTH:
+        n += 1
+        p = p.parent
+    return n
+
+
+def _include(d: Directive, depth: int, parent: Directive | None, budget: _Budget) -> list[Directive]:
     if len(d.args) != 1:
         raise ParseError(d.file, d.line, "include takes one file or glob")
     if depth >= MAX_INCLUDE_DEPTH:
@@ -140,15 +189,18 @@ def _include(d: Directive, depth: int, parent: Directive | None) -> list[Directi
         raise ParseError(d.file, d.line, f"include {d.args[0]}: no such file")
     out: list[Directive] = []
     for f in files:
-        out.extend(_parse_file(f, depth + 1, parent))
+        text = read_text(f)
+        budget.take(d, len(text.encode()))
+        out.extend(_parse_text(f, text, depth + 1, parent, budget))
     return out
 
 
-def _parse_file(path: str, depth: int, parent: Directive | None) -> list[Directive]:
-    text = read_text(path)
+def _parse_text(
+    path: str, text: str, depth: int, parent: Directive | None, budget: _Budget
+) -> list[Directive]:
     toks = _tokens(text, path)
     # An included file's top level continues the including block: it must not close it.
-    ds, pos = _parse_block(toks, 0, path, depth, parent)
+    ds, pos = _parse_block(toks, 0, path, depth, parent, budget)
     if pos < len(toks):
         raise ParseError(path, toks[pos][1], "unexpected '}'")
     return ds
@@ -156,7 +208,9 @@ def _parse_file(path: str, depth: int, parent: Directive | None) -> list[Directi
 
 def parse_nginx(path: str) -> list[Directive]:
     """The directive tree of ``path`` with every include expanded."""
-    return _parse_file(path, 0, None)
+    text = read_text(path)
+    budget = _Budget(bytes=len(text.encode()))
+    return _parse_text(path, text, 0, None, budget)
 
 
 def _walk(ds: list[Directive]) -> list[Directive]:
@@ -168,17 +222,41 @@ def _walk(ds: list[Directive]) -> list[Directive]:
     return out
 
 
+def nginx_time(text: str, in_seconds: bool = False) -> float:
+    """Seconds in an nginx time value, or ValueError saying why nginx refuses it."""
+    total, pos, last = 0, 0, NGX_MAX_INT
+    unit_ms = 1000 if in_seconds else 1  # the unit nginx stores the value in
+    if not text:
+        raise ValueError("an empty time value")
+    while pos < len(text):
+        m = _NGINX_PART.match(text, pos)
+        if m is None:
+            raise ValueError("nginx takes whole numbers with units (75s, 1m30s, 500ms)")
+        unit = m.group(2) or ""
+        if not unit and (pos > 0 or m.end() < len(text)):  # "0.5s", "5q", "1h 30"
+            raise ValueError("nginx takes whole numbers with units (75s, 1m30s, 500ms)")
+        scale = _NGINX_UNITS_MS.get(unit, 1000)  # a bare number is seconds
+        if scale >= last:
+            raise ValueError("nginx wants units from the largest to the smallest, each once")
+        if in_seconds and unit == "ms":
+            raise ValueError("this setting is in seconds: nginx refuses ms")
+        digits = m.group(1).lstrip("0") or "0"
+        total += (
+            int(digits) * scale // unit_ms if len(digits) <= 20 else NGX_MAX_INT + 1
+        )  # 20 digits overflow
+        if total > NGX_MAX_INT:
+            raise ValueError("too large: nginx refuses a time that overflows its counter")
+        last, pos = scale, m.end()
+    return total * unit_ms / 1000
+
+
 def _time(d: Directive, index: int = 0) -> float:
     if len(d.args) <= index:
         raise ParseError(d.file, d.line, f"{d.name} needs a time value")
-    text = d.args[index]
-    for unit, scale in _NGINX_EXTRA.items():
-        if text.endswith(unit) and text[:-1].isdigit():
-            return int(text[:-1]) * scale
     try:
-        return parse_duration(text, "s", what=f"{d.name}")
-    except UsageError as exc:
-        raise ParseError(d.file, d.line, str(exc)) from None
+        return nginx_time(d.args[index])
+    except ValueError as exc:
+        raise ParseError(d.file, d.line, f"{d.name} {d.args[index]}: {exc}") from None
 
 
 def _src(d: Directive) -> Source:
@@ -279,7 +357,17 @@ def _so_keepalive(every: list[Directive], vals: dict[str, Value]) -> None:
                     elif spec != "off":
                         idle = spec.split(":")[0]
                         if idle:
-                            try:
-                                vals["keepalive"] = Value(parse_duration(idle, "s"), _src(d))
-                            except UsageError as exc:
-                                raise ParseError(d.file, d.line, str(exc)) from None
+                            vals["keepalive"] = Value(_keepidle(d, idle), _src(d))
+
+
+def _keepidle(d: Directive, idle: str) -> float:
+    """The idle time of ``so_keepalive=idle:intvl:cnt``: in seconds, and within what the kernel accepts."""
+    try:
+        secs = nginx_time(idle, in_seconds=True)
+    except ValueError as exc:
+        raise ParseError(d.file, d.line, f"so_keepalive={idle}: {exc}") from None
+    if secs > MAX_TCP_KEEPIDLE:
+        raise ParseError(
+            d.file, d.line, f"so_keepalive={idle}: over {MAX_TCP_KEEPIDLE} s, the kernel refuses it"
+        )
+    return secs

@@ -13,6 +13,10 @@ from tcpwise.ladder.parsers import ParseError, read_text
 
 __all__ = ["read_sysctl", "KNOWN"]
 
+# The kernel stores these times in jiffies in an int and refuses a write that overflows it: above INT_MAX/HZ
+# seconds, 2147483 at HZ=1000 (the smallest bound of the usual HZ values, so refused on any of them).
+MAX_JIFFIES_SECONDS = (2**31 - 1) // 1000
+
 KNOWN = (
     "net.ipv4.tcp_keepalive_time",
     "net.ipv4.tcp_keepalive_intvl",
@@ -41,11 +45,17 @@ def read_sysctl(path: str) -> dict[str, Value]:
             key = key[len("proc.sys.") :]
         if key not in KNOWN:
             continue
-        try:
-            n = float(value.strip())
-        except ValueError:
-            raise ParseError(path, no, f"{key}: expected a number, got {value.strip()!r}") from None
-        if n < 0:
-            raise ParseError(path, no, f"{key}: must be >= 0")
-        out[key] = Value(n, Source("file", path, no, line))
+        out[key] = Value(_kernel_int(path, no, key, value.strip()), Source("file", path, no, line))
     return out
+
+
+def _kernel_int(path: str, no: int, key: str, value: str) -> float:
+    """A value the kernel would take: a whole number (it refuses ``1e3`` and ``7.5``), and for the times, one it
+    can hold in jiffies."""
+    if not value.isascii() or not value.isdigit():
+        raise ParseError(path, no, f"{key}: the kernel takes a whole number >= 0, got {value!r}")
+    digits = value.lstrip("0") or "0"
+    n = int(digits) if len(digits) <= 12 else MAX_JIFFIES_SECONDS + 1  # longer is refused anyway
+    if not key.endswith("_probes") and n > MAX_JIFFIES_SECONDS:
+        raise ParseError(path, no, f"{key}: over {MAX_JIFFIES_SECONDS} s, the kernel refuses it")
+    return float(n)
