@@ -294,3 +294,30 @@ def test_sysctl_values_the_kernel_refuses_are_refused(tmp_path: Path, value: str
     else:
         with pytest.raises(UsageError, match=want):
             read_sysctl(str(f))
+
+
+def test_a_fifo_without_a_writer_says_so_and_stops_on_ctrl_c(tmp_path: Path) -> None:
+    """open(2) of a FIFO blocks until a writer appears: tcpwise used to wait there silently forever. Now a notice
+    says what it waits for, Ctrl-C stops it (130), and a writer that shows up later is read normally."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    fifo = tmp_path / "nginx.conf"
+    os.mkfifo(fifo)
+    cmd = [sys.executable, "-m", "tcpwise.cli", "ladder", "--nginx", str(fifo), "--hop", "uvicorn"]
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert p.stderr is not None
+    line = p.stderr.readline()  # blocks until the notice (or the end: then the assertion says what came)
+    assert line.startswith(f"tcpwise: waiting for {fifo}"), line
+    p.send_signal(signal.SIGINT)
+    _out, err = p.communicate(timeout=30)
+    assert p.returncode == 130 and "Traceback" not in err, err
+
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(0.2)
+    with open(fifo, "w") as w:  # the writer arrives late
+        w.write("http { keepalive_timeout 30s; }\n")
+    out, err = p.communicate(timeout=60)
+    assert p.returncode in (0, 1) and "nginx" in out, err

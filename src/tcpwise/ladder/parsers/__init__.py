@@ -4,7 +4,10 @@ carry the file and line they came from. A file that cannot be read or parsed is 
 from __future__ import annotations
 
 import os
+import select
 import stat
+import sys
+from typing import BinaryIO
 
 from tcpwise.errors import UsageError
 
@@ -26,7 +29,7 @@ class ParseError(UsageError):
 def read_text(path: str) -> str:
     """The file as text, at most :data:`MAX_FILE_BYTES`; devices are refused, pipes read up to the cap."""
     try:
-        with open(path, "rb") as f:
+        with _open_config(path) as f:
             _refuse_devices(path, os.fstat(f.fileno()).st_mode)
             data = f.read(MAX_FILE_BYTES + 1)  # one byte more than allowed tells "too big" from "just fits"
     except FileNotFoundError:
@@ -42,6 +45,31 @@ def read_text(path: str) -> str:
     except UnicodeDecodeError:
         raise UsageError(f"{path}: not a UTF-8 text file") from None
     return text.replace("\r\n", "\n").replace("\r", "\n")  # newlines as text mode would give them
+
+
+def _open_config(path: str) -> BinaryIO:
+    """``open(path, "rb")``, except that a FIFO whose writer has not appeared yet does not block in open(2)
+    silently: after a second a notice says what tcpwise waits for (Ctrl-C stops it, as for `trace FIFO`)."""
+    try:
+        fifo = stat.S_ISFIFO(os.stat(path).st_mode)
+    except OSError:
+        fifo = False  # open() below says why
+    if not fifo:
+        return open(path, "rb")
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO opens at once this way, writer or not
+    try:
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        if not poller.poll(1000):  # POLLIN or POLLHUP once a writer has written or come and gone
+            print(
+                f"tcpwise: waiting for {path} (a FIFO without a writer yet; Ctrl-C to stop)", file=sys.stderr
+            )
+            poller.poll()
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def _refuse_devices(path: str, mode: int) -> None:
