@@ -94,6 +94,48 @@ def test_bad_input_is_one_line_exit_2():
         assert "Traceback" not in r.stderr
 
 
+BAD_NUMBERS = ["nan", "inf", "-inf", "1e309", "9223372036854775808", "-1", "1e-12"]
+
+
+@pytest.mark.parametrize(
+    "option",
+    [
+        ("doctor", "--interval"),
+        ("doctor", "--watch"),
+        ("doctor", "--idle"),
+        ("top", "--interval"),
+        ("top", "--idle"),
+        ("exporter", "--proc-interval"),
+        ("exporter", "--header-timeout"),
+        ("exporter", "--idle-timeout"),
+        ("exporter", "--idle"),
+    ],
+    ids=" ".join,
+)
+def test_a_number_that_cannot_be_slept_or_compared_is_refused_before_any_work(
+    option: tuple[str, str],
+) -> None:
+    """Non-finite, out-of-range or absurdly small seconds: one line, exit 2, before a thread or a sleep starts.
+    They used to hang (doctor --watch nan), busy-loop (top --interval 1e-12, exporter --proc-interval nan), kill
+    the exporter's refresh thread (--proc-interval inf: OverflowError) or exit 70 (doctor --interval inf)."""
+    from tcpwise.cli import main
+
+    cmd, opt = option
+    for bad in BAD_NUMBERS:
+        with pytest.raises(SystemExit) as exc:
+            main([cmd, opt, bad, "--listen", "127.0.0.1:1"] if cmd == "exporter" else [cmd, opt, bad])
+        assert exc.value.code == 2, (option, bad)
+
+
+def test_proc_interval_zero_still_means_every_scrape() -> None:
+    from tcpwise.cli import build_parser
+
+    args = build_parser().parse_args(["exporter", "--proc-interval", "0"])
+    assert args.proc_interval == 0
+    args = build_parser().parse_args(["exporter", "--proc-interval", "0.5"])
+    assert args.proc_interval == 0.5
+
+
 def test_doctor_json_path_imports_neither_rich_nor_prometheus():
     code = (
         "import sys, io, contextlib; from tcpwise import cli\n"
