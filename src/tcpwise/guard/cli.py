@@ -322,7 +322,7 @@ def _serve(args: argparse.Namespace) -> int:
             f"min rate {t.min_rate:g} B/s after {t.min_rate_grace:g} s",
             flush=True,
         )
-        left = await guard.install_signal_handlers(args.drain, (signal.SIGTERM, signal.SIGINT))
+        left = await guard.install_signal_handlers(args.drain, (signal.SIGTERM, signal.SIGINT, signal.SIGHUP))
         print(json.dumps({"closed_at_deadline": left, **guard.stats()}))
         return 0
 

@@ -218,7 +218,7 @@ def _check(args: argparse.Namespace) -> list[str]:
 
 
 def _raise_interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt  # SIGTERM runs the same cleanup as Ctrl-C
+    raise KeyboardInterrupt  # SIGTERM and SIGHUP run the same cleanup as Ctrl-C
 
 
 def _handle(args: argparse.Namespace) -> int:
@@ -248,7 +248,7 @@ def _handle(args: argparse.Namespace) -> int:
         if progress:
             print(f"  {r.name}: {r.verdict}", file=sys.stderr, flush=True)
 
-    old = signal.signal(signal.SIGTERM, _raise_interrupt)
+    old = {s: signal.signal(s, _raise_interrupt) for s in (signal.SIGTERM, signal.SIGHUP)}
     try:
         results = run_in_namespace(
             target,
@@ -263,7 +263,8 @@ def _handle(args: argparse.Namespace) -> int:
             on_result,
         )
     finally:
-        signal.signal(signal.SIGTERM, old)
+        for s, h in old.items():
+            signal.signal(s, h)
     from tcpwise.probe.runner import NET
 
     tdict = target.to_dict()
