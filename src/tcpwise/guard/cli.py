@@ -250,7 +250,6 @@ def _serve_config(args: argparse.Namespace) -> Any:
 
     from tcpwise.errors import UsageError
     from tcpwise.guard import GuardConfig, Limits, Timeouts
-
     from tcpwise.sockets.fds import nofile_limit, open_fd_count
 
     if not 1 <= args.backlog <= MAX_BACKLOG:
