@@ -127,6 +127,18 @@ def test_a_number_that_cannot_be_slept_or_compared_is_refused_before_any_work(
         assert exc.value.code == 2, (option, bad)
 
 
+@pytest.mark.parametrize("cmd", ["doctor", "top", "exporter"])
+def test_an_empty_netns_is_named_as_such(cmd: str) -> None:
+    """``--netns ''`` said "(needs root)" to root: the setns(2) was on the /run/netns directory itself."""
+    r = run(cmd, "--netns", "")
+    assert r.returncode == 2 and "Traceback" not in r.stderr and "needs root" not in r.stderr
+    assert (
+        r.stderr.strip()
+        .splitlines()[-1]
+        .endswith("the network namespace name is empty: give a name from `ip netns list`")
+    )
+
+
 def test_proc_interval_zero_still_means_every_scrape() -> None:
     from tcpwise.cli import build_parser
 

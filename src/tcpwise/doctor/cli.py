@@ -12,6 +12,7 @@ import os
 import time
 
 from tcpwise.errors import UsageError
+from tcpwise.linux.kernel import netns_arg
 from tcpwise.term import HelpFormatter, add_color_option, add_wide_option, number_in
 
 __all__ = ["register"]
@@ -61,6 +62,7 @@ def _count(text: str) -> int:
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--netns",
+        type=netns_arg,
         metavar="NAME",
         help="look inside network namespace NAME (/run/netns/NAME, root; default: this one)",
     )

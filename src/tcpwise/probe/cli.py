@@ -11,6 +11,7 @@ import signal
 import sys
 from typing import Any
 
+from tcpwise.linux.kernel import netns_arg
 from tcpwise.term import HelpFormatter, add_color_option
 
 __all__ = ["register"]
@@ -54,7 +55,10 @@ def register(sub: Any) -> None:
         "--serve", metavar="CMD", help="shell command tcpwise starts in a new namespace (default: none)"
     )
     where.add_argument(
-        "--netns", metavar="NS", help="existing namespace whose listener is probed (default: none)"
+        "--netns",
+        type=netns_arg,
+        metavar="NS",
+        help="existing namespace whose listener is probed (default: none)",
     )
     where.add_argument("--port", type=int, metavar="P", help="the target's TCP port, 1-65535 (required)")
     where.add_argument(
