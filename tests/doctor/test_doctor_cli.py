@@ -139,6 +139,28 @@ def test_an_empty_netns_is_named_as_such(cmd: str) -> None:
     )
 
 
+def test_exporter_says_the_address_it_really_bound() -> None:
+    """``--listen :PORT`` printed ``http://:PORT/metrics``: the address bound is 0.0.0.0."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    p = subprocess.Popen(
+        [sys.executable, "-m", "tcpwise.cli", "exporter", "--no-watch", "--listen", f":{port}"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env_pythonpath(),
+    )
+    try:
+        assert p.stdout is not None
+        line = p.stdout.readline()
+    finally:
+        p.terminate()
+        p.communicate(timeout=30)
+    assert line.startswith(f"tcpwise exporter: serving http://0.0.0.0:{port}/metrics"), line
+    assert p.returncode == 0
+
+
 def test_proc_interval_zero_still_means_every_scrape() -> None:
     from tcpwise.cli import build_parser
 
