@@ -228,27 +228,35 @@ def _quiet_stdout() -> None:
         pass
 
 
-def _raise_terminated(_sig: int, _frame: object) -> None:
-    raise Terminated
+# The signals that end a command the way Ctrl-C does: SIGTERM (kill, timeout, systemd) and SIGHUP (the terminal
+# closed, the ssh session dropped). Their default action kills the process where it stands.
+UNWIND_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+
+def _raise_terminated(sig: int, _frame: object) -> None:
+    raise Terminated(sig)
 
 
 @contextmanager
 def _sigterm_unwinds() -> Iterator[None]:
-    """SIGTERM's default action kills the process where it stands: a ``-o`` temporary file would stay behind and a
-    worker could outlive its parent. Raised as :class:`Terminated` it takes Ctrl-C's cleanup path instead.
-    Commands with their own SIGTERM policy (watch, lab, probe, guard, the exporter) install it over this one for
-    their run; a handler someone else installed (an embedding program) is left alone."""
+    """SIGTERM's and SIGHUP's default action kills the process where it stands: a ``-o`` temporary file would stay
+    behind, a tracefs instance or a namespace would outlive the run, a worker could outlive its parent. Raised as
+    :class:`Terminated` they take Ctrl-C's cleanup path instead, and the CLI exits 128 + the signal (143, 129).
+    Commands with their own policy (watch, lab, probe, guard, the exporter) install it over this one for their
+    run; a handler someone else installed (an embedding program, ``nohup``'s SIG_IGN) is left alone."""
+    mine = []
     try:
-        mine = signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
-        if mine:
-            signal.signal(signal.SIGTERM, _raise_terminated)
+        for sig in UNWIND_SIGNALS:
+            if signal.getsignal(sig) == signal.SIG_DFL:
+                signal.signal(sig, _raise_terminated)
+                mine.append(sig)
     except ValueError:  # not the main thread: signals are the host program's business
-        mine = False
+        pass
     try:
         yield
     finally:
-        if mine:
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        for sig in mine:
+            signal.signal(sig, signal.SIG_DFL)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -268,9 +276,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TcpwiseError as exc:
         print(f"tcpwise: error: {exc}", file=sys.stderr)
         return exc.exit_code
-    except Terminated:
-        print("tcpwise: terminated", file=sys.stderr)
-        return 143  # 128 + SIGTERM, what a shell reports for a process SIGTERM killed
+    except Terminated as exc:
+        print("tcpwise: terminated" + (" (SIGHUP)" if exc.signum == signal.SIGHUP else ""), file=sys.stderr)
+        # 143 for SIGTERM, 129 for SIGHUP: what a shell reports for a process either signal killed
+        return 128 + exc.signum
     except KeyboardInterrupt:
         print("tcpwise: interrupted", file=sys.stderr)
         return 130

@@ -66,6 +66,10 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from tcpwise.scenarios import run_scenario
     from tcpwise.term import output_width, use_color
 
+    if not args.no_report:
+        from tcpwise.render.report import check_report_dir
+
+        check_report_dir(args.report)  # before the diagrams and the gallery's scenarios run, not after
     color = use_color(args.color)
     width = output_width(args.wide)
     rc = 0
@@ -77,10 +81,16 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     if not args.no_report:
         import os
 
+        from tcpwise.errors import UsageError
         from tcpwise.render.report import build_report
         from tcpwise.scenarios.gallery import catalogue_entries
 
-        result = build_report(args.report, catalogue_entries(lang=args.lang), lang=args.lang)
+        try:
+            result = build_report(args.report, catalogue_entries(lang=args.lang), lang=args.lang)
+        except (
+            OSError
+        ) as exc:  # as `tcpwise report -o`: unwritable (permissions, full disk), said in one line
+            raise UsageError(f"cannot write the report to {args.report}: {exc.strerror or exc}") from None
         n = len(result.entries)
         print(msg("demo_gallery", args.lang, n=n, ok=n - len(result.failing)))
         print("  " + msg("open_url", args.lang, url=f"file://{os.path.abspath(result.index)}"))

@@ -30,5 +30,10 @@ class BudgetExceeded(TcpwiseError):
 
 
 class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised where the program is (the CLI installs the handler): it unwinds through the same cleanup
-    as Ctrl-C — temporary output files removed, namespaces and workers stopped — and the CLI exits 143."""
+    """SIGTERM or SIGHUP, raised where the program is (the CLI installs the handler): it unwinds through the same
+    cleanup as Ctrl-C — temporary output files removed, namespaces and workers stopped — and the CLI exits
+    128 + the signal's number (143 for SIGTERM, 129 for SIGHUP: the terminal closed, the ssh session dropped)."""
+
+    def __init__(self, signum: int = 15) -> None:
+        super().__init__(signum)
+        self.signum = signum

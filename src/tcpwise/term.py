@@ -10,6 +10,8 @@ One small module (standard library only, importable by every layer) so that each
   marked flexible and never cutting a number.
 * **Numbers for people** -- :func:`fmt_seconds` ("61.1 s", "250 ms"), :func:`fmt_bytes` ("53.6 kB"),
   :func:`fmt_num` (3 significant digits, integers as integers).
+* **Numbers from options** -- :func:`number_in` is the one argparse ``type=`` for a number that must be finite and
+  within a range (``nan``, ``inf``, ``1e309`` and ``2**63`` refused in one line, before any work starts).
 * **Help** -- :class:`HelpFormatter` shows each option's choices and default after its help line and keeps the
   epilog's examples as written; :func:`epilog_examples` lists those examples so tests can parse every one.
 * **Output files** are not here: every ``-o`` goes through :mod:`tcpwise.outfile` (atomic replace).
@@ -41,6 +43,7 @@ __all__ = [
     "fmt_seconds",
     "fmt_bytes",
     "fmt_num",
+    "number_in",
     "HelpFormatter",
     "epilog_examples",
 ]
@@ -253,6 +256,29 @@ def fmt_seconds(s: float, digits: int = 3) -> str:
     if a >= 10 ** (digits - 1):
         return f"{round(s)} s"
     return f"{fmt_num(s, digits)} s"
+
+
+def number_in(lo: float, hi: float, *, unit: str = "s", zero: str | None = None) -> Callable[[str], float]:
+    """An argparse ``type=`` for a finite number in ``[lo, hi]`` (``unit`` said in the message). ``zero``, when
+    given, also accepts exactly 0 and names what it means (``"every scrape"``). Anything else -- not a number,
+    ``nan``, ``inf``, ``1e309``, a value a sleep or a timestamp could not hold, a timer that would busy-loop --
+    is refused by argparse in one line before the command starts. ``-0`` is read as 0."""
+    rng = f"{fmt_num(lo)}..{fmt_num(hi)}{' ' + unit if unit else ''}"
+    if zero is not None:
+        rng += f", or 0 = {zero}"
+
+    def parse(text: str) -> float:
+        try:
+            v = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if v == 0 and zero is not None:
+            return 0.0
+        if not (math.isfinite(v) and lo <= v <= hi):
+            raise argparse.ArgumentTypeError(f"must be a finite number in {rng}: {text!r}")
+        return v + 0.0  # -0.0 -> 0.0
+
+    return parse
 
 
 def fmt_bytes(n: float) -> str:

@@ -189,6 +189,30 @@ def test_bad_input_is_one_line_and_exit_2(
     assert err.strip().splitlines()[-1] == errors[0]  # the error is the last thing said
 
 
+@pytest.mark.parametrize("kind", ["file", "devnull", "fifo", "under-a-file"])
+@pytest.mark.parametrize("cmd", [["demo", "--report"], ["report", "-o"]], ids=" ".join)
+def test_a_report_folder_that_cannot_be_one_is_refused_before_any_work(
+    kind: str, cmd: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``demo --report FILE`` ran the diagrams and the whole gallery (~10 s) and then died with exit 70
+    (NotADirectoryError); it now uses report -o's up-front check: one line, exit 2, nothing printed before it."""
+    import os
+
+    target = {
+        "file": tmp_path / "a-file",
+        "devnull": Path(os.devnull),
+        "fifo": tmp_path / "a-fifo",
+        "under-a-file": tmp_path / "a-file" / "gallery",
+    }[kind]
+    (tmp_path / "a-file").write_text("x")
+    os.mkfifo(tmp_path / "a-fifo")
+    assert _run([*cmd, str(target)]) == 2
+    out, err = capsys.readouterr()
+    assert (
+        out == "" and err.count("\n") == 1 and err.startswith("tcpwise: error: ") and "not a directory" in err
+    )
+
+
 def test_the_error_check_turns_red_on_a_traceback(
     captures: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -94,6 +94,82 @@ def test_bad_input_is_one_line_exit_2():
         assert "Traceback" not in r.stderr
 
 
+BAD_NUMBERS = ["nan", "inf", "-inf", "1e309", "9223372036854775808", "-1", "1e-12"]
+
+
+@pytest.mark.parametrize(
+    "option",
+    [
+        ("doctor", "--interval"),
+        ("doctor", "--watch"),
+        ("doctor", "--idle"),
+        ("top", "--interval"),
+        ("top", "--idle"),
+        ("exporter", "--proc-interval"),
+        ("exporter", "--header-timeout"),
+        ("exporter", "--idle-timeout"),
+        ("exporter", "--idle"),
+    ],
+    ids=" ".join,
+)
+def test_a_number_that_cannot_be_slept_or_compared_is_refused_before_any_work(
+    option: tuple[str, str],
+) -> None:
+    """Non-finite, out-of-range or absurdly small seconds: one line, exit 2, before a thread or a sleep starts.
+    They used to hang (doctor --watch nan), busy-loop (top --interval 1e-12, exporter --proc-interval nan), kill
+    the exporter's refresh thread (--proc-interval inf: OverflowError) or exit 70 (doctor --interval inf)."""
+    from tcpwise.cli import main
+
+    cmd, opt = option
+    for bad in BAD_NUMBERS:
+        with pytest.raises(SystemExit) as exc:
+            main([cmd, opt, bad, "--listen", "127.0.0.1:1"] if cmd == "exporter" else [cmd, opt, bad])
+        assert exc.value.code == 2, (option, bad)
+
+
+@pytest.mark.parametrize("cmd", ["doctor", "top", "exporter"])
+def test_an_empty_netns_is_named_as_such(cmd: str) -> None:
+    """``--netns ''`` said "(needs root)" to root: the setns(2) was on the /run/netns directory itself."""
+    r = run(cmd, "--netns", "")
+    assert r.returncode == 2 and "Traceback" not in r.stderr and "needs root" not in r.stderr
+    assert (
+        r.stderr.strip()
+        .splitlines()[-1]
+        .endswith("the network namespace name is empty: give a name from `ip netns list`")
+    )
+
+
+def test_exporter_says_the_address_it_really_bound() -> None:
+    """``--listen :PORT`` printed ``http://:PORT/metrics``: the address bound is 0.0.0.0."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    p = subprocess.Popen(
+        [sys.executable, "-m", "tcpwise.cli", "exporter", "--no-watch", "--listen", f":{port}"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env_pythonpath(),
+    )
+    try:
+        assert p.stdout is not None
+        line = p.stdout.readline()
+    finally:
+        p.terminate()
+        p.communicate(timeout=30)
+    assert line.startswith(f"tcpwise exporter: serving http://0.0.0.0:{port}/metrics"), line
+    assert p.returncode == 0
+
+
+def test_proc_interval_zero_still_means_every_scrape() -> None:
+    from tcpwise.cli import build_parser
+
+    args = build_parser().parse_args(["exporter", "--proc-interval", "0"])
+    assert args.proc_interval == 0
+    args = build_parser().parse_args(["exporter", "--proc-interval", "0.5"])
+    assert args.proc_interval == 0.5
+
+
 def test_doctor_json_path_imports_neither_rich_nor_prometheus():
     code = (
         "import sys, io, contextlib; from tcpwise import cli\n"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -203,3 +204,39 @@ def test_doctor_watch_predicts_port_exhaustion_in_a_narrow_range() -> None:
     assert 10 <= ev["closed_first_per_s"] <= 30
     assert f["severity"] == "crit" and ev["exhausted_in_s"] is not None and "port exhaustion" in f["message"]
     assert "already lets connect() reuse" in f["advice"]  # tcp_tw_reuse=2 covers loopback
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
+def test_doctor_watch_stopped_by_a_signal_leaves_no_instance(sig: int) -> None:
+    """``timeout 5 tcpwise doctor --watch 30`` (SIGTERM) or a closed terminal (SIGHUP): the watch's tracefs
+    instance is removed and the exit is 128 + the signal. SIGHUP's default action left it recording."""
+    from tcpwise.linux import tracefs
+
+    if os.geteuid() != 0:
+        pytest.skip("needs root (tracepoints)")
+    root = tracefs.find_tracefs()
+    p = subprocess.Popen(
+        [sys.executable, "-m", "tcpwise.cli", "doctor", "--json", "--watch", "30"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env_pythonpath(),
+    )
+
+    def mine() -> list[str]:
+        return [name for name, *_ in tracefs.list_instances(root) if f"tcpwise-doctor-{p.pid}-" in name]
+
+    try:
+        deadline = time.monotonic() + 20
+        while not mine():
+            assert time.monotonic() < deadline and p.poll() is None, "doctor --watch did not start its watch"
+            time.sleep(0.05)
+        p.send_signal(sig)
+        _, err = p.communicate(timeout=20)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert p.returncode == 128 + sig, err
+    assert "Traceback" not in err
+    assert mine() == []

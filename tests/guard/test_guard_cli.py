@@ -42,6 +42,31 @@ def test_guard_cli_bad_input_is_one_line_exit_2(capsys: pytest.CaptureFixture[st
         assert err.count("error") == 1 and "Traceback" not in err
 
 
+def test_guard_serve_backlog_and_fd_headroom_are_bounded_before_listening(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--backlog 2**63 was an OverflowError (exit 70); --fd-headroom at or past the descriptor limit left accepting
+    paused and every client waiting, silently. Both: one line, exit 2, before anything listens."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    monkeypatch.setattr(
+        resource, "getrlimit", lambda what: (2000, hard) if what == resource.RLIMIT_NOFILE else (soft, hard)
+    )
+    for bad, needle in (
+        (["--backlog", "9223372036854775808"], "--backlog must be between 1 and 65535"),
+        (["--backlog", "65536"], "--backlog must be between 1 and 65535"),
+        (
+            ["--fd-headroom", "3000"],
+            "leaves no descriptor for a connection: the limit (RLIMIT_NOFILE, ulimit -n) is 2000",
+        ),
+        (["--fd-headroom", "2000"], "leaves no descriptor"),
+    ):
+        assert main(["guard", "serve", "--port", "0", *bad]) == 2, bad
+        err = capsys.readouterr().err
+        assert err.startswith("tcpwise: error: ") and needle in err and err.count("\n") == 1, err
+
+
 def test_guard_check_client_heartbeat() -> None:
     async def h(r: object, w: object) -> None: ...
 

@@ -108,8 +108,9 @@ def test_sigkill_then_lab_clean_leaves_nothing() -> None:
     assert _leftovers(run_id, p.pid) == []
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
 def test_ctrl_c_and_sigterm_leave_nothing(sig: int) -> None:
+    """SIGHUP (the terminal closed, the ssh session dropped) too: its default action left the four namespaces."""
     _need_root()
     p, run_id = _start_long_run()
     p.send_signal(sig)

@@ -160,6 +160,69 @@ def test_unknown_or_not_lab_scenario_is_usage_error(capsys: pytest.CaptureFixtur
     assert len([s for s in catalogue() if s.lab]) >= 22
 
 
+def test_conform_refuses_a_named_scenario_the_lab_cannot_run_as_lab_run_does(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """``lab conform old-duplicate`` exited 0 with "0/1 scenarios conform" while ``lab run`` refused it."""
+    from tcpwise.cli import main
+
+    assert main(["lab", "conform", "old-duplicate"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(
+        "tcpwise: error: scenario 'old-duplicate' cannot run in the lab"
+    )
+
+
+@pytest.mark.parametrize("cmd", [["lab", "run", "close"], ["lab", "conform", "close"]], ids=" ".join)
+@pytest.mark.parametrize("value", ["nan", "inf", "1e309", "0", "1e-12", "-1", "3601"])
+def test_max_duration_is_finite_and_long_enough_to_run_something(cmd: list[str], value: str) -> None:
+    """nan, inf and 1e309 were accepted by lab run; 0 and 1e-12 ran nothing and passed."""
+    from tcpwise.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main([*cmd, "--max-duration", value])
+    assert exc.value.code == 2
+
+
+def test_a_run_that_observed_no_check_does_not_pass() -> None:
+    from tcpwise.events import Check, Run
+    from tcpwise.lab.conform import nothing_observed
+
+    run = Run(scenario="close")
+    assert not nothing_observed(run)  # no checks at all: nothing to claim either way
+    run.checks = [Check("a", False, observed=False), Check("b", False, observed=False)]
+    assert run.ok and nothing_observed(run)  # run.ok alone would call it a pass
+    run.checks.append(Check("c", True))
+    assert not nothing_observed(run)
+
+
+def test_lab_run_cut_before_anything_happened_says_so_and_exits_1() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root")
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tcpwise.cli",
+            "lab",
+            "run",
+            "close",
+            "--max-duration",
+            "0.1",
+            "--format",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": os.path.join(ROOT, "src")},
+    )
+    assert r.returncode == 1, r.stderr
+    assert "Nothing was checked: the lab run stopped at 0.1 s" in r.stderr.strip().splitlines()[-1]
+    doc = json.loads(r.stdout)
+    assert doc["summary"]["ok"] is False and doc["summary"]["text"].startswith("Nothing was checked")
+
+
 def _story(events: list) -> list[tuple[str, str, str]]:  # type: ignore[type-arg]
     return [(e.conn, e.from_state, e.to_state) for e in events]
 

@@ -61,6 +61,17 @@ def test_bad_input_is_one_line_and_exit_2(
     assert err.count("\n") == 1 and err.startswith("tcpwise: error: ") and needle in err, err
 
 
+def test_an_empty_netns_is_refused_before_any_work() -> None:
+    """``--netns ''`` (an unset shell variable) reached setns(2) on /run/netns itself: exit 70."""
+    rc, _out, err = _cli("--netns", "", "--port", "80", "--all")
+    assert rc == 2 and "Traceback" not in err
+    assert (
+        err.strip()
+        .splitlines()[-1]
+        .endswith("the network namespace name is empty: give a name from `ip netns list`")
+    )
+
+
 def _result(name: str, verdict: str, closed: float | None = None) -> Result:
     finding = None
     if verdict == "fail":

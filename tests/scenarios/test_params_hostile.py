@@ -84,6 +84,14 @@ def test_the_error_names_the_range() -> None:
         parse_overrides(get_scenario("keepalive"), ["death=melt"])
 
 
+def test_minus_zero_is_zero() -> None:
+    """``--set time_wait=-0`` printed "TIME_WAIT lasts -0 s"."""
+    (value,) = parse_overrides(get_scenario("close"), ["time_wait=-0"]).values()
+    assert value == 0 and math.copysign(1.0, value) == 1.0
+    run = run_scenario("close", overrides={"time_wait": "-0"})
+    assert "-0" not in (run.summary.get("text") or "")
+
+
 def _edge_cases() -> list[tuple[str, str, str]]:
     cases = []
     for sid, name, p in _params():

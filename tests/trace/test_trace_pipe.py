@@ -293,9 +293,11 @@ def test_live_tcpdump_pipe_stops_cleanly_on_ctrl_c() -> None:
 
 
 @pytest.mark.parametrize("jobs", ["1", "2"])
-def test_sigterm_leaves_no_temporary_file(tmp_path, jobs) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
+def test_sigterm_leaves_no_temporary_file(tmp_path, jobs, sig) -> None:
     """SIGTERM (a supervisor stopping tcpwise) unwinds like Ctrl-C's third press: exit 143, the -o target is
-    not written and no temporary file stays next to it (its default action would have left a half document)."""
+    not written and no temporary file stays next to it (its default action would have left a half document).
+    SIGHUP (the terminal closed) takes the same path and exits 129."""
     from tracecaps import syn_flood
 
     cap = tmp_path / "flood.pcap"
@@ -307,10 +309,10 @@ def test_sigterm_leaves_no_temporary_file(tmp_path, jobs) -> None:
     end = time.monotonic() + 20
     while not any(target.parent.iterdir()) and time.monotonic() < end and p.poll() is None:
         time.sleep(0.01)  # the temporary file exists: output has started
-    p.send_signal(signal.SIGTERM)
+    p.send_signal(sig)
     _out, err = p.communicate(timeout=60)
-    assert p.returncode == 143, err.decode()
-    assert err.decode().strip() == "tcpwise: terminated"
+    assert p.returncode == 128 + sig, err.decode()
+    assert err.decode().strip() == "tcpwise: terminated" + (" (SIGHUP)" if sig == signal.SIGHUP else "")
     assert list(target.parent.iterdir()) == []
     left = subprocess.run(["pgrep", "-f", str(cap)], capture_output=True, text=True).stdout.split()
     assert left == [], "forked workers outlived their parent"

@@ -313,13 +313,16 @@ def test_cli_json_lines_contract(netns: Netns) -> None:
     assert refused and refused[0]["resets_received"] == 1
 
 
-def test_sigterm_ends_cleanly_and_removes_the_instance() -> None:
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
+def test_sigterm_ends_cleanly_and_removes_the_instance(sig: int) -> None:
+    """SIGHUP (the terminal closed, the ssh session dropped) ends the watch like SIGTERM: its default action left
+    the instance recording."""
     watch = subprocess.Popen(
         _tcpwise("watch", "--format", "json", "--port", "9"), stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
     try:
         mine = _wait_instance(watch.pid)
-        watch.send_signal(signal.SIGTERM)
+        watch.send_signal(sig)
         out, err = watch.communicate(timeout=20)
     finally:
         if watch.poll() is None:

@@ -12,7 +12,8 @@ import os
 import time
 
 from tcpwise.errors import UsageError
-from tcpwise.term import HelpFormatter, add_color_option, add_wide_option
+from tcpwise.linux.kernel import netns_arg
+from tcpwise.term import HelpFormatter, add_color_option, add_wide_option, number_in
 
 __all__ = ["register"]
 
@@ -40,14 +41,11 @@ EXPORTER_EPILOG = """examples:
 """
 
 
-def _positive(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if v <= 0:
-        raise argparse.ArgumentTypeError(f"must be > 0: {text!r}")
-    return v
+# Every number of seconds is finite and in a range a sleep, a deadline and a timestamp can hold: nan, inf, 1e309
+# or 2**63 would hang a sleep, overflow a deadline or busy-loop a timer; refused in one line before any work.
+DAY = 86400.0
+_SLEEP = number_in(0.1, DAY)  # a wait or a refresh period: 0.1 s .. 1 day
+_THRESHOLD = number_in(0.001, 365 * DAY)  # --idle: a threshold compared with socket ages, not slept
 
 
 def _count(text: str) -> int:
@@ -64,6 +62,7 @@ def _count(text: str) -> int:
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--netns",
+        type=netns_arg,
         metavar="NAME",
         help="look inside network namespace NAME (/run/netns/NAME, root; default: this one)",
     )
@@ -72,7 +71,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--idle",
-        type=_positive,
+        type=_THRESHOLD,
         default=600.0,
         metavar="SECONDS",
         help="an ESTABLISHED socket without data for this long is idle (no-keepalive; default 600)",
@@ -97,13 +96,13 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     )
     d.add_argument(
         "--interval",
-        type=_positive,
+        type=_SLEEP,
         metavar="SECONDS",
         help="take a second sample after SECONDS to measure growth (default: one sample)",
     )
     d.add_argument(
         "--watch",
-        type=_positive,
+        type=_SLEEP,
         metavar="SECONDS",
         help="watch SECONDS of state transitions (tracepoints, root): CLOSE_WAIT leak vs churn, "
         "TIME_WAIT rate per destination vs the port range",
@@ -125,7 +124,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         formatter_class=HelpFormatter,
     )
     t.add_argument(
-        "--interval", type=_positive, default=1.0, metavar="SECONDS", help="refresh period (default 1 s)"
+        "--interval", type=_SLEEP, default=1.0, metavar="SECONDS", help="refresh period (default 1 s)"
     )
     t.add_argument(
         "--count", type=_count, metavar="N", help="stop after N refreshes (default: until q or Ctrl-C)"
@@ -182,21 +181,21 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     )
     e.add_argument(
         "--header-timeout",
-        type=_positive,
+        type=_SLEEP,
         default=5.0,
         metavar="S",
         help="a request head must arrive within S seconds (default 5)",
     )
     e.add_argument(
         "--idle-timeout",
-        type=_positive,
+        type=_SLEEP,
         default=15.0,
         metavar="S",
         help="keep-alive connections idle longer are closed (default 15)",
     )
     e.add_argument(
         "--proc-interval",
-        type=float,
+        type=number_in(0.1, DAY, zero="every scrape"),
         default=10.0,
         metavar="SECONDS",
         help="rescan /proc for process attribution at most this often (default 10 s; 0 = every scrape)",

@@ -440,6 +440,12 @@ def _parse_listen(text: str) -> tuple[str, int]:
     return host.strip("[]") or "0.0.0.0", int(port)
 
 
+def serving_url(address: tuple[str, int]) -> str:
+    """The URL of the address the exporter really bound (``--listen :9477`` binds 0.0.0.0; port 0 a free one)."""
+    host, port = address[0], address[1]
+    return f"http://{'[' + host + ']' if ':' in host else host}:{port}/metrics"
+
+
 def start_watch(col: TcpCollector, peers: int, stop: threading.Event) -> threading.Thread | None:
     """Run a tracepoint watch feeding ``col.watch_metrics`` in a thread; None (reason kept) without root."""
     from tcpwise.errors import MissingCapability
@@ -515,13 +521,14 @@ def run(args: argparse.Namespace) -> int:
     async def main() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # HUP: terminal closed, ssh dropped
             loop.add_signal_handler(sig, stop.set)
         try:
             await server.start()
         except OSError as exc:
             raise UsageError(f"cannot listen on {args.listen}: {exc.strerror}") from None
-        print(f"tcpwise exporter: serving http://{args.listen}/metrics (Ctrl-C stops)", flush=True)
+        assert server.address is not None  # set by start()
+        print(f"tcpwise exporter: serving {serving_url(server.address)} (Ctrl-C stops)", flush=True)
         await stop.wait()
         await server.close()
 

@@ -41,6 +41,9 @@ examples:
 """
 
 
+MAX_BACKLOG = 65535  # listen(2)'s queue is capped by net.core.somaxconn anyway (4096 by default)
+
+
 def _positive(kind: type[Any]) -> Any:
     def parse(text: str) -> Any:
         try:
@@ -120,7 +123,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "--port", metavar="PORT", type=_port, default=7070, help="TCP port, 0 for any free one (default 7070)"
     )
     s.add_argument(
-        "--backlog", metavar="N", type=pos_i, default=4096, help="listen(2) accept queue (default 4096)"
+        "--backlog",
+        metavar="N",
+        type=pos_i,
+        default=4096,
+        help=f"listen(2) accept queue, 1..{MAX_BACKLOG} (default 4096)",
     )
     s.add_argument(
         "--max-conns",
@@ -243,7 +250,18 @@ def _serve_config(args: argparse.Namespace) -> Any:
 
     from tcpwise.errors import UsageError
     from tcpwise.guard import GuardConfig, Limits, Timeouts
+    from tcpwise.sockets.fds import nofile_limit, open_fd_count
 
+    if not 1 <= args.backlog <= MAX_BACKLOG:
+        # listen(2) takes an int and the kernel caps it at net.core.somaxconn: 2**63 was an OverflowError.
+        raise UsageError(f"--backlog must be between 1 and {MAX_BACKLOG}, not {args.backlog}")
+    limit, in_use = nofile_limit(), open_fd_count()
+    if args.fd_headroom is not None and args.fd_headroom >= limit - in_use:
+        # Every free descriptor would be headroom: accepting would pause at once and clients wait, silently.
+        raise UsageError(
+            f"--fd-headroom {args.fd_headroom} leaves no descriptor for a connection: the limit "
+            f"(RLIMIT_NOFILE, ulimit -n) is {limit} and {in_use} are in use; use fewer, or raise the limit"
+        )
     try:
         if not ipaddress.ip_address(args.host).is_loopback:
             raise UsageError(f"--host must be a loopback address (127.0.0.0/8 or ::1), got {args.host}")
@@ -322,7 +340,7 @@ def _serve(args: argparse.Namespace) -> int:
             f"min rate {t.min_rate:g} B/s after {t.min_rate_grace:g} s",
             flush=True,
         )
-        left = await guard.install_signal_handlers(args.drain, (signal.SIGTERM, signal.SIGINT))
+        left = await guard.install_signal_handlers(args.drain, (signal.SIGTERM, signal.SIGINT, signal.SIGHUP))
         print(json.dumps({"closed_at_deadline": left, **guard.stats()}))
         return 0
 

@@ -9,11 +9,13 @@ import argparse
 import sys
 from typing import Any
 
-from tcpwise.term import HelpFormatter, add_color_option, add_wide_option
+from tcpwise.term import HelpFormatter, add_color_option, add_wide_option, number_in
 
 __all__ = ["register"]
 
 FORMATS = ("text", "json", "mermaid", "svg", "html", "pcap")
+# A lab run's wall-clock bound: finite, at most an hour (MAX_LAB_DURATION), and long enough to build a step.
+_MAX_DURATION = number_in(0.1, 3600.0)
 
 EPILOG = """examples:
   sudo tcpwise lab run close                four-way teardown on the real kernel
@@ -66,7 +68,7 @@ def register(sub: Any) -> None:
     r.add_argument("--ipv6", action="store_true", help="run over fd00::/8 instead of 198.18.0.0/15")
     r.add_argument(
         "--max-duration",
-        type=float,
+        type=_MAX_DURATION,
         default=None,
         metavar="S",
         help="stop the run after S seconds (default: 2.5 s after the script's last step)",
@@ -103,7 +105,7 @@ def register(sub: Any) -> None:
     )
     c.add_argument(
         "--max-duration",
-        type=float,
+        type=_MAX_DURATION,
         default=30.0,
         metavar="S",
         help="compare at most the first S seconds of each scenario (default 30)",
@@ -181,7 +183,7 @@ def _run(args: argparse.Namespace) -> int:
     import io
 
     from tcpwise.errors import UsageError
-    from tcpwise.lab.conform import lab_scenario_run
+    from tcpwise.lab.conform import lab_scenario_run, nothing_observed
     from tcpwise.outfile import write_output as _emit  # the one -o/stdout writer (atomic, errors in one line)
 
     if args.format == "pcap" and not args.output and sys.stdout.isatty():
@@ -209,6 +211,9 @@ def _run(args: argparse.Namespace) -> int:
         color = args.format == "text" and args.output is None and use_color(args.color)
         out = render(run, args.format, lang=args.lang, color=color, width=output_width(args.wide))
         _emit(out, args.output)
+    if nothing_observed(run):
+        print(f"tcpwise: lab run {args.scenario}: {run.summary['text']}", file=sys.stderr)
+        return 1
     return 0 if run.ok else 1
 
 

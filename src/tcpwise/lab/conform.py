@@ -317,7 +317,21 @@ def lab_scenario_run(
         ]
     run.checks = _mark_unobserved(sc, params, script, plan, checks, max_duration if cut else None)
     run.summary["ok"] = run.ok
+    if nothing_observed(run):
+        # Cut before anything happened (--max-duration 0.1): not a pass. The narrative, written for a run
+        # that happened, would tell a story of nothing ("CLOSE_WAIT for never"): say what happened instead.
+        run.summary["ok"] = False
+        text = (
+            f"Nothing was checked: the lab run stopped at {max_duration:g} s, before any of the "
+            f"{len(run.checks)} checks could be observed (a longer --max-duration, or --full, observes them)."
+        )
+        run.summary.update({"text": text, "text_zh": text})
     return run
+
+
+def nothing_observed(run: Run) -> bool:
+    """The run has checks and observed none of them: it says nothing about the kernel, and does not pass."""
+    return bool(run.checks) and not any(c.observed for c in run.checks)
 
 
 def _model_run(sc: Any, params: dict[str, Any], script: Any, plan: Any, seed: int = 1) -> Run:
@@ -498,8 +512,8 @@ def conform_all(
     progress: Any = None,
     full: bool = False,
 ) -> list[ConformResult]:
-    """Conform each scenario (default: the whole catalogue; scenarios the kernel cannot play come back as level
-    "none" with the reason). ``jobs`` > 1 runs that many scenarios at once, each in its own worker process and
+    """Conform each scenario (default: the whole catalogue, where scenarios the kernel cannot play come back as
+    level "none" with the reason; one of those named in ``ids`` is refused with a UsageError, as ``lab run``). ``jobs`` > 1 runs that many scenarios at once, each in its own worker process and
     namespaces. ``progress(done, total, result)`` is called as results come in."""
     from tcpwise.lab.netns import check_capabilities
 
@@ -510,7 +524,9 @@ def conform_all(
         ids = [s.id for s in catalogue()]
     else:
         for sid in ids:
-            _scenario(sid)  # unknown id: one-line error before anything runs
+            # Unknown id, or one named that cannot run on the kernel: one-line error before anything runs, as
+            # `lab run ID` says it (the whole catalogue lists those as "not playable" instead).
+            _lab_scenario(sid)
     tasks = [(sid, max_duration, settle, retries, ipv6, full) for sid in ids]
     results: dict[str, ConformResult] = {}
     if jobs <= 1 or len(tasks) <= 1:

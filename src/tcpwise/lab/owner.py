@@ -10,8 +10,8 @@ when its owner is gone — no such process, or a process with another start time
 one without a record (a run made by an older tcpwise, or by hand: ``--run ID`` names it explicitly). ``/run`` is a
 tmpfs, like the ``/run/netns`` mounts the namespaces live on, so both vanish together at reboot.
 
-**Shielded teardown.** The first Ctrl-C (or SIGTERM) of a run starts its cleanup; if a second one interrupted
-that cleanup, namespaces would be left half-deleted. While :func:`shielded` is active SIGINT and SIGTERM are
+**Shielded teardown.** The first Ctrl-C (or SIGTERM, or SIGHUP) of a run starts its cleanup; if a second one interrupted
+that cleanup, namespaces would be left half-deleted. While :func:`shielded` is active SIGINT, SIGTERM and SIGHUP are
 caught: the second signal only prints ``cleaning up, please wait``; a third one forces the way out, and then the
 run prints exactly what is left and the command that removes it. (The ``ip`` commands the cleanup runs are in
 sessions of their own, so a terminal's Ctrl-C never reaches them.)
@@ -109,7 +109,9 @@ class ForcedExit(KeyboardInterrupt):
 
 
 class _Signals:
-    """The process's SIGINT/SIGTERM policy while a lab run is alive (main thread only).
+    """The process's SIGINT/SIGTERM/SIGHUP policy while a lab run is alive (main thread only). SIGHUP (the
+    terminal closed, the ssh session dropped) is treated as SIGTERM: its default action would leave the
+    namespaces behind.
 
     phase "run": the first signal raises KeyboardInterrupt — the run stops and its cleanup starts. From then on,
     and whenever a teardown is shielded, a signal only says "please wait" the first time and forces out the next.
@@ -134,7 +136,7 @@ class _Signals:
         raise ForcedExit
 
     def install(self) -> None:
-        self.old = {s: signal.signal(s, self.handler) for s in (signal.SIGINT, signal.SIGTERM)}
+        self.old = {s: signal.signal(s, self.handler) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
 
     def restore(self) -> None:
         for s, h in self.old.items():

@@ -451,9 +451,11 @@ def _validate(
         raise UsageError(f"--proxy must be one of {', '.join(PROXIES)}")
     if not (1 <= requests <= 500):
         raise UsageError("--requests must be 1..500")
-    if not (0.2 <= upstream_idle <= 30 and 0 < proxy_idle <= 120 and 0.001 <= delay <= 0.5):
+    # The proxy's keepalive_timeout is written in whole milliseconds: below 1 ms it would be "0ms" or a number
+    # in exponent notation that neither proxy reads, found only after the lab is built.
+    if not (0.2 <= upstream_idle <= 30 and 0.001 <= proxy_idle <= 120 and 0.001 <= delay <= 0.5):
         raise UsageError(
-            "need 0.2 <= upstream idle <= 30 s, 0 < proxy idle <= 120 s, 1 ms <= delay <= 500 ms"
+            "need 0.2 <= upstream idle <= 30 s, 1 ms <= proxy idle <= 120 s, 1 ms <= delay <= 500 ms"
         )
     if method not in ("GET", "POST"):
         raise UsageError("--method must be GET or POST")

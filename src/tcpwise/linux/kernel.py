@@ -105,12 +105,27 @@ def read_sysctls() -> dict[str, str]:
     return out
 
 
+EMPTY_NETNS = "the network namespace name is empty: give a name from `ip netns list`"
+
+
+def netns_arg(text: str) -> str:
+    """The argparse ``type=`` of every ``--netns``: an empty name (``--netns ''``, an unset shell variable) is
+    refused in one line before any work; it used to reach setns(2) on the /run/netns directory itself."""
+    import argparse
+
+    if not text.strip():
+        raise argparse.ArgumentTypeError(EMPTY_NETNS)
+    return text
+
+
 @contextlib.contextmanager
 def in_netns(name: str | None) -> Iterator[None]:
     """Run the body with the calling thread inside network namespace ``name`` (None: stay where we are)."""
     if name is None:
         yield
         return
+    if not name.strip():
+        raise UsageError(EMPTY_NETNS)
     if name.startswith("/proc/") or name.startswith("/run/netns/"):
         path = name  # a namespace file given by path (e.g. /proc/PID/ns/net)
     elif "/" in name or name in (".", ".."):

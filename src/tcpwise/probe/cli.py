@@ -11,6 +11,7 @@ import signal
 import sys
 from typing import Any
 
+from tcpwise.linux.kernel import netns_arg
 from tcpwise.term import HelpFormatter, add_color_option
 
 __all__ = ["register"]
@@ -54,7 +55,10 @@ def register(sub: Any) -> None:
         "--serve", metavar="CMD", help="shell command tcpwise starts in a new namespace (default: none)"
     )
     where.add_argument(
-        "--netns", metavar="NS", help="existing namespace whose listener is probed (default: none)"
+        "--netns",
+        type=netns_arg,
+        metavar="NS",
+        help="existing namespace whose listener is probed (default: none)",
     )
     where.add_argument("--port", type=int, metavar="P", help="the target's TCP port, 1-65535 (required)")
     where.add_argument(
@@ -218,7 +222,7 @@ def _check(args: argparse.Namespace) -> list[str]:
 
 
 def _raise_interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt  # SIGTERM runs the same cleanup as Ctrl-C
+    raise KeyboardInterrupt  # SIGTERM and SIGHUP run the same cleanup as Ctrl-C
 
 
 def _handle(args: argparse.Namespace) -> int:
@@ -248,7 +252,7 @@ def _handle(args: argparse.Namespace) -> int:
         if progress:
             print(f"  {r.name}: {r.verdict}", file=sys.stderr, flush=True)
 
-    old = signal.signal(signal.SIGTERM, _raise_interrupt)
+    old = {s: signal.signal(s, _raise_interrupt) for s in (signal.SIGTERM, signal.SIGHUP)}
     try:
         results = run_in_namespace(
             target,
@@ -263,7 +267,8 @@ def _handle(args: argparse.Namespace) -> int:
             on_result,
         )
     finally:
-        signal.signal(signal.SIGTERM, old)
+        for s, h in old.items():
+            signal.signal(s, h)
     from tcpwise.probe.runner import NET
 
     tdict = target.to_dict()

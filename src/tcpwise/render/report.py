@@ -108,6 +108,21 @@ def _card(e: ReportEntry, lang: str) -> str:
     )
 
 
+def check_report_dir(out_dir: str) -> None:
+    """Refuse, in one line and before any scenario runs, a gallery folder that cannot be one: an existing file,
+    ``/dev/null`` or a FIFO, or a path under something that is not a directory (``tcpwise report -o``,
+    ``tcpwise demo --report``). Missing folders are fine: :func:`build_report` creates them."""
+    from tcpwise.errors import UsageError
+
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise UsageError(f"{out_dir} exists and is not a directory")
+    parent = os.path.dirname(os.path.abspath(out_dir))
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise UsageError(f"cannot write the report to {out_dir}: {parent} is not a directory")
+
+
 def build_report(
     out_dir: str, entries: Iterable[ReportEntry], *, lang: str = "en", absolute: bool = False
 ) -> ReportResult:

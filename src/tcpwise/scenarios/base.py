@@ -109,7 +109,7 @@ class Param:
             if kind is int:
                 value: Any = int(text, 0)
             elif kind is float:
-                value = float(text)
+                value = float(text) + 0.0  # -0 is 0: "TIME_WAIT lasts -0 s" is no one's number
             else:
                 value = text
         except ValueError:

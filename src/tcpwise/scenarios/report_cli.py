@@ -49,13 +49,12 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 def _report(args: argparse.Namespace) -> int:
     from tcpwise.errors import UsageError
     from tcpwise.i18n import check_claim, msg
-    from tcpwise.render.report import ReportEntry, build_report
+    from tcpwise.render.report import ReportEntry, build_report, check_report_dir
     from tcpwise.scenarios.gallery import catalogue_entries
     from tcpwise.term import fmt_seconds, use_color
 
     out = args.output
-    if os.path.exists(out) and not os.path.isdir(out):
-        raise UsageError(f"{out} exists and is not a directory")
+    check_report_dir(out)
     color = use_color(args.color, sys.stderr)
 
     def progress(entry: ReportEntry, seconds: float) -> None:

@@ -186,10 +186,11 @@ def _child(rfd: int, wfd: int, fmt: str, timers: ZeekTimers) -> None:
     inp = os.fdopen(rfd, "rb", buffering=1 << 20)
     try:
         # Ctrl-C reaches the whole process group: the parent decides (it stops reading and lets every worker
-        # finish what it was sent, so the output stays whole). SIGTERM gets its default back: the CLI's handler,
-        # inherited by fork, would unwind the worker as if it were the CLI.
+        # finish what it was sent, so the output stays whole). SIGTERM and SIGHUP get their default back: the CLI's
+        # handler, inherited by fork, would unwind the worker as if it were the CLI.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGHUP, signal.SIG_DFL)
         gc.disable()  # as trace_file: the tracker makes no cycles
         _worker(inp, out, fmt, timers)
     except BaseException as exc:  # noqa: BLE001 - reported to the parent, which raises it

@@ -8,6 +8,7 @@ import sys
 from typing import Any
 
 from tcpwise.errors import UsageError
+from tcpwise.linux.kernel import netns_arg
 from tcpwise.term import HelpFormatter, add_color_option
 
 __all__ = ["register"]
@@ -62,6 +63,21 @@ def _addr(text: str) -> str:
         raise argparse.ArgumentTypeError(f"not an IP address: {text!r}") from None
 
 
+COMM_MAX = 15  # TASK_COMM_LEN - 1: the kernel keeps the first 15 bytes of a process name
+
+
+def _comm(text: str) -> str:
+    """A process name as the kernel keeps it: a longer one can never match (the kernel cut it to 15 bytes)."""
+    if not text:
+        raise argparse.ArgumentTypeError("the process name is empty")
+    if len(text.encode()) > COMM_MAX:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is longer than {COMM_MAX} bytes and can never match: the kernel keeps the first {COMM_MAX} "
+            f"of a process name (TASK_COMM_LEN), give {text.encode()[:COMM_MAX].decode(errors='ignore')!r}"
+        )
+    return text
+
+
 def _count(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"must be a whole number >= 1: {text!r}")
@@ -100,10 +116,15 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "--pid", type=_count, action="append", metavar="PID", help="owned by process PID (repeatable)"
     )
     p.add_argument(
-        "--comm", action="append", metavar="NAME", help="owned by a process named NAME (repeatable)"
+        "--comm",
+        action="append",
+        type=_comm,
+        metavar="NAME",
+        help=f"owned by a process named NAME, at most {COMM_MAX} bytes as the kernel keeps it (repeatable)",
     )
     p.add_argument(
         "--netns",
+        type=netns_arg,
         metavar="NAME",
         help="only network namespace NAME (/run/netns/NAME, 'self', or an inode number; default: all)",
     )

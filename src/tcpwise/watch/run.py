@@ -1,6 +1,6 @@
 """The ``tcpwise watch`` command behind the CLI: pick the source, wire filters and writers, handle signals.
 
-Signals: the first SIGINT/SIGTERM asks the loop to stop (it does within one tick, ~50 ms), then open sockets and
+Signals: the first SIGINT/SIGTERM/SIGHUP asks the loop to stop (it does within one tick, ~50 ms), then open sockets and
 the summary are written and the tracefs instance is removed — a normal end, exit 0. A second one interrupts at
 once; the instance is still removed by the ``finally`` of :class:`tcpwise.watch.live.Watch`. After SIGKILL,
 ``tcpwise watch --clean`` removes what is left (only instances whose owner process is dead).
@@ -73,7 +73,9 @@ def make_filter(opts: Mapping[str, Any]) -> Filter:
 
 @contextlib.contextmanager
 def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
-    """First SIGINT/SIGTERM: set ``stop``; second: KeyboardInterrupt (immediate, cleanup still runs)."""
+    """First SIGINT/SIGTERM/SIGHUP: set ``stop``; second: KeyboardInterrupt (immediate, cleanup still runs).
+    SIGHUP (the terminal closed, the ssh session dropped) is a stop like SIGTERM: its default action would leave
+    the tracefs instance recording."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -83,7 +85,7 @@ def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
             raise KeyboardInterrupt
         stop.set()
 
-    old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     try:
         yield
     finally:
