@@ -36,7 +36,7 @@ from typing import IO, Any
 
 from tcpwise.errors import UsageError
 
-__all__ = ["atomic_output", "write_atomic", "write_output"]
+__all__ = ["atomic_output", "write_atomic", "write_output", "check_target"]
 
 _SERIAL = itertools.count(1)  # two outputs of one process never share a temporary name
 
@@ -109,6 +109,28 @@ def atomic_output(path: str, mode: str = "w") -> Iterator[IO[Any]]:
     except BaseException:
         _unlink(tmp)
         raise
+
+
+def check_target(path: str | None) -> None:
+    """Refuse an ``-o`` that cannot be written, *before* a command does minutes of work (a lab run, a race, a
+    probe): an empty name, a directory, a missing or unwritable parent directory. The write itself still goes
+    through :func:`atomic_output`, which reports what only writing can find (a full disk)."""
+    if path is None or path == "-":
+        return
+    _check_name(path)
+    try:
+        real, st = _resolve(path)
+    except OSError as exc:
+        raise _fail(path, exc) from None
+    if st is not None and stat.S_ISDIR(st.st_mode):
+        raise UsageError(f"cannot write {path}: it is a directory")
+    if st is not None and not stat.S_ISREG(st.st_mode):
+        return  # /dev/null, a FIFO, a terminal: written through
+    directory = os.path.dirname(real) or "."
+    if not os.path.isdir(directory):
+        raise UsageError(f"cannot write {path}: no such directory {directory}")
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise UsageError(f"cannot write {path}: permission denied in {directory}")
 
 
 def _check_name(path: str) -> None:

@@ -184,8 +184,10 @@ def _run(args: argparse.Namespace) -> int:
 
     from tcpwise.errors import UsageError
     from tcpwise.lab.conform import lab_scenario_run, nothing_observed
+    from tcpwise.outfile import check_target
     from tcpwise.outfile import write_output as _emit  # the one -o/stdout writer (atomic, errors in one line)
 
+    check_target(args.output)  # before the namespaces are built, not after the run
     if args.format == "pcap" and not args.output and sys.stdout.isatty():
         raise UsageError("--format pcap writes binary: use -o FILE or redirect stdout")
     buf = io.BytesIO()

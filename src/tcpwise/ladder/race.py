@@ -39,9 +39,10 @@ def _line(label: str, res: Any) -> str:
 def race_report(args: argparse.Namespace) -> int:
     from tcpwise.errors import UsageError
     from tcpwise.ladder.lab_race import run_race
-    from tcpwise.outfile import write_output
+    from tcpwise.outfile import check_target, write_output
     from tcpwise.render import render
 
+    check_target(args.output)  # before the lab is built, not after the race
     if args.format in ("svg",) and not args.output:
         raise UsageError("--format svg needs -o FILE")
     common: dict[str, Any] = dict(

@@ -214,10 +214,9 @@ def _check(args: argparse.Namespace) -> list[str]:
         raise UsageError(f"--watch {args.watch:g}: expected 0 <= S <= 600")
     if not 0 < args.startup <= 600:
         raise UsageError(f"--startup {args.startup:g}: expected 0 < S <= 600")
-    if args.output:
-        d = os.path.dirname(os.path.abspath(args.output))
-        if not os.path.isdir(d):
-            raise UsageError(f"cannot write {args.output}: no such directory {d}")
+    from tcpwise.outfile import check_target
+
+    check_target(args.output)  # before the namespaces are built, not after the probe
     return list(BEHAVIOURS) if args.all else list(dict.fromkeys(args.behaviour))
 
 

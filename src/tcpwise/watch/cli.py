@@ -185,6 +185,9 @@ def _watch(args: argparse.Namespace) -> int:
         return run.clean_cmd()
     if args.output and not args.conn:
         raise UsageError("-o/--output is for --conn (streams go to stdout: redirect them)")
+    from tcpwise.outfile import check_target
+
+    check_target(args.output)  # now, not when the first connection ends
     if args.conn_format != "text" and not args.output:
         raise UsageError(f"--conn-format {args.conn_format} needs -o FILE")
     if args.buffer_kb < 64 or args.buffer_kb > 1 << 20:
