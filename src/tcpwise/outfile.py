@@ -45,6 +45,17 @@ def _fail(path: str, exc: OSError) -> UsageError:
     return UsageError(f"cannot write {path}: {exc.strerror or exc}")
 
 
+def _target(path: str) -> tuple[str, os.stat_result | None]:
+    """:func:`_resolve`, with its failure and a directory as one-line errors."""
+    try:
+        real, st = _resolve(path)
+    except OSError as exc:
+        raise _fail(path, exc) from None
+    if st is not None and stat.S_ISDIR(st.st_mode):
+        raise UsageError(f"cannot write {path}: it is a directory")
+    return real, st
+
+
 def _resolve(path: str) -> tuple[str, os.stat_result | None]:
     """The path to replace (symlinks followed) and its current status (None if it does not exist yet)."""
     real = os.path.realpath(path)
@@ -70,12 +81,7 @@ def atomic_output(path: str, mode: str = "w") -> Iterator[IO[Any]]:
             raise UsageError("binary output: use -o FILE or redirect stdout")
         yield sys.stdout.buffer if "b" in mode else sys.stdout
         return
-    try:
-        real, st = _resolve(path)
-    except OSError as exc:
-        raise _fail(path, exc) from None
-    if st is not None and stat.S_ISDIR(st.st_mode):
-        raise UsageError(f"cannot write {path}: it is a directory")
+    real, st = _target(path)
     if st is not None and not stat.S_ISREG(st.st_mode):
         # /dev/null, /dev/stdout, a FIFO, a terminal: nothing to replace atomically; write through.
         try:
@@ -118,12 +124,7 @@ def check_target(path: str | None) -> None:
     if path is None or path == "-":
         return
     _check_name(path)
-    try:
-        real, st = _resolve(path)
-    except OSError as exc:
-        raise _fail(path, exc) from None
-    if st is not None and stat.S_ISDIR(st.st_mode):
-        raise UsageError(f"cannot write {path}: it is a directory")
+    real, st = _target(path)
     if st is not None and not stat.S_ISREG(st.st_mode):
         return  # /dev/null, a FIFO, a terminal: written through
     directory = os.path.dirname(real) or "."
