@@ -46,7 +46,9 @@ def _fail(path: str, exc: OSError) -> UsageError:
 
 
 def _target(path: str) -> tuple[str, os.stat_result | None]:
-    """:func:`_resolve`, with its failure and a directory as one-line errors."""
+    """:func:`_resolve`, with an empty name, its failure and a directory as one-line errors."""
+    if not path:  # ``-o ''`` (an unset shell variable) must not quietly mean stdout or the current directory
+        raise UsageError("the output path is empty (use - for standard output)")
     try:
         real, st = _resolve(path)
     except OSError as exc:
@@ -75,7 +77,6 @@ def atomic_output(path: str, mode: str = "w") -> Iterator[IO[Any]]:
     """
     if mode not in ("w", "wb"):
         raise ValueError(f"atomic_output mode must be 'w' or 'wb', not {mode!r}")
-    _check_name(path)
     if path == "-":  # standard output, as every -o of the CLI reads it; not closed here
         if "b" in mode and sys.stdout.isatty():
             raise UsageError("binary output: use -o FILE or redirect stdout")
@@ -123,7 +124,6 @@ def check_target(path: str | None) -> None:
     through :func:`atomic_output`, which reports what only writing can find (a full disk)."""
     if path is None or path == "-":
         return
-    _check_name(path)
     real, st = _target(path)
     if st is not None and not stat.S_ISREG(st.st_mode):
         return  # /dev/null, a FIFO, a terminal: written through
@@ -132,12 +132,6 @@ def check_target(path: str | None) -> None:
         raise UsageError(f"cannot write {path}: no such directory {directory}")
     if not os.access(directory, os.W_OK | os.X_OK):
         raise UsageError(f"cannot write {path}: permission denied in {directory}")
-
-
-def _check_name(path: str) -> None:
-    """An empty ``-o ''`` (an unset shell variable) must not quietly mean stdout or the current directory."""
-    if not path:
-        raise UsageError("the output path is empty (use - for standard output)")
 
 
 def _enc(mode: str) -> str | None:
@@ -162,10 +156,8 @@ def write_output(data: str | bytes, path: str | None) -> None:
 
     Binary data (a pcap) is refused on a terminal: it would only garble it.
     """
-    if path is not None:
-        _check_name(path)
     if path is not None and path != "-":
-        write_atomic(path, data)
+        write_atomic(path, data)  # an empty path is refused there
         return
     if isinstance(data, bytes):
         if sys.stdout.isatty():
