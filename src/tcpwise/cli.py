@@ -29,7 +29,7 @@ from contextlib import contextmanager
 from types import ModuleType
 
 from tcpwise import __version__
-from tcpwise.errors import TcpwiseError, Terminated
+from tcpwise.errors import UNWIND_SIGNALS, TcpwiseError, Terminated
 from tcpwise.term import HelpFormatter
 
 __all__ = ["main", "build_parser"]
@@ -226,11 +226,6 @@ def _quiet_stdout() -> None:
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - lives until exit
     except OSError:
         pass
-
-
-# The signals that end a command the way Ctrl-C does: SIGTERM (kill, timeout, systemd) and SIGHUP (the terminal
-# closed, the ssh session dropped). Their default action kills the process where it stands.
-UNWIND_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 
 
 def _raise_terminated(sig: int, _frame: object) -> None:

@@ -7,7 +7,11 @@ The CLI prints ``tcpwise: error: <message>`` and exits with :attr:`UsageError.ex
 
 from __future__ import annotations
 
-__all__ = ["TcpwiseError", "UsageError", "MissingCapability", "BudgetExceeded", "Terminated"]
+import signal
+
+__all__ = [
+    "TcpwiseError", "UsageError", "MissingCapability", "BudgetExceeded", "Terminated", "STOP_SIGNALS", "UNWIND_SIGNALS"
+]  # fmt: skip
 
 
 class TcpwiseError(Exception):
@@ -37,3 +41,11 @@ class Terminated(KeyboardInterrupt):
     def __init__(self, signum: int = 15) -> None:
         super().__init__(signum)
         self.signum = signum
+
+
+# The signals that end a command the way Ctrl-C does: SIGTERM (kill, timeout, systemd) and SIGHUP (the terminal
+# closed, the ssh session dropped). Their default action kills the process where it stands, leaving temporary
+# files, tracefs instances and namespaces behind; every command's signal policy covers these.
+UNWIND_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+# ... and Ctrl-C itself: the set a command with its own stop-and-clean-up policy catches.
+STOP_SIGNALS = (signal.SIGINT, *UNWIND_SIGNALS)

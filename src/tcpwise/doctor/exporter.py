@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
 import socket
 import threading
 import time
@@ -54,7 +53,7 @@ from typing import Any
 
 from tcpwise.doctor import collect, findings
 from tcpwise.doctor.httpserve import BoundedHTTPServer, RateLimitedLog, ServerConfig
-from tcpwise.errors import UsageError
+from tcpwise.errors import STOP_SIGNALS, UsageError
 from tcpwise.linux import kernel, netlink
 from tcpwise.linux.netlink import format_addr
 from tcpwise.vocab import STATE_NAMES, kernel_state_name
@@ -521,7 +520,7 @@ def run(args: argparse.Namespace) -> int:
     async def main() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # HUP: terminal closed, ssh dropped
+        for sig in STOP_SIGNALS:  # Ctrl-C, SIGTERM, SIGHUP (terminal closed, ssh dropped)
             loop.add_signal_handler(sig, stop.set)
         try:
             await server.start()

@@ -307,9 +307,8 @@ def _setup_logging(level: str, fmt: str) -> None:
 def _serve(args: argparse.Namespace) -> int:
     import asyncio
     import json
-    import signal
 
-    from tcpwise.errors import UsageError
+    from tcpwise.errors import STOP_SIGNALS, UsageError
     from tcpwise.guard import Guard
     from tcpwise.sockets.fds import nofile_limit
     from tcpwise.sockets.testing import run
@@ -340,7 +339,7 @@ def _serve(args: argparse.Namespace) -> int:
             f"min rate {t.min_rate:g} B/s after {t.min_rate_grace:g} s",
             flush=True,
         )
-        left = await guard.install_signal_handlers(args.drain, (signal.SIGTERM, signal.SIGINT, signal.SIGHUP))
+        left = await guard.install_signal_handlers(args.drain, STOP_SIGNALS)
         print(json.dumps({"closed_at_deadline": left, **guard.stats()}))
         return 0
 

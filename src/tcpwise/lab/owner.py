@@ -29,6 +29,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from tcpwise.errors import STOP_SIGNALS
+
 __all__ = [
     "OWNER_DIR",
     "Owner",
@@ -136,7 +138,7 @@ class _Signals:
         raise ForcedExit
 
     def install(self) -> None:
-        self.old = {s: signal.signal(s, self.handler) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+        self.old = {s: signal.signal(s, self.handler) for s in STOP_SIGNALS}
 
     def restore(self) -> None:
         for s, h in self.old.items():

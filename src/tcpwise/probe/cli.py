@@ -11,6 +11,7 @@ import signal
 import sys
 from typing import Any
 
+from tcpwise.errors import UNWIND_SIGNALS
 from tcpwise.linux.kernel import netns_arg
 from tcpwise.term import HelpFormatter, add_color_option
 
@@ -251,7 +252,7 @@ def _handle(args: argparse.Namespace) -> int:
         if progress:
             print(f"  {r.name}: {r.verdict}", file=sys.stderr, flush=True)
 
-    old = {s: signal.signal(s, _raise_interrupt) for s in (signal.SIGTERM, signal.SIGHUP)}
+    old = {s: signal.signal(s, _raise_interrupt) for s in UNWIND_SIGNALS}
     try:
         results = run_in_namespace(
             target,

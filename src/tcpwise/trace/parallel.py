@@ -46,6 +46,7 @@ from typing import Any, TextIO
 
 import numpy as np
 
+from tcpwise.errors import UNWIND_SIGNALS
 from tcpwise.trace.decode import AddrTable, DecodeStats, Packets, decode_arrays, partition_of, to_decoded
 from tcpwise.trace.output import BATCH, TraceResult, conn_json, sigint_to
 from tcpwise.trace.reader import CaptureError, StopFlag, open_capture
@@ -189,8 +190,8 @@ def _child(rfd: int, wfd: int, fmt: str, timers: ZeekTimers) -> None:
         # finish what it was sent, so the output stays whole). SIGTERM and SIGHUP get their default back: the CLI's
         # handler, inherited by fork, would unwind the worker as if it were the CLI.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        signal.signal(signal.SIGHUP, signal.SIG_DFL)
+        for sig in UNWIND_SIGNALS:
+            signal.signal(sig, signal.SIG_DFL)
         gc.disable()  # as trace_file: the tracker makes no cycles
         _worker(inp, out, fmt, timers)
     except BaseException as exc:  # noqa: BLE001 - reported to the parent, which raises it

@@ -17,7 +17,7 @@ import time
 from collections.abc import Iterator, Mapping
 from typing import Any, TextIO
 
-from tcpwise.errors import MissingCapability, UsageError
+from tcpwise.errors import STOP_SIGNALS, MissingCapability, UsageError
 from tcpwise.watch.live import Watch, WatchSummary
 from tcpwise.watch.record import ConnRecord
 from tcpwise.watch.tracker import Filter
@@ -85,7 +85,7 @@ def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
             raise KeyboardInterrupt
         stop.set()
 
-    old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    old = {s: signal.signal(s, handler) for s in STOP_SIGNALS}
     try:
         yield
     finally:
