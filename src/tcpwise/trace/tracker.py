@@ -363,12 +363,11 @@ def _first(t: tuple[int, int, bytes]) -> int:
     return t[0]
 
 
-# A connection that so far is only the originator's bare SYN(s): header (n, dirbit of the originator), then per SYN
-# (time, seq, window, IP length, packet number, window-scale option or -1).
-_HALF_HEAD = struct.Struct("<qBd")  # connection number, dirbit of its first packet, when a timer may end it
-_HALF_PKT = struct.Struct(
-    "<dIHHIqhII"
-)  # ts, seq, flags, window, IP length, packet number, wscale, ack, payload
+# A compact connection (see "compact connections" in Tracker): a header (connection number, dirbit of its first
+# packet, when a timer ends it), then per packet (time, seq, flags, window, IP length, packet number, window-scale
+# option or -1, ack, payload length).
+_HALF_HEAD = struct.Struct("<qBd")
+_HALF_PKT = struct.Struct("<dIHHIqhII")
 
 
 class Tracker:
@@ -882,9 +881,7 @@ class Tracker:
                 return c
             due = c.due
             del self.conns[key]
-        self.half[key] = _HALF_HEAD.pack(self.count, db, due) + pkt
-        if due == INF:
-            return None
+        self.half[key] = _HALF_HEAD.pack(self.count, db, due) + pkt  # finite: ZeekTimers are, INF left above
         sec = int(due)
         b = self._half_buckets.get(sec)
         if b is None:
@@ -903,8 +900,7 @@ class Tracker:
     def _half_takes(self, h: bytes, ts: float, db: int, seq: int, fl: int, pl: int) -> bool:
         """Is this packet the same bare SYN again, inside the attempt delay (so the record stays compact)?"""
         hdb = _HALF_HEAD.unpack_from(h)[1]
-        t0, hseq, hfl = _HALF_PKT.unpack_from(h, _HALF_HEAD.size)[:3]
-        hpl = _HALF_PKT.unpack_from(h, _HALF_HEAD.size)[8]
+        t0, hseq, hfl, _w, _i, _p, _o, _a, hpl = _HALF_PKT.unpack_from(h, _HALF_HEAD.size)
         attempt = self.timers.attempt
         return (
             db == hdb
@@ -1547,7 +1543,7 @@ class Tracker:
                     if h is None:
                         continue  # it became a full connection
                     w = self._half_wait(h)
-                    if w == INF or int(w) != sec:
+                    if int(w) != sec:
                         continue  # it became a full connection, or a later record holds the 4-tuple
                     if w > now:
                         later.append(key)  # this second is not over yet
