@@ -23,7 +23,7 @@ from tcpwise.trace.reader import Capture, CaptureError, open_capture
 from tcpwise.trace.tracker import Conn, ZeekTimers
 from tcpwise.trace.zeek import conn_state
 from tcpwise.vocab import EventKind, TcpState
-from tcpwise.wire import IpHeader, TcpSegment
+from tcpwise.wire import IPPROTO_TCP, IpHeader, TcpSegment, WireError, parse_ip, parse_packet, parse_tcp
 
 __all__ = ["connection_run", "draw_connection"]
 
@@ -175,8 +175,6 @@ def _parse_lenient(l3: bytes) -> tuple[IpHeader, TcpSegment, bool] | None:
     The tracker reads the fixed header only, so a packet it counted must be drawn even when the codec refuses
     it whole: a snaplen-cut packet is padded to its IP length (the payload is unknown, the header fields are
     not); malformed TCP options (a length of 0 or 1, past the header) are dropped and the caller says so."""
-    from tcpwise.wire import WireError, parse_ip, parse_packet, parse_tcp
-
     try:
         total = (
             struct.unpack_from("!H", l3, 2)[0] if l3[0] >> 4 == 4 else 40 + struct.unpack_from("!H", l3, 4)[0]
@@ -192,9 +190,10 @@ def _parse_lenient(l3: bytes) -> tuple[IpHeader, TcpSegment, bool] | None:
     try:
         hdr, payload = parse_ip(l3)
         tcp = bytearray(payload)
-        if hdr.proto != 6 or hdr.is_fragment or len(tcp) < 20:
+        if hdr.proto != IPPROTO_TCP or hdr.is_fragment or len(tcp) < 20:
             return None
-        tcp[20 : (tcp[12] >> 4) * 4] = bytes(max(0, (tcp[12] >> 4) * 4 - 20))  # all EOL: no options
+        hl = (tcp[12] >> 4) * 4  # the data offset: the options end there
+        tcp[20:hl] = bytes(max(0, hl - 20))  # all EOL: no options
         return hdr, parse_tcp(tcp), False
     except WireError:
         return None

@@ -542,11 +542,10 @@ class _NgWalker:
                 return off, "error"
             if off + blen > size:
                 return off, "need"
-            # pcapng §3.1: the block length is repeated at the block's end
-            if self.u32(mm, off + blen - 4)[0] != blen:
+            tail = self.u32(mm, off + blen - 4)[0]  # pcapng §3.1: the block length is repeated at its end
+            if tail != blen:
                 self.error = CaptureError(
-                    f"{path}: corrupt pcapng block at byte {off}: block length {blen} at its start, "
-                    f"{self.u32(mm, off + blen - 4)[0]} at its end"
+                    f"{path}: corrupt pcapng block at byte {off}: block length {blen} at its start, {tail} at its end"
                 )
                 return off, "error"
             err = self._block(mm, btype, off, blen)
