@@ -81,16 +81,10 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     if not args.no_report:
         import os
 
-        from tcpwise.errors import UsageError
         from tcpwise.render.report import build_report
         from tcpwise.scenarios.gallery import catalogue_entries
 
-        try:
-            result = build_report(args.report, catalogue_entries(lang=args.lang), lang=args.lang)
-        except (
-            OSError
-        ) as exc:  # as `tcpwise report -o`: unwritable (permissions, full disk), said in one line
-            raise UsageError(f"cannot write the report to {args.report}: {exc.strerror or exc}") from None
+        result = build_report(args.report, catalogue_entries(lang=args.lang), lang=args.lang)
         n = len(result.entries)
         print(msg("demo_gallery", args.lang, n=n, ok=n - len(result.failing)))
         print("  " + msg("open_url", args.lang, url=f"file://{os.path.abspath(result.index)}"))

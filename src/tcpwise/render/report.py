@@ -126,7 +126,17 @@ def check_report_dir(out_dir: str) -> None:
 def build_report(
     out_dir: str, entries: Iterable[ReportEntry], *, lang: str = "en", absolute: bool = False
 ) -> ReportResult:
-    """Write the gallery and every scenario page under ``out_dir`` (created if missing)."""
+    """Write the gallery and every scenario page under ``out_dir`` (created if missing). A folder that cannot be
+    written (permissions, a full disk) is a :class:`~tcpwise.errors.UsageError` in one line, for every caller."""
+    from tcpwise.errors import UsageError
+
+    try:
+        return _build_report(out_dir, entries, lang, absolute)
+    except OSError as exc:
+        raise UsageError(f"cannot write the report to {out_dir}: {exc.strerror or exc}") from None
+
+
+def _build_report(out_dir: str, entries: Iterable[ReportEntry], lang: str, absolute: bool) -> ReportResult:
     from tcpwise.render import render
 
     check_lang(lang)
