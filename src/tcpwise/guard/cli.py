@@ -255,13 +255,14 @@ def _serve_config(args: argparse.Namespace) -> Any:
     if not 1 <= args.backlog <= MAX_BACKLOG:
         # listen(2) takes an int and the kernel caps it at net.core.somaxconn: 2**63 was an OverflowError.
         raise UsageError(f"--backlog must be between 1 and {MAX_BACKLOG}, not {args.backlog}")
-    limit, in_use = nofile_limit(), open_fd_count()
-    if args.fd_headroom is not None and args.fd_headroom >= limit - in_use:
-        # Every free descriptor would be headroom: accepting would pause at once and clients wait, silently.
-        raise UsageError(
-            f"--fd-headroom {args.fd_headroom} leaves no descriptor for a connection: the limit "
-            f"(RLIMIT_NOFILE, ulimit -n) is {limit} and {in_use} are in use; use fewer, or raise the limit"
-        )
+    if args.fd_headroom is not None:
+        limit, in_use = nofile_limit(), open_fd_count()
+        if args.fd_headroom >= limit - in_use:
+            # Every free descriptor would be headroom: accepting would pause at once and clients wait, silently.
+            raise UsageError(
+                f"--fd-headroom {args.fd_headroom} leaves no descriptor for a connection: the limit "
+                f"(RLIMIT_NOFILE, ulimit -n) is {limit} and {in_use} are in use; use fewer, or raise the limit"
+            )
     try:
         if not ipaddress.ip_address(args.host).is_loopback:
             raise UsageError(f"--host must be a loopback address (127.0.0.0/8 or ::1), got {args.host}")
