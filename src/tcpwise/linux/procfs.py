@@ -103,12 +103,9 @@ def child_pids(pid: int) -> list[int]:
 # The child of :func:`run_peak`: run ``module:function(args)`` and, at exit, write its own VmHWM to stderr (it
 # cannot be sampled from outside at the very end: the process is gone by then).
 _PEAK_CHILD = """
-import atexit, importlib, sys
-def _hwm():
-    with open("/proc/self/status") as f:
-        kb = [ln.split()[1] for ln in f if ln.startswith("VmHWM")]
-    sys.stderr.write("\\n%s%s\\n" % (sys.argv[1], kb[0]))
-atexit.register(_hwm)
+import atexit, importlib, os, sys
+from tcpwise.linux.procfs import vm_hwm_kb
+atexit.register(lambda: sys.stderr.write("\\n%s%d\\n" % (sys.argv[1], vm_hwm_kb(os.getpid()))))
 mod, fn = sys.argv[2].split(":")
 sys.exit(getattr(importlib.import_module(mod), fn)(sys.argv[3:]))
 """
