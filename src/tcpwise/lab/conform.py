@@ -513,8 +513,9 @@ def conform_all(
     full: bool = False,
 ) -> list[ConformResult]:
     """Conform each scenario (default: the whole catalogue, where scenarios the kernel cannot play come back as
-    level "none" with the reason; one of those named in ``ids`` is refused with a UsageError, as ``lab run``). ``jobs`` > 1 runs that many scenarios at once, each in its own worker process and
-    namespaces. ``progress(done, total, result)`` is called as results come in."""
+    level "none" with the reason; one of those named in ``ids`` is refused with a UsageError, as ``lab run``).
+    ``jobs`` > 1 runs that many scenarios at once, each in its own worker process and namespaces.
+    ``progress(done, total, result)`` is called as results come in."""
     from tcpwise.lab.netns import check_capabilities
 
     check_capabilities()

@@ -10,9 +10,9 @@ when its owner is gone — no such process, or a process with another start time
 one without a record (a run made by an older tcpwise, or by hand: ``--run ID`` names it explicitly). ``/run`` is a
 tmpfs, like the ``/run/netns`` mounts the namespaces live on, so both vanish together at reboot.
 
-**Shielded teardown.** The first Ctrl-C (or SIGTERM, or SIGHUP) of a run starts its cleanup; if a second one interrupted
-that cleanup, namespaces would be left half-deleted. While :func:`shielded` is active SIGINT, SIGTERM and SIGHUP are
-caught: the second signal only prints ``cleaning up, please wait``; a third one forces the way out, and then the
+**Shielded teardown.** The first Ctrl-C (or SIGTERM, or SIGHUP) of a run starts its cleanup; if a second one
+interrupted that cleanup, namespaces would be left half-deleted. While :func:`shielded` is active SIGINT, SIGTERM
+and SIGHUP are caught: the second signal only prints ``cleaning up, please wait``; a third one forces the way out, and then the
 run prints exactly what is left and the command that removes it. (The ``ip`` commands the cleanup runs are in
 sessions of their own, so a terminal's Ctrl-C never reaches them.)
 """

@@ -1,7 +1,7 @@
 """The ``tcpwise watch`` command behind the CLI: pick the source, wire filters and writers, handle signals.
 
-Signals: the first SIGINT/SIGTERM/SIGHUP asks the loop to stop (it does within one tick, ~50 ms), then open sockets and
-the summary are written and the tracefs instance is removed — a normal end, exit 0. A second one interrupts at
+Signals: the first SIGINT/SIGTERM/SIGHUP asks the loop to stop (it does within one tick, ~50 ms), then open sockets
+and the summary are written and the tracefs instance is removed — a normal end, exit 0. A second one interrupts at
 once; the instance is still removed by the ``finally`` of :class:`tcpwise.watch.live.Watch`. After SIGKILL,
 ``tcpwise watch --clean`` removes what is left (only instances whose owner process is dead).
 """
