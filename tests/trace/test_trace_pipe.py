@@ -166,16 +166,23 @@ def test_interrupted_file_exits_130_with_complete_output(tmp_path, capsys, monke
     assert doc["connections"] == whole["connections"]  # the whole file was one batch: nothing is missing
 
 
-@pytest.mark.parametrize("fmt", ["json", "zeek"])
-def test_ctrl_c_with_workers_keeps_the_output_whole(tmp_path, fmt) -> None:
-    """A real Ctrl-C (SIGINT to the process group, as a terminal sends it) while --jobs 2 workers run: the
-    workers must not die with it; the parent stops reading and completes the document for what was read."""
+@pytest.fixture(scope="module")
+def flood(tmp_path_factory) -> Path:
+    """300,000 unanswered SYNs: seconds of work, long enough to signal a run in the middle (written once)."""
     from tracecaps import syn_flood
 
+    cap = tmp_path_factory.mktemp("flood") / "flood.pcap"
+    syn_flood(cap, 300_000)
+    return cap
+
+
+@pytest.mark.parametrize("fmt", ["json", "zeek"])
+def test_ctrl_c_with_workers_keeps_the_output_whole(flood, fmt) -> None:
+    """A real Ctrl-C (SIGINT to the process group, as a terminal sends it) while --jobs 2 workers run: the
+    workers must not die with it; the parent stops reading and completes the document for what was read."""
     from tcpwise.linux.procfs import child_pids
 
-    cap = tmp_path / "flood.pcap"
-    syn_flood(cap, 300_000)
+    cap = flood
     p = subprocess.Popen([*CLI, str(cap), "--format", fmt, "--jobs", "2"], stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, start_new_session=True)  # fmt: skip
     end = time.monotonic() + 20
@@ -294,14 +301,11 @@ def test_live_tcpdump_pipe_stops_cleanly_on_ctrl_c() -> None:
 
 @pytest.mark.parametrize("jobs", ["1", "2"])
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
-def test_sigterm_leaves_no_temporary_file(tmp_path, jobs, sig) -> None:
+def test_sigterm_leaves_no_temporary_file(flood, tmp_path, jobs, sig) -> None:
     """SIGTERM (a supervisor stopping tcpwise) unwinds like Ctrl-C's third press: exit 143, the -o target is
     not written and no temporary file stays next to it (its default action would have left a half document).
     SIGHUP (the terminal closed) takes the same path and exits 129."""
-    from tracecaps import syn_flood
-
-    cap = tmp_path / "flood.pcap"
-    syn_flood(cap, 300_000)
+    cap = flood
     target = tmp_path / "out" / "o.json"
     target.parent.mkdir()
     p = subprocess.Popen([*CLI, str(cap), "--format", "json", "--jobs", jobs, "-o", str(target)],
