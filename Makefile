@@ -17,7 +17,7 @@ APT_PACKAGES := nftables tshark tcptrace chromium fonts-noto-cjk iproute2 tcpdum
 
 .PHONY: demo test bench lint venv sysdeps clean docs-img
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml setup.py $(wildcard src/tcpwise/trace/*.c)
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[test,dev]'
