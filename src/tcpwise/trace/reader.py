@@ -50,6 +50,7 @@ import numpy as np
 
 from tcpwise.errors import UsageError
 from tcpwise.trace import linktypes as lt
+from tcpwise.trace.native import cdecode
 
 __all__ = [
     "CaptureError",
@@ -385,11 +386,23 @@ class Capture:
             off = nxt
         return offs, off, -1
 
+    def _walk(
+        self, data: Any, off: int, end: int, batch: int, endian: str, caplen_at: Any
+    ) -> tuple[np.ndarray, np.ndarray | None, int, int]:
+        """:meth:`_walk_pcap` as arrays: record offsets, their headers as (n, 4) words when the native walk
+        copied them on the way (else None), next offset, bad caplen or -1."""
+        if cdecode is not None:
+            ob, hb, nxt, bad = cdecode.walk_pcap(data, off, end, batch, endian == ">", MAX_CAPLEN)
+            hdr = np.frombuffer(hb, dtype=np.dtype(endian + "u4")).reshape(-1, 4)
+            return np.frombuffer(ob, dtype=np.int64), hdr, nxt, bad
+        offs, nxt, bad = self._walk_pcap(data, off, end, batch, caplen_at)
+        return np.asarray(offs, dtype=np.int64), None, nxt, bad
+
     def _pcap_records(
-        self, arr: np.ndarray, offs: list[int], endian: str, unit: float, linktype: int
+        self, arr: np.ndarray, o: np.ndarray, hdr: np.ndarray | None, endian: str, unit: float, linktype: int
     ) -> RecordBatch:
-        o = np.asarray(offs, dtype=np.int64)
-        hdr = arr[(o[:, None] + np.arange(16)[None, :])].copy().view(np.dtype(endian + "u4"))  # (n, 4) words
+        if hdr is None:  # (n, 4) words: ts, ts fraction, caplen, origlen
+            hdr = arr[(o[:, None] + np.arange(16)[None, :])].copy().view(np.dtype(endian + "u4"))
         ts = hdr[:, 0].astype(np.float64) + hdr[:, 1].astype(np.float64) * unit
         return self._emit(arr, ts, o + 16, hdr[:, 2].astype(np.int64), hdr[:, 3].astype(np.int64), linktype)
 
@@ -409,9 +422,9 @@ class Capture:
         off, size = 24, self.size
         while True:
             start = off
-            offs, off, bad_cl = self._walk_pcap(self.mm, off, size, batch, caplen_at)
-            if offs:
-                yield self._pcap_records(self.arr, offs, endian, unit, linktype)
+            offs, hdr, off, bad_cl = self._walk(self.mm, off, size, batch, endian, caplen_at)
+            if len(offs):
+                yield self._pcap_records(self.arr, offs, hdr, endian, unit, linktype)
                 self._done_with(start, off)
             if bad_cl >= 0:
                 raise self._corrupt_pcap(off, bad_cl)
@@ -429,10 +442,12 @@ class Capture:
         s = self.stream
         assert s is not None
         while True:
-            offs, pos, bad_cl = self._walk_pcap(s.buf, 0, len(s.buf), batch, caplen_at)
-            if offs:
+            offs, hdr, pos, bad_cl = self._walk(s.buf, 0, len(s.buf), batch, endian, caplen_at)
+            if len(offs):
                 chunk = s.take(pos)
-                yield self._pcap_records(np.frombuffer(chunk, dtype=np.uint8), offs, endian, unit, linktype)
+                yield self._pcap_records(
+                    np.frombuffer(chunk, dtype=np.uint8), offs, hdr, endian, unit, linktype
+                )
                 pos = 0
             if bad_cl >= 0:
                 raise self._corrupt_pcap(s.total + pos, bad_cl)
