@@ -560,19 +560,21 @@ class Tracker:
                 self._finish(c)
                 c = None
         if c is None:
-            if self.reference:
-                pass
-            elif len(self.conns) >= COMPACT_AFTER and (
-                fl & BADSUM or (fl & (FASTMASK | 0xFF00) == SYN and not pl) or key not in self.recent
+            if (
+                not self.reference
+                and len(self.conns) >= COMPACT_AFTER
+                and (fl & BADSUM or (fl & (FASTMASK | 0xFF00) == SYN and not pl) or key not in self.recent)
             ):
                 # None: held compact; else a full Conn that has already taken this packet
                 bconn[fi] = self._half_new(key, ts, db, seq, ack, fl, win, pl, ipl, pno)
                 return
-            elif fl == SYN and not pl and key not in self.recent:
-                c = bconn[fi] = self._new(key, db, fl, ts, pno, seq=seq)
+            c = self._new(key, db, fl, ts, pno, seq=seq)
+            if fl == SYN and not pl and c.prev_n is None and not self.reference:
+                # A connect()'s first SYN with nothing carried over from an earlier row of the 4-tuple (a new
+                # one, or a reused port's new connection): the straight-line handler.
+                bconn[fi] = c
                 self._open(c, ts, seq, win, ipl, pno)
                 return
-            c = self._new(key, db, fl, ts, pno, seq=seq)
         bconn[fi] = c
         if not self.reference and self._straight_line(c, db ^ c.odir, ts, seq, ack, fl, win, pl, ipl, pno):
             return
