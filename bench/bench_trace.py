@@ -196,12 +196,18 @@ def timed(cmd: list[str], timeout: float) -> tuple[float, float] | None:
 
 
 def speed(path: str, repeat: int) -> None:
+    from tcpwise.trace import native
+
     n = count_packets(path)
+    built = [m for m in native.MODULES if native.load(m) is not None]
+    print(f"native code: {', '.join(built) or 'not built (pure Python)'}")
     print(f"capture: {n} packets, {os.path.getsize(path) / 1e6:.1f} MB, {count_conns(path)} connections")
     tcpwise = [sys.executable, "-m", "tcpwise.cli", "trace", path, "--format", "json", "-o", os.devnull]
     tools: list[tuple[str, list[str]]] = [
         ("tcpwise trace --format json", tcpwise),  # default --jobs: 2 workers on a file this size
         ("tcpwise ... --jobs 1", [*tcpwise, "--jobs", "1"]),
+        # The pure-Python reference path, to show what the native code buys in the same run.
+        ("... --jobs 1 TCPWISE_NATIVE=0", ["env", "TCPWISE_NATIVE=0", *tcpwise, "--jobs", "1"]),
     ]
     if shutil.which("tshark"):
         tools.append(("tshark -q -z conv,tcp", ["tshark", "-n", "-q", "-z", "conv,tcp", "-r", path]))

@@ -12,7 +12,9 @@ import importlib
 import os
 from types import ModuleType
 
-__all__ = ["cdecode", "enabled", "load"]
+__all__ = ["MODULES", "cdecode", "enabled", "load"]
+
+MODULES = ("_cdecode", "_rowjson")  # what setup.py builds
 
 
 def enabled() -> bool:
