@@ -17,6 +17,12 @@ setup(
             extra_compile_args=_FLAGS,
         ),
         Extension(
+            "tcpwise.trace._ctrack",
+            ["src/tcpwise/trace/_ctrack.c"],
+            optional=True,
+            extra_compile_args=_FLAGS,
+        ),
+        Extension(
             "tcpwise.trace._cdecode",
             ["src/tcpwise/trace/_cdecode.c"],
             optional=True,
