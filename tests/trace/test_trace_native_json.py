@@ -236,7 +236,7 @@ def conns(draw: st.DrawFn) -> Conn:
 
 
 @native
-@settings(max_examples=1000, deadline=None)
+@settings(max_examples=250, deadline=None)
 @given(c=conns(), salt=st.integers(-(1 << 70), 1 << 70))
 def test_any_connection(c: Conn, salt: int) -> None:
     for name in (lambda i: f"10.{i}", _wide_name):
@@ -244,7 +244,7 @@ def test_any_connection(c: Conn, salt: int) -> None:
 
 
 @native
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=120, deadline=None)
 @given(c=conns())
 def test_any_connection_realistic_times(c: Conn) -> None:
     """The same with a handshake and close in the usual range (the story's fmt_seconds branches: µs, ms, s, >100 s)."""
