@@ -11,9 +11,10 @@ SYSSTAMP := .sysdeps.installed
 # chromium (HTML report and SVG layout browser tests, docs-img screenshots), fonts-noto-cjk (the CJK font the
 # SVG/HTML name: Chinese renders as boxes without it), iproute2 (namespaces), tcpdump (bench captures),
 # procps (sysctl), nginx and haproxy (the ladder's real-software keep-alive race reproducers; nginx is also a
-# probe reference target), curl and netcat-openbsd (stack interop tests: kernel clients and servers).
+# probe reference target), curl and netcat-openbsd (stack interop tests: kernel clients and servers), gcc and
+# python3-dev (trace's optional C extensions; installed before the venv, which builds them).
 APT_PACKAGES := nftables tshark tcptrace chromium fonts-noto-cjk iproute2 tcpdump procps nginx haproxy curl \
-  netcat-openbsd
+  netcat-openbsd gcc python3-dev
 
 .PHONY: demo test bench lint venv sysdeps clean docs-img
 
@@ -34,14 +35,19 @@ sysdeps:
 	  apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
 
-demo: venv sysdeps
+demo: sysdeps venv
 	$(BIN)/tcpwise demo
 
-test: venv sysdeps
+# The native extensions are built by the venv's install; if that ran before a compiler was there (make lint
+# first), build them now.
+NATIVE_OK := $(BIN)/python -c "import sys; from tcpwise.trace import native; sys.exit(not all(map(native.load, native.MODULES)))"
+
+test: sysdeps venv
+	@$(NATIVE_OK) 2>/dev/null || $(BIN)/pip install -q --no-deps -e .
 	@set +e; $(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests - failing" >&2; exit 1; fi; exit $$rc
 
-bench: venv sysdeps
+bench: sysdeps venv
 	@for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 # The README picture and docs/img (the busiest diagrams as SVG and as Chromium screenshots), regenerated from the
