@@ -1,7 +1,1350 @@
-/* Placeholder: replaced by the native implementation (see docs/trace.md, "Native code"). */
+/* Native fast path of the connection tracker (tracker.py): the common life of a connection in C structs.
+ *
+ * Principle: tracker.Tracker stays the only complete implementation. This module owns a connection only from
+ * the bare SYN that Tracker._slow would give to _new + _open, and only while each packet of it is one that a
+ * straight-line handler of Tracker._feed_fast takes (_synack, _hs_ack, the inline hot path, _fin1, _ack_fin),
+ * under the same preconditions and with the same effects, timers included (a heap entry (due, serial, key, n)
+ * on Tracker._tq with the shared Tracker._serial). Any other packet of it first "materializes" the connection:
+ * builds the Conn/Side objects with every field as Python would have them at that point and puts it in
+ * Tracker.conns; Python then takes that packet and every later one (Tracker._native_one). Tracker.sweep and
+ * Tracker.flush materialize the connections they need (take, take_due), so that rows are still judged and
+ * written by Python only. tests/trace/test_trace_native_track.py holds this equal to Tracker(reference=True).
+ *
+ * Comments name the Python each part mirrors; keep them in step.
+ */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+/* tracker.py constants */
+#define FIN 0x01
+#define SYN 0x02
+#define RST 0x04
+#define PSH 0x08
+#define ACKF 0x10
+#define ECE 0x40
+#define CWR 0x80
+#define BADSUM 0x100
+#define TRUNC 0x200
+#define FASTMASK (FIN | SYN | RST | ACKF | BADSUM | TRUNC)
+#define HALF 0x80000000u
+#define BIG (1 << 20)
+
+/* Zeek endpoint states (tracker.INACTIVE ...) */
+enum { INACTIVE, SYN_SENT, SYN_ACK_SENT, PARTIAL, ESTABLISHED, CLOSED, RESET };
+
+/* RFC 9293 states of Side.state (0: None) */
+enum { S_NONE, S_CLOSED, S_LISTEN, S_SYN_SENT, S_SYN_RCVD, S_ESTABLISHED, S_FIN_WAIT_1, S_FIN_WAIT_2,
+       S_CLOSE_WAIT, S_CLOSING, S_LAST_ACK, S_TIME_WAIT, S_COUNT };
+static const char *STATE_NAMES[S_COUNT] = {NULL, "CLOSED", "LISTEN", "SYN_SENT", "SYN_RCVD", "ESTABLISHED",
+                                           "FIN_WAIT_1", "FIN_WAIT_2", "CLOSE_WAIT", "CLOSING", "LAST_ACK",
+                                           "TIME_WAIT"};
+static PyObject *state_str[S_COUNT];
+
+/* History bits (tracker._HBIT: letter index i in "SADFRIQ^", bit 1 << (i * 2 + d)) */
+#define HB_S(d) (1u << (0 + (d)))
+#define HB_A(d) (1u << (2 + (d)))
+#define HB_D(d) (1u << (4 + (d)))
+#define HB_F(d) (1u << (6 + (d)))
+
+#define MAXT 16 /* transitions held in C; a handler that could pass it hands the connection over first */
+#define MAXH 16 /* history letters */
+#define NONE64 (-1) /* None for the optional 32-bit fields held as int64 */
+
+typedef struct {
+    int64_t pkts, ipbytes;
+    int z, zprev, did_close;
+    uint32_t start, nxt, ackseq, top, cend, fin_seq;
+    int64_t acc;
+    int fin_cnt;
+    int64_t hls, hlf, isn, fin_end, last_ack, win, wsyn, wshift; /* NONE64: None */
+    int64_t wmax, woffer;
+    int fast, fin_pending, syn_pending, state;
+    double fin_t, t_last; /* NAN: None (capture times are finite) */
+    int has_est;          /* est_at = (est_t, est_i, est_pno) */
+    double est_t;
+    int64_t est_i, est_pno;
+} CSide;
+
+typedef struct {
+    PyObject *key; /* owned reference; NULL: free slot */
+    Py_hash_t hash;
+    int64_t n, first_index, last_index, peer_bytes_at_fin;
+    int odir, watch, first_fin; /* first_fin -1: None */
+    double ts, last, syn_t, syn_last_t, synack_t, ack_t; /* NAN: None */
+    double attempt_due, delete_due, idle, due;
+    unsigned hseen;
+    int nhist;
+    char hist[MAXH];
+    int ntrans;
+    double tr_t[MAXT];
+    int64_t tr_pno[MAXT];
+    unsigned char tr_d[MAXT], tr_from[MAXT], tr_to[MAXT];
+    CSide sd[2]; /* [0] originator, [1] responder */
+    int64_t next_free;
+} CConn;
+
+typedef struct {
+    PyObject_HEAD
+    /* No reference to the Tracker (it holds us: a cycle the disabled GC would never free); every method gets
+     * it as an argument. */
+    PyObject *heappush, *conn_cls;
+    CConn *pool;
+    int64_t pool_cap, free_head, count;
+    int64_t *table; /* open addressing: slot index or -1 */
+    int64_t tcap;   /* power of two */
+} Fast;
+
+/* interned names */
+static PyObject *s_conns, *s_half, *s_recent, *s_timers, *s_count, *s_serial, *s_tq, *s_want, *s_native_one,
+    *s_attempt, *s_close, *s_inactivity, *s_handshake_inactivity, *s_o, *s_r, *s_wscale, *s_inactivity_end;
+/* Conn / Side attribute names set by materialize */
+static PyObject *a_last, *a_hist, *a_hseen, *a_watch, *a_transitions, *a_trans_pkt, *a_syn_t, *a_syn_last_t,
+    *a_synack_t, *a_ack_t, *a_first_fin, *a_first_index, *a_last_index, *a_peer_bytes_at_fin, *a_attempt_due,
+    *a_delete_due, *a_idle, *a_due;
+static PyObject *a_pkts, *a_ipbytes, *a_z, *a_zprev, *a_did_close, *a_start, *a_nxt, *a_ackseq, *a_top, *a_acc,
+    *a_cend, *a_fin_cnt, *a_fin_seq, *a_hls, *a_hlf, *a_fast, *a_isn, *a_fin_end, *a_fin_t, *a_fin_pending,
+    *a_syn_pending, *a_state, *a_est_at, *a_t_last, *a_last_ack, *a_win, *a_wmax, *a_wsyn, *a_woffer,
+    *a_wshift;
+
+/* ---------------------------------------------------------------------------------------------------------
+ * hash table key -> slot (keys compared by value: each batch has its own int objects) */
+
+static int64_t tbl_find(Fast *f, PyObject *key, Py_hash_t h, int *err) {
+    uint64_t mask = (uint64_t)f->tcap - 1, i = (uint64_t)h & mask;
+    for (;;) {
+        int64_t s = f->table[i];
+        if (s < 0)
+            return -1;
+        CConn *c = &f->pool[s];
+        if (c->hash == h) {
+            int eq = c->key == key ? 1 : PyObject_RichCompareBool(c->key, key, Py_EQ);
+            if (eq < 0) {
+                *err = 1;
+                return -1;
+            }
+            if (eq)
+                return s;
+        }
+        i = (i + 1) & mask;
+    }
+}
+
+static void tbl_put(Fast *f, int64_t slot) {
+    uint64_t mask = (uint64_t)f->tcap - 1, i = (uint64_t)f->pool[slot].hash & mask;
+    while (f->table[i] >= 0)
+        i = (i + 1) & mask;
+    f->table[i] = slot;
+}
+
+static int tbl_grow(Fast *f) {
+    int64_t ncap = f->tcap ? f->tcap * 2 : 1024;
+    int64_t *nt = PyMem_Malloc((size_t)ncap * sizeof(int64_t));
+    if (nt == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (int64_t i = 0; i < ncap; i++)
+        nt[i] = -1;
+    int64_t *old = f->table, ocap = f->tcap;
+    f->table = nt;
+    f->tcap = ncap;
+    for (int64_t i = 0; i < ocap; i++)
+        if (old[i] >= 0)
+            tbl_put(f, old[i]);
+    PyMem_Free(old);
+    return 0;
+}
+
+/* Linear probing with backward-shift deletion (no tombstones). */
+static void tbl_del(Fast *f, int64_t slot) {
+    uint64_t mask = (uint64_t)f->tcap - 1, i = (uint64_t)f->pool[slot].hash & mask;
+    while (f->table[i] != slot)
+        i = (i + 1) & mask;
+    uint64_t j = i;
+    for (;;) {
+        j = (j + 1) & mask;
+        int64_t s = f->table[j];
+        if (s < 0)
+            break;
+        uint64_t home = (uint64_t)f->pool[s].hash & mask;
+        /* may s move into the hole at i? yes unless its home lies cyclically in (i, j] */
+        if ((j > i && (home <= i || home > j)) || (j < i && (home <= i && home > j))) {
+            f->table[i] = s;
+            i = j;
+        }
+    }
+    f->table[i] = -1;
+}
+
+static int64_t pool_alloc(Fast *f) {
+    if (f->free_head < 0) {
+        int64_t ncap = f->pool_cap ? f->pool_cap * 2 : 1024;
+        CConn *np = PyMem_Realloc(f->pool, (size_t)ncap * sizeof(CConn));
+        if (np == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        for (int64_t i = ncap - 1; i >= f->pool_cap; i--) {
+            np[i].key = NULL;
+            np[i].next_free = f->free_head;
+            f->free_head = i;
+        }
+        f->pool = np;
+        f->pool_cap = ncap;
+    }
+    if ((f->count + 1) * 2 > f->tcap && tbl_grow(f) < 0)
+        return -1;
+    int64_t s = f->free_head;
+    f->free_head = f->pool[s].next_free;
+    return s;
+}
+
+static void pool_release(Fast *f, int64_t slot) {
+    tbl_del(f, slot);
+    CConn *c = &f->pool[slot];
+    Py_CLEAR(c->key);
+    c->next_free = f->free_head;
+    f->free_head = slot;
+    f->count--;
+}
+
+/* ---------------------------------------------------------------------------------------------------------
+ * The rules, as in tracker.py */
+
+static inline int32_t sdiff(uint32_t a, uint32_t b) { return (int32_t)(a - b); } /* _sdiff */
+
+static inline int64_t side_size(const CSide *s) { /* Side.size */
+    int64_t n = s->acc;
+    if (n)
+        n -= 1;
+    if (s->fin_cnt && n)
+        n -= 1;
+    return n;
+}
+
+static inline int content_clean(const CSide *x) { /* _content_clean (blocks are always empty here) */
+    return x->cend == x->nxt || (x->fin_cnt > 0 && x->fin_seq == x->nxt && (uint32_t)(x->nxt - x->cend) == 1);
+}
+
+static inline int acked_within(const CSide *p, uint32_t ack) { /* Tracker._acked_within */
+    return (uint32_t)(p->nxt - ack) < HALF && content_clean(p);
+}
+
+static inline void add_hist(CConn *c, char letter, unsigned bit) { /* Conn.add_hist */
+    if (!(c->hseen & bit)) {
+        c->hseen |= bit;
+        c->hist[c->nhist++] = letter;
+    }
+}
+
+static inline void set_state(CConn *c, int d, int to, double t) { /* Conn._set */
+    CSide *s = &c->sd[d];
+    if (s->state != to) {
+        int k = c->ntrans++;
+        c->tr_t[k] = t;
+        c->tr_d[k] = (unsigned char)d;
+        c->tr_from[k] = (unsigned char)(s->state ? s->state : S_CLOSED);
+        c->tr_to[k] = (unsigned char)to;
+        c->tr_pno[k] = c->last_index;
+        s->state = to;
+    }
+}
+
+static inline void setz(CConn *c, CSide *x, CSide *y, int nw, double inactivity) { /* Tracker._setz */
+    if (nw != x->z) {
+        if (nw > SYN_ACK_SENT && x->z <= SYN_ACK_SENT && y->z <= SYN_ACK_SENT)
+            c->idle = inactivity;
+        x->zprev = x->z;
+        x->z = nw;
+    }
+}
+
+static inline void update_ack(CSide *p, uint32_t ack) { /* Tracker._update_ack */
+    int32_t delta = sdiff(ack, p->ackseq);
+    if (ack == 0 && delta > BIG)
+        return;
+    if (delta > 0) {
+        p->ackseq = ack;
+        uint32_t up = ack - p->top;
+        if (0 < up && up < HALF) {
+            p->acc += up;
+            p->top = ack;
+        }
+    }
+}
+
+static inline void refresh_fast(CConn *c) { /* Tracker._refresh_fast */
+    CSide *o = &c->sd[0], *r = &c->sd[1];
+    if (c->watch || (o->did_close && r->did_close)) {
+        o->fast = r->fast = 0;
+        return;
+    }
+    int ok = content_clean(o) && content_clean(r);
+    o->fast = ok && (o->z == ESTABLISHED || o->z == PARTIAL) && o->top == o->nxt;
+    r->fast = ok && (r->z == ESTABLISHED || r->z == PARTIAL) && r->top == r->nxt;
+}
+
+static inline void update_watch(CConn *c) {
+    CSide *o = &c->sd[0], *r = &c->sd[1];
+    c->watch = o->syn_pending || r->syn_pending || o->fin_pending || r->fin_pending;
+}
+
+/* Tracker._confirm_established */
+static void confirm_established(CConn *c, int d) {
+    CSide *s = &c->sd[d];
+    double t = s->est_t;
+    int64_t i = s->est_i, pno = s->est_pno;
+    s->has_est = 0;
+    if (s->state == S_SYN_SENT) {
+        int k = c->ntrans;
+        for (int j = k; j > i; j--) {
+            c->tr_t[j] = c->tr_t[j - 1];
+            c->tr_d[j] = c->tr_d[j - 1];
+            c->tr_from[j] = c->tr_from[j - 1];
+            c->tr_to[j] = c->tr_to[j - 1];
+            c->tr_pno[j] = c->tr_pno[j - 1];
+        }
+        c->tr_t[i] = t;
+        c->tr_d[i] = (unsigned char)d;
+        c->tr_from[i] = S_SYN_SENT;
+        c->tr_to[i] = S_ESTABLISHED;
+        c->tr_pno[i] = pno;
+        c->ntrans = k + 1;
+        s->state = S_ESTABLISHED;
+    }
+}
+
+/* Tracker._acks with syn = 0 (the only case the C handlers reach) */
+static void acks(CConn *c, int d, CSide *p, double ts, uint32_t ack) {
+    if (p->syn_pending && p->isn != NONE64 && (uint32_t)(ack - (uint32_t)p->isn - 1) < HALF) {
+        p->syn_pending = 0;
+        if (d == 0 && isnan(c->ack_t) && !isnan(c->synack_t))
+            c->ack_t = ts;
+        if (p->state == S_SYN_SENT || p->state == S_SYN_RCVD)
+            set_state(c, 1 - d, S_ESTABLISHED, ts);
+    }
+    if (p->fin_pending && p->fin_end != NONE64 && (uint32_t)(ack - (uint32_t)p->fin_end) < HALF) {
+        p->fin_pending = 0;
+        if (p->state == S_FIN_WAIT_1)
+            set_state(c, 1 - d, S_FIN_WAIT_2, ts);
+        else if (p->state == S_CLOSING)
+            set_state(c, 1 - d, S_TIME_WAIT, ts);
+        else if (p->state == S_LAST_ACK)
+            set_state(c, 1 - d, S_CLOSED, ts);
+    }
+}
+
+/* Tracker._fin_states */
+static void fin_states(CConn *c, int d, CSide *s, CSide *p, double ts, uint32_t ack) {
+    if (c->first_fin < 0) {
+        c->first_fin = d;
+        c->peer_bytes_at_fin = side_size(p);
+    }
+    if (s->state == S_CLOSE_WAIT && p->fin_pending && (uint32_t)(ack - (uint32_t)p->fin_end) >= HALF) {
+        for (int i = c->ntrans - 1; i >= 0; i--) {
+            if (c->tr_d[i] == d && c->tr_to[i] == S_CLOSE_WAIT) {
+                s->state = c->tr_from[i];
+                for (int j = i; j + 1 < c->ntrans; j++) {
+                    c->tr_t[j] = c->tr_t[j + 1];
+                    c->tr_d[j] = c->tr_d[j + 1];
+                    c->tr_from[j] = c->tr_from[j + 1];
+                    c->tr_to[j] = c->tr_to[j + 1];
+                    c->tr_pno[j] = c->tr_pno[j + 1];
+                }
+                c->ntrans--;
+                break;
+            }
+        }
+        set_state(c, d, S_FIN_WAIT_1, ts);
+        set_state(c, d, S_CLOSING, ts);
+    } else if (s->state == S_ESTABLISHED || s->state == S_SYN_RCVD) {
+        set_state(c, d, S_FIN_WAIT_1, ts);
+    } else if (s->state == S_CLOSE_WAIT) {
+        set_state(c, d, S_LAST_ACK, ts);
+    }
+    if (p->state == S_ESTABLISHED || p->state == S_SYN_RCVD)
+        set_state(c, 1 - d, S_CLOSE_WAIT, ts);
+    else if (p->state == S_FIN_WAIT_1)
+        set_state(c, 1 - d, S_CLOSING, ts);
+    else if (p->state == S_FIN_WAIT_2)
+        set_state(c, 1 - d, S_TIME_WAIT, ts);
+}
+
+/* ---------------------------------------------------------------------------------------------------------
+ * Python-side state touched by the handlers: the shared counters and the timer heap (Tracker._push). */
+
+typedef struct {
+    Fast *f;
+    PyObject *tracker, *conns, *wscale, *bconn, *keys;
+    double attempt, close, inactivity, handshake_inactivity;
+} Ctx;
+
+static int attr_incr(PyObject *obj, PyObject *name, int64_t *out) {
+    PyObject *v = PyObject_GetAttr(obj, name);
+    if (v == NULL)
+        return -1;
+    long long x = PyLong_AsLongLong(v);
+    Py_DECREF(v);
+    if (x == -1 && PyErr_Occurred())
+        return -1;
+    x += 1;
+    PyObject *nv = PyLong_FromLongLong(x);
+    if (nv == NULL)
+        return -1;
+    int rc = PyObject_SetAttr(obj, name, nv);
+    Py_DECREF(nv);
+    *out = x;
+    return rc;
+}
+
+/* Tracker._push: c.due = min(c.due, due); self._serial += 1; heappush(self._tq, (due, serial, key, n)) */
+static int push_timer(Ctx *x, CConn *c, double due) {
+    if (due < c->due)
+        c->due = due;
+    int64_t serial;
+    if (attr_incr(x->tracker, s_serial, &serial) < 0)
+        return -1;
+    PyObject *tq = PyObject_GetAttr(x->tracker, s_tq);
+    if (tq == NULL)
+        return -1;
+    PyObject *item = Py_BuildValue("(dLOL)", due, (long long)serial, c->key, (long long)c->n);
+    if (item == NULL) {
+        Py_DECREF(tq);
+        return -1;
+    }
+    PyObject *r = PyObject_CallFunctionObjArgs(x->f->heappush, tq, item, NULL);
+    Py_DECREF(tq);
+    Py_DECREF(item);
+    if (r == NULL)
+        return -1;
+    Py_DECREF(r);
+    return 0;
+}
+
+static int wscale_of(Ctx *x, PyObject *pno, int64_t *out) { /* self._wsc.get(pno, -1) */
+    *out = -1;
+    if (x->wscale == NULL || PyDict_GET_SIZE(x->wscale) == 0)
+        return 0;
+    PyObject *v = PyDict_GetItemWithError(x->wscale, pno);
+    if (v == NULL)
+        return PyErr_Occurred() ? -1 : 0;
+    long long o = PyLong_AsLongLong(v);
+    if (o == -1 && PyErr_Occurred())
+        return -1;
+    *out = o;
+    return 0;
+}
+
+/* ---------------------------------------------------------------------------------------------------------
+ * Materialize: the Conn Python would hold at this point (Conn(n, key, odir, ts) then every field the handlers
+ * can have moved from its default). */
+
+static PyObject *opt_i(int64_t v) { return v == NONE64 ? Py_NewRef(Py_None) : PyLong_FromLongLong(v); }
+static PyObject *opt_f(double v) { return isnan(v) ? Py_NewRef(Py_None) : PyFloat_FromDouble(v); }
+static PyObject *st_obj(int st) { return Py_NewRef(st ? state_str[st] : Py_None); }
+
+static int set_new(PyObject *obj, PyObject *name, PyObject *v) { /* steals v */
+    if (v == NULL)
+        return -1;
+    int rc = PyObject_SetAttr(obj, name, v);
+    Py_DECREF(v);
+    return rc;
+}
+
+static int fill_side(PyObject *so, const CSide *s) {
+    if (set_new(so, a_pkts, PyLong_FromLongLong(s->pkts)) < 0 ||
+        set_new(so, a_ipbytes, PyLong_FromLongLong(s->ipbytes)) < 0 ||
+        set_new(so, a_z, PyLong_FromLong(s->z)) < 0 || set_new(so, a_zprev, PyLong_FromLong(s->zprev)) < 0 ||
+        set_new(so, a_did_close, PyBool_FromLong(s->did_close)) < 0 ||
+        set_new(so, a_start, PyLong_FromUnsignedLong(s->start)) < 0 ||
+        set_new(so, a_nxt, PyLong_FromUnsignedLong(s->nxt)) < 0 ||
+        set_new(so, a_ackseq, PyLong_FromUnsignedLong(s->ackseq)) < 0 ||
+        set_new(so, a_top, PyLong_FromUnsignedLong(s->top)) < 0 ||
+        set_new(so, a_acc, PyLong_FromLongLong(s->acc)) < 0 ||
+        set_new(so, a_cend, PyLong_FromUnsignedLong(s->cend)) < 0 ||
+        set_new(so, a_fin_cnt, PyLong_FromLong(s->fin_cnt)) < 0 ||
+        set_new(so, a_fin_seq, PyLong_FromUnsignedLong(s->fin_seq)) < 0 ||
+        set_new(so, a_hls, opt_i(s->hls)) < 0 || set_new(so, a_hlf, opt_i(s->hlf)) < 0 ||
+        set_new(so, a_fast, PyBool_FromLong(s->fast)) < 0 || set_new(so, a_isn, opt_i(s->isn)) < 0 ||
+        set_new(so, a_fin_end, opt_i(s->fin_end)) < 0 || set_new(so, a_fin_t, opt_f(s->fin_t)) < 0 ||
+        set_new(so, a_fin_pending, PyBool_FromLong(s->fin_pending)) < 0 ||
+        set_new(so, a_syn_pending, PyBool_FromLong(s->syn_pending)) < 0 ||
+        set_new(so, a_state, st_obj(s->state)) < 0 || set_new(so, a_t_last, opt_f(s->t_last)) < 0 ||
+        set_new(so, a_last_ack, opt_i(s->last_ack)) < 0 || set_new(so, a_win, opt_i(s->win)) < 0 ||
+        set_new(so, a_wmax, PyLong_FromLongLong(s->wmax)) < 0 || set_new(so, a_wsyn, opt_i(s->wsyn)) < 0 ||
+        set_new(so, a_woffer, PyLong_FromLongLong(s->woffer)) < 0 ||
+        set_new(so, a_wshift, opt_i(s->wshift)) < 0)
+        return -1;
+    PyObject *est = s->has_est ? Py_BuildValue("(dLL)", s->est_t, (long long)s->est_i, (long long)s->est_pno)
+                               : Py_NewRef(Py_None);
+    return set_new(so, a_est_at, est);
+}
+
+static PyObject *build_conn(Fast *f, CConn *c) {
+    PyObject *conn = PyObject_CallFunction(f->conn_cls, "LOid", (long long)c->n, c->key, c->odir, c->ts);
+    if (conn == NULL)
+        return NULL;
+    PyObject *hist = PyList_New(c->nhist);
+    PyObject *trans = PyList_New(c->ntrans);
+    PyObject *tpk = PyList_New(c->ntrans);
+    if (hist == NULL || trans == NULL || tpk == NULL)
+        goto fail_lists;
+    for (int i = 0; i < c->nhist; i++) {
+        PyObject *ch = PyUnicode_FromOrdinal((unsigned char)c->hist[i]);
+        if (ch == NULL)
+            goto fail_lists;
+        PyList_SET_ITEM(hist, i, ch);
+    }
+    for (int i = 0; i < c->ntrans; i++) {
+        PyObject *t = Py_BuildValue("(diOO)", c->tr_t[i], (int)c->tr_d[i], state_str[c->tr_from[i]],
+                                    state_str[c->tr_to[i]]);
+        PyObject *p = PyLong_FromLongLong(c->tr_pno[i]);
+        if (t == NULL || p == NULL) {
+            Py_XDECREF(t);
+            Py_XDECREF(p);
+            goto fail_lists;
+        }
+        PyList_SET_ITEM(trans, i, t);
+        PyList_SET_ITEM(tpk, i, p);
+    }
+    if (set_new(conn, a_hist, hist) < 0 || set_new(conn, a_transitions, trans) < 0 ||
+        set_new(conn, a_trans_pkt, tpk) < 0) {
+        hist = trans = tpk = NULL;
+        goto fail;
+    }
+    if (set_new(conn, a_last, PyFloat_FromDouble(c->last)) < 0 ||
+        set_new(conn, a_hseen, PyLong_FromUnsignedLong(c->hseen)) < 0 ||
+        set_new(conn, a_watch, PyBool_FromLong(c->watch)) < 0 || set_new(conn, a_syn_t, opt_f(c->syn_t)) < 0 ||
+        set_new(conn, a_syn_last_t, opt_f(c->syn_last_t)) < 0 ||
+        set_new(conn, a_synack_t, opt_f(c->synack_t)) < 0 || set_new(conn, a_ack_t, opt_f(c->ack_t)) < 0 ||
+        set_new(conn, a_first_fin, c->first_fin < 0 ? Py_NewRef(Py_None) : PyLong_FromLong(c->first_fin)) < 0 ||
+        set_new(conn, a_first_index, PyLong_FromLongLong(c->first_index)) < 0 ||
+        set_new(conn, a_last_index, PyLong_FromLongLong(c->last_index)) < 0 ||
+        set_new(conn, a_peer_bytes_at_fin, PyLong_FromLongLong(c->peer_bytes_at_fin)) < 0 ||
+        set_new(conn, a_attempt_due, PyFloat_FromDouble(c->attempt_due)) < 0 ||
+        set_new(conn, a_delete_due, PyFloat_FromDouble(c->delete_due)) < 0 ||
+        set_new(conn, a_idle, PyFloat_FromDouble(c->idle)) < 0 ||
+        set_new(conn, a_due, PyFloat_FromDouble(c->due)) < 0)
+        goto fail;
+    for (int d = 0; d < 2; d++) {
+        PyObject *so = PyObject_GetAttr(conn, d ? s_r : s_o);
+        if (so == NULL)
+            goto fail;
+        int rc = fill_side(so, &c->sd[d]);
+        Py_DECREF(so);
+        if (rc < 0)
+            goto fail;
+    }
+    return conn;
+fail_lists:
+    Py_XDECREF(hist);
+    Py_XDECREF(trans);
+    Py_XDECREF(tpk);
+fail:
+    Py_DECREF(conn);
+    return NULL;
+}
+
+/* Hand connection `slot` to Python: Tracker.conns[key] = its Conn; returns a new reference to it. */
+static PyObject *materialize(Fast *f, PyObject *tracker, int64_t slot) {
+    CConn *c = &f->pool[slot];
+    PyObject *conn = build_conn(f, c);
+    if (conn == NULL)
+        return NULL;
+    PyObject *conns = PyObject_GetAttr(tracker, s_conns);
+    if (conns == NULL || PyDict_SetItem(conns, c->key, conn) < 0) {
+        Py_XDECREF(conns);
+        Py_DECREF(conn);
+        return NULL;
+    }
+    Py_DECREF(conns);
+    pool_release(f, slot);
+    return conn;
+}
+
+/* ---------------------------------------------------------------------------------------------------------
+ * The straight-line handlers. Each checks its precondition first and returns 0 without touching anything
+ * when it does not hold (the caller then hands the packet to Python), 1 when it took the packet, -1 on error. */
+
+typedef struct {
+    double ts;
+    int d;
+    uint32_t seq, ack;
+    int fl;
+    int64_t win, pl, ipl, pno;
+    PyObject *pno_obj;
+} Pkt;
+
+/* Tracker._new (bare SYN, not flipped, nothing continued) + Tracker._open */
+static int c_open(Ctx *x, CConn *c, PyObject *key, Py_hash_t h, int64_t n, int db, const Pkt *k,
+                  int64_t woffer) {
+    memset(c, 0, sizeof(*c));
+    c->key = Py_NewRef(key);
+    c->hash = h;
+    c->n = n;
+    c->odir = db;
+    c->ts = c->last = k->ts;
+    c->first_fin = -1;
+    c->first_index = k->pno;
+    c->syn_t = c->syn_last_t = c->synack_t = c->ack_t = NAN;
+    c->attempt_due = c->delete_due = INFINITY;
+    for (int d = 0; d < 2; d++) {
+        CSide *s = &c->sd[d];
+        s->hls = s->hlf = s->isn = s->fin_end = s->last_ack = s->win = s->wsyn = s->wshift = NONE64;
+        s->woffer = -2;
+        s->fin_t = s->t_last = NAN;
+    }
+    c->sd[0].state = S_CLOSED; /* _new: the SYN's sender CLOSED, the other LISTEN */
+    c->sd[1].state = S_LISTEN;
+    c->idle = x->handshake_inactivity;
+    c->due = c->idle ? k->ts + c->idle : INFINITY;
+    /* _open */
+    CSide *s = &c->sd[0];
+    c->last_index = k->pno;
+    s->pkts = 1;
+    s->ipbytes = k->ipl;
+    uint32_t end = k->seq + 1;
+    s->start = s->ackseq = k->seq;
+    s->nxt = s->top = s->cend = end;
+    s->acc = 1;
+    c->hseen |= HB_S(0);
+    c->hist[c->nhist++] = 'S';
+    s->hls = 0;
+    /* win == 0 never gets here (the caller leaves that to Python) */
+    c->last = k->ts;
+    s->wsyn = k->win;
+    s->woffer = woffer;
+    s->zprev = INACTIVE;
+    s->z = SYN_SENT;
+    if (x->attempt) {
+        c->attempt_due = k->ts + x->attempt;
+        if (push_timer(x, c, c->attempt_due) < 0)
+            return -1;
+    }
+    s->t_last = k->ts;
+    s->isn = k->seq;
+    c->syn_t = c->syn_last_t = k->ts;
+    c->tr_t[0] = k->ts;
+    c->tr_d[0] = 0;
+    c->tr_from[0] = S_CLOSED;
+    c->tr_to[0] = S_SYN_SENT;
+    c->tr_pno[0] = k->pno;
+    c->ntrans = 1;
+    s->state = S_SYN_SENT;
+    s->syn_pending = 1;
+    c->watch = 1;
+    s->fast = c->sd[1].fast = 0;
+    return 1;
+}
+
+/* Tracker._synack */
+static int c_synack(Ctx *x, CConn *c, const Pkt *k) {
+    CSide *s = &c->sd[1], *p = &c->sd[0];
+    uint32_t ack = k->ack;
+    if (!(!k->pl && k->win && s->z == INACTIVE && s->pkts == 0 && s->isn == NONE64 && p->z == SYN_SENT &&
+          p->state == S_SYN_SENT && s->state == S_LISTEN && p->syn_pending && p->isn != NONE64 &&
+          ack == (uint32_t)(p->isn + 1) && p->ackseq == (uint32_t)p->isn && p->top == ack && p->cend == ack &&
+          !p->fin_cnt && !p->fin_pending && !p->did_close && isnan(c->synack_t)))
+        return 0;
+    int64_t offer;
+    if (wscale_of(x, k->pno_obj, &offer) < 0)
+        return -1;
+    c->last_index = k->pno;
+    s->pkts = 1;
+    s->ipbytes = k->ipl;
+    uint32_t end = k->seq + 1;
+    s->start = s->ackseq = k->seq;
+    s->nxt = s->top = s->cend = end;
+    s->acc = 1;
+    c->hseen |= HB_S(1);
+    c->hist[c->nhist++] = 'h';
+    s->hls = 0;
+    c->last = k->ts;
+    /* _syn_window(s, p, SYN|ACK, win, pno) */
+    s->wsyn = k->win;
+    s->woffer = offer;
+    if (p->woffer != -2) {
+        if (offer >= 0 && p->woffer >= 0) {
+            s->wshift = offer < 14 ? offer : 14;
+            p->wshift = p->woffer < 14 ? p->woffer : 14;
+        } else {
+            s->wshift = p->wshift = 0;
+        }
+    }
+    p->ackseq = ack;
+    setz(c, p, s, ESTABLISHED, x->inactivity);
+    setz(c, s, p, ESTABLISHED, x->inactivity);
+    s->t_last = k->ts;
+    s->isn = k->seq;
+    c->synack_t = k->ts;
+    set_state(c, 1, S_SYN_RCVD, k->ts);
+    s->syn_pending = 1;
+    p->syn_pending = 0;
+    p->has_est = 1;
+    p->est_t = k->ts;
+    p->est_i = c->ntrans;
+    p->est_pno = c->last_index;
+    s->last_ack = ack;
+    c->watch = 1;
+    s->fast = p->fast = 0;
+    return 1;
+}
+
+/* Tracker._hs_ack */
+static int c_hs_ack(Ctx *x, CConn *c, const Pkt *k) {
+    CSide *s = &c->sd[0], *p = &c->sd[1];
+    uint32_t ack = k->ack;
+    if (!(!k->pl && k->win && c->watch && s->z == ESTABLISHED && p->z == ESTABLISHED && s->has_est &&
+          k->seq == s->nxt && s->top == s->nxt && s->cend == s->nxt && !s->fin_pending && p->syn_pending &&
+          p->isn != NONE64 && ack == (uint32_t)(p->isn + 1) && p->ackseq == (uint32_t)p->isn && p->nxt == ack &&
+          p->top == ack && p->cend == ack && !p->fin_cnt && p->state == S_SYN_RCVD && !s->syn_pending &&
+          !s->did_close && !p->did_close))
+        return 0;
+    c->last_index = k->pno;
+    s->pkts += 1;
+    s->ipbytes += k->ipl;
+    add_hist(c, 'A', HB_A(0));
+    c->last = k->ts;
+    s->win = k->win;
+    if (k->win > s->wmax)
+        s->wmax = k->win;
+    p->ackseq = ack;
+    s->t_last = k->ts;
+    confirm_established(c, 0);
+    p->syn_pending = 0;
+    if (isnan(c->ack_t) && !isnan(c->synack_t))
+        c->ack_t = k->ts;
+    set_state(c, 1, S_ESTABLISHED, k->ts);
+    s->last_ack = ack;
+    c->watch = 0;
+    s->fast = p->fast = 1;
+    return 1;
+}
+
+/* Tracker._fin1 */
+static int c_fin1(Ctx *x, CConn *c, const Pkt *k) {
+    int d = k->d;
+    CSide *s = &c->sd[d], *p = &c->sd[1 - d];
+    uint32_t seq = k->seq, ack = k->ack;
+    if (!(k->win && s->z == ESTABLISHED && !s->fin_cnt && !s->did_close && seq == s->nxt && s->top == s->nxt &&
+          s->cend == s->nxt && !s->has_est && s->fin_end == NONE64 && (p->z == ESTABLISHED || p->z == CLOSED) &&
+          acked_within(p, ack)))
+        return 0;
+    c->last_index = k->pno;
+    s->pkts += 1;
+    s->ipbytes += k->ipl;
+    uint32_t pl = (uint32_t)k->pl;
+    uint32_t end = seq + pl + 1;
+    int64_t v = (uint32_t)(seq - s->start + pl);
+    if (!(c->hseen & HB_F(d))) {
+        c->hseen |= HB_F(d);
+        c->hist[c->nhist++] = d ? 'f' : 'F';
+    } else if (v != s->hlf) {
+        c->hist[c->nhist++] = d ? 'f' : 'F';
+    }
+    s->hlf = v;
+    c->last = k->ts;
+    s->win = k->win;
+    if (k->win > s->wmax)
+        s->wmax = k->win;
+    s->fin_cnt = 1;
+    s->fin_seq = end;
+    update_ack(p, ack);
+    s->nxt = s->top = end;
+    s->acc += k->pl + 1;
+    setz(c, s, p, CLOSED, x->inactivity);
+    if (pl)
+        s->cend = seq + pl;
+    /* _closed(c, s, p) */
+    if (!s->did_close) {
+        s->did_close = 1;
+        if (s->z == RESET || p->did_close || p->z == INACTIVE) {
+            c->attempt_due = INFINITY;
+            c->delete_due = c->last + x->close;
+            if (push_timer(x, c, c->delete_due) < 0)
+                return -1;
+        }
+    }
+    s->t_last = k->ts;
+    s->fin_end = end;
+    s->fin_t = k->ts;
+    s->fin_pending = 1;
+    acks(c, d, p, k->ts, ack);
+    fin_states(c, d, s, p, k->ts, ack);
+    s->last_ack = ack;
+    update_watch(c);
+    refresh_fast(c);
+    return 1;
+}
+
+/* Tracker._ack_fin */
+static int c_ack_fin(Ctx *x, CConn *c, const Pkt *k) {
+    int d = k->d;
+    CSide *s = &c->sd[d], *p = &c->sd[1 - d];
+    uint32_t ack = k->ack;
+    if (!(!k->pl && k->win && (s->z == ESTABLISHED || s->z == CLOSED) && k->seq == s->nxt && !s->has_est &&
+          !s->syn_pending && !p->syn_pending && (p->z == ESTABLISHED || p->z == CLOSED) && content_clean(s) &&
+          acked_within(p, ack)))
+        return 0;
+    c->last_index = k->pno;
+    s->pkts += 1;
+    s->ipbytes += k->ipl;
+    add_hist(c, d ? 'a' : 'A', HB_A(d));
+    if (!(c->sd[0].did_close && c->sd[1].did_close))
+        c->last = k->ts;
+    s->win = k->win;
+    if (k->win > s->wmax)
+        s->wmax = k->win;
+    update_ack(p, ack);
+    s->t_last = k->ts;
+    acks(c, d, p, k->ts, ack);
+    s->last_ack = ack;
+    update_watch(c);
+    refresh_fast(c);
+    return 1;
+}
+
+/* The inline hot path of Tracker._feed_fast, only for the packets it handles without a helper (in-order data
+ * or pure ACK, nonzero window, acknowledging nothing beyond the peer's LastSeq); 0 otherwise, untouched. */
+static int c_hot(CConn *c, const Pkt *k) {
+    int d = k->d;
+    CSide *s = &c->sd[d], *p = &c->sd[1 - d];
+    if (k->win == 0 || k->seq != s->nxt) /* _zero_fast, _data_fast, _odd_fast */
+        return 0;
+    uint32_t beyond = k->ack - p->nxt;
+    if (0 < beyond && beyond < HALF) /* _acked_beyond */
+        return 0;
+    c->last = s->t_last = k->ts;
+    c->last_index = k->pno;
+    s->pkts += 1;
+    s->ipbytes += k->ipl;
+    if (k->pl)
+        add_hist(c, d ? 'd' : 'D', HB_D(d));
+    else
+        add_hist(c, d ? 'a' : 'A', HB_A(d));
+    s->win = k->win;
+    if (k->win > s->wmax)
+        s->wmax = k->win;
+    /* s.win0 is always False for a connection held here */
+    if (k->pl) {
+        s->nxt = s->top = s->cend = k->seq + (uint32_t)k->pl;
+        s->acc += k->pl;
+    }
+    s->last_ack = k->ack;
+    return 1;
+}
+
+/* One packet of a connection held here: the dispatch of Tracker._feed_fast. */
+static int c_packet(Ctx *x, CConn *c, Pkt *k, int db) {
+    if (k->ts >= c->due)
+        return 0;
+    if (c->ntrans + 6 > MAXT || c->nhist + 3 > MAXH)
+        return 0; /* a long story: Python keeps it (never in practice) */
+    k->d = db ^ c->odir;
+    int fl = k->fl;
+    if ((fl & FASTMASK) != ACKF) {
+        if (fl == (SYN | ACKF))
+            return k->d == 1 ? c_synack(x, c, k) : 0;
+        if ((fl & ~(PSH | ECE | CWR)) == (FIN | ACKF))
+            return c_fin1(x, c, k);
+        return 0;
+    }
+    CSide *s = &c->sd[k->d];
+    if (!s->fast) {
+        if (fl != ACKF)
+            return 0;
+        int r = 0;
+        if (k->d == 0)
+            r = c_hs_ack(x, c, k);
+        if (r == 0)
+            r = c_ack_fin(x, c, k);
+        return r;
+    }
+    return c_hot(c, k);
+}
+
+/* ---------------------------------------------------------------------------------------------------------
+ * Fast.feed(dec, bconn, compact_after, created): the batch loop. */
+
+static int get_ctx(Fast *f, PyObject *tracker, Ctx *x) {
+    x->f = f;
+    x->tracker = tracker;
+    PyObject *tm = PyObject_GetAttr(tracker, s_timers);
+    if (tm == NULL)
+        return -1;
+    PyObject *names[4] = {s_attempt, s_close, s_inactivity, s_handshake_inactivity};
+    double *dst[4] = {&x->attempt, &x->close, &x->inactivity, &x->handshake_inactivity};
+    for (int i = 0; i < 4; i++) {
+        PyObject *v = PyObject_GetAttr(tm, names[i]);
+        if (v == NULL) {
+            Py_DECREF(tm);
+            return -1;
+        }
+        *dst[i] = PyFloat_AsDouble(v);
+        Py_DECREF(v);
+        if (*dst[i] == -1.0 && PyErr_Occurred()) {
+            Py_DECREF(tm);
+            return -1;
+        }
+    }
+    Py_DECREF(tm);
+    return 0;
+}
+
+/* May a bare SYN of a key Python does not hold start a connection here? Mirrors the route Tracker._slow takes
+ * to _new + _open: not compacting (C-held connections count as open ones), the key not compact, not the
+ * wanted connection, and no earlier row that _continues would carry over (when there is an earlier row that
+ * it does not continue, its recent entry is popped here, as _new does). 1 yes (*n_out: the connection number),
+ * 0 no (Python takes the packet), -1 error. */
+static int may_open(Ctx *x, PyObject *key, int db, const Pkt *k, int64_t compact_after, int64_t *n_out) {
+    PyObject *t = x->tracker;
+    if ((int64_t)PyDict_GET_SIZE(x->conns) + x->f->count >= compact_after)
+        return 0;
+    PyObject *half = PyObject_GetAttr(t, s_half);
+    if (half == NULL)
+        return -1;
+    int in_half = PyDict_GET_SIZE(half) ? PyDict_Contains(half, key) : 0;
+    Py_DECREF(half);
+    if (in_half)
+        return in_half < 0 ? -1 : 0;
+    PyObject *cnt = PyObject_GetAttr(t, s_count);
+    if (cnt == NULL)
+        return -1;
+    long long n = PyLong_AsLongLong(cnt);
+    Py_DECREF(cnt);
+    if (n == -1 && PyErr_Occurred())
+        return -1;
+    n += 1;
+    PyObject *want = PyObject_GetAttr(t, s_want);
+    if (want == NULL)
+        return -1;
+    int wanted = 0;
+    if (want != Py_None) {
+        long long w = PyLong_AsLongLong(want);
+        if (w == -1 && PyErr_Occurred())
+            PyErr_Clear(); /* not an int: never equal to a connection number */
+        else
+            wanted = w == n;
+    }
+    Py_DECREF(want);
+    if (wanted)
+        return 0; /* _new keeps a reference in Tracker.wanted: leave it to Python */
+    *n_out = n;
+    PyObject *recent = PyObject_GetAttr(t, s_recent);
+    if (recent == NULL)
+        return -1;
+    PyObject *prev = PyDict_GetItemWithError(recent, key);
+    if (prev == NULL) {
+        Py_DECREF(recent);
+        return PyErr_Occurred() ? -1 : 1;
+    }
+    /* Tracker._continues for a bare SYN (ds = 0: the SYN's sender is the originator, c.orig_ep): it carries
+     * over when the earlier row ended by inactivity, or when this is the same SYN again from the host that
+     * row left in SYN_SENT. Anything unexpected: Python decides. */
+    int rc = 0;
+    PyObject *hi = NULL, *lo = NULL, *m64 = NULL, *sh = NULL;
+    if (!PyTuple_Check(prev) || PyTuple_GET_SIZE(prev) != 12 || !PyUnicode_Check(PyTuple_GET_ITEM(prev, 10)))
+        goto out;
+    if (PyUnicode_Compare(PyTuple_GET_ITEM(prev, 10), s_inactivity_end) == 0)
+        goto out;
+    m64 = PyLong_FromUnsignedLongLong(UINT64_MAX);
+    sh = PyLong_FromLong(64);
+    if (m64 == NULL || sh == NULL)
+        goto err;
+    hi = PyNumber_And(key, m64);
+    lo = PyNumber_Rshift(key, sh);
+    if (hi == NULL || lo == NULL)
+        goto err;
+    PyObject *fep = db ? hi : lo, *oep = PyTuple_GET_ITEM(prev, 1);
+    int o_is_hi = PyObject_RichCompareBool(oep, hi, Py_EQ);
+    if (o_is_hi < 0)
+        goto err;
+    PyObject *other = o_is_hi ? lo : hi;
+    int is_other = PyObject_RichCompareBool(fep, other, Py_EQ);
+    int is_orig = PyObject_RichCompareBool(fep, oep, Py_EQ);
+    if (is_other < 0 || is_orig < 0)
+        goto err;
+    int same_syn = 0;
+    if (is_other || is_orig) {
+        int base = is_other ? 6 : 2; /* left = {orig_ep: orig, other: resp}: the later entry wins */
+        PyObject *state = PyTuple_GET_ITEM(prev, base), *isn = PyTuple_GET_ITEM(prev, base + 1);
+        if (isn != Py_None && state != Py_None) {
+            PyObject *sq = PyLong_FromUnsignedLong(k->seq);
+            if (sq == NULL)
+                goto err;
+            int eq = PyObject_RichCompareBool(sq, isn, Py_EQ);
+            Py_DECREF(sq);
+            int st = PyObject_RichCompareBool(state, state_str[S_SYN_SENT], Py_EQ);
+            if (eq < 0 || st < 0)
+                goto err;
+            same_syn = eq && st;
+        }
+    }
+    if (same_syn)
+        goto out;
+    if (PyDict_DelItem(recent, key) < 0) /* _new's recent.pop: this row does not continue it */
+        goto err;
+    rc = 1;
+    goto out;
+err:
+    rc = -1;
+out:
+    Py_XDECREF(hi);
+    Py_XDECREF(lo);
+    Py_XDECREF(m64);
+    Py_XDECREF(sh);
+    Py_DECREF(recent);
+    return rc;
+}
+
+static int py_one(Ctx *x, Py_ssize_t i) { /* Tracker._native_one(i): Python's own path for packet i */
+    PyObject *iv = PyLong_FromSsize_t(i);
+    if (iv == NULL)
+        return -1;
+    PyObject *r = PyObject_CallMethodOneArg(x->tracker, s_native_one, iv);
+    Py_DECREF(iv);
+    if (r == NULL)
+        return -1;
+    Py_DECREF(r);
+    return 0;
+}
+
+static PyObject *get_list(PyObject *dec, const char *name, Py_ssize_t n) {
+    PyObject *v = PyObject_GetAttrString(dec, name);
+    if (v == NULL)
+        return NULL;
+    if (!PyList_Check(v) || (n >= 0 && PyList_GET_SIZE(v) != n)) {
+        PyErr_Format(PyExc_TypeError, "Fast.feed: dec.%s must be a list of the batch's length", name);
+        Py_DECREF(v);
+        return NULL;
+    }
+    return v;
+}
+
+#define NCOL 10
+static const char *COLS[NCOL] = {"ts", "fidx", "dirbit", "seq", "ack", "flags", "win", "plen", "iplen", "index"};
+
+static PyObject *Fast_feed(Fast *f, PyObject *args) {
+    PyObject *tracker, *dec, *bconn, *created;
+    long long compact_after;
+    if (!PyArg_ParseTuple(args, "OOO!LO", &tracker, &dec, &PyList_Type, &bconn, &compact_after, &created))
+        return NULL;
+    Ctx x;
+    memset(&x, 0, sizeof(x));
+    PyObject *col[NCOL] = {NULL};
+    int64_t *cc = NULL;
+    PyObject *result = NULL;
+    if (get_ctx(f, tracker, &x) < 0)
+        return NULL;
+    x.conns = PyObject_GetAttr(tracker, s_conns);
+    x.wscale = PyObject_GetAttr(dec, s_wscale);
+    x.keys = get_list(dec, "keys", PyList_GET_SIZE(bconn));
+    if (x.conns == NULL || x.wscale == NULL || x.keys == NULL)
+        goto done;
+    if (!PyDict_Check(x.conns) || !PyDict_Check(x.wscale)) {
+        PyErr_SetString(PyExc_TypeError, "Fast.feed: tracker.conns and dec.wscale must be dicts");
+        goto done;
+    }
+    col[0] = get_list(dec, COLS[0], -1);
+    if (col[0] == NULL)
+        goto done;
+    Py_ssize_t n = PyList_GET_SIZE(col[0]);
+    for (int j = 1; j < NCOL; j++)
+        if ((col[j] = get_list(dec, COLS[j], n)) == NULL)
+            goto done;
+    Py_ssize_t nflows = PyList_GET_SIZE(x.keys);
+    cc = PyMem_Malloc((size_t)(nflows ? nflows : 1) * sizeof(int64_t));
+    if (cc == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (Py_ssize_t j = 0; j < nflows; j++)
+        cc[j] = -2; /* not looked up yet */
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Py_ssize_t fi = PyLong_AsSsize_t(PyList_GET_ITEM(col[1], i));
+        if (fi < 0 || fi >= nflows) {
+            if (!PyErr_Occurred())
+                PyErr_SetString(PyExc_IndexError, "Fast.feed: flow index out of range");
+            goto done;
+        }
+        PyObject *key = PyList_GET_ITEM(x.keys, fi);
+        int64_t slot = cc[fi];
+        if (slot == -2) {
+            Py_hash_t h = PyObject_Hash(key);
+            if (h == -1)
+                goto done;
+            int err = 0;
+            slot = f->count ? tbl_find(f, key, h, &err) : -1;
+            if (err)
+                goto done;
+            cc[fi] = slot;
+        }
+        int held = slot >= 0;
+        if (!held && PyList_GET_ITEM(bconn, fi) != Py_None) {
+            if (py_one(&x, i) < 0) /* Python holds it */
+                goto done;
+            continue;
+        }
+        Pkt k;
+        k.ts = PyFloat_AsDouble(PyList_GET_ITEM(col[0], i));
+        int db = (int)PyLong_AsLong(PyList_GET_ITEM(col[2], i));
+        k.seq = (uint32_t)PyLong_AsUnsignedLongMask(PyList_GET_ITEM(col[3], i));
+        k.ack = (uint32_t)PyLong_AsUnsignedLongMask(PyList_GET_ITEM(col[4], i));
+        k.fl = (int)PyLong_AsLong(PyList_GET_ITEM(col[5], i));
+        k.win = PyLong_AsLongLong(PyList_GET_ITEM(col[6], i));
+        k.pl = PyLong_AsLongLong(PyList_GET_ITEM(col[7], i));
+        k.ipl = PyLong_AsLongLong(PyList_GET_ITEM(col[8], i));
+        k.pno_obj = PyList_GET_ITEM(col[9], i);
+        k.pno = PyLong_AsLongLong(k.pno_obj);
+        if (PyErr_Occurred())
+            goto done;
+        if (held) {
+            int r = c_packet(&x, &f->pool[slot], &k, db);
+            if (r < 0)
+                goto done;
+            if (r)
+                continue;
+            /* Python takes this packet and the rest of the connection */
+            PyObject *conn = materialize(f, tracker, slot);
+            if (conn == NULL)
+                goto done;
+            PyList_SetItem(bconn, fi, conn); /* steals */
+            cc[fi] = -1;
+            if (py_one(&x, i) < 0)
+                goto done;
+            continue;
+        }
+        /* Unknown to both: Tracker._slow's route for a connect()'s first SYN (flags exactly SYN, no payload,
+         * no BADSUM/TRUNC); a zero window (the 'W' letter) is left to Python. */
+        int64_t cn;
+        int ok = 0;
+        if (k.fl == SYN && k.pl == 0 && k.win != 0 && (ok = may_open(&x, key, db, &k, compact_after, &cn)) < 0)
+            goto done;
+        if (!ok) {
+            if (py_one(&x, i) < 0)
+                goto done;
+            continue;
+        }
+        int64_t woffer;
+        if (wscale_of(&x, k.pno_obj, &woffer) < 0)
+            goto done;
+        PyObject *nv = PyLong_FromLongLong(cn); /* _new: self.count += 1; self._created(pno) */
+        if (nv == NULL)
+            goto done;
+        int rc = PyObject_SetAttr(tracker, s_count, nv);
+        Py_DECREF(nv);
+        if (rc < 0)
+            goto done;
+        if (created != Py_None) {
+            PyObject *r = PyObject_CallOneArg(created, k.pno_obj);
+            if (r == NULL)
+                goto done;
+            Py_DECREF(r);
+        }
+        Py_hash_t h = PyObject_Hash(key);
+        if (h == -1)
+            goto done;
+        int64_t s = pool_alloc(f);
+        if (s < 0)
+            goto done;
+        f->count++;
+        rc = c_open(&x, &f->pool[s], key, h, cn, db, &k, woffer);
+        tbl_put(f, s);
+        cc[fi] = s;
+        if (rc < 0)
+            goto done;
+    }
+    result = Py_NewRef(Py_None);
+done:
+    PyMem_Free(cc);
+    for (int j = 0; j < NCOL; j++)
+        Py_XDECREF(col[j]);
+    Py_XDECREF(x.conns);
+    Py_XDECREF(x.wscale);
+    Py_XDECREF(x.keys);
+    return result;
+}
+
+/* Fast.take(tracker, key, n): a timer entry (due, serial, key, n) popped in Tracker.sweep for a connection
+ * held here: materialize it (into tracker.conns) and return it; None when it is not held here or the entry is
+ * stale (another connection number: Python's `c.n == n` check). */
+static PyObject *Fast_take(Fast *f, PyObject *args) {
+    PyObject *tracker, *key;
+    long long n;
+    if (!PyArg_ParseTuple(args, "OOL", &tracker, &key, &n))
+        return NULL;
+    if (f->count == 0)
+        Py_RETURN_NONE;
+    Py_hash_t h = PyObject_Hash(key);
+    if (h == -1)
+        return NULL;
+    int err = 0;
+    int64_t slot = tbl_find(f, key, h, &err);
+    if (err)
+        return NULL;
+    if (slot < 0 || f->pool[slot].n != n)
+        Py_RETURN_NONE;
+    return materialize(f, tracker, slot);
+}
+
+/* Fast.take_due(tracker, now): materialize every connection whose c.due <= now (the periodic scan of
+ * Tracker.sweep; flush passes inf). Returns how many. */
+static PyObject *Fast_take_due(Fast *f, PyObject *args) {
+    PyObject *tracker;
+    double now;
+    if (!PyArg_ParseTuple(args, "Od", &tracker, &now))
+        return NULL;
+    long long k = 0;
+    for (int64_t s = 0; s < f->pool_cap && f->count; s++) {
+        CConn *c = &f->pool[s];
+        if (c->key == NULL || !(c->due <= now))
+            continue;
+        PyObject *conn = materialize(f, tracker, s);
+        if (conn == NULL)
+            return NULL;
+        Py_DECREF(conn);
+        k++;
+    }
+    return PyLong_FromLongLong(k);
+}
+
+static Py_ssize_t Fast_len(Fast *f) { return (Py_ssize_t)f->count; }
+
+static PyObject *Fast_new(PyTypeObject *type, PyObject *args, PyObject *kw) {
+    PyObject *heappush, *conn_cls;
+    if (!PyArg_ParseTuple(args, "OO", &heappush, &conn_cls))
+        return NULL;
+    Fast *f = (Fast *)type->tp_alloc(type, 0);
+    if (f == NULL)
+        return NULL;
+    f->heappush = Py_NewRef(heappush);
+    f->conn_cls = Py_NewRef(conn_cls);
+    f->pool = NULL;
+    f->table = NULL;
+    f->pool_cap = f->tcap = f->count = 0;
+    f->free_head = -1;
+    if (tbl_grow(f) < 0) {
+        Py_DECREF(f);
+        return NULL;
+    }
+    return (PyObject *)f;
+}
+
+static void Fast_dealloc(Fast *f) {
+    for (int64_t s = 0; s < f->pool_cap; s++)
+        Py_XDECREF(f->pool[s].key);
+    PyMem_Free(f->pool);
+    PyMem_Free(f->table);
+    Py_XDECREF(f->heappush);
+    Py_XDECREF(f->conn_cls);
+    Py_TYPE(f)->tp_free((PyObject *)f);
+}
+
+static PyMethodDef fast_methods[] = {
+    {"feed", (PyCFunction)Fast_feed, METH_VARARGS, "feed(tracker, dec, bconn, compact_after, created)"},
+    {"take", (PyCFunction)Fast_take, METH_VARARGS, "take(tracker, key, n) -> Conn | None"},
+    {"take_due", (PyCFunction)Fast_take_due, METH_VARARGS, "take_due(tracker, now) -> int"},
+    {NULL, NULL, 0, NULL},
+};
+
+static PySequenceMethods fast_seq = {.sq_length = (lenfunc)Fast_len};
+
+static PyTypeObject FastType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "tcpwise.trace._ctrack.Fast",
+    .tp_basicsize = sizeof(Fast),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "Connections in their common life, held in C for a Tracker (see the top of _ctrack.c).",
+    .tp_new = Fast_new,
+    .tp_dealloc = (destructor)Fast_dealloc,
+    .tp_methods = fast_methods,
+    .tp_as_sequence = &fast_seq,
+};
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_ctrack", NULL, -1, NULL};
 
-PyMODINIT_FUNC PyInit__ctrack(void) { return PyModule_Create(&module); }
+#define INTERN(var, text)                                                                                      \
+    if ((var = PyUnicode_InternFromString(text)) == NULL)                                                      \
+        return NULL;
+
+PyMODINIT_FUNC PyInit__ctrack(void) {
+    for (int i = 1; i < S_COUNT; i++)
+        INTERN(state_str[i], STATE_NAMES[i]);
+    INTERN(s_conns, "conns");
+    INTERN(s_half, "half");
+    INTERN(s_recent, "recent");
+    INTERN(s_timers, "timers");
+    INTERN(s_count, "count");
+    INTERN(s_serial, "_serial");
+    INTERN(s_tq, "_tq");
+    INTERN(s_want, "want");
+    INTERN(s_native_one, "_native_one");
+    INTERN(s_attempt, "attempt");
+    INTERN(s_close, "close");
+    INTERN(s_inactivity, "inactivity");
+    INTERN(s_handshake_inactivity, "handshake_inactivity");
+    INTERN(s_o, "o");
+    INTERN(s_r, "r");
+    INTERN(s_wscale, "wscale");
+    INTERN(s_inactivity_end, "inactivity");
+    INTERN(a_last, "last");
+    INTERN(a_hist, "hist");
+    INTERN(a_hseen, "hseen");
+    INTERN(a_watch, "watch");
+    INTERN(a_transitions, "transitions");
+    INTERN(a_trans_pkt, "trans_pkt");
+    INTERN(a_syn_t, "syn_t");
+    INTERN(a_syn_last_t, "syn_last_t");
+    INTERN(a_synack_t, "synack_t");
+    INTERN(a_ack_t, "ack_t");
+    INTERN(a_first_fin, "first_fin");
+    INTERN(a_first_index, "first_index");
+    INTERN(a_last_index, "last_index");
+    INTERN(a_peer_bytes_at_fin, "peer_bytes_at_fin");
+    INTERN(a_attempt_due, "attempt_due");
+    INTERN(a_delete_due, "delete_due");
+    INTERN(a_idle, "idle");
+    INTERN(a_due, "due");
+    INTERN(a_pkts, "pkts");
+    INTERN(a_ipbytes, "ipbytes");
+    INTERN(a_z, "z");
+    INTERN(a_zprev, "zprev");
+    INTERN(a_did_close, "did_close");
+    INTERN(a_start, "start");
+    INTERN(a_nxt, "nxt");
+    INTERN(a_ackseq, "ackseq");
+    INTERN(a_top, "top");
+    INTERN(a_acc, "acc");
+    INTERN(a_cend, "cend");
+    INTERN(a_fin_cnt, "fin_cnt");
+    INTERN(a_fin_seq, "fin_seq");
+    INTERN(a_hls, "hls");
+    INTERN(a_hlf, "hlf");
+    INTERN(a_fast, "fast");
+    INTERN(a_isn, "isn");
+    INTERN(a_fin_end, "fin_end");
+    INTERN(a_fin_t, "fin_t");
+    INTERN(a_fin_pending, "fin_pending");
+    INTERN(a_syn_pending, "syn_pending");
+    INTERN(a_state, "state");
+    INTERN(a_est_at, "est_at");
+    INTERN(a_t_last, "t_last");
+    INTERN(a_last_ack, "last_ack");
+    INTERN(a_win, "win");
+    INTERN(a_wmax, "wmax");
+    INTERN(a_wsyn, "wsyn");
+    INTERN(a_woffer, "woffer");
+    INTERN(a_wshift, "wshift");
+    if (PyType_Ready(&FastType) < 0)
+        return NULL;
+    PyObject *m = PyModule_Create(&module);
+    if (m == NULL)
+        return NULL;
+    if (PyModule_AddObjectRef(m, "Fast", (PyObject *)&FastType) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}

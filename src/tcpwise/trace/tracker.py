@@ -53,6 +53,11 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from tcpwise.trace.decode import AddrTable, Decoded
+from tcpwise.trace.native import load
+
+# The native fast path (_ctrack.c): connections in their common life held in C structs, handed over to the
+# rules below (materialized as Conn objects) at the first packet none of the straight-line handlers takes.
+_ctrack = load("_ctrack")
 
 __all__ = [
     "Side",
@@ -406,9 +411,16 @@ class Tracker:
         self.wanted_done = False  # the wanted connection is finished: a caller may stop reading
         self.fin_pno = 0  # the packet whose arrival ended a connection (ordering for --jobs merges)
         self.recent: dict[int, _Prev] = {}  # key -> how its last row ended (see _continues)
+        # Connections held natively (_ctrack.c): they count as open ones everywhere (peak, COMPACT_AFTER)
+        # and are materialized into self.conns when a packet, a timer, a scan or the flush needs them.
+        self._cfast = _ctrack.Fast(heapq.heappush, Conn) if _ctrack is not None and not reference else None
+        self._bat: tuple[list[Conn | None], list[int], Decoded] | None = None  # the batch the C loop walks
+
+    def _native_count(self) -> int:
+        return len(self._cfast) if self._cfast is not None else 0
 
     def open_count(self) -> int:
-        return len(self.conns) + len(self.half)
+        return len(self.conns) + len(self.half) + self._native_count()
 
     # -- the per-packet loop ----------------------------------------------------------------------------------
     def feed(self, dec: Decoded) -> None:
@@ -422,14 +434,31 @@ class Tracker:
         if self.reference:
             for ts, fi, db, seq, ack, fl, win, pl, ipl, pno in rows:
                 slow(bconn, fi, keys[fi], ts, db, seq, ack, fl, win, pl, ipl, pno)
+        elif self._cfast is not None:
+            # The C loop takes the packets of the connections it holds; every other packet it hands to
+            # _native_one, that is to the same _feed_fast, one packet at a time and in capture order.
+            self._bat = (bconn, keys, dec)
+            created = self._created if type(self)._created is not Tracker._created else None
+            try:
+                self._cfast.feed(self, dec, bconn, COMPACT_AFTER, created)
+            finally:
+                self._bat = None
         else:
             self._feed_fast(bconn, keys, rows)
         if dec.last_ts is not None and dec.last_ts > self.now:
             self.now = dec.last_ts
-        n = len(conns) + len(self.half)
+        n = len(conns) + len(self.half) + self._native_count()
         if n > self.peak:
             self.peak = n
         self.sweep(self.now)
+
+    def _native_one(self, i: int) -> None:
+        """Packet ``i`` of the batch the C loop walks, by the Python fast path (called from _ctrack.c)."""
+        assert self._bat is not None
+        bconn, keys, d = self._bat
+        row = (d.ts[i], d.fidx[i], d.dirbit[i], d.seq[i], d.ack[i], d.flags[i], d.win[i], d.plen[i], d.iplen[i],
+               d.index[i])  # fmt: skip
+        self._feed_fast(bconn, keys, (row,))
 
     # The per-packet loop, inlined on purpose (C901 waived here only): every helper call it saves is measured in
     # bench/bench_trace.py, and tests/trace hold it equal to the reference tracker packet by packet.
@@ -562,7 +591,7 @@ class Tracker:
         if c is None:
             if (
                 not self.reference
-                and len(self.conns) >= COMPACT_AFTER
+                and len(self.conns) + self._native_count() >= COMPACT_AFTER
                 and (fl & BADSUM or (fl & (FASTMASK | 0xFF00) == SYN and not pl) or key not in self.recent)
             ):
                 # None: held compact; else a full Conn that has already taken this packet
@@ -1525,6 +1554,8 @@ class Tracker:
         while q and q[0][0] <= now:
             _due, _s, key, n = heapq.heappop(q)
             c = conns.get(key)
+            if c is None and self._cfast is not None:
+                c = self._cfast.take(self, key, n)  # held natively: materialized into conns (None: stale)
             if c is not None and c.n == n and not c.gone and self._expired(c, now) is not None:
                 c.gone = True
                 gone.append(c)
@@ -1560,6 +1591,8 @@ class Tracker:
             # Inactivity (and ExpireTimer) due times move with every packet: a periodic scan finds idle rows.
             tm = self.timers
             self._next_scan = now + max(10.0, min(60.0, (tm.inactivity or 300.0) / 5))
+            if self._cfast is not None:
+                self._cfast.take_due(self, now)  # the natively held ones this scan must see
             for c in list(conns.values()):
                 if not c.gone and c.due <= now and self._expired(c, now) is not None:
                     c.gone = True
@@ -1656,6 +1689,8 @@ class Tracker:
 
     def flush(self) -> None:
         """End of capture: every connection still held, in connection-number order."""
+        if self._cfast is not None:
+            self._cfast.take_due(self, INF)
         full = list(self.conns.values())
         halves = [(_HALF_HEAD.unpack_from(h)[0], key, h) for key, h in self.half.items()]
         self.half.clear()
