@@ -98,7 +98,7 @@ typedef struct {
 } Fast;
 
 /* interned names */
-static PyObject *s_conns, *s_half, *s_recent, *s_timers, *s_count, *s_serial, *s_tq, *s_want, *s_native_one,
+static PyObject *s_conns, *s_half, *s_recent, *s_timers, *s_count, *s_serial, *s_tq, *s_want, *s_native_one, *s_native_end,
     *s_attempt, *s_close, *s_inactivity, *s_handshake_inactivity, *s_o, *s_r, *s_wscale, *s_inactivity_end;
 /* Conn / Side attribute names set by materialize */
 static PyObject *a_last, *a_hist, *a_hseen, *a_watch, *a_transitions, *a_trans_pkt, *a_syn_t, *a_syn_last_t,
@@ -112,8 +112,17 @@ static PyObject *a_pkts, *a_ipbytes, *a_z, *a_zprev, *a_did_close, *a_start, *a_
 /* ---------------------------------------------------------------------------------------------------------
  * hash table key -> slot (keys compared by value: each batch has its own int objects) */
 
+/* Python's int hash is the value mod 2^61 - 1: consecutive ports give consecutive hashes, which would make
+ * long runs under linear probing; a splitmix64 finalizer spreads them. */
+static inline uint64_t home_of(Py_hash_t h, uint64_t mask) {
+    uint64_t z = (uint64_t)h;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return (z ^ (z >> 31)) & mask;
+}
+
 static int64_t tbl_find(Fast *f, PyObject *key, Py_hash_t h, int *err) {
-    uint64_t mask = (uint64_t)f->tcap - 1, i = (uint64_t)h & mask;
+    uint64_t mask = (uint64_t)f->tcap - 1, i = home_of(h, mask);
     for (;;) {
         int64_t s = f->table[i];
         if (s < 0)
@@ -133,7 +142,7 @@ static int64_t tbl_find(Fast *f, PyObject *key, Py_hash_t h, int *err) {
 }
 
 static void tbl_put(Fast *f, int64_t slot) {
-    uint64_t mask = (uint64_t)f->tcap - 1, i = (uint64_t)f->pool[slot].hash & mask;
+    uint64_t mask = (uint64_t)f->tcap - 1, i = home_of(f->pool[slot].hash, mask);
     while (f->table[i] >= 0)
         i = (i + 1) & mask;
     f->table[i] = slot;
@@ -160,7 +169,7 @@ static int tbl_grow(Fast *f) {
 
 /* Linear probing with backward-shift deletion (no tombstones). */
 static void tbl_del(Fast *f, int64_t slot) {
-    uint64_t mask = (uint64_t)f->tcap - 1, i = (uint64_t)f->pool[slot].hash & mask;
+    uint64_t mask = (uint64_t)f->tcap - 1, i = home_of(f->pool[slot].hash, mask);
     while (f->table[i] != slot)
         i = (i + 1) & mask;
     uint64_t j = i;
@@ -169,7 +178,7 @@ static void tbl_del(Fast *f, int64_t slot) {
         int64_t s = f->table[j];
         if (s < 0)
             break;
-        uint64_t home = (uint64_t)f->pool[s].hash & mask;
+        uint64_t home = home_of(f->pool[s].hash, mask);
         /* may s move into the hole at i? yes unless its home lies cyclically in (i, j] */
         if ((j > i && (home <= i || home > j)) || (j < i && (home <= i && home > j))) {
             f->table[i] = s;
@@ -1083,11 +1092,6 @@ static PyObject *Fast_feed(Fast *f, PyObject *args) {
             cc[fi] = slot;
         }
         int held = slot >= 0;
-        if (!held && PyList_GET_ITEM(bconn, fi) != Py_None) {
-            if (py_one(&x, i) < 0) /* Python holds it */
-                goto done;
-            continue;
-        }
         Pkt k;
         k.ts = PyFloat_AsDouble(PyList_GET_ITEM(col[0], i));
         int db = (int)PyLong_AsLong(PyList_GET_ITEM(col[2], i));
@@ -1113,9 +1117,27 @@ static PyObject *Fast_feed(Fast *f, PyObject *args) {
                 goto done;
             PyList_SetItem(bconn, fi, conn); /* steals */
             cc[fi] = -1;
-            if (py_one(&x, i) < 0)
-                goto done;
-            continue;
+        }
+        if (PyList_GET_ITEM(bconn, fi) != Py_None) {
+            /* Python holds the 4-tuple. A connect()'s SYN on a reused port: Python says whether it ends that
+             * row (Tracker._slow's timer and IsReuse checks); then a new one may start here. */
+            int ended = 0;
+            if (k.fl == SYN && k.pl == 0 && k.win != 0) {
+                PyObject *iv = PyLong_FromSsize_t(i);
+                PyObject *r = iv ? PyObject_CallMethodOneArg(tracker, s_native_end, iv) : NULL;
+                Py_XDECREF(iv);
+                if (r == NULL)
+                    goto done;
+                ended = PyObject_IsTrue(r);
+                Py_DECREF(r);
+                if (ended < 0)
+                    goto done;
+            }
+            if (!ended) {
+                if (py_one(&x, i) < 0)
+                    goto done;
+                continue;
+            }
         }
         /* Unknown to both: Tracker._slow's route for a connect()'s first SYN (flags exactly SYN, no payload,
          * no BADSUM/TRUNC); a zero window (the 'W' letter) is left to Python. */
@@ -1281,6 +1303,7 @@ PyMODINIT_FUNC PyInit__ctrack(void) {
     INTERN(s_tq, "_tq");
     INTERN(s_want, "want");
     INTERN(s_native_one, "_native_one");
+    INTERN(s_native_end, "_native_end");
     INTERN(s_attempt, "attempt");
     INTERN(s_close, "close");
     INTERN(s_inactivity, "inactivity");

@@ -460,6 +460,27 @@ class Tracker:
                d.index[i])  # fmt: skip
         self._feed_fast(bconn, keys, (row,))
 
+    def _native_end(self, i: int) -> bool:
+        """Packet ``i`` (a bare SYN) of a connection Python holds: the first step of :meth:`_slow` only — does a
+        timer or this reusing SYN end that row? True: it was written, and the C loop may start the new one."""
+        assert self._bat is not None
+        bconn, _keys, d = self._bat
+        fi = d.fidx[i]
+        c = bconn[fi]
+        assert c is not None
+        ts, pno = d.ts[i], d.index[i]
+        if ts >= c.due and self._expired(c, ts) is not None:
+            self.fin_pno = pno
+            self._finish(c)
+        elif self._is_reuse(c, d.dirbit[i] ^ c.odir, d.seq[i], d.flags[i]):
+            self.fin_pno = pno
+            c.end = "reuse"
+            self._finish(c)
+        else:
+            return False  # the row lives on (_expired found nothing due: calling it again changes nothing)
+        bconn[fi] = None
+        return True
+
     # The per-packet loop, inlined on purpose (C901 waived here only): every helper call it saves is measured in
     # bench/bench_trace.py, and tests/trace hold it equal to the reference tracker packet by packet.
     def _feed_fast(self, bconn: list[Conn | None], keys: list[int], rows: object) -> None:  # noqa: C901
