@@ -50,7 +50,7 @@ import heapq
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from tcpwise.trace.decode import AddrTable, Decoded
 from tcpwise.trace.native import load
@@ -58,6 +58,8 @@ from tcpwise.trace.native import load
 # The native fast path (_ctrack.c): connections in their common life held in C structs, handed over to the
 # rules below (materialized as Conn objects) at the first packet none of the straight-line handlers takes.
 _ctrack = load("_ctrack")
+if TYPE_CHECKING:
+    from tcpwise.trace._ctrack import Fast
 
 __all__ = [
     "Side",
@@ -413,7 +415,9 @@ class Tracker:
         self.recent: dict[int, _Prev] = {}  # key -> how its last row ended (see _continues)
         # Connections held natively (_ctrack.c): they count as open ones everywhere (peak, COMPACT_AFTER)
         # and are materialized into self.conns when a packet, a timer, a scan or the flush needs them.
-        self._cfast = _ctrack.Fast(heapq.heappush, Conn) if _ctrack is not None and not reference else None
+        self._cfast: Fast | None = (
+            _ctrack.Fast(heapq.heappush, Conn) if _ctrack is not None and not reference else None
+        )
         self._bat: tuple[list[Conn | None], list[int], Decoded] | None = None  # the batch the C loop walks
 
     def _native_count(self) -> int:
@@ -1567,6 +1571,10 @@ class Tracker:
         c.due = min(c.attempt_due, c.delete_due, c.reset_due, c.last + c.idle if c.idle else INF, tick)
         return None
 
+    def _native_take(self, key: int, n: int) -> Conn | None:
+        """Connection ``n`` of ``key`` if it is held natively, materialized into conns (None: not there)."""
+        return self._cfast.take(self, key, n) if self._cfast is not None else None
+
     def sweep(self, now: float) -> None:
         """Write the connections whose timers fired by ``now`` (end of a batch), in connection-number order."""
         gone: list[Conn] = []
@@ -1574,9 +1582,7 @@ class Tracker:
         q = self._tq
         while q and q[0][0] <= now:
             _due, _s, key, n = heapq.heappop(q)
-            c = conns.get(key)
-            if c is None and self._cfast is not None:
-                c = self._cfast.take(self, key, n)  # held natively: materialized into conns (None: stale)
+            c = conns.get(key) or self._native_take(key, n)
             if c is not None and c.n == n and not c.gone and self._expired(c, now) is not None:
                 c.gone = True
                 gone.append(c)
