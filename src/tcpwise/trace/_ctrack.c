@@ -14,6 +14,7 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <structmember.h>
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
@@ -86,11 +87,21 @@ typedef struct {
     int64_t next_free;
 } CConn;
 
+/* A Python class with __slots__, as materialize writes it (see there). */
+typedef struct {
+    Py_ssize_t n;
+    Py_ssize_t *off; /* every slot of the class */
+    PyObject **tmpl; /* its value in the template (new references) */
+    PyTypeObject *type;
+} Layout;
+
 typedef struct {
     PyObject_HEAD
     /* No reference to the Tracker (it holds us: a cycle the disabled GC would never free); every method gets
      * it as an argument. */
     PyObject *heappush, *conn_cls;
+    Layout conn_lay, side_lay;
+    Py_ssize_t *coff, *soff; /* member offsets of the fields materialize writes (CONN_FIELDS, SIDE_FIELDS) */
     CConn *pool;
     int64_t pool_cap, free_head, count;
     int64_t *table; /* open addressing: slot index or -1 */
@@ -99,15 +110,7 @@ typedef struct {
 
 /* interned names */
 static PyObject *s_conns, *s_half, *s_recent, *s_timers, *s_count, *s_serial, *s_tq, *s_want, *s_native_one, *s_native_end,
-    *s_attempt, *s_close, *s_inactivity, *s_handshake_inactivity, *s_o, *s_r, *s_wscale, *s_inactivity_end;
-/* Conn / Side attribute names set by materialize */
-static PyObject *a_last, *a_hist, *a_hseen, *a_watch, *a_transitions, *a_trans_pkt, *a_syn_t, *a_syn_last_t,
-    *a_synack_t, *a_ack_t, *a_first_fin, *a_first_index, *a_last_index, *a_peer_bytes_at_fin, *a_attempt_due,
-    *a_delete_due, *a_idle, *a_due;
-static PyObject *a_pkts, *a_ipbytes, *a_z, *a_zprev, *a_did_close, *a_start, *a_nxt, *a_ackseq, *a_top, *a_acc,
-    *a_cend, *a_fin_cnt, *a_fin_seq, *a_hls, *a_hlf, *a_fast, *a_isn, *a_fin_end, *a_fin_t, *a_fin_pending,
-    *a_syn_pending, *a_state, *a_est_at, *a_t_last, *a_last_ack, *a_win, *a_wmax, *a_wsyn, *a_woffer,
-    *a_wshift;
+    *s_attempt, *s_close, *s_inactivity, *s_handshake_inactivity, *s_wscale, *s_inactivity_end;
 
 /* ---------------------------------------------------------------------------------------------------------
  * hash table key -> slot (keys compared by value: each batch has its own int objects) */
@@ -448,113 +451,254 @@ static int wscale_of(Ctx *x, PyObject *pno, int64_t *out) { /* self._wsc.get(pno
 }
 
 /* ---------------------------------------------------------------------------------------------------------
- * Materialize: the Conn Python would hold at this point (Conn(n, key, odir, ts) then every field the handlers
- * can have moved from its default). */
+ * Materialize: the Conn Python would hold at this point. Every slot of Conn and Side starts as in a template
+ * Conn(0, 0, 0, 0.0) made once (fresh empty lists for its lists), so Python's __init__ stays the one place
+ * that says the defaults; then the fields the handlers can move are written. Slots are written directly at
+ * their member offsets (as the slot descriptors do): Conn.__init__ and ~130 setattr calls were most of the
+ * cost of handing over a connection. */
+
+static Py_ssize_t slot_offset(PyTypeObject *t, PyObject *name) {
+    PyObject *d = PyObject_GetAttr((PyObject *)t, name);
+    if (d == NULL)
+        return -1;
+    Py_ssize_t off = -1;
+    if (Py_IS_TYPE(d, &PyMemberDescr_Type)) {
+        PyMemberDef *m = ((PyMemberDescrObject *)d)->d_member;
+        if (m->type == T_OBJECT_EX)
+            off = m->offset;
+    }
+    Py_DECREF(d);
+    if (off < 0)
+        PyErr_Format(PyExc_TypeError, "_ctrack: %s.%U is not a __slots__ member", t->tp_name, name);
+    return off;
+}
+
+static int layout_init(Layout *l, PyObject *tmpl) {
+    PyTypeObject *t = Py_TYPE(tmpl);
+    PyObject *slots = PyObject_GetAttrString((PyObject *)t, "__slots__");
+    if (slots == NULL)
+        return -1;
+    PyObject *seq = PySequence_Tuple(slots);
+    Py_DECREF(slots);
+    if (seq == NULL)
+        return -1;
+    l->type = (PyTypeObject *)Py_NewRef(t);
+    l->n = PyTuple_GET_SIZE(seq);
+    l->off = PyMem_Calloc((size_t)l->n + 1, sizeof(Py_ssize_t));
+    l->tmpl = PyMem_Calloc((size_t)l->n + 1, sizeof(PyObject *));
+    if (l->off == NULL || l->tmpl == NULL) {
+        Py_DECREF(seq);
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < l->n; i++) {
+        PyObject *name = PyTuple_GET_ITEM(seq, i);
+        if ((l->off[i] = slot_offset(t, name)) < 0) {
+            Py_DECREF(seq);
+            return -1;
+        }
+        l->tmpl[i] = *(PyObject **)((char *)tmpl + l->off[i]);
+        if (l->tmpl[i] == NULL) {
+            PyErr_Format(PyExc_TypeError, "_ctrack: the template %s leaves %U unset", t->tp_name, name);
+            Py_DECREF(seq);
+            return -1;
+        }
+        Py_INCREF(l->tmpl[i]);
+    }
+    Py_DECREF(seq);
+    return 0;
+}
+
+static void layout_clear(Layout *l) {
+    for (Py_ssize_t i = 0; i < l->n && l->tmpl; i++)
+        Py_XDECREF(l->tmpl[i]);
+    PyMem_Free(l->off);
+    PyMem_Free(l->tmpl);
+    Py_CLEAR(l->type);
+    l->n = 0;
+    l->off = NULL;
+    l->tmpl = NULL;
+}
+
+/* A new instance with every slot as in the template (lists fresh and empty, as __init__ makes them). */
+static PyObject *layout_new(Layout *l) {
+    PyObject *obj = l->type->tp_alloc(l->type, 0);
+    if (obj == NULL)
+        return NULL;
+    for (Py_ssize_t i = 0; i < l->n; i++) {
+        PyObject *v = l->tmpl[i];
+        v = PyList_CheckExact(v) ? PyList_New(0) : Py_NewRef(v);
+        if (v == NULL) {
+            Py_DECREF(obj);
+            return NULL;
+        }
+        *(PyObject **)((char *)obj + l->off[i]) = v;
+    }
+    return obj;
+}
+
+/* The fields written after the template, by member offset. */
+#define CONN_FIELDS(X)                                                                                         \
+    X(n) X(key) X(odir) X(ts) X(orig_ep) X(resp_ep) X(o) X(r) X(sides) X(last) X(hist) X(hseen) X(watch)       \
+        X(transitions) X(trans_pkt) X(syn_t) X(syn_last_t) X(synack_t) X(ack_t) X(first_fin) X(first_index)    \
+            X(last_index) X(peer_bytes_at_fin) X(attempt_due) X(delete_due) X(idle) X(due)
+#define SIDE_FIELDS(X)                                                                                         \
+    X(pkts) X(ipbytes) X(z) X(zprev) X(did_close) X(start) X(nxt) X(ackseq) X(top) X(acc) X(cend) X(fin_cnt)   \
+        X(fin_seq) X(hls) X(hlf) X(fast) X(isn) X(fin_end) X(fin_t) X(fin_pending) X(syn_pending) X(state)    \
+            X(est_at) X(t_last) X(last_ack) X(win) X(wmax) X(wsyn) X(woffer) X(wshift)
+#define X_ENUM_C(f) CF_##f,
+#define X_ENUM_S(f) SF_##f,
+#define X_NAME(f) #f,
+enum { CONN_FIELDS(X_ENUM_C) CF_COUNT };
+enum { SIDE_FIELDS(X_ENUM_S) SF_COUNT };
+static const char *CF_NAMES[CF_COUNT] = {CONN_FIELDS(X_NAME)};
+static const char *SF_NAMES[SF_COUNT] = {SIDE_FIELDS(X_NAME)};
+
+static int fields_init(PyTypeObject *t, const char **names, int count, Py_ssize_t *out) {
+    for (int i = 0; i < count; i++) {
+        PyObject *name = PyUnicode_InternFromString(names[i]);
+        if (name == NULL)
+            return -1;
+        out[i] = slot_offset(t, name);
+        Py_DECREF(name);
+        if (out[i] < 0)
+            return -1;
+    }
+    return 0;
+}
 
 static PyObject *opt_i(int64_t v) { return v == NONE64 ? Py_NewRef(Py_None) : PyLong_FromLongLong(v); }
 static PyObject *opt_f(double v) { return isnan(v) ? Py_NewRef(Py_None) : PyFloat_FromDouble(v); }
 static PyObject *st_obj(int st) { return Py_NewRef(st ? state_str[st] : Py_None); }
 
-static int set_new(PyObject *obj, PyObject *name, PyObject *v) { /* steals v */
-    if (v == NULL)
-        return -1;
-    int rc = PyObject_SetAttr(obj, name, v);
-    Py_DECREF(v);
-    return rc;
+/* obj.<slot at off> = v (a new reference, stolen); a NULL v (a failed allocation) only marks *bad. */
+static inline void put(PyObject *obj, Py_ssize_t off, PyObject *v, int *bad) {
+    if (v == NULL) {
+        *bad = 1;
+        return;
+    }
+    PyObject **p = (PyObject **)((char *)obj + off);
+    Py_XSETREF(*p, v);
 }
 
-static int fill_side(PyObject *so, const CSide *s) {
-    if (set_new(so, a_pkts, PyLong_FromLongLong(s->pkts)) < 0 ||
-        set_new(so, a_ipbytes, PyLong_FromLongLong(s->ipbytes)) < 0 ||
-        set_new(so, a_z, PyLong_FromLong(s->z)) < 0 || set_new(so, a_zprev, PyLong_FromLong(s->zprev)) < 0 ||
-        set_new(so, a_did_close, PyBool_FromLong(s->did_close)) < 0 ||
-        set_new(so, a_start, PyLong_FromUnsignedLong(s->start)) < 0 ||
-        set_new(so, a_nxt, PyLong_FromUnsignedLong(s->nxt)) < 0 ||
-        set_new(so, a_ackseq, PyLong_FromUnsignedLong(s->ackseq)) < 0 ||
-        set_new(so, a_top, PyLong_FromUnsignedLong(s->top)) < 0 ||
-        set_new(so, a_acc, PyLong_FromLongLong(s->acc)) < 0 ||
-        set_new(so, a_cend, PyLong_FromUnsignedLong(s->cend)) < 0 ||
-        set_new(so, a_fin_cnt, PyLong_FromLong(s->fin_cnt)) < 0 ||
-        set_new(so, a_fin_seq, PyLong_FromUnsignedLong(s->fin_seq)) < 0 ||
-        set_new(so, a_hls, opt_i(s->hls)) < 0 || set_new(so, a_hlf, opt_i(s->hlf)) < 0 ||
-        set_new(so, a_fast, PyBool_FromLong(s->fast)) < 0 || set_new(so, a_isn, opt_i(s->isn)) < 0 ||
-        set_new(so, a_fin_end, opt_i(s->fin_end)) < 0 || set_new(so, a_fin_t, opt_f(s->fin_t)) < 0 ||
-        set_new(so, a_fin_pending, PyBool_FromLong(s->fin_pending)) < 0 ||
-        set_new(so, a_syn_pending, PyBool_FromLong(s->syn_pending)) < 0 ||
-        set_new(so, a_state, st_obj(s->state)) < 0 || set_new(so, a_t_last, opt_f(s->t_last)) < 0 ||
-        set_new(so, a_last_ack, opt_i(s->last_ack)) < 0 || set_new(so, a_win, opt_i(s->win)) < 0 ||
-        set_new(so, a_wmax, PyLong_FromLongLong(s->wmax)) < 0 || set_new(so, a_wsyn, opt_i(s->wsyn)) < 0 ||
-        set_new(so, a_woffer, PyLong_FromLongLong(s->woffer)) < 0 ||
-        set_new(so, a_wshift, opt_i(s->wshift)) < 0)
-        return -1;
-    PyObject *est = s->has_est ? Py_BuildValue("(dLL)", s->est_t, (long long)s->est_i, (long long)s->est_pno)
-                               : Py_NewRef(Py_None);
-    return set_new(so, a_est_at, est);
+static void fill_side(Fast *f, PyObject *so, const CSide *s, int *bad) {
+    const Py_ssize_t *o = f->soff;
+    put(so, o[SF_pkts], PyLong_FromLongLong(s->pkts), bad);
+    put(so, o[SF_ipbytes], PyLong_FromLongLong(s->ipbytes), bad);
+    put(so, o[SF_z], PyLong_FromLong(s->z), bad);
+    put(so, o[SF_zprev], PyLong_FromLong(s->zprev), bad);
+    put(so, o[SF_did_close], PyBool_FromLong(s->did_close), bad);
+    put(so, o[SF_start], PyLong_FromUnsignedLong(s->start), bad);
+    put(so, o[SF_nxt], PyLong_FromUnsignedLong(s->nxt), bad);
+    put(so, o[SF_ackseq], PyLong_FromUnsignedLong(s->ackseq), bad);
+    put(so, o[SF_top], PyLong_FromUnsignedLong(s->top), bad);
+    put(so, o[SF_acc], PyLong_FromLongLong(s->acc), bad);
+    put(so, o[SF_cend], PyLong_FromUnsignedLong(s->cend), bad);
+    put(so, o[SF_fin_cnt], PyLong_FromLong(s->fin_cnt), bad);
+    put(so, o[SF_fin_seq], PyLong_FromUnsignedLong(s->fin_seq), bad);
+    put(so, o[SF_hls], opt_i(s->hls), bad);
+    put(so, o[SF_hlf], opt_i(s->hlf), bad);
+    put(so, o[SF_fast], PyBool_FromLong(s->fast), bad);
+    put(so, o[SF_isn], opt_i(s->isn), bad);
+    put(so, o[SF_fin_end], opt_i(s->fin_end), bad);
+    put(so, o[SF_fin_t], opt_f(s->fin_t), bad);
+    put(so, o[SF_fin_pending], PyBool_FromLong(s->fin_pending), bad);
+    put(so, o[SF_syn_pending], PyBool_FromLong(s->syn_pending), bad);
+    put(so, o[SF_state], st_obj(s->state), bad);
+    put(so, o[SF_t_last], opt_f(s->t_last), bad);
+    put(so, o[SF_last_ack], opt_i(s->last_ack), bad);
+    put(so, o[SF_win], opt_i(s->win), bad);
+    put(so, o[SF_wmax], PyLong_FromLongLong(s->wmax), bad);
+    put(so, o[SF_wsyn], opt_i(s->wsyn), bad);
+    put(so, o[SF_woffer], PyLong_FromLongLong(s->woffer), bad);
+    put(so, o[SF_wshift], opt_i(s->wshift), bad);
+    put(so, o[SF_est_at],
+        s->has_est ? Py_BuildValue("(dLL)", s->est_t, (long long)s->est_i, (long long)s->est_pno)
+                   : Py_NewRef(Py_None),
+        bad);
 }
 
 static PyObject *build_conn(Fast *f, CConn *c) {
-    PyObject *conn = PyObject_CallFunction(f->conn_cls, "LOid", (long long)c->n, c->key, c->odir, c->ts);
-    if (conn == NULL)
+    PyObject *so = layout_new(&f->side_lay), *ro = layout_new(&f->side_lay), *conn = layout_new(&f->conn_lay);
+    if (so == NULL || ro == NULL || conn == NULL) {
+        Py_XDECREF(so);
+        Py_XDECREF(ro);
+        Py_XDECREF(conn);
         return NULL;
-    PyObject *hist = PyList_New(c->nhist);
-    PyObject *trans = PyList_New(c->ntrans);
-    PyObject *tpk = PyList_New(c->ntrans);
-    if (hist == NULL || trans == NULL || tpk == NULL)
-        goto fail_lists;
-    for (int i = 0; i < c->nhist; i++) {
-        PyObject *ch = PyUnicode_FromOrdinal((unsigned char)c->hist[i]);
-        if (ch == NULL)
-            goto fail_lists;
-        PyList_SET_ITEM(hist, i, ch);
     }
-    for (int i = 0; i < c->ntrans; i++) {
+    int bad = 0;
+    const Py_ssize_t *o = f->coff;
+    put(conn, o[CF_sides], PyTuple_Pack(2, so, ro), &bad);
+    put(conn, o[CF_o], so, &bad);
+    put(conn, o[CF_r], ro, &bad);
+    /* Conn.__init__(n, key, odir, ts): orig_ep / resp_ep from the key's halves */
+    PyObject *m64 = PyLong_FromUnsignedLongLong(UINT64_MAX), *sh = PyLong_FromLong(64);
+    PyObject *hi = m64 ? PyNumber_And(c->key, m64) : NULL, *lo = sh ? PyNumber_Rshift(c->key, sh) : NULL;
+    Py_XDECREF(m64);
+    Py_XDECREF(sh);
+    if (hi == NULL || lo == NULL) {
+        Py_XDECREF(hi);
+        Py_XDECREF(lo);
+        Py_DECREF(conn);
+        return NULL;
+    }
+    put(conn, o[CF_orig_ep], c->odir ? hi : lo, &bad);
+    put(conn, o[CF_resp_ep], c->odir ? lo : hi, &bad);
+    put(conn, o[CF_n], PyLong_FromLongLong(c->n), &bad);
+    put(conn, o[CF_key], Py_NewRef(c->key), &bad);
+    put(conn, o[CF_odir], PyLong_FromLong(c->odir), &bad);
+    put(conn, o[CF_ts], PyFloat_FromDouble(c->ts), &bad);
+    PyObject *hist = PyList_New(c->nhist);
+    if (hist != NULL)
+        for (int i = 0; i < c->nhist; i++) {
+            PyObject *ch = PyUnicode_FromOrdinal((unsigned char)c->hist[i]);
+            if (ch == NULL) {
+                Py_CLEAR(hist);
+                break;
+            }
+            PyList_SET_ITEM(hist, i, ch);
+        }
+    put(conn, o[CF_hist], hist, &bad);
+    PyObject *trans = PyList_New(c->ntrans), *tpk = PyList_New(c->ntrans);
+    for (int i = 0; trans != NULL && tpk != NULL && i < c->ntrans; i++) {
         PyObject *t = Py_BuildValue("(diOO)", c->tr_t[i], (int)c->tr_d[i], state_str[c->tr_from[i]],
                                     state_str[c->tr_to[i]]);
         PyObject *p = PyLong_FromLongLong(c->tr_pno[i]);
         if (t == NULL || p == NULL) {
             Py_XDECREF(t);
             Py_XDECREF(p);
-            goto fail_lists;
+            Py_CLEAR(trans);
+            break;
         }
         PyList_SET_ITEM(trans, i, t);
         PyList_SET_ITEM(tpk, i, p);
     }
-    if (set_new(conn, a_hist, hist) < 0 || set_new(conn, a_transitions, trans) < 0 ||
-        set_new(conn, a_trans_pkt, tpk) < 0) {
-        hist = trans = tpk = NULL;
-        goto fail;
-    }
-    if (set_new(conn, a_last, PyFloat_FromDouble(c->last)) < 0 ||
-        set_new(conn, a_hseen, PyLong_FromUnsignedLong(c->hseen)) < 0 ||
-        set_new(conn, a_watch, PyBool_FromLong(c->watch)) < 0 || set_new(conn, a_syn_t, opt_f(c->syn_t)) < 0 ||
-        set_new(conn, a_syn_last_t, opt_f(c->syn_last_t)) < 0 ||
-        set_new(conn, a_synack_t, opt_f(c->synack_t)) < 0 || set_new(conn, a_ack_t, opt_f(c->ack_t)) < 0 ||
-        set_new(conn, a_first_fin, c->first_fin < 0 ? Py_NewRef(Py_None) : PyLong_FromLong(c->first_fin)) < 0 ||
-        set_new(conn, a_first_index, PyLong_FromLongLong(c->first_index)) < 0 ||
-        set_new(conn, a_last_index, PyLong_FromLongLong(c->last_index)) < 0 ||
-        set_new(conn, a_peer_bytes_at_fin, PyLong_FromLongLong(c->peer_bytes_at_fin)) < 0 ||
-        set_new(conn, a_attempt_due, PyFloat_FromDouble(c->attempt_due)) < 0 ||
-        set_new(conn, a_delete_due, PyFloat_FromDouble(c->delete_due)) < 0 ||
-        set_new(conn, a_idle, PyFloat_FromDouble(c->idle)) < 0 ||
-        set_new(conn, a_due, PyFloat_FromDouble(c->due)) < 0)
-        goto fail;
-    for (int d = 0; d < 2; d++) {
-        PyObject *so = PyObject_GetAttr(conn, d ? s_r : s_o);
-        if (so == NULL)
-            goto fail;
-        int rc = fill_side(so, &c->sd[d]);
-        Py_DECREF(so);
-        if (rc < 0)
-            goto fail;
+    if (trans == NULL)
+        Py_CLEAR(tpk);
+    put(conn, o[CF_transitions], trans, &bad);
+    put(conn, o[CF_trans_pkt], tpk, &bad);
+    put(conn, o[CF_last], PyFloat_FromDouble(c->last), &bad);
+    put(conn, o[CF_hseen], PyLong_FromUnsignedLong(c->hseen), &bad);
+    put(conn, o[CF_watch], PyBool_FromLong(c->watch), &bad);
+    put(conn, o[CF_syn_t], opt_f(c->syn_t), &bad);
+    put(conn, o[CF_syn_last_t], opt_f(c->syn_last_t), &bad);
+    put(conn, o[CF_synack_t], opt_f(c->synack_t), &bad);
+    put(conn, o[CF_ack_t], opt_f(c->ack_t), &bad);
+    put(conn, o[CF_first_fin], c->first_fin < 0 ? Py_NewRef(Py_None) : PyLong_FromLong(c->first_fin), &bad);
+    put(conn, o[CF_first_index], PyLong_FromLongLong(c->first_index), &bad);
+    put(conn, o[CF_last_index], PyLong_FromLongLong(c->last_index), &bad);
+    put(conn, o[CF_peer_bytes_at_fin], PyLong_FromLongLong(c->peer_bytes_at_fin), &bad);
+    put(conn, o[CF_attempt_due], PyFloat_FromDouble(c->attempt_due), &bad);
+    put(conn, o[CF_delete_due], PyFloat_FromDouble(c->delete_due), &bad);
+    put(conn, o[CF_idle], PyFloat_FromDouble(c->idle), &bad);
+    put(conn, o[CF_due], PyFloat_FromDouble(c->due), &bad);
+    fill_side(f, so, &c->sd[0], &bad);
+    fill_side(f, ro, &c->sd[1], &bad);
+    if (bad) {
+        Py_DECREF(conn);
+        return NULL;
     }
     return conn;
-fail_lists:
-    Py_XDECREF(hist);
-    Py_XDECREF(trans);
-    Py_XDECREF(tpk);
-fail:
-    Py_DECREF(conn);
-    return NULL;
 }
 
 /* Hand connection `slot` to Python: Tracker.conns[key] = its Conn; returns a new reference to it. */
@@ -1248,7 +1392,20 @@ static PyObject *Fast_new(PyTypeObject *type, PyObject *args, PyObject *kw) {
     f->table = NULL;
     f->pool_cap = f->tcap = f->count = 0;
     f->free_head = -1;
-    if (tbl_grow(f) < 0) {
+    f->coff = PyMem_Calloc(CF_COUNT, sizeof(Py_ssize_t));
+    f->soff = PyMem_Calloc(SF_COUNT, sizeof(Py_ssize_t));
+    if (f->coff == NULL || f->soff == NULL) {
+        Py_DECREF(f);
+        return PyErr_NoMemory();
+    }
+    PyObject *tmpl = PyObject_CallFunction(conn_cls, "iiid", 0, 0, 0, 0.0); /* the defaults, per __init__ */
+    PyObject *side = tmpl ? PyObject_GetAttrString(tmpl, "o") : NULL;
+    int rc = side == NULL || layout_init(&f->conn_lay, tmpl) < 0 || layout_init(&f->side_lay, side) < 0 ||
+             fields_init(f->conn_lay.type, CF_NAMES, CF_COUNT, f->coff) < 0 ||
+             fields_init(f->side_lay.type, SF_NAMES, SF_COUNT, f->soff) < 0 || tbl_grow(f) < 0;
+    Py_XDECREF(side);
+    Py_XDECREF(tmpl);
+    if (rc) {
         Py_DECREF(f);
         return NULL;
     }
@@ -1260,6 +1417,10 @@ static void Fast_dealloc(Fast *f) {
         Py_XDECREF(f->pool[s].key);
     PyMem_Free(f->pool);
     PyMem_Free(f->table);
+    PyMem_Free(f->coff);
+    PyMem_Free(f->soff);
+    layout_clear(&f->conn_lay);
+    layout_clear(&f->side_lay);
     Py_XDECREF(f->heappush);
     Py_XDECREF(f->conn_cls);
     Py_TYPE(f)->tp_free((PyObject *)f);
@@ -1308,58 +1469,8 @@ PyMODINIT_FUNC PyInit__ctrack(void) {
     INTERN(s_close, "close");
     INTERN(s_inactivity, "inactivity");
     INTERN(s_handshake_inactivity, "handshake_inactivity");
-    INTERN(s_o, "o");
-    INTERN(s_r, "r");
     INTERN(s_wscale, "wscale");
     INTERN(s_inactivity_end, "inactivity");
-    INTERN(a_last, "last");
-    INTERN(a_hist, "hist");
-    INTERN(a_hseen, "hseen");
-    INTERN(a_watch, "watch");
-    INTERN(a_transitions, "transitions");
-    INTERN(a_trans_pkt, "trans_pkt");
-    INTERN(a_syn_t, "syn_t");
-    INTERN(a_syn_last_t, "syn_last_t");
-    INTERN(a_synack_t, "synack_t");
-    INTERN(a_ack_t, "ack_t");
-    INTERN(a_first_fin, "first_fin");
-    INTERN(a_first_index, "first_index");
-    INTERN(a_last_index, "last_index");
-    INTERN(a_peer_bytes_at_fin, "peer_bytes_at_fin");
-    INTERN(a_attempt_due, "attempt_due");
-    INTERN(a_delete_due, "delete_due");
-    INTERN(a_idle, "idle");
-    INTERN(a_due, "due");
-    INTERN(a_pkts, "pkts");
-    INTERN(a_ipbytes, "ipbytes");
-    INTERN(a_z, "z");
-    INTERN(a_zprev, "zprev");
-    INTERN(a_did_close, "did_close");
-    INTERN(a_start, "start");
-    INTERN(a_nxt, "nxt");
-    INTERN(a_ackseq, "ackseq");
-    INTERN(a_top, "top");
-    INTERN(a_acc, "acc");
-    INTERN(a_cend, "cend");
-    INTERN(a_fin_cnt, "fin_cnt");
-    INTERN(a_fin_seq, "fin_seq");
-    INTERN(a_hls, "hls");
-    INTERN(a_hlf, "hlf");
-    INTERN(a_fast, "fast");
-    INTERN(a_isn, "isn");
-    INTERN(a_fin_end, "fin_end");
-    INTERN(a_fin_t, "fin_t");
-    INTERN(a_fin_pending, "fin_pending");
-    INTERN(a_syn_pending, "syn_pending");
-    INTERN(a_state, "state");
-    INTERN(a_est_at, "est_at");
-    INTERN(a_t_last, "t_last");
-    INTERN(a_last_ack, "last_ack");
-    INTERN(a_win, "win");
-    INTERN(a_wmax, "wmax");
-    INTERN(a_wsyn, "wsyn");
-    INTERN(a_woffer, "woffer");
-    INTERN(a_wshift, "wshift");
     if (PyType_Ready(&FastType) < 0)
         return NULL;
     PyObject *m = PyModule_Create(&module);
