@@ -50,6 +50,10 @@ static PyObject *state_str[S_COUNT];
 #define HB_D(d) (1u << (4 + (d)))
 #define HB_F(d) (1u << (6 + (d)))
 
+enum { END_NONE, END_ATTEMPT, END_CLOSE, END_INACTIVITY, END_COUNT };
+static const char *END_NAMES[END_COUNT] = {NULL, "attempt", "close", "inactivity"};
+static PyObject *end_str[END_COUNT];
+
 #define MAXT 16 /* transitions held in C; a handler that could pass it hands the connection over first */
 #define MAXH 16 /* history letters */
 #define NONE64 (-1) /* None for the optional 32-bit fields held as int64 */
@@ -74,6 +78,7 @@ typedef struct {
     Py_hash_t hash;
     int64_t n, first_index, last_index, peer_bytes_at_fin;
     int odir, watch, first_fin; /* first_fin -1: None */
+    int gone, end_why;          /* a timer removed it (Tracker.sweep writes it soon); which (END_*) */
     double ts, last, syn_t, syn_last_t, synack_t, ack_t; /* NAN: None */
     double attempt_due, delete_due, idle, due;
     unsigned hseen;
@@ -541,7 +546,7 @@ static PyObject *layout_new(Layout *l) {
 #define CONN_FIELDS(X)                                                                                         \
     X(n) X(key) X(odir) X(ts) X(orig_ep) X(resp_ep) X(o) X(r) X(sides) X(last) X(hist) X(hseen) X(watch)       \
         X(transitions) X(trans_pkt) X(syn_t) X(syn_last_t) X(synack_t) X(ack_t) X(first_fin) X(first_index)    \
-            X(last_index) X(peer_bytes_at_fin) X(attempt_due) X(delete_due) X(idle) X(due)
+            X(last_index) X(peer_bytes_at_fin) X(attempt_due) X(delete_due) X(idle) X(due) X(end)
 #define SIDE_FIELDS(X)                                                                                         \
     X(pkts) X(ipbytes) X(z) X(zprev) X(did_close) X(start) X(nxt) X(ackseq) X(top) X(acc) X(cend) X(fin_cnt)   \
         X(fin_seq) X(hls) X(hlf) X(fast) X(isn) X(fin_end) X(fin_t) X(fin_pending) X(syn_pending) X(state)    \
@@ -692,6 +697,8 @@ static PyObject *build_conn(Fast *f, CConn *c) {
     put(conn, o[CF_delete_due], PyFloat_FromDouble(c->delete_due), &bad);
     put(conn, o[CF_idle], PyFloat_FromDouble(c->idle), &bad);
     put(conn, o[CF_due], PyFloat_FromDouble(c->due), &bad);
+    if (c->end_why)
+        put(conn, o[CF_end], Py_NewRef(end_str[c->end_why]), &bad);
     fill_side(f, so, &c->sd[0], &bad);
     fill_side(f, ro, &c->sd[1], &bad);
     if (bad) {
@@ -1334,9 +1341,8 @@ done:
     return result;
 }
 
-/* Fast.take(tracker, key, n): a timer entry (due, serial, key, n) popped in Tracker.sweep for a connection
- * held here: materialize it (into tracker.conns) and return it; None when it is not held here or the entry is
- * stale (another connection number: Python's `c.n == n` check). */
+/* Fast.take(tracker, key, n): connection n of key materialized (into tracker.conns) and no longer held here,
+ * just before Tracker writes it; None when it is not held here. */
 static PyObject *Fast_take(Fast *f, PyObject *args) {
     PyObject *tracker, *key;
     long long n;
@@ -1356,25 +1362,98 @@ static PyObject *Fast_take(Fast *f, PyObject *args) {
     return materialize(f, tracker, slot);
 }
 
-/* Fast.take_due(tracker, now): materialize every connection whose c.due <= now (the periodic scan of
- * Tracker.sweep; flush passes inf). Returns how many. */
-static PyObject *Fast_take_due(Fast *f, PyObject *args) {
-    PyObject *tracker;
-    double now;
-    if (!PyArg_ParseTuple(args, "Od", &tracker, &now))
-        return NULL;
-    long long k = 0;
-    for (int64_t s = 0; s < f->pool_cap && f->count; s++) {
-        CConn *c = &f->pool[s];
-        if (c->key == NULL || !(c->due <= now))
-            continue;
-        PyObject *conn = materialize(f, tracker, s);
-        if (conn == NULL)
-            return NULL;
-        Py_DECREF(conn);
-        k++;
+/* Tracker._expired for a connection held here (its states allow only some timers: the originator is never
+ * INACTIVE, so ExpireTimer never applies; no RST, so no reset timer). 1: a timer removed it at or before
+ * `now` (c->end_why says which); 0: not yet, with attempt_due and due refreshed as _expired refreshes them. */
+static int c_expired(CConn *c, double now) {
+    double best = INFINITY;
+    int why = END_NONE;
+    if (c->attempt_due <= now) {
+        if ((c->sd[0].z == SYN_SENT || c->sd[0].z == SYN_ACK_SENT) && c->sd[1].z == INACTIVE) {
+            best = c->attempt_due;
+            why = END_ATTEMPT;
+        } else {
+            c->attempt_due = INFINITY;
+        }
     }
-    return PyLong_FromLongLong(k);
+    if (c->delete_due < best && c->delete_due <= now) {
+        best = c->delete_due;
+        why = END_CLOSE;
+    }
+    if (c->idle && c->last + c->idle <= now && c->last + c->idle < best) {
+        best = c->last + c->idle;
+        why = END_INACTIVITY;
+    }
+    if (best < INFINITY) {
+        c->end_why = why;
+        return 1;
+    }
+    double due = c->attempt_due < c->delete_due ? c->attempt_due : c->delete_due;
+    double idle_due = c->idle ? c->last + c->idle : INFINITY;
+    c->due = idle_due < due ? idle_due : due;
+    return 0;
+}
+
+/* Fast.expire(key, n, now): a timer entry (due, serial, key, n) popped in Tracker.sweep. True when connection
+ * n of key is held here, not already gone, and a timer removed it (it is then marked gone: Tracker.sweep
+ * writes it, materialized only just before, with Fast.take); as Python's `c.n == n and not c.gone and
+ * self._expired(c, now) is not None`. */
+static PyObject *Fast_expire(Fast *f, PyObject *args) {
+    PyObject *key;
+    long long n;
+    double now;
+    if (!PyArg_ParseTuple(args, "OLd", &key, &n, &now))
+        return NULL;
+    if (f->count == 0)
+        Py_RETURN_FALSE;
+    Py_hash_t h = PyObject_Hash(key);
+    if (h == -1)
+        return NULL;
+    int err = 0;
+    int64_t slot = tbl_find(f, key, h, &err);
+    if (err)
+        return NULL;
+    if (slot < 0)
+        Py_RETURN_FALSE;
+    CConn *c = &f->pool[slot];
+    if (c->n != n || c->gone || !c_expired(c, now))
+        Py_RETURN_FALSE;
+    c->gone = 1;
+    Py_RETURN_TRUE;
+}
+
+/* [(n, key)] of the connections held here and not gone: every one (`now` None, the flush), or those whose
+ * due time has come and whose timer removed them (the periodic scan of Tracker.sweep: `c.due <= now and
+ * self._expired(c, now) is not None`; those are marked gone). */
+static PyObject *Fast_expire_due(Fast *f, PyObject *args) {
+    PyObject *nowo;
+    if (!PyArg_ParseTuple(args, "O", &nowo))
+        return NULL;
+    int all = nowo == Py_None;
+    double now = all ? INFINITY : PyFloat_AsDouble(nowo);
+    if (now == -1.0 && PyErr_Occurred())
+        return NULL;
+    PyObject *out = PyList_New(0);
+    if (out == NULL)
+        return NULL;
+    for (int64_t s = 0; s < f->pool_cap; s++) {
+        CConn *c = &f->pool[s];
+        if (c->key == NULL || c->gone)
+            continue;
+        if (!all) {
+            if (!(c->due <= now) || !c_expired(c, now))
+                continue;
+            c->gone = 1;
+        }
+        PyObject *t = Py_BuildValue("(LO)", (long long)c->n, c->key);
+        if (t == NULL || PyList_Append(out, t) < 0) {
+            Py_XDECREF(t);
+            Py_DECREF(out);
+            return NULL;
+        }
+        Py_DECREF(t);
+    }
+    return out;
 }
 
 static Py_ssize_t Fast_len(Fast *f) { return (Py_ssize_t)f->count; }
@@ -1429,7 +1508,8 @@ static void Fast_dealloc(Fast *f) {
 static PyMethodDef fast_methods[] = {
     {"feed", (PyCFunction)Fast_feed, METH_VARARGS, "feed(tracker, dec, bconn, compact_after, created)"},
     {"take", (PyCFunction)Fast_take, METH_VARARGS, "take(tracker, key, n) -> Conn | None"},
-    {"take_due", (PyCFunction)Fast_take_due, METH_VARARGS, "take_due(tracker, now) -> int"},
+    {"expire", (PyCFunction)Fast_expire, METH_VARARGS, "expire(key, n, now) -> bool"},
+    {"expire_due", (PyCFunction)Fast_expire_due, METH_VARARGS, "expire_due(now | None) -> [(n, key)]"},
     {NULL, NULL, 0, NULL},
 };
 
@@ -1455,6 +1535,8 @@ static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_ctrack", NULL, -1, 
 PyMODINIT_FUNC PyInit__ctrack(void) {
     for (int i = 1; i < S_COUNT; i++)
         INTERN(state_str[i], STATE_NAMES[i]);
+    for (int i = 1; i < END_COUNT; i++)
+        INTERN(end_str[i], END_NAMES[i]);
     INTERN(s_conns, "conns");
     INTERN(s_half, "half");
     INTERN(s_recent, "recent");

@@ -362,7 +362,15 @@ _Prev = tuple[
 ]  # fmt: skip
 
 
-def _by_n(c: Conn) -> int:
+class _Held(NamedTuple):
+    """A connection held natively (_ctrack.c) that is to be written: materialized only just before, so that a
+    sweep's or the flush's worth of them never exists at once as Conn objects next to the C structs."""
+
+    n: int
+    key: int
+
+
+def _by_n(c: Conn | _Held) -> int:
     return c.n
 
 
@@ -1571,21 +1579,35 @@ class Tracker:
         c.due = min(c.attempt_due, c.delete_due, c.reset_due, c.last + c.idle if c.idle else INF, tick)
         return None
 
-    def _native_take(self, key: int, n: int) -> Conn | None:
-        """Connection ``n`` of ``key`` if it is held natively, materialized into conns (None: not there)."""
-        return self._cfast.take(self, key, n) if self._cfast is not None else None
+    def _conn_of(self, c: Conn | _Held) -> Conn:
+        """``c`` itself, or the natively held connection it names, materialized into conns."""
+        if isinstance(c, Conn):
+            return c
+        got = self._cfast.take(self, c.key, c.n) if self._cfast is not None else None
+        assert got is not None, "a natively held connection to be written is gone"
+        return got  # type: ignore[no-any-return]
+
+    def _timers_due(self, now: float, gone: list[Conn | _Held]) -> None:
+        """Pop the one-shot timers due by ``now``; the connections they removed go to ``gone``."""
+        conns = self.conns
+        q = self._tq
+        cf = self._cfast
+        while q and q[0][0] <= now:
+            _due, _s, key, n = heapq.heappop(q)
+            c = conns.get(key)
+            if c is not None:
+                if c.n == n and not c.gone and self._expired(c, now) is not None:
+                    c.gone = True
+                    gone.append(c)
+            elif cf is not None and cf.expire(key, n, now):  # held natively: the same check, in C
+                gone.append(_Held(n, key))
 
     def sweep(self, now: float) -> None:
         """Write the connections whose timers fired by ``now`` (end of a batch), in connection-number order."""
-        gone: list[Conn] = []
+        gone: list[Conn | _Held] = []
         conns = self.conns
-        q = self._tq
-        while q and q[0][0] <= now:
-            _due, _s, key, n = heapq.heappop(q)
-            c = conns.get(key) or self._native_take(key, n)
-            if c is not None and c.n == n and not c.gone and self._expired(c, now) is not None:
-                c.gone = True
-                gone.append(c)
+        cf = self._cfast
+        self._timers_due(now, gone)
         halves: list[tuple[int, int, bytes]] = []
         if self._half_buckets:
             buckets = self._half_buckets
@@ -1618,8 +1640,8 @@ class Tracker:
             # Inactivity (and ExpireTimer) due times move with every packet: a periodic scan finds idle rows.
             tm = self.timers
             self._next_scan = now + max(10.0, min(60.0, (tm.inactivity or 300.0) / 5))
-            if self._cfast is not None:
-                self._cfast.take_due(self, now)  # the natively held ones this scan must see
+            if cf is not None:
+                gone.extend(_Held(n, key) for n, key in cf.expire_due(now))  # the same scan, in C
             for c in list(conns.values()):
                 if not c.gone and c.due <= now and self._expired(c, now) is not None:
                     c.gone = True
@@ -1627,7 +1649,7 @@ class Tracker:
         self._finish_in_order(gone, halves, now)
 
     def _finish_in_order(
-        self, full: list[Conn], halves: list[tuple[int, int, bytes]], now: float | None
+        self, full: list[Conn | _Held], halves: list[tuple[int, int, bytes]], now: float | None
     ) -> None:
         """Write full connections and compact ones in connection-number order, turning each compact one into a
         Conn only just before it is written (a flood's worth of them never exists at once)."""
@@ -1636,7 +1658,7 @@ class Tracker:
         fi = hi = 0
         while fi < len(full) or hi < len(halves):
             if hi == len(halves) or (fi < len(full) and full[fi].n < halves[hi][0]):
-                self._finish(full[fi])
+                self._finish(self._conn_of(full[fi]))
                 fi += 1
                 continue
             _n, key, h = halves[hi]
@@ -1716,9 +1738,9 @@ class Tracker:
 
     def flush(self) -> None:
         """End of capture: every connection still held, in connection-number order."""
+        full: list[Conn | _Held] = list(self.conns.values())
         if self._cfast is not None:
-            self._cfast.take_due(self, INF)
-        full = list(self.conns.values())
+            full.extend(_Held(n, key) for n, key in self._cfast.expire_due(None))
         halves = [(_HALF_HEAD.unpack_from(h)[0], key, h) for key, h in self.half.items()]
         self.half.clear()
         self._half_buckets.clear()
