@@ -50,8 +50,8 @@ static PyObject *state_str[S_COUNT];
 #define HB_D(d) (1u << (4 + (d)))
 #define HB_F(d) (1u << (6 + (d)))
 
-enum { END_NONE, END_ATTEMPT, END_CLOSE, END_INACTIVITY, END_COUNT };
-static const char *END_NAMES[END_COUNT] = {NULL, "attempt", "close", "inactivity"};
+enum { END_NONE, END_ATTEMPT, END_CLOSE, END_INACTIVITY, END_REUSE, END_COUNT };
+static const char *END_NAMES[END_COUNT] = {NULL, "attempt", "close", "inactivity", "reuse"};
 static PyObject *end_str[END_COUNT];
 
 #define MAXT 16 /* transitions held in C; a handler that could pass it hands the connection over first */
@@ -114,7 +114,7 @@ typedef struct {
 } Fast;
 
 /* interned names */
-static PyObject *s_conns, *s_half, *s_recent, *s_timers, *s_count, *s_serial, *s_tq, *s_want, *s_native_one, *s_native_end,
+static PyObject *s_conns, *s_half, *s_recent, *s_timers, *s_count, *s_serial, *s_tq, *s_want, *s_native_one, *s_native_end, *s_fin_pno, *s_finish,
     *s_attempt, *s_close, *s_inactivity, *s_handshake_inactivity, *s_wscale, *s_inactivity_end;
 
 /* ---------------------------------------------------------------------------------------------------------
@@ -1187,6 +1187,9 @@ static PyObject *get_list(PyObject *dec, const char *name, Py_ssize_t n) {
 #define NCOL 10
 static const char *COLS[NCOL] = {"ts", "fidx", "dirbit", "seq", "ack", "flags", "win", "plen", "iplen", "index"};
 
+static int c_expired(CConn *c, double now);
+static int c_is_reuse(const CConn *c, int d, uint32_t seq);
+
 static PyObject *Fast_feed(Fast *f, PyObject *args) {
     PyObject *tracker, *dec, *bconn, *created;
     long long compact_after;
@@ -1262,12 +1265,29 @@ static PyObject *Fast_feed(Fast *f, PyObject *args) {
                 goto done;
             if (r)
                 continue;
-            /* Python takes this packet and the rest of the connection */
+            /* A connect()'s SYN on a reused port ends the row here when Tracker._slow would end it (a timer,
+             * or IsReuse): it is written (Tracker._finish) and the new one may start natively below. */
+            CConn *c = &f->pool[slot];
+            int ends = k.fl == SYN && k.pl == 0 && k.win != 0 &&
+                       ((k.ts >= c->due && c_expired(c, k.ts)) || c_is_reuse(c, db ^ c->odir, k.seq));
+            if (ends && !c->end_why)
+                c->end_why = END_REUSE;
+            /* Python takes this packet and the rest of the connection (or writes it, when it ended) */
             PyObject *conn = materialize(f, tracker, slot);
             if (conn == NULL)
                 goto done;
-            PyList_SetItem(bconn, fi, conn); /* steals */
             cc[fi] = -1;
+            if (ends) {
+                int rc = PyObject_SetAttr(tracker, s_fin_pno, k.pno_obj);
+                PyObject *r2 = rc < 0 ? NULL : PyObject_CallMethodOneArg(tracker, s_finish, conn);
+                Py_DECREF(conn);
+                if (r2 == NULL)
+                    goto done;
+                Py_DECREF(r2);
+                /* bconn[fi] stays None, as Tracker._slow's c = None */
+            } else {
+                PyList_SetItem(bconn, fi, conn); /* steals */
+            }
         }
         if (PyList_GET_ITEM(bconn, fi) != Py_None) {
             /* Python holds the 4-tuple. A connect()'s SYN on a reused port: Python says whether it ends that
@@ -1392,6 +1412,16 @@ static int c_expired(CConn *c, double now) {
     double idle_due = c->idle ? c->last + c->idle : INFINITY;
     c->due = idle_due < due ? idle_due : due;
     return 0;
+}
+
+/* Tracker._is_reuse for a bare SYN (no ACK) from side d of a connection held here (its originator is never
+ * in SYN_ACK_SENT, so the last clause of IsReuse is always true). */
+static int c_is_reuse(const CConn *c, int d, uint32_t seq) {
+    if (c->sd[0].did_close || c->sd[1].did_close)
+        return 1;
+    if (d == 1)
+        return 0; /* the responder's SYN of a simultaneous open: the same connection (see Tracker._is_reuse) */
+    return seq != c->sd[0].start;
 }
 
 /* Fast.expire(key, n, now): a timer entry (due, serial, key, n) popped in Tracker.sweep. True when connection
@@ -1547,6 +1577,8 @@ PyMODINIT_FUNC PyInit__ctrack(void) {
     INTERN(s_want, "want");
     INTERN(s_native_one, "_native_one");
     INTERN(s_native_end, "_native_end");
+    INTERN(s_fin_pno, "fin_pno");
+    INTERN(s_finish, "_finish");
     INTERN(s_attempt, "attempt");
     INTERN(s_close, "close");
     INTERN(s_inactivity, "inactivity");
