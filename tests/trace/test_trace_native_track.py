@@ -23,6 +23,7 @@ from tracecaps import Conv, write_pcap
 from tcpwise.trace import tracker as tracker_mod
 from tcpwise.trace.decode import AddrTable
 from tcpwise.trace.output import conn_json, trace_file
+from tcpwise.trace.tracker import ZeekTimers
 from tcpwise.wire import WindowScaleOption
 
 
@@ -244,3 +245,43 @@ def test_open_count_includes_native(tmp_path, monkeypatch) -> None:
         monkeypatch.setattr(tracker_mod, "_ctrack", ct)
         peaks.append(trace_file(p, lambda c: None, AddrTable(), batch=50).peak_open)
     assert peaks[0] == peaks[1] > 1
+
+
+def _rows(p: str, batch: int, timers: ZeekTimers, ref: bool) -> list[str]:
+    a = AddrTable()
+    out: list[str] = []
+    trace_file(p, lambda c: out.append(conn_json(c, a.name, 1)), a, batch=batch, timers=timers, reference=ref)
+    return out
+
+
+@pytest.mark.parametrize(
+    "timers",
+    [
+        ZeekTimers(attempt=0, close=0, reset=0, inactivity=0, handshake_inactivity=0),
+        ZeekTimers(attempt=0.002, close=0.004, inactivity=0.05, handshake_inactivity=0.003),
+        ZeekTimers(attempt=1.0, close=0.0, inactivity=2.5, handshake_inactivity=0.0),
+    ],
+)
+def test_other_timers(tmp_path, monkeypatch, timers: ZeekTimers) -> None:
+    """Timers off or short enough to fire inside the common life (between a SYN and its SYN+ACK, between the
+    FINs, during the data): every row as the reference writes it, at several batch sizes."""
+    rng = random.Random(5)
+    pkts = []
+    for i in range(300):
+        cv = Conv(cport=33000 + i % 40, isn_c=rng.randrange(1 << 32), isn_s=rng.randrange(1 << 32),
+                  t0=1_700_000_000.0 + i * 0.003, dt=rng.choice([0.0005, 0.001, 0.003]))  # fmt: skip
+        _life(
+            cv,
+            (99, -1, rng.choice([0.001, 0.01, 3.0]), rng.randrange(12), rng.randrange(4), rng.random() < 0.5),
+        )
+        pkts.extend(cv.pkts)
+    pkts.sort(key=lambda p: p[0])
+    p = str(tmp_path / "t.pcap")
+    write_pcap(p, pkts)
+    for batch in (3, 50, 65536):
+        rows = []
+        for ref, ct in ((True, None), (False, CTRACK)):
+            monkeypatch.setattr(tracker_mod, "_ctrack", ct)
+            rows.append(_rows(p, batch, timers, ref))
+        assert rows[0] == rows[1], f"batch {batch}"
+        assert len(rows[0]) >= 300
