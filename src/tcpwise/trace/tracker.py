@@ -42,6 +42,14 @@ whose stream has no holes, touches only counters, ``LastSeq`` and the window inl
 Everything else goes through :meth:`Tracker._slow`, the literal rule-by-rule path; ``Tracker(reference=True)``
 sends every packet there and keeps no compact state, which ``tests/trace/test_trace_fast.py`` uses as the
 reference the fast path must equal byte for byte.
+
+Native path: with the ``_ctrack`` extension built (and ``TCPWISE_NATIVE`` not 0), :meth:`Tracker.feed` runs the batch
+loop in C. It holds a connection in a C struct from the bare SYN that :meth:`Tracker._slow` would give to ``_new`` +
+``_open`` for as long as each of its packets is one that ``_synack``, ``_hs_ack``, the inline hot path, ``_fin1`` or
+``_ack_fin`` takes (same preconditions, same effects, the same timer entries on ``_tq``), and judges its timers as
+:meth:`Tracker._expired` does. At any other packet it materializes the connection (the Conn these rules would
+hold) into ``conns`` and hands that packet and the rest to the Python path (``_native_one``); rows are written by
+:meth:`Tracker._finish` only. ``tests/trace/test_trace_native_track.py`` holds it equal to the reference.
 """
 
 from __future__ import annotations
