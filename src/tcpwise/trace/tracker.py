@@ -42,6 +42,14 @@ whose stream has no holes, touches only counters, ``LastSeq`` and the window inl
 Everything else goes through :meth:`Tracker._slow`, the literal rule-by-rule path; ``Tracker(reference=True)``
 sends every packet there and keeps no compact state, which ``tests/trace/test_trace_fast.py`` uses as the
 reference the fast path must equal byte for byte.
+
+Native path: with the ``_ctrack`` extension built (and ``TCPWISE_NATIVE`` not 0), :meth:`Tracker.feed` runs the batch
+loop in C. It holds a connection in a C struct from the bare SYN that :meth:`Tracker._slow` would give to ``_new`` +
+``_open`` for as long as each of its packets is one that ``_synack``, ``_hs_ack``, the inline hot path, ``_fin1`` or
+``_ack_fin`` takes (same preconditions, same effects, the same timer entries on ``_tq``), and judges its timers as
+:meth:`Tracker._expired` does. At any other packet it materializes the connection (the Conn these rules would
+hold) into ``conns`` and hands that packet and the rest to the Python path (``_native_one``); rows are written by
+:meth:`Tracker._finish` only. ``tests/trace/test_trace_native_track.py`` holds it equal to the reference.
 """
 
 from __future__ import annotations
@@ -50,9 +58,16 @@ import heapq
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from tcpwise.trace.decode import AddrTable, Decoded
+from tcpwise.trace.native import load
+
+# The native fast path (_ctrack.c): connections in their common life held in C structs, handed over to the
+# rules below (materialized as Conn objects) at the first packet none of the straight-line handlers takes.
+_ctrack = load("_ctrack")
+if TYPE_CHECKING:
+    from tcpwise.trace._ctrack import Fast
 
 __all__ = [
     "Side",
@@ -355,7 +370,15 @@ _Prev = tuple[
 ]  # fmt: skip
 
 
-def _by_n(c: Conn) -> int:
+class _Held(NamedTuple):
+    """A connection held natively (_ctrack.c) that is to be written: materialized only just before, so that a
+    sweep's or the flush's worth of them never exists at once as Conn objects next to the C structs."""
+
+    n: int
+    key: int
+
+
+def _by_n(c: Conn | _Held) -> int:
     return c.n
 
 
@@ -406,9 +429,18 @@ class Tracker:
         self.wanted_done = False  # the wanted connection is finished: a caller may stop reading
         self.fin_pno = 0  # the packet whose arrival ended a connection (ordering for --jobs merges)
         self.recent: dict[int, _Prev] = {}  # key -> how its last row ended (see _continues)
+        # Connections held natively (_ctrack.c): they count as open ones everywhere (peak, COMPACT_AFTER)
+        # and are materialized into self.conns when a packet, a timer, a scan or the flush needs them.
+        self._cfast: Fast | None = (
+            _ctrack.Fast(heapq.heappush, Conn) if _ctrack is not None and not reference else None
+        )
+        self._bat: tuple[list[Conn | None], list[int], Decoded] | None = None  # the batch the C loop walks
+
+    def _native_count(self) -> int:
+        return len(self._cfast) if self._cfast is not None else 0
 
     def open_count(self) -> int:
-        return len(self.conns) + len(self.half)
+        return len(self.conns) + len(self.half) + self._native_count()
 
     # -- the per-packet loop ----------------------------------------------------------------------------------
     def feed(self, dec: Decoded) -> None:
@@ -422,14 +454,52 @@ class Tracker:
         if self.reference:
             for ts, fi, db, seq, ack, fl, win, pl, ipl, pno in rows:
                 slow(bconn, fi, keys[fi], ts, db, seq, ack, fl, win, pl, ipl, pno)
+        elif self._cfast is not None:
+            # The C loop takes the packets of the connections it holds; every other packet it hands to
+            # _native_one, that is to the same _feed_fast, one packet at a time and in capture order.
+            self._bat = (bconn, keys, dec)
+            created = self._created if type(self)._created is not Tracker._created else None
+            try:
+                self._cfast.feed(self, dec, bconn, COMPACT_AFTER, created)
+            finally:
+                self._bat = None
         else:
             self._feed_fast(bconn, keys, rows)
         if dec.last_ts is not None and dec.last_ts > self.now:
             self.now = dec.last_ts
-        n = len(conns) + len(self.half)
+        n = len(conns) + len(self.half) + self._native_count()
         if n > self.peak:
             self.peak = n
         self.sweep(self.now)
+
+    def _native_one(self, i: int) -> None:
+        """Packet ``i`` of the batch the C loop walks, by the Python fast path (called from _ctrack.c)."""
+        assert self._bat is not None
+        bconn, keys, d = self._bat
+        row = (d.ts[i], d.fidx[i], d.dirbit[i], d.seq[i], d.ack[i], d.flags[i], d.win[i], d.plen[i], d.iplen[i],
+               d.index[i])  # fmt: skip
+        self._feed_fast(bconn, keys, (row,))
+
+    def _native_end(self, i: int) -> bool:
+        """Packet ``i`` (a bare SYN) of a connection Python holds: the first step of :meth:`_slow` only — does a
+        timer or this reusing SYN end that row? True: it was written, and the C loop may start the new one."""
+        assert self._bat is not None
+        bconn, _keys, d = self._bat
+        fi = d.fidx[i]
+        c = bconn[fi]
+        assert c is not None
+        ts, pno = d.ts[i], d.index[i]
+        if ts >= c.due and self._expired(c, ts) is not None:
+            self.fin_pno = pno
+            self._finish(c)
+        elif self._is_reuse(c, d.dirbit[i] ^ c.odir, d.seq[i], d.flags[i]):
+            self.fin_pno = pno
+            c.end = "reuse"
+            self._finish(c)
+        else:
+            return False  # the row lives on (_expired found nothing due: calling it again changes nothing)
+        bconn[fi] = None
+        return True
 
     # The per-packet loop, inlined on purpose (C901 waived here only): every helper call it saves is measured in
     # bench/bench_trace.py, and tests/trace hold it equal to the reference tracker packet by packet.
@@ -562,7 +632,7 @@ class Tracker:
         if c is None:
             if (
                 not self.reference
-                and len(self.conns) >= COMPACT_AFTER
+                and len(self.conns) + self._native_count() >= COMPACT_AFTER
                 and (fl & BADSUM or (fl & (FASTMASK | 0xFF00) == SYN and not pl) or key not in self.recent)
             ):
                 # None: held compact; else a full Conn that has already taken this packet
@@ -1517,17 +1587,35 @@ class Tracker:
         c.due = min(c.attempt_due, c.delete_due, c.reset_due, c.last + c.idle if c.idle else INF, tick)
         return None
 
-    def sweep(self, now: float) -> None:
-        """Write the connections whose timers fired by ``now`` (end of a batch), in connection-number order."""
-        gone: list[Conn] = []
+    def _conn_of(self, c: Conn | _Held) -> Conn:
+        """``c`` itself, or the natively held connection it names, materialized into conns."""
+        if isinstance(c, Conn):
+            return c
+        got = self._cfast.take(self, c.key, c.n) if self._cfast is not None else None
+        assert got is not None, "a natively held connection to be written is gone"
+        return got  # type: ignore[no-any-return]
+
+    def _timers_due(self, now: float, gone: list[Conn | _Held]) -> None:
+        """Pop the one-shot timers due by ``now``; the connections they removed go to ``gone``."""
         conns = self.conns
         q = self._tq
+        cf = self._cfast
         while q and q[0][0] <= now:
             _due, _s, key, n = heapq.heappop(q)
             c = conns.get(key)
-            if c is not None and c.n == n and not c.gone and self._expired(c, now) is not None:
-                c.gone = True
-                gone.append(c)
+            if c is not None:
+                if c.n == n and not c.gone and self._expired(c, now) is not None:
+                    c.gone = True
+                    gone.append(c)
+            elif cf is not None and cf.expire(key, n, now):  # held natively: the same check, in C
+                gone.append(_Held(n, key))
+
+    def sweep(self, now: float) -> None:
+        """Write the connections whose timers fired by ``now`` (end of a batch), in connection-number order."""
+        gone: list[Conn | _Held] = []
+        conns = self.conns
+        cf = self._cfast
+        self._timers_due(now, gone)
         halves: list[tuple[int, int, bytes]] = []
         if self._half_buckets:
             buckets = self._half_buckets
@@ -1560,6 +1648,8 @@ class Tracker:
             # Inactivity (and ExpireTimer) due times move with every packet: a periodic scan finds idle rows.
             tm = self.timers
             self._next_scan = now + max(10.0, min(60.0, (tm.inactivity or 300.0) / 5))
+            if cf is not None:
+                gone.extend(_Held(n, key) for n, key in cf.expire_due(now))  # the same scan, in C
             for c in list(conns.values()):
                 if not c.gone and c.due <= now and self._expired(c, now) is not None:
                     c.gone = True
@@ -1567,7 +1657,7 @@ class Tracker:
         self._finish_in_order(gone, halves, now)
 
     def _finish_in_order(
-        self, full: list[Conn], halves: list[tuple[int, int, bytes]], now: float | None
+        self, full: list[Conn | _Held], halves: list[tuple[int, int, bytes]], now: float | None
     ) -> None:
         """Write full connections and compact ones in connection-number order, turning each compact one into a
         Conn only just before it is written (a flood's worth of them never exists at once)."""
@@ -1576,7 +1666,7 @@ class Tracker:
         fi = hi = 0
         while fi < len(full) or hi < len(halves):
             if hi == len(halves) or (fi < len(full) and full[fi].n < halves[hi][0]):
-                self._finish(full[fi])
+                self._finish(self._conn_of(full[fi]))
                 fi += 1
                 continue
             _n, key, h = halves[hi]
@@ -1656,7 +1746,9 @@ class Tracker:
 
     def flush(self) -> None:
         """End of capture: every connection still held, in connection-number order."""
-        full = list(self.conns.values())
+        full: list[Conn | _Held] = list(self.conns.values())
+        if self._cfast is not None:
+            full.extend(_Held(n, key) for n, key in self._cfast.expire_due(None))
         halves = [(_HALF_HEAD.unpack_from(h)[0], key, h) for key, h in self.half.items()]
         self.half.clear()
         self._half_buckets.clear()
