@@ -12,7 +12,7 @@ import pytest
 from tcpwise.trace import native
 
 # The functions each extension must provide (the Python callers use these names).
-EXPECTED = {"_cdecode": ("walk_pcap", "segment_sums"), "_rowjson": ("conn_json",)}
+EXPECTED = {"_cdecode": ("walk_pcap", "segment_sums"), "_ctrack": ("Fast",), "_rowjson": ("conn_json",)}
 
 
 def test_every_module_setup_py_builds_is_checked() -> None:
@@ -27,6 +27,8 @@ def test_every_module_setup_py_builds_is_checked() -> None:
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_native_module_built_where_a_compiler_exists(name: str) -> None:
     mod = native.load(name)
-    assert mod is not None, f"tcpwise.trace.{name} did not build (reinstall: pip install -e . and read its output)"
+    assert mod is not None, (
+        f"tcpwise.trace.{name} did not build (reinstall: pip install -e . and read its output)"
+    )
     for fn in EXPECTED[name]:
         assert callable(getattr(mod, fn, None)), f"{name}.{fn} is missing"

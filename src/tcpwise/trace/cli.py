@@ -76,8 +76,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         type=int,
         default=None,
         metavar="N",
-        help="worker processes for --format json/zeek on a file (default: 2 for captures over 8 MB on a "
-        "multi-core machine, else 1); the output is the same for every N",
+        help="worker processes for --format json/zeek on a file (default: 1 with trace's native code, else "
+        "2 for captures over 8 MB on a multi-core machine); the output is the same for every N",
     )
     p.add_argument(
         "--wide",
@@ -277,7 +277,11 @@ def _jobs(args: argparse.Namespace, fmt: str, stream: bool) -> int:
         return 1  # the table and parquet stream in one process; a pipe can be read only once
     if args.jobs is not None:
         return int(args.jobs)
-    if (os.cpu_count() or 1) < 2:
+    from tcpwise.trace import native
+
+    if (os.cpu_count() or 1) < 2 or native.load("_ctrack") is not None:
+        # With the native tracker one process is faster than the split: what is left per connection (building
+        # its row, merging the workers' streams) costs more across processes than it saves.
         return 1
     try:
         big = os.path.getsize(args.file) > PARALLEL_MIN_BYTES

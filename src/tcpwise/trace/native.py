@@ -14,7 +14,7 @@ from types import ModuleType
 
 __all__ = ["MODULES", "cdecode", "enabled", "load"]
 
-MODULES = ("_cdecode", "_rowjson")  # what setup.py builds
+MODULES = ("_cdecode", "_ctrack", "_rowjson")  # what setup.py builds
 
 
 def enabled() -> bool:
