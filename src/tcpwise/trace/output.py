@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import gc
 import json
-import os
 import signal
 import threading
 from collections.abc import Callable, Iterator
@@ -24,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, TextIO
 
 from tcpwise.term import fmt_seconds
+from tcpwise.trace import native
 from tcpwise.trace.decode import AddrTable, DecodeStats, decode_batch
 from tcpwise.trace.reader import Capture, CaptureError, StopFlag, open_capture
 from tcpwise.trace.tracker import Conn, Side, Tracker, ZeekTimers
@@ -459,16 +459,13 @@ class _ConnJson(Protocol):
 def _pick_conn_json() -> _ConnJson:
     """The native row writer (``_rowjson.c``: the same bytes in ~2-4 µs instead of ~20 per connection) unless
     it was not built or ``TCPWISE_NATIVE=0`` asks for the Python reference."""
-    if os.environ.get("TCPWISE_NATIVE") == "0":
-        return _conn_json_py
-    try:
-        from tcpwise.trace import _rowjson
-    except ImportError:  # built without a C compiler: setup.py declares the extension optional
+    rowjson = native.load("_rowjson")
+    if rowjson is None:  # not built (no C compiler: setup.py declares it optional), or TCPWISE_NATIVE=0
         return _conn_json_py
     # It reads these two classes' slots directly and hands anything else (other types, values it does not
     # model) to the reference.
-    _rowjson.configure(Conn, Side, _conn_json_py)
-    return _rowjson.conn_json
+    rowjson.configure(Conn, Side, _conn_json_py)
+    return rowjson.conn_json  # type: ignore[no-any-return]
 
 
 conn_json = _pick_conn_json()
