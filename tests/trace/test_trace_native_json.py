@@ -236,7 +236,7 @@ def conns(draw: st.DrawFn) -> Conn:
 
 
 @native
-@settings(max_examples=250, deadline=None)
+@settings(max_examples=120, deadline=None)
 @given(c=conns(), salt=st.integers(-(1 << 70), 1 << 70))
 def test_any_connection(c: Conn, salt: int) -> None:
     for name in (lambda i: f"10.{i}", _wide_name):

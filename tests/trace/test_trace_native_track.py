@@ -177,7 +177,7 @@ def _life(cv: Conv, spec: tuple[int, int, float, int, int, bool]) -> None:
             cv.nxt[d] = (seq + n + ("S" in fl) + ("F" in fl)) & 0xFFFFFFFF
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(lives=st.lists(life, min_size=1, max_size=6), ports=st.integers(1, 3), seed=st.integers(0, 99))
 def test_common_life_left_anywhere(tmp_path, lives, ports: int, seed: int) -> None:
     """Rows one after another on 1-3 ports (reused ports: reusing SYNs, recent rows), interleaved."""
