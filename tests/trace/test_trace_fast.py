@@ -76,25 +76,7 @@ def test_syn_flood_with_retries_and_reuse(tmp_path, monkeypatch, compact_after: 
     them, bad-checksum SYNs, and the end of the capture with thousands still compact (compacting from the first
     open connection, from the 1000th, or only in a real flood)."""
     monkeypatch.setattr(tracker_mod, "COMPACT_AFTER", compact_after)
-    rng = random.Random(4)
-    pkts = []
-    for i in range(3000):
-        cv = Conv(cport=20000 + i % 1700, isn_c=rng.randrange(1 << 32), t0=1_700_000_000.0 + i * 0.004)
-        k = i % 9
-        cv.c("S", csum="bad" if k == 4 else "good")
-        if k in (1, 2):
-            cv.c("S", seq=cv.nxt[0] - 1, gap=1.0 if k == 1 else 6.0)
-        if k == 3:
-            cv.s("SA").c("A")
-        if k == 5:
-            cv.s("RA", seq=0)
-        if k == 6:
-            cv.nxt[0] = rng.randrange(1 << 32)
-            cv.c("S", gap=0.5)
-        pkts.extend(cv.pkts)
-    pkts.sort(key=lambda p: p[0])
-    p = str(tmp_path / "flood.pcap")
-    write_pcap(p, pkts)
+    p = flood_mix(tmp_path)
     assert same(p, (13, 500, 65536)) >= 3000
     assert same(p, (64,), checksums="ignore") >= 3000
 
@@ -130,21 +112,7 @@ def test_random_conversations(tmp_path, steps, pairs: int, seed: int, compact: b
 
 
 def _random_conversations(tmp_path, steps, pairs: int, seed: int) -> None:
-    rng = random.Random(seed)
-    pkts = []
-    for j in range(pairs):
-        cv = Conv(cport=30000 + j, isn_c=rng.randrange(1 << 32), isn_s=rng.randrange(1 << 32),
-                  t0=1_700_000_000.0 + j * 0.0003)  # fmt: skip
-        for d, fl, n, so, ao, win, gap, csum, lost in steps:
-            seq = (cv.nxt[d] + so) & 0xFFFFFFFF
-            ack = (cv.nxt[1 - d] + ao) & 0xFFFFFFFF
-            cv._pkt(d, fl, b"x" * n, seq=seq, ack=ack, win=win, gap=gap, csum=csum, keep=not lost)
-            if so == 0:
-                cv.nxt[d] = (seq + n + ("S" in fl) + ("F" in fl)) & 0xFFFFFFFF
-        pkts.extend(cv.pkts)
-    pkts.sort(key=lambda p: p[0])
-    p = str(tmp_path / "r.pcap")
-    write_pcap(p, pkts)
+    p = random_conversations_pcap(tmp_path, steps, pairs, seed)
     same(p, (1, 2, 65536))
 
 
@@ -164,3 +132,48 @@ def test_a_planted_fast_path_bug_turns_red(tmp_path, monkeypatch) -> None:
     p = cv.write(str(tmp_path / "t.pcap"))
     with pytest.raises(AssertionError):
         same(p)
+
+
+def flood_mix(tmp_path, answered: tuple[int, ...] = (3,)) -> str:
+    """3,000 SYN-led attempts on 1,700 reused ports: retries inside and after the attempt delay, new ISNs, bad
+    checksums, refusals, and (every ninth, at the offsets in ``answered``) handshakes that promote them."""
+    rng = random.Random(4)
+    pkts = []
+    for i in range(3000):
+        cv = Conv(cport=20000 + i % 1700, isn_c=rng.randrange(1 << 32), t0=1_700_000_000.0 + i * 0.004)
+        k = i % 9
+        cv.c("S", csum="bad" if k == 4 else "good")
+        if k in (1, 2):
+            cv.c("S", seq=cv.nxt[0] - 1, gap=1.0 if k == 1 else 6.0)
+        if k in answered:
+            cv.s("SA").c("A")
+        if k == 5:
+            cv.s("RA", seq=0)
+        if k == 6:
+            cv.nxt[0] = rng.randrange(1 << 32)
+            cv.c("S", gap=0.5)
+        pkts.extend(cv.pkts)
+    pkts.sort(key=lambda p: p[0])
+    p = str(tmp_path / "flood.pcap")
+    write_pcap(p, pkts)
+    return p
+
+
+def random_conversations_pcap(tmp_path, steps, pairs: int, seed: int) -> str:
+    """``pairs`` conversations on neighbouring ports, each made of Hypothesis's ``steps`` (see :data:`step`)."""
+    rng = random.Random(seed)
+    pkts = []
+    for j in range(pairs):
+        cv = Conv(cport=30000 + j, isn_c=rng.randrange(1 << 32), isn_s=rng.randrange(1 << 32),
+                  t0=1_700_000_000.0 + j * 0.0003)  # fmt: skip
+        for d, fl, n, so, ao, win, gap, csum, lost in steps:
+            seq = (cv.nxt[d] + so) & 0xFFFFFFFF
+            ack = (cv.nxt[1 - d] + ao) & 0xFFFFFFFF
+            cv._pkt(d, fl, b"x" * n, seq=seq, ack=ack, win=win, gap=gap, csum=csum, keep=not lost)
+            if so == 0:
+                cv.nxt[d] = (seq + n + ("S" in fl) + ("F" in fl)) & 0xFFFFFFFF
+        pkts.extend(cv.pkts)
+    pkts.sort(key=lambda p: p[0])
+    p = str(tmp_path / "r.pcap")
+    write_pcap(p, pkts)
+    return p

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_trace_fast import step
+from test_trace_fast import random_conversations_pcap, step
 from test_trace_fuzz import SEEDS, mutate, mutation
 from test_trace_jobs import _mixed
 from tracecaps import Conv, write_pcap
@@ -139,21 +139,7 @@ def test_syn_flood_and_rejects(tmp_path: Path) -> None:
 @given(steps=st.lists(step, min_size=1, max_size=30), pairs=st.integers(1, 3), seed=st.integers(0, 9))
 def test_random_conversations(tmp_path: Path, steps, pairs: int, seed: int) -> None:  # type: ignore[no-untyped-def]
     """test_trace_fast's random conversations: any mix of segments, losses, bad checksums and timer gaps."""
-    rng = random.Random(seed)
-    pkts = []
-    for j in range(pairs):
-        cv = Conv(cport=30000 + j, isn_c=rng.randrange(1 << 32), isn_s=rng.randrange(1 << 32),
-                  t0=1_700_000_000.0 + j * 0.0003)  # fmt: skip
-        for d, fl, n, so, ao, win, gap, csum, lost in steps:
-            seq = (cv.nxt[d] + so) & 0xFFFFFFFF
-            ack = (cv.nxt[1 - d] + ao) & 0xFFFFFFFF
-            cv._pkt(d, fl, b"x" * n, seq=seq, ack=ack, win=win, gap=gap, csum=csum, keep=not lost)
-            if so == 0:
-                cv.nxt[d] = (seq + n + ("S" in fl) + ("F" in fl)) & 0xFFFFFFFF
-        pkts.extend(cv.pkts)
-    pkts.sort(key=lambda p: p[0])
-    p = str(tmp_path / "r.pcap")
-    write_pcap(p, pkts)
+    p = random_conversations_pcap(tmp_path, steps, pairs, seed)
     same_rows(p, batch=2)
 
 

@@ -16,7 +16,7 @@ from types import ModuleType
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_trace_fast import REAL, _random_conversations, same, step
+from test_trace_fast import REAL, _random_conversations, flood_mix, same, step
 from test_trace_jobs import _conv, _mixed
 from tracecaps import Conv, write_pcap
 
@@ -83,25 +83,7 @@ def test_each_corner_case_alone(mode: str, tmp_path) -> None:
 def test_syn_flood_with_retries_and_reuse(mode: str, tmp_path, monkeypatch, compact_after: int) -> None:
     """As test_trace_fast's flood; at 2500 the natively held connections must count towards COMPACT_AFTER."""
     monkeypatch.setattr(tracker_mod, "COMPACT_AFTER", compact_after)
-    rng = random.Random(4)
-    pkts = []
-    for i in range(3000):
-        cv = Conv(cport=20000 + i % 1700, isn_c=rng.randrange(1 << 32), t0=1_700_000_000.0 + i * 0.004)
-        k = i % 9
-        cv.c("S", csum="bad" if k == 4 else "good")
-        if k in (1, 2):
-            cv.c("S", seq=cv.nxt[0] - 1, gap=1.0 if k == 1 else 6.0)
-        if k in (3, 7):
-            cv.s("SA").c("A")
-        if k == 5:
-            cv.s("RA", seq=0)
-        if k == 6:
-            cv.nxt[0] = rng.randrange(1 << 32)
-            cv.c("S", gap=0.5)
-        pkts.extend(cv.pkts)
-    pkts.sort(key=lambda p: p[0])
-    p = str(tmp_path / "flood.pcap")
-    write_pcap(p, pkts)
+    p = flood_mix(tmp_path, answered=(3, 7))
     assert same(p, (13, 500, 65536)) >= 3000
     assert same(p, (64,), checksums="ignore") >= 3000
 
